@@ -1,0 +1,281 @@
+//! What an agent tries to do ([`Action`]) and what Ward answers ([`Decision`]).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The kinds of action Ward decides on. `device.*` kinds carry the device class after the dot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActionKind {
+    FileRead,
+    FileWrite,
+    FileDelete,
+    Exec,
+    NetConnect,
+    NetUpload,
+    /// `device.<class>`, e.g. `device.camera`, `device.microphone`, `device.usb`.
+    Device(String),
+    ClipboardRead,
+    ScreenCapture,
+}
+
+impl ActionKind {
+    /// Every fixed kind, for help texts and validation messages (`device.*` stands for the family).
+    pub const NAMES: &'static [&'static str] = &[
+        "file.read",
+        "file.write",
+        "file.delete",
+        "exec",
+        "net.connect",
+        "net.upload",
+        "device.*",
+        "clipboard.read",
+        "screen.capture",
+    ];
+
+    pub fn as_str(&self) -> String {
+        match self {
+            ActionKind::FileRead => "file.read".into(),
+            ActionKind::FileWrite => "file.write".into(),
+            ActionKind::FileDelete => "file.delete".into(),
+            ActionKind::Exec => "exec".into(),
+            ActionKind::NetConnect => "net.connect".into(),
+            ActionKind::NetUpload => "net.upload".into(),
+            ActionKind::Device(class) => format!("device.{class}"),
+            ActionKind::ClipboardRead => "clipboard.read".into(),
+            ActionKind::ScreenCapture => "screen.capture".into(),
+        }
+    }
+
+    pub fn is_file(&self) -> bool {
+        matches!(
+            self,
+            ActionKind::FileRead | ActionKind::FileWrite | ActionKind::FileDelete
+        )
+    }
+
+    pub fn is_net(&self) -> bool {
+        matches!(self, ActionKind::NetConnect | ActionKind::NetUpload)
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+/// The error for a kind name Ward does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown action kind `{0}` (known: {known})", known = ActionKind::NAMES.join(", "))]
+pub struct UnknownKind(pub String);
+
+impl FromStr for ActionKind {
+    type Err = UnknownKind;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "file.read" => ActionKind::FileRead,
+            "file.write" => ActionKind::FileWrite,
+            "file.delete" => ActionKind::FileDelete,
+            "exec" => ActionKind::Exec,
+            "net.connect" => ActionKind::NetConnect,
+            "net.upload" => ActionKind::NetUpload,
+            "clipboard.read" => ActionKind::ClipboardRead,
+            "screen.capture" => ActionKind::ScreenCapture,
+            _ => match s.strip_prefix("device.") {
+                Some(class)
+                    if !class.is_empty()
+                        && class
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+                {
+                    ActionKind::Device(class.to_string())
+                }
+                _ => return Err(UnknownKind(s.to_string())),
+            },
+        })
+    }
+}
+
+/// A pattern over action kinds as written in rules: an exact kind, `device.*`, or `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KindPattern {
+    Exact(ActionKind),
+    AnyDevice,
+    Any,
+}
+
+impl KindPattern {
+    pub fn parse(s: &str) -> Result<Self, UnknownKind> {
+        match s {
+            "*" => Ok(KindPattern::Any),
+            "device.*" => Ok(KindPattern::AnyDevice),
+            _ => s.parse().map(KindPattern::Exact),
+        }
+    }
+
+    pub fn matches(&self, kind: &ActionKind) -> bool {
+        match self {
+            KindPattern::Any => true,
+            KindPattern::AnyDevice => matches!(kind, ActionKind::Device(_)),
+            KindPattern::Exact(k) => k == kind,
+        }
+    }
+}
+
+impl Serialize for ActionKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ActionKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One thing an agent attempts. Serialized as the Rego input document, so the seed's policy
+/// reads `input.dest` and `input.size` for an upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    pub kind: ActionKind,
+    /// The path, command line, device or URL acted on. For network actions, the URL or host.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub resource: String,
+    /// Destination host for network actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest: Option<String>,
+    /// Destination port for network actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// URL scheme for network actions (`https` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// Bytes involved (upload body, file size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Which agent acts, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+}
+
+impl Action {
+    pub fn new(kind: ActionKind, resource: impl Into<String>) -> Self {
+        Action {
+            kind,
+            resource: resource.into(),
+            dest: None,
+            port: None,
+            scheme: None,
+            size: None,
+            agent: None,
+        }
+    }
+
+    /// An upload of `size` bytes to `dest` (https, port 443).
+    pub fn upload(dest: &str, size: u64) -> Self {
+        Action {
+            dest: Some(dest.to_string()),
+            size: Some(size),
+            ..Action::new(ActionKind::NetUpload, format!("https://{dest}/"))
+        }
+    }
+}
+
+/// Allow, ask the user, or deny. Ordered so that `max` is the stricter: deny > ask > allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    Allow,
+    Ask,
+    Deny,
+}
+
+impl Effect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Allow => "allow",
+            Effect::Ask => "ask",
+            Effect::Deny => "deny",
+        }
+    }
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Effect {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "allow" => Ok(Effect::Allow),
+            "ask" => Ok(Effect::Ask),
+            "deny" => Ok(Effect::Deny),
+            other => Err(format!(
+                "unknown effect `{other}` (expected allow, ask or deny)"
+            )),
+        }
+    }
+}
+
+/// The answer to an [`Action`], always with what decided it and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub effect: Effect,
+    /// Which rule or policy decided, e.g. `manifest:ward.toml:12:1`, `policy:data.x.allow`,
+    /// `builtin:mandatory-deny`, `default`.
+    pub by: String,
+    /// A sentence a person can read.
+    pub reason: String,
+}
+
+impl Decision {
+    pub fn new(effect: Effect, by: impl Into<String>, reason: impl Into<String>) -> Self {
+        Decision {
+            effect,
+            by: by.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip() {
+        for name in ActionKind::NAMES.iter().filter(|n| !n.ends_with('*')) {
+            let kind: ActionKind = name.parse().unwrap();
+            assert_eq!(&kind.as_str(), name);
+        }
+        assert_eq!(
+            "device.camera".parse::<ActionKind>().unwrap(),
+            ActionKind::Device("camera".into())
+        );
+        assert!("device.".parse::<ActionKind>().is_err());
+        assert!("device.Cam era".parse::<ActionKind>().is_err());
+        assert!("file.execute".parse::<ActionKind>().is_err());
+    }
+
+    #[test]
+    fn effect_order_is_deny_over_ask_over_allow() {
+        assert_eq!(Effect::Allow.max(Effect::Ask), Effect::Ask);
+        assert_eq!(Effect::Ask.max(Effect::Deny), Effect::Deny);
+        assert_eq!(Effect::Deny.max(Effect::Allow), Effect::Deny);
+    }
+
+    #[test]
+    fn upload_action_serializes_like_the_seed_input() {
+        let v = serde_json::to_value(Action::upload("uploads.acme.com", 5)).unwrap();
+        assert_eq!(v["kind"], "net.upload");
+        assert_eq!(v["dest"], "uploads.acme.com");
+        assert_eq!(v["size"], 5);
+    }
+}

@@ -1,0 +1,320 @@
+//! Network destinations as written in manifests: `scheme://host[:port]`, with `*.` wildcards.
+//!
+//! This is the manifest's notation, not the proxy's canonicalizer: it refuses anything that is
+//! not plainly a scheme, a host and a port, so that what a person reads is what is allowed.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Why a destination string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DestinationError {
+    #[error("missing scheme: write `https://{0}` (or `http://`)")]
+    MissingScheme(String),
+    #[error("unsupported scheme `{0}` (expected http or https)")]
+    Scheme(String),
+    #[error("a destination is scheme://host[:port]; remove the path, query or fragment `{0}`")]
+    Path(String),
+    #[error("credentials do not belong in a destination (`{0}@`)")]
+    UserInfo(String),
+    #[error("empty host")]
+    EmptyHost,
+    #[error("bad port `{0}` (expected 1-65535)")]
+    Port(String),
+    #[error("`{0}` is not a valid host name: {1}")]
+    Host(String, &'static str),
+    #[error("a wildcard is only allowed as a whole leading label (`*.example.com`), not in `{0}`")]
+    Wildcard(String),
+}
+
+/// The host part of a destination.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostPattern {
+    /// A lower-cased DNS name.
+    Name(String),
+    /// `*.suffix`: any name with at least one more label in front of `suffix` (not `suffix` itself).
+    Wildcard(String),
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+}
+
+impl HostPattern {
+    /// Does this pattern match the (already lower-cased) host name `host`?
+    pub fn matches(&self, host: &str) -> bool {
+        let host = host.strip_suffix('.').unwrap_or(host);
+        match self {
+            HostPattern::Name(n) => n.eq_ignore_ascii_case(host),
+            HostPattern::Wildcard(suffix) => {
+                host.len() > suffix.len() + 1
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+            }
+            HostPattern::V4(ip) => host.parse::<Ipv4Addr>().is_ok_and(|h| h == *ip),
+            HostPattern::V6(ip) => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<Ipv6Addr>()
+                .is_ok_and(|h| h == *ip),
+        }
+    }
+
+    /// Is every host this pattern matches also matched by `other`?
+    pub fn within(&self, other: &HostPattern) -> bool {
+        match (self, other) {
+            (HostPattern::Wildcard(a), HostPattern::Wildcard(b)) => {
+                a == b || HostPattern::Wildcard(b.clone()).matches(a)
+            }
+            (HostPattern::Wildcard(_), _) => false,
+            (HostPattern::Name(n), o) => o.matches(n),
+            (a, b) => a == b,
+        }
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Name(n) => f.write_str(n),
+            HostPattern::Wildcard(s) => write!(f, "*.{s}"),
+            HostPattern::V4(ip) => write!(f, "{ip}"),
+            HostPattern::V6(ip) => write!(f, "[{ip}]"),
+        }
+    }
+}
+
+/// A parsed `scheme://host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Destination {
+    pub scheme: String,
+    pub host: HostPattern,
+    pub port: u16,
+}
+
+impl Destination {
+    pub fn parse(s: &str) -> Result<Self, DestinationError> {
+        let Some((scheme, rest)) = s.split_once("://") else {
+            return Err(DestinationError::MissingScheme(s.to_string()));
+        };
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "https" => 443,
+            "http" => 80,
+            _ => return Err(DestinationError::Scheme(scheme)),
+        };
+        // A single trailing slash is what people paste from a browser; anything more is a path.
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if let Some(i) = rest.find(['/', '?', '#']) {
+            return Err(DestinationError::Path(rest[i..].to_string()));
+        }
+        if let Some((user, _)) = rest.rsplit_once('@') {
+            return Err(DestinationError::UserInfo(user.to_string()));
+        }
+        let (host, port) = split_host_port(rest)?;
+        let port = match port {
+            None => default_port,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => return Err(DestinationError::Port(p.to_string())),
+            },
+        };
+        Ok(Destination {
+            scheme,
+            host: parse_host(host)?,
+            port,
+        })
+    }
+
+    /// Does this destination allow a connection to `host:port` over `scheme`?
+    pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        self.scheme.eq_ignore_ascii_case(scheme) && self.port == port && self.host.matches(host)
+    }
+
+    /// The narrower of two destinations when one lies within the other.
+    pub fn intersect(&self, other: &Destination) -> Option<Destination> {
+        if self.scheme != other.scheme || self.port != other.port {
+            return None;
+        }
+        if self.host.within(&other.host) {
+            Some(self.clone())
+        } else if other.host.within(&self.host) {
+            Some(other.clone())
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+fn split_host_port(s: &str) -> Result<(&str, Option<&str>), DestinationError> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let Some(end) = rest.find(']') else {
+            return Err(DestinationError::Host(s.to_string(), "unclosed `[`"));
+        };
+        let host = &s[..end + 2];
+        let after = &rest[end + 1..];
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((host, Some(p))),
+            None if after.is_empty() => Ok((host, None)),
+            None => Err(DestinationError::Host(s.to_string(), "junk after `]`")),
+        };
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) => Ok((h, Some(p))),
+        None => Ok((s, None)),
+    }
+}
+
+fn parse_host(h: &str) -> Result<HostPattern, DestinationError> {
+    if h.is_empty() {
+        return Err(DestinationError::EmptyHost);
+    }
+    if let Some(inner) = h.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+        return inner
+            .parse::<Ipv6Addr>()
+            .map(HostPattern::V6)
+            .map_err(|_| DestinationError::Host(h.to_string(), "not an IPv6 address"));
+    }
+    let lower = h.to_ascii_lowercase();
+    let lower = lower.strip_suffix('.').unwrap_or(&lower).to_string();
+    let (wild, name) = match lower.strip_prefix("*.") {
+        Some(rest) => (true, rest.to_string()),
+        None => (false, lower.clone()),
+    };
+    if name.contains('*') {
+        return Err(DestinationError::Wildcard(h.to_string()));
+    }
+    // Only the four-part dotted-decimal form is an IP address here; the short, octal and hex forms
+    // that WHATWG also reads as IPs are refused rather than silently reinterpreted.
+    let labels: Vec<&str> = name.split('.').collect();
+    if labels.iter().all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit())) {
+        return match (wild, name.parse::<Ipv4Addr>()) {
+            (false, Ok(ip)) if labels.len() == 4 => Ok(HostPattern::V4(ip)),
+            _ => Err(DestinationError::Host(
+                h.to_string(),
+                "numeric hosts must be four-part dotted-decimal IPv4 addresses",
+            )),
+        };
+    }
+    if labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+        || name.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b'x')
+            && labels.iter().any(|l| l.starts_with("0x"))
+    {
+        return Err(DestinationError::Host(
+            h.to_string(),
+            "looks like an IP address in a non-standard form",
+        ));
+    }
+    if name.len() > 253 {
+        return Err(DestinationError::Host(h.to_string(), "longer than 253 bytes"));
+    }
+    for label in &labels {
+        if label.is_empty() {
+            return Err(DestinationError::Host(h.to_string(), "empty label"));
+        }
+        if label.len() > 63 {
+            return Err(DestinationError::Host(h.to_string(), "a label is longer than 63 bytes"));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(DestinationError::Host(
+                h.to_string(),
+                "only letters, digits, `-` and `_` are allowed (write IDNs in punycode)",
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(DestinationError::Host(
+                h.to_string(),
+                "a label cannot start or end with `-`",
+            ));
+        }
+    }
+    if wild && labels.len() < 2 {
+        return Err(DestinationError::Wildcard(h.to_string()));
+    }
+    Ok(if wild {
+        HostPattern::Wildcard(name)
+    } else {
+        HostPattern::Name(name)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Destination {
+        Destination::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parses_the_seed_destination() {
+        let x = d("https://api.acme.com");
+        assert_eq!(x.to_string(), "https://api.acme.com:443");
+        assert!(x.matches("https", "api.acme.com", 443));
+        assert!(x.matches("https", "API.acme.com.", 443));
+        assert!(!x.matches("http", "api.acme.com", 80));
+        assert!(!x.matches("https", "api.acme.com.evil.com", 443));
+    }
+
+    #[test]
+    fn wildcards_match_subdomains_only() {
+        let x = d("https://*.acme.com:8443");
+        assert!(x.matches("https", "a.acme.com", 8443));
+        assert!(x.matches("https", "a.b.acme.com", 8443));
+        assert!(!x.matches("https", "acme.com", 8443));
+        assert!(!x.matches("https", "evilacme.com", 8443));
+        assert!(!x.matches("https", "a.acme.com", 443));
+    }
+
+    #[test]
+    fn refuses_malformed_destinations() {
+        for bad in [
+            "api.acme.com",
+            "ftp://acme.com",
+            "https://acme.com/upload",
+            "https://acme.com?x",
+            "https://user:pw@acme.com",
+            "https://",
+            "https://acme.com:0",
+            "https://acme.com:99999",
+            "https://acme.com:+1",
+            "https://a*.acme.com",
+            "https://*.com.*",
+            "https://*",
+            "https://2130706433",
+            "https://127.1",
+            "https://0x7f.0.0.1",
+            "https://-bad.com",
+            "https://[::1",
+            "https://[zz]",
+            "https://caf\u{e9}.com",
+        ] {
+            assert!(Destination::parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn ip_literals() {
+        assert!(d("http://10.0.0.1:8080").matches("http", "10.0.0.1", 8080));
+        assert!(d("https://[::1]").matches("https", "[::1]", 443));
+    }
+
+    #[test]
+    fn intersection_keeps_the_narrower() {
+        let wide = d("https://*.acme.com");
+        let narrow = d("https://api.acme.com");
+        assert_eq!(wide.intersect(&narrow), Some(narrow.clone()));
+        assert_eq!(narrow.intersect(&wide), Some(narrow.clone()));
+        assert_eq!(narrow.intersect(&d("https://other.com")), None);
+        assert_eq!(narrow.intersect(&d("http://api.acme.com")), None);
+        let deeper = d("https://*.eu.acme.com");
+        assert_eq!(wide.intersect(&deeper), Some(deeper.clone()));
+    }
+}

@@ -1,0 +1,99 @@
+//! Path globs for rules and mandatory denies: `*` (within a component), `?`, `**` (any number of
+//! components). No character classes: what a pattern matches must be obvious when read.
+
+/// Match `text` against the glob `pattern`, both `/`-separated.
+pub fn matches(pattern: &str, text: &str) -> bool {
+    let pat: Vec<&str> = split(pattern);
+    let txt: Vec<&str> = split(text);
+    match_components(&pat, &txt)
+}
+
+/// Does `pattern` match `text` or any ancestor of it (so a directory pattern covers its contents)?
+pub fn matches_or_contains(pattern: &str, text: &str) -> bool {
+    let pat = split(pattern);
+    let txt = split(text);
+    (1..=txt.len()).any(|n| match_components(&pat, &txt[..n]))
+}
+
+/// Does a mandatory-deny `pattern`, relative to a grant, cover the relative path `rel`?
+/// A pattern without `/` is a name matched at any depth (like `.gitignore`); one with `/` is
+/// anchored at the grant root. Either way it covers everything below what it matches.
+pub fn deny_covers(pattern: &str, rel: &str) -> bool {
+    let pattern = pattern.trim_start_matches('/');
+    if pattern.contains('/') {
+        matches_or_contains(pattern, rel)
+    } else {
+        split(rel).iter().any(|c| match_component(pattern.as_bytes(), c.as_bytes()))
+    }
+}
+
+fn split(s: &str) -> Vec<&str> {
+    s.split('/').filter(|c| !c.is_empty()).collect()
+}
+
+fn match_components(pat: &[&str], txt: &[&str]) -> bool {
+    match pat.split_first() {
+        None => txt.is_empty(),
+        Some((&"**", rest)) => (0..=txt.len()).any(|i| match_components(rest, &txt[i..])),
+        Some((p, rest)) => match txt.split_first() {
+            Some((t, trest)) => {
+                match_component(p.as_bytes(), t.as_bytes()) && match_components(rest, trest)
+            }
+            None => false,
+        },
+    }
+}
+
+/// Iterative wildcard match with single backtrack point: linear in practice, never exponential.
+fn match_component(p: &[u8], t: &[u8]) -> bool {
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&b| b == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(matches("/usr/bin/*", "/usr/bin/curl"));
+        assert!(!matches("/usr/bin/*", "/usr/bin/x/curl"));
+        assert!(matches("/home/**/secret", "/home/a/b/secret"));
+        assert!(matches("/home/**/secret", "/home/secret"));
+        assert!(matches("*.pem", "key.pem"));
+        assert!(matches("a?c", "abc"));
+        assert!(!matches("a?c", "ac"));
+        assert!(matches("**", "/anything/at/all"));
+        assert!(matches("*a*b*c*", "xxaxxbxxcxx"));
+        assert!(!matches("*a*b*c*", "xxaxxcxxbxx"));
+    }
+
+    #[test]
+    fn deny_patterns() {
+        assert!(deny_covers(".env", ".env"));
+        assert!(deny_covers(".env", "sub/dir/.env"));
+        assert!(deny_covers(".git", ".git/hooks/pre-commit"));
+        assert!(deny_covers(".git/hooks", ".git/hooks/pre-commit"));
+        assert!(!deny_covers(".git/hooks", "sub/.git/hooks/pre-commit"));
+        assert!(deny_covers("**/.git/hooks", "sub/.git/hooks/pre-commit"));
+        assert!(deny_covers("*.pem", "certs/server.pem"));
+        assert!(!deny_covers(".env", ".envrc"));
+        assert!(deny_covers(".env.*", ".env.local"));
+    }
+}

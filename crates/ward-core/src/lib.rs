@@ -1,0 +1,20 @@
+//! Ward's vocabulary: the [`Action`] an agent attempts, the [`Decision`] taken on it, and the
+//! permission [`Manifest`] (schema, loading, validation and the managed overlay).
+//!
+//! This crate decides nothing and enforces nothing: `ward-policy` decides, the sandbox and the
+//! proxy enforce. Its only I/O is reading the manifest files it is asked to load and looking up
+//! the paths they grant. Start from [`Manifest::load`].
+
+pub mod action;
+pub mod dest;
+pub mod glob;
+mod jsonpos;
+pub mod manifest;
+pub mod size;
+
+pub use action::{Action, ActionKind, Decision, Effect};
+pub use dest::{Destination, DestinationError, HostPattern};
+pub use manifest::{
+    Access, Explanation, FileGrant, LoadOptions, Manifest, ManifestError, Mode, NetEntry, Origin,
+    PolicyRef, Rule,
+};

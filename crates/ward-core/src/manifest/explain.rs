@@ -1,0 +1,158 @@
+//! `ward manifest explain`: the effective permissions and where each one came from.
+
+use super::Manifest;
+use crate::size::format_size;
+use serde_json::{json, Value};
+use std::fmt;
+
+/// Borrowed view of a [`Manifest`] that prints as a report (Display) or as JSON.
+pub struct Explanation<'a>(pub &'a Manifest);
+
+impl Explanation<'_> {
+    pub fn to_json(&self) -> Value {
+        let m = self.0;
+        let kinds = |k: &[crate::action::KindPattern]| -> Vec<String> {
+            k.iter().map(kind_str).collect()
+        };
+        json!({
+            "name": m.name,
+            "source": m.source.as_ref().map(|p| p.display().to_string()),
+            "managed": m.managed.as_ref().map(|p| p.display().to_string()),
+            "files": m.files.iter().map(|g| json!({
+                "path": g.path.display().to_string(),
+                "access": g.access.as_str(),
+                "mode": g.mode.as_str(),
+                "deny": g.deny.iter().map(|(p, o)| json!({"pattern": p, "origin": o.to_string()})).collect::<Vec<_>>(),
+                "origin": g.origin.to_string(),
+            })).collect::<Vec<_>>(),
+            "deny_paths": m.deny_paths.iter().map(|(p, o)| json!({"pattern": p, "origin": o.to_string()})).collect::<Vec<_>>(),
+            "network": m.network.iter().map(|e| json!({
+                "effect": e.effect, "destination": e.dest.to_string(), "origin": e.origin.to_string(),
+            })).collect::<Vec<_>>(),
+            "unknown_network": {"effect": m.unknown_network.0, "origin": m.unknown_network.1.to_string()},
+            "rules": m.rules.iter().map(|r| json!({
+                "actions": kinds(&r.actions), "effect": r.effect, "resource": r.resource,
+                "reason": r.reason, "origin": r.origin.to_string(),
+            })).collect::<Vec<_>>(),
+            "policies": m.policies.iter().map(|p| json!({
+                "path": p.path.display().to_string(), "rule": p.rule, "actions": kinds(&p.actions),
+                "origin": p.origin.to_string(),
+            })).collect::<Vec<_>>(),
+            "limits": {
+                "memory": m.limits.memory.as_ref().map(|(v, o)| json!({"bytes": v, "origin": o.to_string()})),
+                "pids": m.limits.pids.as_ref().map(|(v, o)| json!({"max": v, "origin": o.to_string()})),
+                "cpu": m.limits.cpu.as_ref().map(|(v, o)| json!({"cpus": v, "origin": o.to_string()})),
+                "upload": m.limits.upload.as_ref().map(|(v, o)| json!({"bytes": v, "origin": o.to_string()})),
+            },
+            "narrowed_by_managed": m.narrowed,
+        })
+    }
+}
+
+fn kind_str(k: &crate::action::KindPattern) -> String {
+    use crate::action::KindPattern::*;
+    match k {
+        Exact(k) => k.as_str(),
+        AnyDevice => "device.*".into(),
+        Any => "*".into(),
+    }
+}
+
+impl fmt::Display for Explanation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        writeln!(f, "Effective permissions of `{}`", m.name)?;
+        match &m.source {
+            Some(p) => writeln!(f, "  manifest: {}", p.display())?,
+            None => writeln!(f, "  manifest: built-in default")?,
+        }
+        match &m.managed {
+            Some(p) => writeln!(f, "  managed:  {} (can only narrow)", p.display())?,
+            None => writeln!(f, "  managed:  none")?,
+        }
+        writeln!(f, "\nFiles (anything not listed is denied)")?;
+        if m.files.is_empty() {
+            writeln!(f, "  (no folder granted)")?;
+        }
+        for g in &m.files {
+            writeln!(
+                f,
+                "  {:<10} {:<6} {}    <- {}",
+                g.access.as_str(),
+                g.mode.as_str(),
+                g.path.display(),
+                g.origin
+            )?;
+            for (p, o) in &g.deny {
+                writeln!(f, "      deny {p}    <- {o}")?;
+            }
+        }
+        writeln!(f, "\nAlways denied inside grants")?;
+        for (p, o) in &m.deny_paths {
+            writeln!(f, "  {p:<14} <- {o}")?;
+        }
+        writeln!(f, "\nNetwork")?;
+        for e in &m.network {
+            writeln!(f, "  {:<5} {}    <- {}", e.effect.as_str(), e.dest, e.origin)?;
+        }
+        writeln!(
+            f,
+            "  {:<5} any other destination    <- {}",
+            m.unknown_network.0.as_str(),
+            m.unknown_network.1
+        )?;
+        if !m.rules.is_empty() {
+            writeln!(f, "\nRules (deny > ask > allow)")?;
+            for r in &m.rules {
+                let kinds: Vec<String> = r.actions.iter().map(kind_str).collect();
+                write!(
+                    f,
+                    "  {:<5} {} {}",
+                    r.effect.as_str(),
+                    kinds.join(","),
+                    r.resource.as_deref().unwrap_or("*")
+                )?;
+                if let Some(why) = &r.reason {
+                    write!(f, " ({why})")?;
+                }
+                writeln!(f, "    <- {}", r.origin)?;
+            }
+        }
+        if !m.policies.is_empty() {
+            writeln!(f, "\nPolicies (Rego)")?;
+            for p in &m.policies {
+                let kinds: Vec<String> = p.actions.iter().map(kind_str).collect();
+                writeln!(
+                    f,
+                    "  {} answers {} for {}    <- {}",
+                    p.path.display(),
+                    p.rule,
+                    kinds.join(", "),
+                    p.origin
+                )?;
+            }
+        }
+        writeln!(f, "\nLimits")?;
+        let size = |v: &Option<(u64, super::Origin)>| match v {
+            Some((n, o)) => format!("{}    <- {o}", format_size(*n)),
+            None => "unlimited".into(),
+        };
+        writeln!(f, "  memory  {}", size(&m.limits.memory))?;
+        writeln!(f, "  upload  {}", size(&m.limits.upload))?;
+        match &m.limits.pids {
+            Some((n, o)) => writeln!(f, "  pids    {n}    <- {o}")?,
+            None => writeln!(f, "  pids    unlimited")?,
+        }
+        match &m.limits.cpu {
+            Some((n, o)) => writeln!(f, "  cpu     {n}    <- {o}")?,
+            None => writeln!(f, "  cpu     unlimited")?,
+        }
+        if !m.narrowed.is_empty() {
+            writeln!(f, "\nNarrowed by the managed file")?;
+            for n in &m.narrowed {
+                writeln!(f, "  {n}")?;
+            }
+        }
+        Ok(())
+    }
+}

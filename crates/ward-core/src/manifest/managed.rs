@@ -1,0 +1,161 @@
+//! The managed (MDM) overlay: an administrator's file that users can only narrow.
+//! Grants and destinations are intersected, denies are united, limits take the minimum, and the
+//! stricter of the two defaults for unknown destinations wins. A section the managed file leaves
+//! out does not constrain.
+
+use super::validate::load_text;
+use super::{FileGrant, LoadOptions, Manifest, ManifestError, NetEntry, Origin};
+use crate::action::Effect;
+
+pub(super) fn apply(m: &mut Manifest, opts: &LoadOptions) -> Result<(), ManifestError> {
+    let Some(path) = &opts.managed else {
+        return Ok(());
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            // Fail closed: an unreadable managed file must not silently lift the admin's limits.
+            return Err(ManifestError {
+                file: path.clone(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read the managed file: {e}"),
+            });
+        }
+    };
+    let has_files = section_present(&text, "files");
+    let has_network = section_present(&text, "network");
+    let admin = load_text(&text, path, false, opts, true)?;
+    merge(m, admin, has_files, has_network);
+    m.managed = Some(path.clone());
+    Ok(())
+}
+
+/// Whether the managed file speaks about a section at all (an empty list still constrains).
+fn section_present(text: &str, key: &str) -> bool {
+    toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key(key))
+}
+
+fn merge(m: &mut Manifest, admin: Manifest, has_files: bool, has_network: bool) {
+    if has_files {
+        let mut kept = Vec::new();
+        for g in m.files.drain(..) {
+            let mut any = false;
+            for a in &admin.files {
+                if let Some(n) = intersect_grant(&g, a) {
+                    if n.path != g.path || n.access != g.access || n.mode != g.mode {
+                        m.narrowed.push(format!(
+                            "grant {} narrowed to {} {} {} by {}",
+                            g.path.display(),
+                            n.access.as_str(),
+                            n.mode.as_str(),
+                            n.path.display(),
+                            a.origin
+                        ));
+                    }
+                    kept.push(n);
+                    any = true;
+                }
+            }
+            if !any {
+                m.narrowed.push(format!(
+                    "grant {} removed: the managed file allows no folder that overlaps it",
+                    g.path.display()
+                ));
+            }
+        }
+        m.files = kept;
+    }
+
+    if has_network {
+        let admin_allow: Vec<&NetEntry> =
+            admin.network.iter().filter(|e| e.effect != Effect::Deny).collect();
+        let mut kept = Vec::new();
+        for e in m.network.drain(..) {
+            if e.effect == Effect::Deny {
+                kept.push(e);
+                continue;
+            }
+            let mut any = false;
+            for a in &admin_allow {
+                if let Some(dest) = e.dest.intersect(&a.dest) {
+                    let effect = e.effect.max(a.effect);
+                    if dest != e.dest || effect != e.effect {
+                        m.narrowed.push(format!(
+                            "destination {} narrowed to {effect} {dest} by {}",
+                            e.dest, a.origin
+                        ));
+                    }
+                    kept.push(NetEntry {
+                        effect,
+                        dest,
+                        origin: e.origin.clone(),
+                    });
+                    any = true;
+                }
+            }
+            if !any {
+                m.narrowed.push(format!(
+                    "destination {} removed: the managed file does not allow it",
+                    e.dest
+                ));
+            }
+        }
+        m.network = kept;
+    }
+    // Denies from the managed file always apply, listed first so they read as the stronger word.
+    let mut net: Vec<NetEntry> = admin
+        .network
+        .into_iter()
+        .filter(|e| e.effect == Effect::Deny)
+        .collect();
+    net.append(&mut m.network);
+    m.network = net;
+
+    if admin.unknown_network.0 > m.unknown_network.0 {
+        m.unknown_network = admin.unknown_network;
+    }
+    m.deny_paths.extend(admin.deny_paths);
+    m.rules.extend(admin.rules);
+    m.policies.extend(admin.policies);
+
+    let lim = &mut m.limits;
+    min_limit(&mut lim.memory, admin.limits.memory);
+    min_limit(&mut lim.pids, admin.limits.pids);
+    min_limit(&mut lim.upload, admin.limits.upload);
+    if let Some(a) = admin.limits.cpu {
+        if lim.cpu.as_ref().is_none_or(|u| a.0 < u.0) {
+            lim.cpu = Some(a);
+        }
+    }
+}
+
+fn min_limit(user: &mut Option<(u64, Origin)>, admin: Option<(u64, Origin)>) {
+    if let Some(a) = admin {
+        if user.as_ref().is_none_or(|u| a.0 < u.0) {
+            *user = Some(a);
+        }
+    }
+}
+
+/// The part of grant `g` that managed grant `a` allows: the deeper of the two paths when one
+/// contains the other, the weaker access, the narrower mode, and both sets of denies.
+fn intersect_grant(g: &FileGrant, a: &FileGrant) -> Option<FileGrant> {
+    let path = if g.path.starts_with(&a.path) {
+        g.path.clone()
+    } else if a.path.starts_with(&g.path) {
+        a.path.clone()
+    } else {
+        return None;
+    };
+    let mut deny = g.deny.clone();
+    deny.extend(a.deny.iter().cloned());
+    Some(FileGrant {
+        path,
+        access: g.access.min(a.access),
+        mode: g.mode.min(a.mode),
+        deny,
+        origin: g.origin.clone(),
+    })
+}

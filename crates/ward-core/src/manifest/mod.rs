@@ -1,0 +1,257 @@
+//! The permission manifest: what an agent may touch, reach and run.
+//!
+//! Two written forms load into one [`Manifest`]: the native TOML and the seed's JSON
+//! (`{"name":…, "permissions": {"files": […], "network": […]}}`). Loading validates everything
+//! a person can get wrong and names the file, line and column; then the managed (MDM) file is
+//! merged so that it can only narrow what the user's manifest allows.
+
+mod explain;
+mod managed;
+mod raw;
+mod validate;
+
+pub use explain::Explanation;
+pub use raw::Pos;
+
+use crate::action::{Effect, KindPattern};
+use crate::dest::Destination;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The managed file's default location; tests and packagers override it.
+pub const MANAGED_PATH: &str = "/etc/ward/managed.toml";
+
+/// Paths inside every grant that are always denied, whatever the manifest says.
+pub const BUILTIN_DENIES: &[&str] = &[
+    ".git/hooks",
+    ".env",
+    ".env.*",
+    ".ssh",
+    ".aws",
+    ".gnupg",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+    "*.pem",
+    "*.key",
+    "id_rsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "id_dsa*",
+];
+
+/// How a manifest is loaded.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Accept grants of `/`, the home directory, `/etc` and credential directories.
+    pub force: bool,
+    /// The managed file; `None` to skip it. Missing files are fine (nothing to merge).
+    pub managed: Option<PathBuf>,
+    /// The home directory used for `~` and the sensitive-path checks.
+    pub home: Option<PathBuf>,
+    /// Require granted paths to exist here (and resolve their symlinks). Off to check a manifest
+    /// written for another machine (`ward manifest check --portable`).
+    pub check_paths: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            force: false,
+            managed: Some(PathBuf::from(MANAGED_PATH)),
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            check_paths: true,
+        }
+    }
+}
+
+/// Where a permission came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A line of the user's manifest (or the managed file, when `managed`).
+    File {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        managed: bool,
+    },
+    /// Ward's built-in rules (mandatory denies, the default manifest).
+    Builtin,
+    /// Nothing said anything: Ward's default applies.
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File {
+                path,
+                line,
+                column,
+                managed,
+            } => {
+                if *managed {
+                    f.write_str("managed ")?;
+                }
+                write!(f, "{}:{line}:{column}", path.display())
+            }
+            Origin::Builtin => f.write_str("built-in"),
+            Origin::Default => f.write_str("default"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::ReadWrite => "read-write",
+        }
+    }
+}
+
+/// `Staged` writes go to an overlay and reach the real folder only after review; `Direct`
+/// writes go straight through. Staged is the default and the narrower of the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mode {
+    Staged,
+    Direct,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Staged => "staged",
+            Mode::Direct => "direct",
+        }
+    }
+}
+
+/// A folder (or file) the agent may use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileGrant {
+    /// Absolute and canonical (symlinks resolved when the manifest was loaded).
+    pub path: PathBuf,
+    pub access: Access,
+    pub mode: Mode,
+    /// Extra denies inside this grant (relative patterns), on top of the global ones.
+    pub deny: Vec<(String, Origin)>,
+    pub origin: Origin,
+}
+
+/// One network destination and what to do with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetEntry {
+    pub effect: Effect,
+    pub dest: Destination,
+    pub origin: Origin,
+}
+
+/// A manifest rule: for these action kinds and this resource pattern, allow, ask or deny.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub actions: Vec<KindPattern>,
+    pub effect: Effect,
+    /// A glob over the action's resource; `None` matches every resource.
+    pub resource: Option<String>,
+    pub reason: Option<String>,
+    pub origin: Origin,
+}
+
+/// A Rego policy file bound to the action kinds it decides and the rule that answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyRef {
+    pub path: PathBuf,
+    /// E.g. `data.agent.security.allow_upload`.
+    pub rule: String,
+    pub actions: Vec<KindPattern>,
+    pub origin: Origin,
+}
+
+/// Resource limits, each with where it was set; `None` means unlimited.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    pub memory: Option<(u64, Origin)>,
+    pub pids: Option<(u64, Origin)>,
+    pub cpu: Option<(f64, Origin)>,
+    pub upload: Option<(u64, Origin)>,
+}
+
+/// The effective, validated permissions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub name: String,
+    /// The file this was loaded from (`None` for the built-in default).
+    pub source: Option<PathBuf>,
+    /// The managed file that was merged in, if one was present.
+    pub managed: Option<PathBuf>,
+    pub files: Vec<FileGrant>,
+    /// Mandatory denies inside every grant: built-in, manifest and managed.
+    pub deny_paths: Vec<(String, Origin)>,
+    pub network: Vec<NetEntry>,
+    /// What happens to a destination no entry names.
+    pub unknown_network: (Effect, Origin),
+    pub rules: Vec<Rule>,
+    pub policies: Vec<PolicyRef>,
+    pub limits: Limits,
+    /// What the managed file removed or narrowed, in words, for `ward manifest explain`.
+    pub narrowed: Vec<String>,
+}
+
+/// A manifest problem, with the file, line and column it is at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}:{column}: {message}", file.display())]
+pub struct ManifestError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl Manifest {
+    /// Load, validate and merge the managed file. The format follows the extension (`.json` is
+    /// the seed's JSON form; anything else is TOML).
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the manifest: {e}"),
+        })?;
+        Self::from_text(&text, path, opts)
+    }
+
+    /// Like [`Manifest::load`], with the text already read.
+    pub fn from_text(text: &str, path: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestError> {
+        let json = path.extension().is_some_and(|e| e == "json");
+        let mut m = validate::load_text(text, path, json, opts, false)?;
+        managed::apply(&mut m, opts)?;
+        Ok(m)
+    }
+
+    /// The built-in default: `dir` granted read-write staged, no network, nothing else.
+    pub fn builtin_default(dir: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestError> {
+        let mut m = validate::builtin_default(dir, opts)?;
+        managed::apply(&mut m, opts)?;
+        Ok(m)
+    }
+
+    /// The grant that covers `path` (already absolute and normalized), if any.
+    pub fn grant_for(&self, path: &Path) -> Option<&FileGrant> {
+        self.files.iter().find(|g| path.starts_with(&g.path))
+    }
+
+    /// A report of the effective permissions and where each came from.
+    pub fn explain(&self) -> Explanation<'_> {
+        Explanation(self)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,341 @@
+//! The manifest as written: TOML (native) or the seed's JSON, parsed into one positioned form.
+
+use crate::jsonpos::{self, Seg};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// 1-based line and column in the manifest text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// A value and where it was written.
+#[derive(Debug, Clone)]
+pub struct At<T> {
+    pub value: T,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Default)]
+pub struct Doc {
+    pub name: Option<At<String>>,
+    pub files: Vec<FileDoc>,
+    pub deny_paths: Vec<At<String>>,
+    pub network: Option<NetworkDoc>,
+    pub rules: Vec<RuleDoc>,
+    pub policies: Vec<PolicyDoc>,
+    pub limits: LimitsDoc,
+}
+
+#[derive(Debug)]
+pub struct FileDoc {
+    pub path: At<String>,
+    pub access: Option<At<String>>,
+    pub mode: Option<At<String>>,
+    pub deny: Vec<At<String>>,
+}
+
+#[derive(Debug, Default)]
+pub struct NetworkDoc {
+    pub allow: Vec<At<String>>,
+    pub ask: Vec<At<String>>,
+    pub deny: Vec<At<String>>,
+    pub unknown: Option<At<String>>,
+}
+
+#[derive(Debug)]
+pub struct RuleDoc {
+    pub actions: Vec<At<String>>,
+    pub effect: At<String>,
+    pub resource: Option<At<String>>,
+    pub reason: Option<String>,
+    pub pos: Pos,
+}
+
+#[derive(Debug)]
+pub struct PolicyDoc {
+    pub path: At<String>,
+    pub rule: At<String>,
+    pub actions: Vec<At<String>>,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Default)]
+pub struct LimitsDoc {
+    pub memory: Option<At<SizeValue>>,
+    pub pids: Option<At<i64>>,
+    pub cpu: Option<At<f64>>,
+    pub upload: Option<At<SizeValue>>,
+}
+
+/// A size written as a number of bytes or as a string with a unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Bytes(i64),
+    Text(String),
+}
+
+/// A syntax-level problem: where, and what the parser said.
+pub struct SyntaxError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+// ---- TOML ----------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlDoc {
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    files: Vec<Spanned<TomlFile>>,
+    #[serde(default)]
+    deny_paths: Vec<Spanned<String>>,
+    network: Option<TomlNetwork>,
+    #[serde(default)]
+    rules: Vec<Spanned<TomlRule>>,
+    #[serde(default)]
+    policies: Vec<Spanned<TomlPolicy>>,
+    #[serde(default)]
+    limits: TomlLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlFile {
+    path: Spanned<String>,
+    access: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
+    #[serde(default)]
+    deny: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlNetwork {
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    ask: Vec<Spanned<String>>,
+    #[serde(default)]
+    deny: Vec<Spanned<String>>,
+    unknown: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlRule {
+    /// One kind or a list of kinds. Untagged enums lose spans in toml, so this is read as a value.
+    action: Spanned<toml::Value>,
+    effect: Spanned<String>,
+    resource: Option<Spanned<String>>,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlPolicy {
+    path: Spanned<String>,
+    rule: Spanned<String>,
+    actions: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TomlLimits {
+    memory: Option<Spanned<SizeValue>>,
+    pids: Option<Spanned<i64>>,
+    cpu: Option<Spanned<f64>>,
+    upload: Option<Spanned<SizeValue>>,
+}
+
+pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
+    let doc: TomlDoc = toml::from_str(src).map_err(|e| SyntaxError {
+        pos: pos_of(src, e.span().map_or(0, |s| s.start)),
+        message: e.message().trim().to_string(),
+    })?;
+    let at = |s: Spanned<String>| At {
+        pos: pos_of(src, s.span().start),
+        value: s.into_inner(),
+    };
+    let list = |v: Vec<Spanned<String>>| v.into_iter().map(at).collect::<Vec<_>>();
+    Ok(Doc {
+        name: doc.name.map(at),
+        files: doc
+            .files
+            .into_iter()
+            .map(|f| {
+                let f = f.into_inner();
+                FileDoc {
+                    path: at(f.path),
+                    access: f.access.map(at),
+                    mode: f.mode.map(at),
+                    deny: list(f.deny),
+                }
+            })
+            .collect(),
+        deny_paths: list(doc.deny_paths),
+        network: doc.network.map(|n| {
+            NetworkDoc {
+                allow: list(n.allow),
+                ask: list(n.ask),
+                deny: list(n.deny),
+                unknown: n.unknown.map(at),
+            }
+        }),
+        rules: doc
+            .rules
+            .into_iter()
+            .map(|r| {
+                let pos = pos_of(src, r.span().start);
+                let r = r.into_inner();
+                let pos = pos_of(src, r.action.span().start);
+                let items = match r.action.into_inner() {
+                    toml::Value::String(s) => vec![toml::Value::String(s)],
+                    toml::Value::Array(v) => v,
+                    other => vec![other],
+                };
+                let mut actions = Vec::new();
+                for item in items {
+                    match item {
+                        toml::Value::String(value) => actions.push(At { value, pos }),
+                        other => {
+                            return Err(SyntaxError {
+                                pos,
+                                message: format!(
+                                    "invalid type: {}, expected an action kind or a list of them",
+                                    other.type_str()
+                                ),
+                            })
+                        }
+                    }
+                }
+                Ok(RuleDoc {
+                    actions,
+                    effect: at(r.effect),
+                    resource: r.resource.map(at),
+                    reason: r.reason,
+                    pos,
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        policies: doc
+            .policies
+            .into_iter()
+            .map(|p| {
+                let pos = pos_of(src, p.span().start);
+                let p = p.into_inner();
+                PolicyDoc {
+                    path: at(p.path),
+                    rule: at(p.rule),
+                    actions: list(p.actions),
+                    pos,
+                }
+            })
+            .collect(),
+        limits: LimitsDoc {
+            memory: doc.limits.memory.map(|s| At {
+                pos: pos_of(src, s.span().start),
+                value: s.into_inner(),
+            }),
+            pids: doc.limits.pids.map(|s| At {
+                pos: pos_of(src, s.span().start),
+                value: s.into_inner(),
+            }),
+            cpu: doc.limits.cpu.map(|s| At {
+                pos: pos_of(src, s.span().start),
+                value: s.into_inner(),
+            }),
+            upload: doc.limits.upload.map(|s| At {
+                pos: pos_of(src, s.span().start),
+                value: s.into_inner(),
+            }),
+        },
+    })
+}
+
+fn pos_of(src: &str, offset: usize) -> Pos {
+    let (line, column) = jsonpos::line_col(src, offset);
+    Pos { line, column }
+}
+
+// ---- JSON (the seed's form) -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonDoc {
+    name: Option<String>,
+    permissions: Option<JsonPermissions>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonPermissions {
+    #[serde(default)]
+    files: Vec<String>,
+    #[serde(default)]
+    network: Vec<String>,
+}
+
+pub fn parse_json(src: &str) -> Result<Doc, SyntaxError> {
+    let doc: JsonDoc = serde_json::from_str(src).map_err(|e| {
+        let msg = e.to_string();
+        let message = match msg.rfind(" at line ") {
+            Some(i) => msg[..i].to_string(),
+            None => msg,
+        };
+        SyntaxError {
+            pos: Pos {
+                line: e.line().max(1),
+                column: e.column().max(1),
+            },
+            message,
+        }
+    })?;
+    let find = |path: &[Seg]| {
+        jsonpos::locate(src, path).map_or(Pos { line: 1, column: 1 }, |o| pos_of(src, o))
+    };
+    let name = doc.name.map(|n| At {
+        value: n,
+        pos: find(&[Seg::Key("name")]),
+    });
+    let perms = doc.permissions.unwrap_or(JsonPermissions {
+        files: vec![],
+        network: vec![],
+    });
+    let files = perms
+        .files
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| FileDoc {
+            path: At {
+                value: p,
+                pos: find(&[Seg::Key("permissions"), Seg::Key("files"), Seg::Index(i)]),
+            },
+            access: None,
+            mode: None,
+            deny: vec![],
+        })
+        .collect();
+    let network = NetworkDoc {
+        allow: perms
+            .network
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| At {
+                value: d,
+                pos: find(&[Seg::Key("permissions"), Seg::Key("network"), Seg::Index(i)]),
+            })
+            .collect(),
+        ..NetworkDoc::default()
+    };
+    Ok(Doc {
+        name,
+        files,
+        network: Some(network),
+        ..Doc::default()
+    })
+}

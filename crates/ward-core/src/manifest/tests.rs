@@ -1,0 +1,429 @@
+use super::*;
+use crate::action::{ActionKind, Effect, KindPattern};
+use std::fs;
+
+const SEED: &str = r#"{"name": "acme-cowork-agent",
+ "permissions": {"files": ["/home/alice/Documents/ProjectX"], "network": ["https://api.acme.com"]}}"#;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("home/.ssh")).unwrap();
+        fs::create_dir_all(dir.path().join("home/.aws")).unwrap();
+        fs::create_dir_all(dir.path().join("home/.gnupg")).unwrap();
+        fs::create_dir_all(dir.path().join("home/proj/sub")).unwrap();
+        fs::create_dir_all(dir.path().join("home/other")).unwrap();
+        fs::write(dir.path().join("policy.rego"), "package x\n").unwrap();
+        Env { dir }
+    }
+    fn root(&self) -> String {
+        self.dir.path().canonicalize().unwrap().display().to_string()
+    }
+    fn opts(&self) -> LoadOptions {
+        LoadOptions {
+            force: false,
+            managed: Some(self.dir.path().join("managed.toml")),
+            home: Some(self.dir.path().join("home")),
+            check_paths: true,
+        }
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        fs::write(&p, text.replace("$ROOT", &self.root())).unwrap();
+        p
+    }
+    fn load(&self, text: &str) -> Result<Manifest, ManifestError> {
+        let p = self.write("ward.toml", text);
+        Manifest::load(&p, &self.opts())
+    }
+    /// The error message with the temporary directory replaced by `[TMP]`.
+    fn err(&self, text: &str) -> String {
+        let e = self.load(text).expect_err("manifest was accepted");
+        let raw = self.dir.path().display().to_string();
+        e.to_string().replace(&self.root(), "[TMP]").replace(&raw, "[TMP]")
+    }
+}
+
+#[test]
+fn seed_json_loads_verbatim() {
+    let env = Env::new();
+    let p = env.write("seed.json", SEED);
+    let opts = LoadOptions {
+        check_paths: false,
+        ..env.opts()
+    };
+    let m = Manifest::load(&p, &opts).unwrap();
+    assert_eq!(m.name, "acme-cowork-agent");
+    assert_eq!(m.files.len(), 1);
+    assert_eq!(m.files[0].path, Path::new("/home/alice/Documents/ProjectX"));
+    assert_eq!(m.files[0].access, Access::ReadWrite);
+    assert_eq!(m.files[0].mode, Mode::Staged);
+    assert_eq!(m.network.len(), 1);
+    assert_eq!(m.network[0].effect, Effect::Allow);
+    assert_eq!(m.network[0].dest.to_string(), "https://api.acme.com:443");
+    assert_eq!(m.unknown_network.0, Effect::Deny);
+}
+
+#[test]
+fn seed_json_on_a_machine_without_the_folder_names_its_position() {
+    let env = Env::new();
+    let p = env.write("seed.json", SEED);
+    let e = Manifest::load(&p, &env.opts()).unwrap_err();
+    assert_eq!((e.line, e.column), (2, 28));
+    assert!(e.message.contains("`/home/alice/Documents/ProjectX` cannot be used"), "{e}");
+}
+
+#[test]
+fn native_toml_loads_with_every_section() {
+    let env = Env::new();
+    let m = env
+        .load(
+            r#"name = "full"
+deny_paths = ["secrets/**"]
+
+[[files]]
+path = "$ROOT/home/proj"
+access = "read-write"
+mode = "direct"
+deny = ["build/keys"]
+
+[[files]]
+path = "~/other"
+access = "read"
+
+[network]
+allow = ["https://api.acme.com", "https://*.cdn.acme.com:8443"]
+ask = ["https://github.com"]
+deny = ["https://evil.acme.com"]
+unknown = "ask"
+
+[[rules]]
+action = ["exec"]
+effect = "ask"
+resource = "/usr/bin/curl"
+reason = "network tool"
+
+[[rules]]
+action = "device.*"
+effect = "deny"
+
+[[policies]]
+path = "policy.rego"
+rule = "data.x.allow"
+actions = ["net.upload"]
+
+[limits]
+memory = "2GiB"
+pids = 256
+cpu = 1.5
+upload = 10485760
+"#,
+        )
+        .unwrap();
+    assert_eq!(m.files.len(), 2);
+    assert_eq!(m.files[0].mode, Mode::Direct);
+    assert_eq!(m.files[1].access, Access::Read);
+    assert_eq!(m.files[1].path, Path::new(&env.root()).join("home/other"));
+    assert_eq!(m.network.len(), 4);
+    assert_eq!(m.unknown_network.0, Effect::Ask);
+    assert_eq!(m.rules[1].actions, vec![KindPattern::AnyDevice]);
+    assert_eq!(m.rules[0].actions, vec![KindPattern::Exact(ActionKind::Exec)]);
+    assert_eq!(m.policies[0].rule, "data.x.allow");
+    assert_eq!(m.limits.memory.as_ref().unwrap().0, 2 << 30);
+    assert_eq!(m.limits.upload.as_ref().unwrap().0, 10485760);
+    assert!(m.deny_paths.iter().any(|(p, _)| p == "secrets/**"));
+    assert!(m.deny_paths.iter().any(|(p, o)| p == ".git/hooks" && *o == Origin::Builtin));
+    match &m.rules[0].origin {
+        Origin::File { line, .. } => assert_eq!(*line, 21),
+        o => panic!("{o:?}"),
+    }
+}
+
+#[test]
+fn validation_errors_name_file_line_and_column() {
+    let env = Env::new();
+    let cases: &[(&str, &str)] = &[
+        (
+            "[[files]]\npath = \"$ROOT/home/proj\"\nacess = \"read\"\n",
+            "[TMP]/ward.toml:3:1: unknown field `acess`, expected one of `path`, `access`, `mode`, `deny`",
+        ),
+        (
+            "colour = 1\n",
+            "[TMP]/ward.toml:1:1: unknown field `colour`, expected one of `name`, `files`, `deny_paths`, `network`, `rules`, `policies`, `limits`",
+        ),
+        (
+            "[[files]]\npath = 42\n",
+            "[TMP]/ward.toml:2:8: invalid type: integer `42`, expected a string",
+        ),
+        (
+            "[network]\nallow = \"https://a.com\"\n",
+            "[TMP]/ward.toml:2:9: invalid type: string \"https://a.com\", expected a sequence",
+        ),
+        (
+            "[[files]]\npath = \"home/proj\"\n",
+            "[TMP]/ward.toml:2:8: grant path `home/proj` is relative: write an absolute path or start it with `~/`",
+        ),
+        (
+            "[[files]]\npath = \"$ROOT/nope\"\n",
+            "[TMP]/ward.toml:2:8: grant path `[TMP]/nope` cannot be used: No such file or directory (os error 2) (create it first, or fix the path)",
+        ),
+        (
+            "[[files]]\npath = \"$ROOT/home/proj\"\n\n[[files]]\npath = \"$ROOT/home/proj/sub\"\n",
+            "[TMP]/ward.toml:5:8: grant `[TMP]/home/proj/sub` overlaps the grant `[TMP]/home/proj` on line 2: grants must not nest (keep the wider one, or list disjoint folders)",
+        ),
+        (
+            "[[files]]\npath = \"/\"\n",
+            "[TMP]/ward.toml:2:8: refusing to grant `/`: it is the whole filesystem (use --force to override)",
+        ),
+        (
+            "[[files]]\npath = \"~\"\n",
+            "[TMP]/ward.toml:2:8: refusing to grant `~`: it is your whole home directory, keys and credentials included (use --force to override)",
+        ),
+        (
+            "[[files]]\npath = \"$ROOT\"\n",
+            "[TMP]/ward.toml:2:8: refusing to grant `[TMP]`: it contains your home directory [TMP]/home (use --force to override)",
+        ),
+        (
+            "[[files]]\npath = \"/etc\"\n",
+            "[TMP]/ward.toml:2:8: refusing to grant `/etc`: /etc holds system configuration and secrets (use --force to override)",
+        ),
+        (
+            "[[files]]\npath = \"~/.ssh\"\n",
+            "[TMP]/ward.toml:2:8: refusing to grant `~/.ssh`: ~/.ssh holds credentials (use --force to override)",
+        ),
+        (
+            "[[files]]\npath = \"~/.gnupg\"\n",
+            "[TMP]/ward.toml:2:8: refusing to grant `~/.gnupg`: ~/.gnupg holds credentials (use --force to override)",
+        ),
+        (
+            "[[files]]\npath = \"$ROOT/home/.aws\"\n",
+            "[TMP]/ward.toml:2:8: refusing to grant `[TMP]/home/.aws`: ~/.aws holds credentials (use --force to override)",
+        ),
+        (
+            "[network]\nallow = [\"https://ok.com\", \"api.acme.com\"]\n",
+            "[TMP]/ward.toml:2:28: bad network destination `api.acme.com`: missing scheme: write `https://api.acme.com` (or `http://`)",
+        ),
+        (
+            "[network]\nallow = [\"https://acme.com/upload\"]\n",
+            "[TMP]/ward.toml:2:10: bad network destination `https://acme.com/upload`: a destination is scheme://host[:port]; remove the path, query or fragment `/upload`",
+        ),
+        (
+            "[network]\nask = [\"https://a*.com\"]\n",
+            "[TMP]/ward.toml:2:8: bad network destination `https://a*.com`: a wildcard is only allowed as a whole leading label (`*.example.com`), not in `a*.com`",
+        ),
+        (
+            "[network]\nunknown = \"allow\"\n",
+            "[TMP]/ward.toml:2:11: `network.unknown` is `allow`; expected `deny` or `ask` (an allowlist that allows unknown destinations is not one)",
+        ),
+        (
+            "[[files]]\npath = \"$ROOT/home/proj\"\naccess = \"write\"\n",
+            "[TMP]/ward.toml:3:10: unknown access `write` (expected `read` or `read-write`)",
+        ),
+        (
+            "[[rules]]\naction = \"file.execute\"\neffect = \"deny\"\n",
+            "[TMP]/ward.toml:2:10: unknown action kind `file.execute` (known: file.read, file.write, file.delete, exec, net.connect, net.upload, device.*, clipboard.read, screen.capture)",
+        ),
+        (
+            "[[rules]]\naction = \"exec\"\neffect = \"maybe\"\n",
+            "[TMP]/ward.toml:3:10: unknown effect `maybe` (expected allow, ask or deny)",
+        ),
+        (
+            "[limits]\nupload = \"10 parsecs\"\n",
+            "[TMP]/ward.toml:2:10: unknown size unit `parsecs` in `10 parsecs` (use B, KiB, MiB, GiB, TiB or KB, MB, GB, TB)",
+        ),
+        (
+            "[[policies]]\npath = \"missing.rego\"\nrule = \"data.x.allow\"\nactions = [\"net.upload\"]\n",
+            "[TMP]/ward.toml:2:8: policy file `missing.rego` does not exist (paths are relative to the manifest's folder)",
+        ),
+        (
+            "name = \"x\"\n[[files]\n",
+            "[TMP]/ward.toml:2:9: unclosed array table, expected `]`",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (text, want) in cases {
+        let got = env.err(text);
+        if got != *want {
+            failures.push(format!("manifest:\n{text}\n  want: {want}\n  got:  {got}\n"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn json_errors_name_line_and_column() {
+    let env = Env::new();
+    let p = env.write(
+        "m.json",
+        "{\"name\": \"a\",\n \"permissions\": {\"files\": [], \"netwrok\": []}}",
+    );
+    let e = Manifest::load(&p, &env.opts()).unwrap_err();
+    assert_eq!(e.line, 2);
+    assert!(e.message.starts_with("unknown field `netwrok`"), "{e}");
+    let p = env.write("m.json", "{\"permissions\": {\"files\": [\"relative\"]}}");
+    let e = Manifest::load(&p, &env.opts()).unwrap_err();
+    assert_eq!((e.line, e.column), (1, 28));
+}
+
+#[test]
+fn force_allows_sensitive_grants() {
+    let env = Env::new();
+    let p = env.write("ward.toml", "[[files]]\npath = \"~/.ssh\"\n");
+    let opts = LoadOptions {
+        force: true,
+        ..env.opts()
+    };
+    assert!(Manifest::load(&p, &opts).is_ok());
+}
+
+#[test]
+fn managed_file_only_narrows() {
+    let env = Env::new();
+    env.write(
+        "managed.toml",
+        r#"deny_paths = ["*.sqlite"]
+[[files]]
+path = "$ROOT/home/proj/sub"
+access = "read"
+[[files]]
+path = "$ROOT/home/proj2"
+[network]
+allow = ["https://*.acme.com"]
+deny = ["https://evil.acme.com"]
+unknown = "deny"
+[[rules]]
+action = "exec"
+effect = "deny"
+resource = "/usr/bin/nc"
+[limits]
+upload = "1MiB"
+"#,
+    );
+    let m = env
+        .load(
+            r#"[[files]]
+path = "$ROOT/home/proj"
+mode = "direct"
+[[files]]
+path = "$ROOT/home/other"
+[network]
+allow = ["https://api.acme.com", "https://example.org"]
+ask = ["https://*.acme.com"]
+unknown = "ask"
+[limits]
+upload = "10MiB"
+"#,
+        )
+        .unwrap();
+    // proj is cut down to the managed sub-folder, read-only; other is dropped entirely.
+    assert_eq!(m.files.len(), 1);
+    assert_eq!(m.files[0].path, Path::new(&env.root()).join("home/proj/sub"));
+    assert_eq!(m.files[0].access, Access::Read);
+    assert_eq!(m.files[0].mode, Mode::Direct);
+    // Hosts: intersection; the managed deny comes first; example.org is gone.
+    let net: Vec<String> = m
+        .network
+        .iter()
+        .map(|e| format!("{} {}", e.effect, e.dest))
+        .collect();
+    assert_eq!(
+        net,
+        [
+            "deny https://evil.acme.com:443",
+            "ask https://*.acme.com:443",
+            "allow https://api.acme.com:443",
+        ]
+    );
+    assert_eq!(m.unknown_network.0, Effect::Deny, "the managed, stricter default wins");
+    assert!(m.deny_paths.iter().any(|(p, _)| p == "*.sqlite"));
+    assert!(m.rules.iter().any(|r| r.effect == Effect::Deny));
+    assert_eq!(m.limits.upload.as_ref().unwrap().0, 1 << 20);
+    assert_eq!(m.narrowed.len(), 3, "{:?}", m.narrowed);
+    let text = m.explain().to_string();
+    assert!(text.contains("managed "), "{text}");
+    assert!(text.contains("removed"), "{text}");
+}
+
+#[test]
+fn managed_file_cannot_widen_with_allow_rules() {
+    let env = Env::new();
+    env.write(
+        "managed.toml",
+        "[[rules]]\naction = \"exec\"\neffect = \"allow\"\n",
+    );
+    let e = env.err("name = \"x\"\n");
+    assert_eq!(
+        e,
+        "[TMP]/managed.toml:3:10: the managed file can only narrow: its rules may `deny` or `ask`, not `allow`"
+    );
+}
+
+#[test]
+fn unreadable_managed_file_fails_closed() {
+    let env = Env::new();
+    fs::create_dir(env.dir.path().join("managed.toml")).unwrap();
+    let e = env.err("name = \"x\"\n");
+    assert!(e.contains("cannot read the managed file"), "{e}");
+}
+
+#[test]
+fn explain_names_every_origin() {
+    let env = Env::new();
+    let m = env
+        .load("[[files]]\npath = \"$ROOT/home/proj\"\n[network]\nallow = [\"https://api.acme.com\"]\n")
+        .unwrap();
+    let text = m.explain().to_string().replace(&env.root(), "[TMP]");
+    insta::assert_snapshot!(text, @r"
+    Effective permissions of `ward`
+      manifest: [TMP]/ward.toml
+      managed:  none
+
+    Files (anything not listed is denied)
+      read-write staged [TMP]/home/proj    <- [TMP]/ward.toml:2:8
+
+    Always denied inside grants
+      .git/hooks     <- built-in
+      .env           <- built-in
+      .env.*         <- built-in
+      .ssh           <- built-in
+      .aws           <- built-in
+      .gnupg         <- built-in
+      .netrc         <- built-in
+      .npmrc         <- built-in
+      .pypirc        <- built-in
+      *.pem          <- built-in
+      *.key          <- built-in
+      id_rsa*        <- built-in
+      id_ecdsa*      <- built-in
+      id_ed25519*    <- built-in
+      id_dsa*        <- built-in
+
+    Network
+      allow https://api.acme.com:443    <- [TMP]/ward.toml:4:10
+      deny  any other destination    <- default
+
+    Limits
+      memory  unlimited
+      upload  unlimited
+      pids    unlimited
+      cpu     unlimited
+    ");
+    let json = m.explain().to_json();
+    assert_eq!(json["files"][0]["access"], "read-write");
+    assert_eq!(json["unknown_network"]["effect"], "deny");
+}
+
+#[test]
+fn builtin_default_grants_the_directory_staged() {
+    let env = Env::new();
+    let dir = env.dir.path().join("home/proj");
+    let m = Manifest::builtin_default(&dir, &env.opts()).unwrap();
+    assert_eq!(m.files[0].mode, Mode::Staged);
+    assert!(m.network.is_empty());
+    let home = env.dir.path().join("home");
+    assert!(Manifest::builtin_default(&home, &env.opts()).is_err());
+}

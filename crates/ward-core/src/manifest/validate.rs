@@ -1,0 +1,435 @@
+//! From the written form to a validated [`Manifest`]: every check a person can fail, each with
+//! the file, line and column.
+
+use super::raw::{self, At, Doc, Pos, SizeValue};
+use super::{
+    Access, FileGrant, Limits, LoadOptions, Manifest, ManifestError, Mode, NetEntry, Origin,
+    PolicyRef, Rule, BUILTIN_DENIES,
+};
+use crate::action::{Effect, KindPattern};
+use crate::dest::Destination;
+use crate::size::parse_size;
+use std::path::{Component, Path, PathBuf};
+
+pub(super) struct Ctx<'a> {
+    pub file: &'a Path,
+    pub managed: bool,
+}
+
+impl Ctx<'_> {
+    pub fn err(&self, pos: Pos, message: impl Into<String>) -> ManifestError {
+        ManifestError {
+            file: self.file.to_path_buf(),
+            line: pos.line,
+            column: pos.column,
+            message: message.into(),
+        }
+    }
+
+    pub fn origin(&self, pos: Pos) -> Origin {
+        Origin::File {
+            path: self.file.to_path_buf(),
+            line: pos.line,
+            column: pos.column,
+            managed: self.managed,
+        }
+    }
+}
+
+pub(super) fn load_text(
+    text: &str,
+    file: &Path,
+    json: bool,
+    opts: &LoadOptions,
+    managed: bool,
+) -> Result<Manifest, ManifestError> {
+    let cx = Ctx { file, managed };
+    let doc = if json {
+        raw::parse_json(text)
+    } else {
+        raw::parse_toml(text)
+    }
+    .map_err(|e| cx.err(e.pos, e.message))?;
+    build(doc, &cx, opts)
+}
+
+pub(super) fn builtin_default(dir: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestError> {
+    let cx = Ctx {
+        file: Path::new("<built-in default>"),
+        managed: false,
+    };
+    let path = dir.canonicalize().map_err(|e| {
+        cx.err(Pos::default(), format!("cannot use the current directory {}: {e}", dir.display()))
+    })?;
+    check_sensitive(&path, &path.display().to_string(), Pos::default(), &cx, opts)?;
+    Ok(Manifest {
+        name: "default".into(),
+        source: None,
+        managed: None,
+        files: vec![FileGrant {
+            path,
+            access: Access::ReadWrite,
+            mode: Mode::Staged,
+            deny: vec![],
+            origin: Origin::Builtin,
+        }],
+        deny_paths: builtin_denies(),
+        network: vec![],
+        unknown_network: (Effect::Deny, Origin::Default),
+        rules: vec![],
+        policies: vec![],
+        limits: Limits::default(),
+        narrowed: vec![],
+    })
+}
+
+fn builtin_denies() -> Vec<(String, Origin)> {
+    BUILTIN_DENIES
+        .iter()
+        .map(|p| (p.to_string(), Origin::Builtin))
+        .collect()
+}
+
+fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestError> {
+    let name = match doc.name {
+        Some(n) if n.value.trim().is_empty() => return Err(cx.err(n.pos, "`name` is empty")),
+        Some(n) => n.value,
+        None => cx
+            .file
+            .file_stem()
+            .map_or("manifest".into(), |s| s.to_string_lossy().into_owned()),
+    };
+
+    let mut files: Vec<(FileGrant, Pos)> = Vec::new();
+    for f in doc.files {
+        let access = match f.access.as_ref().map(|a| a.value.as_str()) {
+            None | Some("read-write") => Access::ReadWrite,
+            Some("read") => Access::Read,
+            Some(other) => {
+                return Err(cx.err(
+                    f.access.as_ref().map_or(f.path.pos, |a| a.pos),
+                    format!("unknown access `{other}` (expected `read` or `read-write`)"),
+                ))
+            }
+        };
+        let mode = match f.mode.as_ref().map(|a| a.value.as_str()) {
+            // In the managed file an unstated mode does not constrain the user's choice.
+            None if cx.managed => Mode::Direct,
+            None | Some("staged") => Mode::Staged,
+            Some("direct") => Mode::Direct,
+            Some(other) => {
+                return Err(cx.err(
+                    f.mode.as_ref().map_or(f.path.pos, |a| a.pos),
+                    format!("unknown mode `{other}` (expected `staged` or `direct`)"),
+                ))
+            }
+        };
+        let path = grant_path(&f.path, cx, opts)?;
+        for (other, other_pos) in &files {
+            if path.starts_with(&other.path) || other.path.starts_with(&path) {
+                return Err(cx.err(
+                    f.path.pos,
+                    format!(
+                        "grant `{}` overlaps the grant `{}` on line {}: grants must not nest \
+                         (keep the wider one, or list disjoint folders)",
+                        f.path.value,
+                        other.path.display(),
+                        other_pos.line
+                    ),
+                ));
+            }
+        }
+        let deny = f
+            .deny
+            .iter()
+            .map(|d| deny_pattern(d, cx).map(|p| (p, cx.origin(d.pos))))
+            .collect::<Result<_, _>>()?;
+        files.push((
+            FileGrant {
+                path,
+                access,
+                mode,
+                deny,
+                origin: cx.origin(f.path.pos),
+            },
+            f.path.pos,
+        ));
+    }
+
+    let mut deny_paths = if cx.managed { vec![] } else { builtin_denies() };
+    for d in &doc.deny_paths {
+        deny_paths.push((deny_pattern(d, cx)?, cx.origin(d.pos)));
+    }
+
+    let mut network = Vec::new();
+    let mut unknown_network = (Effect::Deny, Origin::Default);
+    if let Some(net) = doc.network {
+        for (effect, list) in [
+            (Effect::Deny, &net.deny),
+            (Effect::Ask, &net.ask),
+            (Effect::Allow, &net.allow),
+        ] {
+            for d in list {
+                let dest = Destination::parse(&d.value).map_err(|e| {
+                    cx.err(d.pos, format!("bad network destination `{}`: {e}", d.value))
+                })?;
+                network.push(NetEntry {
+                    effect,
+                    dest,
+                    origin: cx.origin(d.pos),
+                });
+            }
+        }
+        if let Some(u) = net.unknown {
+            let effect = match u.value.as_str() {
+                "deny" => Effect::Deny,
+                "ask" => Effect::Ask,
+                other => {
+                    return Err(cx.err(
+                        u.pos,
+                        format!(
+                            "`network.unknown` is `{other}`; expected `deny` or `ask` \
+                             (an allowlist that allows unknown destinations is not one)"
+                        ),
+                    ))
+                }
+            };
+            unknown_network = (effect, cx.origin(u.pos));
+        }
+    }
+
+    let mut rules = Vec::new();
+    for r in doc.rules {
+        let effect: Effect = r.effect.value.parse().map_err(|e: String| cx.err(r.effect.pos, e))?;
+        if cx.managed && effect == Effect::Allow {
+            return Err(cx.err(
+                r.effect.pos,
+                "the managed file can only narrow: its rules may `deny` or `ask`, not `allow`",
+            ));
+        }
+        if r.actions.is_empty() {
+            return Err(cx.err(r.pos, "a rule needs at least one action kind"));
+        }
+        let actions = kinds(&r.actions, cx)?;
+        let resource = match r.resource {
+            Some(res) if res.value.is_empty() => {
+                return Err(cx.err(res.pos, "empty `resource` pattern (omit it to match everything)"))
+            }
+            Some(res) => Some(res.value),
+            None => None,
+        };
+        rules.push(Rule {
+            actions,
+            effect,
+            resource,
+            reason: r.reason,
+            origin: cx.origin(r.pos),
+        });
+    }
+
+    let base = cx.file.parent().unwrap_or(Path::new("."));
+    let mut policies = Vec::new();
+    for p in doc.policies {
+        let path = base.join(&p.path.value);
+        if !path.is_file() {
+            return Err(cx.err(
+                p.path.pos,
+                format!(
+                    "policy file `{}` does not exist (paths are relative to the manifest's folder)",
+                    p.path.value
+                ),
+            ));
+        }
+        let rule = &p.rule.value;
+        let valid_rule = rule.starts_with("data.")
+            && rule[5..].split('.').all(|seg| {
+                !seg.is_empty()
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            });
+        if !valid_rule {
+            return Err(cx.err(
+                p.rule.pos,
+                format!("`{rule}` is not a rule path (write e.g. `data.agent.security.allow_upload`)"),
+            ));
+        }
+        if p.actions.is_empty() {
+            return Err(cx.err(p.pos, "a policy must name the action kinds it decides (`actions = [\"net.upload\"]`)"));
+        }
+        policies.push(PolicyRef {
+            path,
+            rule: rule.clone(),
+            actions: kinds(&p.actions, cx)?,
+            origin: cx.origin(p.pos),
+        });
+    }
+
+    let limits = limits(&doc.limits, cx)?;
+
+    Ok(Manifest {
+        name,
+        source: Some(cx.file.to_path_buf()),
+        managed: None,
+        files: files.into_iter().map(|(g, _)| g).collect(),
+        deny_paths,
+        network,
+        unknown_network,
+        rules,
+        policies,
+        limits,
+        narrowed: vec![],
+    })
+}
+
+fn kinds(list: &[At<String>], cx: &Ctx) -> Result<Vec<KindPattern>, ManifestError> {
+    list.iter()
+        .map(|a| KindPattern::parse(&a.value).map_err(|e| cx.err(a.pos, e.to_string())))
+        .collect()
+}
+
+fn deny_pattern(d: &At<String>, cx: &Ctx) -> Result<String, ManifestError> {
+    let p = d.value.trim_start_matches("./");
+    if p.is_empty() || p.split('/').any(|c| c == "..") {
+        return Err(cx.err(
+            d.pos,
+            format!("`{}` is not a deny pattern (a path or glob inside the grant, without `..`)", d.value),
+        ));
+    }
+    Ok(p.to_string())
+}
+
+/// Expands `~`, requires an absolute path that exists, resolves symlinks and refuses sensitive
+/// locations unless forced. The managed file may name paths that do not exist on this machine.
+fn grant_path(p: &At<String>, cx: &Ctx, opts: &LoadOptions) -> Result<PathBuf, ManifestError> {
+    let written = p.value.as_str();
+    let expanded = match (written.strip_prefix('~'), &opts.home) {
+        (Some(rest), Some(home)) if rest.is_empty() || rest.starts_with('/') => {
+            home.join(rest.trim_start_matches('/'))
+        }
+        (Some(_), None) => {
+            return Err(cx.err(p.pos, format!("cannot expand `{written}`: HOME is not set")))
+        }
+        _ => PathBuf::from(written),
+    };
+    if !expanded.is_absolute() {
+        return Err(cx.err(
+            p.pos,
+            format!("grant path `{written}` is relative: write an absolute path or start it with `~/`"),
+        ));
+    }
+    let normal = normalize(&expanded);
+    let path = match normal.canonicalize() {
+        Ok(c) => c,
+        Err(_) if cx.managed || !opts.check_paths => normal,
+        Err(e) => {
+            return Err(cx.err(
+                p.pos,
+                format!("grant path `{written}` cannot be used: {e} (create it first, or fix the path)"),
+            ))
+        }
+    };
+    if !cx.managed {
+        check_sensitive(&path, written, p.pos, cx, opts)?;
+    }
+    Ok(path)
+}
+
+/// Lexical normalization: drops `.` and resolves `..` without touching the filesystem.
+pub fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+fn check_sensitive(
+    path: &Path,
+    written: &str,
+    pos: Pos,
+    cx: &Ctx,
+    opts: &LoadOptions,
+) -> Result<(), ManifestError> {
+    if opts.force {
+        return Ok(());
+    }
+    let refuse = |why: String| {
+        Err(cx.err(
+            pos,
+            format!("refusing to grant `{written}`: {why} (use --force to override)"),
+        ))
+    };
+    if path == Path::new("/") {
+        return refuse("it is the whole filesystem".into());
+    }
+    if path.starts_with("/etc") {
+        return refuse("/etc holds system configuration and secrets".into());
+    }
+    if let Some(home) = opts.home.as_ref().and_then(|h| h.canonicalize().ok()) {
+        if path == home {
+            return refuse("it is your whole home directory, keys and credentials included".into());
+        }
+        for dir in CREDENTIAL_DIRS {
+            let cred = home.join(dir);
+            if path.starts_with(&cred) {
+                return refuse(format!("~/{dir} holds credentials"));
+            }
+        }
+        if home.starts_with(path) {
+            return refuse(format!("it contains your home directory {}", home.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Directories under the home directory that hold credentials and are never granted unforced.
+pub const CREDENTIAL_DIRS: &[&str] = &[
+    ".ssh",
+    ".gnupg",
+    ".aws",
+    ".azure",
+    ".config/gcloud",
+    ".kube",
+    ".docker",
+    ".password-store",
+    ".local/share/keyrings",
+];
+
+fn limits(l: &raw::LimitsDoc, cx: &Ctx) -> Result<Limits, ManifestError> {
+    let size = |v: &At<SizeValue>, what: &str| -> Result<(u64, Origin), ManifestError> {
+        let n = match &v.value {
+            SizeValue::Bytes(n) if *n > 0 => *n as u64,
+            SizeValue::Bytes(n) => {
+                return Err(cx.err(v.pos, format!("`limits.{what}` must be positive, not {n}")))
+            }
+            SizeValue::Text(s) => parse_size(s).map_err(|e| cx.err(v.pos, e))?,
+        };
+        if n == 0 {
+            return Err(cx.err(v.pos, format!("`limits.{what}` must be positive")));
+        }
+        Ok((n, cx.origin(v.pos)))
+    };
+    Ok(Limits {
+        memory: l.memory.as_ref().map(|v| size(v, "memory")).transpose()?,
+        upload: l.upload.as_ref().map(|v| size(v, "upload")).transpose()?,
+        pids: match &l.pids {
+            Some(p) if p.value > 0 => Some((p.value as u64, cx.origin(p.pos))),
+            Some(p) => return Err(cx.err(p.pos, format!("`limits.pids` must be positive, not {}", p.value))),
+            None => None,
+        },
+        cpu: match &l.cpu {
+            Some(c) if c.value > 0.0 && c.value.is_finite() => Some((c.value, cx.origin(c.pos))),
+            Some(c) => {
+                return Err(cx.err(c.pos, format!("`limits.cpu` is a positive number of CPUs, not {}", c.value)))
+            }
+            None => None,
+        },
+    })
+}
