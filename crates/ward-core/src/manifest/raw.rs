@@ -192,7 +192,7 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
             .map(|r| {
                 let pos = pos_of(src, r.span().start);
                 let r = r.into_inner();
-                let pos = pos_of(src, r.action.span().start);
+                let apos = pos_of(src, r.action.span().start);
                 let items = match r.action.into_inner() {
                     toml::Value::String(s) => vec![toml::Value::String(s)],
                     toml::Value::Array(v) => v,
@@ -201,10 +201,10 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
                 let mut actions = Vec::new();
                 for item in items {
                     match item {
-                        toml::Value::String(value) => actions.push(At { value, pos }),
+                        toml::Value::String(value) => actions.push(At { value, pos: apos }),
                         other => {
                             return Err(SyntaxError {
-                                pos,
+                                pos: apos,
                                 message: format!(
                                     "invalid type: {}, expected an action kind or a list of them",
                                     other.type_str()

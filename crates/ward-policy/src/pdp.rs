@@ -1,0 +1,63 @@
+//! [`Pdp`]: the manifest rules and the bound Rego policies behind one `decide` call.
+
+use crate::error::PolicyError;
+use crate::rego::RegoPolicy;
+use crate::rules::{decide_manifest, Strictest};
+use ward_core::action::KindPattern;
+use ward_core::{Action, Decision, Effect, Manifest};
+
+/// The policy decision point for one manifest. Load once (Rego compiles here), decide per
+/// action. Clone it to decide on several threads.
+#[derive(Clone)]
+pub struct Pdp {
+    manifest: Manifest,
+    policies: Vec<(Vec<KindPattern>, RegoPolicy)>,
+}
+
+impl Pdp {
+    pub fn new(manifest: Manifest) -> Result<Pdp, PolicyError> {
+        let policies = manifest
+            .policies
+            .iter()
+            .map(|p| Ok((p.actions.clone(), RegoPolicy::load(&p.path, &p.rule)?)))
+            .collect::<Result<_, PolicyError>>()?;
+        Ok(Pdp { manifest, policies })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Decide on `action`: the strictest of what the manifest and every policy bound to its
+    /// kind say; deny when none of them speaks.
+    pub fn decide(&mut self, action: &Action) -> Decision {
+        let mut best = Strictest::default();
+        if let Some(d) = decide_manifest(&self.manifest, action) {
+            best.offer(d);
+        }
+        // A manifest deny is final: no need to run Rego.
+        if best.0.as_ref().is_some_and(|d| d.effect == Effect::Deny) {
+            return best.0.unwrap_or_else(default_deny_for(action));
+        }
+        for (kinds, policy) in &mut self.policies {
+            if kinds.iter().any(|k| k.matches(&action.kind)) {
+                best.offer(policy.decide(action));
+            }
+        }
+        best.0.unwrap_or_else(default_deny_for(action))
+    }
+}
+
+fn default_deny_for(a: &Action) -> impl FnOnce() -> Decision + '_ {
+    move || {
+        Decision::new(
+            Effect::Deny,
+            "default",
+            format!(
+                "nothing in the manifest grants {} {}",
+                a.kind,
+                if a.resource.is_empty() { a.dest.as_deref().unwrap_or("") } else { &a.resource }
+            ),
+        )
+    }
+}

@@ -1,0 +1,180 @@
+//! Decision precedence through the whole decision point: manifest rules, grants, network,
+//! limits and Rego together.
+
+use std::fs;
+use std::path::Path;
+use ward_core::{Action, ActionKind, Effect, LoadOptions, Manifest};
+use ward_policy::testing::{run_tests, Outcome};
+use ward_policy::Pdp;
+
+fn setup() -> (tempfile::TempDir, Pdp) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    fs::create_dir_all(root.join("proj/.git/hooks")).unwrap();
+    fs::create_dir_all(root.join("ro")).unwrap();
+    fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policy.rego"),
+        root.join("policy.rego"),
+    )
+    .unwrap();
+    let text = format!(
+        r#"name = "t"
+[[files]]
+path = "{r}/proj"
+deny = ["build/secret"]
+[[files]]
+path = "{r}/ro"
+access = "read"
+[network]
+allow = ["https://api.acme.com", "https://uploads.acme.com", "https://*.cdn.acme.com"]
+ask = ["https://github.com"]
+deny = ["https://bad.cdn.acme.com"]
+[[rules]]
+action = "file.write"
+effect = "ask"
+resource = "{r}/proj/*.lock"
+[[rules]]
+action = ["file.read", "file.write"]
+effect = "deny"
+resource = "{r}/proj/private/**"
+[[rules]]
+action = "exec"
+effect = "allow"
+resource = "/usr/bin/git"
+[[rules]]
+action = "exec"
+effect = "ask"
+resource = "/usr/bin/*"
+[[rules]]
+action = "device.*"
+effect = "deny"
+[[rules]]
+action = "net.connect"
+effect = "allow"
+resource = "*.allowed-by-rule.com"
+[[policies]]
+path = "policy.rego"
+rule = "data.agent.security.allow_upload"
+actions = ["net.upload"]
+[limits]
+upload = "8MiB"
+"#,
+        r = root.display()
+    );
+    fs::write(root.join("ward.toml"), text).unwrap();
+    let opts = LoadOptions {
+        managed: None,
+        home: Some(root.join("home")),
+        ..LoadOptions::default()
+    };
+    let m = Manifest::load(&root.join("ward.toml"), &opts).unwrap();
+    (dir, Pdp::new(m).unwrap())
+}
+
+fn file(kind: ActionKind, p: &Path) -> Action {
+    Action::new(kind, p.display().to_string())
+}
+
+#[test]
+fn file_decisions() {
+    let (dir, mut pdp) = setup();
+    let r = dir.path().canonicalize().unwrap();
+    let cases = [
+        (ActionKind::FileRead, r.join("proj/src/main.rs"), Effect::Allow),
+        (ActionKind::FileWrite, r.join("proj/src/main.rs"), Effect::Allow),
+        (ActionKind::FileDelete, r.join("proj/src/main.rs"), Effect::Allow),
+        (ActionKind::FileWrite, r.join("proj/Cargo.lock"), Effect::Ask),
+        (ActionKind::FileRead, r.join("proj/Cargo.lock"), Effect::Allow),
+        (ActionKind::FileRead, r.join("proj/private/x/y"), Effect::Deny),
+        (ActionKind::FileWrite, r.join("proj/.git/hooks/pre-commit"), Effect::Deny),
+        (ActionKind::FileRead, r.join("proj/sub/.env"), Effect::Deny),
+        (ActionKind::FileRead, r.join("proj/tls/server.pem"), Effect::Deny),
+        (ActionKind::FileRead, r.join("proj/build/secret/k"), Effect::Deny),
+        (ActionKind::FileRead, r.join("ro/notes.txt"), Effect::Allow),
+        (ActionKind::FileWrite, r.join("ro/notes.txt"), Effect::Deny),
+        (ActionKind::FileDelete, r.join("ro/notes.txt"), Effect::Deny),
+        (ActionKind::FileRead, r.join("elsewhere"), Effect::Deny),
+        (ActionKind::FileRead, r.join("proj/../ro2/x"), Effect::Deny),
+        (ActionKind::FileRead, r.join("proj/../../etc/passwd"), Effect::Deny),
+        (ActionKind::FileRead, "/etc/shadow".into(), Effect::Deny),
+    ];
+    for (kind, path, want) in cases {
+        let d = pdp.decide(&file(kind.clone(), &path));
+        assert_eq!(d.effect, want, "{kind} {}: {d:?}", path.display());
+        assert!(!d.by.is_empty() && !d.reason.is_empty());
+    }
+    let d = pdp.decide(&Action::new(ActionKind::FileRead, "relative/path"));
+    assert_eq!(d.effect, Effect::Deny);
+    let d = pdp.decide(&file(ActionKind::FileRead, &r.join("nowhere")));
+    assert_eq!((d.effect, d.by.as_str()), (Effect::Deny, "default"));
+}
+
+#[test]
+fn exec_and_device_rules() {
+    let (_dir, mut pdp) = setup();
+    // deny > ask > allow: git matches both the allow and the broader ask; ask wins.
+    let git = pdp.decide(&Action::new(ActionKind::Exec, "/usr/bin/git"));
+    assert_eq!(git.effect, Effect::Ask, "{git:?}");
+    assert_eq!(pdp.decide(&Action::new(ActionKind::Exec, "/opt/tool")).effect, Effect::Deny);
+    assert_eq!(
+        pdp.decide(&Action::new(ActionKind::Device("camera".into()), "/dev/video0")).effect,
+        Effect::Deny
+    );
+    assert_eq!(pdp.decide(&Action::new(ActionKind::ClipboardRead, "")).effect, Effect::Deny);
+    assert_eq!(pdp.decide(&Action::new(ActionKind::ScreenCapture, "")).effect, Effect::Deny);
+}
+
+#[test]
+fn network_decisions() {
+    let (_dir, mut pdp) = setup();
+    let connect = |pdp: &mut Pdp, url: &str| pdp.decide(&Action::new(ActionKind::NetConnect, url)).effect;
+    assert_eq!(connect(&mut pdp, "https://api.acme.com/v1/x"), Effect::Allow);
+    assert_eq!(connect(&mut pdp, "https://API.acme.com:443/"), Effect::Allow);
+    assert_eq!(connect(&mut pdp, "http://api.acme.com/"), Effect::Deny, "scheme/port differ");
+    assert_eq!(connect(&mut pdp, "https://api.acme.com:8443/"), Effect::Deny);
+    assert_eq!(connect(&mut pdp, "https://img.cdn.acme.com/a.png"), Effect::Allow);
+    assert_eq!(connect(&mut pdp, "https://bad.cdn.acme.com/"), Effect::Deny, "deny beats wildcard allow");
+    assert_eq!(connect(&mut pdp, "https://github.com/"), Effect::Ask);
+    assert_eq!(connect(&mut pdp, "https://evil.com/"), Effect::Deny);
+    assert_eq!(connect(&mut pdp, "https://x.allowed-by-rule.com/"), Effect::Allow);
+    assert_eq!(connect(&mut pdp, "not a url"), Effect::Deny);
+}
+
+#[test]
+fn uploads_go_through_limits_and_the_seed_policy() {
+    let (_dir, mut pdp) = setup();
+    let up = |pdp: &mut Pdp, host: &str, size: u64| pdp.decide(&Action::upload(host, size));
+    assert_eq!(up(&mut pdp, "uploads.acme.com", 5 << 20).effect, Effect::Allow);
+    let big = up(&mut pdp, "uploads.acme.com", 9 << 20);
+    assert_eq!(big.effect, Effect::Deny, "over the manifest's 8 MiB limit");
+    assert!(big.reason.contains("exceeds the limit"), "{big:?}");
+    let api = up(&mut pdp, "api.acme.com", 1 << 20);
+    assert_eq!(api.effect, Effect::Deny, "allowed host, but the policy only allows its two");
+    assert!(api.by.starts_with("policy:"), "{api:?}");
+    assert_eq!(up(&mut pdp, "evil.example.com", 1).effect, Effect::Deny);
+}
+
+#[test]
+fn policy_test_runner_reports_like_opa() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policy-tests");
+    let report = run_tests(Path::new(dir), None).unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.results.len(), 4);
+    let text = report.to_string();
+    assert!(text.contains("data.agent.security_test.test_large_upload_denied: PASS ("), "{text}");
+    assert!(text.trim_end().ends_with("PASS: 4/4"), "{text}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(
+        tmp.path().join("t.rego"),
+        "package t\n\ntest_ok if { 1 == 1 }\n\ntest_bad if { 1 == 2 }\n\ntest_err if { 1 / 0 }\n",
+    )
+    .unwrap();
+    let report = run_tests(tmp.path(), None).unwrap();
+    assert!(!report.passed());
+    assert_eq!(report.count(Outcome::Pass), 1);
+    assert_eq!(report.count(Outcome::Pass) + report.count(Outcome::Fail) + report.count(Outcome::Error), 3);
+    assert!(report.to_string().contains("data.t.test_bad: FAIL"), "{report}");
+    let only = run_tests(tmp.path(), Some("test_ok")).unwrap();
+    assert!(only.passed());
+}
