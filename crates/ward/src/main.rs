@@ -1,1 +1,80 @@
-fn main() {}
+//! `ward`: the command line. Parses arguments, calls the libraries, prints, and maps results
+//! to exit codes (0 success, 1 "found something / check failed / denied", 2 usage or input
+//! error). Everything testable lives in the `ward-*` crates.
+
+mod audit_cmd;
+mod manifest_cmd;
+mod policy_cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ward",
+    version,
+    about = "A hardened runtime for desktop AI agents: scoped grants, policy as code, a tamper-evident audit log.",
+    after_help = "\
+Examples:
+  ward manifest check ward.toml            validate a manifest (errors name file:line:column)
+  ward manifest explain -m ward.toml       what the agent may do, and where each grant came from
+  ward policy eval -m examples/acme.toml --input @action.json
+  ward policy test examples/policy-tests   run Rego test_ rules, like `opa test`
+  ward audit verify                        check the audit log's hash chain, signatures and anchor
+  ward audit tail -f                       follow the audit log
+
+Exit codes: 0 success; 1 a check failed, a policy denied, or something was found; 2 usage or input error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check and explain permission manifests.
+    #[command(subcommand)]
+    Manifest(manifest_cmd::ManifestCmd),
+    /// Check, evaluate and test Rego policies.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCmd),
+    /// Verify, read and export the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCmd),
+}
+
+/// What a command reports back: the exit code it wants.
+pub type Outcome = anyhow::Result<u8>;
+
+fn main() -> ExitCode {
+    restore_sigpipe();
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Manifest(c) => manifest_cmd::run(c),
+        Cmd::Policy(c) => policy_cmd::run(c),
+        Cmd::Audit(c) => audit_cmd::run(c),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            // One line a person can act on: the context chain, outermost first.
+            let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+            eprintln!("ward: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Die quietly on a closed pipe (`ward audit tail | head`) like other Unix tools, instead of
+/// panicking on the failed write.
+fn restore_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Print `value` as pretty JSON on stdout.
+pub fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
