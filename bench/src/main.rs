@@ -1,1 +1,437 @@
-fn main(){}
+//! Ward's benchmarks for the foundation: decisions, audit appends, audit verification.
+//! Each runs Ward and a peer side by side in one run and prints the ratio.
+//!
+//!   cargo run --release -p ward-bench -- [decisions|audit|verify|all]
+//!
+//! Timing loops measure batches of operations (a clock read costs ~25 ns, more than a manifest
+//! decision) and report the median of the per-operation averages.
+
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+use ward_audit::{AuditLog, Event, KeyStore, WriterOptions};
+use ward_core::{Action, ActionKind, LoadOptions, Manifest};
+use ward_policy::Pdp;
+
+fn main() {
+    let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    let all = what == "all";
+    if all || what == "decisions" {
+        decisions();
+    }
+    if all || what == "audit" {
+        audit_appends();
+    }
+    if all || what == "verify" {
+        verify();
+    }
+    if what == "verify-file" {
+        // verify-file LOG KEYDIR: verify an existing log 5 times (for profiling).
+        let log = std::path::PathBuf::from(std::env::args().nth(2).unwrap());
+        let keys = KeyStore::new(std::env::args().nth(3).unwrap());
+        let data = std::fs::read(&log).unwrap();
+        let vk = keys.verifying_key().unwrap().unwrap();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let r = ward_audit::verify_bytes(&data, &vk, None);
+            println!("{} records in {:?}", r.records, t.elapsed());
+        }
+    }
+    if what == "lines" {
+        let data = std::fs::read(std::env::args().nth(2).unwrap()).unwrap();
+        let t = Instant::now();
+        let n = memchr_count(&data);
+        println!("newlines {n} in {:?}", t.elapsed());
+    }
+    if what == "sha" {
+        use sha2::Digest;
+        let buf = vec![7u8; 480];
+        let t = Instant::now();
+        let n = 2_000_000;
+        for _ in 0..n {
+            std::hint::black_box(sha2::Sha256::digest(std::hint::black_box(&buf)));
+        }
+        let e = t.elapsed().as_secs_f64();
+        println!(
+            "sha256 480 B: {:.0} ns each, {:.0} MB/s",
+            e * 1e9 / n as f64,
+            480.0 * n as f64 / e / 1e6
+        );
+    }
+}
+
+/// Median nanoseconds per call of `f`, over `samples` batches of `batch` calls.
+fn p50_ns(samples: usize, batch: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..batch * 10 {
+        f();
+    }
+    let mut v: Vec<f64> = (0..samples)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..batch {
+                f();
+            }
+            t.elapsed().as_nanos() as f64 / batch as f64
+        })
+        .collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let proj = dir.path().join("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    std::fs::copy(
+        root().join("examples/policy.rego"),
+        dir.path().join("policy.rego"),
+    )
+    .unwrap();
+    let manifest = format!(
+        r#"[[files]]
+path = "{}"
+[network]
+allow = ["https://api.acme.com", "https://uploads.acme.com", "https://storage.corp.local"]
+[[rules]]
+action = "exec"
+effect = "ask"
+resource = "/usr/bin/*"
+[[policies]]
+path = "policy.rego"
+rule = "data.agent.security.allow_upload"
+actions = ["net.upload"]
+"#,
+        proj.display()
+    );
+    std::fs::write(dir.path().join("ward.toml"), manifest).unwrap();
+    let opts = LoadOptions {
+        managed: None,
+        ..LoadOptions::default()
+    };
+    let m = Manifest::load(&dir.path().join("ward.toml"), &opts).unwrap();
+    let mut pdp = Pdp::new(m).unwrap();
+
+    let read = Action::new(
+        ActionKind::FileRead,
+        proj.join("src/lib.rs").display().to_string(),
+    );
+    let dotenv = Action::new(
+        ActionKind::FileRead,
+        proj.join("sub/.env").display().to_string(),
+    );
+    let connect = Action::new(ActionKind::NetConnect, "https://api.acme.com/v1/items");
+    let upload = Action::upload("uploads.acme.com", 5 << 20);
+
+    let t_read = p50_ns(2000, 200, || {
+        std::hint::black_box(pdp.decide(std::hint::black_box(&read)));
+    });
+    let t_deny = p50_ns(2000, 200, || {
+        std::hint::black_box(pdp.decide(std::hint::black_box(&dotenv)));
+    });
+    let t_connect = p50_ns(2000, 200, || {
+        std::hint::black_box(pdp.decide(std::hint::black_box(&connect)));
+    });
+    let t_upload = p50_ns(2000, 50, || {
+        std::hint::black_box(pdp.decide(std::hint::black_box(&upload)));
+    });
+
+    // Peer: regorus alone on the seed policy, as the research measured it (set_input + eval_rule
+    // with a JSON input), with no manifest, no decision building.
+    let mut engine = regorus::Engine::new();
+    engine
+        .add_policy(
+            "policy.rego".into(),
+            std::fs::read_to_string(root().join("examples/policy.rego")).unwrap(),
+        )
+        .unwrap();
+    let input = regorus::Value::from_json_str(
+        r#"{"kind":"net.upload","dest":"uploads.acme.com","size":5242880}"#,
+    )
+    .unwrap();
+    let t_regorus = p50_ns(2000, 50, || {
+        engine.set_input(input.clone());
+        std::hint::black_box(
+            engine
+                .eval_rule("data.agent.security.allow_upload".into())
+                .unwrap(),
+        );
+    });
+
+    println!("== decisions (p50 per decision, single thread) ==");
+    println!(
+        "manifest rule, file.read in grant      {:>8.0} ns   {:>10.0}/s   (target < 1000 ns)",
+        t_read,
+        1e9 / t_read
+    );
+    println!(
+        "manifest rule, mandatory deny (.env)   {:>8.0} ns   {:>10.0}/s",
+        t_deny,
+        1e9 / t_deny
+    );
+    println!(
+        "manifest rule, net.connect allowlist   {:>8.0} ns   {:>10.0}/s",
+        t_connect,
+        1e9 / t_connect
+    );
+    println!(
+        "seed Rego policy via Ward (net.upload) {:>8.0} ns   {:>10.0}/s   (target < 5000 ns)",
+        t_upload,
+        1e9 / t_upload
+    );
+    println!(
+        "peer: bare regorus eval_rule, same pol {:>8.0} ns   {:>10.0}/s",
+        t_regorus,
+        1e9 / t_regorus
+    );
+    println!(
+        "ratio Ward Rego decision / bare regorus: {:.2}x",
+        t_upload / t_regorus
+    );
+}
+
+fn event(i: usize) -> Event {
+    Event {
+        session: Some("bench-session".into()),
+        agent: Some("claude-code".into()),
+        resource: Some(format!("/home/alice/Documents/ProjectX/src/module_{i}.rs")),
+        size: Some(4096),
+        decision: Some(ward_audit::EventDecision {
+            result: ward_core::Effect::Allow,
+            by: "manifest:/home/alice/ward.toml:4:8".into(),
+            reason: "inside the grant /home/alice/Documents/ProjectX (read-write staged)".into(),
+        }),
+        ..Event::new("file.read")
+    }
+}
+
+/// Durable appends per second through Ward with `threads` callers, each handing `per_call`
+/// events at a time to `append_all` and waiting until they are on disk.
+fn ward_rate(dir: &Path, threads: usize, per_call: usize, total: usize) -> (f64, u64) {
+    let keys = KeyStore::new(dir.join("keys"));
+    let path = dir.join(format!("log-{threads}-{per_call}/audit.jsonl"));
+    let log = AuditLog::open(&path, &keys, WriterOptions::default()).unwrap();
+    let per_thread = total / threads;
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for th in 0..threads {
+            let log = &log;
+            s.spawn(move || {
+                let mut i = 0;
+                while i < per_thread {
+                    let n = per_call.min(per_thread - i);
+                    log.append_all((i..i + n).map(|k| event(th * per_thread + k)).collect())
+                        .unwrap();
+                    i += n;
+                }
+            });
+        }
+    });
+    let el = t.elapsed();
+    log.close().unwrap();
+    (
+        (threads * per_thread) as f64 / el.as_secs_f64(),
+        std::fs::metadata(&path).unwrap().len(),
+    )
+}
+
+fn audit_appends() {
+    let dir = tempfile::tempdir_in(std::env::var("WARD_BENCH_DIR").unwrap_or_else(|_| ".".into()))
+        .unwrap();
+    let total = 256_000;
+    println!(
+        "== audit appends, each durable (fdatasync) before its caller continues, {total} events =="
+    );
+    let (a, _) = ward_rate(dir.path(), 64, 1, total);
+    println!("ward, 64 threads x append()                      {a:>9.0} appends/s");
+    let (b, _) = ward_rate(dir.path(), 256, 1, total);
+    println!("ward, 256 threads x append()                     {b:>9.0} appends/s");
+    let (c, bytes) = ward_rate(dir.path(), 16, 16, total);
+    let plain = plain_group_commit(&dir.path().join("plain.jsonl"), 16, 16, total);
+    println!(
+        "ward, 16 threads x append_all(16) (256 in flight) {c:>9.0} appends/s  ({:.0} B/record)   (target >= 100000/s)",
+        bytes as f64 / total as f64
+    );
+    println!("peer: plain JSONL, same group commit, same load   {plain:>9.0} appends/s   (no chain, Merkle, signatures, anchor)");
+    println!("ratio ward / plain: {:.2}x throughput", c / plain);
+}
+
+/// The peer: the same events as plain JSON lines with a group commit like Ward's (one write and
+/// one fdatasync per batch, callers waiting for durability) and no integrity work at all.
+fn plain_group_commit(path: &Path, threads: usize, per_call: usize, total: usize) -> f64 {
+    use std::io::Write;
+    struct Q {
+        pending: Vec<Vec<u8>>,
+        submitted: u64,
+        done: u64,
+        stop: bool,
+    }
+    let shared = Arc::new((
+        Mutex::new(Q {
+            pending: vec![],
+            submitted: 0,
+            done: 0,
+            stop: false,
+        }),
+        Condvar::new(),
+        Condvar::new(),
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let sh = Arc::clone(&shared);
+    let writer = std::thread::spawn(move || {
+        let (m, work, done) = &*sh;
+        let mut buf = Vec::new();
+        loop {
+            let (batch, upto) = {
+                let mut q = m.lock().unwrap();
+                while q.pending.is_empty() && !q.stop {
+                    q = work.wait(q).unwrap();
+                }
+                if q.pending.is_empty() {
+                    return;
+                }
+                (std::mem::take(&mut q.pending), q.submitted)
+            };
+            buf.clear();
+            for b in batch {
+                buf.extend_from_slice(&b);
+            }
+            file.write_all(&buf).unwrap();
+            file.sync_data().unwrap();
+            let mut q = m.lock().unwrap();
+            q.done = upto;
+            done.notify_all();
+        }
+    });
+    let per_thread = total / threads;
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for th in 0..threads {
+            let shared = &shared;
+            s.spawn(move || {
+                let (m, work, done) = &**shared;
+                let mut i = 0;
+                while i < per_thread {
+                    let n = per_call.min(per_thread - i);
+                    let lines: Vec<Vec<u8>> = (i..i + n)
+                        .map(|k| {
+                            let mut line = serde_json::to_vec(&event(th * per_thread + k)).unwrap();
+                            line.push(b'\n');
+                            line
+                        })
+                        .collect();
+                    let mut q = m.lock().unwrap();
+                    q.pending.extend(lines);
+                    q.submitted += n as u64;
+                    let mine = q.submitted;
+                    work.notify_one();
+                    while q.done < mine {
+                        q = done.wait(q).unwrap();
+                    }
+                    i += n;
+                }
+            });
+        }
+    });
+    let el = t.elapsed();
+    {
+        let (m, work, _) = &*shared;
+        m.lock().unwrap().stop = true;
+        work.notify_all();
+    }
+    writer.join().unwrap();
+    (threads * per_thread) as f64 / el.as_secs_f64()
+}
+
+fn verify() {
+    verify_with("full records", event);
+    verify_with("compact records", compact_event);
+}
+
+/// A smaller record, about the 300 bytes of the research's measurements.
+fn compact_event(i: usize) -> Event {
+    Event {
+        resource: Some(format!("/p/src/f{i}.rs")),
+        decision: Some(ward_audit::EventDecision {
+            result: ward_core::Effect::Allow,
+            by: "manifest:ward.toml:4:8".into(),
+            reason: "in grant".into(),
+        }),
+        ..Event::new("file.read")
+    }
+}
+
+fn verify_with(label: &str, make: fn(usize) -> Event) {
+    const N: usize = 1_000_000;
+    let dir = tempfile::tempdir_in(std::env::var("WARD_BENCH_DIR").unwrap_or_else(|_| ".".into()))
+        .unwrap();
+    let keys = KeyStore::new(dir.path().join("keys"));
+    let path = dir.path().join("log/audit.jsonl");
+    let log = AuditLog::open(&path, &keys, WriterOptions::default()).unwrap();
+    for chunk in (0..N).collect::<Vec<_>>().chunks(10_000) {
+        log.append_all(chunk.iter().map(|&i| make(i)).collect())
+            .unwrap();
+    }
+    log.close().unwrap();
+    if let Some(keep) = std::env::var_os("WARD_BENCH_KEEP") {
+        let keep = std::path::PathBuf::from(keep);
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::copy(&path, keep.join("audit.jsonl")).unwrap();
+        std::fs::copy(
+            keys.dir.join("audit-signing.pub"),
+            keep.join("audit-signing.pub"),
+        )
+        .unwrap();
+    }
+    let data = std::fs::read(&path).unwrap();
+    let vk = keys.verifying_key().unwrap().unwrap();
+    let anchor = keys
+        .read_anchor(&ward_audit::log_id_of(&data).unwrap())
+        .unwrap();
+    let mut best = Duration::MAX;
+    let mut records = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r = ward_audit::verify_bytes(&data, &vk, anchor.as_ref());
+        best = best.min(t.elapsed());
+        assert!(r.ok(), "{r:?}");
+        records = r.records;
+    }
+    // Peer: sha256sum over the same bytes (one hash of the file, no per-record work).
+    let mut peer = Duration::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let st = std::process::Command::new("sha256sum")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(st.status.success());
+        peer = peer.min(t.elapsed());
+    }
+    let mb = data.len() as f64 / 1e6;
+    println!(
+        "== audit verify, {label} ({records} records of {:.0} B, {mb:.0} MB, in memory, best of 5) ==",
+        data.len() as f64 / records as f64
+    );
+    println!("ward verify (chain, Merkle, signatures, anchor) {:>10.0} records/s  {:>6.0} MB/s   (target >= 2000000 records/s)", records as f64 / best.as_secs_f64(), mb / best.as_secs_f64());
+    println!(
+        "peer: sha256sum of the file                     {:>10.0} records/s  {:>6.0} MB/s",
+        records as f64 / peer.as_secs_f64(),
+        mb / peer.as_secs_f64()
+    );
+    println!(
+        "ratio ward / sha256sum: {:.2}x time",
+        best.as_secs_f64() / peer.as_secs_f64()
+    );
+}
+
+fn memchr_count(d: &[u8]) -> usize {
+    d.iter().filter(|&&b| b == b'\n').count()
+}

@@ -12,9 +12,30 @@ pub const OCSF_VERSION: &str = "1.5.0";
 /// (class_uid, class_name, category_uid, category_name, activity_id, activity_name)
 fn classify(kind: &str) -> (u32, &'static str, u32, &'static str, u32, &'static str) {
     match kind {
-        "file.read" => (1001, "File System Activity", 1, "System Activity", 2, "Read"),
-        "file.write" => (1001, "File System Activity", 1, "System Activity", 3, "Update"),
-        "file.delete" => (1001, "File System Activity", 1, "System Activity", 4, "Delete"),
+        "file.read" => (
+            1001,
+            "File System Activity",
+            1,
+            "System Activity",
+            2,
+            "Read",
+        ),
+        "file.write" => (
+            1001,
+            "File System Activity",
+            1,
+            "System Activity",
+            3,
+            "Update",
+        ),
+        "file.delete" => (
+            1001,
+            "File System Activity",
+            1,
+            "System Activity",
+            4,
+            "Delete",
+        ),
         "exec" => (1007, "Process Activity", 1, "System Activity", 1, "Launch"),
         "net.connect" => (4001, "Network Activity", 4, "Network Activity", 1, "Open"),
         "net.upload" => (4002, "HTTP Activity", 4, "Network Activity", 6, "Post"),
@@ -29,7 +50,8 @@ fn sha256(value: &Value) -> Value {
 /// One audit record as an OCSF event.
 pub fn to_ocsf(rec: &Value) -> Value {
     let kind = rec["kind"].as_str().unwrap_or("unknown");
-    let (class_uid, class_name, category_uid, category_name, activity_id, activity_name) = classify(kind);
+    let (class_uid, class_name, category_uid, category_name, activity_id, activity_name) =
+        classify(kind);
     let seq = rec["seq"].as_u64().unwrap_or(0);
     let time = rec["ts"].as_str().and_then(parse_millis).unwrap_or(0);
     let result = rec["decision"]["result"].as_str();
@@ -71,7 +93,11 @@ pub fn to_ocsf(rec: &Value) -> Value {
         ev["disposition_id"] = json!(disposition_id);
         ev["disposition"] = json!(disposition);
         ev["status_id"] = json!(if result == Some("deny") { 2 } else { 1 });
-        ev["status"] = json!(if result == Some("deny") { "Failure" } else { "Success" });
+        ev["status"] = json!(if result == Some("deny") {
+            "Failure"
+        } else {
+            "Success"
+        });
         ev["policy"] = json!({"uid": rec["decision"]["by"], "desc": rec["decision"]["reason"]});
     }
     if let Some(s) = &chain {
@@ -82,7 +108,9 @@ pub fn to_ocsf(rec: &Value) -> Value {
     }
     let resource = rec["resource"].clone();
     match class_uid {
-        1001 => ev["file"] = json!({"path": resource, "name": resource.as_str().and_then(|p| p.rsplit('/').next()), "type_id": 0}),
+        1001 => {
+            ev["file"] = json!({"path": resource, "name": resource.as_str().and_then(|p| p.rsplit('/').next()), "type_id": 0})
+        }
         1007 => ev["process"] = json!({"cmd_line": resource}),
         4001 | 4002 => {
             ev["dst_endpoint"] = json!({"hostname": rec["dest"].as_str().or(resource.as_str())});
@@ -145,9 +173,15 @@ mod tests {
         assert_eq!(ev["disposition"], "Blocked");
         assert_eq!(ev["action_id"], 2);
         assert_eq!(ev["attestation"]["fingerprint"]["value"], "bb");
-        assert_eq!(ev["attestation"]["prev_event"]["fingerprint"]["value"], "aa");
+        assert_eq!(
+            ev["attestation"]["prev_event"]["fingerprint"]["value"],
+            "aa"
+        );
         assert_eq!(ev["attestation"]["chain_uid"], "L");
         assert_eq!(ev["dst_endpoint"]["hostname"], "uploads.acme.com");
-        assert_eq!(ev["unmapped"]["ward"]["decision"]["by"], "policy:p.rego#data.x");
+        assert_eq!(
+            ev["unmapped"]["ward"]["decision"]["by"],
+            "policy:p.rego#data.x"
+        );
     }
 }

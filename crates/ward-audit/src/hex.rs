@@ -24,23 +24,48 @@ pub fn decode32(s: &[u8]) -> Option<[u8; 32]> {
     decode_into(s, &mut out).then_some(out)
 }
 
+/// Lower-case hex digits only (what the log writes); verification decodes two per record, so
+/// this is a branch-free table lookup.
 pub fn decode_into(s: &[u8], out: &mut [u8]) -> bool {
     if s.len() != out.len() * 2 {
         return false;
     }
-    for (i, pair) in s.chunks_exact(2).enumerate() {
-        match (val(pair[0]), val(pair[1])) {
-            (Some(h), Some(l)) => out[i] = (h << 4) | l,
-            _ => return false,
-        }
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let (h, l) = (VAL[pair[0] as usize], VAL[pair[1] as usize]);
+        bad |= h | l;
+        *o = (h << 4) | (l & 0x0f);
     }
-    true
+    bad & 0xf0 == 0
 }
 
-fn val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+/// Value of each byte as a lower-case hex digit, or 0xff.
+static VAL: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decodes_lower_case_only() {
+        let h = super::encode(&[0x00, 0x9f, 0xa0, 0xff]);
+        assert_eq!(h, "009fa0ff");
+        let mut out = [0u8; 4];
+        assert!(super::decode_into(h.as_bytes(), &mut out));
+        assert_eq!(out, [0x00, 0x9f, 0xa0, 0xff]);
+        assert!(!super::decode_into(b"009FA0FF", &mut out));
+        assert!(!super::decode_into(b"009fa0fg", &mut out));
+        assert!(!super::decode_into(b"009fa0f", &mut out));
     }
 }

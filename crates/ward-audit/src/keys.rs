@@ -128,7 +128,10 @@ impl KeyStore {
         let path = self.dir.join(KEY_FILE);
         match fs::read_to_string(&path) {
             Ok(text) => {
-                let mode = fs::metadata(&path).map_err(|e| AuditError::io(&path, e))?.permissions().mode();
+                let mode = fs::metadata(&path)
+                    .map_err(|e| AuditError::io(&path, e))?
+                    .permissions()
+                    .mode();
                 if mode & 0o077 != 0 {
                     return Err(AuditError::Key {
                         path,
@@ -138,10 +141,11 @@ impl KeyStore {
                         ),
                     });
                 }
-                let seed = hex::decode32(text.trim().as_bytes()).ok_or_else(|| AuditError::Key {
-                    path: path.clone(),
-                    message: "not a signing key (expected 64 hex digits)".into(),
-                })?;
+                let seed =
+                    hex::decode32(text.trim().as_bytes()).ok_or_else(|| AuditError::Key {
+                        path: path.clone(),
+                        message: "not a signing key (expected 64 hex digits)".into(),
+                    })?;
                 let key = SigningKey::from_bytes(&seed);
                 Ok(SigningIdentity {
                     key_id: key_id(&key.verifying_key()),
@@ -195,10 +199,12 @@ impl KeyStore {
     pub fn read_anchor(&self, log_id: &str) -> Result<Option<Anchor>, AuditError> {
         let path = self.anchor_path(log_id);
         match fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| AuditError::Key {
-                path,
-                message: format!("unreadable anchor: {e}"),
-            }),
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| AuditError::Key {
+                    path,
+                    message: format!("unreadable anchor: {e}"),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(AuditError::io(&path, e)),
         }

@@ -43,14 +43,17 @@ impl LogPaths {
         };
         let log = std::env::var_os("WARD_AUDIT_LOG")
             .map(std::path::PathBuf::from)
-            .or_else(|| xdg("XDG_STATE_HOME", ".local/state").map(|d| d.join("ward/audit/audit.jsonl")));
+            .or_else(|| {
+                xdg("XDG_STATE_HOME", ".local/state").map(|d| d.join("ward/audit/audit.jsonl"))
+            });
         let keys = std::env::var_os("WARD_KEY_DIR")
             .map(std::path::PathBuf::from)
             .or_else(|| xdg("XDG_CONFIG_HOME", ".config").map(|d| d.join("ward/keys")));
         match (log, keys) {
             (Some(log), Some(keys)) => Ok(LogPaths { log, keys }),
             _ => Err(AuditError::Config(
-                "cannot find the audit log: HOME is not set (set WARD_AUDIT_LOG and WARD_KEY_DIR)".into(),
+                "cannot find the audit log: HOME is not set (set WARD_AUDIT_LOG and WARD_KEY_DIR)"
+                    .into(),
             )),
         }
     }

@@ -77,8 +77,15 @@ impl Event {
     }
 }
 
-/// Append one record to `out` and return its hash.
-pub(crate) fn encode_line(seq: u64, ts: &str, ev: &Event, prev: &Hash, out: &mut Vec<u8>) -> Hash {
+/// Append one record to `out` and return its hash. `scratch` is reused between calls.
+pub(crate) fn encode_line(
+    seq: u64,
+    ts: &str,
+    ev: &Event,
+    prev: &Hash,
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) -> Hash {
     let start = out.len();
     out.extend_from_slice(b"{\"seq\":");
     out.extend_from_slice(seq.to_string().as_bytes());
@@ -86,8 +93,12 @@ pub(crate) fn encode_line(seq: u64, ts: &str, ev: &Event, prev: &Hash, out: &mut
     out.extend_from_slice(ts.as_bytes());
     out.extend_from_slice(b"\",");
     // An Event always serializes (plain data); its object's braces are dropped to splice it in.
-    let json = serde_json::to_vec(ev).unwrap_or_else(|_| b"{\"kind\":\"unserializable\"}".to_vec());
-    out.extend_from_slice(&json[1..json.len() - 1]);
+    scratch.clear();
+    if serde_json::to_writer(&mut *scratch, ev).is_err() || scratch.len() < 2 {
+        scratch.clear();
+        scratch.extend_from_slice(b"{\"kind\":\"unserializable\"}");
+    }
+    out.extend_from_slice(&scratch[1..scratch.len() - 1]);
     out.extend_from_slice(b",\"prev\":\"");
     hex::encode_into(prev, out);
     out.push(b'"');
@@ -143,7 +154,11 @@ pub(crate) fn parse_head(line: &[u8]) -> Option<(u64, &[u8])> {
 
 /// What a checkpoint signs.
 pub(crate) fn checkpoint_message(log_id: &str, size: u64, root: &Hash) -> Vec<u8> {
-    format!("ward-audit-checkpoint/v1\n{log_id}\n{size}\n{}\n", hex::encode(root)).into_bytes()
+    format!(
+        "ward-audit-checkpoint/v1\n{log_id}\n{size}\n{}\n",
+        hex::encode(root)
+    )
+    .into_bytes()
 }
 
 #[cfg(test)]
@@ -157,7 +172,14 @@ mod tests {
             resource: Some("/a \"quoted\" \u{2028} path".into()),
             ..Event::new("file.read")
         };
-        let h = encode_line(12, "2026-11-25T00:00:00.000000Z", &ev, &[7u8; 32], &mut out);
+        let h = encode_line(
+            12,
+            "2026-11-25T00:00:00.000000Z",
+            &ev,
+            &[7u8; 32],
+            &mut out,
+            &mut Vec::new(),
+        );
         assert_eq!(out.last(), Some(&b'\n'));
         let line = &out[..out.len() - 1];
         let p = split_line(line).unwrap();

@@ -3,7 +3,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn now_rfc3339() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     format_micros(d.as_micros() as i64)
 }
 
@@ -24,14 +26,23 @@ pub fn format_micros(us: i64) -> String {
 /// Milliseconds since the epoch of a timestamp this module wrote (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
 pub fn parse_millis(ts: &str) -> Option<i64> {
     let b = ts.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| ts.get(r)?.parse::<i64>().ok();
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
     let frac = ts.get(20..)?.strip_suffix('Z')?;
-    let ms = frac.get(..3).and_then(|f| f.parse::<i64>().ok()).unwrap_or(0);
+    let ms = frac
+        .get(..3)
+        .and_then(|f| f.parse::<i64>().ok())
+        .unwrap_or(0);
     let days = days_from_civil(y, mo, d);
     Some(((days * 86_400 + h * 3600 + mi * 60 + s) * 1000) + ms)
 }
@@ -70,7 +81,10 @@ mod tests {
         let ts = format_micros(1_795_000_000_123_456);
         assert_eq!(ts, "2026-11-18T11:06:40.123456Z");
         assert_eq!(parse_millis(&ts), Some(1_795_000_000_123));
-        assert_eq!(parse_millis("2024-02-29T23:59:59.999000Z"), Some(1_709_251_199_999));
+        assert_eq!(
+            parse_millis("2024-02-29T23:59:59.999000Z"),
+            Some(1_709_251_199_999)
+        );
         assert_eq!(parse_millis("garbage"), None);
     }
 }

@@ -43,12 +43,16 @@ struct Queue {
     /// Tickets from this one on failed; the log is poisoned.
     failed_from: Option<(u64, String)>,
     closing: bool,
+    /// The number of the batch that pending events will be committed in.
+    open_batch: u64,
 }
 
 struct Shared {
     q: Mutex<Queue>,
     work: Condvar,
-    done: Condvar,
+    /// Waiters of even and odd batches apart, so finishing one batch does not wake the callers
+    /// already queued for the next (with many appenders that herd costs more than the fsync).
+    done: [Condvar; 2],
 }
 
 impl Shared {
@@ -100,6 +104,8 @@ impl AuditLog {
             since_checkpoint: 0,
             every: opts.checkpoint_every.max(1),
             buf: Vec::with_capacity(1 << 16),
+            scratch: Vec::with_capacity(1024),
+            ts: String::new(),
             notes: Vec::new(),
         };
         st.file.lock().map_err(|e| AuditError::io(log, e))?;
@@ -110,7 +116,7 @@ impl AuditLog {
         let shared = Arc::new(Shared {
             q: Mutex::new(Queue::default()),
             work: Condvar::new(),
-            done: Condvar::new(),
+            done: [Condvar::new(), Condvar::new()],
         });
         let sh = Arc::clone(&shared);
         let worker = std::thread::Builder::new()
@@ -154,9 +160,10 @@ impl AuditLog {
         q.next_ticket += evs.len() as u64;
         let last = q.next_ticket - 1;
         q.pending.extend(evs);
+        let done = &self.shared.done[(q.open_batch % 2) as usize];
         self.shared.work.notify_one();
         while q.finished <= last {
-            q = self.shared.done.wait(q).unwrap_or_else(|p| p.into_inner());
+            q = done.wait(q).unwrap_or_else(|p| p.into_inner());
         }
         match &q.failed_from {
             Some((from, why)) if last >= *from => Err(AuditError::Poisoned(why.clone())),
@@ -176,9 +183,9 @@ impl AuditLog {
             self.shared.work.notify_all();
         }
         match self.worker.take() {
-            Some(h) => h
-                .join()
-                .unwrap_or_else(|_| Err(AuditError::Poisoned("the committer thread panicked".into()))),
+            Some(h) => h.join().unwrap_or_else(|_| {
+                Err(AuditError::Poisoned("the committer thread panicked".into()))
+            }),
             None => Ok(()),
         }
     }
@@ -192,12 +199,21 @@ impl Drop for AuditLog {
 
 fn committer(sh: Arc<Shared>, mut st: State) -> Result<(), AuditError> {
     loop {
-        let (batch, end, closing) = {
+        let (batch, end, closing, number) = {
             let mut q = sh.lock();
             while q.pending.is_empty() && !q.closing {
                 q = sh.work.wait(q).unwrap_or_else(|p| p.into_inner());
             }
-            (std::mem::take(&mut q.pending), q.next_ticket, q.closing)
+            let number = q.open_batch;
+            if !q.pending.is_empty() {
+                q.open_batch += 1;
+            }
+            (
+                std::mem::take(&mut q.pending),
+                q.next_ticket,
+                q.closing,
+                number,
+            )
         };
         if !batch.is_empty() {
             let r = st.commit(batch, false);
@@ -208,7 +224,7 @@ fn committer(sh: Arc<Shared>, mut st: State) -> Result<(), AuditError> {
                 }
             }
             q.finished = end;
-            sh.done.notify_all();
+            sh.done[(number % 2) as usize].notify_all();
         }
         if closing {
             let q = sh.lock();
@@ -238,6 +254,9 @@ struct State {
     since_checkpoint: u64,
     every: u64,
     buf: Vec<u8>,
+    scratch: Vec<u8>,
+    /// The commit time, shared by the records of one batch.
+    ts: String,
     /// Events Ward itself must record next (crash recovery).
     notes: Vec<Event>,
 }
@@ -246,7 +265,9 @@ impl State {
     fn tampered(&self, message: String) -> AuditError {
         AuditError::Tampered {
             path: self.path.clone(),
-            message: format!("{message}; run `ward audit verify`, and to start a new log move this one aside"),
+            message: format!(
+                "{message}; run `ward audit verify`, and to start a new log move this one aside"
+            ),
         }
     }
 
@@ -255,10 +276,13 @@ impl State {
         let size = self.file_len()?;
         if size == 0 {
             let mut id = [0u8; 16];
-            getrandom::getrandom(&mut id).map_err(|e| AuditError::Config(format!("no randomness: {e}")))?;
+            getrandom::getrandom(&mut id)
+                .map_err(|e| AuditError::Config(format!("no randomness: {e}")))?;
             self.log_id = hex::encode(&id);
             let open = Event {
-                detail: Some(json!({"log_id": self.log_id, "key": self.id.key_id, "format": "ward-audit/1"})),
+                detail: Some(
+                    json!({"log_id": self.log_id, "key": self.id.key_id, "format": "ward-audit/1"}),
+                ),
                 ..Event::new("audit.open")
             };
             return self.commit(vec![open], false);
@@ -268,7 +292,9 @@ impl State {
             .ok()
             .and_then(|v| v["detail"]["log_id"].as_str().map(str::to_string))
             .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| self.tampered("the first record is not an `audit.open` record with a log id".into()))?;
+            .ok_or_else(|| {
+                self.tampered("the first record is not an `audit.open` record with a log id".into())
+            })?;
         match self.keys.read_anchor(&self.log_id)? {
             Some(a) if a.verify(&self.id.verifying_key()) => {
                 if size < a.offset {
@@ -282,9 +308,13 @@ impl State {
                     hex::encode(&p.hash) == a.head && Sha256::digest(p.body).as_slice() == p.hash
                 });
                 if !head_ok {
-                    return Err(self.tampered(format!("record {} does not match the anchored head", a.seq)));
+                    return Err(
+                        self.tampered(format!("record {} does not match the anchored head", a.seq))
+                    );
                 }
-                let frontier = a.frontier().ok_or_else(|| self.tampered("the anchor is malformed".into()))?;
+                let frontier = a
+                    .frontier()
+                    .ok_or_else(|| self.tampered("the anchor is malformed".into()))?;
                 self.seq = a.seq;
                 self.prev = hex::decode32(a.head.as_bytes()).unwrap_or(GENESIS_PREV);
                 self.frontier = frontier;
@@ -293,7 +323,9 @@ impl State {
                 self.since_checkpoint = 0;
                 Ok(())
             }
-            Some(_) => Err(self.tampered("the anchor's signature does not verify with this key".into())),
+            Some(_) => {
+                Err(self.tampered("the anchor's signature does not verify with this key".into()))
+            }
             None => {
                 // No anchor (first use of this key directory with an existing log): accept the
                 // log only if it verifies in full under this key.
@@ -303,7 +335,10 @@ impl State {
                     None,
                 );
                 if let Some(p) = report.problem {
-                    return Err(self.tampered(format!("the log has no anchor here and does not verify: {}", p.message)));
+                    return Err(self.tampered(format!(
+                        "the log has no anchor here and does not verify: {}",
+                        p.message
+                    )));
                 }
                 self.sync_tail()
             }
@@ -311,7 +346,10 @@ impl State {
     }
 
     fn file_len(&self) -> Result<u64, AuditError> {
-        self.file.metadata().map(|m| m.len()).map_err(|e| AuditError::io(&self.path, e))
+        self.file
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| AuditError::io(&self.path, e))
     }
 
     fn read_first_line(&mut self) -> Result<Vec<u8>, AuditError> {
@@ -319,7 +357,8 @@ impl State {
         let mut chunk = [0u8; 4096];
         let mut off = 0u64;
         loop {
-            let n = read_at(&mut self.file, off, &mut chunk).map_err(|e| AuditError::io(&self.path, e))?;
+            let n = read_at(&mut self.file, off, &mut chunk)
+                .map_err(|e| AuditError::io(&self.path, e))?;
             if n == 0 {
                 return Ok(out);
             }
@@ -342,7 +381,8 @@ impl State {
         loop {
             let from = start.saturating_sub(chunk.len() as u64);
             let want = (start - from) as usize;
-            let n = read_at(&mut self.file, from, &mut chunk[..want]).map_err(|e| AuditError::io(&self.path, e))?;
+            let n = read_at(&mut self.file, from, &mut chunk[..want])
+                .map_err(|e| AuditError::io(&self.path, e))?;
             match chunk[..n].iter().rposition(|&b| b == b'\n') {
                 Some(i) => {
                     start = from + i as u64 + 1;
@@ -381,12 +421,18 @@ impl State {
             let parts = split_line(line);
             let ok = match (&parts, parse_head(line)) {
                 (Some(p), Some((seq, _))) => {
-                    seq == self.seq + 1 && p.prev == self.prev && Sha256::digest(p.body).as_slice() == p.hash
+                    seq == self.seq + 1
+                        && p.prev == self.prev
+                        && Sha256::digest(p.body).as_slice() == p.hash
                 }
                 _ => false,
             };
             let Some(p) = parts.filter(|_| ok) else {
-                return Err(self.tampered(format!("record {} (byte {}) does not continue the chain", self.seq + 1, self.len + pos as u64)));
+                return Err(self.tampered(format!(
+                    "record {} (byte {}) does not continue the chain",
+                    self.seq + 1,
+                    self.len + pos as u64
+                )));
             };
             if matches!(parse_head(line), Some((_, k)) if k == b"audit.checkpoint") {
                 self.since_checkpoint = 0;
@@ -401,7 +447,9 @@ impl State {
         self.len += pos as u64;
         if pos < tail.len() {
             let discarded = tail.len() - pos;
-            self.file.set_len(self.len).map_err(|e| AuditError::io(&self.path, e))?;
+            self.file
+                .set_len(self.len)
+                .map_err(|e| AuditError::io(&self.path, e))?;
             self.notes.push(Event {
                 detail: Some(json!({
                     "discarded_bytes": discarded,
@@ -416,7 +464,14 @@ impl State {
 
     fn encode(&mut self, ev: &Event) {
         self.seq += 1;
-        let h = encode_line(self.seq, &now_rfc3339(), ev, &self.prev, &mut self.buf);
+        let h = encode_line(
+            self.seq,
+            &self.ts,
+            ev,
+            &self.prev,
+            &mut self.buf,
+            &mut self.scratch,
+        );
         self.prev = h;
         self.frontier.push(&h);
     }
@@ -443,7 +498,9 @@ impl State {
     /// Write `batch` (and any checkpoints due) durably, then move the anchor. `close` adds the
     /// final checkpoint.
     fn commit(&mut self, batch: Vec<Event>, close: bool) -> Result<(), AuditError> {
-        self.file.lock().map_err(|e| AuditError::io(&self.path, e))?;
+        self.file
+            .lock()
+            .map_err(|e| AuditError::io(&self.path, e))?;
         let r = self.commit_locked(batch, close);
         let _ = self.file.unlock();
         r
@@ -452,7 +509,13 @@ impl State {
     fn commit_locked(&mut self, batch: Vec<Event>, close: bool) -> Result<(), AuditError> {
         self.sync_tail()?;
         self.buf.clear();
-        let (seq0, prev0, frontier0, since0) = (self.seq, self.prev, self.frontier.clone(), self.since_checkpoint);
+        self.ts = now_rfc3339();
+        let (seq0, prev0, frontier0, since0) = (
+            self.seq,
+            self.prev,
+            self.frontier.clone(),
+            self.since_checkpoint,
+        );
         let notes = std::mem::take(&mut self.notes);
         for ev in notes.iter().chain(batch.iter()) {
             self.encode(ev);
@@ -483,7 +546,13 @@ impl State {
         self.len += self.buf.len() as u64;
         let head = hex::encode(&self.prev);
         let (_, stack) = self.frontier.to_parts();
-        let msg = Anchor::message(&self.log_id, self.seq, self.len, &head, &self.frontier.root());
+        let msg = Anchor::message(
+            &self.log_id,
+            self.seq,
+            self.len,
+            &head,
+            &self.frontier.root(),
+        );
         let anchor = Anchor {
             log_id: self.log_id.clone(),
             seq: self.seq,

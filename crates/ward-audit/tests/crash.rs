@@ -14,10 +14,22 @@ const CHILD_ENV: &str = "WARD_AUDIT_CRASH_CHILD";
 /// test binary). Appends from four threads until killed, printing each acknowledged number.
 #[test]
 fn crash_helper_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let dir = std::path::PathBuf::from(dir);
-    let log = AuditLog::open(&dir.join("state/audit.jsonl"), &KeyStore::new(dir.join("keys")), WriterOptions { checkpoint_every: 50 }).unwrap();
-    let base: u64 = std::env::var("WARD_AUDIT_CRASH_BASE").unwrap().parse().unwrap();
+    let log = AuditLog::open(
+        &dir.join("state/audit.jsonl"),
+        &KeyStore::new(dir.join("keys")),
+        WriterOptions {
+            checkpoint_every: 50,
+        },
+    )
+    .unwrap();
+    let base: u64 = std::env::var("WARD_AUDIT_CRASH_BASE")
+        .unwrap()
+        .parse()
+        .unwrap();
     std::thread::scope(|s| {
         for t in 0..4u64 {
             let log = &log;
@@ -25,7 +37,12 @@ fn crash_helper_child() {
                 let mut out = std::io::stdout();
                 for i in 0.. {
                     let n = base + t * 1_000_000 + i;
-                    let ev = Event { detail: Some(serde_json::json!({"n": n, "pad": "x".repeat((i % 300) as usize)})), ..Event::new("test.crash") };
+                    let ev = Event {
+                        detail: Some(
+                            serde_json::json!({"n": n, "pad": "x".repeat((i % 300) as usize)}),
+                        ),
+                        ..Event::new("test.crash")
+                    };
                     log.append(ev).unwrap();
                     use std::io::Write;
                     writeln!(out, "{n}").unwrap();
@@ -43,18 +60,37 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
     let mut torn_seen = 0;
     for round in 0..12u64 {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_helper_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_helper_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, f.dir.path())
             .env("WARD_AUDIT_CRASH_BASE", (round * 10_000_000).to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(40 + round * 13 % 70));
+        // Wait for the first acknowledged append (a loaded machine can take a while to start
+        // the child), then let it run for a while and kill it mid-stream.
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        // (libtest prints its own lines first.)
+        loop {
+            let mut first = String::new();
+            assert!(
+                out.read_line(&mut first).unwrap() > 0,
+                "the child ended before appending"
+            );
+            if let Ok(n) = first.trim().parse::<u64>() {
+                acknowledged.push(n);
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20 + round * 13 % 70));
         child.kill().unwrap(); // SIGKILL
-        let out = child.stdout.take().unwrap();
         child.wait().unwrap();
-        for line in BufReader::new(out).lines() {
+        for line in out.lines() {
             if let Ok(n) = line.unwrap_or_default().trim().parse::<u64>() {
                 acknowledged.push(n);
             }
@@ -63,13 +99,22 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
         let keys = KeyStore::new(f.dir.path().join("keys"));
         let id = ward_audit::log_id_of(&std::fs::read(&log).unwrap()).unwrap();
         let anchor = keys.read_anchor(&id).unwrap();
-        let r = verify(&log, &keys.verifying_key().unwrap().unwrap(), anchor.as_ref()).unwrap();
+        let r = verify(
+            &log,
+            &keys.verifying_key().unwrap().unwrap(),
+            anchor.as_ref(),
+        )
+        .unwrap();
         assert!(r.ok(), "round {round}: {r:?}");
         if !r.warnings.is_empty() && r.warnings.iter().any(|w| w.contains("incomplete record")) {
             torn_seen += 1;
         }
     }
-    assert!(acknowledged.len() > 100, "the child barely wrote: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() > 100,
+        "the child barely wrote: {}",
+        acknowledged.len()
+    );
 
     // A last writer repairs any torn tail and closes the log cleanly.
     let log_path = f.dir.path().join("state/audit.jsonl");
@@ -78,7 +123,12 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
     log.append(Event::new("test.after")).unwrap();
     log.close().unwrap();
     let id = ward_audit::log_id_of(&std::fs::read(&log_path).unwrap()).unwrap();
-    let r = verify(&log_path, &keys.verifying_key().unwrap().unwrap(), keys.read_anchor(&id).unwrap().as_ref()).unwrap();
+    let r = verify(
+        &log_path,
+        &keys.verifying_key().unwrap().unwrap(),
+        keys.read_anchor(&id).unwrap().as_ref(),
+    )
+    .unwrap();
     assert!(r.ok() && r.warnings.is_empty(), "{r:?}");
 
     let recorded: std::collections::HashSet<u64> = ward_audit::read_records(&log_path)
@@ -86,9 +136,27 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
         .iter()
         .filter_map(|(_, v)| v["detail"]["n"].as_u64())
         .collect();
-    let lost: Vec<_> = acknowledged.iter().filter(|n| !recorded.contains(n)).collect();
-    assert!(lost.is_empty(), "{} acknowledged records are missing, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
-    let recovered = ward_audit::read_records(&log_path).unwrap().iter().filter(|(_, v)| v["kind"] == "audit.recovered").count();
-    assert!(recovered <= torn_seen, "recovered {recovered}, torn {torn_seen}");
-    eprintln!("crash rounds: 12, acknowledged {}, torn tails seen {torn_seen}", acknowledged.len());
+    let lost: Vec<_> = acknowledged
+        .iter()
+        .filter(|n| !recorded.contains(n))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged records are missing, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    let recovered = ward_audit::read_records(&log_path)
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v["kind"] == "audit.recovered")
+        .count();
+    assert!(
+        recovered <= torn_seen,
+        "recovered {recovered}, torn {torn_seen}"
+    );
+    eprintln!(
+        "crash rounds: 12, acknowledged {}, torn tails seen {torn_seen}",
+        acknowledged.len()
+    );
 }

@@ -43,7 +43,10 @@ fn concurrent_appends_are_all_recorded() {
     let r = verify(&f.log, &f.vk(), Some(&f.anchor())).unwrap();
     assert!(r.ok(), "{r:?}");
     let recs = ward_audit::read_records(&f.log).unwrap();
-    let events = recs.iter().filter(|(_, v)| v["kind"] == "file.read").count();
+    let events = recs
+        .iter()
+        .filter(|(_, v)| v["kind"] == "file.read")
+        .count();
     assert_eq!(events, 2000);
     assert_eq!(r.checkpoints, 2000 / 100 + 1, "{r:?}");
 }
@@ -61,7 +64,11 @@ fn two_writers_share_one_log() {
     b.close().unwrap();
     let r = verify(&f.log, &f.vk(), Some(&f.anchor())).unwrap();
     assert!(r.ok(), "{r:?}");
-    let events = ward_audit::read_records(&f.log).unwrap().iter().filter(|(_, v)| v["kind"] == "file.read").count();
+    let events = ward_audit::read_records(&f.log)
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v["kind"] == "file.read")
+        .count();
     assert_eq!(events, 40);
 }
 
@@ -72,9 +79,15 @@ fn a_truncated_log_is_not_extended() {
     log.append_all((0..5).map(event).collect()).unwrap();
     log.close().unwrap();
     let data = std::fs::read(&f.log).unwrap();
-    let cut = data[..data.len() - 1].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+    let cut = data[..data.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
     std::fs::write(&f.log, &data[..cut]).unwrap();
-    let err = AuditLog::open(&f.log, &f.keys, WriterOptions::default()).err().expect("opened a truncated log");
+    let err = AuditLog::open(&f.log, &f.keys, WriterOptions::default())
+        .err()
+        .expect("opened a truncated log");
     assert!(matches!(err, AuditError::Tampered { .. }), "{err}");
     assert!(err.to_string().contains("truncated"), "{err}");
 }
@@ -83,8 +96,13 @@ fn a_truncated_log_is_not_extended() {
 fn a_key_inside_the_log_directory_is_refused() {
     let f = Fixture::new();
     let keys = KeyStore::new(f.log.parent().unwrap().join("keys"));
-    let err = AuditLog::open(&f.log, &keys, WriterOptions::default()).err().unwrap();
-    assert!(err.to_string().contains("inside the log directory"), "{err}");
+    let err = AuditLog::open(&f.log, &keys, WriterOptions::default())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("inside the log directory"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -97,7 +115,9 @@ fn the_key_is_private_and_a_readable_key_is_refused() {
     let dmode = std::fs::metadata(&f.keys.dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(dmode, 0o700);
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = AuditLog::open(&f.log, &f.keys, WriterOptions::default()).err().unwrap();
+    let err = AuditLog::open(&f.log, &f.keys, WriterOptions::default())
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("readable by others"), "{err}");
 }
 
@@ -105,7 +125,11 @@ fn the_key_is_private_and_a_readable_key_is_refused() {
 fn a_failed_write_is_an_error_and_poisons_the_log() {
     // /dev/full fails every write with ENOSPC: opening a log there cannot record its first record.
     let keys = Fixture::new().keys;
-    let err = AuditLog::open(std::path::Path::new("/dev/full"), &keys, WriterOptions::default());
+    let err = AuditLog::open(
+        std::path::Path::new("/dev/full"),
+        &keys,
+        WriterOptions::default(),
+    );
     assert!(err.is_err(), "a log that cannot be written must not open");
 
     // After opening, make the anchor impossible to write (a file where its directory should be;

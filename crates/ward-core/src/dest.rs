@@ -191,7 +191,10 @@ fn parse_host(h: &str) -> Result<HostPattern, DestinationError> {
     // Only the four-part dotted-decimal form is an IP address here; the short, octal and hex forms
     // that WHATWG also reads as IPs are refused rather than silently reinterpreted.
     let labels: Vec<&str> = name.split('.').collect();
-    if labels.iter().all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit())) {
+    if labels
+        .iter()
+        .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+    {
         return match (wild, name.parse::<Ipv4Addr>()) {
             (false, Ok(ip)) if labels.len() == 4 => Ok(HostPattern::V4(ip)),
             _ => Err(DestinationError::Host(
@@ -200,8 +203,12 @@ fn parse_host(h: &str) -> Result<HostPattern, DestinationError> {
             )),
         };
     }
-    if labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
-        || name.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b'x')
+    if labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+        || name
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b'x')
             && labels.iter().any(|l| l.starts_with("0x"))
     {
         return Err(DestinationError::Host(
@@ -210,14 +217,20 @@ fn parse_host(h: &str) -> Result<HostPattern, DestinationError> {
         ));
     }
     if name.len() > 253 {
-        return Err(DestinationError::Host(h.to_string(), "longer than 253 bytes"));
+        return Err(DestinationError::Host(
+            h.to_string(),
+            "longer than 253 bytes",
+        ));
     }
     for label in &labels {
         if label.is_empty() {
             return Err(DestinationError::Host(h.to_string(), "empty label"));
         }
         if label.len() > 63 {
-            return Err(DestinationError::Host(h.to_string(), "a label is longer than 63 bytes"));
+            return Err(DestinationError::Host(
+                h.to_string(),
+                "a label is longer than 63 bytes",
+            ));
         }
         if !label
             .bytes()

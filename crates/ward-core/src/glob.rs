@@ -23,8 +23,15 @@ pub fn deny_covers(pattern: &str, rel: &str) -> bool {
     if pattern.contains('/') {
         matches_or_contains(pattern, rel)
     } else {
-        split(rel).iter().any(|c| match_component(pattern.as_bytes(), c.as_bytes()))
+        split(rel)
+            .iter()
+            .any(|c| match_component(pattern.as_bytes(), c.as_bytes()))
     }
+}
+
+/// Match one path component (no `/`) against a pattern of `*` and `?`.
+pub fn component_matches(pattern: &str, name: &str) -> bool {
+    match_component(pattern.as_bytes(), name.as_bytes())
 }
 
 fn split(s: &str) -> Vec<&str> {

@@ -8,7 +8,10 @@ pub enum Seg<'a> {
 
 /// Byte offset of the value at `path` in `src`, or `None` when the text does not have it.
 pub fn locate(src: &str, path: &[Seg]) -> Option<usize> {
-    let mut s = Scanner { b: src.as_bytes(), i: 0 };
+    let mut s = Scanner {
+        b: src.as_bytes(),
+        i: 0,
+    };
     s.ws();
     s.find(path)
 }
@@ -18,7 +21,10 @@ pub fn line_col(src: &str, at: usize) -> (usize, usize) {
     let at = at.min(src.len());
     let before = &src.as_bytes()[..at];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
     let col = String::from_utf8_lossy(&before[start..]).chars().count() + 1;
     (line, col)
 }
@@ -117,7 +123,8 @@ impl Scanner<'_> {
                         b'u' => {
                             let hex = self.b.get(self.i..self.i + 4)?;
                             self.i += 4;
-                            let code = u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+                            let code =
+                                u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
                             let ch = char::from_u32(code).unwrap_or('\u{fffd}');
                             out.extend_from_slice(ch.to_string().as_bytes());
                         }
@@ -166,7 +173,11 @@ mod tests {
     #[test]
     fn finds_nested_values() {
         let src = "{\"name\": \"x\",\n \"permissions\": {\"files\": [\"/a\",\n   \"/b\"], \"network\": []}}";
-        let at = locate(src, &[Seg::Key("permissions"), Seg::Key("files"), Seg::Index(1)]).unwrap();
+        let at = locate(
+            src,
+            &[Seg::Key("permissions"), Seg::Key("files"), Seg::Index(1)],
+        )
+        .unwrap();
         assert_eq!(line_col(src, at), (3, 4));
         assert!(locate(src, &[Seg::Key("nope")]).is_none());
         assert!(locate("{\"a\": [1, 2", &[Seg::Key("a"), Seg::Index(5)]).is_none());

@@ -52,7 +52,11 @@ fn tokenize(src: &str) -> Vec<Token> {
                     i += 1;
                 }
                 i = (i + 1).min(b.len());
-                out.push(Token { kind: Tok::Str, start, end: i });
+                out.push(Token {
+                    kind: Tok::Str,
+                    start,
+                    end: i,
+                });
             }
             b'`' => {
                 i += 1;
@@ -60,23 +64,39 @@ fn tokenize(src: &str) -> Vec<Token> {
                     i += 1;
                 }
                 i = (i + 1).min(b.len());
-                out.push(Token { kind: Tok::Str, start, end: i });
+                out.push(Token {
+                    kind: Tok::Str,
+                    start,
+                    end: i,
+                });
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
                     i += 1;
                 }
-                out.push(Token { kind: Tok::Ident, start, end: i });
+                out.push(Token {
+                    kind: Tok::Ident,
+                    start,
+                    end: i,
+                });
             }
             c if c.is_ascii_digit() => {
                 while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
                     i += 1;
                 }
-                out.push(Token { kind: Tok::Num, start, end: i });
+                out.push(Token {
+                    kind: Tok::Num,
+                    start,
+                    end: i,
+                });
             }
             b':' | b'=' | b'!' | b'<' | b'>' if b.get(i + 1) == Some(&b'=') => {
                 i += 2;
-                out.push(Token { kind: Tok::Op, start, end: i });
+                out.push(Token {
+                    kind: Tok::Op,
+                    start,
+                    end: i,
+                });
             }
             _ => {
                 // Skip the rest of a multi-byte character whole.
@@ -84,7 +104,11 @@ fn tokenize(src: &str) -> Vec<Token> {
                 while i < b.len() && (b[i] & 0xC0) == 0x80 {
                     i += 1;
                 }
-                out.push(Token { kind: Tok::Punct(c), start, end: i });
+                out.push(Token {
+                    kind: Tok::Punct(c),
+                    start,
+                    end: i,
+                });
             }
         }
     }
@@ -105,7 +129,10 @@ pub fn rewrite_v0(src: &str) -> String {
                 let prev = i.checked_sub(1).map(|p| &toks[p]);
                 let body = match prev {
                     Some(p) => match p.kind {
-                        Tok::Ident => !matches!(text(p), "if" | "contains" | "in" | "not" | "some" | "with" | "as"),
+                        Tok::Ident => !matches!(
+                            text(p),
+                            "if" | "contains" | "in" | "not" | "some" | "with" | "as"
+                        ),
                         Tok::Str | Tok::Num => true,
                         Tok::Punct(b']') | Tok::Punct(b')') | Tok::Punct(b'}') => true,
                         _ => false,
@@ -133,7 +160,9 @@ pub fn rewrite_v0(src: &str) -> String {
             Tok::Ident if depth == 0 => {
                 let starts_line = src[..t.start]
                     .rfind('\n')
-                    .map_or(src[..t.start].trim().is_empty(), |nl| src[nl + 1..t.start].trim().is_empty());
+                    .map_or(src[..t.start].trim().is_empty(), |nl| {
+                        src[nl + 1..t.start].trim().is_empty()
+                    });
                 if starts_line && !matches!(text(t), "else") {
                     head_start = Some(i);
                 }
@@ -141,7 +170,7 @@ pub fn rewrite_v0(src: &str) -> String {
             _ => {}
         }
     }
-    edits.sort_by(|a, b| b.0.cmp(&a.0));
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
     let mut out = src.to_string();
     for (s, e, ins) in edits {
         out.replace_range(s..e, &ins);
@@ -150,12 +179,21 @@ pub fn rewrite_v0(src: &str) -> String {
 }
 
 /// `name[x] {` (no `=` in the head) is a v0 partial set: make it `name contains x`.
-fn partial_set(toks: &[Token], hs: usize, brace: usize, src: &str, edits: &mut Vec<(usize, usize, String)>) {
+fn partial_set(
+    toks: &[Token],
+    hs: usize,
+    brace: usize,
+    src: &str,
+    edits: &mut Vec<(usize, usize, String)>,
+) {
     let head = &toks[hs..brace];
     if head.len() < 4 || head[0].kind != Tok::Ident || head[1].kind != Tok::Punct(b'[') {
         return;
     }
-    if matches!(&src[head[0].start..head[0].end], "default" | "package" | "import") {
+    if matches!(
+        &src[head[0].start..head[0].end],
+        "default" | "package" | "import"
+    ) {
         return;
     }
     let Some(last) = head.last() else { return };
@@ -184,15 +222,20 @@ fn partial_set(toks: &[Token], hs: usize, brace: usize, src: &str, edits: &mut V
 /// Rewrite and check: the v1 text, or why the rewrite could not produce valid v1.
 pub fn fix_file_text(path: &Path, src: &str) -> Result<String, PolicyError> {
     let fixed = rewrite_v0(src);
-    check_source(path, &fixed).map(|_| fixed).map_err(|e| match e {
-        PolicyError::RegoV0 { detail, .. } | PolicyError::Parse { message: detail, .. } => {
-            PolicyError::Parse {
+    check_source(path, &fixed)
+        .map(|_| fixed)
+        .map_err(|e| match e {
+            PolicyError::RegoV0 { detail, .. }
+            | PolicyError::Parse {
+                message: detail, ..
+            } => PolicyError::Parse {
                 path: path.to_path_buf(),
-                message: format!("the automatic rewrite did not produce valid Rego v1; fix by hand:\n{detail}"),
-            }
-        }
-        other => other,
-    })
+                message: format!(
+                    "the automatic rewrite did not produce valid Rego v1; fix by hand:\n{detail}"
+                ),
+            },
+            other => other,
+        })
 }
 
 #[cfg(test)]

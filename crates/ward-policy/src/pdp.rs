@@ -2,7 +2,7 @@
 
 use crate::error::PolicyError;
 use crate::rego::RegoPolicy;
-use crate::rules::{decide_manifest, Strictest};
+use crate::rules::{CompiledManifest, Strictest};
 use ward_core::action::KindPattern;
 use ward_core::{Action, Decision, Effect, Manifest};
 
@@ -11,6 +11,7 @@ use ward_core::{Action, Decision, Effect, Manifest};
 #[derive(Clone)]
 pub struct Pdp {
     manifest: Manifest,
+    compiled: std::sync::Arc<CompiledManifest>,
     policies: Vec<(Vec<KindPattern>, RegoPolicy)>,
 }
 
@@ -21,7 +22,11 @@ impl Pdp {
             .iter()
             .map(|p| Ok((p.actions.clone(), RegoPolicy::load(&p.path, &p.rule)?)))
             .collect::<Result<_, PolicyError>>()?;
-        Ok(Pdp { manifest, policies })
+        Ok(Pdp {
+            compiled: std::sync::Arc::new(CompiledManifest::new(&manifest)),
+            manifest,
+            policies,
+        })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -32,7 +37,7 @@ impl Pdp {
     /// kind say; deny when none of them speaks.
     pub fn decide(&mut self, action: &Action) -> Decision {
         let mut best = Strictest::default();
-        if let Some(d) = decide_manifest(&self.manifest, action) {
+        if let Some(d) = self.compiled.decide(action) {
             best.offer(d);
         }
         // A manifest deny is final: no need to run Rego.
@@ -56,7 +61,11 @@ fn default_deny_for(a: &Action) -> impl FnOnce() -> Decision + '_ {
             format!(
                 "nothing in the manifest grants {} {}",
                 a.kind,
-                if a.resource.is_empty() { a.dest.as_deref().unwrap_or("") } else { &a.resource }
+                if a.resource.is_empty() {
+                    a.dest.as_deref().unwrap_or("")
+                } else {
+                    &a.resource
+                }
             ),
         )
     }

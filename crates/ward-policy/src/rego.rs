@@ -1,10 +1,14 @@
 //! Rego policies through regorus, in Rego v1 only, with v0 files recognised and explained.
 
 use crate::error::PolicyError;
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::program::Program;
+use regorus::rvm::RegoVM;
 use regorus::{Engine, Value};
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use ward_core::{Action, Decision, Effect};
 
@@ -14,16 +18,23 @@ pub const EVAL_TIME_LIMIT: Duration = Duration::from_millis(250);
 /// A loaded policy file and the rule that answers for it.
 pub struct RegoPolicy {
     engine: Engine,
+    /// The rule compiled to regorus's bytecode VM (about 10x faster than the interpreter);
+    /// `None` when the compiler does not support something in the policy.
+    vm: Option<(Arc<Program>, RegoVM)>,
     pub path: PathBuf,
     pub rule: String,
+    /// `policy:<path>#<rule>`, formatted once.
+    by: String,
 }
 
 impl Clone for RegoPolicy {
     fn clone(&self) -> Self {
         RegoPolicy {
             engine: self.engine.clone(),
+            vm: self.vm.as_ref().map(|(p, _)| (Arc::clone(p), new_vm(p))),
             path: self.path.clone(),
             rule: self.rule.clone(),
+            by: self.by.clone(),
         }
     }
 }
@@ -31,10 +42,7 @@ impl Clone for RegoPolicy {
 fn new_engine() -> Engine {
     let mut engine = Engine::new();
     engine.set_rego_v0(false);
-    engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
-        limit: EVAL_TIME_LIMIT,
-        check_interval: NonZeroU32::new(64).unwrap_or(NonZeroU32::MIN),
-    });
+    engine.set_execution_timer_config(timer());
     engine
 }
 
@@ -126,8 +134,14 @@ impl RegoPolicy {
                 packages: pkg,
             });
         }
+        let vm = compile_vm(&mut engine, rule).map(|p| {
+            let vm = new_vm(&p);
+            (p, vm)
+        });
         Ok(RegoPolicy {
             engine,
+            vm,
+            by: format!("policy:{}#{rule}", path.display()),
             path: path.to_path_buf(),
             rule: rule.to_string(),
         })
@@ -136,9 +150,21 @@ impl RegoPolicy {
     /// Evaluate the rule for `action`. Never fails: an error or an unexpected result is a deny
     /// that says why.
     pub fn decide(&mut self, action: &Action) -> Decision {
-        self.engine.set_input(action_value(action));
-        let by = format!("policy:{}#{}", self.path.display(), self.rule);
-        match self.engine.eval_rule(self.rule.clone()) {
+        let input = action_value(action);
+        let by = self.by.clone();
+        let result = match &mut self.vm {
+            Some((_, vm)) => {
+                vm.set_input(input);
+                vm.execute().map_err(|e| e.to_string())
+            }
+            None => {
+                self.engine.set_input(input);
+                self.engine
+                    .eval_rule(self.rule.clone())
+                    .map_err(|e| e.to_string())
+            }
+        };
+        match result {
             Ok(v) => interpret(&v, &self.rule, by),
             Err(e) => Decision::new(
                 Effect::Deny,
@@ -148,14 +174,62 @@ impl RegoPolicy {
         }
     }
 
+    /// Whether decisions run on the bytecode VM (else on the interpreter).
+    pub fn compiled(&self) -> bool {
+        self.vm.is_some()
+    }
+
+    /// Evaluate with the interpreter even when a VM program exists (to cross-check the two).
+    pub fn decide_interpreted(&mut self, action: &Action) -> Decision {
+        self.engine.set_input(action_value(action));
+        match self.engine.eval_rule(self.rule.clone()) {
+            Ok(v) => interpret(&v, &self.rule, self.by.clone()),
+            Err(e) => Decision::new(
+                Effect::Deny,
+                self.by.clone(),
+                format!("policy {} failed: {e}", self.rule),
+            ),
+        }
+    }
+
     /// Evaluate the rule on a raw JSON input (for `ward policy eval`).
     pub fn eval_json(&mut self, input: &serde_json::Value) -> Decision {
         self.engine.set_input(Value::from(input.clone()));
-        let by = format!("policy:{}#{}", self.path.display(), self.rule);
+        let by = self.by.clone();
         match self.engine.eval_rule(self.rule.clone()) {
             Ok(v) => interpret(&v, &self.rule, by),
-            Err(e) => Decision::new(Effect::Deny, by, format!("policy {} failed: {e}", self.rule)),
+            Err(e) => Decision::new(
+                Effect::Deny,
+                by,
+                format!("policy {} failed: {e}", self.rule),
+            ),
         }
+    }
+}
+
+fn compile_vm(engine: &mut Engine, rule: &str) -> Option<Arc<Program>> {
+    let entry: regorus::Rc<str> = rule.into();
+    let policy = engine.compile_with_entrypoint(&entry).ok()?;
+    Compiler::compile_from_policy(&policy, &[rule]).ok()
+}
+
+/// A VM for `program` with the same bounds as the interpreter: a time limit and an
+/// instruction budget, past which the decision is a deny.
+fn new_vm(program: &Arc<Program>) -> RegoVM {
+    let mut vm = RegoVM::new();
+    vm.load_program(Arc::clone(program));
+    vm.set_max_instructions(MAX_INSTRUCTIONS);
+    vm.set_execution_timer_config(Some(timer()));
+    vm
+}
+
+/// Instructions one decision may execute on the VM.
+pub const MAX_INSTRUCTIONS: usize = 50_000_000;
+
+fn timer() -> regorus::utils::limits::ExecutionTimerConfig {
+    regorus::utils::limits::ExecutionTimerConfig {
+        limit: EVAL_TIME_LIMIT,
+        check_interval: NonZeroU32::new(64).unwrap_or(NonZeroU32::MIN),
     }
 }
 
@@ -181,7 +255,11 @@ fn interpret(v: &Value, rule: &str, by: String) -> Decision {
             let reason = field("reason")
                 .and_then(|r| r.as_string().ok().map(|s| s.to_string()))
                 .unwrap_or_else(|| format!("{rule} decided"));
-            match effect.as_ref().and_then(|e| e.as_string().ok()).map(|s| s.parse::<Effect>()) {
+            match effect
+                .as_ref()
+                .and_then(|e| e.as_string().ok())
+                .map(|s| s.parse::<Effect>())
+            {
                 Some(Ok(effect)) => Decision::new(effect, by, reason),
                 _ => Decision::new(
                     Effect::Deny,

@@ -64,7 +64,11 @@ impl fmt::Display for Report {
         if n == 0 {
             return writeln!(f, "no tests found (rules named test_* in *.rego files)");
         }
-        for (o, word) in [(Outcome::Pass, "PASS"), (Outcome::Fail, "FAIL"), (Outcome::Error, "ERROR")] {
+        for (o, word) in [
+            (Outcome::Pass, "PASS"),
+            (Outcome::Fail, "FAIL"),
+            (Outcome::Error, "ERROR"),
+        ] {
             let c = self.count(o);
             if c > 0 || o == Outcome::Pass {
                 writeln!(f, "{word}: {c}/{n}")?;
@@ -79,11 +83,20 @@ pub fn rego_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|source| PolicyError::Read { path: d.clone(), source })?;
+        let entries = std::fs::read_dir(&d).map_err(|source| PolicyError::Read {
+            path: d.clone(),
+            source,
+        })?;
         for e in entries {
-            let e = e.map_err(|source| PolicyError::Read { path: d.clone(), source })?;
+            let e = e.map_err(|source| PolicyError::Read {
+                path: d.clone(),
+                source,
+            })?;
             let p = e.path();
-            let ft = e.file_type().map_err(|source| PolicyError::Read { path: p.clone(), source })?;
+            let ft = e.file_type().map_err(|source| PolicyError::Read {
+                path: p.clone(),
+                source,
+            })?;
             if ft.is_dir() {
                 stack.push(p);
             } else if ft.is_file() && p.extension().is_some_and(|x| x == "rego") {
@@ -101,13 +114,23 @@ pub fn run_tests(dir: &Path, filter: Option<&str>) -> Result<Report, PolicyError
     let mut engine = Engine::new();
     engine.set_rego_v0(false);
     let mut tests: Vec<(String, PathBuf)> = Vec::new();
-    let files = if dir.is_file() { vec![dir.to_path_buf()] } else { rego_files(dir)? };
+    let files = if dir.is_file() {
+        vec![dir.to_path_buf()]
+    } else {
+        rego_files(dir)?
+    };
     for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|source| PolicyError::Read { path: f.clone(), source })?;
+        let text = std::fs::read_to_string(&f).map_err(|source| PolicyError::Read {
+            path: f.clone(),
+            source,
+        })?;
         check_source(&f, &text)?;
         let pkg = engine
             .add_policy(f.display().to_string(), text.clone())
-            .map_err(|e| PolicyError::Parse { path: f.clone(), message: e.to_string() })?;
+            .map_err(|e| PolicyError::Parse {
+                path: f.clone(),
+                message: e.to_string(),
+            })?;
         for name in test_rule_names(&text) {
             let full = format!("{pkg}.{name}");
             if !tests.iter().any(|(n, _)| *n == full) && filter.is_none_or(|s| full.contains(s)) {
@@ -122,14 +145,29 @@ pub fn run_tests(dir: &Path, filter: Option<&str>) -> Result<Report, PolicyError
         let duration = start.elapsed();
         let (outcome, detail) = match v {
             Ok(Value::Bool(true)) => (Outcome::Pass, None),
-            Ok(Value::Undefined) => (Outcome::Fail, Some("undefined (a condition in the test was false)".into())),
+            Ok(Value::Undefined) => (
+                Outcome::Fail,
+                Some("undefined (a condition in the test was false)".into()),
+            ),
             Ok(other) => (
                 Outcome::Fail,
-                Some(format!("evaluated to {}", other.to_json_str().unwrap_or_default())),
+                Some(format!(
+                    "evaluated to {}",
+                    other.to_json_str().unwrap_or_default()
+                )),
             ),
-            Err(e) => (Outcome::Error, Some(e.to_string().lines().next().unwrap_or("").to_string())),
+            Err(e) => (
+                Outcome::Error,
+                Some(e.to_string().lines().next().unwrap_or("").to_string()),
+            ),
         };
-        results.push(TestResult { name, file, outcome, duration, detail });
+        results.push(TestResult {
+            name,
+            file,
+            outcome,
+            duration,
+            detail,
+        });
     }
     Ok(Report { results })
 }
@@ -142,7 +180,10 @@ fn test_rule_names(text: &str) -> Vec<String> {
         if !l.starts_with("test_") {
             continue;
         }
-        let name: String = l.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let name: String = l
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
         if !out.contains(&name) {
             out.push(name);
         }

@@ -80,22 +80,62 @@ fn file_decisions() {
     let (dir, mut pdp) = setup();
     let r = dir.path().canonicalize().unwrap();
     let cases = [
-        (ActionKind::FileRead, r.join("proj/src/main.rs"), Effect::Allow),
-        (ActionKind::FileWrite, r.join("proj/src/main.rs"), Effect::Allow),
-        (ActionKind::FileDelete, r.join("proj/src/main.rs"), Effect::Allow),
-        (ActionKind::FileWrite, r.join("proj/Cargo.lock"), Effect::Ask),
-        (ActionKind::FileRead, r.join("proj/Cargo.lock"), Effect::Allow),
-        (ActionKind::FileRead, r.join("proj/private/x/y"), Effect::Deny),
-        (ActionKind::FileWrite, r.join("proj/.git/hooks/pre-commit"), Effect::Deny),
+        (
+            ActionKind::FileRead,
+            r.join("proj/src/main.rs"),
+            Effect::Allow,
+        ),
+        (
+            ActionKind::FileWrite,
+            r.join("proj/src/main.rs"),
+            Effect::Allow,
+        ),
+        (
+            ActionKind::FileDelete,
+            r.join("proj/src/main.rs"),
+            Effect::Allow,
+        ),
+        (
+            ActionKind::FileWrite,
+            r.join("proj/Cargo.lock"),
+            Effect::Ask,
+        ),
+        (
+            ActionKind::FileRead,
+            r.join("proj/Cargo.lock"),
+            Effect::Allow,
+        ),
+        (
+            ActionKind::FileRead,
+            r.join("proj/private/x/y"),
+            Effect::Deny,
+        ),
+        (
+            ActionKind::FileWrite,
+            r.join("proj/.git/hooks/pre-commit"),
+            Effect::Deny,
+        ),
         (ActionKind::FileRead, r.join("proj/sub/.env"), Effect::Deny),
-        (ActionKind::FileRead, r.join("proj/tls/server.pem"), Effect::Deny),
-        (ActionKind::FileRead, r.join("proj/build/secret/k"), Effect::Deny),
+        (
+            ActionKind::FileRead,
+            r.join("proj/tls/server.pem"),
+            Effect::Deny,
+        ),
+        (
+            ActionKind::FileRead,
+            r.join("proj/build/secret/k"),
+            Effect::Deny,
+        ),
         (ActionKind::FileRead, r.join("ro/notes.txt"), Effect::Allow),
         (ActionKind::FileWrite, r.join("ro/notes.txt"), Effect::Deny),
         (ActionKind::FileDelete, r.join("ro/notes.txt"), Effect::Deny),
         (ActionKind::FileRead, r.join("elsewhere"), Effect::Deny),
         (ActionKind::FileRead, r.join("proj/../ro2/x"), Effect::Deny),
-        (ActionKind::FileRead, r.join("proj/../../etc/passwd"), Effect::Deny),
+        (
+            ActionKind::FileRead,
+            r.join("proj/../../etc/passwd"),
+            Effect::Deny,
+        ),
         (ActionKind::FileRead, "/etc/shadow".into(), Effect::Deny),
     ];
     for (kind, path, want) in cases {
@@ -115,28 +155,68 @@ fn exec_and_device_rules() {
     // deny > ask > allow: git matches both the allow and the broader ask; ask wins.
     let git = pdp.decide(&Action::new(ActionKind::Exec, "/usr/bin/git"));
     assert_eq!(git.effect, Effect::Ask, "{git:?}");
-    assert_eq!(pdp.decide(&Action::new(ActionKind::Exec, "/opt/tool")).effect, Effect::Deny);
     assert_eq!(
-        pdp.decide(&Action::new(ActionKind::Device("camera".into()), "/dev/video0")).effect,
+        pdp.decide(&Action::new(ActionKind::Exec, "/opt/tool"))
+            .effect,
         Effect::Deny
     );
-    assert_eq!(pdp.decide(&Action::new(ActionKind::ClipboardRead, "")).effect, Effect::Deny);
-    assert_eq!(pdp.decide(&Action::new(ActionKind::ScreenCapture, "")).effect, Effect::Deny);
+    assert_eq!(
+        pdp.decide(&Action::new(
+            ActionKind::Device("camera".into()),
+            "/dev/video0"
+        ))
+        .effect,
+        Effect::Deny
+    );
+    assert_eq!(
+        pdp.decide(&Action::new(ActionKind::ClipboardRead, ""))
+            .effect,
+        Effect::Deny
+    );
+    assert_eq!(
+        pdp.decide(&Action::new(ActionKind::ScreenCapture, ""))
+            .effect,
+        Effect::Deny
+    );
 }
 
 #[test]
 fn network_decisions() {
     let (_dir, mut pdp) = setup();
-    let connect = |pdp: &mut Pdp, url: &str| pdp.decide(&Action::new(ActionKind::NetConnect, url)).effect;
-    assert_eq!(connect(&mut pdp, "https://api.acme.com/v1/x"), Effect::Allow);
-    assert_eq!(connect(&mut pdp, "https://API.acme.com:443/"), Effect::Allow);
-    assert_eq!(connect(&mut pdp, "http://api.acme.com/"), Effect::Deny, "scheme/port differ");
-    assert_eq!(connect(&mut pdp, "https://api.acme.com:8443/"), Effect::Deny);
-    assert_eq!(connect(&mut pdp, "https://img.cdn.acme.com/a.png"), Effect::Allow);
-    assert_eq!(connect(&mut pdp, "https://bad.cdn.acme.com/"), Effect::Deny, "deny beats wildcard allow");
+    let connect =
+        |pdp: &mut Pdp, url: &str| pdp.decide(&Action::new(ActionKind::NetConnect, url)).effect;
+    assert_eq!(
+        connect(&mut pdp, "https://api.acme.com/v1/x"),
+        Effect::Allow
+    );
+    assert_eq!(
+        connect(&mut pdp, "https://API.acme.com:443/"),
+        Effect::Allow
+    );
+    assert_eq!(
+        connect(&mut pdp, "http://api.acme.com/"),
+        Effect::Deny,
+        "scheme/port differ"
+    );
+    assert_eq!(
+        connect(&mut pdp, "https://api.acme.com:8443/"),
+        Effect::Deny
+    );
+    assert_eq!(
+        connect(&mut pdp, "https://img.cdn.acme.com/a.png"),
+        Effect::Allow
+    );
+    assert_eq!(
+        connect(&mut pdp, "https://bad.cdn.acme.com/"),
+        Effect::Deny,
+        "deny beats wildcard allow"
+    );
     assert_eq!(connect(&mut pdp, "https://github.com/"), Effect::Ask);
     assert_eq!(connect(&mut pdp, "https://evil.com/"), Effect::Deny);
-    assert_eq!(connect(&mut pdp, "https://x.allowed-by-rule.com/"), Effect::Allow);
+    assert_eq!(
+        connect(&mut pdp, "https://x.allowed-by-rule.com/"),
+        Effect::Allow
+    );
     assert_eq!(connect(&mut pdp, "not a url"), Effect::Deny);
 }
 
@@ -144,12 +224,19 @@ fn network_decisions() {
 fn uploads_go_through_limits_and_the_seed_policy() {
     let (_dir, mut pdp) = setup();
     let up = |pdp: &mut Pdp, host: &str, size: u64| pdp.decide(&Action::upload(host, size));
-    assert_eq!(up(&mut pdp, "uploads.acme.com", 5 << 20).effect, Effect::Allow);
+    assert_eq!(
+        up(&mut pdp, "uploads.acme.com", 5 << 20).effect,
+        Effect::Allow
+    );
     let big = up(&mut pdp, "uploads.acme.com", 9 << 20);
     assert_eq!(big.effect, Effect::Deny, "over the manifest's 8 MiB limit");
     assert!(big.reason.contains("exceeds the limit"), "{big:?}");
     let api = up(&mut pdp, "api.acme.com", 1 << 20);
-    assert_eq!(api.effect, Effect::Deny, "allowed host, but the policy only allows its two");
+    assert_eq!(
+        api.effect,
+        Effect::Deny,
+        "allowed host, but the policy only allows its two"
+    );
     assert!(api.by.starts_with("policy:"), "{api:?}");
     assert_eq!(up(&mut pdp, "evil.example.com", 1).effect, Effect::Deny);
 }
@@ -161,7 +248,10 @@ fn policy_test_runner_reports_like_opa() {
     assert!(report.passed(), "{report}");
     assert_eq!(report.results.len(), 4);
     let text = report.to_string();
-    assert!(text.contains("data.agent.security_test.test_large_upload_denied: PASS ("), "{text}");
+    assert!(
+        text.contains("data.agent.security_test.test_large_upload_denied: PASS ("),
+        "{text}"
+    );
     assert!(text.trim_end().ends_with("PASS: 4/4"), "{text}");
 
     let tmp = tempfile::tempdir().unwrap();
@@ -173,8 +263,14 @@ fn policy_test_runner_reports_like_opa() {
     let report = run_tests(tmp.path(), None).unwrap();
     assert!(!report.passed());
     assert_eq!(report.count(Outcome::Pass), 1);
-    assert_eq!(report.count(Outcome::Pass) + report.count(Outcome::Fail) + report.count(Outcome::Error), 3);
-    assert!(report.to_string().contains("data.t.test_bad: FAIL"), "{report}");
+    assert_eq!(
+        report.count(Outcome::Pass) + report.count(Outcome::Fail) + report.count(Outcome::Error),
+        3
+    );
+    assert!(
+        report.to_string().contains("data.t.test_bad: FAIL"),
+        "{report}"
+    );
     let only = run_tests(tmp.path(), Some("test_ok")).unwrap();
     assert!(only.passed());
 }

@@ -83,10 +83,12 @@ pub fn run(cmd: AuditCmd) -> Outcome {
     match cmd {
         AuditCmd::Verify { log, pubkey, json } => {
             let (log, keys) = paths(log)?;
-            let data = std::fs::read(&log).with_context(|| format!("cannot read the audit log {}", log.display()))?;
+            let data = std::fs::read(&log)
+                .with_context(|| format!("cannot read the audit log {}", log.display()))?;
             let vk = match pubkey {
                 Some(p) => {
-                    let text = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+                    let text = std::fs::read_to_string(&p)
+                        .with_context(|| format!("cannot read {}", p.display()))?;
                     keys::load_pub(&p, &text)?
                 }
                 None => keys.verifying_key()?.with_context(|| {
@@ -137,12 +139,17 @@ pub fn run(cmd: AuditCmd) -> Outcome {
             let (log, _) = paths(log)?;
             tail(&log, lines, follow, json)
         }
-        AuditCmd::Export { log, format, output } => {
+        AuditCmd::Export {
+            log,
+            format,
+            output,
+        } => {
             let (log, _) = paths(log)?;
             let records = read_records(&log)?;
             let mut out: Box<dyn Write> = match &output {
                 Some(p) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+                    std::fs::File::create(p)
+                        .with_context(|| format!("cannot create {}", p.display()))?,
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
@@ -198,11 +205,15 @@ fn print_line(raw: &[u8], json: bool) -> anyhow::Result<()> {
 }
 
 fn tail(log: &Path, n: usize, follow: bool, json: bool) -> Outcome {
-    let mut f = std::fs::File::open(log).with_context(|| format!("cannot read the audit log {}", log.display()))?;
+    let mut f = std::fs::File::open(log)
+        .with_context(|| format!("cannot read the audit log {}", log.display()))?;
     let mut data = Vec::new();
     f.read_to_end(&mut data)?;
     let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let lines: Vec<&[u8]> = data[..complete].split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&[u8]> = data[..complete]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     for l in &lines[lines.len().saturating_sub(n)..] {
         print_line(l, json)?;
     }

@@ -70,7 +70,9 @@ impl LoadArgs {
 pub fn load(manifest: Option<&Path>, opts: &LoadOptions) -> anyhow::Result<Manifest> {
     match manifest {
         Some(p) => Ok(Manifest::load(p, opts)?),
-        None if Path::new("ward.toml").exists() => Ok(Manifest::load(Path::new("ward.toml"), opts)?),
+        None if Path::new("ward.toml").exists() => {
+            Ok(Manifest::load(Path::new("ward.toml"), opts)?)
+        }
         None => {
             let cwd = std::env::current_dir().context("cannot read the current directory")?;
             Ok(Manifest::builtin_default(&cwd, opts)?)

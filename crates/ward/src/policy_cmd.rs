@@ -75,19 +75,25 @@ pub fn run(cmd: PolicyCmd) -> Outcome {
             json,
         } => {
             let text = read_input(&input)?;
-            let action: Action = serde_json::from_str(&text).context("the input is not an action")?;
+            let action: Action =
+                serde_json::from_str(&text).context("the input is not an action")?;
             let m = load(manifest.as_deref(), &l.options())?;
             let mut pdp = Pdp::new(m)?;
             let d = pdp.decide(&action);
             if json {
-                print_json(&json!({"effect": d.effect, "by": d.by, "reason": d.reason, "action": action}));
+                print_json(
+                    &json!({"effect": d.effect, "by": d.by, "reason": d.reason, "action": action}),
+                );
             } else {
                 let what = if action.resource.is_empty() {
                     action.dest.clone().unwrap_or_default()
                 } else {
                     action.resource.clone()
                 };
-                let size = action.size.map(|s| format!(" ({s} bytes)")).unwrap_or_default();
+                let size = action
+                    .size
+                    .map(|s| format!(" ({s} bytes)"))
+                    .unwrap_or_default();
                 println!("{:<5} {} {what}{size}", d.effect.as_str(), action.kind);
                 println!("  by:     {}", d.by);
                 println!("  reason: {}", d.reason);
@@ -109,7 +115,8 @@ pub fn run(cmd: PolicyCmd) -> Outcome {
 fn read_input(arg: &str) -> anyhow::Result<String> {
     if arg == "-" {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("cannot read stdin")?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("cannot read stdin")?;
         Ok(s)
     } else if let Some(path) = arg.strip_prefix('@') {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))
@@ -122,15 +129,23 @@ fn check(files: Vec<PathBuf>, fix: bool, json: bool) -> Outcome {
     let mut results = Vec::new();
     let mut failed = false;
     for f in files {
-        let text = std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
         let (status, message) = match check_source(&f, &text) {
             Ok(pkg) => ("ok", format!("Rego v1, package {pkg}")),
             Err(PolicyError::RegoV0 { .. }) if fix => match fix_file_text(&f, &text) {
                 Ok(fixed) => {
                     let backup = f.with_extension("rego.v0.bak");
-                    std::fs::write(&backup, &text).with_context(|| format!("cannot write {}", backup.display()))?;
+                    std::fs::write(&backup, &text)
+                        .with_context(|| format!("cannot write {}", backup.display()))?;
                     write_atomic(&f, &fixed)?;
-                    ("fixed", format!("rewritten to Rego v1 (the original is kept as {})", backup.display()))
+                    (
+                        "fixed",
+                        format!(
+                            "rewritten to Rego v1 (the original is kept as {})",
+                            backup.display()
+                        ),
+                    )
                 }
                 Err(e) => {
                     failed = true;
@@ -139,7 +154,14 @@ fn check(files: Vec<PathBuf>, fix: bool, json: bool) -> Outcome {
             },
             Err(e) => {
                 failed = true;
-                (if matches!(e, PolicyError::RegoV0 { .. }) { "v0" } else { "error" }, e.to_string())
+                (
+                    if matches!(e, PolicyError::RegoV0 { .. }) {
+                        "v0"
+                    } else {
+                        "error"
+                    },
+                    e.to_string(),
+                )
             }
         };
         if !json {

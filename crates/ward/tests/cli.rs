@@ -6,7 +6,10 @@ use std::process::{Command, Output};
 const SEED_POLICY: &str = include_str!("../../ward-policy/tests/data/seed-policy.rego");
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 struct Sandbox {
@@ -51,7 +54,11 @@ fn help_teaches_by_example() {
     let o = s.ward(&["--help"]);
     assert!(o.status.success());
     insta::assert_snapshot!(stdout(&o));
-    for sub in [&["manifest", "check", "--help"][..], &["policy", "eval", "--help"], &["audit", "verify", "--help"]] {
+    for sub in [
+        &["manifest", "check", "--help"][..],
+        &["policy", "eval", "--help"],
+        &["audit", "verify", "--help"],
+    ] {
         let o = s.ward(sub);
         assert!(stdout(&o).contains("Examples:"), "{sub:?}");
     }
@@ -61,21 +68,45 @@ fn help_teaches_by_example() {
 fn manifest_check_reports_position_and_exit_codes() {
     let s = Sandbox::new();
     let good = s.path("good.toml");
-    std::fs::write(&good, format!("[[files]]\npath = \"{}\"\n", s.path("home/proj").display())).unwrap();
+    std::fs::write(
+        &good,
+        format!("[[files]]\npath = \"{}\"\n", s.path("home/proj").display()),
+    )
+    .unwrap();
     let o = s.ward(&["manifest", "check", good.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).starts_with("ok: "));
 
     let bad = s.path("bad.toml");
-    std::fs::write(&bad, "[network]\nallow = [\"https://ok.com\", \"ftp://x.com\"]\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[network]\nallow = [\"https://ok.com\", \"ftp://x.com\"]\n",
+    )
+    .unwrap();
     let o = s.ward(&["manifest", "check", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.starts_with(&format!("ward: {}:2:28: bad network destination `ftp://x.com`", bad.display())), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "ward: {}:2:28: bad network destination `ftp://x.com`",
+            bad.display()
+        )),
+        "{err}"
+    );
 
     let o = s.ward(&["manifest", "check", "examples/seed-manifest.json"]);
-    assert_eq!(o.status.code(), Some(1), "the seed's folder does not exist here");
-    let o = s.ward(&["manifest", "check", "--portable", "--json", "examples/seed-manifest.json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the seed's folder does not exist here"
+    );
+    let o = s.ward(&[
+        "manifest",
+        "check",
+        "--portable",
+        "--json",
+        "examples/seed-manifest.json",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["name"], "acme-cowork-agent");
@@ -87,15 +118,26 @@ fn manifest_check_reports_position_and_exit_codes() {
 #[test]
 fn managed_file_narrows_explain() {
     let s = Sandbox::new();
-    std::fs::write(s.path("managed.toml"), "[network]\nallow = [\"https://*.acme.com\"]\n").unwrap();
+    std::fs::write(
+        s.path("managed.toml"),
+        "[network]\nallow = [\"https://*.acme.com\"]\n",
+    )
+    .unwrap();
     let m = s.path("m.toml");
-    std::fs::write(&m, "[network]\nallow = [\"https://api.acme.com\", \"https://example.org\"]\n").unwrap();
+    std::fs::write(
+        &m,
+        "[network]\nallow = [\"https://api.acme.com\", \"https://example.org\"]\n",
+    )
+    .unwrap();
     let o = s.ward(&["manifest", "explain", "-m", m.to_str().unwrap(), "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["network"].as_array().unwrap().len(), 1);
     assert_eq!(v["network"][0]["destination"], "https://api.acme.com:443");
-    assert!(v["narrowed_by_managed"][0].as_str().unwrap().contains("example.org"));
+    assert!(v["narrowed_by_managed"][0]
+        .as_str()
+        .unwrap()
+        .contains("example.org"));
 }
 
 #[test]
@@ -105,12 +147,19 @@ fn seed_policy_v0_is_explained_and_fixed() {
     std::fs::write(&p, SEED_POLICY).unwrap();
     let o = s.ward(&["policy", "check", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("this is Rego v0 syntax"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("this is Rego v0 syntax"),
+        "{}",
+        stderr(&o)
+    );
     assert!(stderr(&o).contains("ward policy check --fix"));
 
     let o = s.ward(&["policy", "check", "--fix", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(s.path("policy.rego.v0.bak")).unwrap(), SEED_POLICY);
+    assert_eq!(
+        std::fs::read_to_string(s.path("policy.rego.v0.bak")).unwrap(),
+        SEED_POLICY
+    );
     let fixed = std::fs::read_to_string(&p).unwrap();
     assert!(fixed.contains("allow_upload if {"), "{fixed}");
     let o = s.ward(&["policy", "check", p.to_str().unwrap()]);
@@ -123,19 +172,39 @@ fn seed_policy_v0_is_explained_and_fixed() {
         "[network]\nallow = [\"https://uploads.acme.com\", \"https://other.com\"]\n[[policies]]\npath = \"policy.rego\"\nrule = \"data.agent.security.allow_upload\"\nactions = [\"net.upload\"]\n",
     )
     .unwrap();
-    let eval = |input: &str| s.ward(&["policy", "eval", "-m", m.to_str().unwrap(), "--input", input, "--json"]);
+    let eval = |input: &str| {
+        s.ward(&[
+            "policy",
+            "eval",
+            "-m",
+            m.to_str().unwrap(),
+            "--input",
+            input,
+            "--json",
+        ])
+    };
     let o = eval(r#"{"kind":"net.upload","dest":"uploads.acme.com","size":5242880}"#);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let o = eval(r#"{"kind":"net.upload","dest":"uploads.acme.com","size":20971520}"#);
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["effect"], "deny");
-    assert_eq!(v["by"], format!("policy:{}#data.agent.security.allow_upload", s.path("policy.rego").display()));
+    assert_eq!(
+        v["by"],
+        format!(
+            "policy:{}#data.agent.security.allow_upload",
+            s.path("policy.rego").display()
+        )
+    );
     let o = eval(r#"{"kind":"net.upload","dest":"other.com","size":5}"#);
     assert_eq!(o.status.code(), Some(1));
     let o = eval(r#"{"kind":"net.upload","dest":"uploads.acme.com","size":"big"}"#);
     assert_eq!(o.status.code(), Some(2), "bad input is a usage error");
-    assert!(stderr(&o).starts_with("ward: the input is not an action"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("ward: the input is not an action"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -151,7 +220,14 @@ fn audit_verify_tail_and_export() {
     let s = Sandbox::new();
     let log_path = s.path("state/ward/audit/audit.jsonl");
     let keys = ward_audit::KeyStore::new(s.path("config/ward/keys"));
-    let log = ward_audit::AuditLog::open(&log_path, &keys, ward_audit::WriterOptions { checkpoint_every: 3 }).unwrap();
+    let log = ward_audit::AuditLog::open(
+        &log_path,
+        &keys,
+        ward_audit::WriterOptions {
+            checkpoint_every: 3,
+        },
+    )
+    .unwrap();
     let a = ward_core::Action::upload("uploads.acme.com", 20 << 20);
     let d = ward_core::Decision::new(ward_core::Effect::Deny, "policy:p#r", "too big");
     for _ in 0..5 {
@@ -172,19 +248,33 @@ fn audit_verify_tail_and_export() {
 
     let o = s.ward(&["audit", "export", "--format", "ocsf"]);
     assert!(o.status.success());
-    let events: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(events.iter().any(|e| e["class_uid"] == 4002 && e["disposition"] == "Blocked"));
-    assert!(events.iter().all(|e| e["attestation"]["fingerprint"]["value"].is_string()));
-    assert!(events.iter().any(|e| e["attestation"]["signatures"][0]["algorithm"] == "Ed25519"));
+    let events: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events
+        .iter()
+        .any(|e| e["class_uid"] == 4002 && e["disposition"] == "Blocked"));
+    assert!(events
+        .iter()
+        .all(|e| e["attestation"]["fingerprint"]["value"].is_string()));
+    assert!(events
+        .iter()
+        .any(|e| e["attestation"]["signatures"][0]["algorithm"] == "Ed25519"));
 
     // Modify one record: verify names it and exits 1.
-    let text = std::fs::read_to_string(&log_path).unwrap().replacen("too big", "fine!!!", 1);
+    let text = std::fs::read_to_string(&log_path)
+        .unwrap()
+        .replacen("too big", "fine!!!", 1);
     std::fs::write(&log_path, text).unwrap();
     let o = s.ward(&["audit", "verify", "--json"]);
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["report"]["problem"]["line"], 2);
-    assert!(v["report"]["problem"]["message"].as_str().unwrap().contains("modified"));
+    assert!(v["report"]["problem"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("modified"));
 
     let o = s.ward(&["audit", "verify", "/nonexistent/audit.jsonl"]);
     assert_eq!(o.status.code(), Some(2));

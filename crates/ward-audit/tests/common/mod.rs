@@ -18,7 +18,14 @@ impl Fixture {
     }
 
     pub fn open(&self, every: u64) -> AuditLog {
-        AuditLog::open(&self.log, &self.keys, WriterOptions { checkpoint_every: every }).unwrap()
+        AuditLog::open(
+            &self.log,
+            &self.keys,
+            WriterOptions {
+                checkpoint_every: every,
+            },
+        )
+        .unwrap()
     }
 
     pub fn vk(&self) -> ed25519_dalek::VerifyingKey {

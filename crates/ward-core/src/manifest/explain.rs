@@ -11,9 +11,8 @@ pub struct Explanation<'a>(pub &'a Manifest);
 impl Explanation<'_> {
     pub fn to_json(&self) -> Value {
         let m = self.0;
-        let kinds = |k: &[crate::action::KindPattern]| -> Vec<String> {
-            k.iter().map(kind_str).collect()
-        };
+        let kinds =
+            |k: &[crate::action::KindPattern]| -> Vec<String> { k.iter().map(kind_str).collect() };
         json!({
             "name": m.name,
             "source": m.source.as_ref().map(|p| p.display().to_string()),
@@ -93,7 +92,13 @@ impl fmt::Display for Explanation<'_> {
         }
         writeln!(f, "\nNetwork")?;
         for e in &m.network {
-            writeln!(f, "  {:<5} {}    <- {}", e.effect.as_str(), e.dest, e.origin)?;
+            writeln!(
+                f,
+                "  {:<5} {}    <- {}",
+                e.effect.as_str(),
+                e.dest,
+                e.origin
+            )?;
         }
         writeln!(
             f,

@@ -69,8 +69,11 @@ fn merge(m: &mut Manifest, admin: Manifest, has_files: bool, has_network: bool) 
     }
 
     if has_network {
-        let admin_allow: Vec<&NetEntry> =
-            admin.network.iter().filter(|e| e.effect != Effect::Deny).collect();
+        let admin_allow: Vec<&NetEntry> = admin
+            .network
+            .iter()
+            .filter(|e| e.effect != Effect::Deny)
+            .collect();
         let mut kept = Vec::new();
         for e in m.network.drain(..) {
             if e.effect == Effect::Deny {

@@ -228,7 +228,11 @@ impl Manifest {
     }
 
     /// Like [`Manifest::load`], with the text already read.
-    pub fn from_text(text: &str, path: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestError> {
+    pub fn from_text(
+        text: &str,
+        path: &Path,
+        opts: &LoadOptions,
+    ) -> Result<Manifest, ManifestError> {
         let json = path.extension().is_some_and(|e| e == "json");
         let mut m = validate::load_text(text, path, json, opts, false)?;
         managed::apply(&mut m, opts)?;

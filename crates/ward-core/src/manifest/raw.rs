@@ -178,13 +178,11 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
             })
             .collect(),
         deny_paths: list(doc.deny_paths),
-        network: doc.network.map(|n| {
-            NetworkDoc {
-                allow: list(n.allow),
-                ask: list(n.ask),
-                deny: list(n.deny),
-                unknown: n.unknown.map(at),
-            }
+        network: doc.network.map(|n| NetworkDoc {
+            allow: list(n.allow),
+            ask: list(n.ask),
+            deny: list(n.deny),
+            unknown: n.unknown.map(at),
         }),
         rules: doc
             .rules

@@ -21,7 +21,12 @@ impl Env {
         Env { dir }
     }
     fn root(&self) -> String {
-        self.dir.path().canonicalize().unwrap().display().to_string()
+        self.dir
+            .path()
+            .canonicalize()
+            .unwrap()
+            .display()
+            .to_string()
     }
     fn opts(&self) -> LoadOptions {
         LoadOptions {
@@ -44,7 +49,9 @@ impl Env {
     fn err(&self, text: &str) -> String {
         let e = self.load(text).expect_err("manifest was accepted");
         let raw = self.dir.path().display().to_string();
-        e.to_string().replace(&self.root(), "[TMP]").replace(&raw, "[TMP]")
+        e.to_string()
+            .replace(&self.root(), "[TMP]")
+            .replace(&raw, "[TMP]")
     }
 }
 
@@ -74,7 +81,11 @@ fn seed_json_on_a_machine_without_the_folder_names_its_position() {
     let p = env.write("seed.json", SEED);
     let e = Manifest::load(&p, &env.opts()).unwrap_err();
     assert_eq!((e.line, e.column), (2, 28));
-    assert!(e.message.contains("`/home/alice/Documents/ProjectX` cannot be used"), "{e}");
+    assert!(
+        e.message
+            .contains("`/home/alice/Documents/ProjectX` cannot be used"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -131,12 +142,18 @@ upload = 10485760
     assert_eq!(m.network.len(), 4);
     assert_eq!(m.unknown_network.0, Effect::Ask);
     assert_eq!(m.rules[1].actions, vec![KindPattern::AnyDevice]);
-    assert_eq!(m.rules[0].actions, vec![KindPattern::Exact(ActionKind::Exec)]);
+    assert_eq!(
+        m.rules[0].actions,
+        vec![KindPattern::Exact(ActionKind::Exec)]
+    );
     assert_eq!(m.policies[0].rule, "data.x.allow");
     assert_eq!(m.limits.memory.as_ref().unwrap().0, 2 << 30);
     assert_eq!(m.limits.upload.as_ref().unwrap().0, 10485760);
     assert!(m.deny_paths.iter().any(|(p, _)| p == "secrets/**"));
-    assert!(m.deny_paths.iter().any(|(p, o)| p == ".git/hooks" && *o == Origin::Builtin));
+    assert!(m
+        .deny_paths
+        .iter()
+        .any(|(p, o)| p == ".git/hooks" && *o == Origin::Builtin));
     match &m.rules[0].origin {
         Origin::File { line, .. } => assert_eq!(*line, 21),
         o => panic!("{o:?}"),
@@ -248,7 +265,9 @@ fn validation_errors_name_file_line_and_column() {
     for (text, want) in cases {
         let got = env.err(text);
         if got != *want {
-            failures.push(format!("manifest:\n{text}\n  want: {want}\n  got:  {got}\n"));
+            failures.push(format!(
+                "manifest:\n{text}\n  want: {want}\n  got:  {got}\n"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -321,7 +340,10 @@ upload = "10MiB"
         .unwrap();
     // proj is cut down to the managed sub-folder, read-only; other is dropped entirely.
     assert_eq!(m.files.len(), 1);
-    assert_eq!(m.files[0].path, Path::new(&env.root()).join("home/proj/sub"));
+    assert_eq!(
+        m.files[0].path,
+        Path::new(&env.root()).join("home/proj/sub")
+    );
     assert_eq!(m.files[0].access, Access::Read);
     assert_eq!(m.files[0].mode, Mode::Direct);
     // Hosts: intersection; the managed deny comes first; example.org is gone.
@@ -338,7 +360,11 @@ upload = "10MiB"
             "allow https://api.acme.com:443",
         ]
     );
-    assert_eq!(m.unknown_network.0, Effect::Deny, "the managed, stricter default wins");
+    assert_eq!(
+        m.unknown_network.0,
+        Effect::Deny,
+        "the managed, stricter default wins"
+    );
     assert!(m.deny_paths.iter().any(|(p, _)| p == "*.sqlite"));
     assert!(m.rules.iter().any(|r| r.effect == Effect::Deny));
     assert_eq!(m.limits.upload.as_ref().unwrap().0, 1 << 20);

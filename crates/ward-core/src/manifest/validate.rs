@@ -59,9 +59,18 @@ pub(super) fn builtin_default(dir: &Path, opts: &LoadOptions) -> Result<Manifest
         managed: false,
     };
     let path = dir.canonicalize().map_err(|e| {
-        cx.err(Pos::default(), format!("cannot use the current directory {}: {e}", dir.display()))
+        cx.err(
+            Pos::default(),
+            format!("cannot use the current directory {}: {e}", dir.display()),
+        )
     })?;
-    check_sensitive(&path, &path.display().to_string(), Pos::default(), &cx, opts)?;
+    check_sensitive(
+        &path,
+        &path.display().to_string(),
+        Pos::default(),
+        &cx,
+        opts,
+    )?;
     Ok(Manifest {
         name: "default".into(),
         source: None,
@@ -200,7 +209,11 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
 
     let mut rules = Vec::new();
     for r in doc.rules {
-        let effect: Effect = r.effect.value.parse().map_err(|e: String| cx.err(r.effect.pos, e))?;
+        let effect: Effect = r
+            .effect
+            .value
+            .parse()
+            .map_err(|e: String| cx.err(r.effect.pos, e))?;
         if cx.managed && effect == Effect::Allow {
             return Err(cx.err(
                 r.effect.pos,
@@ -213,7 +226,10 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
         let actions = kinds(&r.actions, cx)?;
         let resource = match r.resource {
             Some(res) if res.value.is_empty() => {
-                return Err(cx.err(res.pos, "empty `resource` pattern (omit it to match everything)"))
+                return Err(cx.err(
+                    res.pos,
+                    "empty `resource` pattern (omit it to match everything)",
+                ))
             }
             Some(res) => Some(res.value),
             None => None,
@@ -243,19 +259,21 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
         let rule = &p.rule.value;
         let valid_rule = rule.starts_with("data.")
             && rule[5..].split('.').all(|seg| {
-                !seg.is_empty()
-                    && seg
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
             });
         if !valid_rule {
             return Err(cx.err(
                 p.rule.pos,
-                format!("`{rule}` is not a rule path (write e.g. `data.agent.security.allow_upload`)"),
+                format!(
+                    "`{rule}` is not a rule path (write e.g. `data.agent.security.allow_upload`)"
+                ),
             ));
         }
         if p.actions.is_empty() {
-            return Err(cx.err(p.pos, "a policy must name the action kinds it decides (`actions = [\"net.upload\"]`)"));
+            return Err(cx.err(
+                p.pos,
+                "a policy must name the action kinds it decides (`actions = [\"net.upload\"]`)",
+            ));
         }
         policies.push(PolicyRef {
             path,
@@ -293,7 +311,10 @@ fn deny_pattern(d: &At<String>, cx: &Ctx) -> Result<String, ManifestError> {
     if p.is_empty() || p.split('/').any(|c| c == "..") {
         return Err(cx.err(
             d.pos,
-            format!("`{}` is not a deny pattern (a path or glob inside the grant, without `..`)", d.value),
+            format!(
+                "`{}` is not a deny pattern (a path or glob inside the grant, without `..`)",
+                d.value
+            ),
         ));
     }
     Ok(p.to_string())
@@ -315,7 +336,9 @@ fn grant_path(p: &At<String>, cx: &Ctx, opts: &LoadOptions) -> Result<PathBuf, M
     if !expanded.is_absolute() {
         return Err(cx.err(
             p.pos,
-            format!("grant path `{written}` is relative: write an absolute path or start it with `~/`"),
+            format!(
+                "grant path `{written}` is relative: write an absolute path or start it with `~/`"
+            ),
         ));
     }
     let normal = normalize(&expanded);
@@ -325,7 +348,9 @@ fn grant_path(p: &At<String>, cx: &Ctx, opts: &LoadOptions) -> Result<PathBuf, M
         Err(e) => {
             return Err(cx.err(
                 p.pos,
-                format!("grant path `{written}` cannot be used: {e} (create it first, or fix the path)"),
+                format!(
+                    "grant path `{written}` cannot be used: {e} (create it first, or fix the path)"
+                ),
             ))
         }
     };
@@ -383,7 +408,10 @@ fn check_sensitive(
             }
         }
         if home.starts_with(path) {
-            return refuse(format!("it contains your home directory {}", home.display()));
+            return refuse(format!(
+                "it contains your home directory {}",
+                home.display()
+            ));
         }
     }
     Ok(())
@@ -421,13 +449,21 @@ fn limits(l: &raw::LimitsDoc, cx: &Ctx) -> Result<Limits, ManifestError> {
         upload: l.upload.as_ref().map(|v| size(v, "upload")).transpose()?,
         pids: match &l.pids {
             Some(p) if p.value > 0 => Some((p.value as u64, cx.origin(p.pos))),
-            Some(p) => return Err(cx.err(p.pos, format!("`limits.pids` must be positive, not {}", p.value))),
+            Some(p) => {
+                return Err(cx.err(
+                    p.pos,
+                    format!("`limits.pids` must be positive, not {}", p.value),
+                ))
+            }
             None => None,
         },
         cpu: match &l.cpu {
             Some(c) if c.value > 0.0 && c.value.is_finite() => Some((c.value, cx.origin(c.pos))),
             Some(c) => {
-                return Err(cx.err(c.pos, format!("`limits.cpu` is a positive number of CPUs, not {}", c.value)))
+                return Err(cx.err(
+                    c.pos,
+                    format!("`limits.cpu` is a positive number of CPUs, not {}", c.value),
+                ))
             }
             None => None,
         },

@@ -17,16 +17,29 @@ fn seed_policy_as_written_gets_the_v0_explanation() {
         .expect("the seed's v0 text must be refused");
     assert!(matches!(err, PolicyError::RegoV0 { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("this is Rego v0 syntax; Ward accepts Rego v1 only"), "{msg}");
+    assert!(
+        msg.contains("this is Rego v0 syntax; Ward accepts Rego v1 only"),
+        "{msg}"
+    );
     assert!(msg.contains("ward policy check --fix policy.rego"), "{msg}");
-    assert!(msg.contains("policy.rego:3:"), "the v1 parser's position is kept: {msg}");
+    assert!(
+        msg.contains("policy.rego:3:"),
+        "the v1 parser's position is kept: {msg}"
+    );
 }
 
 #[test]
 fn fixed_seed_policy_decides_uploads() {
-    for text in [FIXED.to_string(), fix_file_text(Path::new("seed.rego"), SEED).unwrap()] {
+    for text in [
+        FIXED.to_string(),
+        fix_file_text(Path::new("seed.rego"), SEED).unwrap(),
+    ] {
         let mut p = RegoPolicy::from_source(Path::new("policy.rego"), &text, RULE).unwrap();
-        assert_eq!(decide(&mut p, "uploads.acme.com", 5 << 20), Effect::Allow, "{text}");
+        assert_eq!(
+            decide(&mut p, "uploads.acme.com", 5 << 20),
+            Effect::Allow,
+            "{text}"
+        );
         assert_eq!(decide(&mut p, "uploads.acme.com", 20 << 20), Effect::Deny);
         assert_eq!(decide(&mut p, "evil.example.com", 5 << 20), Effect::Deny);
         assert_eq!(decide(&mut p, "storage.corp.local", 1), Effect::Allow);
@@ -37,6 +50,25 @@ fn fixed_seed_policy_decides_uploads() {
 }
 
 #[test]
+fn the_vm_and_the_interpreter_agree() {
+    let mut p = RegoPolicy::from_source(Path::new("policy.rego"), FIXED, RULE).unwrap();
+    assert!(p.compiled(), "the seed policy compiles to the VM");
+    for (dest, size) in [
+        ("uploads.acme.com", 5u64 << 20),
+        ("uploads.acme.com", 20 << 20),
+        ("x.com", 1),
+        ("storage.corp.local", 10485760),
+    ] {
+        let a = Action::upload(dest, size);
+        let (vm, interp) = (p.decide(&a), p.decide_interpreted(&a));
+        assert_eq!(vm, interp, "{dest} {size}");
+    }
+    let mut a = Action::upload("uploads.acme.com", 1);
+    a.size = None;
+    assert_eq!(p.decide(&a), p.decide_interpreted(&a), "missing size");
+}
+
+#[test]
 fn broken_rego_is_a_parse_error_not_v0() {
     let err = check_source(Path::new("b.rego"), "package x\nallow if {\n").unwrap_err();
     assert!(matches!(err, PolicyError::Parse { .. }), "{err}");
@@ -44,9 +76,13 @@ fn broken_rego_is_a_parse_error_not_v0() {
 
 #[test]
 fn a_rule_the_file_does_not_define_is_refused() {
-    let err = RegoPolicy::from_source(Path::new("p.rego"), FIXED, "data.agent.security.allow_dowload")
-        .err()
-        .unwrap();
+    let err = RegoPolicy::from_source(
+        Path::new("p.rego"),
+        FIXED,
+        "data.agent.security.allow_dowload",
+    )
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("is not defined"), "{err}");
     let err = RegoPolicy::from_source(Path::new("p.rego"), FIXED, "data.other.allow_upload")
         .err()
@@ -73,7 +109,10 @@ u if input.never
     };
     assert_eq!(run("data.t.s").effect, Effect::Ask);
     let o = run("data.t.o");
-    assert_eq!((o.effect, o.reason.as_str()), (Effect::Ask, "looks unusual"));
+    assert_eq!(
+        (o.effect, o.reason.as_str()),
+        (Effect::Ask, "looks unusual")
+    );
     assert_eq!(run("data.t.bad").effect, Effect::Deny);
     assert_eq!(run("data.t.num").effect, Effect::Deny);
     let u = run("data.t.u");
