@@ -155,7 +155,7 @@ upload = 10485760
         .iter()
         .any(|(p, o)| p == ".git/hooks" && *o == Origin::Builtin));
     match &m.rules[0].origin {
-        Origin::File { line, .. } => assert_eq!(*line, 21),
+        Origin::File { line, .. } => assert_eq!(*line, 20),
         o => panic!("{o:?}"),
     }
 }
