@@ -45,9 +45,11 @@ impl HostPattern {
         match self {
             HostPattern::Name(n) => n.eq_ignore_ascii_case(host),
             HostPattern::Wildcard(suffix) => {
-                host.len() > suffix.len() + 1
-                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+                // Bytes, not str slicing: `host` is untrusted and may hold multi-byte characters.
+                let (h, s) = (host.as_bytes(), suffix.as_bytes());
+                h.len() > s.len() + 1
+                    && h[h.len() - s.len()..].eq_ignore_ascii_case(s)
+                    && h[h.len() - s.len() - 1] == b'.'
             }
             HostPattern::V4(ip) => host.parse::<Ipv4Addr>().is_ok_and(|h| h == *ip),
             HostPattern::V6(ip) => host
@@ -311,6 +313,14 @@ mod tests {
         ] {
             assert!(Destination::parse(bad).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn matching_untrusted_hosts_never_panics() {
+        let x = d("https://*.acme.com");
+        assert!(!x.matches("https", "\u{45e}\u{45e}.acme.co\u{45e}", 443));
+        assert!(!x.matches("https", "\u{45e}acme.com", 443));
+        assert!(x.matches("https", "\u{45e}.acme.com", 443));
     }
 
     #[test]

@@ -279,3 +279,18 @@ fn audit_verify_tail_and_export() {
     let o = s.ward(&["audit", "verify", "/nonexistent/audit.jsonl"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// The manifest example in the README is a valid manifest (the README stays true).
+#[test]
+fn readme_manifest_example_is_valid() {
+    let s = Sandbox::new();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme.find("```toml\n").expect("a toml block") + 8;
+    let end = start + readme[start..].find("```").unwrap();
+    std::fs::write(s.path("policy.rego"), std::fs::read(root().join("examples/policy.rego")).unwrap()).unwrap();
+    let m = s.path("readme.toml");
+    std::fs::write(&m, &readme[start..end]).unwrap();
+    let o = s.ward(&["manifest", "check", "--portable", m.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("1 grant(s), 4 destination(s), 1 rule(s), 1 policy"), "{}", stdout(&o));
+}
