@@ -109,7 +109,7 @@ actions = ["net.upload"]
     );
     std::fs::write(dir.path().join("ward.toml"), manifest).unwrap();
     let opts = LoadOptions {
-        managed: None,
+        managed: vec![],
         ..LoadOptions::default()
     };
     let m = Manifest::load(&dir.path().join("ward.toml"), &opts).unwrap();

@@ -8,7 +8,7 @@ use ward_core::{LoadOptions, Manifest};
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let opts = LoadOptions {
-        managed: None,
+        managed: vec![],
         home: Some("/nonexistent-home".into()),
         ..LoadOptions::default()
     };

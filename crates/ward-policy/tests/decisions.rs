@@ -63,7 +63,7 @@ upload = "8MiB"
     );
     fs::write(root.join("ward.toml"), text).unwrap();
     let opts = LoadOptions {
-        managed: None,
+        managed: vec![],
         home: Some(root.join("home")),
         ..LoadOptions::default()
     };

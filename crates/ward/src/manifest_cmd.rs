@@ -48,7 +48,8 @@ pub struct LoadArgs {
     /// Accept grants of /, your home directory, /etc and credential folders.
     #[arg(long)]
     force: bool,
-    /// The managed (MDM) file to merge [default: /etc/ward/managed.toml].
+    /// A further managed file to merge after /etc/ward/managed.toml (which always applies):
+    /// it can only narrow, never lift, what the system file sets.
     #[arg(long, value_name = "FILE", env = "WARD_MANAGED")]
     managed: Option<PathBuf>,
 }
@@ -60,7 +61,7 @@ impl LoadArgs {
             ..LoadOptions::default()
         };
         if let Some(m) = &self.managed {
-            o.managed = Some(m.clone());
+            o.managed.push(m.clone());
         }
         o
     }

@@ -287,10 +287,48 @@ fn readme_manifest_example_is_valid() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let start = readme.find("```toml\n").expect("a toml block") + 8;
     let end = start + readme[start..].find("```").unwrap();
-    std::fs::write(s.path("policy.rego"), std::fs::read(root().join("examples/policy.rego")).unwrap()).unwrap();
+    std::fs::write(
+        s.path("policy.rego"),
+        std::fs::read(root().join("examples/policy.rego")).unwrap(),
+    )
+    .unwrap();
     let m = s.path("readme.toml");
     std::fs::write(&m, &readme[start..end]).unwrap();
     let o = s.ward(&["manifest", "check", "--portable", m.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("1 grant(s), 4 destination(s), 1 rule(s), 1 policy"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("1 grant(s), 4 destination(s), 1 rule(s), 1 policy"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn audit_tail_follows_new_records() {
+    use std::io::{BufRead, BufReader};
+    let s = Sandbox::new();
+    let log_path = s.path("state/ward/audit/audit.jsonl");
+    let keys = ward_audit::KeyStore::new(s.path("config/ward/keys"));
+    let log =
+        ward_audit::AuditLog::open(&log_path, &keys, ward_audit::WriterOptions::default()).unwrap();
+    log.append(ward_audit::Event::new("test.before")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["audit", "tail", "-f", "--json", "-n", "1"])
+        .env("HOME", s.path("home"))
+        .env("XDG_STATE_HOME", s.path("state"))
+        .env("XDG_CONFIG_HOME", s.path("config"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("test.before"), "{line}");
+    log.append(ward_audit::Event::new("test.after")).unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["kind"], "test.after");
 }

@@ -16,7 +16,7 @@ impl Explanation<'_> {
         json!({
             "name": m.name,
             "source": m.source.as_ref().map(|p| p.display().to_string()),
-            "managed": m.managed.as_ref().map(|p| p.display().to_string()),
+            "managed": m.managed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "files": m.files.iter().map(|g| json!({
                 "path": g.path.display().to_string(),
                 "access": g.access.as_str(),
@@ -65,9 +65,11 @@ impl fmt::Display for Explanation<'_> {
             Some(p) => writeln!(f, "  manifest: {}", p.display())?,
             None => writeln!(f, "  manifest: built-in default")?,
         }
-        match &m.managed {
-            Some(p) => writeln!(f, "  managed:  {} (can only narrow)", p.display())?,
-            None => writeln!(f, "  managed:  none")?,
+        if m.managed.is_empty() {
+            writeln!(f, "  managed:  none")?;
+        }
+        for p in &m.managed {
+            writeln!(f, "  managed:  {} (can only narrow)", p.display())?;
         }
         writeln!(f, "\nFiles (anything not listed is denied)")?;
         if m.files.is_empty() {

@@ -8,16 +8,24 @@ use super::{FileGrant, LoadOptions, Manifest, ManifestError, NetEntry, Origin};
 use crate::action::Effect;
 
 pub(super) fn apply(m: &mut Manifest, opts: &LoadOptions) -> Result<(), ManifestError> {
-    let Some(path) = &opts.managed else {
-        return Ok(());
-    };
+    for path in &opts.managed {
+        apply_one(m, path, opts)?;
+    }
+    Ok(())
+}
+
+fn apply_one(
+    m: &mut Manifest,
+    path: &std::path::Path,
+    opts: &LoadOptions,
+) -> Result<(), ManifestError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => {
             // Fail closed: an unreadable managed file must not silently lift the admin's limits.
             return Err(ManifestError {
-                file: path.clone(),
+                file: path.to_path_buf(),
                 line: 0,
                 column: 0,
                 message: format!("cannot read the managed file: {e}"),
@@ -28,7 +36,7 @@ pub(super) fn apply(m: &mut Manifest, opts: &LoadOptions) -> Result<(), Manifest
     let has_network = section_present(&text, "network");
     let admin = load_text(&text, path, false, opts, true)?;
     merge(m, admin, has_files, has_network);
-    m.managed = Some(path.clone());
+    m.managed.push(path.to_path_buf());
     Ok(())
 }
 

@@ -45,8 +45,10 @@ pub const BUILTIN_DENIES: &[&str] = &[
 pub struct LoadOptions {
     /// Accept grants of `/`, the home directory, `/etc` and credential directories.
     pub force: bool,
-    /// The managed file; `None` to skip it. Missing files are fine (nothing to merge).
-    pub managed: Option<PathBuf>,
+    /// The managed files, each merged in turn so that each can only narrow; a missing file
+    /// merges nothing. The system file is always first: an override (for tests, or a stricter
+    /// team file) adds to it and never replaces it.
+    pub managed: Vec<PathBuf>,
     /// The home directory used for `~` and the sensitive-path checks.
     pub home: Option<PathBuf>,
     /// Require granted paths to exist here (and resolve their symlinks). Off to check a manifest
@@ -58,7 +60,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             force: false,
-            managed: Some(PathBuf::from(MANAGED_PATH)),
+            managed: vec![PathBuf::from(MANAGED_PATH)],
             home: std::env::var_os("HOME").map(PathBuf::from),
             check_paths: true,
         }
@@ -189,8 +191,8 @@ pub struct Manifest {
     pub name: String,
     /// The file this was loaded from (`None` for the built-in default).
     pub source: Option<PathBuf>,
-    /// The managed file that was merged in, if one was present.
-    pub managed: Option<PathBuf>,
+    /// The managed files that were present and merged in.
+    pub managed: Vec<PathBuf>,
     pub files: Vec<FileGrant>,
     /// Mandatory denies inside every grant: built-in, manifest and managed.
     pub deny_paths: Vec<(String, Origin)>,

@@ -31,7 +31,7 @@ impl Env {
     fn opts(&self) -> LoadOptions {
         LoadOptions {
             force: false,
-            managed: Some(self.dir.path().join("managed.toml")),
+            managed: vec![self.dir.path().join("managed.toml")],
             home: Some(self.dir.path().join("home")),
             check_paths: true,
         }
@@ -452,4 +452,31 @@ fn builtin_default_grants_the_directory_staged() {
     assert!(m.network.is_empty());
     let home = env.dir.path().join("home");
     assert!(Manifest::builtin_default(&home, &env.opts()).is_err());
+}
+
+#[test]
+fn a_second_managed_file_cannot_lift_the_first() {
+    let env = Env::new();
+    env.write(
+        "managed.toml",
+        "[network]\nallow = [\"https://*.acme.com\"]\n",
+    );
+    let extra = env.write(
+        "team.toml",
+        "[network]\nallow = [\"https://example.org\", \"https://api.acme.com\"]\n",
+    );
+    let p = env.write(
+        "ward.toml",
+        "[network]\nallow = [\"https://example.org\", \"https://api.acme.com\", \"https://x.acme.com\"]\n",
+    );
+    let mut opts = env.opts();
+    opts.managed.push(extra.clone());
+    let m = Manifest::load(&p, &opts).unwrap();
+    let dests: Vec<String> = m.network.iter().map(|e| e.dest.to_string()).collect();
+    assert_eq!(
+        dests,
+        ["https://api.acme.com:443"],
+        "each managed file narrows in turn"
+    );
+    assert_eq!(m.managed, vec![env.dir.path().join("managed.toml"), extra]);
 }

@@ -74,7 +74,7 @@ pub(super) fn builtin_default(dir: &Path, opts: &LoadOptions) -> Result<Manifest
     Ok(Manifest {
         name: "default".into(),
         source: None,
-        managed: None,
+        managed: vec![],
         files: vec![FileGrant {
             path,
             access: Access::ReadWrite,
@@ -288,7 +288,7 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
     Ok(Manifest {
         name,
         source: Some(cx.file.to_path_buf()),
-        managed: None,
+        managed: vec![],
         files: files.into_iter().map(|(g, _)| g).collect(),
         deny_paths,
         network,
