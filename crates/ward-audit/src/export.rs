@@ -92,12 +92,13 @@ pub fn to_ocsf(rec: &Value) -> Value {
         ev["action"] = json!(action);
         ev["disposition_id"] = json!(disposition_id);
         ev["disposition"] = json!(disposition);
-        ev["status_id"] = json!(if result == Some("deny") { 2 } else { 1 });
-        ev["status"] = json!(if result == Some("deny") {
-            "Failure"
-        } else {
-            "Success"
-        });
+        let (status_id, status) = match result {
+            Some("deny") => (2, "Failure"),
+            Some("ask") => (99, "Held for consent"),
+            _ => (1, "Success"),
+        };
+        ev["status_id"] = json!(status_id);
+        ev["status"] = json!(status);
         ev["policy"] = json!({"uid": rec["decision"]["by"], "desc": rec["decision"]["reason"]});
     }
     if let Some(s) = &chain {
@@ -113,7 +114,10 @@ pub fn to_ocsf(rec: &Value) -> Value {
         }
         1007 => ev["process"] = json!({"cmd_line": resource}),
         4001 | 4002 => {
-            ev["dst_endpoint"] = json!({"hostname": rec["dest"].as_str().or(resource.as_str())});
+            let host = rec["dest"]
+                .as_str()
+                .or_else(|| resource.as_str().and_then(url_host));
+            ev["dst_endpoint"] = json!({"hostname": host});
             if let Some(n) = rec["size"].as_u64() {
                 ev["traffic"] = json!({"bytes_out": n});
             }
@@ -135,6 +139,18 @@ pub fn to_ocsf(rec: &Value) -> Value {
         }]);
     }
     ev
+}
+
+/// The host of a URL (`https://user@host:port/path` -> `host`).
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '\\', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.is_empty() => h,
+        _ => host,
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 /// Export every record, setting `attestation.chain_uid` to the log's id throughout.

@@ -54,6 +54,8 @@ pub fn verify_sig(vk: &VerifyingKey, msg: &[u8], sig_hex: &str) -> bool {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Anchor {
     pub log_id: String,
+    /// Where the log was (canonical path), so a replaced file is recognised.
+    pub log_path: String,
     /// Records in the log (the seq of the last one).
     pub seq: u64,
     /// Length of the log in bytes after that record.
@@ -67,9 +69,16 @@ pub struct Anchor {
 }
 
 impl Anchor {
-    pub fn message(log_id: &str, seq: u64, offset: u64, head: &str, root: &Hash) -> Vec<u8> {
+    pub fn message(
+        log_id: &str,
+        log_path: &str,
+        seq: u64,
+        offset: u64,
+        head: &str,
+        root: &Hash,
+    ) -> Vec<u8> {
         format!(
-            "ward-audit-anchor/v1\n{log_id}\n{seq}\n{offset}\n{head}\n{}\n",
+            "ward-audit-anchor/v1\n{log_id}\n{log_path}\n{seq}\n{offset}\n{head}\n{}\n",
             hex::encode(root)
         )
         .into_bytes()
@@ -89,9 +98,24 @@ impl Anchor {
         let Some(f) = self.frontier() else {
             return false;
         };
-        let msg = Anchor::message(&self.log_id, self.seq, self.offset, &self.head, &f.root());
+        let msg = Anchor::message(
+            &self.log_id,
+            &self.log_path,
+            self.seq,
+            self.offset,
+            &self.head,
+            &f.root(),
+        );
         verify_sig(vk, &msg, &self.sig)
     }
+}
+
+/// A log id is 32 lower-case hex digits; anything else never becomes part of a file name.
+pub fn valid_log_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl KeyStore {
@@ -192,33 +216,125 @@ impl KeyStore {
         }
     }
 
-    pub fn anchor_path(&self, log_id: &str) -> PathBuf {
-        self.dir.join("anchors").join(format!("{log_id}.json"))
+    fn anchor_dir(&self) -> PathBuf {
+        self.dir.join("anchors")
     }
 
+    /// The newest readable anchor of `log_id`: the active one (two slots, written in turn so
+    /// that a crash mid-write leaves the other intact), else one retired when a new log took
+    /// its path. Signatures are the caller's to check.
     pub fn read_anchor(&self, log_id: &str) -> Result<Option<Anchor>, AuditError> {
-        let path = self.anchor_path(log_id);
-        match fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| AuditError::Key {
-                    path,
-                    message: format!("unreadable anchor: {e}"),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(AuditError::io(&path, e)),
+        if !valid_log_id(log_id) {
+            return Ok(None);
         }
+        let dir = self.anchor_dir();
+        let mut best: Option<Anchor> = None;
+        for sub in [dir.clone(), dir.join("retired")] {
+            for slot in ["a", "b"] {
+                let path = sub.join(format!("{log_id}.{slot}.json"));
+                match fs::read(&path) {
+                    Ok(b) => {
+                        if let Ok(a) = serde_json::from_slice::<Anchor>(&b) {
+                            if a.log_id == log_id && best.as_ref().is_none_or(|x| a.seq > x.seq) {
+                                best = Some(a);
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(AuditError::io(&path, e)),
+                }
+            }
+            if best.is_some() {
+                break;
+            }
+        }
+        Ok(best)
     }
 
-    /// Replace the anchor atomically (write a temporary file, rename it over the old one).
-    pub fn write_anchor(&self, a: &Anchor) -> Result<(), AuditError> {
-        let dir = self.dir.join("anchors");
+    /// Replace the anchor in `slot` (0 or 1) atomically: a temporary file renamed over it.
+    /// Not fsynced (that would double the fsyncs per commit): the anchor is written after the
+    /// log's own `fdatasync`, so it never runs ahead of durable records; after a power loss it
+    /// may lag behind them (the next writer adopts the rest, with a record saying so) or be
+    /// empty (the writer then verifies the whole log before extending it). Two slots written in
+    /// turn keep one whole anchor through a crash in the middle of writing the other.
+    pub fn write_anchor(&self, a: &Anchor, slot: usize) -> Result<(), AuditError> {
+        if !valid_log_id(&a.log_id) {
+            return Err(AuditError::Config(format!("invalid log id `{}`", a.log_id)));
+        }
+        let dir = self.anchor_dir();
         self.ensure_dir(&dir)?;
-        let path = self.anchor_path(&a.log_id);
+        let path = dir.join(format!(
+            "{}.{}.json",
+            a.log_id,
+            if slot == 0 { "a" } else { "b" }
+        ));
         let tmp = path.with_extension("json.tmp");
         let body = serde_json::to_vec(a).map_err(|e| AuditError::Config(e.to_string()))?;
-        fs::write(&tmp, body).map_err(|e| AuditError::io(&tmp, e))?;
+        fs::write(&tmp, &body).map_err(|e| AuditError::io(&tmp, e))?;
         fs::rename(&tmp, &path).map_err(|e| AuditError::io(&path, e))
+    }
+
+    /// The active anchors of logs that were written at `log_path` (canonical), newest per log.
+    pub fn anchors_for_path(&self, log_path: &str) -> Result<Vec<Anchor>, AuditError> {
+        let dir = self.anchor_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(AuditError::io(&dir, e)),
+        };
+        let mut ids: Vec<String> = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.split('.').next().filter(|id| valid_log_id(id)) {
+                if !ids.iter().any(|x| x == id) {
+                    ids.push(id.to_string());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(a) = self.read_active(&id)? {
+                if a.log_path == log_path {
+                    out.push(a);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_active(&self, log_id: &str) -> Result<Option<Anchor>, AuditError> {
+        let mut best: Option<Anchor> = None;
+        for slot in ["a", "b"] {
+            let path = self.anchor_dir().join(format!("{log_id}.{slot}.json"));
+            if let Ok(b) = fs::read(&path) {
+                if let Ok(a) = serde_json::from_slice::<Anchor>(&b) {
+                    if best.as_ref().is_none_or(|x| a.seq > x.seq) {
+                        best = Some(a);
+                    }
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    /// Move a log's anchors aside (into `anchors/retired/`) when a new log takes its path; the
+    /// new log's first record names it, and a moved copy of the old log still verifies.
+    pub fn retire(&self, log_id: &str) -> Result<(), AuditError> {
+        if !valid_log_id(log_id) {
+            return Ok(());
+        }
+        let dir = self.anchor_dir();
+        let retired = dir.join("retired");
+        self.ensure_dir(&retired)?;
+        for slot in ["a", "b"] {
+            let name = format!("{log_id}.{slot}.json");
+            match fs::rename(dir.join(&name), retired.join(&name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(AuditError::io(&dir.join(&name), e)),
+            }
+        }
+        Ok(())
     }
 }
 

@@ -19,7 +19,9 @@ mod writer;
 pub use error::AuditError;
 pub use keys::{KeyStore, SigningIdentity};
 pub use record::{Event, EventDecision, GENESIS_PREV};
-pub use verify::{log_id_of, read_records, verify, verify_bytes, Problem, VerifyReport};
+pub use verify::{
+    log_id_of, read_records, verify, verify_bytes, verify_log, Problem, VerifyReport,
+};
 pub use writer::{AuditLog, WriterOptions};
 
 /// How the files of one log are found: the log file and the key directory that holds the

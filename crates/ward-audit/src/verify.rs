@@ -3,7 +3,7 @@
 
 use crate::error::AuditError;
 use crate::hex;
-use crate::keys::{verify_sig, Anchor};
+use crate::keys::{verify_sig, Anchor, KeyStore};
 use crate::merkle::{leaf_hash, node_hash, Hash};
 use crate::record::{checkpoint_message, parse_head, split_line, GENESIS_PREV};
 use ed25519_dalek::VerifyingKey;
@@ -31,6 +31,8 @@ pub struct VerifyReport {
     pub signed: u64,
     /// Whether the anchor (signed head) was found and matched.
     pub anchored: bool,
+    /// Records after the anchored head (not yet signed by anything).
+    pub beyond_anchor: u64,
     pub warnings: Vec<String>,
     pub problem: Option<Problem>,
 }
@@ -52,6 +54,77 @@ struct CheckpointDetail {
     size: u64,
     root: String,
     sig: String,
+}
+
+/// Verify the log at `path` the way `ward audit verify` does: with the public key (`vk`, else
+/// the key store's), the log's anchor, and the other anchors the key store holds for this path
+/// (a file that is not the log Ward wrote there is reported as replaced).
+pub fn verify_log(
+    path: &Path,
+    keys: &KeyStore,
+    vk: Option<VerifyingKey>,
+) -> Result<VerifyReport, AuditError> {
+    let data = std::fs::read(path).map_err(|e| AuditError::io(path, e))?;
+    let vk = match vk {
+        Some(k) => k,
+        None => keys.verifying_key()?.ok_or_else(|| {
+            AuditError::Config(format!(
+                "no public key in {} to check the signatures with (pass --pubkey FILE)",
+                keys.dir.display()
+            ))
+        })?,
+    };
+    let id = log_id_of(&data).filter(|id| crate::keys::valid_log_id(id));
+    let anchor = match &id {
+        Some(id) => keys.read_anchor(id)?,
+        None => None,
+    };
+    let canon = path.canonicalize().map_err(|e| AuditError::io(path, e))?;
+    let others: Vec<_> = keys
+        .anchors_for_path(&canon.to_string_lossy())?
+        .into_iter()
+        .filter(|a| Some(&a.log_id) != id.as_ref())
+        .collect();
+    let mut r = verify_bytes(&data, &vk, anchor.as_ref());
+    if r.problem.is_none() {
+        if let Some(other) = others.first() {
+            r.problem = Some(Problem {
+                line: 1,
+                offset: 0,
+                message: format!(
+                    "this is not the log Ward keeps at this path: the key directory holds the signed head of \
+                     log {} ({} records) here; the file was replaced",
+                    other.log_id, other.seq
+                ),
+            });
+            r.records = 0;
+        }
+    }
+    if let Some(prev) = first_record_previous(&data) {
+        r.warnings.push(format!(
+            "this log started where an earlier log went missing: {prev}"
+        ));
+    }
+    Ok(r)
+}
+
+/// The `previous` logs an `audit.open` record names (a log that was deleted or emptied).
+fn first_record_previous(data: &[u8]) -> Option<String> {
+    let end = memchr::memchr(b'\n', data)?;
+    let v: serde_json::Value = serde_json::from_slice(&data[..end]).ok()?;
+    let prev = v["detail"]["previous"].as_array()?;
+    Some(
+        prev.iter()
+            .map(|p| {
+                format!(
+                    "log {} ({} records)",
+                    p["log_id"].as_str().unwrap_or("?"),
+                    p["records"]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
 }
 
 /// Verify the log at `path` with the public key `vk` and, when known, the log's anchor.
@@ -401,6 +474,15 @@ pub fn verify_bytes(data: &[u8], vk: &VerifyingKey, anchor: Option<&Anchor>) -> 
                 return r;
             }
             r.anchored = true;
+            if r.records > a.seq {
+                r.beyond_anchor = r.records - a.seq;
+                r.warnings.push(format!(
+                    "records {}..{} come after the signed head: a writer stopped before signing them, or \
+                     someone appended them (the next writer adopts them with an `audit.recovered` record)",
+                    a.seq + 1,
+                    r.records
+                ));
+            }
         }
         None => r.warnings.push(
             "no anchor for this log was found: records after the last checkpoint could have been cut off \
@@ -442,7 +524,9 @@ pub(crate) fn parse_records(
     path: &Path,
 ) -> Result<Vec<(u64, serde_json::Value)>, AuditError> {
     let mut out = Vec::new();
-    for (i, line) in data.split(|&b| b == b'\n').enumerate() {
+    // A final line without its newline is an append cut short by a crash: not a record.
+    let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    for (i, line) in data[..complete].split(|&b| b == b'\n').enumerate() {
         if line.is_empty() {
             continue;
         }

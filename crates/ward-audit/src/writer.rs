@@ -84,6 +84,7 @@ impl AuditLog {
                 .create(dir)
                 .map_err(|e| AuditError::io(dir, e))?;
         }
+        let existed = log.exists();
         let file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -91,9 +92,24 @@ impl AuditLog {
             .mode(0o600)
             .open(log)
             .map_err(|e| AuditError::io(log, e))?;
+        if !existed {
+            // The new file's name must survive a crash as surely as its first records.
+            if let Some(dir) = log.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| AuditError::io(dir, e))?;
+            }
+        }
+        let canon = log
+            .canonicalize()
+            .map_err(|e| AuditError::io(log, e))?
+            .to_string_lossy()
+            .into_owned();
         let mut st = State {
             file,
             path: log.to_path_buf(),
+            canon,
+            anchor_slot: 0,
             keys: keys.clone(),
             id: identity,
             log_id: String::new(),
@@ -243,6 +259,10 @@ fn committer(sh: Arc<Shared>, mut st: State) -> Result<(), AuditError> {
 struct State {
     file: File,
     path: PathBuf,
+    /// The log's canonical path, as anchors record it.
+    canon: String,
+    /// Which of the two anchor slots the next commit writes.
+    anchor_slot: usize,
     keys: KeyStore,
     id: SigningIdentity,
     log_id: String,
@@ -274,27 +294,47 @@ impl State {
     /// Called under the lock at open: create the log, or resume it from its anchor.
     fn start(&mut self) -> Result<(), AuditError> {
         let size = self.file_len()?;
+        let others = self.keys.anchors_for_path(&self.canon)?;
         if size == 0 {
             let mut id = [0u8; 16];
             getrandom::getrandom(&mut id)
                 .map_err(|e| AuditError::Config(format!("no randomness: {e}")))?;
             self.log_id = hex::encode(&id);
+            let mut detail =
+                json!({"log_id": self.log_id, "key": self.id.key_id, "format": "ward-audit/1"});
+            if !others.is_empty() {
+                // A log was here and is gone (deleted or emptied): the new log's first record
+                // says so, and the old anchors are retired so that this log is the path's log.
+                detail["previous"] = json!(others
+                    .iter()
+                    .map(|a| json!({"log_id": a.log_id, "records": a.seq, "head": a.head}))
+                    .collect::<Vec<_>>());
+            }
             let open = Event {
-                detail: Some(
-                    json!({"log_id": self.log_id, "key": self.id.key_id, "format": "ward-audit/1"}),
-                ),
+                detail: Some(detail),
                 ..Event::new("audit.open")
             };
-            return self.commit(vec![open], false);
+            self.commit_locked(vec![open], false)?;
+            for a in &others {
+                self.keys.retire(&a.log_id)?;
+            }
+            return Ok(());
         }
         let first = self.read_first_line()?;
         self.log_id = serde_json::from_slice::<serde_json::Value>(&first)
             .ok()
             .and_then(|v| v["detail"]["log_id"].as_str().map(str::to_string))
-            .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter(|id| crate::keys::valid_log_id(id))
             .ok_or_else(|| {
                 self.tampered("the first record is not an `audit.open` record with a log id".into())
             })?;
+        if let Some(other) = others.iter().find(|a| a.log_id != self.log_id) {
+            return Err(self.tampered(format!(
+                "this is not the log Ward keeps here: the key directory holds the signed head of \
+                 log {} ({} records) for this path, and this file is log {}; it was replaced",
+                other.log_id, other.seq, self.log_id
+            )));
+        }
         match self.keys.read_anchor(&self.log_id)? {
             Some(a) if a.verify(&self.id.verifying_key()) => {
                 if size < a.offset {
@@ -321,6 +361,22 @@ impl State {
                 self.len = a.offset;
                 // The cadence restarts; the Merkle root of the next checkpoint covers everything.
                 self.since_checkpoint = 0;
+                // Complete records after the signed head: a writer stopped between its write and
+                // its anchor, or someone appended. They are taken in, and the log says so.
+                let before = self.seq;
+                self.sync_tail()?;
+                if self.seq > before {
+                    self.notes.push(Event {
+                        detail: Some(json!({
+                            "adopted_records": self.seq - before,
+                            "first_seq": before + 1,
+                            "last_seq": self.seq,
+                            "why": "records after the signed head, left by a writer that stopped \
+                                    before signing them (or appended by someone else)",
+                        })),
+                        ..Event::new("audit.recovered")
+                    });
+                }
                 Ok(())
             }
             Some(_) => {
@@ -548,6 +604,7 @@ impl State {
         let (_, stack) = self.frontier.to_parts();
         let msg = Anchor::message(
             &self.log_id,
+            &self.canon,
             self.seq,
             self.len,
             &head,
@@ -555,6 +612,7 @@ impl State {
         );
         let anchor = Anchor {
             log_id: self.log_id.clone(),
+            log_path: self.canon.clone(),
             seq: self.seq,
             offset: self.len,
             head,
@@ -562,7 +620,8 @@ impl State {
             key: self.id.key_id.clone(),
             sig: self.id.sign(&msg),
         };
-        self.keys.write_anchor(&anchor)
+        self.anchor_slot ^= 1;
+        self.keys.write_anchor(&anchor, self.anchor_slot)
     }
 }
 

@@ -3,16 +3,14 @@
 
 /// Match `text` against the glob `pattern`, both `/`-separated.
 pub fn matches(pattern: &str, text: &str) -> bool {
-    let pat: Vec<&str> = split(pattern);
-    let txt: Vec<&str> = split(text);
-    match_components(&pat, &txt)
+    let txt = split(text);
+    reach(&split(pattern), &txt)[txt.len()]
 }
 
 /// Does `pattern` match `text` or any ancestor of it (so a directory pattern covers its contents)?
 pub fn matches_or_contains(pattern: &str, text: &str) -> bool {
-    let pat = split(pattern);
     let txt = split(text);
-    (1..=txt.len()).any(|n| match_components(&pat, &txt[..n]))
+    reach(&split(pattern), &txt).iter().skip(1).any(|&m| m)
 }
 
 /// Does a mandatory-deny `pattern`, relative to a grant, cover the relative path `rel`?
@@ -38,17 +36,27 @@ fn split(s: &str) -> Vec<&str> {
     s.split('/').filter(|c| !c.is_empty()).collect()
 }
 
-fn match_components(pat: &[&str], txt: &[&str]) -> bool {
-    match pat.split_first() {
-        None => txt.is_empty(),
-        Some((&"**", rest)) => (0..=txt.len()).any(|i| match_components(rest, &txt[i..])),
-        Some((p, rest)) => match txt.split_first() {
-            Some((t, trest)) => {
-                match_component(p.as_bytes(), t.as_bytes()) && match_components(rest, trest)
+/// `reach[j]`: the whole pattern matches the first `j` components of the text. Dynamic
+/// programming over (pattern, text) positions, so `**` never backtracks exponentially.
+fn reach(pat: &[&str], txt: &[&str]) -> Vec<bool> {
+    let mut dp = vec![false; txt.len() + 1];
+    dp[0] = true;
+    for p in pat {
+        let mut next = vec![false; txt.len() + 1];
+        if *p == "**" {
+            let mut any = false;
+            for j in 0..=txt.len() {
+                any |= dp[j];
+                next[j] = any;
             }
-            None => false,
-        },
+        } else {
+            for j in 1..=txt.len() {
+                next[j] = dp[j - 1] && match_component(p.as_bytes(), txt[j - 1].as_bytes());
+            }
+        }
+        dp = next;
     }
+    dp
 }
 
 /// Iterative wildcard match with single backtrack point: linear in practice, never exponential.
@@ -89,6 +97,14 @@ mod tests {
         assert!(matches("**", "/anything/at/all"));
         assert!(matches("*a*b*c*", "xxaxxbxxcxx"));
         assert!(!matches("*a*b*c*", "xxaxxcxxbxx"));
+    }
+
+    #[test]
+    fn many_double_stars_stay_fast() {
+        let pat = "**/a/**/a/**/a/**/a/**/b";
+        let text = "a/".repeat(2000);
+        assert!(!matches(pat, &text));
+        assert!(matches(pat, &format!("{text}b")));
     }
 
     #[test]

@@ -15,6 +15,6 @@ pub mod size;
 pub use action::{Action, ActionKind, Decision, Effect};
 pub use dest::{Destination, DestinationError, HostPattern};
 pub use manifest::{
-    Access, Explanation, FileGrant, LoadOptions, Manifest, ManifestError, Mode, NetEntry, Origin,
-    PolicyRef, Rule,
+    Access, Ceiling, Explanation, FileGrant, LoadOptions, Manifest, ManifestError, Mode, NetEntry,
+    Origin, PolicyRef, Rule,
 };

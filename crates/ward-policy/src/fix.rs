@@ -127,26 +127,43 @@ pub fn rewrite_v0(src: &str) -> String {
         match t.kind {
             Tok::Punct(b'{') if depth == 0 => {
                 let prev = i.checked_sub(1).map(|p| &toks[p]);
-                let body = match prev {
-                    Some(p) => match p.kind {
-                        Tok::Ident => !matches!(
-                            text(p),
-                            "if" | "contains" | "in" | "not" | "some" | "with" | "as"
-                        ),
-                        Tok::Str | Tok::Num => true,
-                        Tok::Punct(b']') | Tok::Punct(b')') | Tok::Punct(b'}') => true,
-                        _ => false,
-                    },
-                    None => false,
-                };
+                let prev_if = prev.is_some_and(|p| p.kind == Tok::Ident && text(p) == "if");
+                let body = prev_if
+                    || match prev {
+                        Some(p) => match p.kind {
+                            Tok::Ident => !matches!(
+                                text(p),
+                                "contains" | "in" | "not" | "some" | "with" | "as" | "every"
+                            ),
+                            Tok::Str | Tok::Num => true,
+                            Tok::Punct(b']') | Tok::Punct(b')') | Tok::Punct(b'}') => true,
+                            _ => false,
+                        },
+                        None => false,
+                    };
                 // `} {` continues the previous rule with another body (v0 "or"); leave it to the
                 // v1 parser to report, as v1 has no spelling for it.
                 let after_body = prev.is_some_and(|p| p.kind == Tok::Punct(b'}'));
                 if body && !after_body {
+                    // A head that already says `if` (v0 with `future.keywords.if`, or v1's
+                    // `if every x in xs {`) gets no second one; a `p[x]` head still becomes
+                    // `p contains x`, the only v1 spelling of a partial set.
+                    let head_if = head_start.is_some_and(|hs| {
+                        toks[hs..i]
+                            .iter()
+                            .any(|t| t.kind == Tok::Ident && text(t) == "if")
+                    });
                     if let Some(hs) = head_start {
                         partial_set(&toks, hs, i, src, &mut edits);
                     }
-                    edits.push((t.start, t.start, "if ".to_string()));
+                    if !head_if {
+                        let spaced = src[..t.start].ends_with(char::is_whitespace);
+                        edits.push((
+                            t.start,
+                            t.start,
+                            if spaced { "if " } else { " if " }.to_string(),
+                        ));
+                    }
                 }
                 depth += 1;
             }
@@ -194,6 +211,14 @@ fn partial_set(
         &src[head[0].start..head[0].end],
         "default" | "package" | "import"
     ) {
+        return;
+    }
+    // An `if` at the end of the head is not part of it.
+    let head = match head.last() {
+        Some(t) if t.kind == Tok::Ident && &src[t.start..t.end] == "if" => &head[..head.len() - 1],
+        _ => head,
+    };
+    if head.len() < 4 {
         return;
     }
     let Some(last) = head.last() else { return };
@@ -253,6 +278,22 @@ mod tests {
         assert!(v1.contains("const = {\"a\": 1}"), "{v1}");
         assert!(v1.contains("# {not a body}"), "{v1}");
         check_source(Path::new("t.rego"), &v1).unwrap();
+    }
+
+    #[test]
+    fn review_cases() {
+        // No space before the brace.
+        let v1 = rewrite_v0("package p\nallow{\n  true\n}\ndeny[msg]{\n  msg := 1\n}\n");
+        assert!(v1.contains("allow if {"), "{v1}");
+        assert!(v1.contains("deny contains msg if {"), "{v1}");
+        // v0 with `future.keywords.if`: the partial set still becomes `contains`.
+        let v1 =
+            rewrite_v0("package p\nimport future.keywords.if\ndeny[msg] if {\n  msg := 1\n}\n");
+        assert!(v1.contains("deny contains msg if {"), "{v1}");
+        check_source(Path::new("t.rego"), &v1).unwrap();
+        // `if every` is already v1.
+        let src = "package p\nallow if every x in input.xs {\n  x > 1\n}\n";
+        assert_eq!(rewrite_v0(src), src);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::error::PolicyError;
 use crate::rego::RegoPolicy;
-use crate::rules::{CompiledManifest, Strictest};
+use crate::rules::{normalized, CompiledManifest, Strictest};
 use ward_core::action::KindPattern;
 use ward_core::{Action, Decision, Effect, Manifest};
 
@@ -36,6 +36,7 @@ impl Pdp {
     /// Decide on `action`: the strictest of what the manifest and every policy bound to its
     /// kind say; deny when none of them speaks.
     pub fn decide(&mut self, action: &Action) -> Decision {
+        let action = &*normalized(action);
         let mut best = Strictest::default();
         if let Some(d) = self.compiled.decide(action) {
             best.offer(d);

@@ -29,32 +29,121 @@ impl Strictest {
     }
 }
 
+/// How one deny pattern is matched, decided once when the manifest is compiled.
+enum Matcher {
+    /// A name at any depth, without wildcards (`.env`, `.ssh`).
+    Name(String),
+    /// A name at any depth starting with a literal (`id_rsa*`, `.env.*`).
+    NamePrefix(String),
+    /// A name at any depth ending with a literal (`*.pem`).
+    NameSuffix(String),
+    /// A name at any depth with other wildcards.
+    NameGlob(String),
+    /// `**/a/b`, all literal: a substring of the path.
+    DeepLiteral(String),
+    /// `**/...` with wildcards: globbed against the whole path.
+    DeepGlob(String),
+    /// `a/b`: anchored at the grant root.
+    Anchored(String),
+}
+
 struct Deny {
-    pattern: String,
-    /// Anchored at the grant root (the pattern has a `/`); else a name matched at any depth.
-    anchored: bool,
+    matcher: Matcher,
     by: String,
     reason: String,
 }
 
+fn literal(s: &str) -> bool {
+    !s.contains(['*', '?'])
+}
+
 impl Deny {
-    fn covers(&self, rel: &str) -> bool {
-        if self.anchored {
-            glob::matches_or_contains(&self.pattern, rel)
-        } else {
-            rel.split('/')
-                .any(|c| glob::component_matches(&self.pattern, c))
+    #[cfg(test)]
+    /// Does this deny cover the absolute `path`, `rel` being its part below the grant? Patterns
+    /// that are not anchored look at the whole path, so that granting a folder which is itself
+    /// denied (`~/repo/.git/hooks`) does not escape the deny.
+    fn covers(&self, path: &str, rel: &str) -> bool {
+        self.covers_names(path) || self.covers_deep(path, rel)
+    }
+
+    /// The name matchers, on the components of `part`.
+    fn covers_names(&self, part: &str) -> bool {
+        let mut names = part.split('/');
+        match &self.matcher {
+            Matcher::Name(n) => names.any(|c| c == n),
+            Matcher::NamePrefix(p) => names.any(|c| c.starts_with(p.as_str())),
+            Matcher::NameSuffix(x) => names.any(|c| c.ends_with(x.as_str())),
+            Matcher::NameGlob(g) => names.any(|c| glob::component_matches(g, c)),
+            _ => false,
         }
+    }
+
+    /// The path matchers: `**/...` on the whole path, anchored ones below the grant.
+    fn covers_deep(&self, path: &str, rel: &str) -> bool {
+        match &self.matcher {
+            Matcher::DeepLiteral(tail) => {
+                // `tail` is `/a/b`: it must end the path or be followed by `/`.
+                path.match_indices(tail.as_str())
+                    .any(|(i, _)| matches!(path.as_bytes().get(i + tail.len()), None | Some(b'/')))
+            }
+            Matcher::DeepGlob(g) => glob::matches_or_contains(g, path),
+            Matcher::Anchored(g) => !rel.is_empty() && glob::matches_or_contains(g, rel),
+            _ => false,
+        }
+    }
+}
+
+fn deny(pattern: &str, origin: &ward_core::Origin) -> Deny {
+    let p = pattern.trim_start_matches('/');
+    let matcher = if !p.contains('/') {
+        let star = p.find('*');
+        match star {
+            None if literal(p) => Matcher::Name(p.to_string()),
+            Some(i) if i == p.len() - 1 && literal(&p[..i]) => {
+                Matcher::NamePrefix(p[..i].to_string())
+            }
+            Some(0) if literal(&p[1..]) => Matcher::NameSuffix(p[1..].to_string()),
+            _ => Matcher::NameGlob(p.to_string()),
+        }
+    } else if let Some(tail) = p.strip_prefix("**/") {
+        if literal(tail) && !tail.contains("**") {
+            Matcher::DeepLiteral(format!("/{}", tail.trim_end_matches('/')))
+        } else {
+            Matcher::DeepGlob(p.to_string())
+        }
+    } else {
+        Matcher::Anchored(p.to_string())
+    };
+    Deny {
+        matcher,
+        by: format!("manifest:{origin}"),
+        reason: format!("`{pattern}` is always denied inside grants"),
     }
 }
 
 struct Grant {
     prefix: String,
+    /// The first deny whose name matcher already matches the grant's own path (index into
+    /// the grant's denies followed by the global ones): everything in the grant is denied.
+    prefix_deny: Option<usize>,
     read_only: bool,
     by: String,
     allow_reason: String,
     ro_reason: String,
     denies: Vec<Deny>,
+}
+
+impl Grant {
+    /// The part of `path` below this grant, if the grant covers it.
+    fn rel<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let rest = path.strip_prefix(self.prefix.as_str())?;
+        match rest.strip_prefix('/') {
+            Some(rel) => Some(rel),
+            None if rest.is_empty() => Some(""),
+            None if self.prefix.is_empty() => Some(rest),
+            None => None,
+        }
+    }
 }
 
 struct Rule {
@@ -72,8 +161,16 @@ struct Net {
     reason: String,
 }
 
+/// One managed file's limits (see [`ward_core::Ceiling`]).
+struct Ceiling {
+    files: Option<Vec<Grant>>,
+    network: Option<(Vec<Net>, Effect, String)>,
+    outside: String,
+}
+
 /// A manifest prepared for deciding.
 pub struct CompiledManifest {
+    ceilings: Vec<Ceiling>,
     grants: Vec<Grant>,
     denies: Vec<Deny>,
     rules: Vec<Rule>,
@@ -82,36 +179,62 @@ pub struct CompiledManifest {
     upload_limit: Option<(u64, String)>,
 }
 
-fn deny(pattern: &str, origin: &ward_core::Origin) -> Deny {
-    Deny {
-        pattern: pattern.trim_start_matches('/').to_string(),
-        anchored: pattern.trim_start_matches('/').contains('/'),
-        by: format!("manifest:{origin}"),
-        reason: format!("`{pattern}` is always denied inside grants"),
+fn grant(g: &ward_core::FileGrant, global: &[Deny]) -> Grant {
+    let prefix = g.path.to_string_lossy().trim_end_matches('/').to_string();
+    let own: Vec<Deny> = g.deny.iter().map(|(p, o)| deny(p, o)).collect();
+    let prefix_deny = own
+        .iter()
+        .chain(global)
+        .position(|d| d.covers_names(&prefix));
+    Grant {
+        prefix,
+        prefix_deny,
+        read_only: g.access == Access::Read,
+        by: format!("manifest:{}", g.origin),
+        allow_reason: format!(
+            "inside the grant {} ({} {})",
+            g.path.display(),
+            g.access.as_str(),
+            g.mode.as_str()
+        ),
+        ro_reason: format!("the grant {} is read-only", g.path.display()),
+        denies: own,
+    }
+}
+
+fn net_entry(e: &ward_core::NetEntry) -> Net {
+    Net {
+        dest: e.dest.clone(),
+        effect: e.effect,
+        by: format!("manifest:{}", e.origin),
+        reason: format!("{} {}", e.effect, e.dest),
     }
 }
 
 impl CompiledManifest {
     pub fn new(m: &Manifest) -> Self {
+        let denies: Vec<Deny> = m.deny_paths.iter().map(|(p, o)| deny(p, o)).collect();
         CompiledManifest {
-            grants: m
-                .files
+            ceilings: m
+                .ceilings
                 .iter()
-                .map(|g| Grant {
-                    prefix: g.path.to_string_lossy().trim_end_matches('/').to_string(),
-                    read_only: g.access == Access::Read,
-                    by: format!("manifest:{}", g.origin),
-                    allow_reason: format!(
-                        "inside the grant {} ({} {})",
-                        g.path.display(),
-                        g.access.as_str(),
-                        g.mode.as_str()
-                    ),
-                    ro_reason: format!("the grant {} is read-only", g.path.display()),
-                    denies: g.deny.iter().map(|(p, o)| deny(p, o)).collect(),
+                .map(|c| Ceiling {
+                    files: c
+                        .files
+                        .as_ref()
+                        .map(|fs| fs.iter().map(|g| grant(g, &[])).collect()),
+                    network: c.network.as_ref().map(|(entries, effect, origin)| {
+                        (
+                            entries.iter().map(net_entry).collect(),
+                            *effect,
+                            format!("manifest:{origin}"),
+                        )
+                    }),
+                    outside: format!("the managed file {} does not allow it", c.source.display()),
                 })
                 .collect(),
-            denies: m.deny_paths.iter().map(|(p, o)| deny(p, o)).collect(),
+            grants: m.files.iter().map(|g| grant(g, &denies)).collect(),
+            denies,
             rules: m
                 .rules
                 .iter()
@@ -129,16 +252,7 @@ impl CompiledManifest {
                     }),
                 })
                 .collect(),
-            network: m
-                .network
-                .iter()
-                .map(|e| Net {
-                    dest: e.dest.clone(),
-                    effect: e.effect,
-                    by: format!("manifest:{}", e.origin),
-                    reason: format!("{} {}", e.effect, e.dest),
-                })
-                .collect(),
+            network: m.network.iter().map(net_entry).collect(),
             unknown: (
                 m.unknown_network.0,
                 format!("manifest:{}", m.unknown_network.1),
@@ -152,10 +266,25 @@ impl CompiledManifest {
     }
 
     /// What the manifest says about `a`, or `None` when nothing in it speaks to this action
-    /// (the caller then applies Rego or the default deny).
+    /// (the caller then applies Rego or the default deny). `a` must come from [`normalized`]:
+    /// rules, grants and policies all see the same lexically normalized path.
     pub fn decide(&self, a: &Action) -> Option<Decision> {
         let mut best = Strictest::default();
         let net = a.kind.is_net().then(|| net_target(a));
+        if let Some(Err(why)) = &net {
+            return Some(Decision::new(
+                Effect::Deny,
+                "builtin:bad-destination",
+                why.clone(),
+            ));
+        }
+        if a.kind.is_file() && !a.resource.starts_with('/') {
+            return Some(Decision::new(
+                Effect::Deny,
+                "builtin:bad-path",
+                format!("`{}` is not an absolute path", a.resource),
+            ));
+        }
         let subject = match &net {
             Some(Ok(t)) => &*t.host,
             _ => a.resource.as_str(),
@@ -169,42 +298,39 @@ impl CompiledManifest {
                 best.offer_with(r.effect, &r.by, &r.reason);
             }
         }
-        if a.kind.is_file() {
-            self.file(a, &mut best);
-        } else if let Some(target) = net {
-            match target {
-                Ok(t) => self.net(a, &t, &mut best),
-                Err(why) => best.offer(Decision::new(Effect::Deny, "builtin:bad-destination", why)),
+        match &net {
+            Some(Ok(t)) => self.net(a, t, &mut best),
+            _ if a.kind.is_file() => self.file(a, &mut best),
+            _ => {}
+        }
+        // The managed files' limits hold whatever the user's manifest or policies allow.
+        for c in &self.ceilings {
+            match &net {
+                Some(Ok(t)) => c.net(t, &mut best),
+                _ if a.kind.is_file() => c.file(a, &mut best),
+                _ => {}
             }
         }
         best.0
     }
 
     fn file(&self, a: &Action, best: &mut Strictest) {
-        let Some(path) = normalize_abs(&a.resource) else {
-            best.offer(Decision::new(
-                Effect::Deny,
-                "builtin:bad-path",
-                format!("`{}` is not an absolute path", a.resource),
-            ));
+        let path = a.resource.as_str();
+        let Some((g, rel)) = self.grants.iter().find_map(|g| g.rel(path).map(|r| (g, r))) else {
             return;
         };
-        let Some((g, rel)) = self.grants.iter().find_map(|g| {
-            let rest = path.strip_prefix(g.prefix.as_str())?;
-            match rest.strip_prefix('/') {
-                Some(rel) => Some((g, rel)),
-                None if rest.is_empty() => Some((g, "")),
-                None if g.prefix.is_empty() => Some((g, rest)),
-                None => None,
-            }
-        }) else {
-            return;
+        // Names in the grant's own path were matched when compiling; below it, only `rel`.
+        let hit = match g.prefix_deny {
+            Some(i) => g.denies.iter().chain(&self.denies).nth(i),
+            None => g
+                .denies
+                .iter()
+                .chain(&self.denies)
+                .find(|d| d.covers_names(rel) || d.covers_deep(path, rel)),
         };
-        if !rel.is_empty() {
-            if let Some(d) = g.denies.iter().chain(&self.denies).find(|d| d.covers(rel)) {
-                best.offer_with(Effect::Deny, &d.by, &d.reason);
-                return;
-            }
+        if let Some(d) = hit {
+            best.offer_with(Effect::Deny, &d.by, &d.reason);
+            return;
         }
         if a.kind != ActionKind::FileRead && g.read_only {
             best.offer_with(Effect::Deny, &g.by, &g.ro_reason);
@@ -222,13 +348,19 @@ impl CompiledManifest {
             }
         }
         if a.kind == ActionKind::NetUpload {
-            if let (Some(size), Some((limit, by))) = (a.size, &self.upload_limit) {
-                if size > *limit {
-                    best.offer(Decision::new(
+            if let Some((limit, by)) = &self.upload_limit {
+                match a.size {
+                    Some(size) if size > *limit => best.offer(Decision::new(
                         Effect::Deny,
                         by.as_str(),
                         format!("upload of {size} bytes exceeds the limit of {limit} bytes"),
-                    ));
+                    )),
+                    None => best.offer(Decision::new(
+                        Effect::Deny,
+                        by.as_str(),
+                        format!("upload of unknown size, and uploads are limited to {limit} bytes"),
+                    )),
+                    _ => {}
                 }
             }
         }
@@ -246,9 +378,51 @@ impl CompiledManifest {
     }
 }
 
+impl Ceiling {
+    fn file(&self, a: &Action, best: &mut Strictest) {
+        let Some(grants) = &self.files else { return };
+        let path = a.resource.as_str();
+        match grants.iter().find(|g| g.rel(path).is_some()) {
+            None => best.offer(Decision::new(Effect::Deny, "managed", self.outside.clone())),
+            Some(g) if g.read_only && a.kind != ActionKind::FileRead => {
+                best.offer_with(Effect::Deny, &g.by, &g.ro_reason)
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn net(&self, t: &Target, best: &mut Strictest) {
+        let Some((entries, unknown, by)) = &self.network else {
+            return;
+        };
+        let matched = entries
+            .iter()
+            .filter(|e| e.dest.matches(&t.scheme, &t.host, t.port));
+        match matched.map(|e| (e.effect, e)).max_by_key(|(eff, _)| *eff) {
+            None => best.offer_with(*unknown, by, &self.outside),
+            Some((Effect::Allow, _)) => {}
+            Some((eff, e)) => best.offer_with(eff, &e.by, &e.reason),
+        }
+    }
+}
+
 /// What the manifest says about `a` (compiling it first; [`crate::Pdp`] compiles once).
 pub fn decide_manifest(m: &Manifest, a: &Action) -> Option<Decision> {
-    CompiledManifest::new(m).decide(a)
+    CompiledManifest::new(m).decide(&normalized(a))
+}
+
+/// `a` with its path normalized lexically (`.`, `..`, repeated `/`) when it is a file action or
+/// an absolute command, so that every rule, grant and policy judges the path the kernel will
+/// see (symlinks are the sandbox's business: it mounts grants at their real paths).
+pub fn normalized(a: &Action) -> Cow<'_, Action> {
+    let is_path = a.kind.is_file() || (a.kind == ActionKind::Exec && a.resource.starts_with('/'));
+    match is_path.then(|| normalize_abs(&a.resource)).flatten() {
+        Some(Cow::Owned(p)) => Cow::Owned(Action {
+            resource: p,
+            ..a.clone()
+        }),
+        _ => Cow::Borrowed(a),
+    }
 }
 
 struct Target<'a> {
@@ -257,7 +431,9 @@ struct Target<'a> {
     port: u16,
 }
 
-fn lower(s: &str) -> Cow<'_, str> {
+/// Lower-cased, without the trailing dot of a fully qualified name.
+fn host_key(s: &str) -> Cow<'_, str> {
+    let s = s.strip_suffix('.').unwrap_or(s);
     if s.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(s.to_ascii_lowercase())
     } else {
@@ -265,38 +441,59 @@ fn lower(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// Scheme, lower-cased host and port of a network action, from `dest`/`port`/`scheme` or else
-/// from a URL in `resource`.
+/// (scheme, host, port) of a URL, reading `\` as `/` the way WHATWG URL parsers (and so
+/// browsers and HTTP clients) do for http(s), so `https://evil.com\@good.com/` is evil.com.
+fn parse_url(url: &str) -> Result<(&str, &str, Option<u16>), String> {
+    let (s, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("`{url}` names no destination (set `dest` or a URL)"))?;
+    let authority = rest.split(['/', '\\', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (h, p) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, Some(p)),
+        _ => (authority, None),
+    };
+    let port = match p {
+        Some(p) => Some(p.parse().map_err(|_| format!("bad port in `{url}`"))?),
+        None => None,
+    };
+    Ok((s, h, port))
+}
+
+/// Scheme, host and port of a network action, from `dest`/`port`/`scheme` and from a URL in
+/// `resource`; when both name a host they must agree.
 fn net_target(a: &Action) -> Result<Target<'_>, String> {
-    let (mut scheme, host, mut port) = (a.scheme.as_deref(), a.dest.as_deref(), a.port);
-    let host = match host {
-        Some(h) => h,
-        None => {
-            let url = a.resource.as_str();
-            let (s, rest) = url
-                .split_once("://")
-                .ok_or_else(|| format!("`{url}` names no destination (set `dest` or a URL)"))?;
-            scheme = scheme.or(Some(s));
-            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-            let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            let (h, p) = match authority.rsplit_once(':') {
-                Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, Some(p)),
-                _ => (authority, None),
-            };
-            if let Some(p) = p {
-                port = Some(p.parse().map_err(|_| format!("bad port in `{url}`"))?);
-            }
-            h
+    let url = if a.resource.contains("://") {
+        Some(parse_url(&a.resource)?)
+    } else {
+        None
+    };
+    let host = match (a.dest.as_deref(), url) {
+        (Some(d), Some((_, h, _))) if host_key(d) != host_key(h) => {
+            return Err(format!(
+                "`dest` {d} and the URL's host {h} disagree; refusing to guess which one is reached"
+            ))
+        }
+        (Some(d), _) => d,
+        (None, Some((_, h, _))) => h,
+        (None, None) => {
+            return Err(format!(
+                "`{}` names no destination (set `dest` or a URL)",
+                a.resource
+            ))
         }
     };
-    let scheme = lower(scheme.unwrap_or("https"));
-    let port = port.unwrap_or(if scheme == "http" { 80 } else { 443 });
+    let scheme = host_key(a.scheme.as_deref().or(url.map(|u| u.0)).unwrap_or("https"));
+    let port = a
+        .port
+        .or(url.and_then(|u| u.2))
+        .unwrap_or(if scheme == "http" { 80 } else { 443 });
     if host.is_empty() {
         return Err("the destination host is empty".into());
     }
     Ok(Target {
         scheme,
-        host: lower(host),
+        host: host_key(host),
         port,
     })
 }
@@ -332,6 +529,28 @@ fn normalize_abs(p: &str) -> Option<Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deny_matchers_agree_with_the_glob_definition() {
+        let o = ward_core::Origin::Builtin;
+        let cases = [
+            (".env", "/p/a/.env", true),
+            (".env", "/p/a/.envrc", false),
+            ("id_rsa*", "/p/k/id_rsa.pub", true),
+            ("*.pem", "/p/tls/s.pem", true),
+            ("*.pem", "/p/tls/s.pem.txt", false),
+            ("a?c*", "/p/abcd", true),
+            ("**/.git/hooks", "/p/r/.git/hooks/pre-commit", true),
+            ("**/.git/hooks", "/p/r/.git/hooks", true),
+            ("**/.git/hooks", "/p/r/.git/hooksx/y", false),
+            ("**/.git/h*", "/p/r/.git/hx/y", true),
+            ("build/keys", "/p/build/keys/k", true),
+        ];
+        for (pat, path, want) in cases {
+            let rel = path.strip_prefix("/p/").unwrap();
+            assert_eq!(deny(pat, &o).covers(path, rel), want, "{pat} {path}");
+        }
+    }
 
     #[test]
     fn normalization() {

@@ -274,3 +274,208 @@ fn policy_test_runner_reports_like_opa() {
     let only = run_tests(tmp.path(), Some("test_ok")).unwrap();
     assert!(only.passed());
 }
+
+/// Bypasses an independent review found, each now denied.
+#[test]
+fn rules_judge_the_normalized_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path().canonicalize().unwrap();
+    fs::create_dir_all(r.join("proj/secrets")).unwrap();
+    let text = format!(
+        "[[files]]\npath = \"{p}\"\n[[rules]]\naction = \"file.read\"\neffect = \"allow\"\nresource = \"/usr/share/**\"\n\
+         [[rules]]\naction = \"file.read\"\neffect = \"deny\"\nresource = \"{p}/secrets/**\"\n",
+        p = r.join("proj").display()
+    );
+    fs::write(r.join("w.toml"), text).unwrap();
+    let opts = LoadOptions {
+        managed: vec![],
+        ..LoadOptions::default()
+    };
+    let mut pdp = Pdp::new(Manifest::load(&r.join("w.toml"), &opts).unwrap()).unwrap();
+    let read = |pdp: &mut Pdp, p: String| pdp.decide(&Action::new(ActionKind::FileRead, p)).effect;
+    assert_eq!(read(&mut pdp, "/usr/share/doc/x".into()), Effect::Allow);
+    assert_eq!(
+        read(&mut pdp, "/usr/share/../../root/.ssh/id_rsa".into()),
+        Effect::Deny
+    );
+    assert_eq!(
+        read(&mut pdp, format!("{}/proj/x/../secrets/a", r.display())),
+        Effect::Deny
+    );
+    assert_eq!(
+        read(&mut pdp, format!("{}/proj/./secrets//a", r.display())),
+        Effect::Deny
+    );
+    assert_eq!(
+        read(&mut pdp, format!("{}/proj/x/../ok", r.display())),
+        Effect::Allow
+    );
+}
+
+#[test]
+fn ssrf_style_url_tricks_are_denied() {
+    let (_dir, mut pdp) = setup();
+    let connect =
+        |pdp: &mut Pdp, url: &str| pdp.decide(&Action::new(ActionKind::NetConnect, url)).effect;
+    assert_eq!(
+        connect(&mut pdp, "https://evil.com\\@api.acme.com/"),
+        Effect::Deny,
+        "backslash"
+    );
+    assert_eq!(
+        connect(&mut pdp, "https://api.acme.com@evil.com/"),
+        Effect::Deny,
+        "userinfo"
+    );
+    assert_eq!(
+        connect(&mut pdp, "https://api.acme.com./"),
+        Effect::Allow,
+        "FQDN dot"
+    );
+    assert_eq!(
+        connect(&mut pdp, "https://bad.cdn.acme.com./"),
+        Effect::Deny,
+        "FQDN dot on a deny"
+    );
+    let mut a = Action::new(ActionKind::NetConnect, "https://evil.com/");
+    a.dest = Some("api.acme.com".into());
+    let d = pdp.decide(&a);
+    assert_eq!(d.effect, Effect::Deny, "dest and URL disagree: {d:?}");
+    let mut a = Action::new(ActionKind::NetConnect, "http://api.acme.com:8080/");
+    a.dest = Some("api.acme.com".into());
+    assert_eq!(
+        pdp.decide(&a).effect,
+        Effect::Deny,
+        "the URL's scheme and port count"
+    );
+}
+
+#[test]
+fn an_upload_of_unknown_size_is_denied_under_a_limit() {
+    let (_dir, mut pdp) = setup();
+    let mut a = Action::upload("uploads.acme.com", 1);
+    a.size = None;
+    let d = pdp.decide(&a);
+    assert_eq!(d.effect, Effect::Deny);
+    assert!(d.reason.contains("unknown size"), "{d:?}");
+}
+
+#[test]
+fn git_hooks_are_denied_at_any_depth_and_in_a_granted_folder() {
+    let (dir, mut pdp) = setup();
+    let r = dir.path().canonicalize().unwrap();
+    let w = |pdp: &mut Pdp, p: &Path| pdp.decide(&file(ActionKind::FileWrite, p)).effect;
+    assert_eq!(
+        w(
+            &mut pdp,
+            &r.join("proj/vendor/lib/.git/hooks/post-checkout")
+        ),
+        Effect::Deny
+    );
+    // A grant of the hooks folder itself does not escape the deny.
+    fs::create_dir_all(r.join("repo/.git/hooks")).unwrap();
+    fs::write(
+        r.join("g.toml"),
+        format!(
+            "[[files]]\npath = \"{}\"\n",
+            r.join("repo/.git/hooks").display()
+        ),
+    )
+    .unwrap();
+    let opts = LoadOptions {
+        managed: vec![],
+        ..LoadOptions::default()
+    };
+    let mut pdp2 = Pdp::new(Manifest::load(&r.join("g.toml"), &opts).unwrap()).unwrap();
+    assert_eq!(
+        w(&mut pdp2, &r.join("repo/.git/hooks/pre-commit")),
+        Effect::Deny
+    );
+}
+
+#[test]
+fn the_managed_file_bounds_user_rules_and_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path().canonicalize().unwrap();
+    fs::create_dir_all(r.join("proj")).unwrap();
+    fs::create_dir_all(r.join("other")).unwrap();
+    fs::write(
+        r.join("managed.toml"),
+        format!(
+            "[[files]]\npath = \"{}\"\naccess = \"read\"\n[network]\nallow = [\"https://*.acme.com\"]\nask = [\"https://github.com\"]\n",
+            r.join("proj").display()
+        ),
+    )
+    .unwrap();
+    fs::write(
+        r.join("p.rego"),
+        "package p\nimport rego.v1\nallow := true\n",
+    )
+    .unwrap();
+    fs::write(
+        r.join("w.toml"),
+        format!(
+            "[[files]]\npath = \"{}\"\n[[rules]]\naction = [\"file.read\", \"file.write\"]\neffect = \"allow\"\nresource = \"/etc/**\"\n\
+             [[rules]]\naction = \"net.connect\"\neffect = \"allow\"\n\
+             [network]\nallow = [\"https://github.com\"]\n\
+             [[policies]]\npath = \"p.rego\"\nrule = \"data.p.allow\"\nactions = [\"net.upload\", \"file.read\"]\n",
+            r.join("proj").display()
+        ),
+    )
+    .unwrap();
+    let opts = LoadOptions {
+        managed: vec![r.join("managed.toml")],
+        ..LoadOptions::default()
+    };
+    let mut pdp = Pdp::new(Manifest::load(&r.join("w.toml"), &opts).unwrap()).unwrap();
+    let d = |pdp: &mut Pdp, a: Action| pdp.decide(&a);
+    assert_eq!(
+        d(&mut pdp, file(ActionKind::FileRead, &r.join("proj/a"))).effect,
+        Effect::Allow
+    );
+    assert_eq!(
+        d(&mut pdp, file(ActionKind::FileWrite, &r.join("proj/a"))).effect,
+        Effect::Deny,
+        "managed read-only"
+    );
+    let etc = d(&mut pdp, Action::new(ActionKind::FileRead, "/etc/passwd"));
+    assert_eq!(
+        etc.effect,
+        Effect::Deny,
+        "a user allow rule cannot reach outside the managed folders: {etc:?}"
+    );
+    assert_eq!(
+        d(&mut pdp, file(ActionKind::FileRead, &r.join("other/x"))).effect,
+        Effect::Deny
+    );
+    let evil = d(
+        &mut pdp,
+        Action::new(ActionKind::NetConnect, "https://evil.com/"),
+    );
+    assert_eq!(
+        evil.effect,
+        Effect::Deny,
+        "a user allow-all net rule is bounded: {evil:?}"
+    );
+    assert_eq!(
+        d(
+            &mut pdp,
+            Action::new(ActionKind::NetConnect, "https://x.acme.com/")
+        )
+        .effect,
+        Effect::Allow
+    );
+    assert_eq!(
+        d(
+            &mut pdp,
+            Action::new(ActionKind::NetConnect, "https://github.com/")
+        )
+        .effect,
+        Effect::Ask
+    );
+    assert_eq!(
+        d(&mut pdp, Action::upload("evil.com", 1)).effect,
+        Effect::Deny,
+        "Rego true is bounded too"
+    );
+}

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use ward_audit::{export, keys, log_id_of, read_records, verify_bytes, KeyStore, LogPaths};
+use ward_audit::{export, keys, read_records, verify_log, KeyStore, LogPaths};
 
 #[derive(Subcommand)]
 pub enum AuditCmd {
@@ -83,26 +83,21 @@ pub fn run(cmd: AuditCmd) -> Outcome {
     match cmd {
         AuditCmd::Verify { log, pubkey, json } => {
             let (log, keys) = paths(log)?;
-            let data = std::fs::read(&log)
-                .with_context(|| format!("cannot read the audit log {}", log.display()))?;
             let vk = match pubkey {
                 Some(p) => {
                     let text = std::fs::read_to_string(&p)
                         .with_context(|| format!("cannot read {}", p.display()))?;
-                    keys::load_pub(&p, &text)?
+                    Some(keys::load_pub(&p, &text)?)
                 }
-                None => keys.verifying_key()?.with_context(|| {
-                    format!(
-                        "no public key in {} to check the signatures with (pass --pubkey FILE)",
-                        keys.dir.display()
-                    )
-                })?,
-            };
-            let anchor = match log_id_of(&data) {
-                Some(id) => keys.read_anchor(&id)?,
                 None => None,
             };
-            let r = verify_bytes(&data, &vk, anchor.as_ref());
+            if !log.exists() {
+                anyhow::bail!(
+                    "cannot read the audit log {}: it does not exist",
+                    log.display()
+                );
+            }
+            let r = verify_log(&log, &keys, vk)?;
             if json {
                 print_json(&json!({"log": log, "ok": r.ok(), "report": r}));
             } else {

@@ -46,3 +46,35 @@ pub fn event(i: usize) -> Event {
         ..Event::new("file.read")
     }
 }
+
+/// Append `n` records with a valid chain but no signature, as someone without the key could.
+pub fn forge_append(log: &std::path::Path, n: usize) {
+    use sha2::{Digest, Sha256};
+    let text = std::fs::read_to_string(log).unwrap();
+    let last = text.lines().last().unwrap();
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    let (mut seq, mut prev) = (
+        v["seq"].as_u64().unwrap(),
+        v["hash"].as_str().unwrap().to_string(),
+    );
+    let mut out = String::new();
+    for _ in 0..n {
+        seq += 1;
+        let body = format!(
+            "{{\"seq\":{seq},\"ts\":\"2026-11-25T00:00:00.000000Z\",\"kind\":\"file.read\",\"resource\":\"/forged\",\"prev\":\"{prev}\""
+        );
+        let hash: String = Sha256::digest(body.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        out.push_str(&format!("{body},\"hash\":\"{hash}\"}}\n"));
+        prev = hash;
+    }
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(log)
+        .unwrap()
+        .write_all(out.as_bytes())
+        .unwrap();
+}

@@ -4,7 +4,7 @@
 //! out does not constrain.
 
 use super::validate::load_text;
-use super::{FileGrant, LoadOptions, Manifest, ManifestError, NetEntry, Origin};
+use super::{Ceiling, FileGrant, LoadOptions, Manifest, ManifestError, NetEntry, Origin};
 use crate::action::Effect;
 
 pub(super) fn apply(m: &mut Manifest, opts: &LoadOptions) -> Result<(), ManifestError> {
@@ -46,6 +46,23 @@ fn section_present(text: &str, key: &str) -> bool {
 }
 
 fn merge(m: &mut Manifest, admin: Manifest, has_files: bool, has_network: bool) {
+    m.ceilings.push(Ceiling {
+        source: admin.source.clone().unwrap_or_default(),
+        files: has_files.then(|| admin.files.clone()),
+        network: has_network.then(|| {
+            let allowed = admin
+                .network
+                .iter()
+                .filter(|e| e.effect != Effect::Deny)
+                .cloned()
+                .collect();
+            (
+                allowed,
+                admin.unknown_network.0,
+                admin.unknown_network.1.clone(),
+            )
+        }),
+    });
     if has_files {
         let mut kept = Vec::new();
         for g in m.files.drain(..) {
@@ -124,7 +141,8 @@ fn merge(m: &mut Manifest, admin: Manifest, has_files: bool, has_network: bool) 
     net.append(&mut m.network);
     m.network = net;
 
-    if admin.unknown_network.0 > m.unknown_network.0 {
+    // A managed file without a network section says nothing about unknown destinations.
+    if has_network && admin.unknown_network.0 > m.unknown_network.0 {
         m.unknown_network = admin.unknown_network;
     }
     m.deny_paths.extend(admin.deny_paths);

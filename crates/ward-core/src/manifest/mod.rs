@@ -12,6 +12,7 @@ mod validate;
 
 pub use explain::Explanation;
 pub use raw::Pos;
+pub use validate::normalize;
 
 use crate::action::{Effect, KindPattern};
 use crate::dest::Destination;
@@ -23,7 +24,7 @@ pub const MANAGED_PATH: &str = "/etc/ward/managed.toml";
 
 /// Paths inside every grant that are always denied, whatever the manifest says.
 pub const BUILTIN_DENIES: &[&str] = &[
-    ".git/hooks",
+    "**/.git/hooks",
     ".env",
     ".env.*",
     ".ssh",
@@ -185,6 +186,19 @@ pub struct Limits {
     pub upload: Option<(u64, Origin)>,
 }
 
+/// What one managed file allows at most, kept beside the merged grants so that the decision
+/// point can hold every decision under it: a user's `allow` rule or Rego policy cannot reach
+/// past a folder or destination the managed file leaves out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ceiling {
+    pub source: PathBuf,
+    /// The folders the managed file allows, when it has a `files` section.
+    pub files: Option<Vec<FileGrant>>,
+    /// The destinations it allows or asks for, and its word on the others, when it has a
+    /// `network` section.
+    pub network: Option<(Vec<NetEntry>, Effect, Origin)>,
+}
+
 /// The effective, validated permissions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
@@ -204,6 +218,8 @@ pub struct Manifest {
     pub limits: Limits,
     /// What the managed file removed or narrowed, in words, for `ward manifest explain`.
     pub narrowed: Vec<String>,
+    /// The managed files' limits, applied to every decision.
+    pub ceilings: Vec<Ceiling>,
 }
 
 /// A manifest problem, with the file, line and column it is at.

@@ -153,7 +153,7 @@ upload = 10485760
     assert!(m
         .deny_paths
         .iter()
-        .any(|(p, o)| p == ".git/hooks" && *o == Origin::Builtin));
+        .any(|(p, o)| p == "**/.git/hooks" && *o == Origin::Builtin));
     match &m.rules[0].origin {
         Origin::File { line, .. } => assert_eq!(*line, 20),
         o => panic!("{o:?}"),
@@ -412,7 +412,7 @@ fn explain_names_every_origin() {
       read-write staged [TMP]/home/proj    <- [TMP]/ward.toml:2:8
 
     Always denied inside grants
-      .git/hooks     <- built-in
+      **/.git/hooks  <- built-in
       .env           <- built-in
       .env.*         <- built-in
       .ssh           <- built-in

@@ -89,6 +89,7 @@ pub(super) fn builtin_default(dir: &Path, opts: &LoadOptions) -> Result<Manifest
         policies: vec![],
         limits: Limits::default(),
         narrowed: vec![],
+        ceilings: vec![],
     })
 }
 
@@ -297,6 +298,7 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
         policies,
         limits,
         narrowed: vec![],
+        ceilings: vec![],
     })
 }
 
