@@ -15,4 +15,3 @@ pub mod testing;
 pub use error::PolicyError;
 pub use pdp::Pdp;
 pub use rego::{check_source, RegoPolicy};
-pub use rules::decide_manifest;

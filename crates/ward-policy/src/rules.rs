@@ -406,11 +406,6 @@ impl Ceiling {
     }
 }
 
-/// What the manifest says about `a` (compiling it first; [`crate::Pdp`] compiles once).
-pub fn decide_manifest(m: &Manifest, a: &Action) -> Option<Decision> {
-    CompiledManifest::new(m).decide(&normalized(a))
-}
-
 /// `a` with its path normalized lexically (`.`, `..`, repeated `/`) when it is a file action or
 /// an absolute command, so that every rule, grant and policy judges the path the kernel will
 /// see (symlinks are the sandbox's business: it mounts grants at their real paths).
