@@ -19,6 +19,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use ward_core::{Action, Decision, Effect};
 
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -159,6 +160,21 @@ impl AuditLog {
     /// caller must deny the action it describes.
     pub fn append(&self, ev: Event) -> Result<(), AuditError> {
         self.append_all(vec![ev])
+    }
+
+    /// Record a decision on an action and return the decision that stands: `decision` itself
+    /// once its record is on disk, or a deny saying why when the record could not be written.
+    /// This is the one way callers should turn a decision into an effect: an action whose audit
+    /// write failed does not happen.
+    pub fn record_decision(&self, action: &Action, decision: Decision) -> Decision {
+        match self.append(Event::action(action, &decision)) {
+            Ok(()) => decision,
+            Err(e) => Decision::new(
+                Effect::Deny,
+                "builtin:audit",
+                format!("the audit log could not record this action, so it is denied: {e}"),
+            ),
+        }
     }
 
     /// Record several events; all are durable when this returns `Ok`.

@@ -142,3 +142,20 @@ fn a_failed_write_is_an_error_and_poisons_the_log() {
     assert!(log.append(event(1)).is_err());
     assert!(matches!(log.append(event(2)), Err(AuditError::Poisoned(_))));
 }
+
+#[test]
+fn a_decision_whose_record_fails_becomes_a_deny() {
+    use ward_core::{Action, Decision, Effect};
+    let f = Fixture::new();
+    let log = f.open(1000);
+    let a = Action::upload("uploads.acme.com", 10);
+    let allow = Decision::new(Effect::Allow, "manifest:x", "listed");
+    assert_eq!(log.record_decision(&a, allow.clone()), allow);
+    // Break the log (see above): the same allow now comes back as a deny.
+    std::fs::remove_dir_all(f.keys.dir.join("anchors")).unwrap();
+    std::fs::write(f.keys.dir.join("anchors"), b"not a directory").unwrap();
+    let d = log.record_decision(&a, allow);
+    assert_eq!(d.effect, Effect::Deny);
+    assert_eq!(d.by, "builtin:audit");
+    assert!(d.reason.contains("could not record"), "{}", d.reason);
+}
