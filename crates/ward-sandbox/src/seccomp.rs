@@ -1,0 +1,179 @@
+//! The seccomp filter: system calls an agent never needs and that reach past the sandbox or
+//! into the kernel's attack surface fail with `EPERM`. Everything else is allowed: the filter is
+//! a deny list behind the namespaces and Landlock, not the wall itself.
+//!
+//! | denied | why |
+//! |---|---|
+//! | `ptrace`, `process_vm_readv/writev` | reading or steering other processes |
+//! | `mount`, `umount2`, `pivot_root`, `move_mount`, `open_tree`, `fsopen`, `fsconfig`, `fsmount`, `fspick`, `mount_setattr`, `chroot` | reshaping the filesystem view Ward built |
+//! | `unshare`, `setns`, `clone` with any `CLONE_NEW*` flag | new namespaces after setup (a fresh user namespace regains capabilities) |
+//! | `clone3` (`ENOSYS`) | its flags sit in memory seccomp cannot read; libc falls back to `clone` |
+//! | `bpf`, `perf_event_open`, `userfaultfd`, `io_uring_*` | large kernel attack surface, frequent in exploits |
+//! | `keyctl`, `add_key`, `request_key` | the kernel keyring is not namespaced |
+//! | `ioctl(TIOCSTI)`, `ioctl(TIOCLINUX)` | typing into the user's terminal |
+//! | `open_by_handle_at`, `name_to_handle_at` | opening files by handle, around path checks |
+//! | `kexec_*`, `*init_module`, `delete_module`, `reboot`, `swapon/off`, `syslog`, `acct`, clock setters, `quotactl`, `iopl`, `ioperm`, `vhangup`, `uselib` | machine administration |
+//! | `socket(AF_PACKET)`, `socket(AF_INET*, SOCK_RAW)` | raw traffic, around the proxy |
+
+use crate::error::SandboxError;
+use seccompiler::{
+    apply_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
+};
+use std::collections::BTreeMap;
+
+/// System calls denied outright, by name (for the documentation and the tests).
+pub const DENIED: &[(&str, i64)] = &[
+    ("ptrace", libc::SYS_ptrace),
+    ("process_vm_readv", libc::SYS_process_vm_readv),
+    ("process_vm_writev", libc::SYS_process_vm_writev),
+    ("mount", libc::SYS_mount),
+    ("umount2", libc::SYS_umount2),
+    ("pivot_root", libc::SYS_pivot_root),
+    ("move_mount", libc::SYS_move_mount),
+    ("open_tree", libc::SYS_open_tree),
+    ("fsopen", libc::SYS_fsopen),
+    ("fsconfig", libc::SYS_fsconfig),
+    ("fsmount", libc::SYS_fsmount),
+    ("fspick", libc::SYS_fspick),
+    ("mount_setattr", libc::SYS_mount_setattr),
+    ("chroot", libc::SYS_chroot),
+    ("unshare", libc::SYS_unshare),
+    ("setns", libc::SYS_setns),
+    ("bpf", libc::SYS_bpf),
+    ("perf_event_open", libc::SYS_perf_event_open),
+    ("userfaultfd", libc::SYS_userfaultfd),
+    ("io_uring_setup", libc::SYS_io_uring_setup),
+    ("io_uring_enter", libc::SYS_io_uring_enter),
+    ("io_uring_register", libc::SYS_io_uring_register),
+    ("keyctl", libc::SYS_keyctl),
+    ("add_key", libc::SYS_add_key),
+    ("request_key", libc::SYS_request_key),
+    ("open_by_handle_at", libc::SYS_open_by_handle_at),
+    ("name_to_handle_at", libc::SYS_name_to_handle_at),
+    ("kexec_load", libc::SYS_kexec_load),
+    ("kexec_file_load", libc::SYS_kexec_file_load),
+    ("init_module", libc::SYS_init_module),
+    ("finit_module", libc::SYS_finit_module),
+    ("delete_module", libc::SYS_delete_module),
+    ("reboot", libc::SYS_reboot),
+    ("swapon", libc::SYS_swapon),
+    ("swapoff", libc::SYS_swapoff),
+    ("syslog", libc::SYS_syslog),
+    ("acct", libc::SYS_acct),
+    ("settimeofday", libc::SYS_settimeofday),
+    ("clock_settime", libc::SYS_clock_settime),
+    ("clock_adjtime", libc::SYS_clock_adjtime),
+    ("adjtimex", libc::SYS_adjtimex),
+    ("quotactl", libc::SYS_quotactl),
+    ("vhangup", libc::SYS_vhangup),
+    #[cfg(target_arch = "x86_64")]
+    ("iopl", libc::SYS_iopl),
+    #[cfg(target_arch = "x86_64")]
+    ("ioperm", libc::SYS_ioperm),
+    #[cfg(target_arch = "x86_64")]
+    ("uselib", libc::SYS_uselib),
+];
+
+/// Namespace flags `clone` may not carry.
+const CLONE_NEW: &[u64] = &[
+    libc::CLONE_NEWUSER as u64,
+    libc::CLONE_NEWNS as u64,
+    libc::CLONE_NEWPID as u64,
+    libc::CLONE_NEWNET as u64,
+    libc::CLONE_NEWIPC as u64,
+    libc::CLONE_NEWUTS as u64,
+    libc::CLONE_NEWCGROUP as u64,
+    0x80, // CLONE_NEWTIME
+];
+
+#[cfg(target_arch = "x86_64")]
+const ARCH: TargetArch = TargetArch::x86_64;
+#[cfg(target_arch = "aarch64")]
+const ARCH: TargetArch = TargetArch::aarch64;
+
+/// The compiled filters, ready to be installed in a child.
+pub struct Filter {
+    deny: BpfProgram,
+    nosys: BpfProgram,
+}
+
+fn cond(
+    arg: u8,
+    len: SeccompCmpArgLen,
+    op: SeccompCmpOp,
+    value: u64,
+) -> Result<SeccompCondition, SandboxError> {
+    SeccompCondition::new(arg, len, op, value)
+        .map_err(|e| SandboxError::Setup(format!("seccomp: {e}")))
+}
+
+fn rule(conds: Vec<SeccompCondition>) -> Result<SeccompRule, SandboxError> {
+    SeccompRule::new(conds).map_err(|e| SandboxError::Setup(format!("seccomp: {e}")))
+}
+
+impl Filter {
+    pub fn new() -> Result<Filter, SandboxError> {
+        use SeccompCmpArgLen::{Dword, Qword};
+        let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+        for (_, nr) in DENIED {
+            rules.insert(*nr, vec![]);
+        }
+        let clone_rules = CLONE_NEW
+            .iter()
+            .map(|&flag| rule(vec![cond(0, Qword, SeccompCmpOp::MaskedEq(flag), flag)?]))
+            .collect::<Result<Vec<_>, _>>()?;
+        rules.insert(libc::SYS_clone, clone_rules);
+        rules.insert(
+            libc::SYS_ioctl,
+            vec![
+                rule(vec![cond(1, Dword, SeccompCmpOp::Eq, libc::TIOCSTI)?])?,
+                rule(vec![cond(1, Dword, SeccompCmpOp::Eq, libc::TIOCLINUX)?])?,
+            ],
+        );
+        let raw = libc::SOCK_RAW as u64;
+        rules.insert(
+            libc::SYS_socket,
+            vec![
+                rule(vec![cond(
+                    0,
+                    Dword,
+                    SeccompCmpOp::Eq,
+                    libc::AF_PACKET as u64,
+                )?])?,
+                rule(vec![
+                    cond(0, Dword, SeccompCmpOp::Eq, libc::AF_INET as u64)?,
+                    cond(1, Dword, SeccompCmpOp::MaskedEq(0xf), raw)?,
+                ])?,
+                rule(vec![
+                    cond(0, Dword, SeccompCmpOp::Eq, libc::AF_INET6 as u64)?,
+                    cond(1, Dword, SeccompCmpOp::MaskedEq(0xf), raw)?,
+                ])?,
+            ],
+        );
+        let compile = |rules, action| -> Result<BpfProgram, SandboxError> {
+            SeccompFilter::new(rules, SeccompAction::Allow, action, ARCH)
+                .and_then(|f| f.try_into())
+                .map_err(|e: seccompiler::BackendError| {
+                    SandboxError::Setup(format!("seccomp: {e}"))
+                })
+        };
+        let deny = compile(rules, SeccompAction::Errno(libc::EPERM as u32))?;
+        let nosys = compile(
+            BTreeMap::from([(libc::SYS_clone3, vec![])]),
+            SeccompAction::Errno(libc::ENOSYS as u32),
+        )?;
+        Ok(Filter { deny, nosys })
+    }
+
+    /// Install the filters on the calling thread (in the child, before `exec`). Requires
+    /// `no_new_privs` or CAP_SYS_ADMIN; Landlock's enforcement sets the former.
+    pub fn enforce(&self) -> std::io::Result<()> {
+        // SAFETY: plain prctl with constant arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        apply_filter(&self.nosys).map_err(|_| std::io::Error::last_os_error())?;
+        apply_filter(&self.deny).map_err(|_| std::io::Error::last_os_error())
+    }
+}
