@@ -24,6 +24,12 @@ if ! command -v cargo >/dev/null 2>&1; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
 
+# The sandbox tests also run as an unprivileged user; as root, make sure it exists.
+if [ "$(id -u)" -eq 0 ] && ! id wardtest >/dev/null 2>&1; then
+  echo "setup: creating the unprivileged test user wardtest"
+  useradd -m wardtest
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"
   cargo install cargo-nextest --locked

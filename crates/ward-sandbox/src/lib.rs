@@ -10,6 +10,7 @@
 pub mod env;
 mod error;
 pub mod landlock;
+pub mod launch;
 pub mod seccomp;
 
 pub use error::SandboxError;

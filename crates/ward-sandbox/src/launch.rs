@@ -1,0 +1,536 @@
+//! Entering the sandbox: new namespaces, a fresh root, then Landlock and seccomp, then the
+//! agent. Called at the start of a fresh, single-threaded process (the `ward-launch` helper),
+//! because `unshare(CLONE_NEWUSER)` refuses multi-threaded callers.
+//!
+//! Layout: the launcher unshares user, mount, pid, ipc, uts, net and cgroup namespaces and
+//! maps only its own uid and gid; it forks PID 1 of the new pid namespace, which builds the
+//! root (tmpfs; read-only binds of system directories; private /dev, /proc, /tmp; the grants
+//! at their real paths), pivots into it, forks the agent as PID 2, confines it and execs it,
+//! then reaps. The launcher forwards signals to PID 1 and exits with the agent's status.
+
+use crate::error::SandboxError;
+use crate::landlock::{Landlock, Rules};
+use crate::seccomp::Filter;
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// What the sandbox looks like.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Granted paths, mounted at their real path: `(path, writable)`.
+    pub grants: Vec<(PathBuf, bool)>,
+    /// An empty directory on the host where the new root is assembled (a session directory).
+    pub staging: PathBuf,
+    /// Working directory inside (re-entered after the pivot, never inherited).
+    pub cwd: PathBuf,
+    /// The command and its arguments.
+    pub argv: Vec<String>,
+    /// The environment the agent gets (already scrubbed).
+    pub env: Vec<(String, String)>,
+}
+
+/// System directories bound read-only (those that exist; symlinks are recreated as symlinks).
+pub const SYSTEM_RO: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/opt",
+];
+
+/// Files of /etc a program needs to start and resolve users, bound one by one: /etc itself is
+/// not shown (it holds shadow, keys, and machine secrets).
+pub const ETC_FILES: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/localtime",
+    "/etc/hosts",
+    "/etc/alternatives",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/mime.types",
+    "/etc/bash.bashrc",
+    "/etc/profile",
+    "/etc/inputrc",
+    "/etc/terminfo",
+    "/etc/python3",
+    "/etc/python3.11",
+    "/etc/gitconfig",
+];
+
+/// Device nodes bound from the host into the private /dev.
+pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+fn cstr(p: &Path) -> Result<CString, SandboxError> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| SandboxError::Setup(format!("path with NUL: {}", p.display())))
+}
+
+fn os_err(what: String) -> SandboxError {
+    SandboxError::Setup(format!("{what}: {}", std::io::Error::last_os_error()))
+}
+
+fn mount(
+    src: Option<&Path>,
+    dst: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<(), SandboxError> {
+    let src_c = src.map(cstr).transpose()?;
+    let dst_c = cstr(dst)?;
+    let fs_c = fstype.map(|f| CString::new(f).unwrap_or_default());
+    let data_c = data.map(|d| CString::new(d).unwrap_or_default());
+    // SAFETY: every pointer is a valid NUL-terminated string or null, alive for the call.
+    let r = unsafe {
+        libc::mount(
+            src_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            dst_c.as_ptr(),
+            fs_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            flags,
+            data_c
+                .as_ref()
+                .map_or(std::ptr::null(), |c| c.as_ptr() as *const libc::c_void),
+        )
+    };
+    if r != 0 {
+        return Err(os_err(format!(
+            "mount {} on {}",
+            src.map_or("-".into(), |s| s.display().to_string()),
+            dst.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Bind `src` at the same path under `root`, read-only unless `writable`.
+fn bind(root: &Path, src: &Path, writable: bool) -> Result<(), SandboxError> {
+    let dst = root.join(src.strip_prefix("/").unwrap_or(src));
+    let meta = std::fs::symlink_metadata(src).map_err(|e| SandboxError::Path {
+        path: src.display().to_string(),
+        source: e,
+    })?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(src).map_err(|e| SandboxError::Path {
+            path: src.display().to_string(),
+            source: e,
+        })?;
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| SandboxError::Path {
+                path: parent.display().to_string(),
+                source: e,
+            })?;
+        }
+        return std::os::unix::fs::symlink(target, &dst).map_err(|e| SandboxError::Path {
+            path: dst.display().to_string(),
+            source: e,
+        });
+    }
+    if meta.is_dir() {
+        std::fs::create_dir_all(&dst).map_err(|e| SandboxError::Path {
+            path: dst.display().to_string(),
+            source: e,
+        })?;
+    } else {
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| SandboxError::Path {
+                path: parent.display().to_string(),
+                source: e,
+            })?;
+        }
+        std::fs::write(&dst, b"").map_err(|e| SandboxError::Path {
+            path: dst.display().to_string(),
+            source: e,
+        })?;
+    }
+    mount(Some(src), &dst, None, libc::MS_BIND | libc::MS_REC, None)?;
+    let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
+    if !writable {
+        flags |= libc::MS_RDONLY;
+    }
+    mount(None, &dst, None, flags, None)
+}
+
+fn write_file(path: &str, data: &str) -> Result<(), SandboxError> {
+    std::fs::write(path, data).map_err(|e| SandboxError::Path {
+        path: path.into(),
+        source: e,
+    })
+}
+
+/// Enter the sandbox and run the agent; returns its exit status (128 + signal if killed).
+/// Must be called from a single-threaded process.
+pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
+    if cfg.argv.is_empty() {
+        return Err(SandboxError::Setup("no command to run".into()));
+    }
+    // Prepared before any fork, where allocation is fine.
+    let filter = Filter::new()?;
+    // SAFETY: plain getters.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWCGROUP;
+    // SAFETY: unshare with constant flags; fails (and says so) if the caller is multi-threaded.
+    if unsafe { libc::unshare(flags) } != 0 {
+        return Err(SandboxError::Unsupported {
+            feature: "user namespaces",
+            detail: format!("unshare: {}", std::io::Error::last_os_error()),
+        });
+    }
+    write_file("/proc/self/setgroups", "deny")?;
+    write_file("/proc/self/uid_map", &format!("{uid} {uid} 1\n"))?;
+    write_file("/proc/self/gid_map", &format!("{gid} {gid} 1\n"))?;
+
+    // SAFETY: fork in a single-threaded process; the child only continues this function.
+    let pid1 = unsafe { libc::fork() };
+    if pid1 < 0 {
+        return Err(os_err("fork".into()));
+    }
+    if pid1 == 0 {
+        let code = match init(cfg, &filter) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("ward: cannot set up the sandbox: {e}");
+                125
+            }
+        };
+        // SAFETY: leave the child without running the parent's atexit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    Ok(wait_forwarding(pid1))
+}
+
+/// PID 1 of the new pid namespace: build the root, start the agent as PID 2, reap.
+fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
+    build_root(cfg)?;
+    let mut rules = Rules {
+        read: vec![],
+        write: vec!["/tmp".into(), "/dev".into()],
+    };
+    for p in SYSTEM_RO.iter().chain(ETC_FILES) {
+        if Path::new(p).exists() {
+            rules.read.push(p.into());
+        }
+    }
+    rules.read.push("/proc".into());
+    for (p, writable) in &cfg.grants {
+        if *writable {
+            rules.write.push(p.clone())
+        } else {
+            rules.read.push(p.clone())
+        }
+    }
+    let mut landlock = Landlock::prepare(&rules)?;
+    let argv: Vec<CString> = cfg
+        .argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()).unwrap_or_default())
+        .collect();
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let env: Vec<CString> = cfg
+        .env
+        .iter()
+        .map(|(k, v)| CString::new(format!("{k}={v}")).unwrap_or_default())
+        .collect();
+    let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|c| c.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+    let cwd = cstr(&cfg.cwd)?;
+    let prog = resolve(&cfg.argv[0], &cfg.env)?;
+
+    // SAFETY: fork; the child below only makes system calls (no allocation) until execve.
+    let agent = unsafe { libc::fork() };
+    if agent < 0 {
+        return Err(os_err("fork".into()));
+    }
+    if agent == 0 {
+        // SAFETY: async-signal-safe calls only; each failure ends the child with 125 (126/127
+        // for exec errors, as shells do).
+        unsafe {
+            if libc::setsid() < 0 || libc::chdir(cwd.as_ptr()) != 0 {
+                libc::_exit(125);
+            }
+            if landlock.enforce().is_err() || filter.enforce().is_err() || drop_capabilities() != 0
+            {
+                libc::_exit(125);
+            }
+            // Nothing leaks in by inheritance: every descriptor but stdio is closed (after the
+            // ruleset's own descriptor was consumed above).
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            libc::execve(prog.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr());
+            let e = *libc::__errno_location();
+            libc::_exit(if e == libc::ENOENT { 127 } else { 126 });
+        }
+    }
+    Ok(reap_until(agent))
+}
+
+/// Find the program on the agent's PATH (execve does not search).
+fn resolve(prog: &str, env: &[(String, String)]) -> Result<CString, SandboxError> {
+    if prog.contains('/') {
+        return CString::new(prog).map_err(|_| SandboxError::Setup("program name with NUL".into()));
+    }
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or("/usr/local/bin:/usr/bin:/bin", |(_, v)| v.as_str());
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let cand = Path::new(dir).join(prog);
+        if cand.is_file() {
+            return cstr(&cand);
+        }
+    }
+    // Let execve fail with ENOENT, which becomes exit status 127.
+    CString::new(prog).map_err(|_| SandboxError::Setup("program name with NUL".into()))
+}
+
+/// Drop every capability (effective, permitted, inheritable, ambient, bounding).
+/// Async-signal-safe: system calls only. Returns 0 on success.
+unsafe fn drop_capabilities() -> i32 {
+    for cap in 0..64 {
+        libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+    }
+    libc::prctl(
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL,
+        0,
+        0,
+        0,
+    );
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut h = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let d = [
+        Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        },
+        Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        },
+    ];
+    libc::syscall(libc::SYS_capset, &mut h as *mut Header, d.as_ptr()) as i32
+}
+
+fn build_root(cfg: &Config) -> Result<(), SandboxError> {
+    let root = &cfg.staging;
+    // Nothing mounted here leaks back to the host.
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )?;
+    mount(
+        Some(Path::new("tmpfs")),
+        root,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=0755"),
+    )?;
+    for p in SYSTEM_RO.iter().chain(ETC_FILES) {
+        if std::fs::symlink_metadata(p).is_ok() {
+            bind(root, Path::new(p), false)?;
+        }
+    }
+    // Private /dev with a few device nodes, a private devpts and shm.
+    let dev = root.join("dev");
+    std::fs::create_dir_all(&dev).map_err(|e| SandboxError::Path {
+        path: dev.display().to_string(),
+        source: e,
+    })?;
+    mount(
+        Some(Path::new("tmpfs")),
+        &dev,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("mode=0755"),
+    )?;
+    for d in DEVICES {
+        let src = Path::new("/dev").join(d);
+        if src.exists() {
+            let dst = dev.join(d);
+            std::fs::write(&dst, b"").map_err(|e| SandboxError::Path {
+                path: dst.display().to_string(),
+                source: e,
+            })?;
+            mount(Some(&src), &dst, None, libc::MS_BIND, None)?;
+        }
+    }
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let _ = std::os::unix::fs::symlink(target, dev.join(name));
+    }
+    let pts = dev.join("pts");
+    let _ = std::fs::create_dir(&pts);
+    if mount(
+        Some(Path::new("devpts")),
+        &pts,
+        Some("devpts"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .is_ok()
+    {
+        let _ = std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx"));
+    }
+    let shm = dev.join("shm");
+    let _ = std::fs::create_dir(&shm);
+    mount(
+        Some(Path::new("tmpfs")),
+        &shm,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        None,
+    )?;
+    // A fresh /proc of the new pid namespace, and a private /tmp.
+    let proc_ = root.join("proc");
+    std::fs::create_dir_all(&proc_).map_err(|e| SandboxError::Path {
+        path: proc_.display().to_string(),
+        source: e,
+    })?;
+    mount(
+        Some(Path::new("proc")),
+        &proc_,
+        Some("proc"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    )?;
+    let tmp = root.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| SandboxError::Path {
+        path: tmp.display().to_string(),
+        source: e,
+    })?;
+    mount(
+        Some(Path::new("tmpfs")),
+        &tmp,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=1777"),
+    )?;
+    // The grants at their real paths.
+    for (p, writable) in &cfg.grants {
+        bind(root, p, *writable)?;
+    }
+    // Make sure the working directory exists inside (it may be outside every grant).
+    let _ = std::fs::create_dir_all(root.join(cfg.cwd.strip_prefix("/").unwrap_or(&cfg.cwd)));
+    // Pivot: the staging directory becomes /, the old root goes away entirely.
+    let root_c = cstr(root)?;
+    // SAFETY: valid C strings; pivot_root(".", ".") stacks the old root under the new one,
+    // which the detach-unmount then removes.
+    unsafe {
+        if libc::chdir(root_c.as_ptr()) != 0 {
+            return Err(os_err("chdir to the new root".into()));
+        }
+        if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0 {
+            return Err(os_err("pivot_root".into()));
+        }
+        if libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0 {
+            return Err(os_err("unmount the old root".into()));
+        }
+        libc::chdir(c"/".as_ptr());
+    }
+    // The root itself read-only: a write outside /tmp and the grants fails (EROFS) instead of
+    // landing in a throwaway layer.
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+        None,
+    )?;
+    let _ = OsStr::new("");
+    Ok(())
+}
+
+/// Reap every child (we are PID 1); return when `main` exits, with its status.
+fn reap_until(main: libc::pid_t) -> i32 {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on any child with a valid status pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid < 0 {
+            return 125;
+        }
+        if pid == main {
+            return decode(status);
+        }
+    }
+}
+
+fn decode(status: i32) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        125
+    }
+}
+
+static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = CHILD.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Wait for PID 1, passing on the signals a terminal or a supervisor sends.
+fn wait_forwarding(pid1: libc::pid_t) -> i32 {
+    CHILD.store(pid1, std::sync::atomic::Ordering::Relaxed);
+    for sig in [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGWINCH,
+    ] {
+        // SAFETY: installing a handler that only calls kill.
+        unsafe {
+            libc::signal(sig, forward as *const () as libc::sighandler_t);
+        }
+    }
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on our child.
+        let r = unsafe { libc::waitpid(pid1, &mut status, 0) };
+        if r == pid1 {
+            return decode(status);
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return 125;
+        }
+    }
+}
