@@ -158,6 +158,61 @@ fn write_file(path: &str, data: &str) -> Result<(), SandboxError> {
     })
 }
 
+/// The launcher's whole job from its command line (`--staging DIR [--ro P]... [--rw P]...
+/// [--cwd DIR] -- CMD ARGS...`), for the `ward-launch` binary and `ward __launch`: returns the
+/// process exit status (125 when the sandbox cannot be set up, with the reason on stderr).
+pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
+    let mut args = args.into_iter();
+    let mut cfg = Config {
+        grants: vec![],
+        staging: PathBuf::new(),
+        cwd: PathBuf::from("/"),
+        argv: vec![],
+        env: vec![],
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--ro" => cfg
+                .grants
+                .push((args.next().unwrap_or_default().into(), false)),
+            "--rw" => cfg
+                .grants
+                .push((args.next().unwrap_or_default().into(), true)),
+            "--staging" => cfg.staging = args.next().unwrap_or_default().into(),
+            "--cwd" => cfg.cwd = args.next().unwrap_or_default().into(),
+            "--" => {
+                cfg.argv = args.by_ref().collect();
+                break;
+            }
+            other => {
+                eprintln!("ward: launcher: unknown argument {other}");
+                return 125;
+            }
+        }
+    }
+    if cfg.staging.as_os_str().is_empty() {
+        eprintln!("ward: launcher: --staging DIR is required");
+        return 125;
+    }
+    let (kept, _) = crate::env::Scrub::default().apply(std::env::vars_os());
+    cfg.env = kept
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    match run(&cfg) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ward: cannot start the sandbox: {e}");
+            125
+        }
+    }
+}
+
 /// Enter the sandbox and run the agent; returns its exit status (128 + signal if killed).
 /// Must be called from a single-threaded process.
 pub fn run(cfg: &Config) -> Result<i32, SandboxError> {

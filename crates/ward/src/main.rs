@@ -5,6 +5,7 @@
 mod audit_cmd;
 mod manifest_cmd;
 mod policy_cmd;
+mod run_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ use std::process::ExitCode;
     about = "A hardened runtime for desktop AI agents: scoped grants, policy as code, a tamper-evident audit log.",
     after_help = "\
 Examples:
+  ward run --grant .:direct -- claude      run an agent confined to this folder
   ward manifest check ward.toml            validate a manifest (errors name file:line:column)
   ward manifest explain -m ward.toml       what the agent may do, and where each grant came from
   ward policy eval -m examples/acme.toml --input @action.json
@@ -32,6 +34,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run an agent confined to its grants (kernel namespaces, Landlock, seccomp; no network).
+    Run(run_cmd::RunArgs),
     /// Check and explain permission manifests.
     #[command(subcommand)]
     Manifest(manifest_cmd::ManifestCmd),
@@ -41,6 +45,12 @@ enum Cmd {
     /// Verify, read and export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCmd),
+    /// Internal: the sandbox launcher `ward run` starts (a fresh single-threaded process).
+    #[command(name = "__launch", hide = true)]
+    Launch {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// What a command reports back: the exit code it wants.
@@ -48,8 +58,16 @@ pub type Outcome = anyhow::Result<u8>;
 
 fn main() -> ExitCode {
     restore_sigpipe();
+    // The launcher must stay single-threaded: it is dispatched before anything else runs.
+    let mut raw = std::env::args();
+    if raw.nth(1).as_deref() == Some("__launch") {
+        let code = ward_sandbox::launch::main_with_args(raw);
+        return ExitCode::from(u8::try_from(code).unwrap_or(125));
+    }
     let cli = Cli::parse();
     let result = match cli.cmd {
+        Cmd::Run(a) => return ExitCode::from(run_cmd::run(a)),
+        Cmd::Launch { .. } => unreachable_launch(),
         Cmd::Manifest(c) => manifest_cmd::run(c),
         Cmd::Policy(c) => policy_cmd::run(c),
         Cmd::Audit(c) => audit_cmd::run(c),
@@ -76,6 +94,10 @@ fn restore_sigpipe() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+}
+
+fn unreachable_launch() -> anyhow::Result<u8> {
+    anyhow::bail!("__launch is handled before argument parsing")
 }
 
 /// Print `value` as pretty JSON on stdout.

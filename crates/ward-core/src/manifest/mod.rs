@@ -80,6 +80,8 @@ pub enum Origin {
     },
     /// Ward's built-in rules (mandatory denies, the default manifest).
     Builtin,
+    /// A `--grant` on the command line.
+    CommandLine,
     /// Nothing said anything: Ward's default applies.
     Default,
 }
@@ -99,6 +101,7 @@ impl fmt::Display for Origin {
                 write!(f, "{}:{line}:{column}", path.display())
             }
             Origin::Builtin => f.write_str("built-in"),
+            Origin::CommandLine => f.write_str("command line"),
             Origin::Default => f.write_str("default"),
         }
     }
@@ -224,7 +227,7 @@ pub struct Manifest {
 
 /// A manifest problem, with the file, line and column it is at.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}:{line}:{column}: {message}", file.display())]
+#[error("{}{}: {message}", file.display(), if *line > 0 { format!(":{line}:{column}") } else { String::new() })]
 pub struct ManifestError {
     pub file: PathBuf,
     pub line: usize,
@@ -262,6 +265,25 @@ impl Manifest {
         let mut m = validate::builtin_default(dir, opts)?;
         managed::apply(&mut m, opts)?;
         Ok(m)
+    }
+
+    /// A manifest that grants nothing (the base for `ward run --grant ...` without a manifest).
+    pub fn empty(opts: &LoadOptions) -> Result<Manifest, ManifestError> {
+        let mut m = validate::empty();
+        managed::apply(&mut m, opts)?;
+        Ok(m)
+    }
+
+    /// Add a grant written on the command line: `PATH` (read-write, staged), `PATH:ro`,
+    /// `PATH:rw` or `PATH:direct` (read-write, straight to the folder). Relative paths are taken
+    /// from `cwd`. The same checks as in a manifest apply, managed limits included.
+    pub fn add_cli_grant(
+        &mut self,
+        spec: &str,
+        cwd: &Path,
+        opts: &LoadOptions,
+    ) -> Result<(), ManifestError> {
+        validate::cli_grant(self, spec, cwd, opts)
     }
 
     /// The grant that covers `path` (already absolute and normalized), if any.

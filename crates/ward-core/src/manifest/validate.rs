@@ -93,6 +93,96 @@ pub(super) fn builtin_default(dir: &Path, opts: &LoadOptions) -> Result<Manifest
     })
 }
 
+pub(super) fn empty() -> Manifest {
+    Manifest {
+        name: "command line".into(),
+        source: None,
+        managed: vec![],
+        files: vec![],
+        deny_paths: builtin_denies(),
+        network: vec![],
+        unknown_network: (Effect::Deny, Origin::Default),
+        rules: vec![],
+        policies: vec![],
+        limits: Limits::default(),
+        narrowed: vec![],
+        ceilings: vec![],
+    }
+}
+
+pub(super) fn cli_grant(
+    m: &mut Manifest,
+    spec: &str,
+    cwd: &Path,
+    opts: &LoadOptions,
+) -> Result<(), ManifestError> {
+    let cx = Ctx {
+        file: Path::new("--grant"),
+        managed: false,
+    };
+    let (path, suffix) = match spec.rsplit_once(':') {
+        Some((p, s)) if matches!(s, "ro" | "rw" | "direct") => (p, Some(s)),
+        _ => (spec, None),
+    };
+    let (access, mode) = match suffix {
+        Some("ro") => (Access::Read, Mode::Staged),
+        Some("direct") => (Access::ReadWrite, Mode::Direct),
+        _ => (Access::ReadWrite, Mode::Staged),
+    };
+    let written = if path.starts_with('/') || path.starts_with('~') {
+        path.to_string()
+    } else {
+        cwd.join(path).to_string_lossy().into_owned()
+    };
+    let at = At {
+        value: written,
+        pos: Pos::default(),
+    };
+    let p = grant_path(&at, &cx, opts)?;
+    if let Some(other) = m
+        .files
+        .iter()
+        .find(|g| p.starts_with(&g.path) || g.path.starts_with(&p))
+    {
+        return Err(cx.err(
+            Pos::default(),
+            format!(
+                "grant `{}` overlaps the grant `{}` ({}): grants must not nest",
+                p.display(),
+                other.path.display(),
+                other.origin
+            ),
+        ));
+    }
+    // A command-line grant is held under the managed files' limits like any other: inside one
+    // of their folders, with no more access and no less review than it gives.
+    let (mut access, mut mode) = (access, mode);
+    for c in &m.ceilings {
+        if let Some(allowed) = &c.files {
+            let Some(a) = allowed.iter().find(|a| p.starts_with(&a.path)) else {
+                return Err(cx.err(
+                    Pos::default(),
+                    format!(
+                        "`{}` is outside every folder the managed file {} allows",
+                        p.display(),
+                        c.source.display()
+                    ),
+                ));
+            };
+            access = access.min(a.access);
+            mode = mode.min(a.mode);
+        }
+    }
+    m.files.push(FileGrant {
+        path: p,
+        access,
+        mode,
+        deny: vec![],
+        origin: Origin::CommandLine,
+    });
+    Ok(())
+}
+
 fn builtin_denies() -> Vec<(String, Origin)> {
     BUILTIN_DENIES
         .iter()

@@ -1,0 +1,152 @@
+use crate::manifest_cmd::LoadArgs;
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use ward_audit::{AuditLog, Event, KeyStore, LogPaths, WriterOptions};
+use ward_core::{Access, Manifest, Mode};
+
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  ward run --grant .:direct -- claude           # the agent may change this folder, nothing else
+  ward run --grant ~/notes:ro -- python3 agent.py
+  ward run -m ward.toml -- codex
+
+Grants: PATH (read-write, staged for review), PATH:ro, PATH:rw (staged), PATH:direct (writes
+go straight to the folder). Staged grants come with `ward review` and are refused until then.
+The agent runs in new user, mount, pid, ipc, uts, net and cgroup namespaces, on a read-only
+root with only system directories and its grants, under Landlock and a seccomp filter, with
+no network, credentials scrubbed from its environment, and its own session. The session's
+start and end are recorded in the audit log.
+Exit codes: the agent's own; 125 Ward could not set up the sandbox (the reason is printed);
+126 the command is not executable; 127 not found.")]
+pub struct RunArgs {
+    #[arg(short, long)]
+    manifest: Option<PathBuf>,
+    /// PATH[:ro|:rw|:direct]; repeatable.
+    #[arg(long = "grant", value_name = "PATH[:MODE]")]
+    grants: Vec<String>,
+    #[command(flatten)]
+    load: LoadArgs,
+    /// The agent's command line.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    cmd: Vec<String>,
+}
+
+fn session_id() -> String {
+    let mut b = [0u8; 8];
+    let _ = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `ward run`: returns the agent's exit status, or 125 with the reason on stderr.
+pub fn run(a: RunArgs) -> u8 {
+    match run_inner(a) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = e
+                .chain()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(": ");
+            eprintln!("ward: {msg}");
+            125
+        }
+    }
+}
+
+fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
+    let opts = a.load.options();
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let mut m = match (&a.manifest, a.grants.is_empty()) {
+        (Some(p), _) => Manifest::load(p, &opts)?,
+        (None, _) if Path::new("ward.toml").exists() => {
+            Manifest::load(Path::new("ward.toml"), &opts)?
+        }
+        (None, false) => Manifest::empty(&opts)?,
+        (None, true) => Manifest::builtin_default(&cwd, &opts)?,
+    };
+    for g in &a.grants {
+        m.add_cli_grant(g, &cwd, &opts)?;
+    }
+    if let Some(g) = m
+        .files
+        .iter()
+        .find(|g| g.access == Access::ReadWrite && g.mode == Mode::Staged)
+    {
+        bail!(
+            "the grant {} is staged (edits held for `ward review`), which this version cannot do yet; \
+             grant it with --grant {}:direct (edits go straight to the folder) or :ro",
+            g.path.display(),
+            g.path.display()
+        );
+    }
+
+    let paths = LogPaths::default_paths()?;
+    let log = AuditLog::open(
+        &paths.log,
+        &KeyStore::new(&paths.keys),
+        WriterOptions::default(),
+    )
+    .context("cannot open the audit log, and Ward does not run agents unrecorded")?;
+    let session = session_id();
+    let state = paths
+        .log
+        .parent()
+        .and_then(|p| p.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let staging = state.join("sessions").join(&session).join("root");
+    std::fs::create_dir_all(&staging)
+        .with_context(|| format!("cannot create {}", staging.display()))?;
+
+    let grants: Vec<_> = m
+        .files
+        .iter()
+        .map(|g| json!({"path": g.path, "access": g.access.as_str(), "mode": g.mode.as_str(), "origin": g.origin.to_string()}))
+        .collect();
+    log.append(Event {
+        session: Some(session.clone()),
+        agent: a.cmd.first().cloned(),
+        detail: Some(json!({
+            "manifest": m.source.as_ref().map(|p| p.display().to_string()),
+            "managed": m.managed,
+            "grants": grants,
+            "network": "none",
+            "command": a.cmd,
+            "cwd": cwd,
+        })),
+        ..Event::new("session.start")
+    })
+    .context("cannot record the session start, so the agent does not start")?;
+
+    let mut cmd = Command::new(std::env::current_exe().context("cannot find the ward binary")?);
+    cmd.arg("__launch")
+        .arg("--staging")
+        .arg(&staging)
+        .arg("--cwd")
+        .arg(&cwd);
+    for g in &m.files {
+        cmd.arg(if g.access == Access::Read {
+            "--ro"
+        } else {
+            "--rw"
+        })
+        .arg(&g.path);
+    }
+    cmd.arg("--").args(&a.cmd);
+    let status = cmd.status().context("cannot start the sandbox launcher")?;
+    let code = status.code().unwrap_or(125);
+    let _ = std::fs::remove_dir_all(staging.parent().unwrap_or(&staging));
+    log.append(Event {
+        session: Some(session),
+        detail: Some(json!({"exit_code": code})),
+        ..Event::new("session.exit")
+    })
+    .context("cannot record the session end")?;
+    log.close().context("cannot close the audit log")?;
+    Ok(u8::try_from(code).unwrap_or(125))
+}
