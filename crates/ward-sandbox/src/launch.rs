@@ -241,12 +241,36 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
     write_file("/proc/self/uid_map", &format!("{uid} {uid} 1\n"))?;
     write_file("/proc/self/gid_map", &format!("{gid} {gid} 1\n"))?;
 
+    let mut alive = [0i32; 2];
+    // SAFETY: pipe2 fills the two-element array; the read end is non-blocking so the child's
+    // check never waits.
+    if unsafe { libc::pipe2(alive.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(os_err("pipe".into()));
+    }
+    // SAFETY: fcntl on the descriptor just created.
+    unsafe {
+        libc::fcntl(alive[0], libc::F_SETFL, libc::O_NONBLOCK);
+    }
     // SAFETY: fork in a single-threaded process; the child only continues this function.
     let pid1 = unsafe { libc::fork() };
     if pid1 < 0 {
         return Err(os_err("fork".into()));
     }
     if pid1 == 0 {
+        // If the launcher dies (`ward kill` sends it SIGKILL), PID 1 dies with it, and with PID
+        // 1 the kernel kills every process of the namespace: the whole tree ends at once.
+        // SAFETY: prctl with constant arguments; getppid has no preconditions.
+        // (getppid() cannot tell: the launcher is outside this pid namespace, so it reads 0.
+        // The launcher holds the write end of `alive`; end of file means it is already gone.)
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            libc::close(alive[1]);
+            let mut b = 0u8;
+            if libc::read(alive[0], &mut b as *mut u8 as *mut libc::c_void, 1) == 0 {
+                libc::_exit(125);
+            }
+            libc::close(alive[0]);
+        }
         let code = match init(cfg, &filter) {
             Ok(code) => code,
             Err(e) => {
@@ -256,6 +280,10 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
         };
         // SAFETY: leave the child without running the parent's atexit handlers.
         unsafe { libc::_exit(code) };
+    }
+    // SAFETY: closing our copy of the read end; the write end stays open for our lifetime.
+    unsafe {
+        libc::close(alive[0]);
     }
     Ok(wait_forwarding(pid1))
 }

@@ -6,6 +6,7 @@ mod audit_cmd;
 mod manifest_cmd;
 mod policy_cmd;
 mod run_cmd;
+mod session_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -45,6 +46,23 @@ enum Cmd {
     /// Verify, read and export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCmd),
+    /// List the running sessions.
+    #[command(after_help = "Examples:\n  ward status\n  ward status --json")]
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a session's whole process tree at once (the kill switch), recorded in the audit log.
+    #[command(
+        after_help = "Examples:\n  ward kill 3f9a1c0d2b4e5f60\n  ward kill --all\n\nExit codes: 0 killed (or --all with nothing running); 1 no such session."
+    )]
+    Kill {
+        session: Option<String>,
+        #[arg(long, conflicts_with = "session")]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Internal: the sandbox launcher `ward run` starts (a fresh single-threaded process).
     #[command(name = "__launch", hide = true)]
     Launch {
@@ -68,6 +86,8 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Run(a) => return ExitCode::from(run_cmd::run(a)),
         Cmd::Launch { .. } => unreachable_launch(),
+        Cmd::Status { json } => session_cmd::status(json),
+        Cmd::Kill { session, all, json } => session_cmd::kill(session, all, json),
         Cmd::Manifest(c) => manifest_cmd::run(c),
         Cmd::Policy(c) => policy_cmd::run(c),
         Cmd::Audit(c) => audit_cmd::run(c),

@@ -138,12 +138,31 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
         .arg(&g.path);
     }
     cmd.arg("--").args(&a.cmd);
-    let status = cmd.status().context("cannot start the sandbox launcher")?;
-    let code = status.code().unwrap_or(125);
+    let mut child = cmd.spawn().context("cannot start the sandbox launcher")?;
+    let info = staging.with_file_name("session.json");
+    std::fs::write(
+        &info,
+        serde_json::to_vec(&json!({
+            "session": session, "pid": child.id(), "command": a.cmd, "cwd": cwd,
+            "started": ward_audit::time::now_rfc3339(),
+        }))?,
+    )
+    .with_context(|| format!("cannot write {}", info.display()))?;
+    let status = child
+        .wait()
+        .context("cannot wait for the sandbox launcher")?;
+    let code = match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
+        (Some(c), _) => c,
+        (None, Some(sig)) => 128 + sig,
+        _ => 125,
+    };
     let _ = std::fs::remove_dir_all(staging.parent().unwrap_or(&staging));
     log.append(Event {
         session: Some(session),
-        detail: Some(json!({"exit_code": code})),
+        detail: Some(json!({"exit_code": code, "killed": status.code().is_none()})),
         ..Event::new("session.exit")
     })
     .context("cannot record the session end")?;

@@ -157,3 +157,99 @@ fn the_managed_file_narrows_command_line_grants() {
         text(&o)
     );
 }
+
+/// Processes whose command line is exactly `sleep <n>` for one of `ns`.
+fn sleepers(ns: &[u64]) -> usize {
+    let wanted: Vec<String> = ns.iter().map(|n| format!("sleep\0{n}\0")).collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| wanted.iter().any(|w| w.as_bytes() == c.as_slice()))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[test]
+fn kill_ends_the_whole_tree_and_is_recorded() {
+    let e = Env::new();
+    // Durations unique to this test run identify its processes.
+    let base = 400_000 + u64::from(std::process::id()) * 3;
+    let ns = [base, base + 1, base + 2];
+    let script = format!("sleep {} & sleep {} & exec sleep {}", ns[0], ns[1], ns[2]);
+    let mut run = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "--grant", ".:direct", "--", "/bin/sh", "-c", &script])
+        .current_dir(e.p("proj"))
+        .env("HOME", e.p("home"))
+        .env("XDG_STATE_HOME", e.p("state"))
+        .env("XDG_CONFIG_HOME", e.p("config"))
+        .env("WARD_MANAGED", e.p("managed.toml"))
+        .spawn()
+        .unwrap();
+    // Wait for the session to show up in `ward status` (start-up, not a timing assertion).
+    let mut listed = serde_json::Value::Null;
+    for _ in 0..500 {
+        let o = e.ward(&["status", "--json"]);
+        listed = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        if listed.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let session = listed[0]["session"]
+        .as_str()
+        .expect("the session is listed")
+        .to_string();
+    for _ in 0..500 {
+        if sleepers(&ns) == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        sleepers(&ns),
+        3,
+        "the agent and its two background children run"
+    );
+    let k = e.ward(&["kill", &session, "--json"]);
+    assert_eq!(k.status.code(), Some(0), "{}", text(&k));
+    let status = run.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(137),
+        "ward run reports the agent killed"
+    );
+    let recs = e.records();
+    let kill = recs
+        .iter()
+        .find(|r| r["kind"] == "session.kill")
+        .expect("the kill is recorded");
+    assert_eq!(kill["session"], session.as_str());
+    assert_eq!(kill["detail"]["ended"], true);
+    let exit = recs.iter().find(|r| r["kind"] == "session.exit").unwrap();
+    assert_eq!(exit["detail"]["killed"], true);
+    // Every process of the session is gone, the backgrounded ones included.
+    let mut left = sleepers(&ns);
+    for _ in 0..200 {
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        left = sleepers(&ns);
+    }
+    assert_eq!(left, 0, "processes of the killed session survive");
+    assert_eq!(
+        e.ward(&["kill", "--all"]).status.code(),
+        Some(0),
+        "nothing left to kill is fine"
+    );
+    assert_eq!(e.ward(&["kill", "nope"]).status.code(), Some(1));
+}
