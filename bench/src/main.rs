@@ -25,6 +25,9 @@ fn main() {
     if all || what == "verify" {
         verify();
     }
+    if all || what == "startup" {
+        startup();
+    }
     if what == "verify-file" {
         // verify-file LOG KEYDIR: verify an existing log 5 times (for profiling).
         let log = std::path::PathBuf::from(std::env::args().nth(2).unwrap());
@@ -434,4 +437,166 @@ fn verify_with(label: &str, make: fn(usize) -> Event) {
 
 fn memchr_count(d: &[u8]) -> usize {
     d.iter().filter(|&&b| b == b'\n').count()
+}
+
+/// Median wall time of `n` runs of `cmd` (after 3 warm-up runs).
+fn median_run(n: usize, mut make: impl FnMut() -> std::process::Command) -> Duration {
+    let run = |c: &mut std::process::Command| {
+        let t = Instant::now();
+        let st = c.status().expect("spawn");
+        assert!(st.success(), "{c:?} failed: {st}");
+        t.elapsed()
+    };
+    for _ in 0..3 {
+        run(&mut make());
+    }
+    let mut v: Vec<Duration> = (0..n).map(|_| run(&mut make())).collect();
+    v.sort();
+    v[n / 2]
+}
+
+/// `ward run -- /bin/true` against bwrap with an equivalent set-up and a bare `/bin/true`; then
+/// `git status` on a 10,000-file tree inside and outside the sandbox.
+fn startup() {
+    let exe = std::env::current_exe().unwrap();
+    let ward = exe.with_file_name("ward");
+    assert!(
+        ward.exists(),
+        "build the ward binary first: cargo build --release -p ward -p ward-bench"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let proj = dir.path().join("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    let state = dir.path().join("state");
+    let ward_cmd = |args: &[&str]| {
+        let mut c = std::process::Command::new(&ward);
+        c.args(args)
+            .current_dir(&proj)
+            .env("XDG_STATE_HOME", &state)
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("HOME", dir.path())
+            .env("WARD_MANAGED", dir.path().join("none.toml"))
+            .stdout(std::process::Stdio::null());
+        c
+    };
+    let bwrap = |cmd: &[&str]| {
+        let mut c = std::process::Command::new("bwrap");
+        c.args(["--unshare-all", "--die-with-parent", "--new-session"]);
+        for d in ["/usr", "/bin", "/sbin", "/lib", "/lib64"] {
+            if std::path::Path::new(d).exists() {
+                c.args(["--ro-bind", d, d]);
+            }
+        }
+        for f in [
+            "/etc/ld.so.cache",
+            "/etc/passwd",
+            "/etc/group",
+            "/etc/nsswitch.conf",
+        ] {
+            c.args(["--ro-bind", f, f]);
+        }
+        c.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+        c.arg("--bind")
+            .arg(&proj)
+            .arg(&proj)
+            .arg("--chdir")
+            .arg(&proj);
+        c.args(cmd).stdout(std::process::Stdio::null());
+        c
+    };
+    let staging = dir.path().join("stage");
+    std::fs::create_dir_all(&staging).unwrap();
+    let n = 101;
+    let bare = median_run(n, || std::process::Command::new("/bin/true"));
+    let bw = median_run(n, || bwrap(&["/bin/true"]));
+    let launch = median_run(n, || {
+        let mut c = ward_cmd(&["__launch", "--staging"]);
+        c.arg(&staging)
+            .arg("--rw")
+            .arg(&proj)
+            .arg("--cwd")
+            .arg(&proj)
+            .args(["--", "/bin/true"]);
+        c
+    });
+    let run = median_run(n, || {
+        ward_cmd(&["run", "--grant", ".:direct", "--", "/bin/true"])
+    });
+    let over = |d: Duration| d.saturating_sub(bare).as_secs_f64() * 1e3;
+    println!("== start-up, median of {n} runs of /bin/true ==");
+    println!(
+        "bare /bin/true                                   {:>7.2} ms",
+        bare.as_secs_f64() * 1e3
+    );
+    println!(
+        "bwrap (namespaces, ro binds, proc, dev, tmpfs)   {:>7.2} ms   overhead {:>6.2} ms",
+        bw.as_secs_f64() * 1e3,
+        over(bw)
+    );
+    println!(
+        "ward sandbox only (same + Landlock + seccomp)    {:>7.2} ms   overhead {:>6.2} ms",
+        launch.as_secs_f64() * 1e3,
+        over(launch)
+    );
+    println!("ward run (+ manifest, 2 durable audit records)   {:>7.2} ms   overhead {:>6.2} ms   (target: overhead <= 1.2x bwrap's)", run.as_secs_f64() * 1e3, over(run));
+    println!(
+        "ratio of overheads: sandbox/bwrap {:.2}x, ward run/bwrap {:.2}x",
+        over(launch) / over(bw),
+        over(run) / over(bw)
+    );
+
+    // A file-heavy workload: git status on 10,000 files, inside vs outside.
+    let repo = proj.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    for i in 0..100 {
+        let d = repo.join(format!("d{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        for j in 0..100 {
+            std::fs::write(d.join(format!("f{j}.txt")), format!("{i} {j}\n")).unwrap();
+        }
+    }
+    let git = |args: &[&str]| {
+        let mut c = std::process::Command::new("git");
+        c.args(args)
+            .current_dir(&repo)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    git(&["init", "-q"]).status().unwrap();
+    git(&["add", "."]).status().unwrap();
+    git(&[
+        "-c",
+        "user.email=b@x",
+        "-c",
+        "user.name=b",
+        "commit",
+        "-qm",
+        "x",
+    ])
+    .status()
+    .unwrap();
+    let m = 21;
+    let outside = median_run(m, || git(&["status", "--porcelain"]));
+    let inside = median_run(m, || {
+        let mut c = ward_cmd(&["__launch", "--staging"]);
+        c.arg(&staging)
+            .arg("--rw")
+            .arg(&proj)
+            .arg("--cwd")
+            .arg(&repo)
+            .args(["--", "git", "status", "--porcelain"]);
+        c
+    });
+    let inside_net = inside.saturating_sub(launch.saturating_sub(bare));
+    println!("== git status on 10,000 files, median of {m} ==");
+    println!(
+        "outside                                          {:>7.2} ms",
+        outside.as_secs_f64() * 1e3
+    );
+    println!(
+        "inside the ward sandbox (incl. start-up)         {:>7.2} ms",
+        inside.as_secs_f64() * 1e3
+    );
+    println!("inside, start-up overhead removed                {:>7.2} ms   ratio {:.3}x (target <= 1.05x)", inside_net.as_secs_f64() * 1e3, inside_net.as_secs_f64() / outside.as_secs_f64());
 }

@@ -208,6 +208,19 @@ impl AuditLog {
         self.shutdown()
     }
 
+    /// Record `ev` and close, in one durable write (`ward run` ends a session this way).
+    pub fn close_with(mut self, ev: Event) -> Result<(), AuditError> {
+        {
+            let mut q = self.shared.lock();
+            if let Some((_, why)) = &q.failed_from {
+                return Err(AuditError::Poisoned(why.clone()));
+            }
+            q.next_ticket += 1;
+            q.pending.push(ev);
+        }
+        self.shutdown()
+    }
+
     fn shutdown(&mut self) -> Result<(), AuditError> {
         {
             let mut q = self.shared.lock();
@@ -248,8 +261,11 @@ fn committer(sh: Arc<Shared>, mut st: State) -> Result<(), AuditError> {
             )
         };
         if !batch.is_empty() {
-            let r = st.commit(batch, false);
+            // When closing, nothing more can be queued: the last batch carries the final
+            // checkpoint, so closing costs no extra fsync.
+            let r = st.commit(batch, closing);
             let mut q = sh.lock();
+            let failed = r.is_err();
             if let Err(e) = r {
                 if q.failed_from.is_none() {
                     q.failed_from = Some((q.finished, e.to_string()));
@@ -257,6 +273,12 @@ fn committer(sh: Arc<Shared>, mut st: State) -> Result<(), AuditError> {
             }
             q.finished = end;
             sh.done[(number % 2) as usize].notify_all();
+            if closing && !failed && q.pending.is_empty() {
+                return match &q.failed_from {
+                    Some((_, why)) => Err(AuditError::Poisoned(why.clone())),
+                    None => Ok(()),
+                };
+            }
         }
         if closing {
             let q = sh.lock();

@@ -159,3 +159,28 @@ fn a_decision_whose_record_fails_becomes_a_deny() {
     assert_eq!(d.by, "builtin:audit");
     assert!(d.reason.contains("could not record"), "{}", d.reason);
 }
+
+#[test]
+fn close_with_records_the_last_event_and_the_final_checkpoint_together() {
+    let f = Fixture::new();
+    let log = f.open(1000);
+    log.append(event(0)).unwrap();
+    log.close_with(ward_audit::Event::new("session.exit"))
+        .unwrap();
+    let recs = ward_audit::read_records(&f.log).unwrap();
+    let kinds: Vec<&str> = recs
+        .iter()
+        .map(|(_, v)| v["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "audit.open",
+            "file.read",
+            "session.exit",
+            "audit.checkpoint"
+        ]
+    );
+    let r = verify(&f.log, &f.vk(), Some(&f.anchor())).unwrap();
+    assert!(r.ok() && r.anchored && r.signed == 3, "{r:?}");
+}

@@ -28,6 +28,10 @@ pub struct Config {
     pub argv: Vec<String>,
     /// The environment the agent gets (already scrubbed).
     pub env: Vec<(String, String)>,
+    /// A descriptor to read one byte from before the agent starts: the supervisor writes it
+    /// once the session's start is on record, so the sandbox is built meanwhile and the agent
+    /// still never runs unrecorded. End of file without the byte means: do not start.
+    pub go_fd: Option<i32>,
 }
 
 /// System directories bound read-only (those that exist; symlinks are recreated as symlinks).
@@ -169,6 +173,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
         cwd: PathBuf::from("/"),
         argv: vec![],
         env: vec![],
+        go_fd: None,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -180,6 +185,13 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
                 .push((args.next().unwrap_or_default().into(), true)),
             "--staging" => cfg.staging = args.next().unwrap_or_default().into(),
             "--cwd" => cfg.cwd = args.next().unwrap_or_default().into(),
+            "--go-fd" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(fd) => cfg.go_fd = Some(fd),
+                None => {
+                    eprintln!("ward: launcher: --go-fd takes a descriptor number");
+                    return 125;
+                }
+            },
             "--" => {
                 cfg.argv = args.by_ref().collect();
                 break;
@@ -325,6 +337,21 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
     env_ptrs.push(std::ptr::null());
     let cwd = cstr(&cfg.cwd)?;
     let prog = resolve(&cfg.argv[0], &cfg.env)?;
+    if let Some(fd) = cfg.go_fd {
+        let mut b = 0u8;
+        // SAFETY: a blocking one-byte read into a local.
+        let n = unsafe { libc::read(fd, &mut b as *mut u8 as *mut libc::c_void, 1) };
+        if n != 1 {
+            return Err(SandboxError::Setup(
+                "the supervisor did not let the agent start (its start could not be recorded)"
+                    .into(),
+            ));
+        }
+        // SAFETY: closing the descriptor we were handed.
+        unsafe {
+            libc::close(fd);
+        }
+    }
 
     // SAFETY: fork; the child below only makes system calls (no allocation) until execve.
     let agent = unsafe { libc::fork() };

@@ -2,6 +2,8 @@ use crate::manifest_cmd::LoadArgs;
 use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use ward_audit::{AuditLog, Event, KeyStore, LogPaths, WriterOptions};
@@ -103,12 +105,50 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
     std::fs::create_dir_all(&staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
 
+    // The launcher builds the sandbox while the session's start is being made durable; the
+    // agent starts only when the supervisor says go, after the record is on disk.
+    let mut go = [0i32; 2];
+    // SAFETY: pipe2 fills the array. The read end is left inheritable so the launcher gets it
+    // at the same number without a pre_exec hook (which would force a full fork of this
+    // multi-threaded process instead of a cheap spawn); the write end closes on exec.
+    if unsafe { libc::pipe2(go.as_mut_ptr(), 0) } != 0
+        || unsafe { libc::fcntl(go[1], libc::F_SETFD, libc::FD_CLOEXEC) } != 0
+    {
+        return Err(std::io::Error::last_os_error()).context("cannot create the start pipe");
+    }
+    // SAFETY: both descriptors were just created and are owned here alone.
+    let (go_read, mut go_write) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(go[0]),
+            std::fs::File::from(std::os::fd::OwnedFd::from_raw_fd(go[1])),
+        )
+    };
+    let mut cmd = Command::new(std::env::current_exe().context("cannot find the ward binary")?);
+    cmd.arg("__launch")
+        .arg("--staging")
+        .arg(&staging)
+        .arg("--cwd")
+        .arg(&cwd)
+        .arg("--go-fd")
+        .arg(go_read.as_raw_fd().to_string());
+    for g in &m.files {
+        cmd.arg(if g.access == Access::Read {
+            "--ro"
+        } else {
+            "--rw"
+        })
+        .arg(&g.path);
+    }
+    cmd.arg("--").args(&a.cmd);
+    let mut child = cmd.spawn().context("cannot start the sandbox launcher")?;
+    drop(go_read);
+
     let grants: Vec<_> = m
         .files
         .iter()
         .map(|g| json!({"path": g.path, "access": g.access.as_str(), "mode": g.mode.as_str(), "origin": g.origin.to_string()}))
         .collect();
-    log.append(Event {
+    let recorded = log.append(Event {
         session: Some(session.clone()),
         agent: a.cmd.first().cloned(),
         detail: Some(json!({
@@ -120,25 +160,17 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
             "cwd": cwd,
         })),
         ..Event::new("session.start")
-    })
-    .context("cannot record the session start, so the agent does not start")?;
-
-    let mut cmd = Command::new(std::env::current_exe().context("cannot find the ward binary")?);
-    cmd.arg("__launch")
-        .arg("--staging")
-        .arg(&staging)
-        .arg("--cwd")
-        .arg(&cwd);
-    for g in &m.files {
-        cmd.arg(if g.access == Access::Read {
-            "--ro"
-        } else {
-            "--rw"
-        })
-        .arg(&g.path);
+    });
+    if let Err(e) = recorded {
+        drop(go_write);
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(staging.parent().unwrap_or(&staging));
+        return Err(e).context("cannot record the session start, so the agent does not start");
     }
-    cmd.arg("--").args(&a.cmd);
-    let mut child = cmd.spawn().context("cannot start the sandbox launcher")?;
+    go_write
+        .write_all(b"g")
+        .context("cannot tell the launcher to start")?;
+    drop(go_write);
     let info = staging.with_file_name("session.json");
     std::fs::write(
         &info,
@@ -160,12 +192,11 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
         _ => 125,
     };
     let _ = std::fs::remove_dir_all(staging.parent().unwrap_or(&staging));
-    log.append(Event {
+    log.close_with(Event {
         session: Some(session),
         detail: Some(json!({"exit_code": code, "killed": status.code().is_none()})),
         ..Event::new("session.exit")
     })
     .context("cannot record the session end")?;
-    log.close().context("cannot close the audit log")?;
     Ok(u8::try_from(code).unwrap_or(125))
 }
