@@ -234,7 +234,28 @@ fn it_runs_unprivileged_too() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let mut c = b.cmd("id -u; echo ok > mine.txt; cat /etc/shadow");
+    // The build directory may sit where the test user cannot reach (CI keeps it under /root):
+    // run a copy of the launcher from the test's own directory.
+    let launcher = b.p("ward-launch");
+    std::fs::copy(env!("CARGO_BIN_EXE_ward-launch"), &launcher).unwrap();
+    std::fs::set_permissions(
+        &launcher,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut c = Command::new(&launcher);
+    c.arg("--staging")
+        .arg(b.p("stage"))
+        .arg("--rw")
+        .arg(b.p("proj"))
+        .arg("--cwd")
+        .arg(b.p("proj"));
+    c.args([
+        "--",
+        "/bin/sh",
+        "-c",
+        "id -u; echo ok > mine.txt; cat /etc/shadow",
+    ]);
     c.uid(uid).gid(gid);
     let o = c.output().unwrap();
     assert!(out(&o).contains(&uid.to_string()), "{}", out(&o));
