@@ -1,9 +1,9 @@
 //! The agent's environment, scrubbed of credentials before it starts.
 //!
-//! A variable is removed when its name matches one of [`DEFAULT_SCRUB`] (globs over the name,
-//! case-sensitive as the environment is) or an extra pattern from the manifest, unless it is
-//! listed to keep. Ward sets what the agent needs (`HOME`, `PATH`, the proxy variables) after
-//! scrubbing, so an inherited value cannot smuggle anything past it.
+//! A variable is removed when its name, upper-cased, matches one of [`DEFAULT_SCRUB`] (globs
+//! over the name) or an extra pattern from the manifest, unless it is listed to keep. Proxy
+//! variables go too (they can carry credentials, and there is no network inside); the egress
+//! proxy issue sets Ward's own after scrubbing.
 
 use std::ffi::{OsStr, OsString};
 use ward_core::glob::component_matches;
@@ -12,6 +12,19 @@ use ward_core::glob::component_matches;
 /// provider credentials, and the sockets of agents that hold keys (ssh-agent, gpg-agent) or
 /// grant control of the desktop or the machine (D-Bus, Docker).
 pub const DEFAULT_SCRUB: &[&str] = &[
+    "TOKEN",
+    "PASSWORD",
+    "PASSWD",
+    "SECRET",
+    "API_KEY",
+    "APIKEY",
+    "*_APIKEY",
+    "*_PAT",
+    "*_JWT",
+    "*_PROXY",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "NPM_CONFIG_*",
     "*_TOKEN",
     "*_TOKENS",
     "*TOKEN_*",
@@ -107,7 +120,10 @@ impl Scrub {
         if self.keep.iter().any(|k| k == name) {
             return false;
         }
-        self.patterns.iter().any(|p| component_matches(p, name))
+        let upper = name.to_ascii_uppercase();
+        self.patterns
+            .iter()
+            .any(|p| component_matches(p, &upper) || component_matches(p, name))
     }
 
     /// Split `vars` into what the agent gets and the names removed.
@@ -159,6 +175,11 @@ mod tests {
             "SLACK_BOT_TOKEN",
             "DOCKER_HOST",
             "KUBECONFIG",
+            "github_token",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "TOKEN",
+            "STRIPE_APIKEY",
         ] {
             assert!(removes(name), "{name} must be scrubbed");
         }

@@ -20,6 +20,11 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     /// Granted paths, mounted at their real path: `(path, writable)`.
     pub grants: Vec<(PathBuf, bool)>,
+    /// Paths inside the grants that are always denied (keys, `.env`, git hooks): covered with
+    /// an empty read-only file or directory, so the agent can neither read nor replace them.
+    pub masks: Vec<PathBuf>,
+    /// The supervisor's pid: the launcher dies with it (and with the launcher, the session).
+    pub parent: Option<i32>,
     /// An empty directory on the host where the new root is assembled (a session directory).
     pub staging: PathBuf,
     /// Working directory inside (re-entered after the pivot, never inherited).
@@ -50,7 +55,8 @@ pub const ETC_FILES: &[&str] = &[
     "/etc/localtime",
     "/etc/hosts",
     "/etc/alternatives",
-    "/etc/ssl",
+    "/etc/ssl/certs",
+    "/etc/ssl/openssl.cnf",
     "/etc/ca-certificates",
     "/etc/mime.types",
     "/etc/bash.bashrc",
@@ -174,6 +180,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
         argv: vec![],
         env: vec![],
         go_fd: None,
+        masks: vec![],
+        parent: None,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -183,6 +191,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
             "--rw" => cfg
                 .grants
                 .push((args.next().unwrap_or_default().into(), true)),
+            "--mask" => cfg.masks.push(args.next().unwrap_or_default().into()),
+            "--parent" => cfg.parent = args.next().and_then(|v| v.parse().ok()),
             "--staging" => cfg.staging = args.next().unwrap_or_default().into(),
             "--cwd" => cfg.cwd = args.next().unwrap_or_default().into(),
             "--go-fd" => match args.next().and_then(|v| v.parse().ok()) {
@@ -231,7 +241,16 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
     if cfg.argv.is_empty() {
         return Err(SandboxError::Setup("no command to run".into()));
     }
-    // Prepared before any fork, where allocation is fine.
+    if let Some(parent) = cfg.parent {
+        // If `ward run` dies, so does the launcher, and with it the whole session.
+        // SAFETY: prctl with constant arguments; getppid has no preconditions.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != parent {
+                return Err(SandboxError::Setup("the supervisor is gone".into()));
+            }
+        }
+    }
     let filter = Filter::new()?;
     // SAFETY: plain getters.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -353,13 +372,14 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
         }
     }
 
-    // SAFETY: fork; the child below only makes system calls (no allocation) until execve.
+    // SAFETY: this process is single-threaded (PID 1 of the new namespace, forked from the
+    // single-threaded launcher), so the child may allocate like any process before it execs.
     let agent = unsafe { libc::fork() };
     if agent < 0 {
         return Err(os_err("fork".into()));
     }
     if agent == 0 {
-        // SAFETY: async-signal-safe calls only; each failure ends the child with 125 (126/127
+        // SAFETY: system calls on pointers prepared above; each failure ends the child with 125 (126/127
         // for exec errors, as shells do).
         unsafe {
             if libc::setsid() < 0 || libc::chdir(cwd.as_ptr()) != 0 {
@@ -377,7 +397,59 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
             libc::_exit(if e == libc::ENOENT { 127 } else { 126 });
         }
     }
+    // PID 1 of a namespace ignores signals it has no handler for; pass them to the agent
+    // (its own session and process group) instead.
+    CHILD.store(-agent, std::sync::atomic::Ordering::Relaxed);
+    install_forwarding();
     Ok(reap_until(agent))
+}
+
+/// Cover an always-denied path inside a grant: an empty read-only tmpfs over a directory, a
+/// read-only bind of the sandbox's /dev/null over a file.
+fn mask(root: &Path, m: &Path, grants: &[(PathBuf, bool)]) -> Result<(), SandboxError> {
+    if !grants.iter().any(|(g, _)| m.starts_with(g)) {
+        return Err(SandboxError::Setup(format!(
+            "{} is outside every grant",
+            m.display()
+        )));
+    }
+    let dst = root.join(m.strip_prefix("/").unwrap_or(m));
+    let meta = std::fs::symlink_metadata(&dst).map_err(|e| SandboxError::Path {
+        path: dst.display().to_string(),
+        source: e,
+    })?;
+    if meta.file_type().is_symlink() {
+        // A mount cannot cover a symlink; refuse rather than leave it replaceable.
+        return Err(SandboxError::Setup(format!(
+            "{} is always denied but is a symbolic link; remove it or grant a narrower folder",
+            m.display()
+        )));
+    }
+    let ro = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY;
+    if meta.is_dir() {
+        mount(
+            Some(Path::new("tmpfs")),
+            &dst,
+            Some("tmpfs"),
+            ro,
+            Some("mode=0000,size=4k"),
+        )
+    } else {
+        mount(
+            Some(&root.join("dev/null")),
+            &dst,
+            None,
+            libc::MS_BIND,
+            None,
+        )?;
+        mount(
+            None,
+            &dst,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | ro,
+            None,
+        )
+    }
 }
 
 /// Find the program on the agent's PATH (execve does not search).
@@ -543,9 +615,12 @@ fn build_root(cfg: &Config) -> Result<(), SandboxError> {
         libc::MS_NOSUID | libc::MS_NODEV,
         Some("mode=1777"),
     )?;
-    // The grants at their real paths.
+    // The grants at their real paths, with the always-denied paths inside them covered.
     for (p, writable) in &cfg.grants {
         bind(root, p, *writable)?;
+    }
+    for m in &cfg.masks {
+        mask(root, m, &cfg.grants)?;
     }
     // Make sure the working directory exists inside (it may be outside every grant).
     let _ = std::fs::create_dir_all(root.join(cfg.cwd.strip_prefix("/").unwrap_or(&cfg.cwd)));
@@ -585,6 +660,9 @@ fn reap_until(main: libc::pid_t) -> i32 {
         // SAFETY: waitpid on any child with a valid status pointer.
         let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
         if pid < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
             return 125;
         }
         if pid == main {
@@ -606,8 +684,9 @@ fn decode(status: i32) -> i32 {
 static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
 extern "C" fn forward(sig: libc::c_int) {
+    // Positive: a process; negative: a process group (PID 1 signals the agent's whole group).
     let pid = CHILD.load(std::sync::atomic::Ordering::Relaxed);
-    if pid > 0 {
+    if pid != 0 {
         // SAFETY: kill is async-signal-safe.
         unsafe {
             libc::kill(pid, sig);
@@ -615,9 +694,9 @@ extern "C" fn forward(sig: libc::c_int) {
     }
 }
 
-/// Wait for PID 1, passing on the signals a terminal or a supervisor sends.
-fn wait_forwarding(pid1: libc::pid_t) -> i32 {
-    CHILD.store(pid1, std::sync::atomic::Ordering::Relaxed);
+/// Forward the signals a terminal or a supervisor sends to `CHILD` (a pid, or a process group
+/// when negative).
+fn install_forwarding() {
     for sig in [
         libc::SIGINT,
         libc::SIGTERM,
@@ -632,6 +711,12 @@ fn wait_forwarding(pid1: libc::pid_t) -> i32 {
             libc::signal(sig, forward as *const () as libc::sighandler_t);
         }
     }
+}
+
+/// Wait for PID 1, passing on the signals a terminal or a supervisor sends.
+fn wait_forwarding(pid1: libc::pid_t) -> i32 {
+    CHILD.store(pid1, std::sync::atomic::Ordering::Relaxed);
+    install_forwarding();
     loop {
         let mut status = 0;
         // SAFETY: waitpid on our child.

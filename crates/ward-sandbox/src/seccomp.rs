@@ -13,7 +13,8 @@
 //! | `ioctl(TIOCSTI)`, `ioctl(TIOCLINUX)` | typing into the user's terminal |
 //! | `open_by_handle_at`, `name_to_handle_at` | opening files by handle, around path checks |
 //! | `kexec_*`, `*init_module`, `delete_module`, `reboot`, `swapon/off`, `syslog`, `acct`, clock setters, `quotactl`, `iopl`, `ioperm`, `vhangup`, `uselib` | machine administration |
-//! | `socket(AF_PACKET)`, `socket(AF_INET*, SOCK_RAW)` | raw traffic, around the proxy |
+//! | `socket(AF_PACKET)`, `socket(AF_INET*, SOCK_RAW or SOCK_PACKET)` | raw traffic, around the proxy |
+//! | every x32 system call (number with bit 30 set, x86_64) | the x32 ABI reaches the same kernel entry points under other numbers, which the rules above would not see |
 
 use crate::error::SandboxError;
 use seccompiler::{
@@ -87,6 +88,9 @@ const CLONE_NEW: &[u64] = &[
     0x80, // CLONE_NEWTIME
 ];
 
+/// The obsolete packet-socket type (libc marks its constant deprecated).
+const SOCK_PACKET: u64 = 10;
+
 #[cfg(target_arch = "x86_64")]
 const ARCH: TargetArch = TargetArch::x86_64;
 #[cfg(target_arch = "aarch64")]
@@ -96,6 +100,40 @@ const ARCH: TargetArch = TargetArch::aarch64;
 pub struct Filter {
     deny: BpfProgram,
     nosys: BpfProgram,
+    /// Refuses the x32 ABI outright (seccompiler checks the architecture, not the x32 bit).
+    #[cfg(target_arch = "x86_64")]
+    x32: BpfProgram,
+}
+
+/// `if (nr & __X32_SYSCALL_BIT) return ERRNO(EPERM); else return ALLOW;`
+#[cfg(target_arch = "x86_64")]
+fn x32_filter() -> BpfProgram {
+    use seccompiler::sock_filter;
+    const X32_BIT: u32 = 0x4000_0000;
+    let ins = |code: u16, jt: u8, jf: u8, k: u32| sock_filter { code, jt, jf, k };
+    vec![
+        // A = seccomp_data.nr
+        ins((libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, 0, 0, 0),
+        // if (A & X32_BIT) goto deny; else goto allow
+        ins(
+            (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16,
+            0,
+            1,
+            X32_BIT,
+        ),
+        ins(
+            (libc::BPF_RET | libc::BPF_K) as u16,
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ),
+        ins(
+            (libc::BPF_RET | libc::BPF_K) as u16,
+            0,
+            0,
+            libc::SECCOMP_RET_ALLOW,
+        ),
+    ]
 }
 
 fn cond(
@@ -149,6 +187,11 @@ impl Filter {
                     cond(0, Dword, SeccompCmpOp::Eq, libc::AF_INET6 as u64)?,
                     cond(1, Dword, SeccompCmpOp::MaskedEq(0xf), raw)?,
                 ])?,
+                // SOCK_PACKET (10) on AF_INET is the old spelling of a packet socket.
+                rule(vec![
+                    cond(0, Dword, SeccompCmpOp::Eq, libc::AF_INET as u64)?,
+                    cond(1, Dword, SeccompCmpOp::MaskedEq(0xf), SOCK_PACKET)?,
+                ])?,
             ],
         );
         let compile = |rules, action| -> Result<BpfProgram, SandboxError> {
@@ -163,7 +206,12 @@ impl Filter {
             BTreeMap::from([(libc::SYS_clone3, vec![])]),
             SeccompAction::Errno(libc::ENOSYS as u32),
         )?;
-        Ok(Filter { deny, nosys })
+        Ok(Filter {
+            deny,
+            nosys,
+            #[cfg(target_arch = "x86_64")]
+            x32: x32_filter(),
+        })
     }
 
     /// Install the filters on the calling thread (in the child, before `exec`). Requires
@@ -173,6 +221,8 @@ impl Filter {
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
+        #[cfg(target_arch = "x86_64")]
+        apply_filter(&self.x32).map_err(|_| std::io::Error::last_os_error())?;
         apply_filter(&self.nosys).map_err(|_| std::io::Error::last_os_error())?;
         apply_filter(&self.deny).map_err(|_| std::io::Error::last_os_error())
     }

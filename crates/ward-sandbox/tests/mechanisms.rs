@@ -56,6 +56,9 @@ fn probe_helper() {
             }
             "raw_socket" => libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) as i64,
             "packet_socket" => libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) as i64,
+            "sock_packet" => libc::socket(libc::AF_INET, 10 /* SOCK_PACKET */, 0x0300) as i64,
+            // x32 ABI: the same unshare under its x32 number (bit 30 set).
+            "x32_unshare" => libc::syscall(0x4000_0000 | libc::SYS_unshare, libc::CLONE_NEWUSER),
             "fork" => {
                 // A plain fork (clone without namespace flags) must still work.
                 let pid = libc::fork();
@@ -154,6 +157,8 @@ fn seccomp_blocks_what_reaches_past_the_sandbox() {
         "tiocsti",
         "raw_socket",
         "packet_socket",
+        "sock_packet",
+        "x32_unshare",
     ] {
         assert_eq!(
             seccomp_probe(what),

@@ -60,6 +60,13 @@ impl LoadArgs {
             force: self.force,
             ..LoadOptions::default()
         };
+        // Ward's own state is never grantable: the audit log's folder, the keys, the sessions.
+        if let Ok(p) = ward_audit::LogPaths::default_paths() {
+            if let Some(state) = p.log.parent().and_then(|d| d.parent()) {
+                o.protected.push(state.to_path_buf());
+            }
+            o.protected.push(p.keys);
+        }
         if let Some(m) = &self.managed {
             o.managed.push(m.clone());
         }

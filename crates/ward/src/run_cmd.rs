@@ -7,7 +7,8 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use ward_audit::{AuditLog, Event, KeyStore, LogPaths, WriterOptions};
-use ward_core::{Access, Manifest, Mode};
+use ward_core::{Access, Action, ActionKind, Effect, Manifest, Mode};
+use ward_policy::Pdp;
 
 #[derive(Args)]
 #[command(after_help = "\
@@ -60,6 +61,81 @@ pub fn run(a: RunArgs) -> u8 {
     }
 }
 
+/// How many entries of the granted folders are checked against the mandatory denies before
+/// the agent starts; past this Ward refuses rather than start with some left uncovered.
+const MASK_SCAN_LIMIT: usize = 200_000;
+
+/// The paths inside the grants the agent may not read (keys, `.env`, git hooks, the manifest's
+/// denies): each is covered in the sandbox. Decided by the same decision point as every other
+/// action, so the kernel plane and the broker plane deny the same paths.
+fn masks(m: &Manifest) -> anyhow::Result<Vec<PathBuf>> {
+    let mut pdp = Pdp::new(m.clone())?;
+    let mut out = Vec::new();
+    let mut seen = 0usize;
+    for g in &m.files {
+        let mut stack = vec![g.path.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                seen += 1;
+                if seen > MASK_SCAN_LIMIT {
+                    bail!(
+                        "the granted folders hold more than {MASK_SCAN_LIMIT} entries; Ward checks each \
+                         against the mandatory denies before the agent starts: grant a narrower folder"
+                    );
+                }
+                let path = e.path();
+                let d = pdp.decide(&Action::new(ActionKind::FileRead, path.to_string_lossy()));
+                if d.effect == Effect::Deny {
+                    out.push(path);
+                    continue;
+                }
+                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                // Git's object store is large and holds nothing a deny names.
+                let objects = path.ends_with(".git/objects");
+                if is_dir && !objects {
+                    stack.push(path);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+static LAUNCHER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn pass_on(sig: libc::c_int) {
+    let pid = LAUNCHER.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Terminal signals reach the launcher directly (same process group); termination requests
+/// sent to `ward run` are passed on; neither ends `ward run` before it has recorded the end.
+fn supervise_signals() {
+    // SAFETY: setting dispositions: ignore, or a handler that only calls kill.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, pass_on as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, pass_on as *const () as libc::sighandler_t);
+    }
+}
+
+/// The start time of `pid` (field 22 of /proc/PID/stat), to tell it from a recycled pid.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(19)?.parse().ok()
+}
+
 fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
     let opts = a.load.options();
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
@@ -86,6 +162,7 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
             g.path.display()
         );
     }
+    let masked = masks(&m)?;
 
     let paths = LogPaths::default_paths()?;
     let log = AuditLog::open(
@@ -101,9 +178,11 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
         .and_then(|p| p.parent())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let staging = state.join("sessions").join(&session).join("root");
+    let session_dir = state.join("sessions").join(&session);
+    let staging = session_dir.join("root");
     std::fs::create_dir_all(&staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
+    supervise_signals();
 
     // The launcher builds the sandbox while the session's start is being made durable; the
     // agent starts only when the supervisor says go, after the record is on disk.
@@ -130,7 +209,9 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
         .arg("--cwd")
         .arg(&cwd)
         .arg("--go-fd")
-        .arg(go_read.as_raw_fd().to_string());
+        .arg(go_read.as_raw_fd().to_string())
+        .arg("--parent")
+        .arg(std::process::id().to_string());
     for g in &m.files {
         cmd.arg(if g.access == Access::Read {
             "--ro"
@@ -139,47 +220,50 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
         })
         .arg(&g.path);
     }
+    for p in &masked {
+        cmd.arg("--mask").arg(p);
+    }
     cmd.arg("--").args(&a.cmd);
     let mut child = cmd.spawn().context("cannot start the sandbox launcher")?;
     drop(go_read);
+    LAUNCHER.store(child.id() as i32, std::sync::atomic::Ordering::Relaxed);
 
-    let grants: Vec<_> = m
-        .files
-        .iter()
-        .map(|g| json!({"path": g.path, "access": g.access.as_str(), "mode": g.mode.as_str(), "origin": g.origin.to_string()}))
-        .collect();
-    let recorded = log.append(Event {
-        session: Some(session.clone()),
-        agent: a.cmd.first().cloned(),
-        detail: Some(json!({
-            "manifest": m.source.as_ref().map(|p| p.display().to_string()),
-            "managed": m.managed,
-            "grants": grants,
-            "network": "none",
-            "command": a.cmd,
-            "cwd": cwd,
-        })),
-        ..Event::new("session.start")
-    });
-    if let Err(e) = recorded {
-        drop(go_write);
-        let _ = child.wait();
-        let _ = std::fs::remove_dir_all(staging.parent().unwrap_or(&staging));
-        return Err(e).context("cannot record the session start, so the agent does not start");
-    }
-    go_write
-        .write_all(b"g")
-        .context("cannot tell the launcher to start")?;
+    // From here on the launcher exists: every path waits for it and records the end.
+    let started = (|| -> anyhow::Result<()> {
+        let info = session_dir.join("session.json");
+        std::fs::write(
+            &info,
+            serde_json::to_vec(&json!({
+                "session": session, "pid": child.id(), "start_time": start_time(child.id()),
+                "command": a.cmd, "cwd": cwd, "started": ward_audit::time::now_rfc3339(),
+            }))?,
+        )
+        .with_context(|| format!("cannot write {}", info.display()))?;
+        let grants: Vec<_> = m
+            .files
+            .iter()
+            .map(|g| json!({"path": g.path, "access": g.access.as_str(), "mode": g.mode.as_str(), "origin": g.origin.to_string()}))
+            .collect();
+        log.append(Event {
+            session: Some(session.clone()),
+            agent: a.cmd.first().cloned(),
+            detail: Some(json!({
+                "manifest": m.source.as_ref().map(|p| p.display().to_string()),
+                "managed": m.managed,
+                "grants": grants,
+                "masked": masked,
+                "network": "none",
+                "command": a.cmd,
+                "cwd": cwd,
+            })),
+            ..Event::new("session.start")
+        })
+        .context("cannot record the session start, so the agent does not start")?;
+        go_write
+            .write_all(b"g")
+            .context("the sandbox launcher stopped before the agent could start")
+    })();
     drop(go_write);
-    let info = staging.with_file_name("session.json");
-    std::fs::write(
-        &info,
-        serde_json::to_vec(&json!({
-            "session": session, "pid": child.id(), "command": a.cmd, "cwd": cwd,
-            "started": ward_audit::time::now_rfc3339(),
-        }))?,
-    )
-    .with_context(|| format!("cannot write {}", info.display()))?;
     let status = child
         .wait()
         .context("cannot wait for the sandbox launcher")?;
@@ -191,12 +275,17 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
         (None, Some(sig)) => 128 + sig,
         _ => 125,
     };
-    let _ = std::fs::remove_dir_all(staging.parent().unwrap_or(&staging));
-    log.close_with(Event {
+    let _ = std::fs::remove_dir_all(&session_dir);
+    let end = log.close_with(Event {
         session: Some(session),
-        detail: Some(json!({"exit_code": code, "killed": status.code().is_none()})),
+        detail: Some(json!({
+            "exit_code": code,
+            "killed": status.code().is_none(),
+            "started": started.is_ok(),
+        })),
         ..Event::new("session.exit")
-    })
-    .context("cannot record the session end")?;
+    });
+    started?;
+    end.context("cannot record the session end")?;
     Ok(u8::try_from(code).unwrap_or(125))
 }

