@@ -95,13 +95,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            // One line a person can act on: the context chain, outermost first.
-            let msg = e
-                .chain()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(": ");
-            eprintln!("ward: {msg}");
+            report(&e);
             ExitCode::from(2)
         }
     }
@@ -118,6 +112,16 @@ fn restore_sigpipe() {
 
 fn unreachable_launch() -> anyhow::Result<u8> {
     anyhow::bail!("__launch is handled before argument parsing")
+}
+
+/// Print an error as one line a person can act on: the context chain, outermost first.
+pub fn report(e: &anyhow::Error) {
+    let msg = e
+        .chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
+    eprintln!("ward: {msg}");
 }
 
 /// Print `value` as pretty JSON on stdout.

@@ -50,12 +50,7 @@ pub fn run(a: RunArgs) -> u8 {
     match run_inner(a) {
         Ok(code) => code,
         Err(e) => {
-            let msg = e
-                .chain()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(": ");
-            eprintln!("ward: {msg}");
+            crate::report(&e);
             125
         }
     }

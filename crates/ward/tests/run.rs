@@ -19,18 +19,21 @@ impl Env {
     fn p(&self, s: &str) -> PathBuf {
         self.dir.path().join(s)
     }
-    fn ward(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_ward"))
-            .args(args)
+    /// `ward ARGS` in the project folder, with this test's own home, state and managed file.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ward"));
+        c.args(args)
             .current_dir(self.p("proj"))
             .env("HOME", self.p("home"))
             .env("XDG_STATE_HOME", self.p("state"))
             .env("XDG_CONFIG_HOME", self.p("config"))
             .env("WARD_MANAGED", self.p("managed.toml"))
             .env_remove("WARD_AUDIT_LOG")
-            .env_remove("WARD_KEY_DIR")
-            .output()
-            .unwrap()
+            .env_remove("WARD_KEY_DIR");
+        c
+    }
+    fn ward(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
     }
     fn records(&self) -> Vec<serde_json::Value> {
         ward_audit::read_records(&self.p("state/ward/audit/audit.jsonl"))
@@ -185,13 +188,8 @@ fn kill_ends_the_whole_tree_and_is_recorded() {
     let base = 400_000 + u64::from(std::process::id()) * 3;
     let ns = [base, base + 1, base + 2];
     let script = format!("sleep {} & sleep {} & exec sleep {}", ns[0], ns[1], ns[2]);
-    let mut run = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["run", "--grant", ".:direct", "--", "/bin/sh", "-c", &script])
-        .current_dir(e.p("proj"))
-        .env("HOME", e.p("home"))
-        .env("XDG_STATE_HOME", e.p("state"))
-        .env("XDG_CONFIG_HOME", e.p("config"))
-        .env("WARD_MANAGED", e.p("managed.toml"))
+    let mut run = e
+        .command(&["run", "--grant", ".:direct", "--", "/bin/sh", "-c", &script])
         .spawn()
         .unwrap();
     // Wait for the session to show up in `ward status` (start-up, not a timing assertion).
@@ -298,15 +296,7 @@ fn mandatory_denies_inside_a_grant_are_covered() {
 #[test]
 fn sigterm_to_ward_run_reaches_the_agent_and_the_end_is_recorded() {
     let e = Env::new();
-    let mut run = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["run", "--grant", ".:direct", "--", "/bin/sh", "-c", "trap 'echo got-term > term.txt; exit 3' TERM; echo up > up.txt; while :; do sleep 0.05; done"])
-        .current_dir(e.p("proj"))
-        .env("HOME", e.p("home"))
-        .env("XDG_STATE_HOME", e.p("state"))
-        .env("XDG_CONFIG_HOME", e.p("config"))
-        .env("WARD_MANAGED", e.p("managed.toml"))
-        .spawn()
-        .unwrap();
+    let mut run = e.command(&["run", "--grant", ".:direct", "--", "/bin/sh", "-c", "trap 'echo got-term > term.txt; exit 3' TERM; echo up > up.txt; while :; do sleep 0.05; done"]).spawn().unwrap();
     for _ in 0..500 {
         if e.p("proj/up.txt").exists() {
             break;

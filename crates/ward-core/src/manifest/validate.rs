@@ -73,8 +73,6 @@ pub(super) fn builtin_default(dir: &Path, opts: &LoadOptions) -> Result<Manifest
     )?;
     Ok(Manifest {
         name: "default".into(),
-        source: None,
-        managed: vec![],
         files: vec![FileGrant {
             path,
             access: Access::ReadWrite,
@@ -82,14 +80,7 @@ pub(super) fn builtin_default(dir: &Path, opts: &LoadOptions) -> Result<Manifest
             deny: vec![],
             origin: Origin::Builtin,
         }],
-        deny_paths: builtin_denies(),
-        network: vec![],
-        unknown_network: (Effect::Deny, Origin::Default),
-        rules: vec![],
-        policies: vec![],
-        limits: Limits::default(),
-        narrowed: vec![],
-        ceilings: vec![],
+        ..empty()
     })
 }
 
