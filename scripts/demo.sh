@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release -q -p ward
-ward=target/release/ward
+ward="$PWD/target/release/ward"
 [ -n "${CARGO_TARGET_DIR:-}" ] && ward="$CARGO_TARGET_DIR/release/ward"
 
 show() { echo; echo "\$ ward $*"; "$ward" "$@" || true; }
@@ -16,3 +16,13 @@ show policy eval -m examples/acme.toml --input '{"kind":"net.upload","dest":"api
 show policy eval -m examples/acme.toml --input '{"kind":"net.upload","dest":"uploads.acme.com","size":20971520}'
 show policy eval -m examples/acme.toml --input '{"kind":"net.connect","resource":"https://evil.example.com/"}'
 show policy test examples/policy-tests
+
+# The confined agent: a folder granted, everything else out of reach, the session audited.
+demo_dir=$(mktemp -d)
+echo "a note" > "$demo_dir/notes.txt"
+export XDG_STATE_HOME="$demo_dir/.state" XDG_CONFIG_HOME="$demo_dir/.config"
+mkdir -p "$demo_dir/project" && echo "hello" > "$demo_dir/project/README"
+(cd "$demo_dir/project" && show run --grant .:direct -- /bin/sh -c \
+  'cat README; echo edited >> README; cat /etc/shadow; cat ../notes.txt; echo x > /usr/x; echo "exit code passes through"; exit 3')
+show audit tail -n 4
+rm -rf "$demo_dir"
