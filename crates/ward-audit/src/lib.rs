@@ -33,6 +33,12 @@ pub struct LogPaths {
 }
 
 impl LogPaths {
+    /// Ward's state directory: the one holding `audit/` (and `sessions/`), when the log path
+    /// has one (a bare `WARD_AUDIT_LOG=audit.jsonl` does not).
+    pub fn state_dir(&self) -> Option<&std::path::Path> {
+        self.log.parent().and_then(|d| d.parent())
+    }
+
     /// `$XDG_STATE_HOME/ward/audit/audit.jsonl` and `$XDG_CONFIG_HOME/ward/keys` (or their
     /// `~/.local/state` and `~/.config` defaults). `WARD_AUDIT_LOG` and `WARD_KEY_DIR` override.
     pub fn default_paths() -> Result<LogPaths, AuditError> {

@@ -76,6 +76,14 @@ fn cstr(p: &Path) -> Result<CString, SandboxError> {
         .map_err(|_| SandboxError::Setup(format!("path with NUL: {}", p.display())))
 }
 
+/// The error for an I/O failure on `path`.
+fn at(path: &Path) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
+    move |source| SandboxError::Path {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
 fn os_err(what: String) -> SandboxError {
     SandboxError::Setup(format!("{what}: {}", std::io::Error::last_os_error()))
 }
@@ -116,42 +124,21 @@ fn mount(
 /// Bind `src` at the same path under `root`, read-only unless `writable`.
 fn bind(root: &Path, src: &Path, writable: bool) -> Result<(), SandboxError> {
     let dst = root.join(src.strip_prefix("/").unwrap_or(src));
-    let meta = std::fs::symlink_metadata(src).map_err(|e| SandboxError::Path {
-        path: src.display().to_string(),
-        source: e,
-    })?;
+    let meta = std::fs::symlink_metadata(src).map_err(at(src))?;
     if meta.file_type().is_symlink() {
-        let target = std::fs::read_link(src).map_err(|e| SandboxError::Path {
-            path: src.display().to_string(),
-            source: e,
-        })?;
+        let target = std::fs::read_link(src).map_err(at(src))?;
         if let Some(parent) = dst.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| SandboxError::Path {
-                path: parent.display().to_string(),
-                source: e,
-            })?;
+            std::fs::create_dir_all(parent).map_err(at(parent))?;
         }
-        return std::os::unix::fs::symlink(target, &dst).map_err(|e| SandboxError::Path {
-            path: dst.display().to_string(),
-            source: e,
-        });
+        return std::os::unix::fs::symlink(target, &dst).map_err(at(&dst));
     }
     if meta.is_dir() {
-        std::fs::create_dir_all(&dst).map_err(|e| SandboxError::Path {
-            path: dst.display().to_string(),
-            source: e,
-        })?;
+        std::fs::create_dir_all(&dst).map_err(at(&dst))?;
     } else {
         if let Some(parent) = dst.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| SandboxError::Path {
-                path: parent.display().to_string(),
-                source: e,
-            })?;
+            std::fs::create_dir_all(parent).map_err(at(parent))?;
         }
-        std::fs::write(&dst, b"").map_err(|e| SandboxError::Path {
-            path: dst.display().to_string(),
-            source: e,
-        })?;
+        std::fs::write(&dst, b"").map_err(at(&dst))?;
     }
     mount(Some(src), &dst, None, libc::MS_BIND | libc::MS_REC, None)?;
     let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
@@ -162,10 +149,7 @@ fn bind(root: &Path, src: &Path, writable: bool) -> Result<(), SandboxError> {
 }
 
 fn write_file(path: &str, data: &str) -> Result<(), SandboxError> {
-    std::fs::write(path, data).map_err(|e| SandboxError::Path {
-        path: path.into(),
-        source: e,
-    })
+    std::fs::write(path, data).map_err(at(Path::new(path)))
 }
 
 /// The launcher's whole job from its command line (`--staging DIR [--ro P]... [--rw P]...
@@ -414,10 +398,7 @@ fn mask(root: &Path, m: &Path, grants: &[(PathBuf, bool)]) -> Result<(), Sandbox
         )));
     }
     let dst = root.join(m.strip_prefix("/").unwrap_or(m));
-    let meta = std::fs::symlink_metadata(&dst).map_err(|e| SandboxError::Path {
-        path: dst.display().to_string(),
-        source: e,
-    })?;
+    let meta = std::fs::symlink_metadata(&dst).map_err(at(&dst))?;
     if meta.file_type().is_symlink() {
         // A mount cannot cover a symlink; refuse rather than leave it replaceable.
         return Err(SandboxError::Setup(format!(
@@ -538,10 +519,7 @@ fn build_root(cfg: &Config) -> Result<(), SandboxError> {
     }
     // Private /dev with a few device nodes, a private devpts and shm.
     let dev = root.join("dev");
-    std::fs::create_dir_all(&dev).map_err(|e| SandboxError::Path {
-        path: dev.display().to_string(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(&dev).map_err(at(&dev))?;
     mount(
         Some(Path::new("tmpfs")),
         &dev,
@@ -553,10 +531,7 @@ fn build_root(cfg: &Config) -> Result<(), SandboxError> {
         let src = Path::new("/dev").join(d);
         if src.exists() {
             let dst = dev.join(d);
-            std::fs::write(&dst, b"").map_err(|e| SandboxError::Path {
-                path: dst.display().to_string(),
-                source: e,
-            })?;
+            std::fs::write(&dst, b"").map_err(at(&dst))?;
             mount(Some(&src), &dst, None, libc::MS_BIND, None)?;
         }
     }
@@ -592,10 +567,7 @@ fn build_root(cfg: &Config) -> Result<(), SandboxError> {
     )?;
     // A fresh /proc of the new pid namespace, and a private /tmp.
     let proc_ = root.join("proc");
-    std::fs::create_dir_all(&proc_).map_err(|e| SandboxError::Path {
-        path: proc_.display().to_string(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(&proc_).map_err(at(&proc_))?;
     mount(
         Some(Path::new("proc")),
         &proc_,
@@ -604,10 +576,7 @@ fn build_root(cfg: &Config) -> Result<(), SandboxError> {
         None,
     )?;
     let tmp = root.join("tmp");
-    std::fs::create_dir_all(&tmp).map_err(|e| SandboxError::Path {
-        path: tmp.display().to_string(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(&tmp).map_err(at(&tmp))?;
     mount(
         Some(Path::new("tmpfs")),
         &tmp,

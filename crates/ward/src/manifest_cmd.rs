@@ -62,7 +62,7 @@ impl LoadArgs {
         };
         // Ward's own state is never grantable: the audit log's folder, the keys, the sessions.
         if let Ok(p) = ward_audit::LogPaths::default_paths() {
-            if let Some(state) = p.log.parent().and_then(|d| d.parent()) {
+            if let Some(state) = p.state_dir() {
                 o.protected.push(state.to_path_buf());
             }
             o.protected.push(p.keys);

@@ -167,12 +167,7 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
     )
     .context("cannot open the audit log, and Ward does not run agents unrecorded")?;
     let session = session_id();
-    let state = paths
-        .log
-        .parent()
-        .and_then(|p| p.parent())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let state = paths.state_dir().unwrap_or(Path::new("."));
     let session_dir = state.join("sessions").join(&session);
     let staging = session_dir.join("root");
     std::fs::create_dir_all(&staging)

@@ -3,18 +3,13 @@
 use crate::{print_json, Outcome};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use ward_audit::{AuditLog, Event, KeyStore, LogPaths, WriterOptions};
 
 fn sessions_dir() -> anyhow::Result<PathBuf> {
     let paths = LogPaths::default_paths()?;
-    Ok(paths
-        .log
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|p| p.join("sessions"))
-        .unwrap_or_else(|| PathBuf::from("sessions")))
+    Ok(paths.state_dir().unwrap_or(Path::new(".")).join("sessions"))
 }
 
 /// Whether `pid` is the launcher `session.json` describes: alive, a `ward __launch`, started
