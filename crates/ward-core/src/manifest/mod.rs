@@ -184,6 +184,10 @@ pub struct PolicyRef {
     pub origin: Origin,
 }
 
+/// The confinement features a manifest may let `ward run` go without, when the kernel or the
+/// user's rights lack them: Landlock, and each cgroup controller for the limits.
+pub const DEGRADABLE: &[&str] = &["landlock", "cgroup.memory", "cgroup.pids", "cgroup.cpu"];
+
 /// Resource limits, each with where it was set; `None` means unlimited.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Limits {
@@ -223,6 +227,9 @@ pub struct Manifest {
     pub rules: Vec<Rule>,
     pub policies: Vec<PolicyRef>,
     pub limits: Limits,
+    /// Kernel features `ward run` may go without (each is audited when it does); see
+    /// [`DEGRADABLE`].
+    pub allow_degraded: Vec<(String, Origin)>,
     /// What the managed file removed or narrowed, in words, for `ward manifest explain`.
     pub narrowed: Vec<String>,
     /// The managed files' limits, applied to every decision.

@@ -27,6 +27,7 @@ pub struct Doc {
     pub rules: Vec<RuleDoc>,
     pub policies: Vec<PolicyDoc>,
     pub limits: LimitsDoc,
+    pub allow_degraded: Vec<At<String>>,
 }
 
 #[derive(Debug)]
@@ -101,6 +102,8 @@ struct TomlDoc {
     policies: Vec<Spanned<TomlPolicy>>,
     #[serde(default)]
     limits: TomlLimits,
+    #[serde(default)]
+    allow_degraded: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -252,6 +255,7 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
                 value: s.into_inner(),
             }),
         },
+        allow_degraded: list(doc.allow_degraded),
     })
 }
 

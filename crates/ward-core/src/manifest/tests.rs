@@ -171,7 +171,7 @@ fn validation_errors_name_file_line_and_column() {
         ),
         (
             "colour = 1\n",
-            "[TMP]/ward.toml:1:1: unknown field `colour`, expected one of `name`, `files`, `deny_paths`, `network`, `rules`, `policies`, `limits`",
+            "[TMP]/ward.toml:1:1: unknown field `colour`, expected one of `name`, `files`, `deny_paths`, `network`, `rules`, `policies`, `limits`, `allow_degraded`",
         ),
         (
             "[[files]]\npath = 42\n",
@@ -498,4 +498,42 @@ fn a_second_managed_file_cannot_lift_the_first() {
         "each managed file narrows in turn"
     );
     assert_eq!(m.managed, vec![env.dir.path().join("managed.toml"), extra]);
+}
+
+#[test]
+fn allow_degraded_takes_known_features_only() {
+    let env = Env::new();
+    let m = env
+        .load("allow_degraded = [\"cgroup.memory\", \"landlock\", \"cgroup.memory\"]\n")
+        .unwrap();
+    let names: Vec<&str> = m.allow_degraded.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(names, ["cgroup.memory", "landlock"]);
+    assert_eq!(
+        m.allow_degraded[0].1.to_string(),
+        format!("{}/ward.toml:1:19", env.dir.path().display())
+    );
+    assert_eq!(
+        env.err("allow_degraded = [\"seccomp\"]\n"),
+        "[TMP]/ward.toml:1:19: `seccomp` is not a feature Ward can run without; allow_degraded takes \
+         \"landlock\", \"cgroup.memory\", \"cgroup.pids\", \"cgroup.cpu\""
+    );
+}
+
+#[test]
+fn managed_file_decides_what_may_run_degraded() {
+    let env = Env::new();
+    env.write("managed.toml", "allow_degraded = [\"cgroup.cpu\"]\n");
+    let m = env
+        .load("allow_degraded = [\"cgroup.cpu\", \"landlock\"]\n")
+        .unwrap();
+    let names: Vec<&str> = m.allow_degraded.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(names, ["cgroup.cpu"]);
+    assert!(
+        m.narrowed
+            .iter()
+            .any(|n| n.contains("\"landlock\" removed")),
+        "{:?}",
+        m.narrowed
+    );
+    assert!(m.explain().to_string().contains("cgroup.cpu"));
 }

@@ -96,6 +96,7 @@ pub(super) fn empty() -> Manifest {
         rules: vec![],
         policies: vec![],
         limits: Limits::default(),
+        allow_degraded: vec![],
         narrowed: vec![],
         ceilings: vec![],
     }
@@ -366,6 +367,26 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
     }
 
     let limits = limits(&doc.limits, cx)?;
+    let mut allow_degraded: Vec<(String, Origin)> = Vec::new();
+    for f in &doc.allow_degraded {
+        if !super::DEGRADABLE.contains(&f.value.as_str()) {
+            return Err(cx.err(
+                f.pos,
+                format!(
+                    "`{}` is not a feature Ward can run without; allow_degraded takes {}",
+                    f.value,
+                    super::DEGRADABLE
+                        .iter()
+                        .map(|d| format!("\"{d}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        if !allow_degraded.iter().any(|(v, _)| *v == f.value) {
+            allow_degraded.push((f.value.clone(), cx.origin(f.pos)));
+        }
+    }
 
     Ok(Manifest {
         name,
@@ -378,6 +399,7 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
         rules,
         policies,
         limits,
+        allow_degraded,
         narrowed: vec![],
         ceilings: vec![],
     })

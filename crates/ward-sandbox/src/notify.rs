@@ -1,0 +1,161 @@
+//! Denied system calls, seen by the supervisor: the agent's seccomp filter sends each denial to
+//! a listener descriptor (see [`crate::seccomp`]), which the agent passes to the supervisor over
+//! a socket before it `exec`s. The supervisor answers `EPERM` and reports the attempt.
+//!
+//! The agent side ([`send_fd`]) runs between `fork` and `exec`: no allocation.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// One denied call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// `mount`, `clone(CLONE_NEWUSER)`, `ioctl(TIOCSTI)`, ...
+    pub call: String,
+    /// The caller, as a pid of the supervisor's namespace.
+    pub pid: u32,
+}
+
+const CMSG_SPACE: usize = 24; // CMSG_SPACE(sizeof(int)) on 64-bit Linux
+
+#[repr(C)]
+union CmsgBuf {
+    buf: [u8; CMSG_SPACE],
+    _align: libc::cmsghdr,
+}
+
+/// Send `fd` over the unix socket `sock` (agent side; async-signal-safe). Returns 0 or -1.
+///
+/// # Safety
+/// `sock` and `fd` must be open descriptors.
+pub unsafe fn send_fd(sock: RawFd, fd: RawFd) -> i32 {
+    let mut byte = [b'l'];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
+    let mut cbuf = CmsgBuf {
+        buf: [0; CMSG_SPACE],
+    };
+    let mut msg: libc::msghdr = std::mem::zeroed();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.buf.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as usize;
+    let cmsg = libc::CMSG_FIRSTHDR(&msg);
+    if cmsg.is_null() {
+        return -1;
+    }
+    (*cmsg).cmsg_level = libc::SOL_SOCKET;
+    (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+    (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as usize;
+    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut i32, fd);
+    if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) == 1 {
+        0
+    } else {
+        -1
+    }
+}
+
+/// Wait for the listener descriptor on `sock` (supervisor side). `Ok(None)` when the other end
+/// closed without sending one (the agent never started).
+pub fn recv_fd(sock: &OwnedFd) -> std::io::Result<Option<OwnedFd>> {
+    let mut byte = [0u8];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
+    let mut cbuf = CmsgBuf {
+        buf: [0; CMSG_SPACE],
+    };
+    // SAFETY: msghdr is plain data; every pointer set below outlives the recvmsg call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    // SAFETY: the union's byte view covers the whole buffer.
+    msg.msg_control = unsafe { cbuf.buf.as_mut_ptr() } as *mut libc::c_void;
+    msg.msg_controllen = CMSG_SPACE;
+    loop {
+        // SAFETY: see above; MSG_CMSG_CLOEXEC keeps the descriptor from leaking into children.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        break;
+    }
+    // SAFETY: the kernel filled msg; CMSG_FIRSTHDR/CMSG_DATA walk inside msg_control.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+        {
+            return Err(std::io::Error::other(
+                "the sandbox sent no seccomp listener",
+            ));
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const i32);
+        Ok(Some(OwnedFd::from_raw_fd(fd)))
+    }
+}
+
+/// Answer every notification on `listener` with `EPERM` and report it to `on_denial`, until no
+/// process uses the filter any more, or `stop` is set and nothing is pending.
+pub fn serve(listener: &OwnedFd, stop: &AtomicBool, mut on_denial: impl FnMut(Denial)) {
+    let fd = listener.as_raw_fd();
+    loop {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, 100) };
+        if r < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        if r == 0 {
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            continue;
+        }
+        if pfd.revents & libc::POLLIN == 0 {
+            // POLLHUP: every process under the filter is gone.
+            return;
+        }
+        // SAFETY: the kernel requires a zeroed struct and fills it.
+        let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: the ioctl writes one seccomp_notif.
+        if unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) } != 0 {
+            // ENOENT: the caller died before we read it; anything else: try again later.
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        let mut resp = libc::seccomp_notif_resp {
+            id: req.id,
+            val: 0,
+            error: -libc::EPERM,
+            flags: 0,
+        };
+        // SAFETY: the ioctl reads one seccomp_notif_resp. A failure means the caller is gone.
+        unsafe {
+            libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp);
+        }
+        on_denial(Denial {
+            call: crate::seccomp::describe(req.data.nr as i64, &req.data.args),
+            pid: req.pid,
+        });
+    }
+}
