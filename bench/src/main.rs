@@ -455,6 +455,51 @@ fn median_run(n: usize, mut make: impl FnMut() -> std::process::Command) -> Dura
     v[n / 2]
 }
 
+/// Medians of `n` rounds, each round running every command once (interleaved, so a slow
+/// spell of the machine hits all of them alike). With `first_output`, the time until the
+/// command's first byte of output (the agent has started), not until it has ended.
+fn medians_interleaved(
+    n: usize,
+    makers: &mut [&mut dyn FnMut() -> std::process::Command],
+    first_output: bool,
+) -> Vec<Duration> {
+    use std::io::Read;
+    let run = |c: &mut std::process::Command| {
+        let t = Instant::now();
+        if first_output {
+            let mut child = c
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn");
+            let mut b = [0u8; 1];
+            let got = child.stdout.as_mut().unwrap().read(&mut b).unwrap_or(0);
+            let d = t.elapsed();
+            let st = child.wait().unwrap();
+            assert!(got == 1 && st.success(), "{c:?} failed: {st}");
+            d
+        } else {
+            let st = c.status().expect("spawn");
+            assert!(st.success(), "{c:?} failed: {st}");
+            t.elapsed()
+        }
+    };
+    for m in makers.iter_mut() {
+        run(&mut m());
+    }
+    let mut all: Vec<Vec<Duration>> = vec![Vec::with_capacity(n); makers.len()];
+    for _ in 0..n {
+        for (i, m) in makers.iter_mut().enumerate() {
+            all[i].push(run(&mut m()));
+        }
+    }
+    all.into_iter()
+        .map(|mut v| {
+            v.sort();
+            v[n / 2]
+        })
+        .collect()
+}
+
 /// `ward run -- /bin/true` against bwrap with an equivalent set-up and a bare `/bin/true`; then
 /// `git status` on a 10,000-file tree inside and outside the sandbox.
 fn startup() {
@@ -545,6 +590,40 @@ fn startup() {
         over(run) / over(bw)
     );
 
+    // Start-up proper: until the agent's first output (`/bin/echo`), leaving out the end of
+    // the session (namespace teardown; for ward run, the durable end record).
+    let mut m_bare = || {
+        let mut c = std::process::Command::new("/bin/echo");
+        c.arg("x");
+        c
+    };
+    let mut m_bw = || bwrap(&["/bin/echo", "x"]);
+    let mut m_run = || ward_cmd(&["run", "--grant", ".:direct", "--", "/bin/echo", "x"]);
+    let v = medians_interleaved(n, &mut [&mut m_bare, &mut m_bw, &mut m_run], true);
+    let (fb_bare, fb_bw, fb_run) = (v[0], v[1], v[2]);
+    let over = |d: Duration| d.saturating_sub(fb_bare).as_secs_f64() * 1e3;
+    println!(
+        "== time to the agent's first output, median of {n} interleaved rounds of /bin/echo =="
+    );
+    println!(
+        "bare /bin/echo                                   {:>7.2} ms",
+        fb_bare.as_secs_f64() * 1e3
+    );
+    println!(
+        "bwrap                                            {:>7.2} ms   overhead {:>6.2} ms",
+        fb_bw.as_secs_f64() * 1e3,
+        over(fb_bw)
+    );
+    println!(
+        "ward run                                         {:>7.2} ms   overhead {:>6.2} ms",
+        fb_run.as_secs_f64() * 1e3,
+        over(fb_run)
+    );
+    println!(
+        "ratio of start-up overheads: ward run/bwrap {:.2}x (target <= 1.2x)",
+        over(fb_run) / over(fb_bw)
+    );
+
     // A file-heavy workload: git status on 10,000 files, inside vs outside.
     let repo = proj.join("repo");
     std::fs::create_dir_all(&repo).unwrap();
@@ -577,19 +656,29 @@ fn startup() {
     .status()
     .unwrap();
     let m = 21;
-    let outside = median_run(m, || git(&["status", "--porcelain"]));
-    let inside = median_run(m, || {
+    let launch_in = |cmd: &[&str]| {
         let mut c = ward_cmd(&["__launch", "--staging"]);
         c.arg(&staging)
             .arg("--rw")
             .arg(&proj)
             .arg("--cwd")
             .arg(&repo)
-            .args(["--", "git", "status", "--porcelain"]);
+            .arg("--")
+            .args(cmd);
         c
-    });
+    };
+    let mut m_out = || git(&["status", "--porcelain"]);
+    let mut m_in = || launch_in(&["git", "status", "--porcelain"]);
+    let mut m_true = || launch_in(&["/bin/true"]);
+    let mut m_bare = || std::process::Command::new("/bin/true");
+    let v = medians_interleaved(
+        m,
+        &mut [&mut m_out, &mut m_in, &mut m_true, &mut m_bare],
+        false,
+    );
+    let (outside, inside, launch, bare) = (v[0], v[1], v[2], v[3]);
     let inside_net = inside.saturating_sub(launch.saturating_sub(bare));
-    println!("== git status on 10,000 files, median of {m} ==");
+    println!("== git status on 10,000 files, median of {m} interleaved rounds ==");
     println!(
         "outside                                          {:>7.2} ms",
         outside.as_secs_f64() * 1e3

@@ -164,12 +164,6 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
     let confinement = Confinement::decide(&m, &session)?;
 
     let paths = LogPaths::default_paths()?;
-    let log = AuditLog::open(
-        &paths.log,
-        &KeyStore::new(&paths.keys),
-        WriterOptions::default(),
-    )
-    .context("cannot open the audit log, and Ward does not run agents unrecorded")?;
     let state = paths.state_dir().unwrap_or(Path::new("."));
     let session_dir = state.join("sessions").join(&session);
     let staging = session_dir.join("root");
@@ -177,8 +171,9 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("cannot create {}", staging.display()))?;
     supervise_signals();
 
-    // The launcher builds the sandbox while the session's start is being made durable; the
-    // agent starts only when the supervisor says go, after the record is on disk.
+    // The launcher builds the sandbox while the audit log is opened and the session's start is
+    // made durable; the agent starts only when the supervisor says go, after the record is on
+    // disk.
     let mut go = [0i32; 2];
     // SAFETY: pipe2 fills the array. The read end is left inheritable so the launcher gets it
     // at the same number without a pre_exec hook (which would force a full fork of this
@@ -247,6 +242,22 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
     LAUNCHER.store(child.id() as i32, std::sync::atomic::Ordering::Relaxed);
 
     // From here on the launcher exists: every path waits for it and records the end.
+    let log = AuditLog::open(
+        &paths.log,
+        &KeyStore::new(&paths.keys),
+        WriterOptions::default(),
+    )
+    .context("cannot open the audit log, and Ward does not run agents unrecorded");
+    let log = match log {
+        Ok(log) => log,
+        Err(e) => {
+            // No go: the launcher sees the pipe close and ends without starting the agent.
+            drop(go_write);
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&session_dir);
+            return Err(e);
+        }
+    };
     let started = (|| -> anyhow::Result<()> {
         let info = session_dir.join("session.json");
         std::fs::write(

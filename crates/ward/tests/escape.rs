@@ -6,6 +6,7 @@
 //! masked, is the record.
 
 use std::os::linux::net::SocketAddrExt;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -495,5 +496,73 @@ fn escape_via_git_hooks_outside_the_grant_and_credentials_in_home() {
     }
     assert!(!e.p("proj/.git/hooks/pre-commit").exists());
     assert!(!e.p("home/.config/systemd/user/evil.service").exists());
+    e.assert_recorded();
+}
+
+fn user(name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}:")))?;
+    let f: Vec<&str> = line.split(':').collect();
+    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+}
+
+#[test]
+fn escape_via_a_setuid_root_binary_in_the_grant() {
+    // An unprivileged agent finds a setuid-root program (planted in its grant, as a package or
+    // a careless user might leave one): it must not run with root's rights.
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("NOT TESTED HERE: planting a setuid-root binary needs root");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the tests as root"
+        );
+        return;
+    }
+    let Some((uid, gid)) = user("wardtest") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "TEST USER MISSING: CI must create `wardtest` (scripts/setup.sh does)"
+        );
+        eprintln!("skipping: no `wardtest` user on this machine (scripts/setup.sh creates it)");
+        return;
+    };
+    let e = Env::new();
+    let ward = e.p("ward");
+    std::fs::copy(env!("CARGO_BIN_EXE_ward"), &ward).unwrap();
+    Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(e.dir.path())
+        .status()
+        .unwrap();
+    // Owned by root, setuid: copied after the chown so it stays root's.
+    let suid = e.p("proj/suid-python");
+    std::fs::copy(PY, &suid).unwrap();
+    std::fs::set_permissions(&suid, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    let o = Command::new(&ward)
+        .args(["run", "--grant", ".:direct", "--", "./suid-python", "-c"])
+        .arg(
+            "import os\nprint('euid', os.geteuid(), flush=True)\n\
+             try:\n  os.setuid(0); print('BECAME ROOT')\nexcept OSError as x: print('setuid refused', x)\n\
+             try:\n  open('/etc/shadow').read(); print('READ SHADOW')\nexcept OSError as x: print('shadow refused', x)\n",
+        )
+        .current_dir(e.p("proj"))
+        .env("HOME", e.p("home"))
+        .env("XDG_STATE_HOME", e.p("state"))
+        .env("XDG_CONFIG_HOME", e.p("config"))
+        .env("WARD_MANAGED", e.p("managed.toml"))
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert!(out.contains(&format!("euid {uid}")), "{out}");
+    assert!(
+        !out.contains("BECAME ROOT") && !out.contains("READ SHADOW"),
+        "{out}"
+    );
     e.assert_recorded();
 }
