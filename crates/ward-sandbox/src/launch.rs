@@ -23,6 +23,10 @@ pub struct Config {
     /// Paths inside the grants that are always denied (keys, `.env`, git hooks): covered with
     /// an empty read-only file or directory, so the agent can neither read nor replace them.
     pub masks: Vec<PathBuf>,
+    /// Paths inside writable grants that stay read-only (a repository's `.git`: its config and
+    /// hooks run code on the host the next time the user runs git). Being mount points, they
+    /// cannot be renamed away either.
+    pub read_only: Vec<PathBuf>,
     /// The supervisor's pid: the launcher dies with it (and with the launcher, the session).
     pub parent: Option<i32>,
     /// An empty directory on the host where the new root is assembled (a session directory).
@@ -173,6 +177,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
         env: vec![],
         go_fd: None,
         masks: vec![],
+        read_only: vec![],
         parent: None,
         notify_fd: None,
         cgroups: vec![],
@@ -187,6 +192,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
                 .grants
                 .push((args.next().unwrap_or_default().into(), true)),
             "--mask" => cfg.masks.push(args.next().unwrap_or_default().into()),
+            "--ro-inside" => cfg.read_only.push(args.next().unwrap_or_default().into()),
             "--parent" => cfg.parent = args.next().and_then(|v| v.parse().ok()),
             "--staging" => cfg.staging = args.next().unwrap_or_default().into(),
             "--cwd" => cfg.cwd = args.next().unwrap_or_default().into(),
@@ -437,26 +443,101 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
     Ok(reap_until(agent))
 }
 
-/// Cover an always-denied path inside a grant: an empty read-only tmpfs over a directory, a
-/// read-only bind of the sandbox's /dev/null over a file.
-fn mask(root: &Path, m: &Path, grants: &[(PathBuf, bool)]) -> Result<(), SandboxError> {
-    if !grants.iter().any(|(g, _)| m.starts_with(g)) {
-        return Err(SandboxError::Setup(format!(
-            "{} is outside every grant",
-            m.display()
-        )));
+/// A path inside the new root, opened without following any symbolic link (`openat2` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), and the `/proc/self/fd` name to mount on it: a
+/// folder swapped for a link between the scan and the mount cannot send the mount elsewhere.
+struct Beneath {
+    fd: std::os::fd::OwnedFd,
+    meta: libc::stat,
+}
+
+impl Beneath {
+    fn open(root: &Path, p: &Path, grants: &[(PathBuf, bool)]) -> Result<Beneath, SandboxError> {
+        use std::os::fd::FromRawFd;
+        if !grants.iter().any(|(g, _)| p.starts_with(g)) {
+            return Err(SandboxError::Setup(format!(
+                "{} is outside every grant",
+                p.display()
+            )));
+        }
+        let root_c = cstr(root)?;
+        let rel = cstr(p.strip_prefix("/").unwrap_or(p))?;
+        // SAFETY: open of a path we own the C string for; the descriptor is owned below.
+        let dir = unsafe {
+            libc::open(
+                root_c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if dir < 0 {
+            return Err(os_err(format!("open {}", root.display())));
+        }
+        // SAFETY: dir was just opened.
+        let dir = unsafe { std::os::fd::OwnedFd::from_raw_fd(dir) };
+        // SAFETY: open_how is plain data.
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        how.flags = (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
+        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
+        // SAFETY: valid pointers and the struct's size, as openat2 expects.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                std::os::fd::AsRawFd::as_raw_fd(&dir),
+                rel.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(SandboxError::Setup(
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    format!(
+                    "{}: a folder on the way to it is a symbolic link (changed while the sandbox \
+                     was being built?); Ward refuses rather than cover the wrong path",
+                    p.display()
+                )
+                } else {
+                    format!("{}: {e}", p.display())
+                },
+            ));
+        }
+        // SAFETY: fd was just opened.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+        // SAFETY: fstat fills the struct.
+        let mut meta: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut meta) } != 0 {
+            return Err(os_err(format!("stat {}", p.display())));
+        }
+        Ok(Beneath { fd, meta })
     }
-    let dst = root.join(m.strip_prefix("/").unwrap_or(m));
-    let meta = std::fs::symlink_metadata(&dst).map_err(at(&dst))?;
-    if meta.file_type().is_symlink() {
+
+    fn proc_path(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&self.fd)
+        ))
+    }
+
+    fn kind(&self) -> libc::mode_t {
+        self.meta.st_mode & libc::S_IFMT
+    }
+}
+
+/// Cover an always-denied path inside a grant: an empty read-only tmpfs over a directory, a
+/// read-only bind of the sandbox's /dev/null over anything else (a file, a socket).
+fn mask(root: &Path, m: &Path, grants: &[(PathBuf, bool)]) -> Result<(), SandboxError> {
+    let target = Beneath::open(root, m, grants)?;
+    if target.kind() == libc::S_IFLNK {
         // A mount cannot cover a symlink; refuse rather than leave it replaceable.
         return Err(SandboxError::Setup(format!(
             "{} is always denied but is a symbolic link; remove it or grant a narrower folder",
             m.display()
         )));
     }
+    let dst = target.proc_path();
     let ro = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY;
-    if meta.is_dir() {
+    if target.kind() == libc::S_IFDIR {
         mount(
             Some(Path::new("tmpfs")),
             &dst,
@@ -472,14 +553,38 @@ fn mask(root: &Path, m: &Path, grants: &[(PathBuf, bool)]) -> Result<(), Sandbox
             libc::MS_BIND,
             None,
         )?;
+        // The new mount sits on top of the path: remount it by name, re-resolved beneath.
+        let top = Beneath::open(root, m, grants)?;
         mount(
             None,
-            &dst,
+            &top.proc_path(),
             None,
             libc::MS_BIND | libc::MS_REMOUNT | ro,
             None,
         )
     }
+}
+
+/// Make `p`, inside a grant, read-only (bound over itself inside the new root).
+fn protect(root: &Path, p: &Path, grants: &[(PathBuf, bool)]) -> Result<(), SandboxError> {
+    let target = Beneath::open(root, p, grants)?;
+    if target.kind() == libc::S_IFLNK {
+        return Err(SandboxError::Setup(format!(
+            "{} must stay read-only but is a symbolic link; replace it with the directory it \
+             points to, or grant the folder read-only",
+            p.display()
+        )));
+    }
+    let dst = target.proc_path();
+    mount(Some(&dst), &dst, None, libc::MS_BIND | libc::MS_REC, None)?;
+    let top = Beneath::open(root, p, grants)?;
+    mount(
+        None,
+        &top.proc_path(),
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+        None,
+    )
 }
 
 /// Find the program on the agent's PATH (execve does not search).
@@ -636,6 +741,9 @@ fn build_root(cfg: &Config) -> Result<(), SandboxError> {
     // The grants at their real paths, with the always-denied paths inside them covered.
     for (p, writable) in &cfg.grants {
         bind(root, p, *writable)?;
+    }
+    for p in &cfg.read_only {
+        protect(root, p, &cfg.grants)?;
     }
     for m in &cfg.masks {
         mask(root, m, &cfg.grants)?;

@@ -19,7 +19,8 @@
 //! | `ioctl(TIOCSTI)`, `ioctl(TIOCLINUX)` | typing into the user's terminal |
 //! | `open_by_handle_at`, `name_to_handle_at` | opening files by handle, around path checks |
 //! | `kexec_*`, `*init_module`, `delete_module`, `reboot`, `swapon/off`, `syslog`, `acct`, clock setters, `quotactl`, `iopl`, `ioperm`, `vhangup`, `uselib` | machine administration |
-//! | `socket(AF_PACKET)`, `socket(AF_INET*, SOCK_RAW or SOCK_PACKET)` | raw traffic, around the proxy |
+//! | `socket()` of any family but `AF_UNIX`, `AF_INET`, `AF_INET6`, `AF_NETLINK` | `AF_VSOCK` reaches the host or hypervisor and ignores network namespaces; `AF_PACKET`, `AF_BLUETOOTH`, `AF_ALG`, `AF_TIPC`, `AF_RDS`, `AF_XDP`, ... are raw traffic or a frequent exploit surface |
+//! | `socket(AF_INET*, SOCK_RAW or SOCK_PACKET)` | raw traffic, around the proxy |
 //! | every x32 system call (number with bit 30 set, x86_64) | the x32 ABI reaches the same kernel entry points under other numbers, which the rules above would not see |
 
 use crate::error::SandboxError;
@@ -178,15 +179,21 @@ impl Filter {
             ],
         );
         let raw = libc::SOCK_RAW as u64;
+        // Families outside the allowed four: 0, 3..=9, 11..=15, 17 and up (AF_UNIX 1, AF_INET 2,
+        // AF_INET6 10, AF_NETLINK 16 pass).
         rules.insert(
             libc::SYS_socket,
             vec![
-                rule(vec![cond(
-                    0,
-                    Dword,
-                    SeccompCmpOp::Eq,
-                    libc::AF_PACKET as u64,
-                )?])?,
+                rule(vec![cond(0, Dword, SeccompCmpOp::Eq, 0)?])?,
+                rule(vec![
+                    cond(0, Dword, SeccompCmpOp::Ge, 3)?,
+                    cond(0, Dword, SeccompCmpOp::Le, 9)?,
+                ])?,
+                rule(vec![
+                    cond(0, Dword, SeccompCmpOp::Ge, 11)?,
+                    cond(0, Dword, SeccompCmpOp::Le, 15)?,
+                ])?,
+                rule(vec![cond(0, Dword, SeccompCmpOp::Ge, 17)?])?,
                 rule(vec![
                     cond(0, Dword, SeccompCmpOp::Eq, libc::AF_INET as u64)?,
                     cond(1, Dword, SeccompCmpOp::MaskedEq(0xf), raw)?,
@@ -321,7 +328,14 @@ pub fn describe(nr: i64, args: &[u64; 6]) -> String {
                 libc::AF_PACKET => "AF_PACKET".to_string(),
                 libc::AF_INET => "AF_INET".to_string(),
                 libc::AF_INET6 => "AF_INET6".to_string(),
-                f => f.to_string(),
+                libc::AF_VSOCK => "AF_VSOCK".to_string(),
+                libc::AF_BLUETOOTH => "AF_BLUETOOTH".to_string(),
+                libc::AF_ALG => "AF_ALG".to_string(),
+                libc::AF_KEY => "AF_KEY".to_string(),
+                libc::AF_TIPC => "AF_TIPC".to_string(),
+                libc::AF_RDS => "AF_RDS".to_string(),
+                libc::AF_XDP => "AF_XDP".to_string(),
+                f => format!("family {f}"),
             };
             let ty = match args[1] & 0xf {
                 t if t == libc::SOCK_RAW as u64 => ", SOCK_RAW",

@@ -62,14 +62,30 @@ pub fn run(a: RunArgs) -> u8 {
 /// the agent starts; past this Ward refuses rather than start with some left uncovered.
 const MASK_SCAN_LIMIT: usize = 200_000;
 
+/// What the sandbox covers inside the grants.
+struct Inside {
+    /// Paths the agent may not reach: covered with an empty read-only file or directory.
+    masked: Vec<PathBuf>,
+    /// Repositories' `.git` in writable grants: kept read-only.
+    read_only: Vec<PathBuf>,
+}
+
 /// The paths inside the grants the agent may not read (keys, `.env`, git hooks, the manifest's
 /// denies): each is covered in the sandbox. Decided by the same decision point as every other
-/// action, so the kernel plane and the broker plane deny the same paths.
-fn masks(m: &Manifest) -> anyhow::Result<Vec<PathBuf>> {
+/// action, so the kernel plane and the broker plane deny the same paths. Unix sockets found in
+/// a grant are covered too (a read-only mount does not stop `connect`, and Landlock cannot yet
+/// on this kernel): they lead to services outside the sandbox. In writable grants a
+/// repository's `.git` stays read-only: its config (`core.hooksPath`, `core.fsmonitor`,
+/// filters) and hooks run code on the host the next time the user runs git there, and as a
+/// mount point it cannot be renamed away and recreated.
+fn inside(m: &Manifest) -> anyhow::Result<Inside> {
+    use std::os::unix::fs::FileTypeExt;
     let mut pdp = Pdp::new(m.clone())?;
     let mut out = Vec::new();
+    let mut read_only = Vec::new();
     let mut seen = 0usize;
     for g in &m.files {
+        let writable = g.access == Access::ReadWrite;
         let mut stack = vec![g.path.clone()];
         while let Some(dir) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -85,11 +101,15 @@ fn masks(m: &Manifest) -> anyhow::Result<Vec<PathBuf>> {
                 }
                 let path = e.path();
                 let d = pdp.decide(&Action::new(ActionKind::FileRead, path.to_string_lossy()));
-                if d.effect == Effect::Deny {
+                let ft = e.file_type().ok();
+                if d.effect == Effect::Deny || ft.is_some_and(|t| t.is_socket()) {
                     out.push(path);
                     continue;
                 }
-                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                if writable && e.file_name() == ".git" {
+                    read_only.push(path.clone());
+                }
+                let is_dir = ft.is_some_and(|t| t.is_dir());
                 // Git's object store is large and holds nothing a deny names.
                 let objects = path.ends_with(".git/objects");
                 if is_dir && !objects {
@@ -98,7 +118,10 @@ fn masks(m: &Manifest) -> anyhow::Result<Vec<PathBuf>> {
             }
         }
     }
-    Ok(out)
+    Ok(Inside {
+        masked: out,
+        read_only,
+    })
 }
 
 static LAUNCHER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
@@ -159,7 +182,7 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
             g.path.display()
         );
     }
-    let masked = masks(&m)?;
+    let Inside { masked, read_only } = inside(&m)?;
     let session = session_id();
     let confinement = Confinement::decide(&m, &session)?;
 
@@ -235,6 +258,9 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
     for p in &masked {
         cmd.arg("--mask").arg(p);
     }
+    for p in &read_only {
+        cmd.arg("--ro-inside").arg(p);
+    }
     cmd.arg("--").args(&a.cmd);
     let mut child = cmd.spawn().context("cannot start the sandbox launcher")?;
     drop(go_read);
@@ -281,6 +307,7 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
                 "managed": m.managed,
                 "grants": grants,
                 "masked": masked,
+                "read_only": read_only,
                 "network": "none",
                 "limits": confinement.limits,
                 "landlock_abi": confinement.landlock.then_some(confinement.abi),

@@ -61,6 +61,10 @@ impl Env {
         assert!(recs.iter().any(|(_, r)| r["kind"] == "session.start"));
         assert!(recs.iter().any(|(_, r)| r["kind"] == "session.exit"));
     }
+    /// The session's start is on record (for sessions that cannot record their end).
+    fn assert_start_recorded(&self) {
+        assert!(self.records().iter().any(|r| r["kind"] == "session.start"));
+    }
     fn records(&self) -> Vec<serde_json::Value> {
         ward_audit::read_records(&self.p("state/ward/audit/audit.jsonl"))
             .unwrap()
@@ -279,6 +283,11 @@ fn escape_via_namespace_and_kernel_interface_syscalls() {
             "clone(CLONE_NEWUSER)",
             "sc(56, 0x10000000 | 17, None, None, None, None)",
         ),
+        ("move_mount", "sc(429, -1, b'', -100, b'/tmp', 0)"),
+        ("fsconfig", "sc(431, -1, 0, None, None, 0)"),
+        ("fsmount", "sc(432, -1, 0, 0)"),
+        ("fspick", "sc(433, -100, b'/', 0)"),
+        ("mount_setattr", "sc(442, -100, b'/', 0, None, 0)"),
     ];
     let o = e.run(PY, &syscalls_py(&calls));
     for (name, _) in &calls {
@@ -290,6 +299,14 @@ fn escape_via_namespace_and_kernel_interface_syscalls() {
     }
     assert!(!text(&o).contains("ALLOWED"), "{}", text(&o));
     e.assert_denied(&calls.iter().map(|c| c.0).collect::<Vec<_>>(), &o);
+    // clone3 carries its flags in memory the filter cannot read: it is refused with ENOSYS so
+    // that libc falls back to clone, whose flags the filter sees.
+    let o = e.run(PY, &syscalls_py(&[("clone3", "sc(435, None, 0)")]));
+    assert!(
+        text(&o).contains("clone3 Function not implemented"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -321,12 +338,18 @@ fn escape_via_terminal_injection_with_tiocsti_and_tioclinux() {
     let calls = [
         ("ioctl(TIOCSTI)", "libc.ioctl(0, 0x5412, b'x')"),
         ("ioctl(TIOCLINUX)", "libc.ioctl(0, 0x541C, b'\\x06')"),
+        // The kernel reads the request as 32 bits: high bits must not slip past the filter
+        // (flatpak CVE-2019-10063).
+        (
+            "ioctl(TIOCSTI) with high bits",
+            "sc(16, 0, ctypes.c_ulong(0x100005412), b'x')",
+        ),
     ];
     let o = e.run(PY, &syscalls_py(&calls));
     assert!(!text(&o).contains("ALLOWED"), "{}", text(&o));
     assert_eq!(
         text(&o).matches("Operation not permitted").count(),
-        2,
+        3,
         "{}",
         text(&o)
     );
@@ -341,10 +364,24 @@ fn escape_via_raw_and_packet_sockets() {
         ("socket(AF_INET, SOCK_RAW)", "libc.socket(2, 3, 1)"),
         ("socket(AF_INET6, SOCK_RAW)", "libc.socket(10, 3, 58)"),
         ("socket(AF_INET, SOCK_PACKET)", "libc.socket(2, 10, 0x300)"),
+        // vsock reaches the host or the hypervisor and ignores network namespaces.
+        ("socket(AF_VSOCK)", "libc.socket(40, 1, 0)"),
+        ("socket(AF_ALG)", "libc.socket(38, 5, 0)"),
+        ("socket(AF_BLUETOOTH)", "libc.socket(31, 1, 0)"),
+        ("socket(AF_XDP, SOCK_RAW)", "libc.socket(44, 3, 0)"),
     ];
     let o = e.run(PY, &syscalls_py(&calls));
     assert!(!text(&o).contains("ALLOWED"), "{}", text(&o));
     e.assert_denied(&calls.iter().map(|c| c.0).collect::<Vec<_>>(), &o);
+    // What agents need still works: unix, IP (to the proxy) and netlink sockets.
+    let ok = [
+        ("unix", "libc.socket(1, 1, 0)"),
+        ("tcp", "libc.socket(2, 1, 0)"),
+        ("udp6", "libc.socket(10, 2, 0)"),
+        ("netlink", "libc.socket(16, 3, 0)"),
+    ];
+    let o = e.run(PY, &syscalls_py(&ok));
+    assert_eq!(text(&o).matches("ALLOWED").count(), 4, "{}", text(&o));
 }
 
 #[test]
@@ -565,4 +602,160 @@ fn escape_via_a_setuid_root_binary_in_the_grant() {
         "{out}"
     );
     e.assert_recorded();
+}
+
+#[test]
+fn escape_via_git_config_and_renaming_git_in_a_direct_grant() {
+    // Git settings run commands on the host the next time the user runs git in the folder:
+    // core.fsmonitor, core.hooksPath, diff.external, filters; so do hooks in a `.git` the agent
+    // renamed away and recreated. In a direct grant `.git` is read-only and cannot be renamed.
+    let e = Env::new();
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(e.p("proj"))
+            .env("HOME", e.p("home"))
+            .output()
+            .unwrap()
+    };
+    git(&["init", "-q"]);
+    std::fs::write(e.p("proj/a.txt"), "a\n").unwrap();
+    git(&["add", "a.txt"]);
+    let config_before = std::fs::read(e.p("proj/.git/config")).unwrap();
+    let index_before = std::fs::read(e.p("proj/.git/index")).unwrap();
+    let o = e.run(
+        "/bin/sh",
+        "git config core.fsmonitor 'touch PWNED' && echo CONFIGURED; \
+         git config core.hooksPath h && echo HOOKSPATH; \
+         mv .git .g && echo RENAMED; \
+         mkdir -p .git/hooks; echo 'touch PWNED' > .git/hooks/pre-commit && echo HOOKED; \
+         echo b > b.txt; git add b.txt && echo STAGED; \
+         echo edited >> a.txt && echo EDITED; true",
+    );
+    let out = text(&o);
+    for w in ["CONFIGURED", "HOOKSPATH", "RENAMED", "HOOKED", "STAGED"] {
+        assert!(!out.contains(w), "{w}: {out}");
+    }
+    // The grant itself stays writable.
+    assert!(out.contains("EDITED"), "{out}");
+    assert_eq!(
+        std::fs::read(e.p("proj/.git/config")).unwrap(),
+        config_before
+    );
+    assert_eq!(std::fs::read(e.p("proj/.git/index")).unwrap(), index_before);
+    assert!(!e.p("proj/.g").exists() && !e.p("proj/.git/hooks/pre-commit").exists());
+    let start = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.start")
+        .unwrap();
+    assert!(
+        start["detail"]["read_only"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().ends_with("proj/.git")),
+        "{start}"
+    );
+}
+
+#[test]
+fn escape_via_a_unix_socket_inside_the_grant() {
+    // A socket in the granted folder (an agent's or a dev server's, or one bound there on
+    // purpose) leads to a service outside the sandbox; a read-only mount would not stop connect.
+    let e = Env::new();
+    let listener = std::os::unix::net::UnixListener::bind(e.p("proj/service.sock")).unwrap();
+    let o = e.run(
+        PY,
+        "import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n  s.connect('service.sock'); print('CONNECTED')\nexcept OSError as x: print('blocked', x)\n",
+    );
+    assert!(
+        text(&o).contains("blocked") && !text(&o).contains("CONNECTED"),
+        "{}",
+        text(&o)
+    );
+    listener.set_nonblocking(true).unwrap();
+    assert!(
+        listener.accept().is_err(),
+        "a connection reached the service"
+    );
+    let start = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.start")
+        .unwrap();
+    assert!(
+        start["detail"]["masked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().ends_with("service.sock")),
+        "{start}"
+    );
+}
+
+#[test]
+fn escape_via_proc_writes_core_pattern_sysrq_and_process_memory() {
+    let e = Env::new();
+    let before = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let o = e.run(
+        "/bin/sh",
+        "echo '|/tmp/x' > /proc/sys/kernel/core_pattern && echo CORE-SET; \
+         echo h > /proc/sysrq-trigger && echo SYSRQ-SENT; \
+         echo 1 > /proc/sys/vm/drop_caches && echo SYSCTL-SET; \
+         python3 -c \"open('/proc/1/mem','r+b'); print('MEM-OPENED')\"; true",
+    );
+    for w in ["CORE-SET", "SYSRQ-SENT", "SYSCTL-SET", "MEM-OPENED"] {
+        assert!(!text(&o).contains(w), "{w}: {}", text(&o));
+    }
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
+        before
+    );
+    e.assert_recorded();
+}
+
+/// Processes whose command line is exactly `sleep <n>`.
+fn sleepers(n: u64) -> usize {
+    let wanted = format!("sleep\0{n}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == wanted.as_bytes()))
+        .count()
+}
+
+#[test]
+fn escape_via_outliving_a_killed_supervisor() {
+    // SIGKILL of `ward run` (no chance to clean up) must not leave the agent's processes
+    // running unsupervised (bubblewrap needs --die-with-parent for this).
+    let e = Env::new();
+    let n = 500_000 + u64::from(std::process::id());
+    let mut run = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "--grant", ".:direct", "--", "/bin/sh", "-c"])
+        .arg(format!("sleep {n} & sleep {n} & sleep {n}"))
+        .current_dir(e.p("proj"))
+        .env("HOME", e.p("home"))
+        .env("XDG_STATE_HOME", e.p("state"))
+        .env("XDG_CONFIG_HOME", e.p("config"))
+        .env("WARD_MANAGED", e.p("managed.toml"))
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while sleepers(n) < 3 {
+        assert!(t.elapsed().as_secs() < 20, "the agent did not start");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let t = std::time::Instant::now();
+    while sleepers(n) > 0 {
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "{} agent processes outlived the supervisor",
+            sleepers(n)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    e.assert_start_recorded();
 }
