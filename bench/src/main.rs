@@ -28,6 +28,9 @@ fn main() {
     if all || what == "startup" {
         startup();
     }
+    if all || what == "kill" {
+        kill();
+    }
     if what == "verify-file" {
         // verify-file LOG KEYDIR: verify an existing log 5 times (for profiling).
         let log = std::path::PathBuf::from(std::env::args().nth(2).unwrap());
@@ -688,4 +691,114 @@ fn startup() {
         inside.as_secs_f64() * 1e3
     );
     println!("inside, start-up overhead removed                {:>7.2} ms   ratio {:.3}x (target <= 1.05x)", inside_net.as_secs_f64() * 1e3, inside_net.as_secs_f64() / outside.as_secs_f64());
+}
+
+/// Processes whose command line is exactly `sleep <n>`.
+fn sleepers(n: u64) -> usize {
+    let wanted = format!("sleep\0{n}\0");
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == wanted.as_bytes())
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// `ward kill SESSION` against SIGKILL of `bwrap --die-with-parent`'s parent: the time from
+/// the kill request until no process of the session (a shell with two background sleeps) is
+/// left. Target: within 100 ms.
+fn kill() {
+    let exe = std::env::current_exe().unwrap();
+    let ward = exe.with_file_name("ward");
+    let dir = tempfile::tempdir().unwrap();
+    let proj = dir.path().join("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    let env = |c: &mut std::process::Command| {
+        c.current_dir(&proj)
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("HOME", dir.path())
+            .env("WARD_MANAGED", dir.path().join("none.toml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+    };
+    let wait_for = |n: u64, count: usize| {
+        let t = Instant::now();
+        while sleepers(n) != count {
+            assert!(
+                t.elapsed().as_secs() < 20,
+                "sleepers({n}) never reached {count}"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        t.elapsed()
+    };
+    let rounds = 21;
+    let mut ward_t = Vec::new();
+    let mut bw_t = Vec::new();
+    for i in 0..rounds {
+        let n = 700_000 + u64::from(std::process::id()) * 100 + i;
+        let script = format!("sleep {n} & sleep {n} & exec sleep {n}");
+        // Ward: the session is found by `ward status`, then killed by id.
+        let mut c = std::process::Command::new(&ward);
+        c.args(["run", "--grant", ".:direct", "--", "/bin/sh", "-c", &script]);
+        env(&mut c);
+        let mut run = c.spawn().unwrap();
+        wait_for(n, 3);
+        let mut st = std::process::Command::new(&ward);
+        st.args(["status", "--json"]);
+        env(&mut st);
+        let listed: serde_json::Value = serde_json::from_slice(
+            &st.stdout(std::process::Stdio::piped())
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let session = listed[0]["session"].as_str().unwrap().to_string();
+        let t = Instant::now();
+        let mut k = std::process::Command::new(&ward);
+        k.args(["kill", &session]);
+        env(&mut k);
+        assert!(k.status().unwrap().success());
+        wait_for(n, 0);
+        ward_t.push(t.elapsed());
+        run.wait().unwrap();
+
+        // bwrap: its parent is killed; --die-with-parent takes the sandbox down.
+        let n = n + 50;
+        let script = format!("sleep {n} & sleep {n} & exec sleep {n}");
+        let mut parent = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "bwrap --unshare-all --die-with-parent --new-session --ro-bind / / --dev /dev --proc /proc /bin/sh -c '{script}'"
+            ))
+            .spawn()
+            .unwrap();
+        wait_for(n, 3);
+        let t = Instant::now();
+        parent.kill().unwrap();
+        // The shell's child bwrap gets PDEATHSIG only if it is the direct child: sh -c execs
+        // its last command, so bwrap is the process killed here.
+        wait_for(n, 0);
+        bw_t.push(t.elapsed());
+        let _ = parent.wait();
+    }
+    ward_t.sort();
+    bw_t.sort();
+    let med = |v: &[Duration]| v[v.len() / 2].as_secs_f64() * 1e3;
+    println!("== kill: request until no process of the session is left, median of {rounds} ==");
+    println!(
+        "bwrap --die-with-parent, parent SIGKILLed        {:>7.2} ms",
+        med(&bw_t)
+    );
+    println!(
+        "ward kill SESSION (incl. its own start-up)       {:>7.2} ms   (max {:.2} ms; target < 100 ms)",
+        med(&ward_t),
+        ward_t.last().unwrap().as_secs_f64() * 1e3
+    );
+    println!("ratio ward/bwrap {:.2}x", med(&ward_t) / med(&bw_t));
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use ward_audit::{AuditLog, Event, EventDecision, KeyStore, LogPaths, WriterOptions};
 use ward_core::{Access, Action, ActionKind, Effect, Manifest, Mode};
 use ward_policy::Pdp;
@@ -229,7 +229,9 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
             std::fs::File::from(std::os::fd::OwnedFd::from_raw_fd(go[1])),
         )
     };
-    let mut cmd = Command::new(std::env::current_exe().context("cannot find the ward binary")?);
+    // The launcher's arguments, as `ward __launch` takes them (the forked launcher parses the
+    // same list).
+    let mut cmd = Command::new("ward");
     cmd.arg("__launch")
         .arg("--staging")
         .arg(&staging)
@@ -262,7 +264,8 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
         cmd.arg("--ro-inside").arg(p);
     }
     cmd.arg("--").args(&a.cmd);
-    let mut child = cmd.spawn().context("cannot start the sandbox launcher")?;
+    let mut child = Launcher::start(&cmd, &[go_read.as_raw_fd(), notify_theirs.as_raw_fd()])
+        .context("cannot start the sandbox launcher")?;
     drop(go_read);
     drop(notify_theirs);
     LAUNCHER.store(child.id() as i32, std::sync::atomic::Ordering::Relaxed);
@@ -342,7 +345,6 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
         (None, Some(sig)) => 128 + sig,
         _ => 125,
     };
-    let _ = std::fs::remove_dir_all(&session_dir);
     let mut confinement = confinement;
     let limits_hit: serde_json::Map<String, serde_json::Value> = confinement
         .cgroups
@@ -371,17 +373,7 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
             eprintln!("ward: warning: cannot record the limits reached: {e}");
         }
     }
-    let left = confinement.cgroups.remove();
-    if !left.is_empty() {
-        eprintln!(
-            "ward: warning: could not remove the session's cgroups: {}",
-            left.iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    let end = log.close_with(Event {
+    let end_event = Event {
         session: Some(session),
         detail: Some(json!({
             "exit_code": code,
@@ -391,6 +383,23 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
             "limits_hit": limits_hit,
         })),
         ..Event::new("session.exit")
+    };
+    // The session's directory and cgroups are removed while the end record is made durable.
+    let end = std::thread::scope(|s| {
+        s.spawn(|| {
+            let _ = std::fs::remove_dir_all(&session_dir);
+            let left = confinement.cgroups.remove();
+            if !left.is_empty() {
+                eprintln!(
+                    "ward: warning: could not remove the session's cgroups: {}",
+                    left.iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        });
+        log.close_with(end_event)
     });
     started?;
     end.context("cannot record the session end")?;
@@ -513,5 +522,91 @@ impl Confinement {
             limits,
             degraded,
         })
+    }
+}
+
+/// The launcher's process name (`/proc/PID/comm`), by which `ward status` and `ward kill`
+/// recognise it (with its start time and owner).
+pub const LAUNCHER_NAME: &std::ffi::CStr = c"ward-launch";
+
+/// The sandbox launcher: a fork of `ward run` that runs the launcher code directly. Forking
+/// (not exec'ing `ward __launch`) saves loading the ward binary a second time on the path to
+/// the agent's start; `ward run` has no other thread yet when it forks, so the child is a
+/// complete single-threaded copy.
+struct Launcher {
+    pid: libc::pid_t,
+    status: Option<ExitStatus>,
+}
+
+impl Launcher {
+    /// Fork and run the launcher with `cmd`'s arguments (after `__launch`), keeping only
+    /// stdio and the descriptors in `keep`.
+    fn start(cmd: &Command, keep: &[i32]) -> std::io::Result<Launcher> {
+        let args: Vec<String> = cmd
+            .get_args()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let mut keep = keep.to_vec();
+        keep.sort_unstable();
+        debug_assert_eq!(
+            std::fs::read_to_string("/proc/self/status")
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with("Threads:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string()),
+            Some("1".to_string()),
+            "ward run must fork the launcher before starting any thread"
+        );
+        // SAFETY: fork of a process with a single thread (no thread is started before this
+        // point in `run_inner`; debug builds check it); the child only closes
+        // descriptors, resets the two handlers `ward run` installed, runs the launcher and
+        // leaves with _exit (no destructors, no flushing of the parent's buffers).
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if pid == 0 {
+            unsafe {
+                libc::prctl(libc::PR_SET_NAME, LAUNCHER_NAME.as_ptr());
+                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                let mut from = 3u32;
+                for &k in &keep {
+                    if k as u32 > from {
+                        libc::syscall(libc::SYS_close_range, from, k as u32 - 1, 0u32);
+                    }
+                    from = k as u32 + 1;
+                }
+                libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32);
+                let code = ward_sandbox::launch::main_with_args(args);
+                libc::_exit(code);
+            }
+        }
+        Ok(Launcher { pid, status: None })
+    }
+
+    fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if r == self.pid {
+                let s = std::os::unix::process::ExitStatusExt::from_raw(status);
+                self.status = Some(s);
+                return Ok(s);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
     }
 }

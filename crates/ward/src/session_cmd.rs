@@ -12,18 +12,18 @@ fn sessions_dir() -> anyhow::Result<PathBuf> {
     Ok(paths.state_dir().unwrap_or(Path::new(".")).join("sessions"))
 }
 
-/// Whether `pid` is the launcher `session.json` describes: alive, a `ward __launch`, started
-/// when recorded (not a recycled pid), and ours.
+/// Whether `pid` is the launcher `session.json` describes: alive, named `ward-launch` (the
+/// name `ward run` gives its launcher), started when recorded (not a recycled pid), and ours.
 fn is_launcher(pid: u32, start: Option<u64>) -> bool {
-    let argv1_is_launch = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| c.split(|&b| b == 0).nth(1) == Some(b"__launch"))
-        .unwrap_or(false);
+    let named = std::fs::read(format!("/proc/{pid}/comm")).is_ok_and(|c| {
+        c.strip_suffix(b"\n").unwrap_or(&c) == crate::run_cmd::LAUNCHER_NAME.to_bytes()
+    });
     // SAFETY: getuid has no preconditions.
     let uid = unsafe { libc::getuid() };
     let ours = std::fs::metadata(format!("/proc/{pid}"))
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == uid)
         .unwrap_or(false);
-    argv1_is_launch && ours && start.is_some() && crate::run_cmd::start_time(pid) == start
+    named && ours && start.is_some() && crate::run_cmd::start_time(pid) == start
 }
 
 /// The running sessions: their recorded info, for launchers still alive.
