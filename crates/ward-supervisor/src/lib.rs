@@ -1,0 +1,11 @@
+//! The supervisor: runs an agent under [`ward_sandbox`] with a manifest, and keeps the session
+//! on record. [`run`] is `ward run` (scan the grants, decide the confinement, fork the
+//! launcher, record the start, let the agent go, answer and record its denied calls, record
+//! the end); [`sessions`] is `ward status` and `ward kill` (the running sessions, found by
+//! their `session.json`, and the kill switch).
+//!
+//! Printing here is limited to warnings on stderr while a session runs; results go back to
+//! the `ward` binary, which prints them.
+
+pub mod run;
+pub mod sessions;

@@ -1,0 +1,577 @@
+//! `ward run`'s supervisor: everything between a validated manifest and the agent's exit.
+
+use anyhow::{bail, Context};
+use serde_json::json;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
+use ward_audit::{AuditLog, Event, EventDecision, KeyStore, LogPaths, WriterOptions};
+use ward_core::{Access, Action, ActionKind, Effect, Manifest, Mode};
+use ward_policy::Pdp;
+use ward_sandbox::cgroup::{Cgroups, Limit};
+use ward_sandbox::SandboxError;
+
+/// What to run, and under which manifest.
+pub struct Request {
+    /// The effective manifest (grants from the command line already added).
+    pub manifest: Manifest,
+    /// The agent's command line.
+    pub cmd: Vec<String>,
+    /// The working directory, re-entered inside the sandbox.
+    pub cwd: PathBuf,
+}
+
+fn session_id() -> String {
+    let mut b = [0u8; 8];
+    let _ = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// How many entries of the granted folders are checked against the mandatory denies before
+/// the agent starts; past this Ward refuses rather than start with some left uncovered.
+const MASK_SCAN_LIMIT: usize = 200_000;
+
+/// What the sandbox covers inside the grants.
+struct Inside {
+    /// Paths the agent may not reach: covered with an empty read-only file or directory.
+    masked: Vec<PathBuf>,
+    /// Repositories' `.git` in writable grants: kept read-only.
+    read_only: Vec<PathBuf>,
+}
+
+/// The paths inside the grants the agent may not read (keys, `.env`, git hooks, the manifest's
+/// denies): each is covered in the sandbox. Decided by the same decision point as every other
+/// action, so the kernel plane and the broker plane deny the same paths. Unix sockets found in
+/// a grant are covered too (a read-only mount does not stop `connect`, and Landlock cannot yet
+/// on this kernel): they lead to services outside the sandbox. In writable grants a
+/// repository's `.git` stays read-only: its config (`core.hooksPath`, `core.fsmonitor`,
+/// filters) and hooks run code on the host the next time the user runs git there, and as a
+/// mount point it cannot be renamed away and recreated.
+fn inside(m: &Manifest) -> anyhow::Result<Inside> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut pdp = Pdp::new(m.clone())?;
+    let mut out = Vec::new();
+    let mut read_only = Vec::new();
+    let mut seen = 0usize;
+    for g in &m.files {
+        let writable = g.access == Access::ReadWrite;
+        let mut stack = vec![g.path.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                seen += 1;
+                if seen > MASK_SCAN_LIMIT {
+                    bail!(
+                        "the granted folders hold more than {MASK_SCAN_LIMIT} entries; Ward checks each \
+                         against the mandatory denies before the agent starts: grant a narrower folder"
+                    );
+                }
+                let path = e.path();
+                let d = pdp.decide(&Action::new(ActionKind::FileRead, path.to_string_lossy()));
+                let ft = e.file_type().ok();
+                if d.effect == Effect::Deny || ft.is_some_and(|t| t.is_socket()) {
+                    out.push(path);
+                    continue;
+                }
+                if writable && e.file_name() == ".git" {
+                    read_only.push(path.clone());
+                }
+                let is_dir = ft.is_some_and(|t| t.is_dir());
+                // Git's object store is large and holds nothing a deny names.
+                let objects = path.ends_with(".git/objects");
+                if is_dir && !objects {
+                    stack.push(path);
+                }
+            }
+        }
+    }
+    Ok(Inside {
+        masked: out,
+        read_only,
+    })
+}
+
+static LAUNCHER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn pass_on(sig: libc::c_int) {
+    let pid = LAUNCHER.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Terminal signals reach the launcher directly (same process group); termination requests
+/// sent to `ward run` are passed on; neither ends `ward run` before it has recorded the end.
+fn supervise_signals() {
+    // SAFETY: setting dispositions: ignore, or a handler that only calls kill.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, pass_on as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, pass_on as *const () as libc::sighandler_t);
+    }
+}
+
+/// The start time of `pid` (field 22 of /proc/PID/stat), to tell it from a recycled pid.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(19)?.parse().ok()
+}
+
+/// Run the agent confined under `req.manifest`, recorded from start to end. Returns the
+/// agent's exit status (128 + signal when killed); an error means the agent did not run, or
+/// its end could not be recorded.
+pub fn run(req: Request) -> anyhow::Result<u8> {
+    let Request {
+        manifest: m,
+        cmd: agent_cmd,
+        cwd,
+    } = req;
+    if let Some(g) = m
+        .files
+        .iter()
+        .find(|g| g.access == Access::ReadWrite && g.mode == Mode::Staged)
+    {
+        bail!(
+            "the grant {} is staged (edits held for `ward review`), which this version cannot do yet; \
+             grant it with --grant {}:direct (edits go straight to the folder) or :ro",
+            g.path.display(),
+            g.path.display()
+        );
+    }
+    let Inside { masked, read_only } = inside(&m)?;
+    let session = session_id();
+    let confinement = Confinement::decide(&m, &session)?;
+
+    let paths = LogPaths::default_paths()?;
+    let session_dir = crate::sessions::sessions_dir(&paths).join(&session);
+    let staging = session_dir.join("root");
+    std::fs::create_dir_all(&staging)
+        .with_context(|| format!("cannot create {}", staging.display()))?;
+    supervise_signals();
+
+    // The launcher builds the sandbox while the audit log is opened and the session's start is
+    // made durable; the agent starts only when the supervisor says go, after the record is on
+    // disk.
+    let mut go = [0i32; 2];
+    // SAFETY: pipe2 fills the array. The read end is left inheritable so the launcher gets it
+    // at the same number without a pre_exec hook (which would force a full fork of this
+    // multi-threaded process instead of a cheap spawn); the write end closes on exec.
+    if unsafe { libc::pipe2(go.as_mut_ptr(), 0) } != 0
+        || unsafe { libc::fcntl(go[1], libc::F_SETFD, libc::FD_CLOEXEC) } != 0
+    {
+        return Err(std::io::Error::last_os_error()).context("cannot create the start pipe");
+    }
+    // The socket the agent sends its seccomp listener over: the sandbox's end is inherited
+    // like the start pipe's.
+    let mut sp = [0i32; 2];
+    // SAFETY: socketpair fills the array; only our end closes on exec.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, sp.as_mut_ptr()) } != 0
+        || unsafe { libc::fcntl(sp[0], libc::F_SETFD, libc::FD_CLOEXEC) } != 0
+    {
+        return Err(std::io::Error::last_os_error()).context("cannot create the denial socket");
+    }
+    // SAFETY: both descriptors were just created and are owned here alone.
+    let (notify_ours, notify_theirs) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(sp[0]),
+            std::os::fd::OwnedFd::from_raw_fd(sp[1]),
+        )
+    };
+    // SAFETY: both descriptors were just created and are owned here alone.
+    let (go_read, mut go_write) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(go[0]),
+            std::fs::File::from(std::os::fd::OwnedFd::from_raw_fd(go[1])),
+        )
+    };
+    // The launcher's arguments, as `ward __launch` takes them (the forked launcher parses the
+    // same list).
+    let mut cmd = Command::new("ward");
+    cmd.arg("__launch")
+        .arg("--staging")
+        .arg(&staging)
+        .arg("--cwd")
+        .arg(&cwd)
+        .arg("--go-fd")
+        .arg(go_read.as_raw_fd().to_string())
+        .arg("--notify-fd")
+        .arg(notify_theirs.as_raw_fd().to_string())
+        .arg("--parent")
+        .arg(std::process::id().to_string());
+    for d in confinement.cgroups.dirs() {
+        cmd.arg("--cgroup").arg(d);
+    }
+    if !confinement.landlock {
+        cmd.arg("--no-landlock");
+    }
+    for g in &m.files {
+        cmd.arg(if g.access == Access::Read {
+            "--ro"
+        } else {
+            "--rw"
+        })
+        .arg(&g.path);
+    }
+    for p in &masked {
+        cmd.arg("--mask").arg(p);
+    }
+    for p in &read_only {
+        cmd.arg("--ro-inside").arg(p);
+    }
+    cmd.arg("--").args(&agent_cmd);
+    let mut child = Launcher::start(&cmd, &[go_read.as_raw_fd(), notify_theirs.as_raw_fd()])
+        .context("cannot start the sandbox launcher")?;
+    drop(go_read);
+    drop(notify_theirs);
+    LAUNCHER.store(child.id() as i32, std::sync::atomic::Ordering::Relaxed);
+
+    // From here on the launcher exists: every path waits for it and records the end.
+    let log = AuditLog::open(
+        &paths.log,
+        &KeyStore::new(&paths.keys),
+        WriterOptions::default(),
+    )
+    .context("cannot open the audit log, and Ward does not run agents unrecorded");
+    let log = match log {
+        Ok(log) => log,
+        Err(e) => {
+            // No go: the launcher sees the pipe close and ends without starting the agent.
+            drop(go_write);
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&session_dir);
+            return Err(e);
+        }
+    };
+    let started = (|| -> anyhow::Result<()> {
+        let info = session_dir.join("session.json");
+        std::fs::write(
+            &info,
+            serde_json::to_vec(&json!({
+                "session": session, "pid": child.id(), "start_time": start_time(child.id()),
+                "command": agent_cmd, "cwd": cwd, "started": ward_audit::time::now_rfc3339(),
+            }))?,
+        )
+        .with_context(|| format!("cannot write {}", info.display()))?;
+        let grants: Vec<_> = m
+            .files
+            .iter()
+            .map(|g| json!({"path": g.path, "access": g.access.as_str(), "mode": g.mode.as_str(), "origin": g.origin.to_string()}))
+            .collect();
+        log.append(Event {
+            session: Some(session.clone()),
+            agent: agent_cmd.first().cloned(),
+            detail: Some(json!({
+                "manifest": m.source.as_ref().map(|p| p.display().to_string()),
+                "managed": m.managed,
+                "grants": grants,
+                "masked": masked,
+                "read_only": read_only,
+                "network": "none",
+                "limits": confinement.limits,
+                "landlock_abi": confinement.landlock.then_some(confinement.abi),
+                "degraded": confinement.degraded,
+                "command": agent_cmd,
+                "cwd": cwd,
+            })),
+            ..Event::new("session.start")
+        })
+        .context("cannot record the session start, so the agent does not start")?;
+        go_write
+            .write_all(b"g")
+            .context("the sandbox launcher stopped before the agent could start")
+    })();
+    drop(go_write);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (status, denied) = std::thread::scope(|s| {
+        let (stop, log, session) = (&stop, &log, &session);
+        // The recorder ends when every process of the session is gone (the launcher's end
+        // takes the whole namespace with it).
+        let recorder = s.spawn(move || record_denials(notify_ours, stop, log, session));
+        let status = child.wait();
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        (status, recorder.join().unwrap_or_default())
+    });
+    let status = status.context("cannot wait for the sandbox launcher")?;
+    let code = match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
+        (Some(c), _) => c,
+        (None, Some(sig)) => 128 + sig,
+        _ => 125,
+    };
+    let mut confinement = confinement;
+    let limits_hit: serde_json::Map<String, serde_json::Value> = confinement
+        .cgroups
+        .events()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into()))
+        .collect();
+    // What the limits stopped is a denial Ward observed: one record each, beside the counts.
+    let limit_records: Vec<Event> = limits_hit
+        .iter()
+        .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+        .map(|(k, v)| Event {
+            session: Some(session.clone()),
+            resource: Some(k.clone()),
+            decision: Some(EventDecision {
+                result: Effect::Deny,
+                by: "sandbox.cgroup".into(),
+                reason: format!("the session reached its limit {v} time(s): {k}"),
+            }),
+            detail: Some(json!({"count": v, "limits": confinement.limits})),
+            ..Event::new("sandbox.limit")
+        })
+        .collect();
+    if !limit_records.is_empty() {
+        if let Err(e) = log.append_all(limit_records) {
+            eprintln!("ward: warning: cannot record the limits reached: {e}");
+        }
+    }
+    let end_event = Event {
+        session: Some(session),
+        detail: Some(json!({
+            "exit_code": code,
+            "killed": status.code().is_none(),
+            "started": started.is_ok(),
+            "denied": denied,
+            "limits_hit": limits_hit,
+        })),
+        ..Event::new("session.exit")
+    };
+    // The session's directory and cgroups are removed while the end record is made durable.
+    let end = std::thread::scope(|s| {
+        s.spawn(|| {
+            let _ = std::fs::remove_dir_all(&session_dir);
+            let left = confinement.cgroups.remove();
+            if !left.is_empty() {
+                eprintln!(
+                    "ward: warning: could not remove the session's cgroups: {}",
+                    left.iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        });
+        log.close_with(end_event)
+    });
+    started?;
+    end.context("cannot record the session end")?;
+    Ok(u8::try_from(code).unwrap_or(125))
+}
+
+/// How many distinct denied calls get a record of their own; past this they are only counted
+/// (in the session's end record), so a looping agent cannot flood the log.
+const DENIAL_RECORDS: usize = 64;
+
+/// Receive the agent's seccomp listener, answer every denied call with `EPERM`, and record the
+/// first of each kind. Returns the count per call, for the session's end record.
+fn record_denials(
+    sock: std::os::fd::OwnedFd,
+    stop: &std::sync::atomic::AtomicBool,
+    log: &AuditLog,
+    session: &str,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::<String, u64>::new();
+    let listener = match ward_sandbox::notify::recv_fd(&sock) {
+        Ok(Some(l)) => l,
+        Ok(None) => return counts,
+        Err(e) => {
+            eprintln!("ward: warning: denied system calls will not be recorded: {e}");
+            return counts;
+        }
+    };
+    ward_sandbox::notify::serve(&listener, stop, |d| {
+        let n = counts.entry(d.call.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 && counts.len() <= DENIAL_RECORDS {
+            let r = log.append(Event {
+                session: Some(session.to_string()),
+                resource: Some(d.call.clone()),
+                decision: Some(EventDecision {
+                    result: Effect::Deny,
+                    by: "sandbox.seccomp".into(),
+                    reason: "a system call the sandbox denies (EPERM)".into(),
+                }),
+                detail: Some(json!({"pid": d.pid})),
+                ..Event::new("sandbox.denied")
+            });
+            if let Err(e) = r {
+                eprintln!(
+                    "ward: warning: cannot record a denied call ({}): {e}",
+                    d.call
+                );
+            }
+        }
+    });
+    counts
+}
+
+/// The confinement `ward run` applies beyond the grants: Landlock (or, where the kernel lacks
+/// it and the manifest allows, none), and the session's cgroup limits. Decided before the
+/// agent starts, and recorded in the session's start.
+struct Confinement {
+    landlock: bool,
+    abi: i32,
+    cgroups: Cgroups,
+    limits: serde_json::Value,
+    /// The features run without, each with the reason: `[{feature, reason, allowed_by}]`.
+    degraded: Vec<serde_json::Value>,
+}
+
+impl Confinement {
+    fn decide(m: &Manifest, session: &str) -> anyhow::Result<Confinement> {
+        let mut degraded = Vec::new();
+        let mut allow = |e: SandboxError| -> anyhow::Result<()> {
+            if let SandboxError::Unsupported { feature, detail } = &e {
+                let (feature, detail) = (*feature, detail.clone());
+                if let Some((_, origin)) = m.allow_degraded.iter().find(|(f, _)| f == feature) {
+                    eprintln!(
+                        "ward: warning: running without {feature} (allow_degraded, {origin}): {detail}"
+                    );
+                    degraded.push(json!({
+                        "feature": feature, "reason": detail, "allowed_by": origin.to_string(),
+                    }));
+                    return Ok(());
+                }
+                return Err(anyhow::Error::new(e).context(format!(
+                    "Ward does not run agents with less confinement than asked for; list \"{feature}\" \
+                     in the manifest's allow_degraded to run without it (recorded in the audit log)"
+                )));
+            }
+            Err(e.into())
+        };
+        let abi = ward_sandbox::landlock::kernel_abi();
+        let mut landlock = true;
+        if abi < 1 {
+            allow(SandboxError::Unsupported {
+                feature: "landlock",
+                detail: "this kernel has no Landlock (Linux 5.13+ with CONFIG_SECURITY_LANDLOCK \
+                         and `landlock` in the lsm= boot list)"
+                    .into(),
+            })?;
+            landlock = false;
+        }
+        let mut cgroups = Cgroups::new(session);
+        let l = &m.limits;
+        let wanted = [
+            l.memory.as_ref().map(|(b, _)| Limit::Memory(*b)),
+            l.pids.as_ref().map(|(n, _)| Limit::Pids(*n)),
+            l.cpu.as_ref().map(|(c, _)| Limit::Cpu(*c)),
+        ];
+        for limit in wanted.into_iter().flatten() {
+            if let Err(e) = cgroups.apply(limit) {
+                allow(e)?;
+            }
+        }
+        let limits = json!({
+            "memory": l.memory.as_ref().map(|(b, _)| b),
+            "pids": l.pids.as_ref().map(|(n, _)| n),
+            "cpu": l.cpu.as_ref().map(|(c, _)| c),
+        });
+        Ok(Confinement {
+            landlock,
+            abi,
+            cgroups,
+            limits,
+            degraded,
+        })
+    }
+}
+
+/// The launcher's process name (`/proc/PID/comm`), by which `ward status` and `ward kill`
+/// recognise it (with its start time and owner).
+pub const LAUNCHER_NAME: &std::ffi::CStr = c"ward-launch";
+
+/// The sandbox launcher: a fork of `ward run` that runs the launcher code directly. Forking
+/// (not exec'ing `ward __launch`) saves loading the ward binary a second time on the path to
+/// the agent's start; `ward run` has no other thread yet when it forks, so the child is a
+/// complete single-threaded copy.
+struct Launcher {
+    pid: libc::pid_t,
+    status: Option<ExitStatus>,
+}
+
+impl Launcher {
+    /// Fork and run the launcher with `cmd`'s arguments (after `__launch`), keeping only
+    /// stdio and the descriptors in `keep`.
+    fn start(cmd: &Command, keep: &[i32]) -> std::io::Result<Launcher> {
+        let args: Vec<String> = cmd
+            .get_args()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let mut keep = keep.to_vec();
+        keep.sort_unstable();
+        debug_assert_eq!(
+            std::fs::read_to_string("/proc/self/status")
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with("Threads:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string()),
+            Some("1".to_string()),
+            "ward run must fork the launcher before starting any thread"
+        );
+        // SAFETY: fork of a process with a single thread (no thread is started before this
+        // point in `run_inner`; debug builds check it); the child only closes
+        // descriptors, resets the two handlers `ward run` installed, runs the launcher and
+        // leaves with _exit (no destructors, no flushing of the parent's buffers).
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if pid == 0 {
+            unsafe {
+                libc::prctl(libc::PR_SET_NAME, LAUNCHER_NAME.as_ptr());
+                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                let mut from = 3u32;
+                for &k in &keep {
+                    if k as u32 > from {
+                        libc::syscall(libc::SYS_close_range, from, k as u32 - 1, 0u32);
+                    }
+                    from = k as u32 + 1;
+                }
+                libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32);
+                let code = ward_sandbox::launch::main_with_args(args);
+                libc::_exit(code);
+            }
+        }
+        Ok(Launcher { pid, status: None })
+    }
+
+    fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if r == self.pid {
+                let s = std::os::unix::process::ExitStatusExt::from_raw(status);
+                self.status = Some(s);
+                return Ok(s);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}

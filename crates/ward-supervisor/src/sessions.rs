@@ -1,0 +1,104 @@
+//! The running sessions and the kill switch.
+
+use anyhow::Context;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use ward_audit::{AuditLog, Event, KeyStore, LogPaths, WriterOptions};
+/// Where each running session keeps its `session.json` (and, later, its stage): beside the
+/// audit log's directory, never inside a sandbox.
+pub(crate) fn sessions_dir(paths: &LogPaths) -> PathBuf {
+    paths.state_dir().unwrap_or(Path::new(".")).join("sessions")
+}
+
+/// Whether `pid` is the launcher `session.json` describes: alive, named `ward-launch` (the
+/// name `ward run` gives its launcher), started when recorded (not a recycled pid), and ours.
+fn is_launcher(pid: u32, start: Option<u64>) -> bool {
+    let named = std::fs::read(format!("/proc/{pid}/comm"))
+        .is_ok_and(|c| c.strip_suffix(b"\n").unwrap_or(&c) == crate::run::LAUNCHER_NAME.to_bytes());
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let ours = std::fs::metadata(format!("/proc/{pid}"))
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == uid)
+        .unwrap_or(false);
+    named && ours && start.is_some() && crate::run::start_time(pid) == start
+}
+
+/// The running sessions: their recorded info, for launchers still alive.
+pub fn running() -> anyhow::Result<Vec<Value>> {
+    let dir = sessions_dir(&LogPaths::default_paths()?);
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(out);
+    };
+    for e in entries.flatten() {
+        let Ok(bytes) = std::fs::read(e.path().join("session.json")) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+            continue;
+        };
+        let pid = v["pid"].as_u64().unwrap_or(0) as u32;
+        if pid > 0 && is_launcher(pid, v["start_time"].as_u64()) {
+            out.push(v);
+        } else {
+            // A session whose launcher is gone (crashed supervisor): clean its directory.
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    out.sort_by(|a, b| a["started"].as_str().cmp(&b["started"].as_str()));
+    Ok(out)
+}
+
+/// One session the kill switch ended (or tried to).
+pub struct Killed {
+    pub session: String,
+    /// Whether the launcher (and with it the whole session) is gone.
+    pub ended: bool,
+    pub ms: f64,
+}
+
+/// End `targets` (from [`running`]): SIGKILL to each launcher; its PID 1 dies with it
+/// (parent-death signal), and with PID 1 every process of the session's pid namespace. Each
+/// kill is recorded.
+pub fn kill(targets: &[Value]) -> anyhow::Result<Vec<Killed>> {
+    let paths = LogPaths::default_paths()?;
+    let log = AuditLog::open(
+        &paths.log,
+        &KeyStore::new(&paths.keys),
+        WriterOptions::default(),
+    )
+    .context("cannot open the audit log")?;
+    let mut killed = Vec::new();
+    for s in targets {
+        let pid = s["pid"].as_u64().unwrap_or(0) as i32;
+        let start = s["start_time"].as_u64();
+        if !is_launcher(pid as u32, start) {
+            continue;
+        }
+        let started = Instant::now();
+        // SAFETY: kill with a pid we read from the session file and checked is a launcher.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+        // Wait until the launcher is gone (it is reaped by `ward run`), at most 2 s.
+        while is_launcher(pid as u32, start) && started.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let gone = !is_launcher(pid as u32, start);
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        log.append(Event {
+            session: s["session"].as_str().map(str::to_string),
+            detail: Some(json!({"pid": pid, "ended": gone, "ms": ms})),
+            ..Event::new("session.kill")
+        })
+        .context("cannot record the kill")?;
+        killed.push(Killed {
+            session: s["session"].as_str().unwrap_or("?").to_string(),
+            ended: gone,
+            ms,
+        });
+    }
+    log.close()?;
+    Ok(killed)
+}
