@@ -205,12 +205,12 @@ impl Cgroups {
                 "this process is in no cgroup of that hierarchy (/proc/self/cgroup)".into(),
             )
         })?;
-        let parent = h.mount.join(rel.trim_start_matches('/'));
+        let mut parent = h.mount.join(rel.trim_start_matches('/'));
+        if h.v2 {
+            parent = v2_parent(&h.mount, parent, c)?;
+        }
         let dir = parent.join(&self.name);
         if !self.created.contains(&dir) {
-            if h.v2 {
-                enable_v2(&parent, c)?;
-            }
             std::fs::create_dir(&dir).map_err(|e| {
                 unsupported(
                     c,
@@ -377,6 +377,29 @@ fn enable_v2(parent: &Path, c: Controller) -> Result<(), SandboxError> {
             ),
         )
     })
+}
+
+/// The v2 cgroup to make the session's under: Ward's own cgroup when the controller can be
+/// enabled there; else (it has processes of its own, which v2 forbids beside enabled
+/// controllers) `ward/` under the root cgroup, where root may always enable it.
+fn v2_parent(mount: &Path, own: PathBuf, c: Controller) -> Result<PathBuf, SandboxError> {
+    let first = match enable_v2(&own, c) {
+        Ok(()) => return Ok(own),
+        Err(e) => e,
+    };
+    let base = mount.join("ward");
+    let fallback = enable_v2(mount, c).and_then(|()| {
+        match std::fs::create_dir(&base) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(unsupported(c, format!("{}: {e}", base.display()))),
+        }
+        enable_v2(&base, c)
+    });
+    match fallback {
+        Ok(()) => Ok(base),
+        Err(_) => Err(first),
+    }
 }
 
 /// Join each cgroup directory (the launcher calls this first thing).

@@ -13,10 +13,15 @@ Examples:
 
 Grants: PATH (read-write, staged for review), PATH:ro, PATH:rw (staged), PATH:direct (writes
 go straight to the folder). Staged grants come with `ward review` and are refused until then.
+Inside a grant, keys, .env files, .git/hooks and the manifest's denies are covered, unix
+sockets too; in a direct grant a repository's .git is read-only (its config and hooks would
+run code on your machine the next time you use git there): commit from outside.
 The agent runs in new user, mount, pid, ipc, uts, net and cgroup namespaces, on a read-only
 root with only system directories and its grants, under Landlock and a seccomp filter, with
-no network, credentials scrubbed from its environment, and its own session. The session's
-start and end are recorded in the audit log.
+no network, credentials scrubbed from its environment, and its own session, within the
+manifest's [limits] (memory, pids, cpu; cgroups). A feature this machine lacks stops the run
+(exit 125, naming it) unless the manifest lists it in allow_degraded. The audit log records
+the session's start and end, every system call the filter denied and every limit reached.
 Exit codes: the agent's own; 125 Ward could not set up the sandbox (the reason is printed);
 126 the command is not executable; 127 not found.")]
 pub struct RunArgs {
