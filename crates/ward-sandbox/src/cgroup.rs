@@ -152,6 +152,9 @@ pub struct Cgroups {
     applied: Vec<(Controller, PathBuf, bool)>,
     /// Directories Ward created, to remove at the end (deepest last made, first removed).
     created: Vec<PathBuf>,
+    /// On v2 a process is in one cgroup only: once a parent is chosen, every v2 limit goes
+    /// into the same session cgroup under it.
+    v2_parent: Option<PathBuf>,
 }
 
 fn unsupported(c: Controller, detail: String) -> SandboxError {
@@ -168,6 +171,7 @@ impl Cgroups {
             name: format!("ward-{name}"),
             applied: Vec::new(),
             created: Vec::new(),
+            v2_parent: None,
         }
     }
 
@@ -207,7 +211,17 @@ impl Cgroups {
         })?;
         let mut parent = h.mount.join(rel.trim_start_matches('/'));
         if h.v2 {
-            parent = v2_parent(&h.mount, parent, c)?;
+            parent = match &self.v2_parent {
+                Some(p) => {
+                    enable_v2(p, c)?;
+                    p.clone()
+                }
+                None => {
+                    let p = v2_parent(&h.mount, parent, c)?;
+                    self.v2_parent = Some(p.clone());
+                    p
+                }
+            };
         }
         let dir = parent.join(&self.name);
         if !self.created.contains(&dir) {
@@ -215,8 +229,7 @@ impl Cgroups {
                 unsupported(
                     c,
                     format!(
-                        "cannot create {}: {e}; run ward as root, or inside a cgroup delegated to \
-                         you (on cgroup v2: `systemd-run --user --scope -p Delegate=yes ward run ...`)",
+                        "cannot create {}: {e}; run ward as root, or from a cgroup delegated to you",
                         dir.display(),
                     ),
                 )
@@ -370,8 +383,8 @@ fn enable_v2(parent: &Path, c: Controller) -> Result<(), SandboxError> {
             c,
             format!(
                 "cannot enable the {} controller in {}: {e}; cgroup v2 allows that only in a cgroup \
-                 with no processes of its own: start ward in a delegated scope \
-                 (`systemd-run --user --scope -p Delegate=yes ward run ...`)",
+                 with no processes of its own that you may write: run ward as root (it then uses \
+                 /sys/fs/cgroup/ward)",
                 c.name(),
                 p.display(),
             ),

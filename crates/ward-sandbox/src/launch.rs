@@ -399,6 +399,11 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
             if libc::setsid() < 0 || libc::chdir(cwd.as_ptr()) != 0 {
                 libc::_exit(125);
             }
+            // The supervisor ignores terminal signals so that it outlives the agent and records
+            // its end; the agent gets the default dispositions back (Ctrl-C stops it).
+            for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGPIPE] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
             if landlock.as_mut().is_some_and(|l| l.enforce().is_err()) {
                 libc::_exit(125);
             }

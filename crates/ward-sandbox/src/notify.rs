@@ -11,8 +11,10 @@ use std::time::Duration;
 /// One denied call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
-    /// `mount`, `clone(CLONE_NEWUSER)`, `ioctl(TIOCSTI)`, ...
+    /// `mount`, `clone(CLONE_NEWUSER)`, `ioctl(TIOCSTI)`, ... (a small fixed set of names).
     pub call: String,
+    /// The first three arguments, in hex.
+    pub args: String,
     /// The caller, as a pid of the supervisor's namespace.
     pub pid: u32,
 }
@@ -108,8 +110,14 @@ pub fn recv_fd(sock: &OwnedFd) -> std::io::Result<Option<OwnedFd>> {
 }
 
 /// Answer every notification on `listener` with `EPERM` and report it to `on_denial`, until no
-/// process uses the filter any more, or `stop` is set and nothing is pending.
-pub fn serve(listener: &OwnedFd, stop: &AtomicBool, mut on_denial: impl FnMut(Denial)) {
+/// process uses the filter any more, or `stop` is set and nothing is pending. An error means
+/// the listener failed while the session may still run: the caller should end the session
+/// (its denied calls fail with `ENOSYS` once the listener is closed, but go unrecorded).
+pub fn serve(
+    listener: &OwnedFd,
+    stop: &AtomicBool,
+    mut on_denial: impl FnMut(Denial),
+) -> std::io::Result<()> {
     let fd = listener.as_raw_fd();
     loop {
         let mut pfd = libc::pollfd {
@@ -120,20 +128,21 @@ pub fn serve(listener: &OwnedFd, stop: &AtomicBool, mut on_denial: impl FnMut(De
         // SAFETY: one valid pollfd.
         let r = unsafe { libc::poll(&mut pfd, 1, 100) };
         if r < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return;
+            return Err(e);
         }
         if r == 0 {
             if stop.load(Ordering::Acquire) {
-                return;
+                return Ok(());
             }
             continue;
         }
         if pfd.revents & libc::POLLIN == 0 {
             // POLLHUP: every process under the filter is gone.
-            return;
+            return Ok(());
         }
         // SAFETY: the kernel requires a zeroed struct and fills it.
         let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
@@ -153,8 +162,10 @@ pub fn serve(listener: &OwnedFd, stop: &AtomicBool, mut on_denial: impl FnMut(De
         unsafe {
             libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp);
         }
+        let (call, args) = crate::seccomp::describe(req.data.nr as i64, &req.data.args);
         on_denial(Denial {
-            call: crate::seccomp::describe(req.data.nr as i64, &req.data.args),
+            call,
+            args,
             pid: req.pid,
         });
     }

@@ -13,6 +13,7 @@
 //! | `ptrace`, `process_vm_readv/writev` | reading or steering other processes |
 //! | `mount`, `umount2`, `pivot_root`, `move_mount`, `open_tree`, `fsopen`, `fsconfig`, `fsmount`, `fspick`, `mount_setattr`, `chroot` | reshaping the filesystem view Ward built |
 //! | `unshare`, `setns`, `clone` with any `CLONE_NEW*` flag | new namespaces after setup (a fresh user namespace regains capabilities) |
+//! | `seccomp(SET_MODE_FILTER, NEW_LISTENER)` | a listener of the agent's own could answer (allow) its own denied calls |
 //! | `clone3` (`ENOSYS`) | its flags sit in memory seccomp cannot read; libc falls back to `clone` |
 //! | `bpf`, `perf_event_open`, `userfaultfd`, `io_uring_*` | large kernel attack surface, frequent in exploits |
 //! | `keyctl`, `add_key`, `request_key` | the kernel keyring is not namespaced |
@@ -171,6 +172,25 @@ impl Filter {
             .map(|&flag| rule(vec![cond(0, Qword, SeccompCmpOp::MaskedEq(flag), flag)?]))
             .collect::<Result<Vec<_>, _>>()?;
         rules.insert(libc::SYS_clone, clone_rules);
+        // A filter of the agent's own with a listener could answer its own calls (and, were
+        // Ward's listener gone, take precedence); filters without one are harmless.
+        rules.insert(
+            libc::SYS_seccomp,
+            vec![rule(vec![
+                cond(
+                    0,
+                    Dword,
+                    SeccompCmpOp::Eq,
+                    libc::SECCOMP_SET_MODE_FILTER as u64,
+                )?,
+                cond(
+                    1,
+                    Dword,
+                    SeccompCmpOp::MaskedEq(libc::SECCOMP_FILTER_FLAG_NEW_LISTENER),
+                    libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                )?,
+            ])?],
+        );
         rules.insert(
             libc::SYS_ioctl,
             vec![
@@ -293,13 +313,26 @@ impl Filter {
     }
 }
 
-/// Name a denied call from its number and arguments, for the audit record:
-/// `mount`, `clone(CLONE_NEWUSER)`, `ioctl(TIOCSTI)`, `socket(AF_PACKET)`, ...
-pub fn describe(nr: i64, args: &[u64; 6]) -> String {
+/// Name a denied call from its number and arguments, for the audit record: `mount`,
+/// `clone(CLONE_NEWUSER)`, `ioctl(TIOCSTI)`, `socket(AF_PACKET)`, ... The names form a small
+/// fixed set (an agent cannot mint new ones to flood the supervisor's counts), and the
+/// arguments are returned beside them.
+pub fn describe(nr: i64, args: &[u64; 6]) -> (String, String) {
+    let detail = format!(
+        "{:#x} {:#x} {:#x}",
+        args[0] & 0xffff_ffff_ffff,
+        args[1] & 0xffff_ffff_ffff,
+        args[2] & 0xffff_ffff_ffff
+    );
+    (name(nr, args), detail)
+}
+
+fn name(nr: i64, args: &[u64; 6]) -> String {
     if let Some((name, _)) = DENIED.iter().find(|(_, n)| *n == nr) {
         return (*name).to_string();
     }
     match nr {
+        libc::SYS_seccomp => "seccomp(NEW_LISTENER)".into(),
         libc::SYS_clone => {
             const NAMES: &[(u64, &str)] = &[
                 (libc::CLONE_NEWUSER as u64, "CLONE_NEWUSER"),
@@ -311,17 +344,17 @@ pub fn describe(nr: i64, args: &[u64; 6]) -> String {
                 (libc::CLONE_NEWCGROUP as u64, "CLONE_NEWCGROUP"),
                 (0x80, "CLONE_NEWTIME"),
             ];
-            let flags: Vec<&str> = NAMES
+            // The first namespace flag names it (the others are in the arguments).
+            let flag = NAMES
                 .iter()
-                .filter(|(f, _)| args[0] & f != 0)
-                .map(|(_, n)| *n)
-                .collect();
-            format!("clone({})", flags.join("|"))
+                .find(|(f, _)| args[0] & f != 0)
+                .map_or("CLONE_NEW?", |(_, n)| *n);
+            format!("clone({flag})")
         }
         libc::SYS_ioctl => match args[1] & 0xffff_ffff {
             c if c == libc::TIOCSTI => "ioctl(TIOCSTI)".into(),
             c if c == libc::TIOCLINUX => "ioctl(TIOCLINUX)".into(),
-            c => format!("ioctl({c:#x})"),
+            _ => "ioctl(other)".into(),
         },
         libc::SYS_socket => {
             let family = match (args[0] & 0xffff_ffff) as i32 {
@@ -335,7 +368,7 @@ pub fn describe(nr: i64, args: &[u64; 6]) -> String {
                 libc::AF_TIPC => "AF_TIPC".to_string(),
                 libc::AF_RDS => "AF_RDS".to_string(),
                 libc::AF_XDP => "AF_XDP".to_string(),
-                f => format!("family {f}"),
+                _ => "other family".to_string(),
             };
             let ty = match args[1] & 0xf {
                 t if t == libc::SOCK_RAW as u64 => ", SOCK_RAW",
@@ -344,6 +377,6 @@ pub fn describe(nr: i64, args: &[u64; 6]) -> String {
             };
             format!("socket({family}{ty})")
         }
-        _ => format!("syscall {nr}"),
+        _ => "other".into(),
     }
 }

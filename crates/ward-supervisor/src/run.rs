@@ -4,7 +4,7 @@ use anyhow::{bail, Context};
 use serde_json::json;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use ward_audit::{AuditLog, Event, EventDecision, KeyStore, LogPaths, WriterOptions};
 use ward_core::{Access, Action, ActionKind, Effect, Manifest, Mode};
@@ -59,10 +59,18 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
         let writable = g.access == Access::ReadWrite;
         let mut stack = vec![g.path.clone()];
         while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
+            // A folder Ward cannot list could hide a key the agent (its owner) could chmod
+            // its way to: refuse rather than leave it unchecked.
+            let unreadable = |e: std::io::Error| {
+                anyhow::anyhow!(
+                    "cannot list {} ({e}); Ward checks every folder of a grant for keys and \
+                     secrets before the agent starts: make it readable, or grant a narrower folder",
+                    dir.display()
+                )
             };
-            for e in entries.flatten() {
+            let entries = std::fs::read_dir(&dir).map_err(unreadable)?;
+            for e in entries {
+                let e = e.map_err(unreadable)?;
                 seen += 1;
                 if seen > MASK_SCAN_LIMIT {
                     bail!(
@@ -77,10 +85,10 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
                     out.push(path);
                     continue;
                 }
-                if writable && e.file_name() == ".git" {
+                let is_dir = ft.is_some_and(|t| t.is_dir());
+                if writable && is_repository(&path, is_dir) {
                     read_only.push(path.clone());
                 }
-                let is_dir = ft.is_some_and(|t| t.is_dir());
                 // Git's object store is large and holds nothing a deny names.
                 let objects = path.ends_with(".git/objects");
                 if is_dir && !objects {
@@ -93,6 +101,46 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
         masked: out,
         read_only,
     })
+}
+
+/// A git repository whose config and hooks git would run: a `.git` folder or gitfile, or a
+/// bare repository (`HEAD`, `objects/`, `refs/`; pushing to it runs its hooks).
+fn is_repository(path: &Path, is_dir: bool) -> bool {
+    path.file_name().is_some_and(|n| n == ".git")
+        || (is_dir
+            && path.join("HEAD").is_file()
+            && path.join("objects").is_dir()
+            && path.join("refs").is_dir())
+}
+
+/// The repositories in the writable grants now (see [`is_repository`]), to find those the
+/// agent created: they are outside the read-only protection, and git would run their config
+/// and hooks the next time the user works there.
+fn repositories(m: &Manifest) -> std::collections::BTreeSet<PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut seen = 0usize;
+    for g in m.files.iter().filter(|g| g.access == Access::ReadWrite) {
+        let mut stack = vec![g.path.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                seen += 1;
+                if seen > MASK_SCAN_LIMIT {
+                    return out;
+                }
+                let path = e.path();
+                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                if is_repository(&path, is_dir) {
+                    out.insert(path);
+                } else if is_dir {
+                    stack.push(path);
+                }
+            }
+        }
+    }
+    out
 }
 
 static LAUNCHER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
@@ -310,6 +358,36 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         (None, Some(sig)) => 128 + sig,
         _ => 125,
     };
+    // Repositories the agent created in writable grants: git would run their config and hooks
+    // the next time someone works there. Ward cannot make them read-only after the fact: it
+    // says so, on the terminal and in the log.
+    let before: std::collections::BTreeSet<&PathBuf> = read_only.iter().collect();
+    let new_repos: Vec<PathBuf> = repositories(&m)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    if !new_repos.is_empty() {
+        eprintln!(
+            "ward: warning: the agent created git repositories; their config and hooks run code \
+             when you use git there, so inspect them first: {}",
+            new_repos
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let r = log.append(Event {
+            session: Some(session.clone()),
+            detail: Some(json!({
+                "repositories": new_repos,
+                "why": "git runs a repository's config (core.fsmonitor, core.hooksPath, filters) and hooks",
+            })),
+            ..Event::new("session.new_repository")
+        });
+        if let Err(e) = r {
+            eprintln!("ward: warning: cannot record the new repositories: {e}");
+        }
+    }
     let mut confinement = confinement;
     let limits_hit: serde_json::Map<String, serde_json::Value> = confinement
         .cgroups
@@ -373,7 +451,20 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
 
 /// How many distinct denied calls get a record of their own; past this they are only counted
 /// (in the session's end record), so a looping agent cannot flood the log.
-const DENIAL_RECORDS: usize = 64;
+const DENIAL_RECORDS: usize = 256;
+
+/// End the session from the supervisor's side (the launcher's parent-death chain takes every
+/// process with it).
+fn end_session(why: &str) {
+    eprintln!("ward: ending the session: {why}");
+    let pid = LAUNCHER.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: SIGKILL to our own child, the launcher.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
 
 /// Receive the agent's seccomp listener, answer every denied call with `EPERM`, and record the
 /// first of each kind. Returns the count per call, for the session's end record.
@@ -388,33 +479,44 @@ fn record_denials(
         Ok(Some(l)) => l,
         Ok(None) => return counts,
         Err(e) => {
-            eprintln!("ward: warning: denied system calls will not be recorded: {e}");
+            end_session(&format!(
+                "cannot receive the sandbox's seccomp listener: {e}"
+            ));
             return counts;
         }
     };
-    ward_sandbox::notify::serve(&listener, stop, |d| {
-        let n = counts.entry(d.call.clone()).or_insert(0);
-        *n += 1;
-        if *n == 1 && counts.len() <= DENIAL_RECORDS {
-            let r = log.append(Event {
-                session: Some(session.to_string()),
-                resource: Some(d.call.clone()),
-                decision: Some(EventDecision {
-                    result: Effect::Deny,
-                    by: "sandbox.seccomp".into(),
-                    reason: "a system call the sandbox denies (EPERM)".into(),
-                }),
-                detail: Some(json!({"pid": d.pid})),
-                ..Event::new("sandbox.denied")
-            });
-            if let Err(e) = r {
-                eprintln!(
-                    "ward: warning: cannot record a denied call ({}): {e}",
-                    d.call
-                );
+    let serve = std::panic::AssertUnwindSafe(|| {
+        ward_sandbox::notify::serve(&listener, stop, |d| {
+            let n = counts.entry(d.call.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 && counts.len() <= DENIAL_RECORDS {
+                let r = log.append(Event {
+                    session: Some(session.to_string()),
+                    resource: Some(d.call.clone()),
+                    decision: Some(EventDecision {
+                        result: Effect::Deny,
+                        by: "sandbox.seccomp".into(),
+                        reason: "a system call the sandbox denies (EPERM)".into(),
+                    }),
+                    detail: Some(json!({"pid": d.pid, "args": d.args})),
+                    ..Event::new("sandbox.denied")
+                });
+                if let Err(e) = r {
+                    eprintln!(
+                        "ward: warning: cannot record a denied call ({}): {e}",
+                        d.call
+                    );
+                }
             }
-        }
+        })
     });
+    let served = std::panic::catch_unwind(serve)
+        .unwrap_or_else(|_| Err(std::io::Error::other("the recorder panicked")));
+    if let Err(e) = served {
+        end_session(&format!(
+            "the seccomp listener failed ({e}); denied calls would go unrecorded"
+        ));
+    }
     counts
 }
 

