@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Ward's main job on its built-in example, until `ward run` lands: decide on agent actions with
-# the seed's manifest and its upload policy, and show who decided and why.
+# Ward's main job on its built-in default: `ward run` an agent in a project folder with no
+# manifest (the folder granted, staged; nothing else), show what it cannot reach, what it
+# changed (held for review, the real folder untouched) and the audit trail. Then decisions on
+# agent actions with the seed's manifest and its upload policy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -8,21 +10,25 @@ export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release -q -p ward
 ward="$PWD/target/release/ward"
 [ -n "${CARGO_TARGET_DIR:-}" ] && ward="$CARGO_TARGET_DIR/release/ward"
+examples="$PWD/examples"
 
 show() { echo; echo "\$ ward $*"; "$ward" "$@" || true; }
-show manifest explain -m examples/acme.toml
-show policy eval -m examples/acme.toml --input '{"kind":"net.upload","dest":"uploads.acme.com","size":5242880}'
-show policy eval -m examples/acme.toml --input '{"kind":"net.upload","dest":"api.acme.com","size":5242880}'
-show policy eval -m examples/acme.toml --input '{"kind":"net.upload","dest":"uploads.acme.com","size":20971520}'
-show policy eval -m examples/acme.toml --input '{"kind":"net.connect","resource":"https://evil.example.com/"}'
-show policy test examples/policy-tests
 
-# The confined agent: a folder granted, everything else out of reach, the session audited.
+# A throwaway home for the demo's state (audit log, keys, stages).
 demo_dir=$(mktemp -d)
-echo "a note" > "$demo_dir/notes.txt"
+trap 'rm -rf "$demo_dir"' EXIT
 export XDG_STATE_HOME="$demo_dir/.state" XDG_CONFIG_HOME="$demo_dir/.config"
+echo "a note next to the project" > "$demo_dir/notes.txt"
 mkdir -p "$demo_dir/project" && echo "hello" > "$demo_dir/project/README"
-(cd "$demo_dir/project" && show run --grant .:direct -- /bin/sh -c \
-  'cat README; echo edited >> README; cat /etc/shadow; cat ../notes.txt; echo x > /usr/x; echo "exit code passes through"; exit 3')
+cd "$demo_dir/project"
+show run -- /bin/sh -c 'cat README; cat ../notes.txt; cat /etc/shadow; echo x > /usr/x; echo edited >> README; echo new > NEW; echo "exit code passes through"; exit 3'
+echo; echo "\$ cat README    # the real folder is untouched until someone reviews"; cat README
+show review --diff
 show audit tail -n 4
-rm -rf "$demo_dir"
+cd - > /dev/null
+
+show manifest explain -m "$examples/acme.toml"
+show policy eval -m "$examples/acme.toml" --input '{"kind":"net.upload","dest":"uploads.acme.com","size":5242880}'
+show policy eval -m "$examples/acme.toml" --input '{"kind":"net.upload","dest":"api.acme.com","size":5242880}'
+show policy eval -m "$examples/acme.toml" --input '{"kind":"net.upload","dest":"uploads.acme.com","size":20971520}'
+show policy test "$examples/policy-tests"

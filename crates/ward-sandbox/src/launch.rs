@@ -27,6 +27,11 @@ pub struct Config {
     /// hooks run code on the host the next time the user runs git). Being mount points, they
     /// cannot be renamed away either.
     pub read_only: Vec<PathBuf>,
+    /// Staged grants: `(grant, upper, work)`. The grant is mounted as an overlay whose lower
+    /// layer is the real folder and whose upper layer (in the session's state directory, on the
+    /// same filesystem as `work`) receives every change, for review. Each must also be in
+    /// `grants` as writable.
+    pub stages: Vec<(PathBuf, PathBuf, PathBuf)>,
     /// The supervisor's pid: the launcher dies with it (and with the launcher, the session).
     pub parent: Option<i32>,
     /// An empty directory on the host where the new root is assembled (a session directory).
@@ -178,6 +183,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
         go_fd: None,
         masks: vec![],
         read_only: vec![],
+        stages: vec![],
         parent: None,
         notify_fd: None,
         cgroups: vec![],
@@ -192,6 +198,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
                 .grants
                 .push((args.next().unwrap_or_default().into(), true)),
             "--mask" => cfg.masks.push(args.next().unwrap_or_default().into()),
+            "--stage" => {
+                let mut next = || PathBuf::from(args.next().unwrap_or_default());
+                let (g, u, w) = (next(), next(), next());
+                cfg.stages.push((g, u, w));
+            }
             "--ro-inside" => cfg.read_only.push(args.next().unwrap_or_default().into()),
             "--parent" => cfg.parent = args.next().and_then(|v| v.parse().ok()),
             "--staging" => cfg.staging = args.next().unwrap_or_default().into(),
@@ -592,6 +603,53 @@ fn protect(root: &Path, p: &Path, grants: &[(PathBuf, bool)]) -> Result<(), Sand
     )
 }
 
+/// An overlay option value: `\`, `,` and `:` are escaped with a backslash.
+fn overlay_escape(p: &Path) -> Result<String, SandboxError> {
+    let s = p.to_str().ok_or_else(|| {
+        SandboxError::Setup(format!(
+            "{} is not valid UTF-8, which an overlay mount option cannot carry",
+            p.display()
+        ))
+    })?;
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | ',' | ':') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// Mount a staged grant: an overlay at the grant's real path, the real folder below, the
+/// session's stage above. `userxattr` keeps overlay's own bookkeeping (whiteouts, opaque
+/// folders) in `user.overlay.*` attributes, which an unprivileged user namespace may write.
+fn stage(root: &Path, grant: &Path, upper: &Path, work: &Path) -> Result<(), SandboxError> {
+    let dst = root.join(grant.strip_prefix("/").unwrap_or(grant));
+    std::fs::create_dir_all(&dst).map_err(at(&dst))?;
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        overlay_escape(grant)?,
+        overlay_escape(upper)?,
+        overlay_escape(work)?
+    );
+    mount(
+        Some(Path::new("overlay")),
+        &dst,
+        Some("overlay"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(&data),
+    )
+    .map_err(|e| {
+        SandboxError::Setup(format!(
+            "{e}: the staged grant {} needs overlayfs in a user namespace (Linux 5.11+) and a \
+             state directory on a filesystem with user extended attributes (ext4, xfs, btrfs, \
+             tmpfs 6.6+); or grant it :direct or :ro",
+            grant.display()
+        ))
+    })
+}
+
 /// Find the program on the agent's PATH (execve does not search).
 fn resolve(prog: &str, env: &[(String, String)]) -> Result<CString, SandboxError> {
     if prog.contains('/') {
@@ -745,7 +803,10 @@ fn build_root(cfg: &Config) -> Result<(), SandboxError> {
     )?;
     // The grants at their real paths, with the always-denied paths inside them covered.
     for (p, writable) in &cfg.grants {
-        bind(root, p, *writable)?;
+        match cfg.stages.iter().find(|(g, _, _)| g == p) {
+            Some((_, upper, work)) => stage(root, p, upper, work)?,
+            None => bind(root, p, *writable)?,
+        }
     }
     for p in &cfg.read_only {
         protect(root, p, &cfg.grants)?;

@@ -20,6 +20,17 @@ pub struct Request {
     pub cmd: Vec<String>,
     /// The working directory, re-entered inside the sandbox.
     pub cwd: PathBuf,
+    /// What becomes of staged changes when the agent ends.
+    pub review: Review,
+}
+
+/// `--review`: what happens to staged changes at the end of `ward run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Review {
+    /// Keep them for `ward review` (the default: nothing is applied without a person).
+    Keep,
+    /// Throw them away (recorded).
+    Discard,
 }
 
 fn session_id() -> String {
@@ -39,6 +50,9 @@ struct Inside {
     masked: Vec<PathBuf>,
     /// Repositories' `.git` in writable grants: kept read-only.
     read_only: Vec<PathBuf>,
+    /// Entries of staged grants owned by another user or group: the user namespace maps only
+    /// the caller's, so overlay cannot copy them up (EOVERFLOW).
+    unmapped: Vec<PathBuf>,
 }
 
 /// The paths inside the grants the agent may not read (keys, `.env`, git hooks, the manifest's
@@ -54,9 +68,13 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
     let mut pdp = Pdp::new(m.clone())?;
     let mut out = Vec::new();
     let mut read_only = Vec::new();
+    let mut unmapped = Vec::new();
     let mut seen = 0usize;
+    // SAFETY: getuid/getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     for g in &m.files {
         let writable = g.access == Access::ReadWrite;
+        let staged = writable && g.mode == Mode::Staged;
         let mut stack = vec![g.path.clone()];
         while let Some(dir) = stack.pop() {
             // A folder Ward cannot list could hide a key the agent (its owner) could chmod
@@ -86,6 +104,14 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
                     continue;
                 }
                 let is_dir = ft.is_some_and(|t| t.is_dir());
+                if staged {
+                    if let Ok(md) = e.metadata() {
+                        use std::os::unix::fs::MetadataExt;
+                        if md.uid() != uid || md.gid() != gid {
+                            unmapped.push(path.clone());
+                        }
+                    }
+                }
                 if writable && is_repository(&path, is_dir) {
                     read_only.push(path.clone());
                 }
@@ -100,6 +126,7 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
     Ok(Inside {
         masked: out,
         read_only,
+        unmapped,
     })
 }
 
@@ -169,9 +196,13 @@ fn supervise_signals() {
 }
 
 /// The start time of `pid` (field 22 of /proc/PID/stat), to tell it from a recycled pid.
+/// A zombie (ended, not yet reaped) has none: it is not running.
 pub fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 2..];
+    if after.starts_with('Z') || after.starts_with('X') {
+        return None;
+    }
     after.split(' ').nth(19)?.parse().ok()
 }
 
@@ -183,20 +214,27 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         manifest: m,
         cmd: agent_cmd,
         cwd,
+        review,
     } = req;
-    if let Some(g) = m
-        .files
-        .iter()
-        .find(|g| g.access == Access::ReadWrite && g.mode == Mode::Staged)
-    {
-        bail!(
-            "the grant {} is staged (edits held for `ward review`), which this version cannot do yet; \
-             grant it with --grant {}:direct (edits go straight to the folder) or :ro",
-            g.path.display(),
-            g.path.display()
+    let Inside {
+        masked,
+        read_only,
+        unmapped,
+    } = inside(&m)?;
+    if !unmapped.is_empty() {
+        eprintln!(
+            "ward: warning: {} file(s) in staged grants belong to another user or group, which the \
+             sandbox cannot map: the agent can read them but not change them (it gets EOVERFLOW): {}{}",
+            unmapped.len(),
+            unmapped
+                .iter()
+                .take(5)
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if unmapped.len() > 5 { ", ..." } else { "" }
         );
     }
-    let Inside { masked, read_only } = inside(&m)?;
     let session = session_id();
     let confinement = Confinement::decide(&m, &session)?;
 
@@ -205,6 +243,35 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     let staging = session_dir.join("root");
     std::fs::create_dir_all(&staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
+    // Staged grants: an upper layer (and overlay's work folder) per grant, beside the session.
+    let mut stages = Vec::new();
+    for (i, g) in m
+        .files
+        .iter()
+        .filter(|g| g.access == Access::ReadWrite && g.mode == Mode::Staged)
+        .enumerate()
+    {
+        let dir = session_dir.join("stage").join(i.to_string());
+        let (upper, work) = (dir.join("upper"), dir.join("work"));
+        for d in [&upper, &work] {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        stages.push(ward_stage::Stage {
+            grant: g.path.clone(),
+            upper,
+        });
+    }
+    if !stages.is_empty() {
+        let info = session_dir.join("stage.json");
+        std::fs::write(
+            &info,
+            serde_json::to_vec_pretty(&json!({
+                "session": session, "started": ward_audit::time::now_rfc3339(),
+                "command": agent_cmd, "cwd": cwd, "stages": stages,
+            }))?,
+        )
+        .with_context(|| format!("cannot write {}", info.display()))?;
+    }
     supervise_signals();
 
     // The launcher builds the sandbox while the audit log is opened and the session's start is
@@ -276,6 +343,10 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     for p in &read_only {
         cmd.arg("--ro-inside").arg(p);
     }
+    for st in &stages {
+        let work = st.upper.with_file_name("work");
+        cmd.arg("--stage").arg(&st.grant).arg(&st.upper).arg(work);
+    }
     cmd.arg("--").args(&agent_cmd);
     let mut child = Launcher::start(&cmd, &[go_read.as_raw_fd(), notify_theirs.as_raw_fd()])
         .context("cannot start the sandbox launcher")?;
@@ -324,6 +395,8 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 "grants": grants,
                 "masked": masked,
                 "read_only": read_only,
+                "staged": stages.iter().map(|s| &s.grant).collect::<Vec<_>>(),
+                "unmapped": unmapped,
                 "network": "none",
                 "limits": confinement.limits,
                 "landlock_abi": confinement.landlock.then_some(confinement.abi),
@@ -416,6 +489,30 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             eprintln!("ward: warning: cannot record the limits reached: {e}");
         }
     }
+    // Staged changes: kept for `ward review` unless discarded; counted in the end record.
+    let mut staged = Vec::new();
+    let mut pending = 0usize;
+    for st in &stages {
+        match ward_stage::changes(st) {
+            Ok(cs) => {
+                pending += cs.len();
+                staged.push(json!({"grant": st.grant, "changes": cs.len()}));
+            }
+            Err(e) => {
+                // Unreadable stage: keep it, whatever it holds.
+                pending += 1;
+                staged.push(json!({"grant": st.grant, "error": e.to_string()}));
+            }
+        }
+    }
+    let keep = pending > 0 && review == Review::Keep;
+    if keep {
+        eprintln!(
+            "ward: {pending} change(s) staged, nothing applied yet: `ward review {session}` shows them"
+        );
+    } else if pending > 0 {
+        eprintln!("ward: {pending} staged change(s) discarded (--review discard)");
+    }
     let end_event = Event {
         session: Some(session),
         detail: Some(json!({
@@ -424,13 +521,20 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             "started": started.is_ok(),
             "denied": denied,
             "limits_hit": limits_hit,
+            "staged": staged,
+            "review": if pending == 0 { "nothing staged" } else if keep { "kept" } else { "discarded" },
         })),
         ..Event::new("session.exit")
     };
-    // The session's directory and cgroups are removed while the end record is made durable.
+    // The session's directory and cgroups are removed while the end record is made durable;
+    // a session with changes to review keeps its stage (and `stage.json`).
     let end = std::thread::scope(|s| {
         s.spawn(|| {
-            let _ = std::fs::remove_dir_all(&session_dir);
+            if keep {
+                crate::sessions::forget_run(&session_dir);
+            } else {
+                let _ = std::fs::remove_dir_all(&session_dir);
+            }
             let left = confinement.cgroups.remove();
             if !left.is_empty() {
                 eprintln!(

@@ -42,12 +42,98 @@ pub fn running() -> anyhow::Result<Vec<Value>> {
         if pid > 0 && is_launcher(pid, v["start_time"].as_u64()) {
             out.push(v);
         } else {
-            // A session whose launcher is gone (crashed supervisor): clean its directory.
-            let _ = std::fs::remove_dir_all(e.path());
+            // A session whose launcher is gone (crashed supervisor): clean its directory, but
+            // keep a stage for review (nothing the agent wrote is lost).
+            forget_run(&e.path());
         }
     }
     out.sort_by(|a, b| a["started"].as_str().cmp(&b["started"].as_str()));
     Ok(out)
+}
+
+/// Remove what a finished session no longer needs: everything, or, when it has a stage, all
+/// but the stage and `stage.json`.
+pub(crate) fn forget_run(dir: &Path) {
+    if dir.join("stage.json").exists() {
+        let _ = std::fs::remove_file(dir.join("session.json"));
+        let _ = std::fs::remove_dir(dir.join("root"));
+        if let Ok(stages) = std::fs::read_dir(dir.join("stage")) {
+            for st in stages.flatten() {
+                let _ = std::fs::remove_dir_all(st.path().join("work"));
+            }
+        }
+    } else {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// A finished session whose staged changes wait for review.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    pub session: String,
+    /// The session's directory (holding `stage.json` and `stage/`).
+    pub dir: PathBuf,
+    /// `stage.json`: session, started, command, cwd, stages.
+    pub info: Value,
+    pub stages: Vec<ward_stage::Stage>,
+}
+
+/// The sessions with a stage, oldest first; running sessions are left out (their stage is
+/// still changing).
+pub fn staged() -> anyhow::Result<Vec<Staged>> {
+    let dir = sessions_dir(&LogPaths::default_paths()?);
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(out);
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.join("session.json").exists() {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(path.join("stage.json")) else {
+            continue;
+        };
+        let info: Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is damaged", path.join("stage.json").display()))?;
+        let stages: Vec<ward_stage::Stage> = serde_json::from_value(info["stages"].clone())
+            .with_context(|| format!("{} is damaged", path.join("stage.json").display()))?;
+        out.push(Staged {
+            session: e.file_name().to_string_lossy().into_owned(),
+            dir: path,
+            info,
+            stages,
+        });
+    }
+    out.sort_by(|a, b| a.info["started"].as_str().cmp(&b.info["started"].as_str()));
+    Ok(out)
+}
+
+/// Discard a session's staged changes (recorded with how many there were).
+pub fn discard(s: &Staged) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for st in &s.stages {
+        n += ward_stage::changes(st).map_or(0, |c| c.len());
+    }
+    let paths = LogPaths::default_paths()?;
+    let log = AuditLog::open(
+        &paths.log,
+        &KeyStore::new(&paths.keys),
+        WriterOptions::default(),
+    )
+    .context("cannot open the audit log")?;
+    log.close_with(Event {
+        session: Some(s.session.clone()),
+        detail: Some(json!({
+            "changes": n,
+            "grants": s.stages.iter().map(|st| &st.grant).collect::<Vec<_>>(),
+        })),
+        ..Event::new("review.discard")
+    })
+    .context("cannot record the discard, so nothing was discarded")?;
+    std::fs::remove_dir_all(&s.dir)
+        .with_context(|| format!("cannot remove {}", s.dir.display()))?;
+    Ok(n)
 }
 
 /// One session the kill switch ended (or tried to).

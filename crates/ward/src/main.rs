@@ -5,6 +5,7 @@
 mod audit_cmd;
 mod manifest_cmd;
 mod policy_cmd;
+mod review_cmd;
 mod run_cmd;
 mod session_cmd;
 
@@ -46,6 +47,8 @@ enum Cmd {
     /// Verify, read and export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCmd),
+    /// Show what an agent changed in its staged grants (list, diffs), or discard it.
+    Review(review_cmd::ReviewArgs),
     /// List the running sessions.
     #[command(after_help = "Examples:\n  ward status\n  ward status --json")]
     Status {
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Run(a) => return ExitCode::from(run_cmd::run(a)),
         Cmd::Launch { .. } => unreachable_launch(),
+        Cmd::Review(a) => review_cmd::run(a),
         Cmd::Status { json } => session_cmd::status(json),
         Cmd::Kill { session, all, json } => session_cmd::kill(session, all, json),
         Cmd::Manifest(c) => manifest_cmd::run(c),

@@ -12,7 +12,8 @@ Examples:
   ward run -m ward.toml -- codex
 
 Grants: PATH (read-write, staged for review), PATH:ro, PATH:rw (staged), PATH:direct (writes
-go straight to the folder). Staged grants come with `ward review` and are refused until then.
+go straight to the folder). Without -m or --grant: ./ward.toml, else the current directory,
+staged. The agent sees its staged edits; the real folder changes only through `ward review`.
 Inside a grant, keys, .env files, .git/hooks and the manifest's denies are covered, unix
 sockets too; in a direct grant a repository's .git is read-only (its config and hooks would
 run code on your machine the next time you use git there): commit from outside.
@@ -30,6 +31,10 @@ pub struct RunArgs {
     /// PATH[:ro|:rw|:direct]; repeatable.
     #[arg(long = "grant", value_name = "PATH[:MODE]")]
     grants: Vec<String>,
+    /// What becomes of staged changes at the end: keep them for `ward review` (nothing is
+    /// applied without a person), or discard them.
+    #[arg(long, value_enum, default_value = "keep")]
+    review: ReviewArg,
     #[command(flatten)]
     load: LoadArgs,
     /// The agent's command line.
@@ -46,6 +51,12 @@ pub fn run(a: RunArgs) -> u8 {
             125
         }
     }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReviewArg {
+    Keep,
+    Discard,
 }
 
 fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
@@ -66,5 +77,9 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
         manifest: m,
         cmd: a.cmd,
         cwd,
+        review: match a.review {
+            ReviewArg::Keep => ward_supervisor::run::Review::Keep,
+            ReviewArg::Discard => ward_supervisor::run::Review::Discard,
+        },
     })
 }

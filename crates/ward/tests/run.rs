@@ -113,9 +113,9 @@ fn read_only_grants_refuse_writes_with_an_error() {
 #[test]
 fn refusals_exit_125_with_the_reason() {
     let e = Env::new();
-    let o = e.ward(&["run", "--", "true"]);
-    assert_eq!(o.status.code(), Some(125));
-    assert!(text(&o).contains("is staged"), "{}", text(&o));
+    let o = e.ward(&["run", "--grant", "no-such-folder", "--", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o));
+    assert!(text(&o).contains("no-such-folder"), "{}", text(&o));
     let o = e.ward(&["run", "--grant", "/:direct", "--", "true"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(text(&o).contains("refusing to grant `/`"), "{}", text(&o));
@@ -496,4 +496,216 @@ fn a_folder_ward_cannot_list_stops_the_run() {
         text(&o)
     );
     assert!(!text(&o).contains("agent ran"));
+}
+
+#[test]
+fn the_built_in_default_stages_edits_for_review() {
+    let e = Env::new();
+    std::fs::write(e.p("proj/README"), "hello\n").unwrap();
+    std::fs::write(e.p("proj/gone.txt"), "bye\n").unwrap();
+    // No manifest, no grant: the current folder, staged.
+    let o = e.ward(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo edited >> README && echo new > NEW && rm gone.txt && cat README && ls",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // The agent saw its own edits...
+    assert!(text(&o).contains("hello\nedited\n"), "{}", text(&o));
+    assert!(text(&o).contains("ward review"), "{}", text(&o));
+    // ...the real folder did not change.
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/README")).unwrap(),
+        "hello\n"
+    );
+    assert!(!e.p("proj/NEW").exists() && e.p("proj/gone.txt").exists());
+    let r = e.ward(&["review", "--json", "--diff"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r));
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let changes = v["stages"][0]["changes"].as_array().unwrap();
+    let got: Vec<(String, String)> = changes
+        .iter()
+        .map(|c| {
+            (
+                c["kind"].as_str().unwrap().to_string(),
+                c["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("added".to_string(), "NEW".to_string()),
+            ("modified".to_string(), "README".to_string()),
+            ("deleted".to_string(), "gone.txt".to_string()),
+        ]
+    );
+    assert!(changes[1]["diff"].as_str().unwrap().contains("+edited"));
+    let exit = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.exit")
+        .unwrap();
+    assert_eq!(exit["detail"]["review"], "kept");
+    assert_eq!(exit["detail"]["staged"][0]["changes"], 3);
+    // Discarding removes the stage, on record; the real folder stays as it was.
+    let d = e.ward(&["review", "--discard-all"]);
+    assert_eq!(d.status.code(), Some(0), "{}", text(&d));
+    assert!(text(&d).contains("discarded 3"), "{}", text(&d));
+    assert_eq!(e.ward(&["review"]).status.code(), Some(1));
+    assert!(e.records().iter().any(|r| r["kind"] == "review.discard"));
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/README")).unwrap(),
+        "hello\n"
+    );
+}
+
+#[test]
+fn review_discard_at_the_end_and_nothing_staged_leave_no_stage() {
+    let e = Env::new();
+    let o = e.ward(&[
+        "run",
+        "--review",
+        "discard",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo x > f",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("discarded"), "{}", text(&o));
+    let o = e.ward(&["run", "--", "/bin/true"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!e.p("proj/f").exists());
+    assert_eq!(e.ward(&["review"]).status.code(), Some(1));
+    let sessions = std::fs::read_dir(e.p("state/ward/sessions"))
+        .unwrap()
+        .count();
+    assert_eq!(sessions, 0, "session directories left behind");
+}
+
+#[test]
+fn a_killed_supervisor_loses_no_staged_change() {
+    let e = Env::new();
+    let mut run = e
+        .command(&[
+            "run",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo kept > saved.txt && touch ready && exec sleep 600",
+        ])
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    // The agent's file is in the stage (the real folder never gets it).
+    loop {
+        let found = std::fs::read_dir(e.p("state/ward/sessions"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|s| s.path().join("stage/0/upper/ready").exists());
+        if found {
+            break;
+        }
+        assert!(t.elapsed().as_secs() < 20, "the agent did not write");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    // `ward status` notices the dead session (its launcher dies with the supervisor) and tidies
+    // it, keeping the stage.
+    let t = std::time::Instant::now();
+    loop {
+        let st = e.ward(&["status", "--json"]);
+        if text(&st).trim() == "[]" {
+            break;
+        }
+        assert!(t.elapsed().as_secs() < 10, "still listed: {}", text(&st));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let r = e.ward(&["review", "--json"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r));
+    assert!(text(&r).contains("saved.txt"), "{}", text(&r));
+    assert!(!e.p("proj/saved.txt").exists());
+}
+
+#[test]
+fn staging_works_unprivileged_and_names_files_it_cannot_map() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("NOT TESTED HERE: needs root to switch to the `wardtest` user");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the tests as root"
+        );
+        return;
+    }
+    let Some((uid, gid)) = user("wardtest") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "TEST USER MISSING: CI must create `wardtest` (scripts/setup.sh does)"
+        );
+        eprintln!("skipping: no `wardtest` user on this machine (scripts/setup.sh creates it)");
+        return;
+    };
+    let e = Env::new();
+    let ward = e.p("ward");
+    std::fs::copy(env!("CARGO_BIN_EXE_ward"), &ward).unwrap();
+    std::fs::write(e.p("proj/mine.txt"), "mine\n").unwrap();
+    Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(e.dir.path())
+        .status()
+        .unwrap();
+    // Written after the chown: root's, which the agent's user namespace cannot map.
+    std::fs::write(e.p("proj/roots.txt"), "root's\n").unwrap();
+    let cmd = |args: &[&str]| {
+        Command::new(&ward)
+            .args(args)
+            .current_dir(e.p("proj"))
+            .env("HOME", e.p("home"))
+            .env("XDG_STATE_HOME", e.p("state"))
+            .env("XDG_CONFIG_HOME", e.p("config"))
+            .env("WARD_MANAGED", e.p("managed.toml"))
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .unwrap()
+    };
+    let o = cmd(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo changed > mine.txt && echo MINE-CHANGED; echo x >> roots.txt && echo ROOTS-CHANGED; true",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("MINE-CHANGED") && !out.contains("ROOTS-CHANGED"),
+        "{out}"
+    );
+    assert!(
+        out.contains("belong to another user or group") && out.contains("roots.txt"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/mine.txt")).unwrap(),
+        "mine\n"
+    );
+    let r = cmd(&["review", "--json"]);
+    assert!(text(&r).contains("mine.txt"), "{}", text(&r));
+    let start = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.start")
+        .unwrap();
+    assert!(start["detail"]["unmapped"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("roots.txt"));
 }

@@ -1,0 +1,120 @@
+//! `ward review`: what an agent changed in its staged grants, with diffs.
+
+use crate::{print_json, Outcome};
+use anyhow::Context;
+use clap::Args;
+use serde_json::json;
+use std::io::IsTerminal;
+use ward_supervisor::sessions::{discard, staged, Staged};
+
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  ward review                      # the latest session with staged changes: list them
+  ward review --diff               # ... with unified diffs
+  ward review 3f9a1c0d2b4e5f60 --json
+  ward review --discard-all        # throw the changes away (recorded)
+
+A staged grant keeps the agent's edits in the session's stage; the real folder is untouched
+until a person applies them. Changes: added, modified, deleted, renamed (same content moved),
+mode (permissions only), type (a file became a folder or link). Binary and large files are
+summarised with their size and SHA-256.
+Exit codes: 0 shown/done; 1 no session with staged changes; 2 usage error.")]
+pub struct ReviewArgs {
+    /// The session (see the end of `ward run`'s output); default: the latest with changes.
+    session: Option<String>,
+    /// List the changes (the default).
+    #[arg(long)]
+    list: bool,
+    /// Show a unified diff of each change.
+    #[arg(long)]
+    diff: bool,
+    /// Discard every staged change of the session.
+    #[arg(long, conflicts_with_all = ["list", "diff"])]
+    discard_all: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+fn pick(session: Option<&str>) -> anyhow::Result<Option<Staged>> {
+    let all = staged()?;
+    Ok(match session {
+        Some(id) => all.into_iter().find(|s| s.session == id),
+        None => all.into_iter().last(),
+    })
+}
+
+pub fn run(a: ReviewArgs) -> Outcome {
+    let Some(s) = pick(a.session.as_deref())? else {
+        match &a.session {
+            Some(id) => eprintln!(
+                "no finished session {id} with staged changes (see `ward status` for running ones)"
+            ),
+            None => eprintln!("no session with staged changes"),
+        }
+        return Ok(1);
+    };
+    if a.discard_all {
+        let n = discard(&s)?;
+        if a.json {
+            print_json(&json!({"session": s.session, "discarded": n}));
+        } else {
+            println!("discarded {n} change(s) of session {}", s.session);
+        }
+        return Ok(0);
+    }
+    // The listing is always shown; `--list` says so explicitly.
+    let _ = a.list;
+    let color = !a.json && std::io::stdout().is_terminal();
+    let mut out = Vec::new();
+    for st in &s.stages {
+        let changes = ward_stage::changes(st)
+            .with_context(|| format!("cannot read the stage of {}", st.grant.display()))?;
+        let mut list = Vec::new();
+        if !a.json {
+            println!(
+                "session {}  {}  ({} change(s))",
+                s.session,
+                st.grant.display(),
+                changes.len()
+            );
+        }
+        for c in &changes {
+            let d = if a.diff {
+                Some(ward_stage::diff(st, c, color)?)
+            } else {
+                None
+            };
+            if a.json {
+                let mut v = serde_json::to_value(c)?;
+                if let Some(d) = d {
+                    v["diff"] = json!(d);
+                }
+                list.push(v);
+            } else {
+                match &c.from {
+                    Some(f) => println!(
+                        "  {:<9} {} (from {})",
+                        c.kind.as_str(),
+                        c.path.display(),
+                        f.display()
+                    ),
+                    None => println!("  {:<9} {}", c.kind.as_str(), c.path.display()),
+                }
+                if let Some(d) = d {
+                    print!("{d}");
+                }
+            }
+        }
+        out.push(json!({"grant": st.grant, "changes": list}));
+    }
+    if a.json {
+        print_json(&json!({
+            "session": s.session,
+            "started": s.info["started"],
+            "command": s.info["command"],
+            "stages": out,
+        }));
+    }
+    Ok(0)
+}
