@@ -91,6 +91,8 @@ pub const DEFAULT_SCRUB: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct Scrub {
     patterns: Vec<String>,
+    /// The manifest's and managed files' patterns: removed whatever `keep` says.
+    extra: Vec<String>,
     keep: Vec<String>,
 }
 
@@ -98,15 +100,18 @@ impl Default for Scrub {
     fn default() -> Self {
         Scrub {
             patterns: DEFAULT_SCRUB.iter().map(|s| s.to_string()).collect(),
+            extra: Vec::new(),
             keep: Vec::new(),
         }
     }
 }
 
 impl Scrub {
-    /// Add patterns (the manifest's `env.scrub`) and names to keep (`env.keep`).
+    /// Add patterns (the manifest's `env.scrub`) and names to keep (`env.keep`): a kept name
+    /// escapes the built-in list, never an added pattern.
     pub fn with(mut self, extra: &[String], keep: &[String]) -> Self {
-        self.patterns.extend(extra.iter().cloned());
+        self.extra
+            .extend(extra.iter().map(|p| p.to_ascii_uppercase()));
         self.keep.extend(keep.iter().cloned());
         self
     }
@@ -117,10 +122,13 @@ impl Scrub {
         let Some(name) = name.to_str() else {
             return true;
         };
+        let upper = name.to_ascii_uppercase();
+        if self.extra.iter().any(|p| component_matches(p, &upper)) {
+            return true;
+        }
         if self.keep.iter().any(|k| k == name) {
             return false;
         }
-        let upper = name.to_ascii_uppercase();
         self.patterns
             .iter()
             .any(|p| component_matches(p, &upper) || component_matches(p, name))

@@ -189,6 +189,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
         cgroups: vec![],
         landlock: true,
     };
+    let (mut scrub_extra, mut scrub_keep) = (Vec::new(), Vec::new());
     while let Some(a) = args.next() {
         match a.as_str() {
             "--ro" => cfg
@@ -217,6 +218,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
             },
             "--cgroup" => cfg.cgroups.push(args.next().unwrap_or_default().into()),
             "--no-landlock" => cfg.landlock = false,
+            "--scrub" => scrub_extra.push(args.next().unwrap_or_default()),
+            "--keep-env" => scrub_keep.push(args.next().unwrap_or_default()),
             "--" => {
                 cfg.argv = args.by_ref().collect();
                 break;
@@ -231,7 +234,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
         eprintln!("ward: launcher: --staging DIR is required");
         return 125;
     }
-    let (kept, _) = crate::env::Scrub::default().apply(std::env::vars_os());
+    let (kept, _) = crate::env::Scrub::default()
+        .with(&scrub_extra, &scrub_keep)
+        .apply(std::env::vars_os());
     cfg.env = kept
         .into_iter()
         .map(|(k, v)| {

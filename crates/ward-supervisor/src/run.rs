@@ -130,6 +130,24 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
     })
 }
 
+/// SHA-256 of the manifest file and each managed file, in order (`None` for the built-in
+/// default and command-line grants alone): which exact text governed the session.
+fn manifest_hash(m: &Manifest) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let files: Vec<&PathBuf> = m.source.iter().chain(m.managed.iter()).collect();
+    if files.is_empty() {
+        return None;
+    }
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        h.update(std::fs::read(f).unwrap_or_default());
+        h.update([0]);
+    }
+    Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// A git repository whose config and hooks git would run: a `.git` folder or gitfile, or a
 /// bare repository (`HEAD`, `objects/`, `refs/`; pushing to it runs its hooks).
 fn is_repository(path: &Path, is_dir: bool) -> bool {
@@ -329,6 +347,18 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     if !confinement.landlock {
         cmd.arg("--no-landlock");
     }
+    for (p, _) in &m.env_scrub {
+        cmd.arg("--scrub").arg(p);
+    }
+    for (k, _) in &m.env_keep {
+        cmd.arg("--keep-env").arg(k);
+    }
+    // The names the launcher will remove (it applies the same rule to the same environment).
+    let scrub_extra: Vec<String> = m.env_scrub.iter().map(|(p, _)| p.clone()).collect();
+    let scrub_keep: Vec<String> = m.env_keep.iter().map(|(k, _)| k.clone()).collect();
+    let (_, env_removed) = ward_sandbox::env::Scrub::default()
+        .with(&scrub_extra, &scrub_keep)
+        .apply(std::env::vars_os());
     for g in &m.files {
         cmd.arg(if g.access == Access::Read {
             "--ro"
@@ -397,6 +427,8 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 "read_only": read_only,
                 "staged": stages.iter().map(|s| &s.grant).collect::<Vec<_>>(),
                 "unmapped": unmapped,
+                "env_removed": env_removed,
+                "manifest_sha256": manifest_hash(&m),
                 "network": "none",
                 "limits": confinement.limits,
                 "landlock_abi": confinement.landlock.then_some(confinement.abi),

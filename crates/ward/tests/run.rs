@@ -709,3 +709,55 @@ fn staging_works_unprivileged_and_names_files_it_cannot_map() {
         .unwrap()
         .ends_with("roots.txt"));
 }
+
+#[test]
+fn the_manifest_extends_the_environment_scrub_and_the_start_names_what_went() {
+    let e = Env::new();
+    std::fs::write(
+        e.p("proj/ward.toml"),
+        format!(
+            "files = [{{ path = \"{}\", mode = \"direct\" }}]\n[env]\nscrub = [\"MY_*\"]\nkeep = [\"HARMLESS_TOKEN\", \"MY_KEPT\"]\n",
+            e.p("proj").display()
+        ),
+    )
+    .unwrap();
+    let o = e
+        .command(&["run", "--", "/usr/bin/env"])
+        .env("MY_SETTING", "private")
+        .env("MY_KEPT", "explicit scrub wins")
+        .env("HARMLESS_TOKEN", "kept on purpose")
+        .env("GH_TOKEN", "ghp_secret")
+        .env("PLAIN", "visible")
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("PLAIN=visible") && out.contains("HARMLESS_TOKEN=kept on purpose"),
+        "{out}"
+    );
+    for gone in ["MY_SETTING", "MY_KEPT", "GH_TOKEN", "ghp_secret"] {
+        assert!(!out.contains(gone), "{gone} reached the agent: {out}");
+    }
+    let start = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.start")
+        .unwrap();
+    let removed: Vec<&str> = start["detail"]["env_removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for n in ["GH_TOKEN", "MY_KEPT", "MY_SETTING"] {
+        assert!(removed.contains(&n), "{removed:?}");
+    }
+    assert!(!removed.contains(&"HARMLESS_TOKEN"));
+    // Names only: no value in the log.
+    assert!(!start.to_string().contains("ghp_secret"));
+    assert_eq!(
+        start["detail"]["manifest_sha256"].as_str().unwrap().len(),
+        64
+    );
+}

@@ -43,6 +43,10 @@ impl Explanation<'_> {
                 "cpu": m.limits.cpu.as_ref().map(|(v, o)| json!({"cpus": v, "origin": o.to_string()})),
                 "upload": m.limits.upload.as_ref().map(|(v, o)| json!({"bytes": v, "origin": o.to_string()})),
             },
+            "env": {
+                "scrub": m.env_scrub.iter().map(|(p, o)| json!({"pattern": p, "origin": o.to_string()})).collect::<Vec<_>>(),
+                "keep": m.env_keep.iter().map(|(p, o)| json!({"name": p, "origin": o.to_string()})).collect::<Vec<_>>(),
+            },
             "allow_degraded": m.allow_degraded.iter().map(|(f, o)| json!({"feature": f, "origin": o.to_string()})).collect::<Vec<_>>(),
             "narrowed_by_managed": m.narrowed,
         })
@@ -154,6 +158,15 @@ impl fmt::Display for Explanation<'_> {
         match &m.limits.cpu {
             Some((n, o)) => writeln!(f, "  cpu     {n}    <- {o}")?,
             None => writeln!(f, "  cpu     unlimited")?,
+        }
+        if !m.env_scrub.is_empty() || !m.env_keep.is_empty() {
+            writeln!(f, "\nEnvironment (on top of the built-in scrub list)")?;
+            for (p, o) in &m.env_scrub {
+                writeln!(f, "  scrub {p}    <- {o}")?;
+            }
+            for (k, o) in &m.env_keep {
+                writeln!(f, "  keep  {k}    <- {o}")?;
+            }
         }
         if !m.allow_degraded.is_empty() {
             writeln!(f, "\nMay run without (audited when it does)")?;

@@ -166,6 +166,10 @@ fn merge(m: &mut Manifest, admin: Manifest, has_files: bool, has_network: bool) 
         }
     }
 
+    // The admin's scrub patterns apply on top of the user's (and beat any `keep`); the admin's
+    // `keep` does not widen the user's environment.
+    m.env_scrub.extend(admin.env_scrub);
+
     let lim = &mut m.limits;
     min_limit(&mut lim.memory, admin.limits.memory);
     min_limit(&mut lim.pids, admin.limits.pids);

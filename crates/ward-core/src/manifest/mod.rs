@@ -230,6 +230,12 @@ pub struct Manifest {
     /// Kernel features `ward run` may go without (each is audited when it does); see
     /// [`DEGRADABLE`].
     pub allow_degraded: Vec<(String, Origin)>,
+    /// Extra environment variable patterns removed before the agent starts (`env.scrub`, on top
+    /// of the built-in list; a managed file's always apply).
+    pub env_scrub: Vec<(String, Origin)>,
+    /// Names the built-in list would remove that the agent keeps (`env.keep`); never beats an
+    /// explicit `env.scrub`.
+    pub env_keep: Vec<(String, Origin)>,
     /// What the managed file removed or narrowed, in words, for `ward manifest explain`.
     pub narrowed: Vec<String>,
     /// The managed files' limits, applied to every decision.

@@ -28,6 +28,8 @@ pub struct Doc {
     pub policies: Vec<PolicyDoc>,
     pub limits: LimitsDoc,
     pub allow_degraded: Vec<At<String>>,
+    pub env_scrub: Vec<At<String>>,
+    pub env_keep: Vec<At<String>>,
 }
 
 #[derive(Debug)]
@@ -104,6 +106,16 @@ struct TomlDoc {
     limits: TomlLimits,
     #[serde(default)]
     allow_degraded: Vec<Spanned<String>>,
+    env: Option<TomlEnv>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlEnv {
+    #[serde(default)]
+    scrub: Vec<Spanned<String>>,
+    #[serde(default)]
+    keep: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -165,6 +177,10 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
         value: s.into_inner(),
     };
     let list = |v: Vec<Spanned<String>>| v.into_iter().map(at).collect::<Vec<_>>();
+    let (env_scrub, env_keep) = match doc.env {
+        Some(e) => (Some(e.scrub), Some(e.keep)),
+        None => (None, None),
+    };
     Ok(Doc {
         name: doc.name.map(at),
         files: doc
@@ -256,6 +272,8 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
             }),
         },
         allow_degraded: list(doc.allow_degraded),
+        env_scrub: env_scrub.map_or(vec![], list),
+        env_keep: env_keep.map_or(vec![], list),
     })
 }
 

@@ -171,7 +171,7 @@ fn validation_errors_name_file_line_and_column() {
         ),
         (
             "colour = 1\n",
-            "[TMP]/ward.toml:1:1: unknown field `colour`, expected one of `name`, `files`, `deny_paths`, `network`, `rules`, `policies`, `limits`, `allow_degraded`",
+            "[TMP]/ward.toml:1:1: unknown field `colour`, expected one of `name`, `files`, `deny_paths`, `network`, `rules`, `policies`, `limits`, `allow_degraded`, `env`",
         ),
         (
             "[[files]]\npath = 42\n",
@@ -536,4 +536,26 @@ fn managed_file_decides_what_may_run_degraded() {
         m.narrowed
     );
     assert!(m.explain().to_string().contains("cgroup.cpu"));
+}
+
+#[test]
+fn env_scrub_takes_name_patterns_and_keep_takes_names() {
+    let env = Env::new();
+    let m = env
+        .load("[env]\nscrub = [\"my_*\", \"X?Y\"]\nkeep = [\"GH_TOKEN\"]\n")
+        .unwrap();
+    let pats: Vec<&str> = m.env_scrub.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(pats, ["MY_*", "X?Y"]);
+    assert_eq!(m.env_keep[0].0, "GH_TOKEN");
+    assert_eq!(
+        env.err("[env]\nscrub = [\"A=B\"]\n"),
+        "[TMP]/ward.toml:2:10: `A=B` is not a variable name pattern: letters, digits, `_`, and `*` or `?` as wildcards (`MY_*`)"
+    );
+    assert_eq!(
+        env.err("[env]\nkeep = [\"GH_*\"]\n"),
+        "[TMP]/ward.toml:2:9: `GH_*` is not a variable name: `env.keep` takes exact names, no wildcards"
+    );
+    env.write("managed.toml", "[env]\nscrub = [\"CORP_*\"]\n");
+    let m = env.load("[env]\nkeep = [\"CORP_TOKEN\"]\n").unwrap();
+    assert!(m.env_scrub.iter().any(|(p, _)| p == "CORP_*"));
 }

@@ -97,6 +97,8 @@ pub(super) fn empty() -> Manifest {
         policies: vec![],
         limits: Limits::default(),
         allow_degraded: vec![],
+        env_scrub: vec![],
+        env_keep: vec![],
         narrowed: vec![],
         ceilings: vec![],
     }
@@ -388,6 +390,44 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
         }
     }
 
+    let mut env_scrub = Vec::new();
+    for p in &doc.env_scrub {
+        if p.value.is_empty()
+            || !p
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '*' | '?'))
+        {
+            return Err(cx.err(
+                p.pos,
+                format!(
+                    "`{}` is not a variable name pattern: letters, digits, `_`, and `*` or `?` as \
+                     wildcards (`MY_*`)",
+                    p.value
+                ),
+            ));
+        }
+        env_scrub.push((p.value.to_ascii_uppercase(), cx.origin(p.pos)));
+    }
+    let mut env_keep = Vec::new();
+    for k in &doc.env_keep {
+        if k.value.is_empty()
+            || !k
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(cx.err(
+                k.pos,
+                format!(
+                    "`{}` is not a variable name: `env.keep` takes exact names, no wildcards",
+                    k.value
+                ),
+            ));
+        }
+        env_keep.push((k.value.clone(), cx.origin(k.pos)));
+    }
+
     Ok(Manifest {
         name,
         source: Some(cx.file.to_path_buf()),
@@ -400,6 +440,8 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
         policies,
         limits,
         allow_degraded,
+        env_scrub,
+        env_keep,
         narrowed: vec![],
         ceilings: vec![],
     })
