@@ -412,8 +412,11 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
         // SAFETY: system calls on pointers prepared above; each failure ends the child with 125 (126/127
         // for exec errors, as shells do).
         unsafe {
-            if libc::setsid() < 0 || libc::chdir(cwd.as_ptr()) != 0 {
-                libc::_exit(125);
+            if libc::setsid() < 0 {
+                die(b"ward: cannot start the agent in its own session (setsid)\n");
+            }
+            if libc::chdir(cwd.as_ptr()) != 0 {
+                die(b"ward: cannot enter the working directory inside the sandbox\n");
             }
             // The supervisor ignores terminal signals so that it outlives the agent and records
             // its end; the agent gets the default dispositions back (Ctrl-C stops it).
@@ -421,27 +424,27 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
                 libc::signal(sig, libc::SIG_DFL);
             }
             if landlock.as_mut().is_some_and(|l| l.enforce().is_err()) {
-                libc::_exit(125);
+                die(b"ward: kernel feature `landlock` refused the ruleset (landlock_restrict_self)\n");
             }
             match cfg.notify_fd {
                 Some(sock) => {
                     let Ok(listener) = filter.enforce_notify() else {
-                        libc::_exit(125);
+                        die(b"ward: kernel feature `seccomp user notification` is not available (Linux 5.0+)\n");
                     };
                     if crate::notify::send_fd(sock, listener) != 0 {
-                        libc::_exit(125);
+                        die(b"ward: cannot hand the seccomp listener to the supervisor\n");
                     }
                     libc::close(listener);
                     libc::close(sock);
                 }
                 None => {
                     if filter.enforce().is_err() {
-                        libc::_exit(125);
+                        die(b"ward: kernel feature `seccomp` is not available\n");
                     }
                 }
             }
             if drop_capabilities() != 0 {
-                libc::_exit(125);
+                die(b"ward: cannot drop the agent's capabilities\n");
             }
             // Nothing leaks in by inheritance: every descriptor but stdio is closed (after the
             // ruleset's own descriptor was consumed above).
@@ -583,6 +586,15 @@ fn mask(root: &Path, m: &Path, grants: &[(PathBuf, bool)]) -> Result<(), Sandbox
             libc::MS_BIND | libc::MS_REMOUNT | ro,
             None,
         )
+    }
+}
+
+/// Say why the agent cannot start (async-signal-safe: one write) and end with 125.
+fn die(msg: &[u8]) -> ! {
+    // SAFETY: write of a static buffer to stderr, then _exit.
+    unsafe {
+        libc::write(2, msg.as_ptr() as *const libc::c_void, msg.len());
+        libc::_exit(125)
     }
 }
 
