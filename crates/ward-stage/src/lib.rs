@@ -110,10 +110,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
 /// SHA-256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String, StageError> {
     let mut f = std::fs::File::open(path).map_err(io(path))?;
+    sha256_reader(&mut f).map_err(io(path))
+}
+
+/// SHA-256 of everything `r` yields, hex.
+pub fn sha256_reader(r: &mut impl Read) -> std::io::Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = f.read(&mut buf).map_err(io(path))?;
+        let n = r.read(&mut buf)?;
         if n == 0 {
             break;
         }
@@ -487,6 +492,8 @@ fn paint(s: &str, code: &str, color: bool) -> String {
         s.to_string()
     }
 }
+
+pub mod apply;
 
 #[cfg(test)]
 mod tests;

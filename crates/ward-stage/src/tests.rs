@@ -2,6 +2,7 @@
 //! overlay mount (in a user namespace, as `ward run` does), then lists them.
 
 use super::*;
+use std::collections::BTreeMap;
 use std::process::Command;
 
 struct T {
@@ -171,4 +172,213 @@ fn a_link_in_the_real_folder_replaced_by_a_folder_is_not_followed() {
     assert!(cs[1].before.is_none());
     let d = diff(&s, &cs[1], false).unwrap();
     assert!(!d.contains("root:"), "{d}");
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128
+}
+
+/// The tree under `dir`: relative path -> content (files), "dir", or "-> target" (links).
+fn tree(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            let ft = e.file_type().unwrap();
+            if ft.is_symlink() {
+                out.insert(
+                    rel,
+                    format!("-> {}", std::fs::read_link(&p).unwrap().display()),
+                );
+            } else if ft.is_dir() {
+                out.insert(rel, "dir".into());
+                stack.push(p);
+            } else {
+                out.insert(rel, std::fs::read_to_string(&p).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn applying_everything_makes_the_real_folder_what_the_agent_saw() {
+    let t = T::new();
+    t.write("a.txt", "one\n");
+    t.write("gone.txt", "bye\n");
+    t.write("old.txt", "moved\n");
+    t.write("d/inner.txt", "inner\n");
+    t.write("run.sh", "echo\n");
+    let started = now_ns();
+    let s = t.stage(
+        "echo two > a.txt && rm gone.txt && mv old.txt new.txt && rm -r d && \
+         mkdir -p made/deep && echo x > made/deep/x.txt && chmod 700 run.sh && ln -s a.txt link",
+    );
+    // What the agent saw, read through a second overlay mount.
+    let seen = {
+        let o = Command::new("unshare")
+            .args(["--user", "--map-current-user", "--mount", "sh", "-c"])
+            .arg(format!(
+                "mount -t overlay overlay -o lowerdir={},upperdir={},workdir={},userxattr {} && find {} -printf '%P %y %m\\n' | sort",
+                t.p("real").display(), t.p("upper").display(), t.p("work").display(),
+                t.p("mnt").display(), t.p("mnt").display()
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let cs = changes(&s).unwrap();
+    let p = apply::plan(&s, &cs, started);
+    assert!(p.conflicts.is_empty() && p.refused.is_empty(), "{p:?}");
+    let journal = t.p("journal");
+    let r = apply::execute(&s, &p, &journal).unwrap();
+    assert!(r.conflicts.is_empty(), "{r:?}");
+    assert!(!journal.exists());
+    let after = {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "find {} -printf '%P %y %m\\n' | sort",
+                t.p("real").display()
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert_eq!(after, seen);
+    let real = tree(&t.p("real"));
+    assert_eq!(real["a.txt"], "two\n");
+    assert_eq!(real["new.txt"], "moved\n");
+    assert_eq!(real["link"], "-> a.txt");
+    assert!(!real.contains_key("gone.txt") && !real.contains_key("d"));
+    // Applied changes no longer show.
+    assert!(
+        changes(&s).unwrap().is_empty(),
+        "{:?}",
+        summary(&changes(&s).unwrap())
+    );
+}
+
+#[test]
+fn a_real_file_changed_since_the_start_is_a_conflict_not_overwritten() {
+    let t = T::new();
+    t.write("a.txt", "original\n");
+    t.write("b.txt", "b\n");
+    let started = now_ns();
+    let s = t.stage("echo agent > a.txt && echo agent > b.txt");
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    std::fs::write(t.p("real/a.txt"), "the user's edit\n").unwrap();
+    let cs = changes(&s).unwrap();
+    let p = apply::plan(&s, &cs, started);
+    assert_eq!(p.conflicts.len(), 1, "{p:?}");
+    assert_eq!(p.conflicts[0].path, Path::new("a.txt"));
+    apply::execute(&s, &p, &t.p("journal")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(t.p("real/a.txt")).unwrap(),
+        "the user's edit\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.p("real/b.txt")).unwrap(),
+        "agent\n"
+    );
+}
+
+#[test]
+fn links_out_of_the_grant_and_special_files_are_never_applied() {
+    let t = T::new();
+    let outside = tempfile::tempdir().unwrap();
+    // The real folder links out; the agent swaps the link for a folder with a file in it.
+    std::os::unix::fs::symlink(outside.path(), t.p("real/out")).unwrap();
+    let started = now_ns();
+    let s = t.stage(
+        "rm out && mkdir out && echo pwned > out/pwned && ln -s /etc/passwd evil && \
+         ln -s ../../x escape && mkfifo fifo",
+    );
+    let cs = changes(&s).unwrap();
+    let p = apply::plan(&s, &cs, started);
+    let refused: Vec<String> = p
+        .refused
+        .iter()
+        .map(|h| h.path.display().to_string())
+        .collect();
+    assert_eq!(refused, ["escape", "evil", "fifo"], "{p:?}");
+    let r = apply::execute(&s, &p, &t.p("journal")).unwrap();
+    assert!(r.conflicts.is_empty(), "{r:?}");
+    assert!(
+        !outside.path().join("pwned").exists(),
+        "written through the link"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.p("real/out/pwned")).unwrap(),
+        "pwned\n"
+    );
+    assert!(t.p("real/evil").symlink_metadata().is_err());
+}
+
+#[test]
+fn a_link_planted_on_the_way_after_planning_stops_the_write() {
+    let t = T::new();
+    t.write("d/f.txt", "old\n");
+    let started = now_ns();
+    let s = t.stage("echo new > d/f.txt");
+    let cs = changes(&s).unwrap();
+    let p = apply::plan(&s, &cs, started);
+    // Between the review and the commit, `d` becomes a link out of the grant.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("f.txt"), "old\n").unwrap();
+    std::fs::rename(t.p("real/d"), t.p("real/d-moved")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), t.p("real/d")).unwrap();
+    let r = apply::execute(&s, &p, &t.p("journal")).unwrap();
+    assert_eq!(r.conflicts.len(), 1, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("f.txt")).unwrap(),
+        "old\n"
+    );
+}
+
+#[test]
+fn an_interrupted_batch_is_finished_from_its_journal() {
+    let t = T::new();
+    for i in 0..20 {
+        t.write(&format!("f{i}.txt"), "old\n");
+    }
+    let started = now_ns();
+    let s = t.stage("for i in $(seq 0 19); do echo new > f$i.txt; done; rm f19.txt");
+    let cs = changes(&s).unwrap();
+    let p = apply::plan(&s, &cs, started);
+    // A crash after half the files: the first ten are new, the journal is still there.
+    let journal = t.p("journal");
+    let half = apply::Plan {
+        ops: p.ops[..10].to_vec(),
+        ..apply::Plan::default()
+    };
+    apply::execute(&s, &half, &t.p("half-journal")).unwrap();
+    std::fs::write(
+        &journal,
+        format!(
+            "{}\n{}",
+            serde_json::json!({"grant": s.grant, "upper": s.upper, "ops": p.ops.len()}),
+            p.ops
+                .iter()
+                .map(|o| serde_json::to_string(o).unwrap() + "\n")
+                .collect::<String>()
+        ),
+    )
+    .unwrap();
+    // A leftover temporary from the crash.
+    std::fs::write(t.p("real/.ward-apply.12"), "partial").unwrap();
+    let (_, r) = apply::resume(&journal).unwrap().unwrap();
+    assert!(r.conflicts.is_empty(), "{r:?}");
+    assert_eq!(r.already, 10, "{r:?}");
+    assert!(!journal.exists());
+    let real = tree(&t.p("real"));
+    assert!(real.iter().all(|(_, v)| v == "new\n"), "{real:?}");
+    assert!(!real.contains_key("f19.txt"));
+    assert!(!real.contains_key(".ward-apply.12"), "leftover temporary");
+    assert!(apply::resume(&journal).unwrap().is_none());
 }

@@ -7,5 +7,6 @@
 //! Printing here is limited to warnings on stderr while a session runs; results go back to
 //! the `ward` binary, which prints them.
 
+pub mod review;
 pub mod run;
 pub mod sessions;

@@ -285,6 +285,9 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             &info,
             serde_json::to_vec_pretty(&json!({
                 "session": session, "started": ward_audit::time::now_rfc3339(),
+                "started_ns": std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
                 "command": agent_cmd, "cwd": cwd, "stages": stages,
             }))?,
         )

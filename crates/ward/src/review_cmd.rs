@@ -13,13 +13,22 @@ Examples:
   ward review                      # the latest session with staged changes: list them
   ward review --diff               # ... with unified diffs
   ward review 3f9a1c0d2b4e5f60 --json
+  ward review --apply src/main.rs  # apply one change (a folder: everything below it)
+  ward review --apply-all          # apply every change
   ward review --discard-all        # throw the changes away (recorded)
 
 A staged grant keeps the agent's edits in the session's stage; the real folder is untouched
 until a person applies them. Changes: added, modified, deleted, renamed (same content moved),
 mode (permissions only), type (a file became a folder or link). Binary and large files are
 summarised with their size and SHA-256.
-Exit codes: 0 shown/done; 1 no session with staged changes; 2 usage error.")]
+Applying is atomic per file (written beside the target, synced, renamed over it) and journaled
+per batch: if it is interrupted, the next `ward review` finishes it. A file that changed in
+the real folder after the session started is a conflict: shown, never overwritten. Links
+pointing out of the granted folder and special files are never applied, and no link in the
+real folder is ever followed. Every approval is recorded (path, SHA-256 before and after, who)
+before the folder changes.
+Exit codes: 0 shown/done; 1 no session with staged changes, or some changes were held
+(conflicts, refused); 2 usage error.")]
 pub struct ReviewArgs {
     /// The session (see the end of `ward run`'s output); default: the latest with changes.
     session: Option<String>,
@@ -29,8 +38,14 @@ pub struct ReviewArgs {
     /// Show a unified diff of each change.
     #[arg(long)]
     diff: bool,
+    /// Apply these changes (paths relative to the granted folder, or absolute).
+    #[arg(long, num_args = 1.., value_name = "PATH", conflicts_with_all = ["list", "diff"])]
+    apply: Vec<std::path::PathBuf>,
+    /// Apply every change.
+    #[arg(long, conflicts_with_all = ["list", "diff", "apply"])]
+    apply_all: bool,
     /// Discard every staged change of the session.
-    #[arg(long, conflicts_with_all = ["list", "diff"])]
+    #[arg(long, conflicts_with_all = ["list", "diff", "apply", "apply_all"])]
     discard_all: bool,
     #[arg(long)]
     json: bool,
@@ -45,6 +60,18 @@ fn pick(session: Option<&str>) -> anyhow::Result<Option<Staged>> {
 }
 
 pub fn run(a: ReviewArgs) -> Outcome {
+    // A commit a crash interrupted is finished first, whichever session is asked about.
+    for s in staged()? {
+        for r in ward_supervisor::review::resume(&s)? {
+            eprintln!(
+                "ward: finished the interrupted commit to {}: {} applied, {} already done, {} conflict(s)",
+                r.grant.display(),
+                r.applied,
+                r.already,
+                r.conflicts.len()
+            );
+        }
+    }
     let Some(s) = pick(a.session.as_deref())? else {
         match &a.session {
             Some(id) => eprintln!(
@@ -54,6 +81,44 @@ pub fn run(a: ReviewArgs) -> Outcome {
         }
         return Ok(1);
     };
+    if a.apply_all || !a.apply.is_empty() {
+        let sel = if a.apply_all {
+            ward_supervisor::review::Selection::All
+        } else {
+            ward_supervisor::review::Selection::Paths(&a.apply)
+        };
+        let done = ward_supervisor::review::apply_changes(&s, sel, "command line")?;
+        let held: usize = done
+            .iter()
+            .map(|d| d.conflicts.len() + d.refused.len())
+            .sum();
+        if a.json {
+            print_json(&json!({"session": s.session, "grants": done}));
+        } else {
+            if done.is_empty() {
+                println!("no staged change matches");
+            }
+            for d in &done {
+                println!(
+                    "applied {} change step(s) to {}{}",
+                    d.applied,
+                    d.grant.display(),
+                    if d.already > 0 {
+                        format!(" ({} already done)", d.already)
+                    } else {
+                        String::new()
+                    }
+                );
+                for h in &d.conflicts {
+                    println!("  conflict  {}: {}", h.path.display(), h.reason);
+                }
+                for h in &d.refused {
+                    println!("  refused   {}: {}", h.path.display(), h.reason);
+                }
+            }
+        }
+        return Ok(if held > 0 { 1 } else { 0 });
+    }
     if a.discard_all {
         let n = discard(&s)?;
         if a.json {

@@ -1,0 +1,206 @@
+//! Applying a session's reviewed changes, on record: each approval is in the audit log (path,
+//! SHA-256 before and after, size, who approved) before the real folder changes, and the
+//! outcome after. An interrupted batch is finished by the next review.
+
+use crate::sessions::Staged;
+use anyhow::Context;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use ward_audit::{AuditLog, Event, EventDecision, KeyStore, LogPaths, WriterOptions};
+use ward_core::Effect;
+use ward_stage::apply::{self, Held, Plan, Report};
+use ward_stage::Change;
+
+/// Which changes to apply.
+pub enum Selection<'a> {
+    All,
+    /// Paths relative to the grant, or absolute paths inside it.
+    Paths(&'a [PathBuf]),
+}
+
+/// What applying did, per staged grant.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Applied {
+    pub grant: PathBuf,
+    pub applied: usize,
+    pub already: usize,
+    pub conflicts: Vec<Held>,
+    pub refused: Vec<Held>,
+}
+
+fn journal_of(stage: &ward_stage::Stage) -> PathBuf {
+    stage.upper.with_file_name("journal")
+}
+
+fn open_log() -> anyhow::Result<AuditLog> {
+    let paths = LogPaths::default_paths()?;
+    AuditLog::open(
+        &paths.log,
+        &KeyStore::new(&paths.keys),
+        WriterOptions::default(),
+    )
+    .context("cannot open the audit log, and Ward applies nothing unrecorded")
+}
+
+/// The user approving: their login name, else their uid.
+pub fn who() -> String {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.get(2) == Some(&uid.to_string().as_str())).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// Finish any batch of `s` a crash interrupted (recorded). Returns what was finished.
+pub fn resume(s: &Staged) -> anyhow::Result<Vec<Applied>> {
+    let mut out = Vec::new();
+    for st in &s.stages {
+        let journal = journal_of(st);
+        if !journal.exists() {
+            continue;
+        }
+        let log = open_log()?;
+        let (_, r) = apply::resume(&journal)
+            .with_context(|| {
+                format!(
+                    "cannot finish the interrupted commit to {}",
+                    st.grant.display()
+                )
+            })?
+            .expect("the journal exists");
+        log.close_with(outcome_event(s, &st.grant, &r, true))?;
+        out.push(Applied {
+            grant: st.grant.clone(),
+            applied: r.applied,
+            already: r.already,
+            conflicts: r.conflicts,
+            refused: vec![],
+        });
+    }
+    Ok(out)
+}
+
+fn outcome_event(s: &Staged, grant: &Path, r: &Report, resumed: bool) -> Event {
+    Event {
+        session: Some(s.session.clone()),
+        resource: Some(grant.display().to_string()),
+        detail: Some(json!({
+            "applied": r.applied,
+            "already_done": r.already,
+            "conflicts": r.conflicts,
+            "resumed": resumed,
+        })),
+        ..Event::new("review.applied")
+    }
+}
+
+fn selected(changes: &[Change], grant: &Path, sel: &Selection) -> Vec<Change> {
+    match sel {
+        Selection::All => changes.to_vec(),
+        Selection::Paths(ps) => changes
+            .iter()
+            .filter(|c| {
+                ps.iter().any(|p| {
+                    let rel = p.strip_prefix(grant).unwrap_or(p);
+                    // A folder selects what is below it too.
+                    c.path.starts_with(rel) || c.from.as_ref().is_some_and(|f| f.starts_with(rel))
+                })
+            })
+            .cloned()
+            .collect(),
+    }
+}
+
+/// Apply the selected changes of `s`: resume first, plan, record the approvals, commit,
+/// record the outcome; remove the session's stage once nothing is left in it.
+pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Result<Vec<Applied>> {
+    resume(s)?;
+    let started_ns = s.info["started_ns"]
+        .as_u64()
+        .map(i128::from)
+        .or_else(|| s.info["started_ns"].as_f64().map(|f| f as i128))
+        .context("the session's stage.json has no start time, so conflicts cannot be told: discard it or apply by hand")?;
+    let by = who();
+    let mut out = Vec::new();
+    for st in &s.stages {
+        let changes = ward_stage::changes(st)
+            .with_context(|| format!("cannot read the stage of {}", st.grant.display()))?;
+        let chosen = selected(&changes, &st.grant, &sel);
+        if chosen.is_empty() {
+            continue;
+        }
+        let plan: Plan = apply::plan(st, &chosen, started_ns);
+        let log = open_log()?;
+        let mut records: Vec<Event> = plan
+            .changes
+            .iter()
+            .map(|c| Event {
+                session: Some(s.session.clone()),
+                resource: Some(st.grant.join(&c.path).display().to_string()),
+                size: c.after.as_ref().map(|a| a.size),
+                decision: Some(EventDecision {
+                    result: Effect::Allow,
+                    by: format!("person:{by}"),
+                    reason: format!("approved in review ({channel})"),
+                }),
+                consent: Some("granted".into()),
+                detail: Some(json!({
+                    "change": c.kind.as_str(),
+                    "from": c.from.as_ref().map(|f| st.grant.join(f)),
+                    "before_sha256": c.before.as_ref().and_then(|b| b.sha256.clone()),
+                    "after_sha256": c.after.as_ref().and_then(|a| a.sha256.clone()),
+                    "approved_by": by,
+                })),
+                ..Event::new("review.approve")
+            })
+            .collect();
+        for (h, what) in plan
+            .conflicts
+            .iter()
+            .map(|h| (h, "conflict"))
+            .chain(plan.refused.iter().map(|h| (h, "refused")))
+        {
+            records.push(Event {
+                session: Some(s.session.clone()),
+                resource: Some(st.grant.join(&h.path).display().to_string()),
+                decision: Some(EventDecision {
+                    result: Effect::Deny,
+                    by: format!("builtin:review.{what}"),
+                    reason: h.reason.clone(),
+                }),
+                ..Event::new("review.held")
+            });
+        }
+        // The approvals are on disk before the real folder changes.
+        log.append_all(records)
+            .context("cannot record the approvals, so nothing was applied")?;
+        let r = apply::execute(st, &plan, &journal_of(st))
+            .with_context(|| format!("the commit to {} stopped", st.grant.display()))?;
+        log.close_with(outcome_event(s, &st.grant, &r, false))?;
+        let mut conflicts = plan.conflicts.clone();
+        conflicts.extend(r.conflicts.iter().cloned());
+        out.push(Applied {
+            grant: st.grant.clone(),
+            applied: r.applied,
+            already: r.already,
+            conflicts,
+            refused: plan.refused.clone(),
+        });
+    }
+    // Nothing left to review: the session's stage goes.
+    let left: usize = s
+        .stages
+        .iter()
+        .map(|st| ward_stage::changes(st).map_or(1, |c| c.len()))
+        .sum();
+    if left == 0 {
+        let _ = std::fs::remove_dir_all(&s.dir);
+    }
+    Ok(out)
+}

@@ -1,0 +1,387 @@
+//! `ward review`: the staged-edit workflow end to end through the real binary, and commits
+//! killed part-way.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["proj", "home"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        Env { dir }
+    }
+    fn p(&self, s: &str) -> PathBuf {
+        self.dir.path().join(s)
+    }
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ward"));
+        c.args(args)
+            .current_dir(self.p("proj"))
+            .env("HOME", self.p("home"))
+            .env("XDG_STATE_HOME", self.p("state"))
+            .env("XDG_CONFIG_HOME", self.p("config"))
+            .env("WARD_MANAGED", self.p("managed.toml"))
+            .env_remove("WARD_AUDIT_LOG")
+            .env_remove("WARD_KEY_DIR");
+        c
+    }
+    fn ward(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+    fn records(&self) -> Vec<serde_json::Value> {
+        ward_audit::read_records(&self.p("state/ward/audit/audit.jsonl"))
+            .unwrap()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Relative path -> content (files) or "dir".
+fn tree(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            if e.file_type().unwrap().is_dir() {
+                out.insert(rel, "dir".into());
+                stack.push(p);
+            } else {
+                out.insert(rel, std::fs::read_to_string(&p).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn edit_create_delete_rename_then_approve_some_and_discard_the_rest() {
+    let e = Env::new();
+    for (f, t) in [
+        ("keep.txt", "keep\n"),
+        ("edit-approved.txt", "v1\n"),
+        ("edit-discarded.txt", "v1\n"),
+        ("delete-approved.txt", "bye\n"),
+        ("delete-discarded.txt", "stay\n"),
+        ("rename-me.txt", "moving content\n"),
+    ] {
+        std::fs::write(e.p("proj").join(f), t).unwrap();
+    }
+    let before = tree(&e.p("proj"));
+    let o = e.ward(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo v2 > edit-approved.txt && echo v2 > edit-discarded.txt && \
+         rm delete-approved.txt delete-discarded.txt && mv rename-me.txt renamed.txt && \
+         mkdir -p new/dir && echo fresh > new/dir/file.txt && echo other > new-discarded.txt",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        tree(&e.p("proj")),
+        before,
+        "the real folder changed before review"
+    );
+
+    let list = e.ward(&["review", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let kinds: Vec<String> = v["stages"][0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["kind"].as_str().unwrap(),
+                c["path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "deleted delete-approved.txt",
+            "deleted delete-discarded.txt",
+            "modified edit-approved.txt",
+            "modified edit-discarded.txt",
+            "added new",
+            "added new/dir",
+            "added new/dir/file.txt",
+            "added new-discarded.txt",
+            "renamed renamed.txt",
+        ]
+    );
+
+    let a = e.ward(&[
+        "review",
+        "--apply",
+        "edit-approved.txt",
+        "delete-approved.txt",
+        "renamed.txt",
+        "new",
+    ]);
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a));
+    let d = e.ward(&["review", "--discard-all"]);
+    assert_eq!(d.status.code(), Some(0), "{}", text(&d));
+
+    let mut expected = before.clone();
+    expected.insert("edit-approved.txt".into(), "v2\n".into());
+    expected.remove("delete-approved.txt");
+    expected.remove("rename-me.txt");
+    expected.insert("renamed.txt".into(), "moving content\n".into());
+    expected.insert("new".into(), "dir".into());
+    expected.insert("new/dir".into(), "dir".into());
+    expected.insert("new/dir/file.txt".into(), "fresh\n".into());
+    assert_eq!(tree(&e.p("proj")), expected);
+    assert_eq!(e.ward(&["review"]).status.code(), Some(1), "nothing left");
+
+    // The audit log holds each step: the session, each approval with its hashes, the outcome,
+    // the discard.
+    let recs = e.records();
+    let approved: Vec<String> = recs
+        .iter()
+        .filter(|r| r["kind"] == "review.approve")
+        .map(|r| {
+            r["resource"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for f in [
+        "edit-approved.txt",
+        "delete-approved.txt",
+        "renamed.txt",
+        "file.txt",
+    ] {
+        assert!(
+            approved.iter().any(|a| a == f),
+            "{f} not recorded: {approved:?}"
+        );
+    }
+    let edit = recs
+        .iter()
+        .find(|r| {
+            r["kind"] == "review.approve"
+                && r["resource"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("edit-approved.txt")
+        })
+        .unwrap();
+    assert_eq!(edit["detail"]["change"], "modified");
+    assert_eq!(edit["detail"]["before_sha256"].as_str().unwrap().len(), 64);
+    assert_ne!(
+        edit["detail"]["before_sha256"],
+        edit["detail"]["after_sha256"]
+    );
+    assert!(edit["decision"]["by"]
+        .as_str()
+        .unwrap()
+        .starts_with("person:"));
+    for k in [
+        "session.start",
+        "session.exit",
+        "review.applied",
+        "review.discard",
+    ] {
+        assert!(recs.iter().any(|r| r["kind"] == k), "no {k} record");
+    }
+    let v = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["audit", "verify"])
+        .env("XDG_STATE_HOME", e.p("state"))
+        .env("XDG_CONFIG_HOME", e.p("config"))
+        .output()
+        .unwrap();
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+}
+
+#[test]
+fn a_commit_killed_at_many_points_leaves_old_or_new_files_and_is_finished_next_time() {
+    let e = Env::new();
+    let n = 1000;
+    for i in 0..n {
+        std::fs::write(e.p("proj").join(format!("f{i}.txt")), format!("old {i}\n")).unwrap();
+    }
+    let o = e.ward(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "i=0; while [ $i -lt 1000 ]; do echo \"new $i\" > f$i.txt; i=$((i+1)); done",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let check = |when: &str| {
+        let mut new = 0;
+        for i in 0..n {
+            let got = std::fs::read_to_string(e.p("proj").join(format!("f{i}.txt")))
+                .unwrap_or_else(|err| panic!("f{i}.txt missing {when}: {err}"));
+            if got == format!("new {i}\n") {
+                new += 1;
+            } else {
+                assert_eq!(got, format!("old {i}\n"), "f{i}.txt is partial {when}");
+            }
+        }
+        new
+    };
+    // Snapshots to start each kill from the same point: the real folder and the stage.
+    let cp = |from: &Path, to: &Path| {
+        let _ = std::fs::remove_dir_all(to);
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    cp(&e.p("proj"), &e.p("proj.orig"));
+    cp(&e.p("state/ward/sessions"), &e.p("sessions.orig"));
+    let restore = || {
+        cp(&e.p("proj.orig"), &e.p("proj"));
+        cp(&e.p("sessions.orig"), &e.p("state/ward/sessions"));
+        // The restored real files are newer than the session: move its start past them, as
+        // if it had just run.
+        for s in std::fs::read_dir(e.p("state/ward/sessions"))
+            .unwrap()
+            .flatten()
+        {
+            let f = s.path().join("stage.json");
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+            v["started_ns"] = serde_json::json!(std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64);
+            std::fs::write(&f, serde_json::to_vec(&v).unwrap()).unwrap();
+        }
+    };
+    // How long one whole commit takes here, to spread the kills over it.
+    restore();
+    let t = std::time::Instant::now();
+    let full = e.ward(&["review", "--apply-all"]);
+    let whole = t.elapsed();
+    assert_eq!(full.status.code(), Some(0), "{}", text(&full));
+    assert_eq!(check("after an uninterrupted commit"), n);
+    // Kill points: a few while the new content is being written (nothing renamed yet), then
+    // one as soon as each watched file turns new during the renames (the rest still old).
+    let mut names: Vec<String> = (0..n).map(|i| format!("f{i}.txt")).collect();
+    names.sort(); // the commit's order
+    let mut points: Vec<(String, Option<usize>)> = [1u32, 3, 5, 7]
+        .iter()
+        .map(|k| (format!("{k}/16 of a commit's time"), None))
+        .collect();
+    for pos in [0usize, 250, 500, 750, 990] {
+        points.push((format!("when {} (#{pos}) turns new", names[pos]), Some(pos)));
+    }
+    let mut interrupted = 0;
+    for (k, (label, watch)) in points.iter().enumerate() {
+        restore();
+        assert_eq!(check("after restoring"), 0);
+        let mut child = e.command(&["review", "--apply-all"]).spawn().unwrap();
+        match watch {
+            None => std::thread::sleep(whole * (2 * k as u32 + 1) / 16),
+            Some(pos) => {
+                let i: usize = names[*pos][1..names[*pos].len() - 4].parse().unwrap();
+                let f = e.p("proj").join(&names[*pos]);
+                let t = std::time::Instant::now();
+                while std::fs::read_to_string(&f).unwrap_or_default() != format!("new {i}\n")
+                    && t.elapsed() < whole * 4
+                {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let new = check(&format!("after SIGKILL {label}"));
+        if status.code().is_none() && new > 0 && new < n {
+            interrupted += 1;
+        }
+        // The next review finishes the batch the kill cut short (and applies what is left).
+        let r = e.ward(&["review", "--apply-all"]);
+        assert!(matches!(r.status.code(), Some(0) | Some(1)), "{}", text(&r));
+        assert_eq!(
+            check(&format!("after the review that followed the kill {label}")),
+            n,
+            "{}",
+            text(&r)
+        );
+        assert_eq!(
+            e.ward(&["review"]).status.code(),
+            Some(1),
+            "nothing left after the kill {label}"
+        );
+        let leftovers: Vec<String> = std::fs::read_dir(e.p("proj"))
+            .unwrap()
+            .flatten()
+            .map(|d| d.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".ward-apply"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+    let points = points.len();
+    eprintln!(
+        "one commit of {n} files: {whole:?}; kills that left it half-way (some files new, some \
+         old): {interrupted} of {points}"
+    );
+}
+
+#[test]
+fn a_file_changed_by_the_user_during_the_session_is_a_conflict() {
+    let e = Env::new();
+    std::fs::write(e.p("proj/shared.txt"), "v1\n").unwrap();
+    // The agent edits, says so, and waits for a line on its stdin before it ends.
+    let mut run = e
+        .command(&[
+            "run",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo agent > shared.txt && echo edited && read line",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(run.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "edited\n");
+    // The user edits the same file meanwhile; then the agent is let go.
+    std::fs::write(e.p("proj/shared.txt"), "the user's\n").unwrap();
+    std::io::Write::write_all(run.stdin.as_mut().unwrap(), b"done\n").unwrap();
+    run.wait().unwrap();
+    let a = e.ward(&["review", "--apply-all"]);
+    assert_eq!(a.status.code(), Some(1), "{}", text(&a));
+    assert!(text(&a).contains("conflict  shared.txt"), "{}", text(&a));
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/shared.txt")).unwrap(),
+        "the user's\n"
+    );
+    assert!(e
+        .records()
+        .iter()
+        .any(|r| r["kind"] == "review.held" && r["decision"]["by"] == "builtin:review.conflict"));
+}
