@@ -382,7 +382,7 @@ pub fn execute(stage: &Stage, plan: &Plan, journal: &Path) -> Result<Report, Sta
             .and_then(|f| f.sync_all())
             .map_err(io(d))?;
     }
-    run(stage, &plan.ops, journal)
+    run(stage, &plan.ops, journal, false)
 }
 
 /// Finish a batch a crash interrupted. `Ok(None)` when there is no journal.
@@ -412,7 +412,7 @@ pub fn resume(journal: &Path) -> Result<Option<(Stage, Report)>, StageError> {
         grant: header.grant,
         upper: header.upper,
     };
-    let report = run(&stage, &ops, journal)?;
+    let report = run(&stage, &ops, journal, true)?;
     Ok(Some((stage, report)))
 }
 
@@ -425,7 +425,8 @@ enum Status {
     Finished,
 }
 
-fn run(stage: &Stage, ops: &[Op], journal: &Path) -> Result<Report, StageError> {
+/// `resumed`: a crashed run may have left temporaries for steps that are done by now.
+fn run(stage: &Stage, ops: &[Op], journal: &Path, resumed: bool) -> Result<Report, StageError> {
     let grant = &stage.grant;
     let root = {
         let c = cstr(grant)?;
@@ -624,7 +625,7 @@ fn run(stage: &Stage, ops: &[Op], journal: &Path) -> Result<Report, StageError> 
         }
     }
     // Temporaries an interrupted run left behind for steps now done.
-    for (i, op) in ops.iter().enumerate() {
+    for (i, op) in ops.iter().enumerate().filter(|_| resumed) {
         if let Ok((dir, _)) = parent_of(&root, op.path()) {
             // SAFETY: unlinkat of our own temporary name; ENOENT is the usual answer.
             unsafe {
