@@ -381,6 +381,40 @@ fn pair_renames(changes: &mut Vec<Change>) {
     }
 }
 
+/// Drop one change from the stage, so the real folder keeps its version: the upper layer's
+/// entry at the change's path (and, for a rename, the whiteout at its source) is removed.
+/// Returns `false` when the change has no entry of its own there (a file inside a deleted
+/// folder: discard the folder).
+pub fn discard(stage: &Stage, c: &Change) -> Result<bool, StageError> {
+    let mut any = false;
+    let mut paths = vec![c.path.clone()];
+    paths.extend(c.from.clone());
+    for rel in paths {
+        // Never leave the upper layer: the path is relative and free of `..` by construction
+        // (it came from walking the layer), checked anyway.
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|x| x == std::path::Component::ParentDir)
+        {
+            continue;
+        }
+        let p = stage.upper.join(&rel);
+        let meta = match std::fs::symlink_metadata(&p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&p)(e)),
+        };
+        if meta.is_dir() {
+            std::fs::remove_dir_all(&p).map_err(io(&p))?;
+        } else {
+            std::fs::remove_file(&p).map_err(io(&p))?;
+        }
+        any = true;
+    }
+    Ok(any)
+}
+
 /// Files larger than this are summarised, not diffed.
 pub const DIFF_LIMIT: u64 = 4 << 20;
 

@@ -7,6 +7,7 @@ use anyhow::Context;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use ward_audit::{AuditLog, Event, EventDecision, KeyStore, LogPaths, WriterOptions};
+use ward_consent::Consent;
 use ward_core::Effect;
 use ward_stage::apply::{self, Held, Plan, Report};
 use ward_stage::Change;
@@ -203,4 +204,168 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
         let _ = std::fs::remove_dir_all(&s.dir);
     }
     Ok(out)
+}
+
+/// Discard some changes of `s` (recorded, one record each).
+pub fn discard_changes(s: &Staged, paths: &[PathBuf], channel: &str) -> anyhow::Result<usize> {
+    let by = who();
+    let log = open_log()?;
+    let mut n = 0;
+    for st in &s.stages {
+        let changes = ward_stage::changes(st)?;
+        let chosen = selected(&changes, &st.grant, &Selection::Paths(paths));
+        let mut records = Vec::new();
+        for c in &chosen {
+            records.push(Event {
+                session: Some(s.session.clone()),
+                resource: Some(st.grant.join(&c.path).display().to_string()),
+                decision: Some(EventDecision {
+                    result: Effect::Deny,
+                    by: format!("person:{by}"),
+                    reason: format!("discarded in review ({channel})"),
+                }),
+                consent: Some("refused".into()),
+                detail: Some(json!({"change": c.kind.as_str()})),
+                ..Event::new("review.discard")
+            });
+        }
+        // On record before the stage loses them.
+        log.append_all(records)
+            .context("cannot record the discards, so nothing was discarded")?;
+        for c in &chosen {
+            if ward_stage::discard(st, c)? {
+                n += 1;
+            }
+        }
+    }
+    log.close()?;
+    let left: usize = s
+        .stages
+        .iter()
+        .map(|st| ward_stage::changes(st).map_or(1, |c| c.len()))
+        .sum();
+    if left == 0 {
+        let _ = std::fs::remove_dir_all(&s.dir);
+    }
+    Ok(n)
+}
+
+/// How long a review question waits for an answer; silence keeps the changes (nothing is
+/// applied without a person).
+pub const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Review `s` with a person: list the changes and ask what to do (apply all, one by one,
+/// discard all, keep for later). Every answer is recorded; no answer keeps everything.
+pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> {
+    use ward_consent::{Question, Reply};
+    let channel = consent.channel();
+    let color = consent.color();
+    let mut all = Vec::new();
+    let mut listing = String::new();
+    for st in &s.stages {
+        let changes = ward_stage::changes(st)?;
+        listing.push_str(&format!(
+            "\nStaged by session {} in {} ({} change(s)):\n",
+            s.session,
+            st.grant.display(),
+            changes.len()
+        ));
+        for c in &changes {
+            listing.push_str(&format!("  {:<9} {}\n", c.kind.as_str(), c.path.display()));
+        }
+        all.extend(changes.into_iter().map(|c| (st.clone(), c)));
+    }
+    if all.is_empty() {
+        return Ok(());
+    }
+    consent.show(&listing);
+    let keep_note = |why: &str| -> anyhow::Result<()> {
+        let log = open_log()?;
+        log.close_with(Event {
+            session: Some(s.session.clone()),
+            detail: Some(json!({"kept": all.len(), "why": why})),
+            ..Event::new("review.keep")
+        })?;
+        Ok(())
+    };
+    let first = consent.ask(&Question {
+        text: "What should happen to these changes?",
+        choices: &[
+            ('k', "keep them for later (`ward review`)"),
+            ('a', "apply all"),
+            ('r', "review each"),
+            ('d', "discard all"),
+        ],
+        default: 'k',
+        timeout: ASK_TIMEOUT,
+    });
+    match first {
+        Reply::Chose('a') => {
+            report(consent, &apply_changes(s, Selection::All, channel)?);
+        }
+        Reply::Chose('d') => {
+            crate::sessions::discard(s)?;
+            consent.show("Discarded.\n");
+        }
+        Reply::Chose('r') => {
+            let mut apply = Vec::new();
+            let mut drop = Vec::new();
+            for (st, c) in &all {
+                consent.show(&format!("\n{}", ward_stage::diff(st, c, color)?));
+                let r = consent.ask(&Question {
+                    text: &format!("{} {}?", c.kind.as_str(), c.path.display()),
+                    choices: &[
+                        ('s', "skip (keep it staged)"),
+                        ('y', "apply"),
+                        ('n', "discard"),
+                        ('q', "stop here (keep the rest)"),
+                    ],
+                    default: 's',
+                    timeout: ASK_TIMEOUT,
+                });
+                match r {
+                    Reply::Chose('y') => apply.push(st.grant.join(&c.path)),
+                    Reply::Chose('n') => drop.push(st.grant.join(&c.path)),
+                    Reply::Chose('s') => {}
+                    _ => break,
+                }
+            }
+            if !apply.is_empty() {
+                report(
+                    consent,
+                    &apply_changes(s, Selection::Paths(&apply), channel)?,
+                );
+            }
+            if !drop.is_empty() {
+                let n = discard_changes(s, &drop, channel)?;
+                consent.show(&format!("Discarded {n} change(s).\n"));
+            }
+            if apply.is_empty() && drop.is_empty() {
+                keep_note("nothing chosen")?;
+            }
+        }
+        Reply::Chose(_) => {
+            keep_note("kept for later")?;
+            consent.show(&format!(
+                "Kept: `ward review {}` when you are ready.\n",
+                s.session
+            ));
+        }
+        Reply::TimedOut => keep_note("no answer in time")?,
+        Reply::Unavailable(why) => keep_note(&why)?,
+    }
+    Ok(())
+}
+
+fn report(consent: &mut dyn Consent, done: &[Applied]) {
+    for d in done {
+        consent.show(&format!(
+            "Applied {} step(s) to {}.\n",
+            d.applied,
+            d.grant.display()
+        ));
+        for h in d.conflicts.iter().chain(&d.refused) {
+            consent.show(&format!("  held: {}: {}\n", h.path.display(), h.reason));
+        }
+    }
 }

@@ -31,6 +31,10 @@ pub enum Review {
     Keep,
     /// Throw them away (recorded).
     Discard,
+    /// Ask the person on the terminal (`/dev/tty`) when the agent ends; no answer keeps them.
+    Ask,
+    /// Apply them all (the person said so on the command line), conflicts held.
+    Apply,
 }
 
 fn session_id() -> String {
@@ -540,14 +544,16 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             }
         }
     }
-    let keep = pending > 0 && review == Review::Keep;
-    if keep {
-        eprintln!(
+    let keep = pending > 0 && review != Review::Discard;
+    match review {
+        _ if pending == 0 => {}
+        Review::Keep => eprintln!(
             "ward: {pending} change(s) staged, nothing applied yet: `ward review {session}` shows them"
-        );
-    } else if pending > 0 {
-        eprintln!("ward: {pending} staged change(s) discarded (--review discard)");
+        ),
+        Review::Discard => eprintln!("ward: {pending} staged change(s) discarded (--review discard)"),
+        Review::Ask | Review::Apply => {}
     }
+    let session_id = session.clone();
     let end_event = Event {
         session: Some(session),
         detail: Some(json!({
@@ -585,6 +591,34 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     });
     started?;
     end.context("cannot record the session end")?;
+    if keep && matches!(review, Review::Ask | Review::Apply) {
+        let this = crate::sessions::staged()?
+            .into_iter()
+            .find(|s| s.session == session_id);
+        if let Some(s) = this {
+            if review == Review::Apply {
+                for d in crate::review::apply_changes(
+                    &s,
+                    crate::review::Selection::All,
+                    "command line (--review apply)",
+                )? {
+                    eprintln!(
+                        "ward: applied {} step(s) to {}; {} held",
+                        d.applied,
+                        d.grant.display(),
+                        d.conflicts.len() + d.refused.len()
+                    );
+                }
+            } else {
+                let mut consent: Box<dyn ward_consent::Consent> =
+                    match ward_consent::Terminal::open() {
+                        Ok(t) => Box::new(t),
+                        Err(reason) => Box::new(ward_consent::Headless { reason }),
+                    };
+                crate::review::interactive(&s, consent.as_mut())?;
+            }
+        }
+    }
     Ok(u8::try_from(code).unwrap_or(125))
 }
 

@@ -10,7 +10,8 @@ use ward_supervisor::sessions::{discard, staged, Staged};
 #[derive(Args)]
 #[command(after_help = "\
 Examples:
-  ward review                      # the latest session with staged changes: list them
+  ward review                      # the latest session with staged changes (on a terminal:
+                                   # list, then ask: apply all, each, discard, keep)
   ward review --diff               # ... with unified diffs
   ward review 3f9a1c0d2b4e5f60 --json
   ward review --apply src/main.rs  # apply one change (a folder: everything below it)
@@ -118,6 +119,13 @@ pub fn run(a: ReviewArgs) -> Outcome {
             }
         }
         return Ok(if held > 0 { 1 } else { 0 });
+    }
+    let plain = !a.list && !a.diff && !a.json;
+    if plain && crate::run_cmd::on_terminal() {
+        if let Ok(mut t) = ward_consent::Terminal::open() {
+            ward_supervisor::review::interactive(&s, &mut t)?;
+            return Ok(0);
+        }
     }
     if a.discard_all {
         let n = discard(&s)?;

@@ -31,9 +31,10 @@ pub struct RunArgs {
     /// PATH[:ro|:rw|:direct]; repeatable.
     #[arg(long = "grant", value_name = "PATH[:MODE]")]
     grants: Vec<String>,
-    /// What becomes of staged changes at the end: keep them for `ward review` (nothing is
-    /// applied without a person), or discard them.
-    #[arg(long, value_enum, default_value = "keep")]
+    /// What becomes of staged changes when the agent ends: ask (on the terminal), keep them
+    /// for `ward review`, apply them all, or discard them. auto: ask when run from a
+    /// terminal, else keep (nothing is applied without a person).
+    #[arg(long, value_enum, default_value = "auto")]
     review: ReviewArg,
     #[command(flatten)]
     load: LoadArgs,
@@ -55,8 +56,17 @@ pub fn run(a: RunArgs) -> u8 {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ReviewArg {
+    Auto,
+    Ask,
     Keep,
+    Apply,
     Discard,
+}
+
+/// Whether a person is at a terminal: stdin is one and `/dev/tty` opens.
+pub fn on_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::fs::File::open("/dev/tty").is_ok()
 }
 
 fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
@@ -78,7 +88,10 @@ fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
         cmd: a.cmd,
         cwd,
         review: match a.review {
-            ReviewArg::Keep => ward_supervisor::run::Review::Keep,
+            ReviewArg::Auto if on_terminal() => ward_supervisor::run::Review::Ask,
+            ReviewArg::Auto | ReviewArg::Keep => ward_supervisor::run::Review::Keep,
+            ReviewArg::Ask => ward_supervisor::run::Review::Ask,
+            ReviewArg::Apply => ward_supervisor::run::Review::Apply,
             ReviewArg::Discard => ward_supervisor::run::Review::Discard,
         },
     })

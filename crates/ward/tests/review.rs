@@ -385,3 +385,78 @@ fn a_file_changed_by_the_user_during_the_session_is_a_conflict() {
         .iter()
         .any(|r| r["kind"] == "review.held" && r["decision"]["by"] == "builtin:review.conflict"));
 }
+
+/// Run `cmd` with a pseudo-terminal as its controlling terminal (util-linux `script`), typing
+/// `input` into it.
+fn on_a_terminal(e: &Env, cmd: &str, input: &str) -> Output {
+    let mut c = Command::new("script");
+    c.args(["-qec", cmd, "/dev/null"])
+        .current_dir(e.p("proj"))
+        .env("HOME", e.p("home"))
+        .env("XDG_STATE_HOME", e.p("state"))
+        .env("XDG_CONFIG_HOME", e.p("config"))
+        .env("WARD_MANAGED", e.p("managed.toml"))
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c
+        .spawn()
+        .expect("util-linux `script` (scripts/setup.sh installs it)");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn on_a_terminal_ward_run_asks_and_each_answer_is_recorded() {
+    let e = Env::new();
+    std::fs::write(e.p("proj/README"), "hello\n").unwrap();
+    let ward = env!("CARGO_BIN_EXE_ward");
+    // Review each: apply the new file, discard the edit.
+    let o = on_a_terminal(
+        &e,
+        &format!("{ward} run -- /bin/sh -c 'echo edited >> README; echo new > NEW'"),
+        "r\ny\nn\n",
+    );
+    let out = text(&o);
+    assert!(
+        out.contains("What should happen to these changes?"),
+        "{out}"
+    );
+    assert!(out.contains("+edited"), "the diff was shown: {out}");
+    assert_eq!(std::fs::read_to_string(e.p("proj/NEW")).unwrap(), "new\n");
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/README")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(e.ward(&["review"]).status.code(), Some(1), "nothing left");
+    let recs = e.records();
+    let approve = recs.iter().find(|r| r["kind"] == "review.approve").unwrap();
+    assert!(approve["resource"].as_str().unwrap().ends_with("/NEW"));
+    assert_eq!(
+        approve["decision"]["reason"],
+        "approved in review (terminal)"
+    );
+    let discard = recs.iter().find(|r| r["kind"] == "review.discard").unwrap();
+    assert!(discard["resource"].as_str().unwrap().ends_with("/README"));
+
+    // An empty answer keeps everything for later; so does no terminal at all.
+    let o = on_a_terminal(
+        &e,
+        &format!("{ward} run -- /bin/sh -c 'echo again >> README'"),
+        "\n",
+    );
+    assert!(text(&o).contains("Kept"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/README")).unwrap(),
+        "hello\n"
+    );
+    assert!(e.records().iter().any(|r| r["kind"] == "review.keep"));
+    // Later, `ward review` on a terminal asks again: apply all this time.
+    let o = on_a_terminal(&e, &format!("{ward} review"), "a\n");
+    assert!(text(&o).contains("Applied"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/README")).unwrap(),
+        "hello\nagain\n"
+    );
+}
