@@ -29,6 +29,33 @@ pub struct Applied {
     pub refused: Vec<Held>,
 }
 
+/// How long a staged grant's token lives: changes can wait a week for review.
+pub const TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// The token authority: its root key and revocation set under Ward's key directory.
+pub fn authority() -> anyhow::Result<ward_token::Authority> {
+    let paths = LogPaths::default_paths()?;
+    ward_token::Authority::open(&paths.keys.join("tokens"))
+        .context("cannot open the capability token keys")
+}
+
+/// The token of stage `i` of `s` (from its `stage.json`).
+fn token_of(s: &Staged, i: usize) -> Option<String> {
+    s.info["tokens"][i].as_str().map(str::to_string)
+}
+
+/// Store a rotated token in the session's `stage.json` (written atomically).
+fn store_token(s: &Staged, i: usize, token: &str) -> anyhow::Result<()> {
+    let path = s.dir.join("stage.json");
+    let mut info: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    info["tokens"][i] = json!(token);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
 fn journal_of(stage: &ward_stage::Stage) -> PathBuf {
     stage.upper.with_file_name("journal")
 }
@@ -128,8 +155,37 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
         .or_else(|| s.info["started_ns"].as_f64().map(|f| f as i128))
         .context("the session's stage.json has no start time, so conflicts cannot be told: discard it or apply by hand")?;
     let by = who();
+    let authority = authority()?;
     let mut out = Vec::new();
-    for st in &s.stages {
+    for (i, st) in s.stages.iter().enumerate() {
+        // The grant's token must still allow writing the folder: not revoked, not expired.
+        let token = token_of(s, i).with_context(|| {
+            format!(
+                "the session has no capability token for {}, so Ward applies nothing to it; \
+                 discard the changes or copy what you need by hand",
+                st.grant.display()
+            )
+        })?;
+        let verified = match authority.verify(&token, ward_token::Right::Write, &st.grant) {
+            Ok(v) => v,
+            Err(e) => {
+                let log = open_log()?;
+                log.close_with(Event {
+                    session: Some(s.session.clone()),
+                    resource: Some(st.grant.display().to_string()),
+                    decision: Some(EventDecision {
+                        result: Effect::Deny,
+                        by: "builtin:token".into(),
+                        reason: e.to_string(),
+                    }),
+                    ..Event::new("review.refused")
+                })?;
+                anyhow::bail!(
+                    "nothing applied to {}: {e}; the changes stay staged (`ward review --discard-all` drops them)",
+                    st.grant.display()
+                );
+            }
+        };
         let changes = ward_stage::changes(st)
             .with_context(|| format!("cannot read the stage of {}", st.grant.display()))?;
         let chosen = selected(&changes, &st.grant, &sel);
@@ -151,6 +207,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
                     reason: format!("approved in review ({channel})"),
                 }),
                 consent: Some("granted".into()),
+                token: Some(verified.id.clone()),
                 detail: Some(json!({
                     "change": c.kind.as_str(),
                     "from": c.from.as_ref().map(|f| st.grant.join(f)),
@@ -183,7 +240,23 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
             .context("cannot record the approvals, so nothing was applied")?;
         let r = apply::execute(st, &plan, &journal_of(st))
             .with_context(|| format!("the commit to {} stopped", st.grant.display()))?;
-        log.close_with(outcome_event(s, &st.grant, &r, false))?;
+        log.append(outcome_event(s, &st.grant, &r, false))?;
+        // Rotate: the next generation replaces the token, the old one is revoked.
+        let (next, old) = authority
+            .rotate(&token, &st.grant, TOKEN_TTL)
+            .context("cannot rotate the grant's token")?;
+        store_token(s, i, &next)?;
+        log.close_with(Event {
+            session: Some(s.session.clone()),
+            resource: Some(st.grant.display().to_string()),
+            token: Some(old.id.clone()),
+            detail: Some(json!({
+                "revoked": old.id,
+                "new": authority.inspect(&next).map(|i| i.id).unwrap_or_default(),
+                "generation": old.generation + 1,
+            })),
+            ..Event::new("token.rotate")
+        })?;
         let mut conflicts = plan.conflicts.clone();
         conflicts.extend(r.conflicts.iter().cloned());
         out.push(Applied {
@@ -201,6 +274,8 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
         .map(|st| ward_stage::changes(st).map_or(1, |c| c.len()))
         .sum();
     if left == 0 {
+        // Done with the session's grants: their tokens go with the stage.
+        authority.revoke_session(&s.session)?;
         let _ = std::fs::remove_dir_all(&s.dir);
     }
     Ok(out)

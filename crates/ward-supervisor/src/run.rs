@@ -283,6 +283,35 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             upper,
         });
     }
+    // Each staged grant is held as a capability token; applying verifies and rotates it.
+    let mut tokens = Vec::new();
+    if !stages.is_empty() {
+        let authority = crate::review::authority()?;
+        for st in &stages {
+            tokens.push(
+                authority
+                    .issue(&ward_token::Grant {
+                        folder: st.grant.clone(),
+                        rights: vec![ward_token::Right::Read, ward_token::Right::Write],
+                        session: session.clone(),
+                        generation: 1,
+                        expires: std::time::SystemTime::now() + crate::review::TOKEN_TTL,
+                    })
+                    .context("cannot issue the grant's capability token")?,
+            );
+        }
+    }
+    let token_ids: Vec<String> = {
+        let authority = if tokens.is_empty() {
+            None
+        } else {
+            Some(crate::review::authority()?)
+        };
+        tokens
+            .iter()
+            .filter_map(|t| authority.as_ref()?.inspect(t).ok().map(|i| i.id))
+            .collect()
+    };
     if !stages.is_empty() {
         let info = session_dir.join("stage.json");
         std::fs::write(
@@ -292,7 +321,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 "started_ns": std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_nanos()),
-                "command": agent_cmd, "cwd": cwd, "stages": stages,
+                "command": agent_cmd, "cwd": cwd, "stages": stages, "tokens": tokens,
             }))?,
         )
         .with_context(|| format!("cannot write {}", info.display()))?;
@@ -433,6 +462,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 "masked": masked,
                 "read_only": read_only,
                 "staged": stages.iter().map(|s| &s.grant).collect::<Vec<_>>(),
+                "tokens": token_ids,
                 "unmapped": unmapped,
                 "env_removed": env_removed,
                 "manifest_sha256": manifest_hash(&m),

@@ -131,6 +131,7 @@ pub fn discard(s: &Staged) -> anyhow::Result<usize> {
         ..Event::new("review.discard")
     })
     .context("cannot record the discard, so nothing was discarded")?;
+    crate::review::authority()?.revoke_session(&s.session)?;
     std::fs::remove_dir_all(&s.dir)
         .with_context(|| format!("cannot remove {}", s.dir.display()))?;
     Ok(n)

@@ -8,6 +8,7 @@ mod policy_cmd;
 mod review_cmd;
 mod run_cmd;
 mod session_cmd;
+mod token_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -49,6 +50,9 @@ enum Cmd {
     Audit(audit_cmd::AuditCmd),
     /// Show what an agent changed in its staged grants (list, diffs), or discard it.
     Review(review_cmd::ReviewArgs),
+    /// Capability tokens: issue, inspect, attenuate, revoke.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCmd),
     /// List the running sessions.
     #[command(after_help = "Examples:\n  ward status\n  ward status --json")]
     Status {
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         Cmd::Run(a) => return ExitCode::from(run_cmd::run(a)),
         Cmd::Launch { .. } => unreachable_launch(),
         Cmd::Review(a) => review_cmd::run(a),
+        Cmd::Token(c) => token_cmd::run(c),
         Cmd::Status { json } => session_cmd::status(json),
         Cmd::Kill { session, all, json } => session_cmd::kill(session, all, json),
         Cmd::Manifest(c) => manifest_cmd::run(c),

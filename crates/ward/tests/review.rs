@@ -258,24 +258,51 @@ fn a_commit_killed_at_many_points_leaves_old_or_new_files_and_is_finished_next_t
     };
     cp(&e.p("proj"), &e.p("proj.orig"));
     cp(&e.p("state/ward/sessions"), &e.p("sessions.orig"));
+    let round = std::cell::Cell::new(0u32);
     let restore = || {
         cp(&e.p("proj.orig"), &e.p("proj"));
         cp(&e.p("sessions.orig"), &e.p("state/ward/sessions"));
-        // The restored real files are newer than the session: move its start past them, as
-        // if it had just run.
-        for s in std::fs::read_dir(e.p("state/ward/sessions"))
+        // Each round is a session of its own, as if it had just run: a new id, a start after
+        // the restored real files, and a fresh token (the last round's was rotated and, once
+        // nothing was left, revoked with its session).
+        round.set(round.get() + 1);
+        let id = format!("{:016x}", 0xc0ffee00 + u64::from(round.get()));
+        let sessions = e.p("state/ward/sessions");
+        let old = std::fs::read_dir(&sessions)
             .unwrap()
             .flatten()
-        {
-            let f = s.path().join("stage.json");
-            let mut v: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
-            v["started_ns"] = serde_json::json!(std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64);
-            std::fs::write(&f, serde_json::to_vec(&v).unwrap()).unwrap();
-        }
+            .next()
+            .unwrap()
+            .path();
+        std::fs::rename(&old, sessions.join(&id)).unwrap();
+        let f = sessions.join(&id).join("stage.json");
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        let o = e.ward(&[
+            "token",
+            "issue",
+            "--folder",
+            e.p("proj").to_str().unwrap(),
+            "--session",
+            &id,
+            "--ttl",
+            "1h",
+            "--json",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let old_id = old.file_name().unwrap().to_string_lossy().into_owned();
+        let upper = v["stages"][0]["upper"]
+            .as_str()
+            .unwrap()
+            .replace(&old_id, &id);
+        v["stages"][0]["upper"] = serde_json::json!(upper);
+        v["session"] = serde_json::json!(id);
+        v["tokens"][0] = t["token"].clone();
+        v["started_ns"] = serde_json::json!(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64);
+        std::fs::write(&f, serde_json::to_vec(&v).unwrap()).unwrap();
     };
     // How long one whole commit takes here, to spread the kills over it.
     restore();
@@ -459,4 +486,100 @@ fn on_a_terminal_ward_run_asks_and_each_answer_is_recorded() {
         std::fs::read_to_string(e.p("proj/README")).unwrap(),
         "hello\nagain\n"
     );
+}
+
+#[test]
+fn a_revoked_token_makes_review_refuse_to_apply_and_commits_rotate_it() {
+    let e = Env::new();
+    std::fs::write(e.p("proj/a.txt"), "old\n").unwrap();
+    std::fs::write(e.p("proj/b.txt"), "old\n").unwrap();
+    let o = e.ward(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo new > a.txt; echo new > b.txt",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let start = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.start")
+        .unwrap();
+    let session = start["session"].as_str().unwrap().to_string();
+    let first_id = start["detail"]["tokens"][0].as_str().unwrap().to_string();
+    assert_eq!(first_id.len(), 128);
+
+    // Applying one change rotates the token: the approval names the old one, which is
+    // then revoked; the next generation is in force.
+    let a = e.ward(&["review", "--apply", "a.txt"]);
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a));
+    let recs = e.records();
+    let approve = recs.iter().find(|r| r["kind"] == "review.approve").unwrap();
+    assert_eq!(approve["token"], first_id.as_str());
+    let rot = recs.iter().find(|r| r["kind"] == "token.rotate").unwrap();
+    assert_eq!(rot["detail"]["revoked"], first_id.as_str());
+    assert_eq!(rot["detail"]["generation"], 2);
+
+    // Revoking the session's tokens stops any further commit, with the reason.
+    let r = e.ward(&["token", "revoke", "--session", &session]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r));
+    let a = e.ward(&["review", "--apply-all"]);
+    assert_eq!(a.status.code(), Some(2), "{}", text(&a));
+    assert!(text(&a).contains("revoked"), "{}", text(&a));
+    assert_eq!(std::fs::read_to_string(e.p("proj/b.txt")).unwrap(), "old\n");
+    assert!(e
+        .records()
+        .iter()
+        .any(|r| r["kind"] == "review.refused" && r["decision"]["by"] == "builtin:token"));
+    // The changes are still there to look at (or discard).
+    assert!(text(&e.ward(&["review"])).contains("b.txt"));
+}
+
+#[test]
+fn token_commands_issue_inspect_attenuate_and_revoke() {
+    let e = Env::new();
+    let proj = e.p("proj").canonicalize().unwrap();
+    let o = e.ward(&[
+        "token",
+        "issue",
+        "--folder",
+        proj.to_str().unwrap(),
+        "--ttl",
+        "10m",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+    let i = e.ward(&["token", "inspect", &token]);
+    assert_eq!(i.status.code(), Some(0), "{}", text(&i));
+    assert!(
+        text(&i).contains(&format!("folder(\"{}/\")", proj.display())),
+        "{}",
+        text(&i)
+    );
+    assert!(text(&i).contains("right(\"write\")"), "{}", text(&i));
+    let a = e.ward(&["token", "attenuate", &token, "--read-only"]);
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a));
+    let narrowed = String::from_utf8(a.stdout.clone()).unwrap();
+    let i = e.ward(&["token", "inspect", narrowed.trim(), "--json"]);
+    let iv: serde_json::Value = serde_json::from_slice(&i.stdout).unwrap();
+    assert_eq!(iv["blocks"].as_array().unwrap().len(), 2);
+    assert!(iv["blocks"][1]
+        .as_str()
+        .unwrap()
+        .contains("operation(\"read\")"));
+    let r = e.ward(&["token", "revoke", &token]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r));
+    // Revoking the original revokes what was derived from it.
+    let i = e.ward(&["token", "inspect", narrowed.trim()]);
+    assert_eq!(i.status.code(), Some(1));
+    assert!(text(&i).contains("REVOKED"));
+    let bad = e.ward(&["token", "issue", "--folder", ".", "--ttl", "soon"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).contains("not a duration"), "{}", text(&bad));
+    let recs = e.records();
+    assert!(recs.iter().any(|r| r["kind"] == "token.issue"));
+    assert!(recs.iter().any(|r| r["kind"] == "token.revoke"));
 }
