@@ -392,26 +392,10 @@ pub fn resume(journal: &Path) -> Result<Option<(Stage, Report)>, StageError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(journal)(e)),
     };
-    let bad = |why: &str| StageError::Io {
+    let (stage, ops) = parse_journal(&text).map_err(|why| StageError::Io {
         path: journal.to_path_buf(),
         source: std::io::Error::other(format!("damaged journal: {why}")),
-    };
-    let mut lines = text.lines();
-    let header: Header = lines
-        .next()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| bad("no header"))?;
-    let ops: Vec<Op> = lines
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(&e.to_string()))?;
-    if ops.len() != header.ops {
-        return Err(bad("operations missing"));
-    }
-    let stage = Stage {
-        grant: header.grant,
-        upper: header.upper,
-    };
+    })?;
     let report = run(&stage, &ops, journal, true)?;
     Ok(Some((stage, report)))
 }
@@ -423,6 +407,46 @@ enum Status {
     Written,
     /// Done or set aside: nothing left for pass 2.
     Finished,
+}
+
+/// Read a journal: the stage it applies and its operations. Paths in operations must be
+/// relative and free of `..` (they are joined to the grant).
+pub fn parse_journal(text: &str) -> Result<(Stage, Vec<Op>), String> {
+    let mut lines = text.lines();
+    let header: Header = lines
+        .next()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .ok_or("no header")?;
+    let ops: Vec<Op> = lines
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    if ops.len() != header.ops {
+        return Err(format!(
+            "{} operations announced, {} found",
+            header.ops,
+            ops.len()
+        ));
+    }
+    for op in &ops {
+        let p = op.path();
+        if p.as_os_str().is_empty()
+            || p.is_absolute()
+            || p.components().any(|c| !matches!(c, Component::Normal(_)))
+        {
+            return Err(format!("operation on {} outside the grant", p.display()));
+        }
+    }
+    if !header.grant.is_absolute() || !header.upper.is_absolute() {
+        return Err("relative folders".into());
+    }
+    Ok((
+        Stage {
+            grant: header.grant,
+            upper: header.upper,
+        },
+        ops,
+    ))
 }
 
 /// `resumed`: a crashed run may have left temporaries for steps that are done by now.

@@ -478,12 +478,27 @@ pub fn diff(stage: &Stage, c: &Change, color: bool) -> Result<String, StageError
             ));
         }
     };
-    let text = similar::TextDiff::from_lines(&old, &new);
+    let mode = match (&c.before, &c.after) {
+        (Some(be), Some(af)) if be.mode != af.mode => Some((be.mode, af.mode)),
+        _ => None,
+    };
+    Ok(unified(&a, &b, &old, &new, mode, color))
+}
+
+/// A unified diff of two texts under the names `a` and `b` (with a mode line when the
+/// permissions differ). Text the agent wrote goes through here: never panics on any input.
+pub fn unified(
+    a: &str,
+    b: &str,
+    old: &str,
+    new: &str,
+    mode: Option<(u32, u32)>,
+    color: bool,
+) -> String {
+    let text = similar::TextDiff::from_lines(old, new);
     let mut out = format!("--- {a}\n+++ {b}\n");
-    if let (Some(be), Some(af)) = (&c.before, &c.after) {
-        if be.mode != af.mode {
-            out.push_str(&format!("mode {:o} -> {:o}\n", be.mode, af.mode));
-        }
+    if let Some((from, to)) = mode {
+        out.push_str(&format!("mode {from:o} -> {to:o}\n"));
     }
     for group in text.grouped_ops(3) {
         let (first, last) = (&group[0], &group[group.len() - 1]);
@@ -516,7 +531,7 @@ pub fn diff(stage: &Stage, c: &Change, color: bool) -> Result<String, StageError
             }
         }
     }
-    Ok(out)
+    out
 }
 
 fn paint(s: &str, code: &str, color: bool) -> String {
