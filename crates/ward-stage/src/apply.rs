@@ -39,18 +39,24 @@ pub enum Op {
         before: Option<String>,
         after: String,
     },
+    /// Make a folder (0700 while its content arrives; its mode is set at the end).
     Mkdir {
         path: PathBuf,
-        mode: u32,
     },
     Link {
         path: PathBuf,
         target: PathBuf,
+        /// The link there when planned (`None`: nothing may be there).
+        was: Option<PathBuf>,
     },
-    /// Remove a file or link.
+    /// Remove a file or link that still is what it was when planned.
     Remove {
         path: PathBuf,
-        before: Option<String>,
+        was: Was,
+        /// A rename's source: removed only once this path holds the same content, after the
+        /// new copy is in place.
+        #[serde(default)]
+        moved_to: Option<PathBuf>,
     },
     RemoveDir {
         path: PathBuf,
@@ -59,6 +65,14 @@ pub enum Op {
         path: PathBuf,
         mode: u32,
     },
+}
+
+/// What a real entry was when the plan was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Was {
+    File(String),
+    Link(PathBuf),
 }
 
 impl Op {
@@ -124,32 +138,32 @@ fn changed_since(p: &Path, started_ns: i128) -> bool {
     }
 }
 
-/// Whether a link at `rel` (relative to the grant) pointing at `target` stays inside the grant.
+/// Whether a link at `rel` (relative to the grant) pointing at `target` stays inside the grant
+/// by its text alone: `..` only at the start and no more of them than the link is deep, no `.`
+/// games, absolute targets inside the grant. (Links already in the folder could still lead
+/// out; the commit checks where each new link really resolves.)
 fn link_stays_inside(grant: &Path, rel: &Path, target: &Path) -> bool {
-    let mut at: Vec<Component> = if target.is_absolute() {
-        match target.strip_prefix(grant) {
-            Ok(r) => return !r.components().any(|c| c == Component::ParentDir),
-            Err(_) => return false,
-        }
-    } else {
-        rel.parent()
-            .map(|p| p.components().collect())
-            .unwrap_or_default()
-    };
+    if target.is_absolute() {
+        return match target.strip_prefix(grant) {
+            Ok(r) => r.components().all(|c| matches!(c, Component::Normal(_))),
+            Err(_) => false,
+        };
+    }
+    let depth = rel.components().count().saturating_sub(1);
+    let mut ups = 0;
+    let mut seen_name = false;
     for c in target.components() {
         match c {
-            Component::ParentDir => {
-                if at.pop().is_none() {
-                    return false;
-                }
-            }
-            Component::Normal(_) => at.push(c),
-            Component::CurDir => {}
+            Component::ParentDir if !seen_name => ups += 1,
+            Component::Normal(_) => seen_name = true,
             _ => return false,
         }
     }
-    true
+    ups <= depth && !target.as_os_str().is_empty()
 }
+
+/// The prefix of Ward's temporaries in the real folder; staged files named so are refused.
+pub const TMP_PREFIX: &str = ".ward-apply.";
 
 /// Turn approved changes into a plan. `started_ns`: when the session started (its
 /// `stage.json`), to tell conflicts.
@@ -157,26 +171,53 @@ pub fn plan(stage: &Stage, approved: &[Change], started_ns: i128) -> Plan {
     let mut p = Plan::default();
     let mut removals: Vec<Op> = Vec::new();
     let mut creations: Vec<Op> = Vec::new();
+    let mut late: Vec<Op> = Vec::new();
     let mut modes: Vec<Op> = Vec::new();
+    let refuse = |p: &mut Plan, c: &Change, reason: String| {
+        p.refused.push(Held {
+            path: c.path.clone(),
+            reason,
+        })
+    };
     for c in approved {
         let real = stage.grant.join(&c.path);
+        let names_ok = c.path.to_str().is_some()
+            && c.from.as_ref().is_none_or(|f| f.to_str().is_some())
+            && c.after
+                .as_ref()
+                .and_then(|a| a.target.as_ref())
+                .is_none_or(|t| t.to_str().is_some());
+        if !names_ok {
+            refuse(&mut p, c, "a name that is not UTF-8 is not applied".into());
+            continue;
+        }
+        if c.path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(TMP_PREFIX))
+        {
+            refuse(
+                &mut p,
+                c,
+                format!("names starting with {TMP_PREFIX} are Ward's own"),
+            );
+            continue;
+        }
         if let Some(a) = &c.after {
             if a.kind == EntryType::Special {
-                p.refused.push(Held {
-                    path: c.path.clone(),
-                    reason: "a fifo, socket or device is never applied".into(),
-                });
+                refuse(
+                    &mut p,
+                    c,
+                    "a fifo, socket or device is never applied".into(),
+                );
                 continue;
             }
             if let (EntryType::Symlink, Some(t)) = (a.kind, &a.target) {
                 if !link_stays_inside(&stage.grant, &c.path, t) {
-                    p.refused.push(Held {
-                        path: c.path.clone(),
-                        reason: format!(
-                            "a link to {} points out of the granted folder",
-                            t.display()
-                        ),
-                    });
+                    refuse(
+                        &mut p,
+                        c,
+                        format!("a link to {} points out of the granted folder", t.display()),
+                    );
                     continue;
                 }
             }
@@ -197,52 +238,69 @@ pub fn plan(stage: &Stage, approved: &[Change], started_ns: i128) -> Plan {
             });
             continue;
         }
-        let before_sha = c.before.as_ref().and_then(|b| b.sha256.clone());
-        let create = |after: &Entry, before: Option<String>| -> Op {
+        // Permissions come along, set-id and sticky bits do not.
+        let mode = |e: &Entry| e.mode & 0o777;
+        let was = |e: &Entry| -> Option<Was> {
+            match e.kind {
+                EntryType::File => e.sha256.clone().map(Was::File),
+                EntryType::Symlink => e.target.clone().map(Was::Link),
+                _ => None,
+            }
+        };
+        let create = |after: &Entry, before: Option<&Entry>, modes: &mut Vec<Op>| -> Op {
             match after.kind {
-                EntryType::Dir => Op::Mkdir {
-                    path: c.path.clone(),
-                    mode: after.mode,
-                },
+                EntryType::Dir => {
+                    if mode(after) != 0o700 {
+                        modes.push(Op::Chmod {
+                            path: c.path.clone(),
+                            mode: mode(after),
+                        });
+                    }
+                    Op::Mkdir {
+                        path: c.path.clone(),
+                    }
+                }
                 EntryType::Symlink => Op::Link {
                     path: c.path.clone(),
                     target: after.target.clone().unwrap_or_default(),
+                    was: before.and_then(|b| b.target.clone()),
                 },
                 _ => Op::Write {
                     path: c.path.clone(),
-                    mode: after.mode,
-                    before,
+                    mode: mode(after),
+                    before: before.and_then(|b| b.sha256.clone()),
                     after: after.sha256.clone().unwrap_or_default(),
                 },
             }
         };
-        let remove = |path: &Path, e: &Entry| -> Op {
+        let remove = |path: &Path, e: &Entry, moved_to: Option<PathBuf>| -> Option<Op> {
             if e.kind == EntryType::Dir {
-                Op::RemoveDir {
+                return Some(Op::RemoveDir {
                     path: path.to_path_buf(),
-                }
-            } else {
-                Op::Remove {
-                    path: path.to_path_buf(),
-                    before: e.sha256.clone(),
-                }
+                });
             }
+            Some(Op::Remove {
+                path: path.to_path_buf(),
+                was: was(e)?,
+                moved_to,
+            })
         };
         match (c.kind, &c.before, &c.after) {
-            (Kind::Deleted, Some(b), _) => removals.push(remove(&c.path, b)),
-            (Kind::Added, _, Some(a)) => creations.push(create(a, None)),
-            (Kind::Modified, _, Some(a)) => creations.push(create(a, before_sha)),
+            (Kind::Deleted, Some(b), _) => removals.extend(remove(&c.path, b, None)),
+            (Kind::Added, _, Some(a)) => creations.push(create(a, None, &mut modes)),
+            (Kind::Modified, Some(b), Some(a)) => creations.push(create(a, Some(b), &mut modes)),
             (Kind::Mode, _, Some(a)) => modes.push(Op::Chmod {
                 path: c.path.clone(),
-                mode: a.mode,
+                mode: mode(a),
             }),
             (Kind::Type, Some(b), Some(a)) => {
-                removals.push(remove(&c.path, b));
-                creations.push(create(a, None));
+                removals.extend(remove(&c.path, b, None));
+                creations.push(create(a, None, &mut modes));
             }
             (Kind::Renamed, Some(b), Some(a)) => {
-                creations.push(create(a, None));
-                removals.push(remove(c.from.as_ref().unwrap(), b));
+                creations.push(create(a, None, &mut modes));
+                // The source goes only once the new copy is in place.
+                late.extend(remove(c.from.as_ref().unwrap(), b, Some(c.path.clone())));
             }
             _ => continue,
         }
@@ -254,6 +312,7 @@ pub fn plan(stage: &Stage, approved: &[Change], started_ns: i128) -> Plan {
     modes.sort_by_key(|o| std::cmp::Reverse(depth(o)));
     p.ops = removals;
     p.ops.extend(creations);
+    p.ops.extend(late);
     p.ops.extend(modes);
     p
 }
@@ -264,6 +323,8 @@ struct Header {
     grant: PathBuf,
     upper: PathBuf,
     ops: usize,
+    /// Names this batch's temporaries (`.ward-apply.NONCE.N`).
+    nonce: String,
 }
 
 fn cstr(p: &Path) -> Result<CString, StageError> {
@@ -273,8 +334,9 @@ fn cstr(p: &Path) -> Result<CString, StageError> {
     })
 }
 
-/// Open `rel` beneath `root` (a folder descriptor) without following any link.
-fn open_beneath(root: &OwnedFd, rel: &Path, flags: i32) -> std::io::Result<OwnedFd> {
+/// Open `rel` beneath `root` (a folder descriptor); `follow`: resolve links on the way, but
+/// never out of `root`.
+fn open_at(root: &OwnedFd, rel: &Path, flags: i32, follow: bool) -> std::io::Result<OwnedFd> {
     let c = CString::new(if rel.as_os_str().is_empty() {
         b".".to_vec()
     } else {
@@ -283,9 +345,13 @@ fn open_beneath(root: &OwnedFd, rel: &Path, flags: i32) -> std::io::Result<Owned
     .map_err(|_| std::io::Error::other("path with a NUL byte"))?;
     // SAFETY: open_how is plain data.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
-    how.mode = 0;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
+    how.flags = (flags | libc::O_CLOEXEC | if follow { 0 } else { libc::O_NOFOLLOW }) as u64;
+    how.resolve = libc::RESOLVE_BENEATH
+        | if follow {
+            libc::RESOLVE_NO_MAGICLINKS
+        } else {
+            libc::RESOLVE_NO_SYMLINKS
+        };
     // SAFETY: valid pointers and size, as openat2 expects.
     let fd = unsafe {
         libc::syscall(
@@ -301,6 +367,11 @@ fn open_beneath(root: &OwnedFd, rel: &Path, flags: i32) -> std::io::Result<Owned
     }
     // SAFETY: just opened.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Open `rel` beneath `root` without following any link.
+fn open_beneath(root: &OwnedFd, rel: &Path, flags: i32) -> std::io::Result<OwnedFd> {
+    open_at(root, rel, flags, false)
 }
 
 /// The parent folder of `rel` (opened beneath the grant) and the last component.
@@ -325,49 +396,102 @@ fn check(r: libc::c_int) -> std::io::Result<()> {
     }
 }
 
-/// SHA-256 of the regular file `name` in `dir`, or `None` when there is none (a folder or a
-/// link there is `Some("not a file")`).
-fn real_sha(dir: &OwnedFd, name: &CString) -> std::io::Result<Option<String>> {
-    // SAFETY: openat with a valid dirfd and name.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
-        )
-    };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENOENT) => Ok(None),
-            Some(libc::ELOOP) => Ok(Some("not a file".into())),
-            _ => Err(e),
-        };
-    }
-    // SAFETY: just opened.
-    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    if !f.metadata()?.is_file() {
-        return Ok(Some("not a file".into()));
-    }
-    Ok(Some(crate::sha256_reader(&mut f)?))
+/// What is in the real folder at `name` in `dir`, never following a link, never blocking on
+/// a fifo.
+#[derive(Debug, PartialEq, Eq)]
+enum Real {
+    Missing,
+    File(String),
+    Link(PathBuf),
+    Dir,
+    Other,
 }
 
-fn tmp_name(i: usize) -> CString {
-    CString::new(format!(".ward-apply.{i}")).expect("no NUL")
+fn real_state(dir: &OwnedFd, name: &CString) -> std::io::Result<Real> {
+    // SAFETY: fstatat into a zeroed struct, not following a final link.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } != 0
+    {
+        let e = std::io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENOENT) {
+            Ok(Real::Missing)
+        } else {
+            Err(e)
+        };
+    }
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => Ok(Real::Dir),
+        libc::S_IFLNK => {
+            let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+            // SAFETY: readlinkat into a buffer of the given size.
+            let n = unsafe {
+                libc::readlinkat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    buf.as_mut_ptr() as *mut libc::c_char,
+                    buf.len(),
+                )
+            };
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            buf.truncate(n as usize);
+            Ok(Real::Link(PathBuf::from(std::ffi::OsString::from_vec(buf))))
+        }
+        libc::S_IFREG => {
+            // SAFETY: openat with a valid dirfd and name; O_NONBLOCK so a swapped-in fifo
+            // cannot hang the reviewer, O_NOFOLLOW so a swapped-in link is refused.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
+                )
+            };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: just opened.
+            let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            if !f.metadata()?.is_file() {
+                return Ok(Real::Other);
+            }
+            Ok(Real::File(crate::sha256_reader(&mut f)?))
+        }
+        _ => Ok(Real::Other),
+    }
+}
+
+fn tmp_name(nonce: &str, i: usize) -> CString {
+    CString::new(format!("{TMP_PREFIX}{nonce}.{i}")).expect("no NUL")
+}
+
+fn nonce() -> String {
+    let mut b = [0u8; 8];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Write the journal, then carry out the plan. The journal is removed once everything is on
 /// disk; if this is interrupted, [`resume`] finishes from it.
 pub fn execute(stage: &Stage, plan: &Plan, journal: &Path) -> Result<Report, StageError> {
-    let mut text = serde_json::to_string(&Header {
+    let header = Header {
         grant: stage.grant.clone(),
         upper: stage.upper.clone(),
         ops: plan.ops.len(),
-    })
-    .expect("serializable");
+        nonce: nonce(),
+    };
+    let mut text = serde_json::to_string(&header).map_err(|e| io(journal)(e.into()))?;
     text.push('\n');
     for op in &plan.ops {
-        text.push_str(&serde_json::to_string(op).expect("serializable"));
+        text.push_str(&serde_json::to_string(op).map_err(|e| io(journal)(e.into()))?);
         text.push('\n');
     }
     let tmp = journal.with_extension("tmp");
@@ -382,36 +506,38 @@ pub fn execute(stage: &Stage, plan: &Plan, journal: &Path) -> Result<Report, Sta
             .and_then(|f| f.sync_all())
             .map_err(io(d))?;
     }
-    run(stage, &plan.ops, journal, false)
+    run(stage, &plan.ops, journal, &header.nonce, false)
 }
 
-/// Finish a batch a crash interrupted. `Ok(None)` when there is no journal.
-pub fn resume(journal: &Path) -> Result<Option<(Stage, Report)>, StageError> {
+/// Finish a batch a crash interrupted. `Ok(None)` when there is no journal. `expect`: the
+/// stage the journal must be about (a journal naming other folders is refused).
+pub fn resume(journal: &Path, expect: &Stage) -> Result<Option<Report>, StageError> {
     let text = match std::fs::read_to_string(journal) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(journal)(e)),
     };
-    let (stage, ops) = parse_journal(&text).map_err(|why| StageError::Io {
+    let damaged = |why: String| StageError::Io {
         path: journal.to_path_buf(),
         source: std::io::Error::other(format!("damaged journal: {why}")),
-    })?;
-    let report = run(&stage, &ops, journal, true)?;
-    Ok(Some((stage, report)))
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Status {
-    Todo,
-    /// Its temporary is written (pass 1).
-    Written,
-    /// Done or set aside: nothing left for pass 2.
-    Finished,
+    };
+    let (stage, ops, nonce) = parse_journal_nonce(&text).map_err(damaged)?;
+    if stage != *expect {
+        return Err(damaged(
+            "it names other folders than the session's stage".into(),
+        ));
+    }
+    let report = run(&stage, &ops, journal, &nonce, true)?;
+    Ok(Some(report))
 }
 
 /// Read a journal: the stage it applies and its operations. Paths in operations must be
 /// relative and free of `..` (they are joined to the grant).
 pub fn parse_journal(text: &str) -> Result<(Stage, Vec<Op>), String> {
+    parse_journal_nonce(text).map(|(s, o, _)| (s, o))
+}
+
+fn parse_journal_nonce(text: &str) -> Result<(Stage, Vec<Op>, String), String> {
     let mut lines = text.lines();
     let header: Header = lines
         .next()
@@ -428,17 +554,28 @@ pub fn parse_journal(text: &str) -> Result<(Stage, Vec<Op>), String> {
             ops.len()
         ));
     }
+    let relative = |p: &Path| {
+        !p.as_os_str().is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)))
+    };
     for op in &ops {
-        let p = op.path();
-        if p.as_os_str().is_empty()
-            || p.is_absolute()
-            || p.components().any(|c| !matches!(c, Component::Normal(_)))
-        {
-            return Err(format!("operation on {} outside the grant", p.display()));
+        let moved = match op {
+            Op::Remove {
+                moved_to: Some(m), ..
+            } => relative(m),
+            _ => true,
+        };
+        if !relative(op.path()) || !moved {
+            return Err(format!(
+                "operation on {} outside the grant",
+                op.path().display()
+            ));
         }
     }
     if !header.grant.is_absolute() || !header.upper.is_absolute() {
         return Err("relative folders".into());
+    }
+    if !header.nonce.bytes().all(|b| b.is_ascii_hexdigit()) || header.nonce.len() != 16 {
+        return Err("bad temporary name".into());
     }
     Ok((
         Stage {
@@ -446,11 +583,205 @@ pub fn parse_journal(text: &str) -> Result<(Stage, Vec<Op>), String> {
             upper: header.upper,
         },
         ops,
+        header.nonce,
     ))
 }
 
-/// `resumed`: a crashed run may have left temporaries for steps that are done by now.
-fn run(stage: &Stage, ops: &[Op], journal: &Path, resumed: bool) -> Result<Report, StageError> {
+/// What one step came to.
+enum Step {
+    Applied,
+    Already,
+    Held(String),
+    /// Its new content is in a temporary (pass 1); pass 2 moves it into place.
+    Written,
+    /// Nothing in pass 1; pass 2 does it.
+    Later,
+}
+
+/// Pass 1: removals, and new file content into temporaries where the folder exists.
+fn pass1(stage: &Stage, root: &OwnedFd, op: &Op, tmp: &CString) -> std::io::Result<Step> {
+    let path = op.path();
+    match op {
+        Op::Remove { moved_to: None, .. } | Op::RemoveDir { .. } => remove(root, op),
+        Op::Write {
+            before,
+            after,
+            mode,
+            ..
+        } => {
+            let Ok((dir, name)) = parent_of(root, path) else {
+                return Ok(Step::Later); // its folder comes in pass 2
+            };
+            Ok(match write_state(&dir, &name, before, after)? {
+                Some(step) => step,
+                None => {
+                    write_tmp(stage, path, &dir, tmp, *mode, after)?;
+                    Step::Written
+                }
+            })
+        }
+        _ => Ok(Step::Later),
+    }
+}
+
+fn remove(root: &OwnedFd, op: &Op) -> std::io::Result<Step> {
+    let path = op.path();
+    let (dir, name) = match parent_of(root, path) {
+        Ok(x) => x,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Step::Already),
+        Err(e) => return Ok(Step::Held(unreachable(e))),
+    };
+    match op {
+        Op::Remove { was, moved_to, .. } => {
+            let now = real_state(&dir, &name)?;
+            let same = match (&now, was) {
+                (Real::Missing, _) => return Ok(Step::Already),
+                (Real::File(h), Was::File(w)) => h == w,
+                (Real::Link(t), Was::Link(w)) => t == w,
+                _ => false,
+            };
+            if !same {
+                return Ok(Step::Held("changed since it was planned".into()));
+            }
+            if let (Some(to), Was::File(w)) = (moved_to, was) {
+                // A rename's source: only once the new copy holds the same content.
+                let there = match parent_of(root, to) {
+                    Ok((d, n)) => real_state(&d, &n)?,
+                    Err(_) => Real::Missing,
+                };
+                if there != Real::File(w.clone()) {
+                    return Ok(Step::Held(format!(
+                        "kept: its new copy at {} is not in place",
+                        to.display()
+                    )));
+                }
+            }
+            // SAFETY: unlinkat with a valid dirfd and name.
+            check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) })?;
+            Ok(Step::Applied)
+        }
+        _ => {
+            // SAFETY: as above; not recursive: a folder with content left is held.
+            let r = unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) };
+            let e = std::io::Error::last_os_error();
+            Ok(match (r, e.raw_os_error()) {
+                (0, _) => Step::Applied,
+                (_, Some(libc::ENOENT)) => Step::Already,
+                _ => Step::Held(format!("cannot remove the folder: {e}")),
+            })
+        }
+    }
+}
+
+fn unreachable(e: std::io::Error) -> String {
+    format!("cannot reach it without following a link: {e}")
+}
+
+/// Pass 2, in plan order (a folder before what goes in it).
+fn pass2(
+    stage: &Stage,
+    root: &OwnedFd,
+    op: &Op,
+    tmp: &CString,
+    written: bool,
+) -> std::io::Result<Step> {
+    let path = op.path();
+    if let Op::Remove {
+        moved_to: Some(_), ..
+    } = op
+    {
+        return remove(root, op);
+    }
+    let (dir, name) = match parent_of(root, path) {
+        Ok(x) => x,
+        Err(e) => return Ok(Step::Held(unreachable(e))),
+    };
+    match op {
+        Op::Write {
+            before,
+            after,
+            mode,
+            ..
+        } => {
+            if !written {
+                if let Some(step) = write_state(&dir, &name, before, after)? {
+                    return Ok(step);
+                }
+                write_tmp(stage, path, &dir, tmp, *mode, after)?.sync_data()?;
+            }
+            rename_in(&dir, tmp, &name, before.is_none())?;
+            Ok(Step::Applied)
+        }
+        Op::Mkdir { .. } => {
+            // SAFETY: mkdirat with a valid dirfd and name.
+            if unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o700) } == 0 {
+                return Ok(Step::Applied);
+            }
+            let e = std::io::Error::last_os_error();
+            Ok(
+                if e.raw_os_error() == Some(libc::EEXIST) && real_state(&dir, &name)? == Real::Dir {
+                    Step::Already
+                } else {
+                    Step::Held(format!("cannot make the folder: {e}"))
+                },
+            )
+        }
+        Op::Link { target, was, .. } => {
+            let now = real_state(&dir, &name)?;
+            if now == Real::Link(target.clone()) {
+                return Ok(Step::Already);
+            }
+            let expected = match was {
+                Some(w) => Real::Link(w.clone()),
+                None => Real::Missing,
+            };
+            if now != expected {
+                return Ok(Step::Held("changed since it was planned".into()));
+            }
+            let t = CString::new(target.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::other("NUL in a link target"))?;
+            // SAFETY: symlinkat with valid arguments; a leftover temporary is replaced.
+            unsafe {
+                libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0);
+                check(libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), tmp.as_ptr()))?;
+            }
+            // Where does it really lead, through the links already in the folder?
+            let tmp_rel = path.with_file_name(std::ffi::OsStr::from_bytes(tmp.as_bytes()));
+            if let Err(e) = open_at(root, &tmp_rel, libc::O_PATH, true) {
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    // SAFETY: removing our own temporary.
+                    unsafe {
+                        libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0);
+                    }
+                    return Ok(Step::Held(format!(
+                        "the link to {} would lead out of the granted folder ({e})",
+                        target.display()
+                    )));
+                }
+            }
+            rename_in(&dir, tmp, &name, was.is_none())?;
+            Ok(Step::Applied)
+        }
+        Op::Chmod { mode, .. } => match open_beneath(root, path, libc::O_RDONLY | libc::O_NONBLOCK)
+        {
+            Ok(fd) => {
+                // SAFETY: fchmod on an open descriptor.
+                check(unsafe { libc::fchmod(fd.as_raw_fd(), *mode) })?;
+                Ok(Step::Applied)
+            }
+            Err(e) => Ok(Step::Held(unreachable(e))),
+        },
+        Op::Remove { .. } | Op::RemoveDir { .. } => Ok(Step::Later),
+    }
+}
+
+fn run(
+    stage: &Stage,
+    ops: &[Op],
+    journal: &Path,
+    nonce: &str,
+    resumed: bool,
+) -> Result<Report, StageError> {
     let grant = &stage.grant;
     let root = {
         let c = cstr(grant)?;
@@ -468,192 +799,54 @@ fn run(stage: &Stage, ops: &[Op], journal: &Path, resumed: bool) -> Result<Repor
         unsafe { OwnedFd::from_raw_fd(fd) }
     };
     let mut report = Report::default();
-    let held = |report: &mut Report, path: &Path, reason: String| {
-        report.conflicts.push(Held {
-            path: path.to_path_buf(),
-            reason,
-        });
+    let tally = |report: &mut Report, path: &Path, r: std::io::Result<Step>| -> Option<Step> {
+        match r {
+            Ok(Step::Applied) => report.applied += 1,
+            Ok(Step::Already) => report.already += 1,
+            Ok(Step::Held(reason)) => report.conflicts.push(Held {
+                path: path.to_path_buf(),
+                reason,
+            }),
+            // A step that fails is held with the reason; the batch goes on.
+            Err(e) => report.conflicts.push(Held {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }),
+            Ok(other) => return Some(other),
+        }
+        None
     };
-    let unreachable = |e: std::io::Error| format!("cannot reach it without following a link: {e}");
-    let mut status = vec![Status::Todo; ops.len()];
-
-    // Pass 1: removals (deepest first), and new content into temporaries where the folder
-    // exists already.
+    let mut written = vec![false; ops.len()];
+    let mut later = vec![false; ops.len()];
     for (i, op) in ops.iter().enumerate() {
-        let path = op.path();
-        match op {
-            Op::Remove { .. } | Op::RemoveDir { .. } => {
-                status[i] = Status::Finished;
-                let (dir, name) = match parent_of(&root, path) {
-                    Ok(x) => x,
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                        report.already += 1;
-                        continue;
-                    }
-                    Err(e) => {
-                        held(&mut report, path, unreachable(e));
-                        continue;
-                    }
-                };
-                if let Op::Remove { before, .. } = op {
-                    let now = real_sha(&dir, &name).map_err(io(path))?;
-                    if now.is_none() {
-                        report.already += 1;
-                        continue;
-                    }
-                    // A link has no hash: `before` is None and `now` says "not a file".
-                    let link = before.is_none() && now.as_deref() == Some("not a file");
-                    if now.as_deref() != before.as_deref() && !link {
-                        held(&mut report, path, "changed since it was planned".into());
-                        continue;
-                    }
-                    // SAFETY: unlinkat with a valid dirfd and name.
-                    check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) })
-                        .map_err(io(path))?;
-                    report.applied += 1;
-                } else {
-                    // SAFETY: as above.
-                    let r = unsafe {
-                        libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR)
-                    };
-                    let e = std::io::Error::last_os_error();
-                    match (r, e.raw_os_error()) {
-                        (0, _) => report.applied += 1,
-                        (_, Some(libc::ENOENT)) => report.already += 1,
-                        _ => held(&mut report, path, format!("cannot remove the folder: {e}")),
-                    }
-                }
-            }
-            Op::Write {
-                before,
-                after,
-                mode,
-                ..
-            } => {
-                let Ok((dir, name)) = parent_of(&root, path) else {
-                    continue; // its folder comes in pass 2
-                };
-                let now = real_sha(&dir, &name).map_err(io(path))?;
-                if now.as_deref() == Some(after.as_str()) {
-                    report.already += 1;
-                    status[i] = Status::Finished;
-                } else if now != *before {
-                    held(&mut report, path, "changed since it was planned".into());
-                    status[i] = Status::Finished;
-                } else {
-                    write_tmp(stage, path, &dir, &tmp_name(i), *mode, after)?;
-                    status[i] = Status::Written;
-                }
-            }
+        match tally(
+            &mut report,
+            op.path(),
+            pass1(stage, &root, op, &tmp_name(nonce, i)),
+        ) {
+            Some(Step::Written) => written[i] = true,
+            Some(Step::Later) => later[i] = true,
             _ => {}
         }
     }
     // The temporaries' content is on disk before any of them replaces a file.
     syncfs(&root).map_err(io(grant))?;
-
-    // Pass 2, in plan order (a folder before what goes in it): renames, folders, links, modes.
     for (i, op) in ops.iter().enumerate() {
-        if status[i] == Status::Finished {
-            continue;
-        }
-        let path = op.path();
-        let (dir, name) = match parent_of(&root, path) {
-            Ok(x) => x,
-            Err(e) => {
-                held(&mut report, path, unreachable(e));
-                continue;
-            }
-        };
-        let tmp = tmp_name(i);
-        match op {
-            Op::Write {
-                before,
-                after,
-                mode,
-                ..
-            } => {
-                if status[i] == Status::Todo {
-                    let now = real_sha(&dir, &name).map_err(io(path))?;
-                    if now.as_deref() == Some(after.as_str()) {
-                        report.already += 1;
-                        continue;
-                    }
-                    if now != *before {
-                        held(&mut report, path, "changed since it was planned".into());
-                        continue;
-                    }
-                    write_tmp(stage, path, &dir, &tmp, *mode, after)?
-                        .sync_data()
-                        .map_err(io(path))?;
-                }
-                // SAFETY: renameat within one folder descriptor.
-                check(unsafe {
-                    libc::renameat(
-                        dir.as_raw_fd(),
-                        tmp.as_ptr(),
-                        dir.as_raw_fd(),
-                        name.as_ptr(),
-                    )
-                })
-                .map_err(io(path))?;
-                report.applied += 1;
-            }
-            Op::Mkdir { mode, .. } => {
-                // SAFETY: mkdirat with a valid dirfd and name.
-                let r = unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), *mode) };
-                let exists =
-                    r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST);
-                if r == 0 {
-                    report.applied += 1;
-                } else if exists
-                    && open_beneath(&root, path, libc::O_PATH | libc::O_DIRECTORY).is_ok()
-                {
-                    report.already += 1;
-                } else {
-                    held(
-                        &mut report,
-                        path,
-                        "cannot make the folder (something else is there)".into(),
-                    );
-                }
-            }
-            Op::Link { target, .. } => {
-                let t = cstr(target)?;
-                // SAFETY: symlinkat/renameat with valid arguments; a leftover temporary from an
-                // interrupted run is replaced.
-                unsafe {
-                    libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0);
-                    check(libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), tmp.as_ptr()))
-                        .map_err(io(path))?;
-                    check(libc::renameat(
-                        dir.as_raw_fd(),
-                        tmp.as_ptr(),
-                        dir.as_raw_fd(),
-                        name.as_ptr(),
-                    ))
-                    .map_err(io(path))?;
-                }
-                report.applied += 1;
-            }
-            Op::Chmod { mode, .. } => {
-                match open_beneath(&root, path, libc::O_RDONLY | libc::O_NONBLOCK) {
-                    Ok(fd) => {
-                        // SAFETY: fchmod on an open descriptor.
-                        check(unsafe { libc::fchmod(fd.as_raw_fd(), *mode) }).map_err(io(path))?;
-                        report.applied += 1;
-                    }
-                    Err(e) => held(&mut report, path, unreachable(e)),
-                }
-            }
-            Op::Remove { .. } | Op::RemoveDir { .. } => {}
+        if written[i] || later[i] {
+            let r = pass2(stage, &root, op, &tmp_name(nonce, i), written[i]);
+            tally(&mut report, op.path(), r);
         }
     }
-    // Temporaries an interrupted run left behind for steps now done.
-    for (i, op) in ops.iter().enumerate().filter(|_| resumed) {
+    // Temporaries this batch (or its crashed first run) left behind.
+    for (i, op) in ops
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| resumed || written[*i])
+    {
         if let Ok((dir, _)) = parent_of(&root, op.path()) {
             // SAFETY: unlinkat of our own temporary name; ENOENT is the usual answer.
             unsafe {
-                libc::unlinkat(dir.as_raw_fd(), tmp_name(i).as_ptr(), 0);
+                libc::unlinkat(dir.as_raw_fd(), tmp_name(nonce, i).as_ptr(), 0);
             }
         }
     }
@@ -661,6 +854,41 @@ fn run(stage: &Stage, ops: &[Op], journal: &Path, resumed: bool) -> Result<Repor
     syncfs(&root).map_err(io(grant))?;
     std::fs::remove_file(journal).map_err(io(journal))?;
     Ok(report)
+}
+
+/// Where a planned file write stands against the real file now: `Some` when there is nothing
+/// to write (already done, or changed and held), `None` to go ahead.
+fn write_state(
+    dir: &OwnedFd,
+    name: &CString,
+    before: &Option<String>,
+    after: &str,
+) -> std::io::Result<Option<Step>> {
+    let now = real_state(dir, name)?;
+    Ok(match (&now, before) {
+        (Real::File(h), _) if h == after => Some(Step::Already),
+        (Real::Missing, None) => None,
+        (Real::File(h), Some(b)) if h == b => None,
+        _ => Some(Step::Held("changed since it was planned".into())),
+    })
+}
+
+/// Rename `from` over `to`, both in `dir` (atomic: `to` is the old file or the new one);
+/// `new`: `to` must not exist (RENAME_NOREPLACE), so nothing that appeared since is replaced.
+fn rename_in(dir: &OwnedFd, from: &CString, to: &CString, new: bool) -> std::io::Result<()> {
+    let flags: libc::c_uint = if new { libc::RENAME_NOREPLACE } else { 0 };
+    // SAFETY: renameat2 within one folder descriptor, valid names.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            dir.as_raw_fd(),
+            from.as_ptr(),
+            dir.as_raw_fd(),
+            to.as_ptr(),
+            flags,
+        )
+    };
+    check(r as libc::c_int)
 }
 
 /// Copy the stage's file to the temporary `tmp` in `dir`, checking it is the content that
@@ -672,13 +900,12 @@ fn write_tmp(
     tmp: &CString,
     mode: u32,
     after: &str,
-) -> Result<std::fs::File, StageError> {
+) -> std::io::Result<std::fs::File> {
     let src_path = stage.upper.join(path);
     let mut src = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&src_path)
-        .map_err(io(&src_path))?;
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&src_path)?;
     // SAFETY: openat creating a new file in a valid dirfd; a leftover from an interrupted run
     // is removed first.
     let fd = unsafe {
@@ -691,19 +918,19 @@ fn write_tmp(
         )
     };
     if fd < 0 {
-        return Err(io(path)(std::io::Error::last_os_error()));
+        return Err(std::io::Error::last_os_error());
     }
     // SAFETY: just opened.
     let mut dst = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     let mut h = <sha2::Sha256 as sha2::Digest>::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = src.read(&mut buf).map_err(io(&src_path))?;
+        let n = src.read(&mut buf)?;
         if n == 0 {
             break;
         }
         sha2::Digest::update(&mut h, &buf[..n]);
-        dst.write_all(&buf[..n]).map_err(io(path))?;
+        dst.write_all(&buf[..n])?;
     }
     let got: String = sha2::Digest::finalize(h)
         .iter()
@@ -714,15 +941,16 @@ fn write_tmp(
         unsafe {
             libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0);
         }
-        return Err(io(path)(std::io::Error::other(
+        return Err(std::io::Error::other(
             "the staged file changed after it was reviewed",
-        )));
+        ));
     }
     // SAFETY: fchmod on an open descriptor.
-    check(unsafe { libc::fchmod(dst.as_raw_fd(), mode) }).map_err(io(path))?;
+    check(unsafe { libc::fchmod(dst.as_raw_fd(), mode) })?;
     Ok(dst)
 }
 
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::OpenOptionsExt;
 
 fn syncfs(fd: &OwnedFd) -> std::io::Result<()> {

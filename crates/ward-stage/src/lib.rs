@@ -313,6 +313,14 @@ fn walk(
             walk(stage, &r, below_ok, out)?;
             continue;
         }
+        if before.as_ref().is_some_and(|b| b.kind == EntryType::Dir) {
+            // A folder replaced by a file or a link: what it held is deleted too.
+            let mut gone = Vec::new();
+            lower_tree(&low, &r, &mut gone)?;
+            for (p, e) in gone {
+                out.push(deleted(p, e));
+            }
+        }
         let kind = match &before {
             None => Some(Kind::Added),
             Some(b) if b.kind != after.kind => Some(Kind::Type),
@@ -415,6 +423,32 @@ pub fn discard(stage: &Stage, c: &Change) -> Result<bool, StageError> {
     Ok(any)
 }
 
+/// Text an agent wrote, made safe to show on a terminal: control characters (C0 but newline
+/// and tab, DEL, C1) and bidirectional overrides are shown as `\x1b` / `\u{202e}`, so file
+/// names and diffs cannot move the cursor, repaint lines, retitle the window, write the
+/// clipboard or reorder what is read.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}');
+        if c == '\n' || c == '\t' {
+            out.push(c);
+        } else if (c as u32) < 0x100 && c.is_control() {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else if bidi {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A path for a person to read (see [`printable`]).
+pub fn shown(p: &Path) -> String {
+    printable(&p.to_string_lossy())
+}
+
 /// Files larger than this are summarised, not diffed.
 pub const DIFF_LIMIT: u64 = 4 << 20;
 
@@ -496,7 +530,7 @@ pub fn unified(
     color: bool,
 ) -> String {
     let text = similar::TextDiff::from_lines(old, new);
-    let mut out = format!("--- {a}\n+++ {b}\n");
+    let mut out = format!("--- {}\n+++ {}\n", printable(a), printable(b));
     if let Some((from, to)) = mode {
         out.push_str(&format!("mode {from:o} -> {to:o}\n"));
     }
@@ -519,7 +553,7 @@ pub fn unified(
                     similar::ChangeTag::Insert => ('+', "32"),
                     similar::ChangeTag::Equal => (' ', ""),
                 };
-                let mut line = format!("{sign}{}", ch.value());
+                let mut line = format!("{sign}{}", printable(ch.value()));
                 if !line.ends_with('\n') {
                     line.push_str("\n\\ No newline at end of file\n");
                 }

@@ -362,7 +362,7 @@ fn an_interrupted_batch_is_finished_from_its_journal() {
         &journal,
         format!(
             "{}\n{}",
-            serde_json::json!({"grant": s.grant, "upper": s.upper, "ops": p.ops.len()}),
+            serde_json::json!({"grant": s.grant, "upper": s.upper, "ops": p.ops.len(), "nonce": "00112233aabbccdd"}),
             p.ops
                 .iter()
                 .map(|o| serde_json::to_string(o).unwrap() + "\n")
@@ -371,14 +371,117 @@ fn an_interrupted_batch_is_finished_from_its_journal() {
     )
     .unwrap();
     // A leftover temporary from the crash.
-    std::fs::write(t.p("real/.ward-apply.12"), "partial").unwrap();
-    let (_, r) = apply::resume(&journal).unwrap().unwrap();
+    std::fs::write(t.p("real/.ward-apply.00112233aabbccdd.12"), "partial").unwrap();
+    // A journal about other folders is refused.
+    let other = Stage {
+        grant: t.p("elsewhere"),
+        upper: s.upper.clone(),
+    };
+    assert!(apply::resume(&journal, &other).is_err());
+    let r = apply::resume(&journal, &s).unwrap().unwrap();
     assert!(r.conflicts.is_empty(), "{r:?}");
     assert_eq!(r.already, 10, "{r:?}");
     assert!(!journal.exists());
     let real = tree(&t.p("real"));
     assert!(real.iter().all(|(_, v)| v == "new\n"), "{real:?}");
     assert!(!real.contains_key("f19.txt"));
-    assert!(!real.contains_key(".ward-apply.12"), "leftover temporary");
-    assert!(apply::resume(&journal).unwrap().is_none());
+    assert!(
+        !real.keys().any(|k| k.starts_with(".ward-apply")),
+        "leftover temporary"
+    );
+    assert!(apply::resume(&journal, &s).unwrap().is_none());
+}
+
+#[test]
+fn links_that_lead_out_through_other_links_are_held() {
+    // `b -> a/a/../..` leads to the grant's parent (through `a -> .`; both are refused by
+    // their text: `..` only leading, no `.`). An existing `up -> ..` in the real folder makes
+    // `c -> up/x`, harmless by its text, lead out: the commit finds that out and holds it.
+    let t = T::new();
+    std::os::unix::fs::symlink("..", t.p("real/up")).unwrap();
+    let started = now_ns();
+    let s = t.stage("ln -s . a && ln -s a/a/../.. b && ln -s up/x c && ln -s sub/f ok");
+    let cs = changes(&s).unwrap();
+    let p = apply::plan(&s, &cs, started);
+    let refused: Vec<String> = p
+        .refused
+        .iter()
+        .map(|h| h.path.display().to_string())
+        .collect();
+    assert_eq!(refused, ["a", "b"], "{p:?}");
+    let r = apply::execute(&s, &p, &t.p("journal")).unwrap();
+    let held: Vec<String> = r
+        .conflicts
+        .iter()
+        .map(|h| h.path.display().to_string())
+        .collect();
+    assert_eq!(held, ["c"], "{r:?}");
+    assert!(
+        t.p("real/ok").symlink_metadata().is_ok(),
+        "a dangling link inside is fine"
+    );
+    assert!(t.p("real/c").symlink_metadata().is_err());
+}
+
+#[test]
+fn a_file_turned_into_a_link_does_not_replace_a_user_edit() {
+    let t = T::new();
+    t.write("f", "original\n");
+    let started = now_ns();
+    let s = t.stage("rm f && ln -s target f");
+    let cs = changes(&s).unwrap();
+    let p = apply::plan(&s, &cs, started);
+    // The user edits the file between the review and the commit.
+    std::fs::write(t.p("real/f"), "the user's\n").unwrap();
+    let r = apply::execute(&s, &p, &t.p("journal")).unwrap();
+    assert_eq!(r.conflicts.len(), 2, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(t.p("real/f")).unwrap(),
+        "the user's\n"
+    );
+}
+
+#[test]
+fn set_id_bits_are_dropped_and_new_folders_get_their_mode_last() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = T::new();
+    let started = now_ns();
+    let s = t.stage("mkdir ro && echo x > ro/f && chmod 500 ro && echo y > s && chmod 4755 s");
+    let cs = changes(&s).unwrap();
+    let r = apply::execute(&s, &apply::plan(&s, &cs, started), &t.p("journal")).unwrap();
+    assert!(r.conflicts.is_empty(), "{r:?}");
+    let mode = |p: &str| std::fs::metadata(t.p(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("real/s"), 0o755);
+    assert_eq!(mode("real/ro"), 0o500);
+    assert_eq!(std::fs::read_to_string(t.p("real/ro/f")).unwrap(), "x\n");
+}
+
+#[test]
+fn text_from_the_agent_cannot_drive_the_terminal() {
+    assert_eq!(printable("ok\n\tline"), "ok\n\tline");
+    assert_eq!(printable("a\x1b[2Kb\x07"), "a\\x1b[2Kb\\x07");
+    assert_eq!(printable("\u{9b}31m"), "\\x9b31m");
+    assert_eq!(printable("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
+    let d = unified(
+        "a/x",
+        "b/\x1b]52;c;AAAA\x07",
+        "one\n",
+        "\x1b[1Atwo\n",
+        None,
+        false,
+    );
+    assert!(!d.contains('\x1b') && !d.contains('\x07'), "{d:?}");
+    assert!(d.contains("+\\x1b[1Atwo"), "{d}");
+}
+
+#[test]
+fn a_folder_replaced_by_a_file_lists_what_it_held() {
+    let t = T::new();
+    t.write("d/a.txt", "a\n");
+    t.write("d/b.txt", "b\n");
+    let s = t.stage("rm -r d && echo file > d");
+    assert_eq!(
+        summary(&changes(&s).unwrap()),
+        ["type d", "deleted d/a.txt", "deleted d/b.txt"]
+    );
 }

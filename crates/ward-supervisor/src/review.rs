@@ -15,8 +15,11 @@ use ward_stage::Change;
 /// Which changes to apply.
 pub enum Selection<'a> {
     All,
-    /// Paths relative to the grant, or absolute paths inside it.
+    /// Paths relative to the grant, or absolute paths inside it; a folder takes everything
+    /// below it (what `ward review --apply DIR` means).
     Paths(&'a [PathBuf]),
+    /// Exactly these changes, nothing below them (what a person approved one by one).
+    Exact(&'a [PathBuf]),
 }
 
 /// What applying did, per staged grant.
@@ -85,8 +88,27 @@ pub fn who() -> String {
         .unwrap_or_else(|| format!("uid {uid}"))
 }
 
+/// One review at a time per session: an exclusive lock on its `stage.json`, held while the
+/// returned file is open.
+fn lock(s: &Staged) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let p = s.dir.join("stage.json");
+    let f = std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
+    // SAFETY: flock on an open descriptor; blocks while another review holds it.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot lock {}", p.display()));
+    }
+    Ok(f)
+}
+
 /// Finish any batch of `s` a crash interrupted (recorded). Returns what was finished.
 pub fn resume(s: &Staged) -> anyhow::Result<Vec<Applied>> {
+    let _lock = lock(s)?;
+    resume_locked(s)
+}
+
+fn resume_locked(s: &Staged) -> anyhow::Result<Vec<Applied>> {
     let mut out = Vec::new();
     for st in &s.stages {
         let journal = journal_of(st);
@@ -94,14 +116,15 @@ pub fn resume(s: &Staged) -> anyhow::Result<Vec<Applied>> {
             continue;
         }
         let log = open_log()?;
-        let (_, r) = apply::resume(&journal)
-            .with_context(|| {
-                format!(
-                    "cannot finish the interrupted commit to {}",
-                    st.grant.display()
-                )
-            })?
-            .expect("the journal exists");
+        let Some(r) = apply::resume(&journal, st).with_context(|| {
+            format!(
+                "cannot finish the interrupted commit to {}",
+                st.grant.display()
+            )
+        })?
+        else {
+            continue; // finished by another review meanwhile
+        };
         log.close_with(outcome_event(s, &st.grant, &r, true))?;
         out.push(Applied {
             grant: st.grant.clone(),
@@ -142,13 +165,22 @@ fn selected(changes: &[Change], grant: &Path, sel: &Selection) -> Vec<Change> {
             })
             .cloned()
             .collect(),
+        Selection::Exact(ps) => changes
+            .iter()
+            .filter(|c| {
+                ps.iter()
+                    .any(|p| p.strip_prefix(grant).unwrap_or(p) == c.path.as_path())
+            })
+            .cloned()
+            .collect(),
     }
 }
 
 /// Apply the selected changes of `s`: resume first, plan, record the approvals, commit,
 /// record the outcome; remove the session's stage once nothing is left in it.
 pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Result<Vec<Applied>> {
-    resume(s)?;
+    let _lock = lock(s)?;
+    resume_locked(s)?;
     let started_ns = s.info["started_ns"]
         .as_u64()
         .map(i128::from)
@@ -166,7 +198,18 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
                 st.grant.display()
             )
         })?;
-        let verified = match authority.verify(&token, ward_token::Right::Write, &st.grant) {
+        let verified = match authority
+            .verify(&token, ward_token::Right::Write, &st.grant)
+            .and_then(|v| {
+                if v.session == s.session {
+                    Ok(v)
+                } else {
+                    Err(ward_token::TokenError::Denied(format!(
+                        "it belongs to session {}, not {}",
+                        v.session, s.session
+                    )))
+                }
+            }) {
             Ok(v) => v,
             Err(e) => {
                 let log = open_log()?;
@@ -243,9 +286,12 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
         log.append(outcome_event(s, &st.grant, &r, false))?;
         // Rotate: the next generation replaces the token, the old one is revoked.
         let (next, old) = authority
-            .rotate(&token, &st.grant, TOKEN_TTL)
+            .next_generation(&token, &st.grant, TOKEN_TTL)
             .context("cannot rotate the grant's token")?;
+        // The new one is stored before the old one is revoked: a failure in between leaves a
+        // usable token, never none.
         store_token(s, i, &next)?;
+        authority.revoke(&token)?;
         log.close_with(Event {
             session: Some(s.session.clone()),
             resource: Some(st.grant.display().to_string()),
@@ -283,6 +329,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
 
 /// Discard some changes of `s` (recorded, one record each).
 pub fn discard_changes(s: &Staged, paths: &[PathBuf], channel: &str) -> anyhow::Result<usize> {
+    let _lock = lock(s)?;
     let by = who();
     let log = open_log()?;
     let mut n = 0;
@@ -346,7 +393,11 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
             changes.len()
         ));
         for c in &changes {
-            listing.push_str(&format!("  {:<9} {}\n", c.kind.as_str(), c.path.display()));
+            listing.push_str(&format!(
+                "  {:<9} {}\n",
+                c.kind.as_str(),
+                ward_stage::shown(&c.path)
+            ));
         }
         all.extend(changes.into_iter().map(|c| (st.clone(), c)));
     }
@@ -388,7 +439,7 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
             for (st, c) in &all {
                 consent.show(&format!("\n{}", ward_stage::diff(st, c, color)?));
                 let r = consent.ask(&Question {
-                    text: &format!("{} {}?", c.kind.as_str(), c.path.display()),
+                    text: &format!("{} {}?", c.kind.as_str(), ward_stage::shown(&c.path)),
                     choices: &[
                         ('s', "skip (keep it staged)"),
                         ('y', "apply"),
@@ -408,7 +459,7 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
             if !apply.is_empty() {
                 report(
                     consent,
-                    &apply_changes(s, Selection::Paths(&apply), channel)?,
+                    &apply_changes(s, Selection::Exact(&apply), channel)?,
                 );
             }
             if !drop.is_empty() {
@@ -440,7 +491,11 @@ fn report(consent: &mut dyn Consent, done: &[Applied]) {
             d.grant.display()
         ));
         for h in d.conflicts.iter().chain(&d.refused) {
-            consent.show(&format!("  held: {}: {}\n", h.path.display(), h.reason));
+            consent.show(&format!(
+                "  held: {}: {}\n",
+                ward_stage::shown(&h.path),
+                ward_stage::printable(&h.reason)
+            ));
         }
     }
 }

@@ -315,9 +315,9 @@ impl Authority {
             .map_err(|e| TokenError::Store(format!("{}: {e}", p.display())))
     }
 
-    /// After a commit: verify `token` for writing `folder`, issue the next generation, and
-    /// revoke the old one. Returns the new token and the old one's id.
-    pub fn rotate(
+    /// After a commit: verify `token` for writing `folder` and issue the next generation.
+    /// The caller stores it, then revokes the old one ([`Authority::rotate`] does both).
+    pub fn next_generation(
         &self,
         token: &str,
         folder: &Path,
@@ -331,6 +331,17 @@ impl Authority {
             generation: v.generation + 1,
             expires: SystemTime::now() + ttl,
         })?;
+        Ok((next, v))
+    }
+
+    /// [`Authority::next_generation`], then revoke the old token.
+    pub fn rotate(
+        &self,
+        token: &str,
+        folder: &Path,
+        ttl: Duration,
+    ) -> Result<(String, Verified), TokenError> {
+        let (next, v) = self.next_generation(token, folder, ttl)?;
         self.revoke(token)?;
         Ok((next, v))
     }

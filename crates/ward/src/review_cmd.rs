@@ -111,10 +111,18 @@ pub fn run(a: ReviewArgs) -> Outcome {
                     }
                 );
                 for h in &d.conflicts {
-                    println!("  conflict  {}: {}", h.path.display(), h.reason);
+                    println!(
+                        "  conflict  {}: {}",
+                        ward_stage::shown(&h.path),
+                        ward_stage::printable(&h.reason)
+                    );
                 }
                 for h in &d.refused {
-                    println!("  refused   {}: {}", h.path.display(), h.reason);
+                    println!(
+                        "  refused   {}: {}",
+                        ward_stage::shown(&h.path),
+                        ward_stage::printable(&h.reason)
+                    );
                 }
             }
         }
@@ -169,10 +177,10 @@ pub fn run(a: ReviewArgs) -> Outcome {
                     Some(f) => println!(
                         "  {:<9} {} (from {})",
                         c.kind.as_str(),
-                        c.path.display(),
-                        f.display()
+                        ward_stage::shown(&c.path),
+                        ward_stage::shown(f)
                     ),
-                    None => println!("  {:<9} {}", c.kind.as_str(), c.path.display()),
+                    None => println!("  {:<9} {}", c.kind.as_str(), ward_stage::shown(&c.path)),
                 }
                 if let Some(d) = d {
                     print!("{d}");

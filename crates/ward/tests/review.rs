@@ -1,56 +1,12 @@
 //! `ward review`: the staged-edit workflow end to end through the real binary, and commits
 //! killed part-way.
 
+mod common;
+
+use common::{text, Env};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        for d in ["proj", "home"] {
-            std::fs::create_dir_all(dir.path().join(d)).unwrap();
-        }
-        Env { dir }
-    }
-    fn p(&self, s: &str) -> PathBuf {
-        self.dir.path().join(s)
-    }
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ward"));
-        c.args(args)
-            .current_dir(self.p("proj"))
-            .env("HOME", self.p("home"))
-            .env("XDG_STATE_HOME", self.p("state"))
-            .env("XDG_CONFIG_HOME", self.p("config"))
-            .env("WARD_MANAGED", self.p("managed.toml"))
-            .env_remove("WARD_AUDIT_LOG")
-            .env_remove("WARD_KEY_DIR");
-        c
-    }
-    fn ward(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-    fn records(&self) -> Vec<serde_json::Value> {
-        ward_audit::read_records(&self.p("state/ward/audit/audit.jsonl"))
-            .unwrap()
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect()
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Relative path -> content (files) or "dir".
 fn tree(dir: &Path) -> BTreeMap<String, String> {

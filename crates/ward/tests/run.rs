@@ -1,57 +1,11 @@
 //! `ward run`: the confined agent through the real binary, with its session in the audit log.
 
+mod common;
+
+use common::{test_user, text, Env};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        for d in ["proj", "other", "home"] {
-            std::fs::create_dir_all(dir.path().join(d)).unwrap();
-        }
-        std::fs::write(dir.path().join("other/secret.txt"), "other secret\n").unwrap();
-        Env { dir }
-    }
-    fn p(&self, s: &str) -> PathBuf {
-        self.dir.path().join(s)
-    }
-    /// `ward ARGS` in the project folder, with this test's own home, state and managed file.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ward"));
-        c.args(args)
-            .current_dir(self.p("proj"))
-            .env("HOME", self.p("home"))
-            .env("XDG_STATE_HOME", self.p("state"))
-            .env("XDG_CONFIG_HOME", self.p("config"))
-            .env("WARD_MANAGED", self.p("managed.toml"))
-            .env_remove("WARD_AUDIT_LOG")
-            .env_remove("WARD_KEY_DIR");
-        c
-    }
-    fn ward(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-    fn records(&self) -> Vec<serde_json::Value> {
-        ward_audit::read_records(&self.p("state/ward/audit/audit.jsonl"))
-            .unwrap()
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect()
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use std::path::Path;
+use std::process::Command;
 
 #[test]
 fn run_confines_the_agent_and_records_the_session() {
@@ -327,35 +281,12 @@ fn sigterm_to_ward_run_reaches_the_agent_and_the_end_is_recorded() {
     assert_eq!(exit["detail"]["exit_code"], 3);
 }
 
-fn user(name: &str) -> Option<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    let line = passwd
-        .lines()
-        .find(|l| l.starts_with(&format!("{name}:")))?;
-    let f: Vec<&str> = line.split(':').collect();
-    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
-}
-
 /// As an unprivileged user without a delegated cgroup, a memory limit cannot be applied:
 /// `ward run` refuses (125, naming the feature) unless the manifest allows running without it,
 /// and then the session's start record says so.
 #[test]
 fn missing_cgroup_refuses_unless_allowed_degraded_and_then_is_audited() {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        eprintln!("NOT TESTED HERE: needs root to switch to the `wardtest` user");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs the tests as root"
-        );
-        return;
-    }
-    let Some((uid, gid)) = user("wardtest") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "TEST USER MISSING: CI must create `wardtest` (scripts/setup.sh does)"
-        );
-        eprintln!("skipping: no `wardtest` user on this machine (scripts/setup.sh creates it)");
+    let Some((uid, gid)) = test_user("this test") else {
         return;
     };
     let e = Env::new();
@@ -444,21 +375,7 @@ fn the_agent_gets_default_signal_dispositions() {
 
 #[test]
 fn a_folder_ward_cannot_list_stops_the_run() {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        eprintln!("NOT TESTED HERE: needs root to switch to the `wardtest` user");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs the tests as root"
-        );
-        return;
-    }
-    let Some((uid, gid)) = user("wardtest") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "TEST USER MISSING: CI must create `wardtest` (scripts/setup.sh does)"
-        );
-        eprintln!("skipping: no `wardtest` user on this machine (scripts/setup.sh creates it)");
+    let Some((uid, gid)) = test_user("this test") else {
         return;
     };
     let e = Env::new();
@@ -634,21 +551,7 @@ fn a_killed_supervisor_loses_no_staged_change() {
 
 #[test]
 fn staging_works_unprivileged_and_names_files_it_cannot_map() {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        eprintln!("NOT TESTED HERE: needs root to switch to the `wardtest` user");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs the tests as root"
-        );
-        return;
-    }
-    let Some((uid, gid)) = user("wardtest") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "TEST USER MISSING: CI must create `wardtest` (scripts/setup.sh does)"
-        );
-        eprintln!("skipping: no `wardtest` user on this machine (scripts/setup.sh creates it)");
+    let Some((uid, gid)) = test_user("this test") else {
         return;
     };
     let e = Env::new();

@@ -177,21 +177,7 @@ fn escape_via_git_hooks_outside_the_grant_and_credentials_in_home() {
 fn escape_via_a_setuid_root_binary_in_the_grant() {
     // An unprivileged agent finds a setuid-root program (planted in its grant, as a package or
     // a careless user might leave one): it must not run with root's rights.
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        eprintln!("NOT TESTED HERE: planting a setuid-root binary needs root");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs the tests as root"
-        );
-        return;
-    }
-    let Some((uid, gid)) = user("wardtest") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "TEST USER MISSING: CI must create `wardtest` (scripts/setup.sh does)"
-        );
-        eprintln!("skipping: no `wardtest` user on this machine (scripts/setup.sh creates it)");
+    let Some((uid, gid)) = test_user("planting a setuid-root binary") else {
         return;
     };
     let e = Env::new();

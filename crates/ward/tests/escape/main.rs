@@ -7,11 +7,14 @@
 //!
 //! One module per family of techniques; every test is named `escape_via_<technique>`.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod files;
 mod limits;
 mod sockets;
 mod syscalls;
 
+pub use common::{test_user, text};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -124,24 +127,7 @@ pub fn syscalls_py(calls: &[(&str, &str)]) -> String {
     s
 }
 
-pub fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 pub const PY: &str = "/usr/bin/python3";
-
-pub fn user(name: &str) -> Option<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    let line = passwd
-        .lines()
-        .find(|l| l.starts_with(&format!("{name}:")))?;
-    let f: Vec<&str> = line.split(':').collect();
-    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
-}
 
 /// Processes whose command line is exactly `sleep <n>`.
 pub fn sleepers(n: u64) -> usize {
