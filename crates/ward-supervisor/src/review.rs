@@ -90,7 +90,7 @@ pub fn who() -> String {
 
 /// One review at a time per session: an exclusive lock on its `stage.json`, held while the
 /// returned file is open.
-fn lock(s: &Staged) -> anyhow::Result<std::fs::File> {
+pub(crate) fn lock(s: &Staged) -> anyhow::Result<std::fs::File> {
     use std::os::fd::AsRawFd;
     let p = s.dir.join("stage.json");
     let f = std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
@@ -108,7 +108,7 @@ pub fn resume(s: &Staged) -> anyhow::Result<Vec<Applied>> {
     resume_locked(s)
 }
 
-fn resume_locked(s: &Staged) -> anyhow::Result<Vec<Applied>> {
+pub(crate) fn resume_locked(s: &Staged) -> anyhow::Result<Vec<Applied>> {
     let mut out = Vec::new();
     for st in &s.stages {
         let journal = journal_of(st);

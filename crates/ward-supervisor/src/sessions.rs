@@ -111,6 +111,10 @@ pub fn staged() -> anyhow::Result<Vec<Staged>> {
 
 /// Discard a session's staged changes (recorded with how many there were).
 pub fn discard(s: &Staged) -> anyhow::Result<usize> {
+    // Not while a review applies; and an interrupted commit is finished first, so the real
+    // folder is never left half-applied with its journal gone.
+    let _lock = crate::review::lock(s)?;
+    crate::review::resume_locked(s)?;
     let mut n = 0;
     for st in &s.stages {
         n += ward_stage::changes(st).map_or(0, |c| c.len());
