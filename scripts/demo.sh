@@ -21,7 +21,7 @@ export XDG_STATE_HOME="$demo_dir/.state" XDG_CONFIG_HOME="$demo_dir/.config"
 echo "a note next to the project" > "$demo_dir/notes.txt"
 mkdir -p "$demo_dir/project" && echo "hello" > "$demo_dir/project/README"
 cd "$demo_dir/project"
-show run -- /bin/sh -c 'cat README; cat ../notes.txt; cat /etc/shadow; echo x > /usr/x; echo edited >> README; echo new > NEW; echo "exit code passes through"; exit 3'
+show run --review keep -- /bin/sh -c 'cat README; cat ../notes.txt; cat /etc/shadow; echo x > /usr/x; echo edited >> README; echo new > NEW; echo "exit code passes through"; exit 3'
 echo; echo "\$ cat README    # the real folder is untouched until someone reviews"; cat README
 show review --diff
 show audit tail -n 4
