@@ -2,10 +2,8 @@
 
 mod common;
 
-use common::{test_user, text, Env};
-use std::os::unix::process::CommandExt;
+use common::{hand_to, test_user, text, ward_as, Env};
 use std::path::Path;
-use std::process::Command;
 
 #[test]
 fn run_confines_the_agent_and_records_the_session() {
@@ -290,9 +288,6 @@ fn missing_cgroup_refuses_unless_allowed_degraded_and_then_is_audited() {
         return;
     };
     let e = Env::new();
-    // The build directory may be out of the test user's reach: run a copy of ward.
-    let ward = e.p("ward");
-    std::fs::copy(env!("CARGO_BIN_EXE_ward"), &ward).unwrap();
     let proj = e.p("proj");
     let manifest = |extra: &str| {
         format!(
@@ -301,23 +296,17 @@ fn missing_cgroup_refuses_unless_allowed_degraded_and_then_is_audited() {
         )
     };
     std::fs::write(e.p("proj/ward.toml"), manifest("")).unwrap();
-    Command::new("chown")
-        .arg("-R")
-        .arg(format!("{uid}:{gid}"))
-        .arg(e.dir.path())
-        .status()
-        .unwrap();
+    let ward = hand_to(e.dir.path(), uid, gid);
     let run = |e: &Env| {
-        let mut c = Command::new(&ward);
-        c.args(["run", "--", "/bin/echo", "agent ran"])
-            .current_dir(e.p("proj"))
-            .env("HOME", e.p("home"))
-            .env("XDG_STATE_HOME", e.p("state"))
-            .env("XDG_CONFIG_HOME", e.p("config"))
-            .env("WARD_MANAGED", e.p("managed.toml"))
-            .uid(uid)
-            .gid(gid);
-        c.output().unwrap()
+        ward_as(
+            &ward,
+            e.dir.path(),
+            uid,
+            gid,
+            &["run", "--", "/bin/echo", "agent ran"],
+        )
+        .output()
+        .unwrap()
     };
     let o = run(&e);
     assert_eq!(o.status.code(), Some(125), "{}", text(&o));
@@ -379,33 +368,24 @@ fn a_folder_ward_cannot_list_stops_the_run() {
         return;
     };
     let e = Env::new();
-    let ward = e.p("ward");
-    std::fs::copy(env!("CARGO_BIN_EXE_ward"), &ward).unwrap();
     std::fs::create_dir_all(e.p("proj/locked/.ssh")).unwrap();
     std::fs::write(e.p("proj/locked/.ssh/id_rsa"), "PRIVATE KEY\n").unwrap();
-    Command::new("chown")
-        .arg("-R")
-        .arg(format!("{uid}:{gid}"))
-        .arg(e.dir.path())
-        .status()
-        .unwrap();
+    let ward = hand_to(e.dir.path(), uid, gid);
     // Searchable but not listable: the scan cannot see the key, the owner could chmod it.
     std::fs::set_permissions(
         e.p("proj/locked"),
         std::os::unix::fs::PermissionsExt::from_mode(0o311),
     )
     .unwrap();
-    let o = Command::new(&ward)
-        .args(["run", "--grant", ".:direct", "--", "/bin/echo", "agent ran"])
-        .current_dir(e.p("proj"))
-        .env("HOME", e.p("home"))
-        .env("XDG_STATE_HOME", e.p("state"))
-        .env("XDG_CONFIG_HOME", e.p("config"))
-        .env("WARD_MANAGED", e.p("managed.toml"))
-        .uid(uid)
-        .gid(gid)
-        .output()
-        .unwrap();
+    let o = ward_as(
+        &ward,
+        e.dir.path(),
+        uid,
+        gid,
+        &["run", "--grant", ".:direct", "--", "/bin/echo", "agent ran"],
+    )
+    .output()
+    .unwrap();
     assert_eq!(o.status.code(), Some(125), "{}", text(&o));
     assert!(
         text(&o).contains("cannot list") && text(&o).contains("locked"),
@@ -555,27 +535,12 @@ fn staging_works_unprivileged_and_names_files_it_cannot_map() {
         return;
     };
     let e = Env::new();
-    let ward = e.p("ward");
-    std::fs::copy(env!("CARGO_BIN_EXE_ward"), &ward).unwrap();
     std::fs::write(e.p("proj/mine.txt"), "mine\n").unwrap();
-    Command::new("chown")
-        .arg("-R")
-        .arg(format!("{uid}:{gid}"))
-        .arg(e.dir.path())
-        .status()
-        .unwrap();
+    let ward = hand_to(e.dir.path(), uid, gid);
     // Written after the chown: root's, which the agent's user namespace cannot map.
     std::fs::write(e.p("proj/roots.txt"), "root's\n").unwrap();
     let cmd = |args: &[&str]| {
-        Command::new(&ward)
-            .args(args)
-            .current_dir(e.p("proj"))
-            .env("HOME", e.p("home"))
-            .env("XDG_STATE_HOME", e.p("state"))
-            .env("XDG_CONFIG_HOME", e.p("config"))
-            .env("WARD_MANAGED", e.p("managed.toml"))
-            .uid(uid)
-            .gid(gid)
+        ward_as(&ward, e.dir.path(), uid, gid, args)
             .output()
             .unwrap()
     };

@@ -1,7 +1,7 @@
 //! Helpers shared by the `ward` binary's integration tests (`mod common;` in each).
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Stdout then stderr, as text.
@@ -69,16 +69,7 @@ impl Env {
     }
     /// `ward ARGS` in the project folder, with this test's own home, state and managed file.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ward"));
-        c.args(args)
-            .current_dir(self.p("proj"))
-            .env("HOME", self.p("home"))
-            .env("XDG_STATE_HOME", self.p("state"))
-            .env("XDG_CONFIG_HOME", self.p("config"))
-            .env("WARD_MANAGED", self.p("managed.toml"))
-            .env_remove("WARD_AUDIT_LOG")
-            .env_remove("WARD_KEY_DIR");
-        c
+        ward_in(Path::new(env!("CARGO_BIN_EXE_ward")), self.dir.path(), args)
     }
     pub fn ward(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
@@ -90,4 +81,43 @@ impl Env {
             .map(|(_, v)| v)
             .collect()
     }
+}
+
+/// `PROGRAM ARGS` (a ward binary) in `root/proj`, with home, state, keys and managed file of its
+/// own under `root`: how every test runs ward.
+pub fn ward_in(program: &Path, root: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(program);
+    c.args(args)
+        .current_dir(root.join("proj"))
+        .env("HOME", root.join("home"))
+        .env("XDG_STATE_HOME", root.join("state"))
+        .env("XDG_CONFIG_HOME", root.join("config"))
+        .env("WARD_MANAGED", root.join("managed.toml"))
+        .env_remove("WARD_AUDIT_LOG")
+        .env_remove("WARD_KEY_DIR");
+    c
+}
+
+/// Give the test's world under `root` to `uid:gid` (`chown -R`), with a copy of ward in it
+/// (the build directory may be out of that user's reach); returns the copy. Files written
+/// after this stay root's.
+pub fn hand_to(root: &Path, uid: u32, gid: u32) -> PathBuf {
+    let ward = root.join("ward");
+    std::fs::copy(env!("CARGO_BIN_EXE_ward"), &ward).unwrap();
+    let st = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    ward
+}
+
+/// `ward ARGS` as `uid:gid`, with the copy [`hand_to`] made.
+pub fn ward_as(ward: &Path, root: &Path, uid: u32, gid: u32, args: &[&str]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = ward_in(ward, root, args);
+    c.uid(uid).gid(gid);
+    c
 }

