@@ -313,18 +313,22 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
             refused: plan.refused.clone(),
         });
     }
-    // Nothing left to review: the session's stage goes.
+    close_if_done(s, &authority)?;
+    Ok(out)
+}
+
+/// Once nothing is left to review, the session's stage goes, and its grant tokens with it.
+fn close_if_done(s: &Staged, authority: &ward_token::Authority) -> anyhow::Result<()> {
     let left: usize = s
         .stages
         .iter()
         .map(|st| ward_stage::changes(st).map_or(1, |c| c.len()))
         .sum();
     if left == 0 {
-        // Done with the session's grants: their tokens go with the stage.
         authority.revoke_session(&s.session)?;
         let _ = std::fs::remove_dir_all(&s.dir);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Discard some changes of `s` (recorded, one record each).
@@ -361,14 +365,7 @@ pub fn discard_changes(s: &Staged, paths: &[PathBuf], channel: &str) -> anyhow::
         }
     }
     log.close()?;
-    let left: usize = s
-        .stages
-        .iter()
-        .map(|st| ward_stage::changes(st).map_or(1, |c| c.len()))
-        .sum();
-    if left == 0 {
-        let _ = std::fs::remove_dir_all(&s.dir);
-    }
+    close_if_done(s, &authority()?)?;
     Ok(n)
 }
 
