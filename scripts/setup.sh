@@ -12,6 +12,8 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
+# The proxy tests build a small internet in a network namespace with ip(8).
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
   command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
 fi

@@ -203,6 +203,24 @@ impl AuditLog {
         }
     }
 
+    /// Queue `ev` for the next commit and return at once, without waiting for it to be
+    /// durable: for records of what already happened (a connection's bytes and duration), where
+    /// waiting would only slow the traffic down. An error means the log no longer takes records
+    /// (poisoned or closing); callers deny what would otherwise go unrecorded.
+    pub fn submit(&self, ev: Event) -> Result<(), AuditError> {
+        let mut q = self.shared.lock();
+        if let Some((_, why)) = &q.failed_from {
+            return Err(AuditError::Poisoned(why.clone()));
+        }
+        if q.closing {
+            return Err(AuditError::Closed);
+        }
+        q.next_ticket += 1;
+        q.pending.push(ev);
+        self.shared.work.notify_one();
+        Ok(())
+    }
+
     /// Commit what is pending, sign a final checkpoint and stop the committer.
     pub fn close(mut self) -> Result<(), AuditError> {
         self.shutdown()

@@ -1,0 +1,1219 @@
+//! The proxy server: one listening socket speaking HTTP/1.1, HTTP/2 (prior knowledge) and
+//! SOCKS5, told apart by the first byte.
+
+use crate::canon::{self, Authority, Host};
+use crate::{classify, socks, tls};
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, HOST};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use ward_audit::{AuditLog, Event};
+use ward_consent::{Consent, Question, Reply};
+use ward_core::{Action, ActionKind, Decision, Effect, HostPattern, Manifest};
+use ward_policy::Pdp;
+
+/// The port the proxy listens on inside a session's network namespace (127.0.0.1).
+pub const PROXY_PORT: u16 = 3128;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// Where names are resolved.
+#[derive(Debug, Clone)]
+pub enum Dns {
+    /// The system's configuration (`/etc/resolv.conf`, `/etc/hosts`).
+    System,
+    /// These servers only (UDP and TCP), no hosts file.
+    Servers(Vec<SocketAddr>),
+}
+
+/// What the proxy needs.
+pub struct Config {
+    pub manifest: Manifest,
+    pub log: Arc<AuditLog>,
+    /// The session the records belong to (`ward run`), if any.
+    pub session: Option<String>,
+    pub agent: Option<String>,
+    /// Who answers `ask`; `None`: nobody, so asks are refused.
+    pub consent: Option<Box<dyn Consent + Send>>,
+    pub ask_timeout: Duration,
+    pub dns: Dns,
+    /// Bodies of unknown length (chunked) are held up to this size to be judged as uploads;
+    /// the manifest's upload limit lowers it.
+    pub max_buffered_upload: u64,
+}
+
+impl Config {
+    pub fn new(manifest: Manifest, log: Arc<AuditLog>) -> Config {
+        Config {
+            manifest,
+            log,
+            session: None,
+            agent: None,
+            consent: None,
+            ask_timeout: Duration::from_secs(60),
+            dns: Dns::System,
+            max_buffered_upload: 64 << 20,
+        }
+    }
+}
+
+/// A running proxy's shared state. Cheap to clone.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pdp: Mutex<Pdp>,
+    manifest: Manifest,
+    log: Arc<AuditLog>,
+    session: Option<String>,
+    agent: Option<String>,
+    consent: Option<Arc<Mutex<Box<dyn Consent + Send>>>>,
+    answers: Mutex<HashMap<String, bool>>,
+    ask_timeout: Duration,
+    resolver: Option<hickory_resolver::TokioResolver>,
+    resolver_error: String,
+    own: Mutex<Vec<SocketAddr>>,
+    upload_cap: u64,
+    active: AtomicUsize,
+    has_upload_rules: bool,
+}
+
+/// Why something was refused: what the client is told and what the log says.
+struct Refusal {
+    status: StatusCode,
+    socks: u8,
+    by: String,
+    reason: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, socks: u8, by: &str, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            socks,
+            by: by.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A destination that passed: where to dial.
+struct Vetted {
+    addrs: Vec<SocketAddr>,
+}
+
+impl Proxy {
+    pub fn new(cfg: Config) -> anyhow::Result<Proxy> {
+        let pdp = Pdp::new(cfg.manifest.clone())?;
+        let (resolver, resolver_error) = match build_resolver(&cfg.dns) {
+            Ok(r) => (Some(r), String::new()),
+            Err(e) => (None, e),
+        };
+        let limit = cfg.manifest.limits.upload.as_ref().map(|(v, _)| *v);
+        let has_upload_rules = limit.is_some()
+            || cfg
+                .manifest
+                .policies
+                .iter()
+                .any(|p| p.actions.iter().any(|k| k.matches(&ActionKind::NetUpload)));
+        Ok(Proxy {
+            inner: Arc::new(Inner {
+                pdp: Mutex::new(pdp),
+                manifest: cfg.manifest,
+                log: cfg.log,
+                session: cfg.session,
+                agent: cfg.agent,
+                consent: cfg.consent.map(|c| Arc::new(Mutex::new(c))),
+                answers: Mutex::new(HashMap::new()),
+                ask_timeout: cfg.ask_timeout,
+                resolver,
+                resolver_error,
+                own: Mutex::new(Vec::new()),
+                upload_cap: limit
+                    .map_or(cfg.max_buffered_upload, |l| l.min(cfg.max_buffered_upload)),
+                active: AtomicUsize::new(0),
+                has_upload_rules,
+            }),
+        })
+    }
+
+    /// Connections being served right now.
+    pub fn active(&self) -> usize {
+        self.inner.active.load(Ordering::Relaxed)
+    }
+
+    /// Accept and serve until the listener fails.
+    pub async fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
+        if let Ok(a) = listener.local_addr() {
+            lock(&self.inner.own).push(a);
+        }
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) if is_transient(&e) => {
+                    // Out of descriptors or memory for a moment: wait rather than spin.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let _ = stream.set_nodelay(true);
+            let p = self.clone();
+            tokio::spawn(async move {
+                p.inner.active.fetch_add(1, Ordering::Relaxed);
+                p.connection(stream, peer).await;
+                p.inner.active.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+    }
+
+    async fn connection(&self, stream: TcpStream, peer: SocketAddr) {
+        let mut first = [0u8; 1];
+        let n = match tokio::time::timeout(Duration::from_secs(30), stream.peek(&mut first)).await {
+            Ok(Ok(n)) => n,
+            _ => return,
+        };
+        if n == 1 && first[0] == 5 {
+            self.socks(stream).await;
+            return;
+        }
+        let conn = Arc::new(ClientConn {
+            upstream: tokio::sync::Mutex::new(None),
+        });
+        let p = self.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            let (p, conn) = (p.clone(), conn.clone());
+            async move { Ok::<_, std::convert::Infallible>(p.request(req, conn, peer).await) }
+        });
+        let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        b.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .max_buf_size(64 * 1024);
+        b.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(256);
+        let _ = b
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .await;
+    }
+
+    // ----- decisions -----
+
+    fn event(&self, a: &Action, d: &Decision, detail: serde_json::Value) -> Event {
+        Event {
+            session: self.inner.session.clone(),
+            agent: self.inner.agent.clone(),
+            detail: Some(detail),
+            ..Event::action(a, d)
+        }
+    }
+
+    /// Record something that already happened (or was refused): queued, not waited for.
+    fn note(&self, ev: Event) {
+        if let Err(e) = self.inner.log.submit(ev) {
+            eprintln!("ward: proxy: cannot record a network event: {e}");
+        }
+    }
+
+    fn bad_request(&self, via: &str, what: &str, why: &str) -> Refusal {
+        let a = Action::new(ActionKind::NetConnect, what.to_string());
+        let d = Decision::new(Effect::Deny, "builtin:malformed", why.to_string());
+        self.note(self.event(&a, &d, json!({"via": via, "malformed": true})));
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            socks::REP_FAILURE,
+            "builtin:malformed",
+            why,
+        )
+    }
+
+    fn policy(&self, a: &Action) -> Decision {
+        lock(&self.inner.pdp).decide(a)
+    }
+
+    /// Ask the person about `key`, once per session per destination; concurrent asks for the
+    /// same one wait for the first answer.
+    async fn ask(&self, key: String, text: String) -> (bool, &'static str) {
+        if let Some(&yes) = lock(&self.inner.answers).get(&key) {
+            return (yes, "remembered");
+        }
+        let Some(consent) = self.inner.consent.clone() else {
+            return (false, "nobody to ask");
+        };
+        let (timeout, me) = (self.inner.ask_timeout, self.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut c = lock(&consent);
+            // Whoever held the lock before may have asked the same thing.
+            if let Some(&yes) = lock(&me.inner.answers).get(&key) {
+                return (yes, "remembered");
+            }
+            let reply = c.ask(&Question {
+                text: &text,
+                choices: &[('y', "allow for this session"), ('n', "deny")],
+                default: 'n',
+                timeout,
+            });
+            let (yes, how) = match reply {
+                Reply::Chose('y') => (true, "granted"),
+                Reply::Chose(_) => (false, "refused"),
+                Reply::TimedOut => (false, "timeout"),
+                Reply::Unavailable(_) => (false, "unavailable"),
+            };
+            if how != "unavailable" {
+                lock(&me.inner.answers).insert(key, yes);
+            }
+            (yes, how)
+        })
+        .await
+        .unwrap_or((false, "unavailable"))
+    }
+
+    /// Decide on reaching `auth` over `scheme`, resolve it once, vet every address, and record
+    /// the outcome. Allowed destinations are recorded durably before this returns.
+    async fn admit(&self, via: &str, scheme: &str, auth: &Authority) -> Result<Vetted, Refusal> {
+        let started = Instant::now();
+        let target = format!("{scheme}://{auth}");
+        let action = Action {
+            dest: Some(auth.host.as_match()),
+            port: Some(auth.port),
+            scheme: Some(scheme.to_string()),
+            agent: self.inner.agent.clone(),
+            ..Action::new(ActionKind::NetConnect, target.clone())
+        };
+        let mut d = self.policy(&action);
+        let mut consent = None;
+        if d.effect == Effect::Ask {
+            let (yes, how) = self
+                .ask(
+                    target.clone(),
+                    format!(
+                        "The agent wants to connect to {target} ({via}): {}",
+                        d.reason
+                    ),
+                )
+                .await;
+            consent = Some(how);
+            if !yes {
+                d = Decision::new(
+                    Effect::Deny,
+                    d.by.clone(),
+                    format!("{} (asked: {how})", d.reason),
+                );
+            } else {
+                d.effect = Effect::Allow;
+            }
+        }
+        if d.effect != Effect::Allow {
+            let mut ev = self.event(&action, &d, json!({"via": via}));
+            ev.consent = consent.map(str::to_string);
+            self.note(ev);
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                socks::REP_NOT_ALLOWED,
+                &d.by,
+                d.reason,
+            ));
+        }
+        let answers: Vec<IpAddr> = match &auth.host {
+            Host::Ip(ip) => vec![*ip],
+            Host::Name(n) => match self.resolve(n).await {
+                Ok(a) => a,
+                Err(why) => {
+                    let d2 = Decision::new(Effect::Deny, "builtin:dns", why.clone());
+                    self.note(self.event(&action, &d2, json!({"via": via})));
+                    return Err(Refusal::new(
+                        StatusCode::BAD_GATEWAY,
+                        socks::REP_HOST_UNREACHABLE,
+                        "builtin:dns",
+                        why,
+                    ));
+                }
+            },
+        };
+        let own = lock(&self.inner.own).clone();
+        let mut ok = Vec::new();
+        let mut refused = Vec::new();
+        for ip in &answers {
+            let sa = SocketAddr::new(*ip, auth.port);
+            if own
+                .iter()
+                .any(|o| *o == sa || (o.port() == sa.port() && o.ip().is_unspecified()))
+            {
+                refused.push(format!("{ip} (the proxy itself)"));
+            } else if let Some(class) = classify::non_public(*ip) {
+                if self.named(scheme, *ip, auth.port) {
+                    ok.push(sa);
+                } else {
+                    refused.push(format!("{ip} ({class})"));
+                }
+            } else {
+                ok.push(sa);
+            }
+        }
+        let detail = json!({
+            "via": via,
+            "addresses": answers.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "refused": refused,
+            "ms": started.elapsed().as_secs_f64() * 1e3,
+        });
+        if ok.is_empty() {
+            let why = format!(
+                "{} resolves only to addresses the manifest does not name: {}; name the address itself (e.g. {scheme}://{}:{}) to allow it",
+                auth.host,
+                refused.join(", "),
+                answers.first().map(|a| Host::Ip(*a).as_match()).unwrap_or_default(),
+                auth.port
+            );
+            let d2 = Decision::new(Effect::Deny, "builtin:ssrf", why.clone());
+            self.note(self.event(&action, &d2, detail));
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                socks::REP_NOT_ALLOWED,
+                "builtin:ssrf",
+                why,
+            ));
+        }
+        let mut ev = self.event(&action, &d, detail);
+        ev.consent = consent.map(str::to_string);
+        let log = self.inner.log.clone();
+        let durable = tokio::task::spawn_blocking(move || log.append(ev)).await;
+        match durable {
+            Ok(Ok(())) => Ok(Vetted { addrs: ok }),
+            Ok(Err(e)) => Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                socks::REP_FAILURE,
+                "builtin:audit",
+                format!("the audit log could not record this connection, so it is refused: {e}"),
+            )),
+            Err(_) => Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                socks::REP_FAILURE,
+                "builtin:audit",
+                "the audit log could not record this connection",
+            )),
+        }
+    }
+
+    /// Does the manifest name this address itself (an IP destination), so that reaching it is
+    /// the person's explicit choice even though it is not public?
+    fn named(&self, scheme: &str, ip: IpAddr, port: u16) -> bool {
+        let hit = self.inner.manifest.network.iter().any(|e| {
+            e.effect != Effect::Deny
+                && e.dest.scheme == scheme
+                && e.dest.port == port
+                && match (&e.dest.host, ip) {
+                    (HostPattern::V4(a), IpAddr::V4(b)) => *a == b,
+                    (HostPattern::V6(a), IpAddr::V6(b)) => *a == b,
+                    _ => false,
+                }
+        });
+        if !hit {
+            return false;
+        }
+        // And the whole decision point (managed ceilings included) agrees.
+        let a = Action {
+            dest: Some(Host::Ip(ip).as_match()),
+            port: Some(port),
+            scheme: Some(scheme.into()),
+            ..Action::new(
+                ActionKind::NetConnect,
+                format!("{scheme}://{}", Host::Ip(ip)),
+            )
+        };
+        self.policy(&a).effect != Effect::Deny
+    }
+
+    async fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+        let Some(r) = &self.inner.resolver else {
+            return Err(format!(
+                "cannot resolve {name}: no DNS configuration ({})",
+                self.inner.resolver_error
+            ));
+        };
+        let fqdn = format!("{name}.");
+        match tokio::time::timeout(Duration::from_secs(10), r.lookup_ip(fqdn.as_str())).await {
+            Err(_) => Err(format!("resolving {name} timed out")),
+            Ok(Err(e)) => Err(format!("cannot resolve {name}: {e}")),
+            Ok(Ok(l)) => {
+                let v: Vec<IpAddr> = l.iter().map(canon::unwrap_mapped).collect();
+                if v.is_empty() {
+                    Err(format!("{name} has no addresses"))
+                } else {
+                    Ok(v)
+                }
+            }
+        }
+    }
+
+    // ----- HTTP -----
+
+    async fn request(
+        &self,
+        req: Request<Incoming>,
+        conn: Arc<ClientConn>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let _ = peer;
+        if req.method() == Method::CONNECT {
+            return self.connect(req).await;
+        }
+        match self.forward(req, conn).await {
+            Ok(r) => r,
+            Err(r) => refusal_response(&r),
+        }
+    }
+
+    async fn connect(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let raw = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
+        let auth = match canon::authority(&raw, None) {
+            Ok(a) => a,
+            Err(e) => {
+                let r = self.bad_request("connect", &raw, &format!("bad CONNECT target: {e}"));
+                return refusal_response(&r);
+            }
+        };
+        let vetted = match self.admit("connect", "https", &auth).await {
+            Ok(v) => v,
+            Err(r) => return refusal_response(&r),
+        };
+        let p = self.clone();
+        tokio::spawn(async move {
+            if let Ok(up) = hyper::upgrade::on(req).await {
+                p.tunnel(TokioIo::new(up), auth, vetted, "connect").await
+            }
+        });
+        Response::new(empty())
+    }
+
+    /// The body of a CONNECT or SOCKS tunnel: read the ClientHello, check its name, dial the
+    /// vetted address, pass bytes both ways, record what went through.
+    async fn tunnel<S>(&self, mut client: S, auth: Authority, vetted: Vetted, via: &str)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let started = Instant::now();
+        let target = format!("https://{auth}");
+        let action = Action {
+            dest: Some(auth.host.as_match()),
+            port: Some(auth.port),
+            scheme: Some("https".into()),
+            agent: self.inner.agent.clone(),
+            ..Action::new(ActionKind::NetConnect, target)
+        };
+        let mut buf = Vec::with_capacity(4096);
+        let hello = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match tls::parse(&buf) {
+                    Ok(Some(h)) => return Ok(h),
+                    Ok(None) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+                let n = client.read(&mut chunk).await.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("the client closed before its TLS ClientHello".into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err("no TLS ClientHello within 30 s".into()));
+        let refuse = |why: String| Decision::new(Effect::Deny, "builtin:sni", why);
+        let checked = match hello {
+            Err(e) => Err(refuse(format!(
+                "tunnels carry TLS only ({e}); send plain HTTP as a proxy request (HTTP_PROXY)"
+            ))),
+            Ok(h) if h.ech => Err(refuse(
+                "the ClientHello uses Encrypted Client Hello, which hides the real server name"
+                    .into(),
+            )),
+            Ok(h) => match (&auth.host, h.sni.as_deref()) {
+                (Host::Name(n), Some(s))
+                    if s.strip_suffix('.').unwrap_or(s).eq_ignore_ascii_case(n) =>
+                {
+                    Ok(())
+                }
+                (Host::Name(n), Some(s)) => Err(refuse(format!(
+                    "TLS server name `{}` is not the CONNECT host {n} (domain fronting)",
+                    s.escape_default()
+                ))),
+                (Host::Name(n), None) => Err(refuse(format!(
+                    "the ClientHello names no server (SNI), so {n} cannot be checked"
+                ))),
+                (Host::Ip(_), None) => Ok(()),
+                (Host::Ip(ip), Some(s)) => Err(refuse(format!(
+                    "TLS server name `{}` sent to the address {ip}",
+                    s.escape_default()
+                ))),
+            },
+        };
+        if let Err(d) = checked {
+            self.note(self.event(&action, &d, json!({"via": via, "stage": "tls"})));
+            return;
+        }
+        let mut upstream = None;
+        let mut last_err = String::new();
+        for a in &vetted.addrs {
+            match tokio::time::timeout(Duration::from_secs(15), TcpStream::connect(a)).await {
+                Ok(Ok(s)) => {
+                    upstream = Some((s, *a));
+                    break;
+                }
+                Ok(Err(e)) => last_err = format!("{a}: {e}"),
+                Err(_) => last_err = format!("{a}: timed out"),
+            }
+        }
+        let Some((mut up, addr)) = upstream else {
+            let d = Decision::new(
+                Effect::Allow,
+                "builtin:dial",
+                format!("dial failed: {last_err}"),
+            );
+            self.note(Event {
+                kind: "net.close".into(),
+                ..self.event(&action, &d, json!({"via": via, "error": last_err}))
+            });
+            return;
+        };
+        let _ = up.set_nodelay(true);
+        let limit = self.inner.manifest.limits.upload.as_ref().map(|(v, _)| *v);
+        let res = async {
+            up.write_all(&buf)
+                .await
+                .map_err(|e| PipeError::Io(0, 0, e))?;
+            pipe(&mut client, &mut up, buf.len() as u64, limit).await
+        }
+        .await;
+        let (sent, received, end) = match res {
+            Ok((s, r)) => (s, r, "closed".to_string()),
+            Err(PipeError::Io(s, r, e)) => (s, r, format!("error: {e}")),
+            Err(PipeError::Limit(s, r)) => (s, r, "upload limit".to_string()),
+        };
+        let detail = json!({
+            "via": via, "addr": addr.to_string(), "up": sent, "down": received,
+            "ms": started.elapsed().as_secs_f64() * 1e3, "end": end,
+        });
+        if end == "upload limit" {
+            let d = Decision::new(
+                Effect::Deny,
+                self.upload_by(),
+                format!(
+                    "the tunnel sent more than the upload limit of {} bytes; it was closed",
+                    limit.unwrap_or(0)
+                ),
+            );
+            let a = Action {
+                kind: ActionKind::NetUpload,
+                size: Some(sent),
+                ..action.clone()
+            };
+            self.note(self.event(&a, &d, detail));
+        } else {
+            let d = Decision::new(Effect::Allow, "session", "tunnel ended");
+            self.note(Event {
+                kind: "net.close".into(),
+                ..self.event(&action, &d, detail)
+            });
+        }
+    }
+
+    fn upload_by(&self) -> String {
+        self.inner
+            .manifest
+            .limits
+            .upload
+            .as_ref()
+            .map(|(_, o)| o.to_string())
+            .unwrap_or_else(|| "limits.upload".into())
+    }
+
+    /// A plain-HTTP proxy request (absolute-form URI): decide, forward to the vetted address,
+    /// record.
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        conn: Arc<ClientConn>,
+    ) -> Result<Response<ProxyBody>, Refusal> {
+        let started = Instant::now();
+        let uri = req.uri().clone();
+        let shown = uri.to_string();
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(self.bad_request(
+                    "http",
+                    &shown,
+                    "https:// URLs go through CONNECT (set HTTPS_PROXY), not as a proxy request",
+                ))
+            }
+            Some(other) => {
+                let why = format!("unsupported scheme `{other}`");
+                return Err(self.bad_request("http", &shown, &why));
+            }
+            None => {
+                return Err(self.bad_request(
+                    "http",
+                    &shown,
+                    "a proxy request needs an absolute URL (GET http://host/path); this is a \
+                     proxy, not a web server",
+                ))
+            }
+        }
+        let raw = uri.authority().map(|a| a.as_str()).unwrap_or("");
+        let auth = canon::authority(raw, Some(80))
+            .map_err(|e| self.bad_request("http", &shown, &format!("bad host in the URL: {e}")))?;
+        // The Host header must name what the URL names: a server behind the vetted address
+        // may route on Host, so a different one would reach a host nobody decided on.
+        for h in req.headers().get_all(HOST) {
+            let same = h
+                .to_str()
+                .ok()
+                .and_then(|s| canon::authority(s, Some(80)).ok())
+                .is_some_and(|a| a == auth);
+            if !same {
+                let why = format!(
+                    "the Host header `{}` does not name the URL's host {auth}",
+                    String::from_utf8_lossy(h.as_bytes()).escape_default()
+                );
+                return Err(self.bad_request("http", &shown, &why));
+            }
+        }
+        if req.headers().contains_key(hyper::header::UPGRADE) {
+            return Err(self.bad_request(
+                "http",
+                &shown,
+                "protocol upgrades (WebSocket, h2c) through a proxy request are not supported; \
+                 use wss:// (CONNECT)",
+            ));
+        }
+        // Judge the body as an upload before anything is sent.
+        let (parts, body) = req.into_parts();
+        let hint = body.size_hint();
+        let declared = hint.exact();
+        let has_body = declared.map_or(!body.is_end_stream(), |n| n > 0);
+        let mut upload_size = None;
+        let body: ProxyBody = if !has_body {
+            empty()
+        } else if let Some(n) = declared {
+            upload_size = Some(n);
+            body.map_err(|e| Box::new(e) as BoxError).boxed()
+        } else if self.inner.has_upload_rules {
+            // Unknown length (chunked): hold it, up to the cap, to know its size.
+            let cap = self.inner.upload_cap;
+            let limited = http_body_util::Limited::new(body, cap as usize);
+            match limited.collect().await {
+                Ok(c) => {
+                    let b = c.to_bytes();
+                    upload_size = Some(b.len() as u64);
+                    Full::new(b).map_err(|e| match e {}).boxed()
+                }
+                Err(e) => {
+                    let too_big = e.is::<http_body_util::LengthLimitError>();
+                    let a = Action {
+                        dest: Some(auth.host.as_match()),
+                        port: Some(auth.port),
+                        scheme: Some("http".into()),
+                        ..Action::new(ActionKind::NetUpload, shown.clone())
+                    };
+                    let why = if too_big {
+                        format!("chunked upload larger than {cap} bytes")
+                    } else {
+                        format!("the upload could not be read: {e}")
+                    };
+                    let d = Decision::new(Effect::Deny, self.upload_by(), why.clone());
+                    self.note(self.event(&a, &d, json!({"via": "http"})));
+                    return Err(Refusal::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        socks::REP_NOT_ALLOWED,
+                        &d.by,
+                        why,
+                    ));
+                }
+            }
+        } else {
+            body.map_err(|e| Box::new(e) as BoxError).boxed()
+        };
+        // The destination, then (for a body) the upload.
+        let key = auth.clone();
+        let mut cached = conn.upstream.lock().await.take();
+        if cached.as_ref().is_some_and(|c| c.auth != key) {
+            cached = None;
+        }
+        let reuse = cached.is_some();
+        if reuse {
+            // Already vetted and recorded when it was dialed; the name is decided again.
+            let a = Action {
+                dest: Some(auth.host.as_match()),
+                port: Some(auth.port),
+                scheme: Some("http".into()),
+                ..Action::new(ActionKind::NetConnect, format!("http://{auth}"))
+            };
+            let d = self.policy(&a);
+            if d.effect != Effect::Allow {
+                // Asks were answered when the connection was made; anything else is a change.
+                if d.effect == Effect::Deny {
+                    self.note(self.event(&a, &d, json!({"via": "http"})));
+                    return Err(Refusal::new(StatusCode::FORBIDDEN, 2, &d.by, d.reason));
+                }
+            }
+        }
+        let vetted = if reuse {
+            None
+        } else {
+            Some(self.admit("http", "http", &auth).await?)
+        };
+        if has_body {
+            let a = Action {
+                dest: Some(auth.host.as_match()),
+                port: Some(auth.port),
+                scheme: Some("http".into()),
+                size: upload_size,
+                agent: self.inner.agent.clone(),
+                ..Action::new(ActionKind::NetUpload, shown.clone())
+            };
+            let d = self.policy(&a);
+            let ok = d.effect == Effect::Allow;
+            if !ok {
+                let status = if upload_size.is_some_and(|s| {
+                    self.inner
+                        .manifest
+                        .limits
+                        .upload
+                        .as_ref()
+                        .is_some_and(|(l, _)| s > *l)
+                }) {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                let d = if d.effect == Effect::Ask {
+                    Decision::new(
+                        Effect::Deny,
+                        d.by,
+                        format!("{} (uploads are not asked about yet)", d.reason),
+                    )
+                } else {
+                    d
+                };
+                self.note(self.event(&a, &d, json!({"via": "http"})));
+                return Err(Refusal::new(status, 2, &d.by, d.reason));
+            }
+            self.note(self.event(&a, &d, json!({"via": "http"})));
+        }
+        let mut up = match cached {
+            Some(c) => c,
+            None => {
+                let v = vetted.expect("admitted above");
+                dial_http(&v, key.clone())
+                    .await
+                    .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, 1, "builtin:dial", e))?
+            }
+        };
+        // Origin-form upstream, our own framing, the canonical Host.
+        let mut out = Request::builder()
+            .method(parts.method.clone())
+            .uri(
+                parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/"),
+            )
+            .version(hyper::Version::HTTP_11)
+            .body(body)
+            .map_err(|e| {
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    1,
+                    "builtin:malformed",
+                    e.to_string(),
+                )
+            })?;
+        *out.headers_mut() = parts.headers;
+        strip_hop_by_hop(out.headers_mut());
+        let host = if auth.port == 80 {
+            auth.host.as_match()
+        } else {
+            auth.to_string()
+        };
+        out.headers_mut().insert(
+            HOST,
+            HeaderValue::from_str(&host).unwrap_or(HeaderValue::from_static("invalid")),
+        );
+        let meter = Arc::new(Meter {
+            proxy: self.clone(),
+            action: Action {
+                dest: Some(auth.host.as_match()),
+                port: Some(auth.port),
+                scheme: Some("http".into()),
+                agent: self.inner.agent.clone(),
+                ..Action::new(ActionKind::NetConnect, shown.clone())
+            },
+            method: parts.method.to_string(),
+            addr: up.addr,
+            up: AtomicU64::new(upload_size.unwrap_or(0)),
+            down: AtomicU64::new(0),
+            status: AtomicU64::new(0),
+            started,
+        });
+        if up.send.ready().await.is_err() {
+            // The kept-alive upstream went away between requests: dial afresh (vetted anew).
+            let v = self.admit("http", "http", &auth).await?;
+            up = dial_http(&v, key.clone())
+                .await
+                .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, 1, "builtin:dial", e))?;
+        }
+        let resp = up.send.send_request(out).await.map_err(|e| {
+            Refusal::new(
+                StatusCode::BAD_GATEWAY,
+                1,
+                "builtin:upstream",
+                format!("the upstream failed: {e}"),
+            )
+        })?;
+        meter
+            .status
+            .store(resp.status().as_u16() as u64, Ordering::Relaxed);
+        *conn.upstream.lock().await = Some(up);
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let counted = Counted { inner: body, meter };
+        Ok(Response::from_parts(parts, counted.boxed()))
+    }
+
+    // ----- SOCKS5 -----
+
+    async fn socks(&self, mut s: TcpStream) {
+        let r = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut head = [0u8; 2];
+            s.read_exact(&mut head).await?;
+            let mut methods = vec![0u8; head[1] as usize];
+            s.read_exact(&mut methods).await?;
+            if !methods.contains(&0) {
+                s.write_all(&[5, 0xff]).await?;
+                return Ok::<_, std::io::Error>(None);
+            }
+            s.write_all(&[5, 0]).await?;
+            let mut buf = Vec::with_capacity(262);
+            let mut chunk = [0u8; 262];
+            loop {
+                match socks::request(&buf) {
+                    Ok(Some((req, _))) => return Ok(Some(req)),
+                    Ok(None) if buf.len() < 262 => {}
+                    _ => {
+                        return Ok(Some(socks::Request::Refused {
+                            code: socks::REP_FAILURE,
+                            why: "malformed SOCKS5 request".into(),
+                        }))
+                    }
+                }
+                let n = s.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await;
+        let req = match r {
+            Ok(Ok(Some(req))) => req,
+            _ => return,
+        };
+        let auth = match req {
+            socks::Request::Connect(a) => a,
+            socks::Request::Refused { code, why } => {
+                self.bad_request("socks", "socks5", &why);
+                let _ = s.write_all(&socks::reply(code)).await;
+                return;
+            }
+        };
+        match self.admit("socks", "https", &auth).await {
+            Ok(v) => {
+                if s.write_all(&socks::reply(socks::REP_OK)).await.is_ok() {
+                    self.tunnel(s, auth, v, "socks").await;
+                }
+            }
+            Err(r) => {
+                let _ = s.write_all(&socks::reply(r.socks)).await;
+            }
+        }
+    }
+}
+
+/// The upstream connection a client connection keeps for its next request to the same place.
+struct ClientConn {
+    upstream: tokio::sync::Mutex<Option<Upstream>>,
+}
+
+struct Upstream {
+    auth: Authority,
+    addr: SocketAddr,
+    send: hyper::client::conn::http1::SendRequest<ProxyBody>,
+}
+
+async fn dial_http(v: &Vetted, auth: Authority) -> Result<Upstream, String> {
+    let mut last = String::from("no address");
+    for a in &v.addrs {
+        match tokio::time::timeout(Duration::from_secs(15), TcpStream::connect(a)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                let (send, conn) = hyper::client::conn::http1::Builder::new()
+                    .handshake(TokioIo::new(s))
+                    .await
+                    .map_err(|e| format!("{a}: {e}"))?;
+                tokio::spawn(conn);
+                return Ok(Upstream {
+                    auth,
+                    addr: *a,
+                    send,
+                });
+            }
+            Ok(Err(e)) => last = format!("cannot connect to {a}: {e}"),
+            Err(_) => last = format!("cannot connect to {a}: timed out"),
+        }
+    }
+    Err(last)
+}
+
+/// Counts a response body and records the request when it is done (or dropped).
+struct Meter {
+    proxy: Proxy,
+    action: Action,
+    method: String,
+    addr: SocketAddr,
+    up: AtomicU64,
+    down: AtomicU64,
+    status: AtomicU64,
+    started: Instant,
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        let d = Decision::new(Effect::Allow, "session", "request forwarded");
+        let ev = Event {
+            kind: "net.request".into(),
+            ..self.proxy.event(
+                &self.action,
+                &d,
+                json!({
+                    "via": "http", "method": self.method, "addr": self.addr.to_string(),
+                    "status": self.status.load(Ordering::Relaxed),
+                    "up": self.up.load(Ordering::Relaxed), "down": self.down.load(Ordering::Relaxed),
+                    "ms": self.started.elapsed().as_secs_f64() * 1e3,
+                }),
+            )
+        };
+        self.proxy.note(ev);
+    }
+}
+
+struct Counted {
+    inner: Incoming,
+    meter: Arc<Meter>,
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    self.meter.down.fetch_add(d.len() as u64, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+enum PipeError {
+    Io(u64, u64, std::io::Error),
+    Limit(u64, u64),
+}
+
+/// Copy both ways until both sides are done; stop when more than `limit` bytes went up.
+async fn pipe<A, B>(
+    a: &mut A,
+    b: &mut B,
+    already_up: u64,
+    limit: Option<u64>,
+) -> Result<(u64, u64), PipeError>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let up = AtomicU64::new(already_up);
+    let down = AtomicU64::new(0);
+    let over = std::sync::atomic::AtomicBool::new(false);
+    let upward = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = ar.read(&mut buf).await?;
+            if n == 0 {
+                let _ = bw.shutdown().await;
+                return Ok::<_, std::io::Error>(());
+            }
+            let total = up.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+            if limit.is_some_and(|l| total > l) {
+                over.store(true, Ordering::Relaxed);
+                return Err(std::io::Error::other("upload limit"));
+            }
+            bw.write_all(&buf[..n]).await?;
+        }
+    };
+    let downward = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = br.read(&mut buf).await?;
+            if n == 0 {
+                let _ = aw.shutdown().await;
+                return Ok::<_, std::io::Error>(());
+            }
+            down.fetch_add(n as u64, Ordering::Relaxed);
+            aw.write_all(&buf[..n]).await?;
+        }
+    };
+    let r = tokio::try_join!(upward, downward);
+    let (u, d) = (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed));
+    match r {
+        Ok(_) => Ok((u, d)),
+        Err(_) if over.load(Ordering::Relaxed) => Err(PipeError::Limit(u, d)),
+        Err(e) => Err(PipeError::Io(u, d, e)),
+    }
+}
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = h
+        .get_all(hyper::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in listed {
+        h.remove(n);
+    }
+    for n in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        h.remove(n);
+    }
+}
+
+fn empty() -> ProxyBody {
+    Full::new(Bytes::new()).map_err(|e| match e {}).boxed()
+}
+
+fn refusal_response(r: &Refusal) -> Response<ProxyBody> {
+    let text = format!(
+        "ward: {}: {}\n",
+        if r.status == StatusCode::BAD_REQUEST {
+            "bad request"
+        } else {
+            "blocked"
+        },
+        r.reason
+    );
+    let mut resp = Response::new(Full::new(Bytes::from(text)).map_err(|e| match e {}).boxed());
+    *resp.status_mut() = r.status;
+    let h = resp.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert("x-ward-decision", HeaderValue::from_static("deny"));
+    if let Ok(v) = HeaderValue::from_str(&r.by) {
+        h.insert("x-ward-by", v);
+    }
+    resp
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn is_transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ECONNABORTED)
+    )
+}
+
+fn build_resolver(dns: &Dns) -> Result<hickory_resolver::TokioResolver, String> {
+    use hickory_resolver::config::{
+        ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
+    };
+    use hickory_resolver::net::runtime::TokioRuntimeProvider;
+    let mut b = match dns {
+        Dns::System => {
+            hickory_resolver::TokioResolver::builder_tokio().map_err(|e| e.to_string())?
+        }
+        Dns::Servers(list) => {
+            let servers = list
+                .iter()
+                .map(|sa| {
+                    let mut u = ConnectionConfig::udp();
+                    u.port = sa.port();
+                    let mut t = ConnectionConfig::tcp();
+                    t.port = sa.port();
+                    NameServerConfig::new(sa.ip(), true, vec![u, t])
+                })
+                .collect();
+            let mut b = hickory_resolver::TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(servers),
+                TokioRuntimeProvider::default(),
+            );
+            b.options_mut().use_hosts_file = ResolveHosts::Never;
+            b
+        }
+    };
+    let o = b.options_mut();
+    o.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    o.timeout = Duration::from_secs(5);
+    o.attempts = 2;
+    o.ndots = 0;
+    b.build().map_err(|e| e.to_string())
+}
