@@ -91,6 +91,8 @@ struct Inner {
     upload_cap: u64,
     active: AtomicUsize,
     has_upload_rules: bool,
+    admitted: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// Why something was refused: what the client is told and what the log says.
@@ -148,6 +150,8 @@ impl Proxy {
                     .map_or(cfg.max_buffered_upload, |l| l.min(cfg.max_buffered_upload)),
                 active: AtomicUsize::new(0),
                 has_upload_rules,
+                admitted: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
             }),
         })
     }
@@ -155,6 +159,14 @@ impl Proxy {
     /// Connections being served right now.
     pub fn active(&self) -> usize {
         self.inner.active.load(Ordering::Relaxed)
+    }
+
+    /// Destinations admitted and actions refused so far (for the session's end record).
+    pub fn stats(&self) -> serde_json::Value {
+        json!({
+            "admitted": self.inner.admitted.load(Ordering::Relaxed),
+            "refused": self.inner.refused.load(Ordering::Relaxed),
+        })
     }
 
     /// Accept and serve until the listener fails.
@@ -226,6 +238,13 @@ impl Proxy {
 
     /// Record something that already happened (or was refused): queued, not waited for.
     fn note(&self, ev: Event) {
+        if ev
+            .decision
+            .as_ref()
+            .is_some_and(|d| d.result == Effect::Deny)
+        {
+            self.inner.refused.fetch_add(1, Ordering::Relaxed);
+        }
         if let Err(e) = self.inner.log.submit(ev) {
             eprintln!("ward: proxy: cannot record a network event: {e}");
         }
@@ -394,7 +413,10 @@ impl Proxy {
         let log = self.inner.log.clone();
         let durable = tokio::task::spawn_blocking(move || log.append(ev)).await;
         match durable {
-            Ok(Ok(())) => Ok(Vetted { addrs: ok }),
+            Ok(Ok(())) => {
+                self.inner.admitted.fetch_add(1, Ordering::Relaxed);
+                Ok(Vetted { addrs: ok })
+            }
             Ok(Err(e)) => Err(Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 socks::REP_FAILURE,

@@ -9,7 +9,7 @@
 
 use crate::error::SandboxError;
 use landlock::{
-    Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
+    Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset,
     RulesetAttr, RulesetCreated, RulesetCreatedAttr, Scope, ABI,
 };
 use std::path::PathBuf;
@@ -21,6 +21,9 @@ pub struct Rules {
     pub read: Vec<PathBuf>,
     /// Every filesystem right below these.
     pub write: Vec<PathBuf>,
+    /// TCP ports the agent may connect to (the egress proxy's; the network namespace has
+    /// loopback only, so the port names the proxy alone).
+    pub connect_ports: Vec<u16>,
 }
 
 /// A ruleset built and ready to be enforced in a child.
@@ -69,7 +72,8 @@ impl Landlock {
             .handle_access(AccessFs::from_all(abi))
             .map_err(setup("filesystem rights"))?;
         if v >= 4 {
-            // Handled with no rule allowing any port: every TCP bind and connect is denied.
+            // Handled, with rules only for the proxy's port: every other TCP bind and connect
+            // is denied.
             rs = rs
                 .handle_access(AccessNet::from_all(abi))
                 .map_err(setup("network rights"))?;
@@ -96,6 +100,13 @@ impl Landlock {
                 created = created
                     .add_rule(PathBeneath::new(fd, access))
                     .map_err(setup("rule"))?;
+            }
+        }
+        if v >= 4 {
+            for port in &rules.connect_ports {
+                created = created
+                    .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
+                    .map_err(setup("port rule"))?;
             }
         }
         Ok(Landlock {

@@ -51,6 +51,14 @@ pub struct Config {
     pub notify_fd: Option<i32>,
     /// Cgroup directories to join before anything is forked (limits set by the supervisor).
     pub cgroups: Vec<PathBuf>,
+    /// A unix socket to the supervisor for the egress proxy: the launcher brings up loopback in
+    /// the new network namespace, listens on `127.0.0.1:proxy_port` there and sends the
+    /// listening socket over it; the supervisor accepts the agent's connections from outside.
+    /// Without it the namespace has loopback only and no way out.
+    pub proxy_fd: Option<i32>,
+    pub proxy_port: u16,
+    /// Variables set after scrubbing (the proxy's `HTTP_PROXY` and friends).
+    pub set_env: Vec<(String, String)>,
     /// Landlock on (the default). Off only when the kernel lacks it and the manifest allows
     /// running degraded; the supervisor decides and records that.
     pub landlock: bool,
@@ -186,6 +194,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
         stages: vec![],
         parent: None,
         notify_fd: None,
+        proxy_fd: None,
+        proxy_port: 3128,
+        set_env: vec![],
         cgroups: vec![],
         landlock: true,
     };
@@ -216,6 +227,32 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
                     return 125;
                 }
             },
+            "--proxy-fd" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(fd) => cfg.proxy_fd = Some(fd),
+                None => {
+                    eprintln!("ward: launcher: --proxy-fd takes a descriptor number");
+                    return 125;
+                }
+            },
+            "--proxy-port" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(p) => cfg.proxy_port = p,
+                None => {
+                    eprintln!("ward: launcher: --proxy-port takes a port number");
+                    return 125;
+                }
+            },
+            "--set-env" => {
+                let kv = args.next().unwrap_or_default();
+                match kv.split_once('=') {
+                    Some((k, v)) if !k.is_empty() => {
+                        cfg.set_env.push((k.to_string(), v.to_string()))
+                    }
+                    _ => {
+                        eprintln!("ward: launcher: --set-env takes NAME=VALUE");
+                        return 125;
+                    }
+                }
+            }
             "--cgroup" => cfg.cgroups.push(args.next().unwrap_or_default().into()),
             "--no-landlock" => cfg.landlock = false,
             "--scrub" => scrub_extra.push(args.next().unwrap_or_default()),
@@ -245,7 +282,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
                 v.to_string_lossy().into_owned(),
             )
         })
+        .filter(|(k, _)| !cfg.set_env.iter().any(|(s, _)| s == k))
         .collect();
+    cfg.env.extend(cfg.set_env.iter().cloned());
     match run(&cfg) {
         Ok(code) => code,
         Err(e) => {
@@ -293,6 +332,24 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
     write_file("/proc/self/setgroups", "deny")?;
     write_file("/proc/self/uid_map", &format!("{uid} {uid} 1\n"))?;
     write_file("/proc/self/gid_map", &format!("{gid} {gid} 1\n"))?;
+    // The new network namespace has a loopback device, down. Up, so the agent's own local
+    // servers work; and when the supervisor runs the egress proxy, it gets a listening socket
+    // on it, the namespace's one way out.
+    loopback_up()?;
+    if let Some(sock) = cfg.proxy_fd {
+        let l = listen_loopback(cfg.proxy_port)?;
+        // SAFETY: both descriptors are open; ours to close after.
+        unsafe {
+            let r = crate::notify::send_fd(sock, l);
+            libc::close(l);
+            libc::close(sock);
+            if r != 0 {
+                return Err(os_err(
+                    "cannot hand the proxy socket to the supervisor".into(),
+                ));
+            }
+        }
+    }
 
     let mut alive = [0i32; 2];
     // SAFETY: pipe2 fills the two-element array; the read end is non-blocking so the child's
@@ -345,12 +402,82 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
     Ok(wait_forwarding(pid1))
 }
 
+/// `ip link set lo up`, by ioctl.
+fn loopback_up() -> Result<(), SandboxError> {
+    // SAFETY: a socket for the ioctl; an ifreq-sized buffer with the name and flags at their
+    // offsets (name: 16 bytes, then the flags short).
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return Err(os_err("socket for loopback".into()));
+        }
+        let mut req = [0u8; 40];
+        req[..2].copy_from_slice(b"lo");
+        let mut r = libc::ioctl(s, libc::SIOCGIFFLAGS, req.as_mut_ptr());
+        if r == 0 {
+            let flags = i16::from_ne_bytes([req[16], req[17]]) | libc::IFF_UP as i16;
+            req[16..18].copy_from_slice(&flags.to_ne_bytes());
+            r = libc::ioctl(s, libc::SIOCSIFFLAGS, req.as_mut_ptr());
+        }
+        let e = std::io::Error::last_os_error();
+        libc::close(s);
+        if r != 0 {
+            return Err(SandboxError::Setup(format!(
+                "cannot bring up loopback: {e}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A listening TCP socket on 127.0.0.1:`port` of the current network namespace.
+fn listen_loopback(port: u16) -> Result<i32, SandboxError> {
+    // SAFETY: plain socket calls on a descriptor created here; closed on every error.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return Err(os_err("proxy socket".into()));
+        }
+        let one: libc::c_int = 1;
+        libc::setsockopt(
+            s,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            &one as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as u32,
+        );
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        if libc::bind(
+            s,
+            &addr as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        ) != 0
+            || libc::listen(s, 1024) != 0
+        {
+            let e = std::io::Error::last_os_error();
+            libc::close(s);
+            return Err(SandboxError::Setup(format!(
+                "cannot listen on 127.0.0.1:{port} for the proxy: {e}"
+            )));
+        }
+        Ok(s)
+    }
+}
+
 /// PID 1 of the new pid namespace: build the root, start the agent as PID 2, reap.
 fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
     build_root(cfg)?;
     let mut rules = Rules {
         read: vec![],
         write: vec!["/tmp".into(), "/dev".into()],
+        connect_ports: cfg.proxy_fd.map(|_| cfg.proxy_port).into_iter().collect(),
     };
     for p in SYSTEM_RO.iter().chain(ETC_FILES) {
         if Path::new(p).exists() {

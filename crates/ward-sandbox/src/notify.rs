@@ -158,15 +158,93 @@ pub fn serve(
             error: -libc::EPERM,
             flags: 0,
         };
+        let mut denial = None;
+        if req.data.nr as i64 == libc::SYS_connect {
+            match connect_target(fd, &req) {
+                Some(to) => {
+                    resp.error = -libc::ENETUNREACH;
+                    denial = Some(Denial {
+                        call: "connect".into(),
+                        args: to.to_string(),
+                        pid: req.pid,
+                    });
+                }
+                None => {
+                    resp.error = 0;
+                    resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
+                }
+            }
+        }
         // SAFETY: the ioctl reads one seccomp_notif_resp. A failure means the caller is gone.
         unsafe {
             libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp);
         }
-        let (call, args) = crate::seccomp::describe(req.data.nr as i64, &req.data.args);
-        on_denial(Denial {
-            call,
-            args,
-            pid: req.pid,
+        if resp.flags != 0 {
+            continue;
+        }
+        let d = denial.unwrap_or_else(|| {
+            let (call, args) = crate::seccomp::describe(req.data.nr as i64, &req.data.args);
+            Denial {
+                call,
+                args,
+                pid: req.pid,
+            }
         });
+        on_denial(d);
     }
+}
+
+/// The destination of a held `connect` when it leaves the machine's loopback (an IPv4 or IPv6
+/// address that is not loopback) or is a DNS query (port 53, loopback included). `None`: let the call continue (unix, netlink, loopback, or a
+/// target Ward cannot read, which the kernel then judges: the namespace has no route out, so
+/// a racing agent that changes the address after this read still gets nowhere, only
+/// unrecorded).
+fn connect_target(listener: RawFd, req: &libc::seccomp_notif) -> Option<std::net::SocketAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let len = (req.data.args[2] as usize).min(128);
+    if len < 2 {
+        return None;
+    }
+    let mut buf = [0u8; 128];
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: req.data.args[1] as *mut libc::c_void,
+        iov_len: len,
+    };
+    // SAFETY: reads at most `len` bytes of the caller's memory into our buffer.
+    let n = unsafe { libc::process_vm_readv(req.pid as i32, &local, 1, &remote, 1, 0) };
+    if n < 2 {
+        return None;
+    }
+    // The process may have died and its pid been reused: the notification must still be live.
+    let mut id = req.id;
+    // SAFETY: the ioctl reads one u64.
+    if unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id) } != 0 {
+        return None;
+    }
+    let n = n as usize;
+    let family = u16::from_ne_bytes([buf[0], buf[1]]) as i32;
+    let port = u16::from_be_bytes([buf[2], buf[3]]);
+    let ip = match family {
+        libc::AF_INET if n >= 8 => IpAddr::V4(Ipv4Addr::new(buf[4], buf[5], buf[6], buf[7])),
+        libc::AF_INET6 if n >= 24 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&buf[8..24]);
+            let v6 = Ipv6Addr::from(a);
+            match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(v6),
+            }
+        }
+        _ => return None,
+    };
+    // DNS is refused and recorded even on loopback: the sandbox has no resolver, and a query
+    // is how a name (or a secret spelled as one) would leave.
+    if (ip.is_loopback() || ip.is_unspecified()) && port != 53 {
+        return None;
+    }
+    Some(SocketAddr::new(ip, port))
 }

@@ -236,12 +236,18 @@ impl Filter {
                     SandboxError::Setup(format!("seccomp: {e}"))
                 })
         };
+        // In `ward run`, `connect` goes to the supervisor too, which lets loopback and unix
+        // connections through and records (and refuses) every other one: the network
+        // namespace has no route out anyway, so this is for the record, not the wall.
+        let mut watched = rules.clone();
+        watched.insert(libc::SYS_connect, vec![]);
         let deny = compile(rules, SeccompAction::Errno(libc::EPERM as u32))?;
+        let watched = compile(watched, SeccompAction::Errno(libc::EPERM as u32))?;
         let nosys = compile(
             BTreeMap::from([(libc::SYS_clone3, vec![])]),
             SeccompAction::Errno(libc::ENOSYS as u32),
         )?;
-        let deny_notify = deny
+        let deny_notify = watched
             .iter()
             .map(|i| {
                 let ret = (libc::BPF_RET | libc::BPF_K) as u16;

@@ -239,6 +239,7 @@ fn landlock_confines_the_filesystem_to_the_grants() {
         Rules {
             read,
             write: vec![rw.clone(), PathBuf::from("/dev/null")],
+            connect_ports: vec![],
         }
     };
     let s = |p: &Path| p.to_str().unwrap().to_string();
@@ -284,6 +285,7 @@ fn landlock_denies_tcp_to_a_host_listener() {
         Rules {
             read,
             write: vec![PathBuf::from("/dev/null")],
+            connect_ports: vec![],
         }
     };
     assert_eq!(

@@ -356,6 +356,22 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             std::os::fd::OwnedFd::from_raw_fd(sp[1]),
         )
     };
+    // The socket the launcher sends the proxy's listening socket over (bound to 127.0.0.1
+    // inside the session's network namespace).
+    let mut pp = [0i32; 2];
+    // SAFETY: socketpair fills the array; only our end closes on exec.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, pp.as_mut_ptr()) } != 0
+        || unsafe { libc::fcntl(pp[0], libc::F_SETFD, libc::FD_CLOEXEC) } != 0
+    {
+        return Err(std::io::Error::last_os_error()).context("cannot create the proxy socket");
+    }
+    // SAFETY: both descriptors were just created and are owned here alone.
+    let (proxy_ours, proxy_theirs) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(pp[0]),
+            std::os::fd::OwnedFd::from_raw_fd(pp[1]),
+        )
+    };
     // SAFETY: both descriptors were just created and are owned here alone.
     let (go_read, mut go_write) = unsafe {
         (
@@ -376,7 +392,14 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         .arg("--notify-fd")
         .arg(notify_theirs.as_raw_fd().to_string())
         .arg("--parent")
-        .arg(std::process::id().to_string());
+        .arg(std::process::id().to_string())
+        .arg("--proxy-fd")
+        .arg(proxy_theirs.as_raw_fd().to_string())
+        .arg("--proxy-port")
+        .arg(ward_net::PROXY_PORT.to_string());
+    for (k, v) in crate::proxy::agent_env() {
+        cmd.arg("--set-env").arg(format!("{k}={v}"));
+    }
     for d in confinement.cgroups.dirs() {
         cmd.arg("--cgroup").arg(d);
     }
@@ -414,10 +437,18 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         cmd.arg("--stage").arg(&st.grant).arg(&st.upper).arg(work);
     }
     cmd.arg("--").args(&agent_cmd);
-    let mut child = Launcher::start(&cmd, &[go_read.as_raw_fd(), notify_theirs.as_raw_fd()])
-        .context("cannot start the sandbox launcher")?;
+    let mut child = Launcher::start(
+        &cmd,
+        &[
+            go_read.as_raw_fd(),
+            notify_theirs.as_raw_fd(),
+            proxy_theirs.as_raw_fd(),
+        ],
+    )
+    .context("cannot start the sandbox launcher")?;
     drop(go_read);
     drop(notify_theirs);
+    drop(proxy_theirs);
     LAUNCHER.store(child.id() as i32, std::sync::atomic::Ordering::Relaxed);
 
     // From here on the launcher exists: every path waits for it and records the end.
@@ -428,7 +459,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     )
     .context("cannot open the audit log, and Ward does not run agents unrecorded");
     let log = match log {
-        Ok(log) => log,
+        Ok(log) => std::sync::Arc::new(log),
         Err(e) => {
             // No go: the launcher sees the pipe close and ends without starting the agent.
             drop(go_write);
@@ -466,7 +497,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 "unmapped": unmapped,
                 "env_removed": env_removed,
                 "manifest_sha256": manifest_hash(&m),
-                "network": "none",
+                "network": crate::proxy::describe(&m),
                 "limits": confinement.limits,
                 "landlock_abi": confinement.landlock.then_some(confinement.abi),
                 "degraded": confinement.degraded,
@@ -481,6 +512,14 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             .context("the sandbox launcher stopped before the agent could start")
     })();
     drop(go_write);
+    // The egress proxy serves the agent from its own thread until the session ends.
+    let proxy = crate::proxy::start(
+        proxy_ours,
+        m.clone(),
+        log.clone(),
+        session.clone(),
+        agent_cmd.first().cloned(),
+    );
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (status, denied) = std::thread::scope(|s| {
         let (stop, log, session) = (&stop, &log, &session);
@@ -491,6 +530,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         stop.store(true, std::sync::atomic::Ordering::Release);
         (status, recorder.join().unwrap_or_default())
     });
+    let network = proxy.stop();
     let status = status.context("cannot wait for the sandbox launcher")?;
     let code = match (
         status.code(),
@@ -592,6 +632,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             "started": started.is_ok(),
             "denied": denied,
             "limits_hit": limits_hit,
+            "network": network,
             "staged": staged,
             "review": if pending == 0 { "nothing staged" } else if keep { "kept" } else { "discarded" },
         })),
@@ -617,7 +658,17 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 );
             }
         });
-        log.close_with(end_event)
+        // The proxy has stopped; a consent question still open on the terminal may hold the
+        // log a moment longer.
+        let mut log = log;
+        for _ in 0..50 {
+            match std::sync::Arc::try_unwrap(log) {
+                Ok(l) => return l.close_with(end_event),
+                Err(l) => log = l,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        log.append(end_event)
     });
     started?;
     end.context("cannot record the session end")?;
@@ -658,7 +709,7 @@ const DENIAL_RECORDS: usize = 256;
 
 /// End the session from the supervisor's side (the launcher's parent-death chain takes every
 /// process with it).
-fn end_session(why: &str) {
+pub(crate) fn end_session(why: &str) {
     eprintln!("ward: ending the session: {why}");
     let pid = LAUNCHER.load(std::sync::atomic::Ordering::Relaxed);
     if pid > 0 {
@@ -678,6 +729,7 @@ fn record_denials(
     session: &str,
 ) -> std::collections::BTreeMap<String, u64> {
     let mut counts = std::collections::BTreeMap::<String, u64>::new();
+    let mut direct = std::collections::BTreeSet::<String>::new();
     let listener = match ward_sandbox::notify::recv_fd(&sock) {
         Ok(Some(l)) => l,
         Ok(None) => return counts,
@@ -692,6 +744,36 @@ fn record_denials(
         ward_sandbox::notify::serve(&listener, stop, |d| {
             let n = counts.entry(d.call.clone()).or_insert(0);
             *n += 1;
+            if d.call == "connect" {
+                // A direct connection past the proxy: one record per destination (bounded).
+                if direct.len() < DENIAL_RECORDS && direct.insert(d.args.clone()) {
+                    let r = log.append(Event {
+                        session: Some(session.to_string()),
+                        dest: Some(d.args.clone()),
+                        decision: Some(EventDecision {
+                            result: Effect::Deny,
+                            by: "sandbox.network".into(),
+                            reason: if d.args.ends_with(":53") {
+                                format!(
+                                    "a DNS query to {} (the sandbox has no resolver: the proxy resolves the names the manifest allows)",
+                                    d.args
+                                )
+                            } else {
+                                format!(
+                                    "a direct connection to {} past the proxy (the sandbox has no route out). Programs must use HTTP_PROXY/HTTPS_PROXY",
+                                    d.args
+                                )
+                            },
+                        }),
+                        detail: Some(json!({"pid": d.pid})),
+                        ..Event::new("net.direct")
+                    });
+                    if let Err(e) = r {
+                        eprintln!("ward: warning: cannot record a direct connection: {e}");
+                    }
+                }
+                return;
+            }
             if *n == 1 && counts.len() <= DENIAL_RECORDS {
                 let r = log.append(Event {
                     session: Some(session.to_string()),

@@ -5,6 +5,7 @@
 mod audit_cmd;
 mod manifest_cmd;
 mod policy_cmd;
+mod proxy_cmd;
 mod review_cmd;
 mod run_cmd;
 mod session_cmd;
@@ -37,8 +38,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run an agent confined to its grants (kernel namespaces, Landlock, seccomp; no network).
+    /// Run an agent confined to its grants (kernel namespaces, Landlock, seccomp; network only
+    /// through Ward's egress proxy).
     Run(run_cmd::RunArgs),
+    /// Run the egress proxy on its own: the manifest's destinations, nothing else, all on record.
+    Proxy(proxy_cmd::ProxyArgs),
     /// Check and explain permission manifests.
     #[command(subcommand)]
     Manifest(manifest_cmd::ManifestCmd),
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Cmd::Run(a) => return ExitCode::from(run_cmd::run(a)),
         Cmd::Launch { .. } => unreachable_launch(),
         Cmd::Review(a) => review_cmd::run(a),
+        Cmd::Proxy(a) => proxy_cmd::run(a),
         Cmd::Token(c) => token_cmd::run(c),
         Cmd::Status { json } => session_cmd::status(json),
         Cmd::Kill { session, all, json } => session_cmd::kill(session, all, json),

@@ -19,10 +19,16 @@ sockets too; in a direct grant a repository's .git is read-only (its config and 
 run code on your machine the next time you use git there): commit from outside.
 The agent runs in new user, mount, pid, ipc, uts, net and cgroup namespaces, on a read-only
 root with only system directories and its grants, under Landlock and a seccomp filter, with
-no network, credentials scrubbed from its environment, and its own session, within the
+credentials scrubbed from its environment, and its own session, within the
 manifest's [limits] (memory, pids, cpu; cgroups). A feature this machine lacks stops the run
-(exit 125, naming it) unless the manifest lists it in allow_degraded. The audit log records
-the session's start and end, every system call the filter denied and every limit reached.
+(exit 125, naming it) unless the manifest lists it in allow_degraded.
+Network: the sandbox has loopback only. Its one way out is Ward's egress proxy (HTTP_PROXY,
+HTTPS_PROXY, ALL_PROXY are set to it): the manifest's [network] destinations, decided per
+request, never loopback/private/metadata addresses unless named, uploads within [limits]
+upload and the policies; `ask` destinations are asked about on the terminal. There is no DNS
+inside; programs that ignore the proxy variables get no route, and their attempt is recorded.
+The audit log records the session's start and end, every system call the filter denied, every
+limit reached, and every connection, request and refusal.
 Exit codes: the agent's own; 125 Ward could not set up the sandbox (the reason is printed);
 126 the command is not executable; 127 not found.")]
 pub struct RunArgs {

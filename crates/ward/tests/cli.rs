@@ -58,6 +58,7 @@ fn help_teaches_by_example() {
         &["manifest", "check", "--help"][..],
         &["policy", "eval", "--help"],
         &["audit", "verify", "--help"],
+        &["proxy", "--help"],
     ] {
         let o = s.ward(sub);
         assert!(stdout(&o).contains("Examples:"), "{sub:?}");

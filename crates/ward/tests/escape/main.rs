@@ -11,6 +11,7 @@
 mod common;
 mod files;
 mod limits;
+mod network;
 mod sockets;
 mod syscalls;
 

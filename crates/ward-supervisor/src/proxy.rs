@@ -1,0 +1,153 @@
+//! The session's egress proxy: `ward run`'s agent lives in a network namespace whose only
+//! interface is loopback. The launcher listens on `127.0.0.1:3128` there and hands the socket
+//! over; the supervisor accepts the agent's connections from outside the namespace and serves
+//! them with [`ward_net::Proxy`], which dials from the host's network after deciding. Programs
+//! find it through the usual proxy variables; one that ignores them gets no route (and its
+//! `connect` is recorded by the seccomp recorder as `net.direct`).
+
+use serde_json::json;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Arc;
+use ward_audit::AuditLog;
+use ward_core::Manifest;
+
+/// The variables the agent gets (after scrubbing its own `*_PROXY`).
+pub fn agent_env() -> Vec<(&'static str, String)> {
+    let url = format!("http://127.0.0.1:{}", ward_net::PROXY_PORT);
+    let local = "localhost,127.0.0.1,::1".to_string();
+    vec![
+        ("HTTP_PROXY", url.clone()),
+        ("HTTPS_PROXY", url.clone()),
+        ("ALL_PROXY", url.clone()),
+        ("http_proxy", url.clone()),
+        ("https_proxy", url.clone()),
+        ("all_proxy", url),
+        ("NO_PROXY", local.clone()),
+        ("no_proxy", local),
+        // Node's built-in fetch ignores the variables unless told (Node 22.21+/24.5+).
+        ("NODE_USE_ENV_PROXY", "1".into()),
+    ]
+}
+
+/// What the session's start record says about the network.
+pub fn describe(m: &Manifest) -> serde_json::Value {
+    json!({
+        "proxy": format!("127.0.0.1:{}", ward_net::PROXY_PORT),
+        "destinations": m.network.iter().map(|e| json!({"dest": e.dest.to_string(), "effect": e.effect.as_str()})).collect::<Vec<_>>(),
+        "unknown": m.unknown_network.0.as_str(),
+    })
+}
+
+pub struct Handle {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<serde_json::Value>>,
+}
+
+impl Handle {
+    /// Stop serving (the agent is gone) and return the proxy's counts.
+    pub fn stop(mut self) -> serde_json::Value {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Receive the listening socket from the launcher and serve it on a thread of its own.
+pub fn start(
+    sock: OwnedFd,
+    manifest: Manifest,
+    log: Arc<AuditLog>,
+    session: String,
+    agent: Option<String>,
+) -> Handle {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("ward-proxy".into())
+        .spawn(move || serve(sock, manifest, log, session, agent, rx))
+        .ok();
+    Handle {
+        stop: Some(tx),
+        thread,
+    }
+}
+
+fn serve(
+    sock: OwnedFd,
+    manifest: Manifest,
+    log: Arc<AuditLog>,
+    session: String,
+    agent: Option<String>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> serde_json::Value {
+    let listener = match ward_sandbox::notify::recv_fd(&sock) {
+        Ok(Some(fd)) => fd,
+        Ok(None) => return json!({"error": "the sandbox sent no proxy socket"}),
+        Err(e) => {
+            crate::run::end_session(&format!("cannot receive the proxy's socket: {e}"));
+            return json!({"error": e.to_string()});
+        }
+    };
+    // SAFETY: a listening TCP socket we now own alone.
+    let std_listener = unsafe {
+        std::net::TcpListener::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(listener))
+    };
+    if let Err(e) = std_listener.set_nonblocking(true) {
+        crate::run::end_session(&format!("cannot use the proxy's socket: {e}"));
+        return json!({"error": e.to_string()});
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("ward-proxy")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            crate::run::end_session(&format!("cannot start the proxy: {e}"));
+            return json!({"error": e.to_string()});
+        }
+    };
+    let consent: Option<Box<dyn ward_consent::Consent + Send>> =
+        match ward_consent::Terminal::open() {
+            Ok(t) => Some(Box::new(t)),
+            Err(_) => None,
+        };
+    let mut cfg = ward_net::Config::new(manifest, log);
+    cfg.session = Some(session);
+    cfg.agent = agent;
+    cfg.consent = consent;
+    let stats = rt.block_on(async move {
+        let proxy = match ward_net::Proxy::new(cfg) {
+            Ok(p) => p,
+            Err(e) => {
+                crate::run::end_session(&format!("cannot start the proxy: {e}"));
+                return json!({"error": e.to_string()});
+            }
+        };
+        let l = match tokio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                crate::run::end_session(&format!("cannot use the proxy's socket: {e}"));
+                return json!({"error": e.to_string()});
+            }
+        };
+        let p = proxy.clone();
+        tokio::select! {
+            r = p.serve(l) => {
+                if let Err(e) = r {
+                    eprintln!("ward: the proxy stopped: {e}");
+                }
+            }
+            _ = stop => {}
+        }
+        proxy.stats()
+    });
+    // Tunnels still open end with the session: their tasks are dropped (and with them their
+    // hold on the audit log) here.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    stats
+}

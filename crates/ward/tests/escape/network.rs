@@ -1,0 +1,182 @@
+//! The network: the agent's one way out is Ward's proxy. Each test runs `ward run` inside a
+//! network namespace of its own with "public" servers on its loopback (44.1.1.1, 44.1.1.2), so
+//! the proxy, dialing from outside the sandbox, has somewhere real to go.
+
+use crate::*;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Run `f` on a thread in a new network namespace with the test servers up; `None` without
+/// root (said loudly; fatal under CI).
+fn with_servers<T: Send + 'static>(
+    f: impl FnOnce(&[Arc<AtomicUsize>]) -> T + Send + 'static,
+) -> Option<T> {
+    // SAFETY: a plain getter.
+    if unsafe { libc::geteuid() } != 0 {
+        let msg = "SKIPPED: network escape tests need root for a network namespace";
+        assert!(std::env::var_os("CI").is_none(), "{msg} (CI runs as root)");
+        eprintln!("\n*** {msg} ***\n");
+        return None;
+    }
+    let h = std::thread::spawn(move || {
+        // SAFETY: unshare for this thread only.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        for cmd in [
+            "ip link set lo up",
+            "ip addr add 44.1.1.1/32 dev lo",
+            "ip addr add 44.1.1.2/32 dev lo",
+        ] {
+            let st = Command::new("sh").arg("-c").arg(cmd).status().unwrap();
+            assert!(
+                st.success(),
+                "{cmd} (iproute2 installed by scripts/setup.sh)"
+            );
+        }
+        let counts: Vec<Arc<AtomicUsize>> = ["44.1.1.1:80", "44.1.1.2:80"]
+            .iter()
+            .map(|a| {
+                let l = std::net::TcpListener::bind(a).unwrap();
+                let n = Arc::new(AtomicUsize::new(0));
+                let n2 = n.clone();
+                let addr = a.to_string();
+                std::thread::spawn(move || {
+                    for s in l.incoming() {
+                        let Ok(mut s) = s else { return };
+                        n2.fetch_add(1, Ordering::SeqCst);
+                        let mut buf = [0u8; 4096];
+                        let _ = s.read(&mut buf);
+                        let body = format!("hello from {addr}");
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                });
+                n
+            })
+            .collect();
+        f(&counts)
+    });
+    match h.join() {
+        Ok(v) => Some(v),
+        Err(e) => std::panic::resume_unwind(e),
+    }
+}
+
+const MANIFEST: &str = r#"
+name = "net"
+[[files]]
+path = "PROJ"
+access = "read-write"
+mode = "direct"
+[network]
+allow = ["http://44.1.1.1", "https://44.1.1.1"]
+"#;
+
+#[test]
+fn escape_via_the_proxy_to_hosts_the_manifest_does_not_name() {
+    with_servers(|hits| {
+        let e = Env::new();
+        let script = "import urllib.request as u\nfor url in ['http://44.1.1.1/', 'http://44.1.1.2/', 'http://2130706433/', 'http://169.254.169.254/latest/meta-data/']:\n  try:\n    print('GOT', url, u.urlopen(url, timeout=10).read().decode())\n  except Exception as x:\n    print('refused', url, x)\n";
+        let o = e.run_manifest(MANIFEST, PY, script);
+        let t = text(&o);
+        assert!(
+            t.contains("GOT http://44.1.1.1/ hello from 44.1.1.1:80"),
+            "{t}"
+        );
+        assert_eq!(t.matches("GOT").count(), 1, "{t}");
+        assert_eq!(t.matches("refused").count(), 3, "{t}");
+        assert_eq!(hits[0].load(Ordering::SeqCst), 1);
+        assert_eq!(
+            hits[1].load(Ordering::SeqCst),
+            0,
+            "a host the manifest does not name was reached"
+        );
+        e.assert_recorded();
+        let recs = e.records();
+        let find = |needle: &str, result: &str| {
+            recs.iter().any(|r| {
+                r["kind"] == "net.connect"
+                    && r["decision"]["result"] == result
+                    && r.to_string().contains(needle)
+            })
+        };
+        assert!(find("http://44.1.1.1:80", "allow"), "no allow record");
+        assert!(
+            find("http://44.1.1.2:80", "deny"),
+            "no deny record for 44.1.1.2"
+        );
+        assert!(
+            find("http://127.0.0.1:80", "deny"),
+            "no deny record for 2130706433 (as 127.0.0.1)"
+        );
+        assert!(
+            find("169.254.169.254", "deny"),
+            "no deny record for the metadata address"
+        );
+        let req = recs
+            .iter()
+            .find(|r| r["kind"] == "net.request")
+            .expect("no net.request");
+        assert_eq!(req["detail"]["status"], 200);
+        assert!(req["detail"]["down"].as_u64().unwrap() > 0);
+        let end = recs.iter().find(|r| r["kind"] == "session.exit").unwrap();
+        assert!(
+            end["detail"]["network"]["refused"].as_u64().unwrap() >= 3,
+            "{end}"
+        );
+    });
+}
+
+#[test]
+fn escape_via_a_direct_socket_that_ignores_the_proxy_variables() {
+    with_servers(|hits| {
+        let e = Env::new();
+        let script = "import socket\nfor a in [('44.1.1.1', 80), ('44.1.1.2', 80)]:\n  s = socket.socket()\n  try:\n    s.connect(a); print('CONNECTED', a)\n  except OSError as x:\n    print('blocked', a, x)\n";
+        let o = e.run_manifest(MANIFEST, PY, script);
+        let t = text(&o);
+        assert!(!t.contains("CONNECTED"), "{t}");
+        assert_eq!(t.matches("blocked").count(), 2, "{t}");
+        assert_eq!(
+            hits[0].load(Ordering::SeqCst) + hits[1].load(Ordering::SeqCst),
+            0
+        );
+        e.assert_recorded();
+        let recs = e.records();
+        for dest in ["44.1.1.1:80", "44.1.1.2:80"] {
+            assert!(
+                recs.iter().any(|r| r["kind"] == "net.direct"
+                    && r["dest"] == dest
+                    && r["decision"]["result"] == "deny"),
+                "no net.direct record for {dest}"
+            );
+        }
+    });
+}
+
+#[test]
+fn escape_via_a_dns_query_from_inside() {
+    with_servers(|_| {
+        let e = Env::new();
+        let script = "import socket\ntry:\n  print('RESOLVED', socket.getaddrinfo('example.com', 443))\nexcept OSError as x:\n  print('no resolver', x)\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n  s.connect(('44.1.1.2', 53)); s.send(b'q'); print('SENT')\nexcept OSError as x:\n  print('blocked', x)\n";
+        let o = e.run_manifest(MANIFEST, PY, script);
+        let t = text(&o);
+        assert!(t.contains("no resolver") && t.contains("blocked"), "{t}");
+        assert!(!t.contains("RESOLVED") && !t.contains("SENT"), "{t}");
+        e.assert_recorded();
+        let recs = e.records();
+        let dns: Vec<_> = recs
+            .iter()
+            .filter(|r| {
+                r["kind"] == "net.direct" && r["dest"].as_str().unwrap_or("").ends_with(":53")
+            })
+            .collect();
+        assert!(dns.iter().any(|r| r["dest"] == "44.1.1.2:53"), "{recs:?}");
+        assert!(
+            dns.len() >= 2,
+            "the resolver's own query is not on record: {recs:?}"
+        );
+    });
+}
