@@ -6,6 +6,8 @@
 //! Timing loops measure batches of operations (a clock read costs ~25 ns, more than a manifest
 //! decision) and report the median of the per-operation averages.
 
+mod proxy;
+
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -33,6 +35,9 @@ fn main() {
     }
     if all || what == "review" {
         review();
+    }
+    if all || what == "proxy" {
+        proxy::run();
     }
     if what == "verify-file" {
         // verify-file LOG KEYDIR: verify an existing log 5 times (for profiling).

@@ -27,6 +27,17 @@ use ward_policy::Pdp;
 /// The port the proxy listens on inside a session's network namespace (127.0.0.1).
 pub const PROXY_PORT: u16 = 3128;
 
+/// Chunked request bodies held at once, across all requests, in KiB (256 MiB).
+const BUFFER_BUDGET_KIB: usize = 256 * 1024;
+/// Distinct questions that may wait for the person at once; past this, asks are refused.
+const MAX_PENDING_QUESTIONS: usize = 8;
+/// Connections served at once; past this, new ones are closed (and counted).
+const MAX_CONNECTIONS: usize = 4096;
+/// Refusal records per destination; past this they are only counted.
+const REFUSAL_RECORDS: u64 = 20;
+/// A tunnel with no traffic either way for this long is closed.
+const TUNNEL_IDLE: Duration = Duration::from_secs(3600);
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = BoxBody<Bytes, BoxError>;
 
@@ -93,6 +104,16 @@ struct Inner {
     has_upload_rules: bool,
     admitted: AtomicU64,
     refused: AtomicU64,
+    /// Bytes sent through tunnels this session, per destination.
+    tunnel_sent: Mutex<HashMap<String, u64>>,
+    /// Bytes of chunked bodies held right now, across all requests.
+    buffering: Arc<tokio::sync::Semaphore>,
+    /// Distinct questions waiting for the person.
+    asking: AtomicUsize,
+    /// This machine's own addresses (the proxy dials from the host's network).
+    local: Vec<IpAddr>,
+    /// Refusal records per destination (past a bound they are only counted).
+    refusals_by: Mutex<HashMap<String, u64>>,
 }
 
 /// Why something was refused: what the client is told and what the log says.
@@ -152,6 +173,11 @@ impl Proxy {
                 has_upload_rules,
                 admitted: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
+                tunnel_sent: Mutex::new(HashMap::new()),
+                buffering: Arc::new(tokio::sync::Semaphore::new(BUFFER_BUDGET_KIB)),
+                asking: AtomicUsize::new(0),
+                local: local_addresses(),
+                refusals_by: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -163,9 +189,14 @@ impl Proxy {
 
     /// Destinations admitted and actions refused so far (for the session's end record).
     pub fn stats(&self) -> serde_json::Value {
+        let unrecorded: u64 = lock(&self.inner.refusals_by)
+            .values()
+            .map(|n| n.saturating_sub(REFUSAL_RECORDS))
+            .sum();
         json!({
             "admitted": self.inner.admitted.load(Ordering::Relaxed),
             "refused": self.inner.refused.load(Ordering::Relaxed),
+            "refusals_only_counted": unrecorded,
         })
     }
 
@@ -184,6 +215,13 @@ impl Proxy {
                 }
                 Err(e) => return Err(e),
             };
+            if self.inner.active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                // Past the cap a connection is closed at once (and counted): descriptors stay
+                // for the audit log and the connections already served.
+                self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                drop(stream);
+                continue;
+            }
             let _ = stream.set_nodelay(true);
             let p = self.clone();
             tokio::spawn(async move {
@@ -204,6 +242,23 @@ impl Proxy {
             self.socks(stream).await;
             return;
         }
+        // hyper reads up to the HTTP/2 preface's length to tell the versions apart, with no
+        // deadline of its own: wait for those bytes here, with one.
+        const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        let enough = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut buf = [0u8; 24];
+            loop {
+                match stream.peek(&mut buf).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) if n >= PREFACE.len() || buf[..n] != PREFACE[..n] => return true,
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+        })
+        .await;
+        if enough != Ok(true) {
+            return;
+        }
         let conn = Arc::new(ClientConn {
             upstream: tokio::sync::Mutex::new(None),
         });
@@ -219,7 +274,9 @@ impl Proxy {
             .max_buf_size(64 * 1024);
         b.http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(256);
+            .max_concurrent_streams(100)
+            .keep_alive_interval(Duration::from_secs(60))
+            .keep_alive_timeout(Duration::from_secs(20));
         let _ = b
             .serve_connection_with_upgrades(TokioIo::new(stream), svc)
             .await;
@@ -244,6 +301,19 @@ impl Proxy {
             .is_some_and(|d| d.result == Effect::Deny)
         {
             self.inner.refused.fetch_add(1, Ordering::Relaxed);
+            // A looping agent must not fill the disk with the same refusal: the first few per
+            // destination are recorded, the rest counted (in the session's end record).
+            let key = ev.resource.clone().unwrap_or_default();
+            let mut by = lock(&self.inner.refusals_by);
+            let known = by.contains_key(&key);
+            if !known && by.len() >= 4096 {
+                return;
+            }
+            let n = by.entry(key).or_insert(0);
+            *n += 1;
+            if *n > REFUSAL_RECORDS {
+                return;
+            }
         }
         if let Err(e) = self.inner.log.submit(ev) {
             eprintln!("ward: proxy: cannot record a network event: {e}");
@@ -275,8 +345,12 @@ impl Proxy {
         let Some(consent) = self.inner.consent.clone() else {
             return (false, "nobody to ask");
         };
+        if self.inner.asking.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING_QUESTIONS {
+            self.inner.asking.fetch_sub(1, Ordering::SeqCst);
+            return (false, "too many questions waiting");
+        }
         let (timeout, me) = (self.inner.ask_timeout, self.clone());
-        tokio::task::spawn_blocking(move || {
+        let r = tokio::task::spawn_blocking(move || {
             let mut c = lock(&consent);
             // Whoever held the lock before may have asked the same thing.
             if let Some(&yes) = lock(&me.inner.answers).get(&key) {
@@ -300,7 +374,9 @@ impl Proxy {
             (yes, how)
         })
         .await
-        .unwrap_or((false, "unavailable"))
+        .unwrap_or((false, "unavailable"));
+        self.inner.asking.fetch_sub(1, Ordering::SeqCst);
+        r
     }
 
     /// Decide on reaching `auth` over `scheme`, resolve it once, vet every address, and record
@@ -381,6 +457,8 @@ impl Proxy {
                 } else {
                     refused.push(format!("{ip} ({class})"));
                 }
+            } else if self.inner.local.contains(ip) && !self.named(scheme, *ip, auth.port) {
+                refused.push(format!("{ip} (this machine)"));
             } else {
                 ok.push(sa);
             }
@@ -436,7 +514,7 @@ impl Proxy {
     /// the person's explicit choice even though it is not public?
     fn named(&self, scheme: &str, ip: IpAddr, port: u16) -> bool {
         let hit = self.inner.manifest.network.iter().any(|e| {
-            e.effect != Effect::Deny
+            e.effect == Effect::Allow
                 && e.dest.scheme == scheme
                 && e.dest.port == port
                 && match (&e.dest.host, ip) {
@@ -458,7 +536,7 @@ impl Proxy {
                 format!("{scheme}://{}", Host::Ip(ip)),
             )
         };
-        self.policy(&a).effect != Effect::Deny
+        self.policy(&a).effect == Effect::Allow
     }
 
     async fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, String> {
@@ -521,7 +599,8 @@ impl Proxy {
         let p = self.clone();
         tokio::spawn(async move {
             if let Ok(up) = hyper::upgrade::on(req).await {
-                p.tunnel(TokioIo::new(up), auth, vetted, "connect").await
+                p.tunnel(TokioIo::new(up), auth, vetted, "connect", Vec::new())
+                    .await
             }
         });
         Response::new(empty())
@@ -529,8 +608,14 @@ impl Proxy {
 
     /// The body of a CONNECT or SOCKS tunnel: read the ClientHello, check its name, dial the
     /// vetted address, pass bytes both ways, record what went through.
-    async fn tunnel<S>(&self, mut client: S, auth: Authority, vetted: Vetted, via: &str)
-    where
+    async fn tunnel<S>(
+        &self,
+        mut client: S,
+        auth: Authority,
+        vetted: Vetted,
+        via: &str,
+        early: Vec<u8>,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let started = Instant::now();
@@ -542,14 +627,16 @@ impl Proxy {
             agent: self.inner.agent.clone(),
             ..Action::new(ActionKind::NetConnect, target)
         };
-        let mut buf = Vec::with_capacity(4096);
+        let mut buf = early;
         let hello = tokio::time::timeout(Duration::from_secs(30), async {
             let mut chunk = [0u8; 4096];
             loop {
-                match tls::parse(&buf) {
-                    Ok(Some(h)) => return Ok(h),
-                    Ok(None) => {}
-                    Err(e) => return Err(e.to_string()),
+                if buf.len() >= tls::need(&buf) || buf.first().is_some_and(|b| *b != 0x16) {
+                    match tls::parse(&buf) {
+                        Ok(Some(h)) => return Ok(h),
+                        Ok(None) => {}
+                        Err(e) => return Err(e.to_string()),
+                    }
                 }
                 let n = client.read(&mut chunk).await.map_err(|e| e.to_string())?;
                 if n == 0 {
@@ -565,9 +652,8 @@ impl Proxy {
             Err(e) => Err(refuse(format!(
                 "tunnels carry TLS only ({e}); send plain HTTP as a proxy request (HTTP_PROXY)"
             ))),
-            Ok(h) if h.ech => Err(refuse(
-                "the ClientHello uses Encrypted Client Hello, which hides the real server name"
-                    .into(),
+            Ok(h) if h.esni => Err(refuse(
+                "the ClientHello hides its server name (encrypted_server_name)".into(),
             )),
             Ok(h) => match (&auth.host, h.sni.as_deref()) {
                 (Host::Name(n), Some(s))
@@ -619,13 +705,26 @@ impl Proxy {
         };
         let _ = up.set_nodelay(true);
         let limit = self.inner.manifest.limits.upload.as_ref().map(|(v, _)| *v);
-        let res = async {
-            up.write_all(&buf)
-                .await
-                .map_err(|e| PipeError::Io(0, 0, e))?;
-            pipe(&mut client, &mut up, buf.len() as u64, limit).await
-        }
-        .await;
+        let mut gate = Gate {
+            proxy: self,
+            key: format!("https://{auth}"),
+            action: action.clone(),
+            next: TUNNEL_FREE,
+            limit,
+            refusal: None,
+            total: 0,
+        };
+        let res = if gate.add(buf.len() as u64) {
+            async {
+                up.write_all(&buf)
+                    .await
+                    .map_err(|e| PipeError::Io(0, 0, e))?;
+                pipe(&mut client, &mut up, buf.len() as u64, |n| gate.add(n)).await
+            }
+            .await
+        } else {
+            Err(PipeError::Limit(0, 0))
+        };
         let (sent, received, end) = match res {
             Ok((s, r)) => (s, r, "closed".to_string()),
             Err(PipeError::Io(s, r, e)) => (s, r, format!("error: {e}")),
@@ -636,17 +735,13 @@ impl Proxy {
             "ms": started.elapsed().as_secs_f64() * 1e3, "end": end,
         });
         if end == "upload limit" {
-            let d = Decision::new(
-                Effect::Deny,
-                self.upload_by(),
-                format!(
-                    "the tunnel sent more than the upload limit of {} bytes; it was closed",
-                    limit.unwrap_or(0)
-                ),
-            );
+            let d = gate
+                .refusal
+                .take()
+                .unwrap_or_else(|| Decision::new(Effect::Deny, self.upload_by(), "upload refused"));
             let a = Action {
                 kind: ActionKind::NetUpload,
-                size: Some(sent),
+                size: Some(gate.total),
                 ..action.clone()
             };
             self.note(self.event(&a, &d, detail));
@@ -742,8 +837,23 @@ impl Proxy {
         } else if self.inner.has_upload_rules {
             // Unknown length (chunked): hold it, up to the cap, to know its size.
             let cap = self.inner.upload_cap;
+            let kib = (cap / 1024 + 1).min(BUFFER_BUDGET_KIB as u64) as u32;
+            let Ok(_permit) = self.inner.buffering.clone().try_acquire_many_owned(kib) else {
+                return Err(Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    1,
+                    "builtin:busy",
+                    "too many chunked uploads are being checked at once; retry, or send a \
+                     Content-Length",
+                ));
+            };
             let limited = http_body_util::Limited::new(body, cap as usize);
-            match limited.collect().await {
+            let collected =
+                match tokio::time::timeout(Duration::from_secs(120), limited.collect()).await {
+                    Ok(r) => r,
+                    Err(_) => Err("the upload did not arrive within 120 s".into()),
+                };
+            match collected {
                 Ok(c) => {
                     let b = c.to_bytes();
                     upload_size = Some(b.len() as u64);
@@ -940,13 +1050,16 @@ impl Proxy {
             let mut chunk = [0u8; 262];
             loop {
                 match socks::request(&buf) {
-                    Ok(Some((req, _))) => return Ok(Some(req)),
+                    Ok(Some((req, used))) => return Ok(Some((req, buf[used..].to_vec()))),
                     Ok(None) if buf.len() < 262 => {}
                     _ => {
-                        return Ok(Some(socks::Request::Refused {
-                            code: socks::REP_FAILURE,
-                            why: "malformed SOCKS5 request".into(),
-                        }))
+                        return Ok(Some((
+                            socks::Request::Refused {
+                                code: socks::REP_FAILURE,
+                                why: "malformed SOCKS5 request".into(),
+                            },
+                            Vec::new(),
+                        )))
                     }
                 }
                 let n = s.read(&mut chunk).await?;
@@ -957,8 +1070,8 @@ impl Proxy {
             }
         })
         .await;
-        let req = match r {
-            Ok(Ok(Some(req))) => req,
+        let (req, early) = match r {
+            Ok(Ok(Some(x))) => x,
             _ => return,
         };
         let auth = match req {
@@ -972,7 +1085,7 @@ impl Proxy {
         match self.admit("socks", "https", &auth).await {
             Ok(v) => {
                 if s.write_all(&socks::reply(socks::REP_OK)).await.is_ok() {
-                    self.tunnel(s, auth, v, "socks").await;
+                    self.tunnel(s, auth, v, "socks", early).await;
                 }
             }
             Err(r) => {
@@ -1086,12 +1199,13 @@ enum PipeError {
     Limit(u64, u64),
 }
 
-/// Copy both ways until both sides are done; stop when more than `limit` bytes went up.
+/// Copy both ways until both sides are done. `gate` sees every chunk going up before it is
+/// passed on, and stops the copy by returning `false`.
 async fn pipe<A, B>(
     a: &mut A,
     b: &mut B,
     already_up: u64,
-    limit: Option<u64>,
+    mut gate: impl FnMut(u64) -> bool,
 ) -> Result<(u64, u64), PipeError>
 where
     A: AsyncRead + AsyncWrite + Unpin,
@@ -1102,40 +1216,113 @@ where
     let up = AtomicU64::new(already_up);
     let down = AtomicU64::new(0);
     let over = std::sync::atomic::AtomicBool::new(false);
+    let started = Instant::now();
+    let last = AtomicU64::new(0);
+    let touch = || last.store(started.elapsed().as_secs(), Ordering::Relaxed);
+    let watchdog = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let idle = started.elapsed().as_secs() - last.load(Ordering::Relaxed);
+            if idle >= TUNNEL_IDLE.as_secs() {
+                return Err::<(), _>(std::io::Error::other("idle"));
+            }
+        }
+    };
     let upward = async {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; 32 * 1024];
         loop {
             let n = ar.read(&mut buf).await?;
             if n == 0 {
                 let _ = bw.shutdown().await;
                 return Ok::<_, std::io::Error>(());
             }
-            let total = up.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-            if limit.is_some_and(|l| total > l) {
+            touch();
+            if !gate(n as u64) {
                 over.store(true, Ordering::Relaxed);
-                return Err(std::io::Error::other("upload limit"));
+                return Err(std::io::Error::other("upload refused"));
             }
+            up.fetch_add(n as u64, Ordering::Relaxed);
             bw.write_all(&buf[..n]).await?;
         }
     };
     let downward = async {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; 32 * 1024];
         loop {
             let n = br.read(&mut buf).await?;
             if n == 0 {
                 let _ = aw.shutdown().await;
                 return Ok::<_, std::io::Error>(());
             }
+            touch();
             down.fetch_add(n as u64, Ordering::Relaxed);
             aw.write_all(&buf[..n]).await?;
         }
     };
-    let r = tokio::try_join!(upward, downward);
+    let both = async { tokio::try_join!(upward, downward) };
+    let r = tokio::select! {
+        r = both => r.map(|_| ()),
+        r = watchdog => r,
+    };
     let (u, d) = (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed));
     match r {
         Ok(_) => Ok((u, d)),
         Err(_) if over.load(Ordering::Relaxed) => Err(PipeError::Limit(u, d)),
         Err(e) => Err(PipeError::Io(u, d, e)),
+    }
+}
+
+/// What a session has sent through tunnels to one destination: the requests inside are
+/// encrypted, so the bytes are the upload. The first [`TUNNEL_FREE`] bytes per destination (TLS
+/// handshakes, small requests) pass unasked; past that the upload policy and limit decide
+/// with the running total as the size, again at every doubling and whenever the total passes
+/// the limit. A refusal closes the tunnel and stands for the rest of the session.
+struct Gate<'a> {
+    proxy: &'a Proxy,
+    key: String,
+    action: Action,
+    next: u64,
+    limit: Option<u64>,
+    refusal: Option<Decision>,
+    /// The session's total to this destination at the last check.
+    total: u64,
+}
+
+/// Bytes a session may send to a destination through tunnels before the upload policy is asked.
+pub const TUNNEL_FREE: u64 = 64 * 1024;
+
+impl Gate<'_> {
+    fn add(&mut self, n: u64) -> bool {
+        let total = {
+            let mut m = lock(&self.proxy.inner.tunnel_sent);
+            let t = m.entry(self.key.clone()).or_insert(0);
+            *t += n;
+            *t
+        };
+        self.total = total;
+        if total < self.next && self.limit.is_none_or(|l| total <= l) {
+            return true;
+        }
+        while self.next <= total {
+            self.next = self.next.saturating_mul(2);
+        }
+        let a = Action {
+            kind: ActionKind::NetUpload,
+            size: Some(total),
+            ..self.action.clone()
+        };
+        let d = self.proxy.policy(&a);
+        if d.effect == Effect::Allow {
+            return true;
+        }
+        self.refusal = Some(Decision::new(
+            Effect::Deny,
+            d.by,
+            format!(
+                "{} bytes sent to {} through tunnels this session: {} (the tunnel was closed)",
+                total, self.key, d.reason
+            ),
+        ));
+        false
     }
 }
 
@@ -1238,4 +1425,39 @@ fn build_resolver(dns: &Dns) -> Result<hickory_resolver::TokioResolver, String> 
     o.attempts = 2;
     o.ndots = 0;
     b.build().map_err(|e| e.to_string())
+}
+
+/// This machine's own addresses: the proxy dials from the host's network, where a name that
+/// resolves to one of them reaches services listening on all interfaces.
+fn local_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut ifa: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs allocates a list we walk read-only and free once.
+    unsafe {
+        if libc::getifaddrs(&mut ifa) != 0 {
+            return out;
+        }
+        let mut p = ifa;
+        while !p.is_null() {
+            let a = (*p).ifa_addr;
+            if !a.is_null() {
+                match (*a).sa_family as i32 {
+                    libc::AF_INET => {
+                        let sin = &*(a as *const libc::sockaddr_in);
+                        out.push(IpAddr::V4(std::net::Ipv4Addr::from(u32::from_be(
+                            sin.sin_addr.s_addr,
+                        ))));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(a as *const libc::sockaddr_in6);
+                        out.push(IpAddr::V6(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+                    }
+                    _ => {}
+                }
+            }
+            p = (*p).ifa_next;
+        }
+        libc::freeifaddrs(ifa);
+    }
+    out
 }

@@ -7,8 +7,12 @@
 pub struct Hello {
     /// The `host_name` of the server_name extension, as sent.
     pub sni: Option<String>,
-    /// An `encrypted_client_hello` extension is present: the outer name may be a decoy.
+    /// An `encrypted_client_hello` extension is present. Chromium sends a GREASE one by
+    /// default; a real one's outer name is the provider's public name, so an outer name equal
+    /// to the CONNECT host is the same trust as any shared front (see the crate docs).
     pub ech: bool,
+    /// The draft `encrypted_server_name` extension (0xffce): the real name is hidden.
+    pub esni: bool,
 }
 
 /// Why the bytes are not a ClientHello Ward can read.
@@ -23,6 +27,39 @@ pub enum HelloError {
 /// The most a ClientHello may take (post-quantum key shares make them ~2 KiB; 64 KiB is far).
 pub const MAX_HELLO: usize = 64 * 1024;
 
+/// Real clients send the hello in one or two records.
+const MAX_RECORDS: usize = 16;
+
+/// How many bytes must have arrived before [`parse`] can say more: the end of the first
+/// incomplete record, or one more record header. Cheap (record headers only), so a client
+/// sending its hello a byte at a time costs a parse per record, not per byte.
+pub fn need(buf: &[u8]) -> usize {
+    let mut at = 0;
+    let mut payload = 0usize;
+    let mut message: Option<usize> = None;
+    for _ in 0..=MAX_RECORDS {
+        // The handshake message is complete in the records so far (anything after it is the
+        // client's next bytes, not more hello).
+        if message.is_some_and(|m| payload >= 4 + m) || at == buf.len() {
+            return at;
+        }
+        let Some(h) = buf.get(at..at + 5) else {
+            return at + 5;
+        };
+        let len = u16::from_be_bytes([h[3], h[4]]) as usize;
+        let end = at + 5 + len;
+        if end > buf.len() {
+            return end;
+        }
+        if at == 0 && len >= 4 {
+            message = Some(((buf[6] as usize) << 16) | ((buf[7] as usize) << 8) | buf[8] as usize);
+        }
+        payload += len;
+        at = end;
+    }
+    buf.len() + 1
+}
+
 /// `Ok(None)`: need more bytes. The hello may span several handshake records.
 pub fn parse(buf: &[u8]) -> Result<Option<Hello>, HelloError> {
     if buf.is_empty() {
@@ -34,9 +71,16 @@ pub fn parse(buf: &[u8]) -> Result<Option<Hello>, HelloError> {
     // Reassemble the handshake layer from consecutive records.
     let mut hs = Vec::new();
     let mut at = 0;
+    let mut records = 0;
     loop {
+        records += 1;
+        if records > MAX_RECORDS {
+            return Err(HelloError::Malformed(
+                "ClientHello split over too many records",
+            ));
+        }
         let Some(head) = buf.get(at..at + 5) else {
-            return need(buf);
+            return more(buf);
         };
         if head[0] != 0x16 {
             return Err(HelloError::Malformed(
@@ -51,7 +95,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Hello>, HelloError> {
             return Err(HelloError::Malformed("record length"));
         }
         let Some(body) = buf.get(at + 5..at + 5 + len) else {
-            return need(buf);
+            return more(buf);
         };
         hs.extend_from_slice(body);
         at += 5 + len;
@@ -72,7 +116,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Hello>, HelloError> {
     }
 }
 
-fn need(buf: &[u8]) -> Result<Option<Hello>, HelloError> {
+fn more(buf: &[u8]) -> Result<Option<Hello>, HelloError> {
     if buf.len() >= MAX_HELLO + 5 * 8 {
         Err(HelloError::Malformed("ClientHello too large"))
     } else {
@@ -117,6 +161,7 @@ fn hello(body: &[u8]) -> Result<Hello, HelloError> {
     let mut out = Hello {
         sni: None,
         ech: false,
+        esni: false,
     };
     if r.0.is_empty() {
         return Ok(out); // no extensions at all (TLS 1.0-style): no SNI
@@ -147,6 +192,7 @@ fn hello(body: &[u8]) -> Result<Hello, HelloError> {
                 }
             }
             0xfe0d => out.ech = true,
+            0xffce => out.esni = true,
             _ => {}
         }
     }
@@ -196,7 +242,8 @@ mod tests {
             parse(&h).unwrap(),
             Some(Hello {
                 sni: Some("api.example.com".into()),
-                ech: false
+                ech: false,
+                esni: false,
             })
         );
         for cut in 0..h.len() {
@@ -205,6 +252,16 @@ mod tests {
         assert!(parse(&client_hello(None, true)).unwrap().unwrap().ech);
         assert!(parse(b"SSH-2.0-OpenSSH_9.2\r\n").is_err());
         assert!(parse(b"GET / HTTP/1.1\r\n").is_err());
+    }
+
+    #[test]
+    fn need_stops_at_the_end_of_the_hello() {
+        let h = client_hello(Some("a.test"), false);
+        let mut more = h.clone();
+        more.extend_from_slice(b"zzzzzzzzzz"); // the client's next bytes, right behind
+        assert_eq!(need(&more), h.len());
+        assert_eq!(need(&h[..3]), 5);
+        assert_eq!(need(&h[..10]), h.len());
     }
 
     #[test]

@@ -517,3 +517,160 @@ fn smuggled_second_request_is_decided_on_its_own() {
         })
     });
 }
+
+const TUNNEL_UPLOADS: &str = r#"
+name = "t"
+[network]
+allow = ["https://api.test", "https://uploads.test"]
+[[policies]]
+path = "policy.rego"
+rule = "data.agent.security.allow_upload"
+actions = ["net.upload"]
+"#;
+
+/// Send `hello` then `n` bytes through a CONNECT tunnel, reading the echo; how many came back.
+async fn tunnel_send(w: &World, host: &str, n: usize) -> usize {
+    let (st, mut s) = w.connect(&format!("{host}:443")).await;
+    assert_eq!(st, 200);
+    let hello = client_hello(host);
+    let data = vec![b'z'; n];
+    let mut back = 0usize;
+    let mut buf = vec![0u8; 65536];
+    if s.write_all(&hello).await.is_err() {
+        return 0;
+    }
+    let want = hello.len() + n;
+    let (mut r, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        for c in data.chunks(8192) {
+            if wr.write_all(c).await.is_err() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    });
+    while back < want {
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut r, &mut buf),
+        )
+        .await
+        {
+            Ok(Ok(k)) if k > 0 => back += k,
+            _ => break,
+        }
+    }
+    writer.abort();
+    back.saturating_sub(hello.len())
+}
+
+#[test]
+fn tunnels_are_uploads_too_counted_per_destination_across_tunnels() {
+    in_netns(|| {
+        rt().block_on(async {
+            echo_server(&format!("{API}:443")).await;
+            let w = World::start(TUNNEL_UPLOADS, &[("policy.rego", POLICY)]).await;
+            w.stub.set("api.test", vec![vec![API]]);
+            w.stub.set("uploads.test", vec![vec![API]]);
+            // Under the free budget: passes, though the policy allows no uploads to api.test.
+            let got = tunnel_send(&w, "api.test", 40_000).await;
+            assert_eq!(got, 40_000, "{:#?}", w.records());
+            // A second tunnel to the same place: the session's total crosses the budget, the
+            // policy is asked and says no; the tunnel is closed part-way.
+            let got = tunnel_send(&w, "api.test", 200_000).await;
+            assert!(
+                got < 200_000,
+                "the second tunnel carried everything ({got})"
+            );
+            w.assert_denied("api.test", "policy:");
+            // The policy allows uploads.test.
+            let got = tunnel_send(&w, "uploads.test", 200_000).await;
+            assert_eq!(got, 200_000, "{:#?}", w.records());
+            let ups = w.find("net.upload", "https://api.test:443");
+            assert!(
+                !ups.is_empty(),
+                "{:#?}",
+                w.records()
+                    .iter()
+                    .filter(|r| r["decision"]["result"] == "deny")
+                    .collect::<Vec<_>>()
+            );
+            assert!(
+                ups.iter()
+                    .any(|u| u["decision"]["result"] == "deny"
+                        && u["size"].as_u64().unwrap() > 65536),
+                "{ups:#?}"
+            );
+        })
+    });
+}
+
+#[test]
+fn a_name_resolving_to_this_machine_is_refused() {
+    in_netns(|| {
+        rt().block_on(async {
+            let own = http_server(&format!("{HOST_PUBLIC}:80")).await;
+            let w = World::start(ALLOW_API, &[]).await;
+            w.stub.set("api.test", vec![vec![HOST_PUBLIC]]);
+            let r = w.get("http://api.test/", "api.test").await;
+            assert_eq!(r.status, 403, "{r:?}");
+            assert!(r.body.contains("this machine"), "{}", r.body);
+            assert_eq!(own.load(Ordering::SeqCst), 0);
+            w.assert_denied("this machine", "builtin:ssrf");
+        })
+    });
+}
+
+struct Slow(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl ward_consent::Consent for Slow {
+    fn show(&mut self, _: &str) {}
+    fn ask(&mut self, _: &ward_consent::Question) -> ward_consent::Reply {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        ward_consent::Reply::Chose('n')
+    }
+    fn channel(&self) -> &'static str {
+        "script"
+    }
+}
+
+#[test]
+fn a_flood_of_questions_is_refused_not_queued() {
+    in_netns(|| {
+        rt().block_on(async {
+            let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let a2 = asked.clone();
+            let w = World::start_with(
+                "name = \"t\"\n[network]\nunknown = \"ask\"\n",
+                &[],
+                move |c| c.consent = Some(Box::new(Slow(a2))),
+            )
+            .await;
+            let mut tasks = Vec::new();
+            for i in 0..40 {
+                let addr = w.addr;
+                tasks.push(tokio::spawn(async move {
+                    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    let h = format!("q{i}.attacker.test");
+                    s.write_all(
+                        format!("GET http://{h}/ HTTP/1.1\r\nHost: {h}\r\n\r\n").as_bytes(),
+                    )
+                    .await
+                    .unwrap();
+                    read_response(&mut s).await
+                }));
+            }
+            let mut waiting = 0;
+            for t in tasks {
+                let r = t.await.unwrap();
+                assert_eq!(r.status, 403);
+                if r.body.contains("too many questions waiting") {
+                    waiting += 1;
+                }
+            }
+            assert!(waiting > 0, "every question was queued");
+            assert!(asked.load(Ordering::SeqCst) < 40);
+        })
+    });
+}

@@ -20,14 +20,43 @@ use ward_audit::{AuditLog, Event, KeyStore, WriterOptions};
 use ward_core::{LoadOptions, Manifest};
 use ward_net::{Config, Dns, Proxy};
 
-/// "Public" addresses inside the test's own network namespace.
+/// "Public" addresses of the servers, in a network namespace of their own.
 pub const API: &str = "44.1.1.1";
 pub const OTHER: &str = "44.1.1.2";
-pub const DNS: &str = "44.1.1.53";
+/// A public address of the proxy's own machine.
+pub const HOST_PUBLIC: &str = "45.0.0.1";
+/// The stub DNS server, beside the proxy.
+pub const DNS: &str = "127.0.0.53";
 
-/// Run `f` on a thread of its own in a new network namespace with `lo` up and the test's
-/// public addresses on it. Needs root (CI runs as root): without it the test says so loudly
-/// and, under CI, fails.
+thread_local! {
+    /// The servers' network namespace, for [`bind`].
+    static SERVERS: std::cell::RefCell<Option<std::fs::File>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A listening socket on `addr` in the servers' namespace (a short thread enters it to bind;
+/// the socket stays there).
+pub fn bind(addr: &str) -> TcpListener {
+    use std::os::fd::AsRawFd;
+    let ns = SERVERS.with(|s| s.borrow().as_ref().map(|f| f.as_raw_fd()));
+    let ns = ns.expect("bind() runs on the test's thread, inside in_netns");
+    let addr = addr.to_string();
+    let l = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            // SAFETY: setns on this short-lived thread only.
+            assert_eq!(unsafe { libc::setns(ns, libc::CLONE_NEWNET) }, 0, "setns");
+            std::net::TcpListener::bind(&addr).unwrap()
+        })
+        .join()
+        .unwrap()
+    });
+    l.set_nonblocking(true).unwrap();
+    TcpListener::from_std(l).unwrap()
+}
+
+/// Run `f` on a thread of its own in a new network namespace (the proxy's, like the host's
+/// network under `ward run`), joined by a veth pair to a second namespace where the test's
+/// servers have their public addresses: from the proxy they are remote, as on the internet.
+/// Needs root (CI runs as root): without it the test says so loudly and, under CI, fails.
 pub fn in_netns<F: FnOnce() + Send + 'static>(f: F) {
     // SAFETY: a plain getter.
     if unsafe { libc::geteuid() } != 0 {
@@ -45,11 +74,41 @@ pub fn in_netns<F: FnOnce() + Send + 'static>(f: F) {
             0,
             "unshare(CLONE_NEWNET)"
         );
-        sh("ip link set lo up");
-        for a in [API, OTHER, DNS] {
-            sh(&format!("ip addr add {a}/32 dev lo"));
+        sh(&format!(
+            "ip link set lo up && ip addr add {HOST_PUBLIC}/32 dev lo"
+        ));
+        // The servers' namespace: a parked thread holds it while the test runs.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let parked = std::thread::spawn(move || {
+            // SAFETY: unshare on this thread only; gettid has no preconditions.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+            let tid = unsafe { libc::gettid() };
+            tx.send((
+                tid,
+                std::fs::File::open("/proc/thread-self/ns/net").unwrap(),
+            ))
+            .unwrap();
+            let _ = stop_rx.recv();
+        });
+        let (tid, ns) = rx.recv().unwrap();
+        let pid = std::process::id();
+        let there = format!("nsenter --net=/proc/{pid}/task/{tid}/ns/net");
+        sh(&format!(
+            "ip link add wp type veth peer name ws netns {tid}"
+        ));
+        sh("ip link set wp up && ip addr add 192.0.2.1/32 dev wp && ip route add 44.1.1.0/24 dev wp");
+        sh(&format!(
+            "{there} sh -c 'ip link set lo up && ip link set ws up && ip addr add {API}/32 dev ws \
+             && ip addr add {OTHER}/32 dev ws && ip route add 192.0.2.1/32 dev ws'"
+        ));
+        SERVERS.with(|s| *s.borrow_mut() = Some(ns));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = stop_tx.send(());
+        let _ = parked.join();
+        if let Err(e) = r {
+            std::panic::resume_unwind(e);
         }
-        f()
     });
     if let Err(e) = h.join() {
         std::panic::resume_unwind(e);
@@ -176,7 +235,11 @@ impl Stub {
 
 /// An HTTP server that answers with what it saw; counts its connections.
 pub async fn http_server(addr: &str) -> Arc<AtomicUsize> {
-    let l = TcpListener::bind(addr).await.unwrap();
+    let l = if addr.starts_with("127.") || addr.starts_with(HOST_PUBLIC) {
+        TcpListener::bind(addr).await.unwrap()
+    } else {
+        bind(addr)
+    };
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();
     tokio::spawn(async move {
@@ -228,7 +291,7 @@ pub async fn tls_server(addr: &str, names: &[&str]) -> (Arc<AtomicUsize>, Vec<u8
     .with_single_cert(vec![cert_der.clone().into()], key)
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let l = TcpListener::bind(addr).await.unwrap();
+    let l = bind(addr);
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();
     tokio::spawn(async move {
@@ -476,4 +539,57 @@ pub async fn read_response(s: &mut TcpStream) -> Resp {
         r.body = String::from_utf8_lossy(&body).into();
     }
     r
+}
+
+/// A ClientHello naming `sni` (enough for the proxy's check; an echo server does not care).
+pub fn client_hello(sni: &str) -> Vec<u8> {
+    let mut e = Vec::new();
+    e.extend_from_slice(&((sni.len() + 3) as u16).to_be_bytes());
+    e.push(0);
+    e.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+    e.extend_from_slice(sni.as_bytes());
+    let mut ext = vec![0, 0];
+    ext.extend_from_slice(&(e.len() as u16).to_be_bytes());
+    ext.extend_from_slice(&e);
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7; 32]);
+    body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut hs = vec![1];
+    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16, 3, 1];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
+
+/// An echo server on `addr` in the servers' namespace; counts the bytes it echoed.
+pub async fn echo_server(addr: &str) -> Arc<std::sync::atomic::AtomicU64> {
+    let l = bind(addr);
+    let n = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let n2 = n.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let n = n2.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                loop {
+                    let k = match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => k,
+                    };
+                    n.fetch_add(k as u64, Ordering::SeqCst);
+                    if s.write_all(&buf[..k]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    n
 }

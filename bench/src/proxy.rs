@@ -1,0 +1,357 @@
+//! `ward-bench proxy`: the egress proxy side by side with no proxy (direct) and with squid, in
+//! one run, in a network namespace of its own: 1 KiB requests/s, 1 MiB requests/s (both over
+//! kept-alive connections), and one 256 MiB stream through CONNECT. Ward runs as the release
+//! `ward proxy` binary (its audit log on), squid as Debian's with its access log on.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const SERVER: &str = "44.1.1.1";
+const STREAM: u64 = 256 << 20;
+const ROUNDS: usize = 3;
+
+pub fn run() {
+    // SAFETY: a plain getter.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("proxy: SKIPPED (needs root for a network namespace)");
+        return;
+    }
+    let ward = std::env::current_exe().unwrap().with_file_name("ward");
+    assert!(
+        ward.exists(),
+        "build the ward binary first: cargo build --release -p ward -p ward-bench"
+    );
+    let squid = ["/usr/sbin/squid", "/usr/bin/squid"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    std::thread::spawn(move || {
+        // SAFETY: unshare for this thread (and what it spawns) only.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        for c in [
+            "ip link set lo up",
+            &format!("ip addr add {SERVER}/32 dev lo"),
+        ] {
+            assert!(Command::new("sh")
+                .arg("-c")
+                .arg(c)
+                .status()
+                .unwrap()
+                .success());
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(bench(ward, squid));
+    })
+    .join()
+    .unwrap();
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_port(a: SocketAddr) {
+    for _ in 0..200 {
+        if TcpStream::connect(a).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on {a}");
+}
+
+async fn bench(ward: std::path::PathBuf, squid: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    servers().await;
+    let ward_addr: SocketAddr = "127.0.0.1:3128".parse().unwrap();
+    let squid_addr: SocketAddr = "127.0.0.1:3129".parse().unwrap();
+    std::fs::write(
+        dir.path().join("ward.toml"),
+        format!(
+            "name = \"bench\"\n[network]\nallow = [\"http://{SERVER}\", \"https://{SERVER}\"]\n"
+        ),
+    )
+    .unwrap();
+    let _w = Proc(
+        Command::new(&ward)
+            .args(["proxy", "-m"])
+            .arg(dir.path().join("ward.toml"))
+            .args(["--listen", &ward_addr.to_string()])
+            .env("HOME", dir.path())
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("WARD_MANAGED", dir.path().join("none.toml"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(ward_addr).await;
+    let _s = squid.map(|bin| {
+        let sd = dir.path().join("squid");
+        std::fs::create_dir_all(&sd).unwrap();
+        let _ = Command::new("chmod").arg("777").arg(&sd).status();
+        let conf = sd.join("squid.conf");
+        let mut f = std::fs::File::create(&conf).unwrap();
+        write!(
+            f,
+            "http_port {squid_addr}\nhttp_access allow all\ncache deny all\ncache_mem 8 MB\n\
+             access_log stdio:{d}/access.log\ncache_log {d}/cache.log\npid_filename none\n\
+             coredump_dir {d}\nshutdown_lifetime 0 seconds\ndns_nameservers 127.0.0.1\n",
+            d = sd.display()
+        )
+        .unwrap();
+        let p = Proc(
+            Command::new(bin)
+                .args(["-N", "-f"])
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        p
+    });
+    let mut modes = vec![("direct", None), ("ward", Some(ward_addr))];
+    if squid.is_some() {
+        wait_port(squid_addr).await;
+        modes.push(("squid", Some(squid_addr)));
+    } else {
+        println!("proxy: squid not installed (apt-get install squid): its column is empty");
+    }
+    println!("proxy: one run, {ROUNDS} interleaved rounds, medians; client, server and proxy share the 2 cores");
+    let mut table: Vec<(String, Vec<(&str, f64)>)> = Vec::new();
+    for (label, path, conns, unit) in [
+        ("1 KiB requests/s", "/1k", 32usize, "req/s"),
+        ("1 MiB requests/s", "/1m", 8, "req/s"),
+    ] {
+        let mut per: Vec<(&str, Vec<f64>)> = modes.iter().map(|(m, _)| (*m, vec![])).collect();
+        for _ in 0..ROUNDS {
+            for (i, (_, via)) in modes.iter().enumerate() {
+                per[i]
+                    .1
+                    .push(rps(*via, path, conns, Duration::from_secs(3)).await);
+            }
+        }
+        let _ = unit;
+        table.push((
+            label.into(),
+            per.into_iter().map(|(m, v)| (m, median(v))).collect(),
+        ));
+    }
+    let mut per: Vec<(&str, Vec<f64>)> = modes.iter().map(|(m, _)| (*m, vec![])).collect();
+    for _ in 0..ROUNDS {
+        for (i, (_, via)) in modes.iter().enumerate() {
+            per[i].1.push(stream(*via).await);
+        }
+    }
+    table.push((
+        "256 MiB CONNECT stream, MB/s".into(),
+        per.into_iter().map(|(m, v)| (m, median(v))).collect(),
+    ));
+    println!("| measure | direct | ward | squid | ward/direct | squid/direct | ward/squid |");
+    println!("|---|---|---|---|---|---|---|");
+    for (label, vals) in &table {
+        let get = |m: &str| vals.iter().find(|(k, _)| *k == m).map(|(_, v)| *v);
+        let (d, w, s) = (get("direct"), get("ward"), get("squid"));
+        let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+        let r = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+            _ => "-".into(),
+        };
+        println!(
+            "| {label} | {} | {} | {} | {} | {} | {} |",
+            f(d),
+            f(w),
+            f(s),
+            r(w, d),
+            r(s, d),
+            r(w, s)
+        );
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// The servers: HTTP on :80 (`/1k`, `/1m`), and on :443 a stream of 256 MiB after the first
+/// TLS record (the ClientHello, which the proxy checks).
+async fn servers() {
+    let small = bytes::Bytes::from(vec![b'a'; 1024]);
+    let big = bytes::Bytes::from(vec![b'b'; 1 << 20]);
+    let l = TcpListener::bind((SERVER, 80)).await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let _ = s.set_nodelay(true);
+            let (small, big) = (small.clone(), big.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let body = if req.uri().path() == "/1m" {
+                            big.clone()
+                        } else {
+                            small.clone()
+                        };
+                        async move {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(body),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let l = TcpListener::bind((SERVER, 443)).await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = [0u8; 5];
+                if s.read_exact(&mut head).await.is_err() {
+                    return;
+                }
+                let mut rest = vec![0u8; u16::from_be_bytes([head[3], head[4]]) as usize];
+                if s.read_exact(&mut rest).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'c'; 256 << 10];
+                let mut left = STREAM;
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    if s.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                    left -= n as u64;
+                }
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+}
+
+/// Requests per second over `conns` kept-alive connections for `dur`.
+async fn rps(via: Option<SocketAddr>, path: &str, conns: usize, dur: Duration) -> f64 {
+    let target: SocketAddr = format!("{SERVER}:80").parse().unwrap();
+    let req = match via {
+        None => format!("GET {path} HTTP/1.1\r\nHost: {SERVER}\r\n\r\n"),
+        Some(_) => format!("GET http://{SERVER}{path} HTTP/1.1\r\nHost: {SERVER}\r\n\r\n"),
+    };
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let req = req.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(via.unwrap_or(target)).await.unwrap();
+            let _ = s.set_nodelay(true);
+            let mut buf = Vec::with_capacity(1 << 21);
+            let mut n = 0u64;
+            while start.elapsed() < dur {
+                s.write_all(req.as_bytes()).await.unwrap();
+                read_one(&mut s, &mut buf).await;
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Read one response with a Content-Length body (leftover bytes kept in `buf`).
+async fn read_one(s: &mut TcpStream, buf: &mut Vec<u8>) {
+    let mut tmp = vec![0u8; 256 << 10];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end])
+                .unwrap()
+                .to_ascii_lowercase();
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or(0);
+            let total = end + 4 + len;
+            while buf.len() < total {
+                let n = s.read(&mut tmp).await.unwrap();
+                assert!(n > 0, "connection closed mid-body");
+                buf.extend_from_slice(&tmp[..n]);
+            }
+            buf.drain(..total);
+            return;
+        }
+        let n = s.read(&mut tmp).await.unwrap();
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+/// One 256 MiB download through a CONNECT tunnel (or directly); MB/s.
+async fn stream(via: Option<SocketAddr>) -> f64 {
+    let target: SocketAddr = format!("{SERVER}:443").parse().unwrap();
+    let start = Instant::now();
+    let mut s = TcpStream::connect(via.unwrap_or(target)).await.unwrap();
+    if via.is_some() {
+        s.write_all(
+            format!("CONNECT {SERVER}:443 HTTP/1.1\r\nHost: {SERVER}:443\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).await.unwrap();
+            head.push(b[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+    }
+    // A ClientHello without SNI (the CONNECT host is an address).
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7; 32]);
+    body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0, 0, 0]);
+    let mut hs = vec![1];
+    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16, 3, 1];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    s.write_all(&rec).await.unwrap();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut got = 0u64;
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+    }
+    assert_eq!(got, STREAM, "short stream");
+    got as f64 / start.elapsed().as_secs_f64() / 1e6
+}
