@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 const SERVER: &str = "44.1.1.1";
 const STREAM: u64 = 256 << 20;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 pub fn run() {
     // SAFETY: a plain getter.
@@ -83,7 +83,7 @@ async fn bench(ward: std::path::PathBuf, squid: Option<&str>) {
         ),
     )
     .unwrap();
-    let _w = Proc(
+    let w = Proc(
         Command::new(&ward)
             .args(["proxy", "-m"])
             .arg(dir.path().join("ward.toml"))
@@ -98,7 +98,7 @@ async fn bench(ward: std::path::PathBuf, squid: Option<&str>) {
             .unwrap(),
     );
     wait_port(ward_addr).await;
-    let _s = squid.map(|bin| {
+    let sq = squid.map(|bin| {
         let sd = dir.path().join("squid");
         std::fs::create_dir_all(&sd).unwrap();
         let _ = Command::new("chmod").arg("777").arg(&sd).status();
@@ -130,21 +130,46 @@ async fn bench(ward: std::path::PathBuf, squid: Option<&str>) {
     } else {
         println!("proxy: squid not installed (apt-get install squid): its column is empty");
     }
-    println!("proxy: one run, {ROUNDS} interleaved rounds, medians; client, server and proxy share the 2 cores");
+    println!(
+        "proxy: one run, {ROUNDS} interleaved rounds, medians. Shared: client, server and proxy on both cores."
+    );
+    measure(&modes).await;
+    // Pinned: the load generator and the servers on CPU 0, the proxy on CPU 1 (what a proxy
+    // can do with one core of its own).
+    let pin = |pid: u32, cpu: &str| {
+        Command::new("taskset")
+            .args(["-a", "-cp", cpu, &pid.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let mut pinned = pin(std::process::id(), "0") && pin(w.0.id(), "1");
+    if let Some(p) = &sq {
+        pinned &= pin(p.0.id(), "1");
+    }
+    if pinned {
+        println!("\nPinned: load generator and servers on CPU 0, the proxy on CPU 1.");
+        measure(&modes).await;
+    } else {
+        println!("\n(taskset unavailable: no pinned run)");
+    }
+}
+
+async fn measure(modes: &[(&str, Option<SocketAddr>)]) {
     let mut table: Vec<(String, Vec<(&str, f64)>)> = Vec::new();
-    for (label, path, conns, unit) in [
-        ("1 KiB requests/s", "/1k", 32usize, "req/s"),
-        ("1 MiB requests/s", "/1m", 8, "req/s"),
+    for (label, path, conns) in [
+        ("1 KiB requests/s", "/1k", 32usize),
+        ("1 MiB requests/s", "/1m", 8),
     ] {
         let mut per: Vec<(&str, Vec<f64>)> = modes.iter().map(|(m, _)| (*m, vec![])).collect();
         for _ in 0..ROUNDS {
             for (i, (_, via)) in modes.iter().enumerate() {
                 per[i]
                     .1
-                    .push(rps(*via, path, conns, Duration::from_secs(3)).await);
+                    .push(rps(*via, path, conns, Duration::from_secs(2)).await);
             }
         }
-        let _ = unit;
         table.push((
             label.into(),
             per.into_iter().map(|(m, v)| (m, median(v))).collect(),

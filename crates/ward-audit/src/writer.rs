@@ -21,6 +21,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use ward_core::{Action, Decision, Effect};
 
+/// How long submitted (not awaited) events may wait for company before their batch commits.
+const SUBMIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
+/// A batch of submitted events this large commits at once.
+const SUBMIT_BATCH: usize = 512;
+
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
     /// Sign a checkpoint after this many records (and always on close).
@@ -46,6 +51,9 @@ struct Queue {
     closing: bool,
     /// The number of the batch that pending events will be committed in.
     open_batch: u64,
+    /// Someone waits for a pending event to be durable (an `append`): commit at once. Events
+    /// only `submit`ted may wait a little to share a batch (and its fsync).
+    urgent: bool,
 }
 
 struct Shared {
@@ -192,6 +200,7 @@ impl AuditLog {
         q.next_ticket += evs.len() as u64;
         let last = q.next_ticket - 1;
         q.pending.extend(evs);
+        q.urgent = true;
         let done = &self.shared.done[(q.open_batch % 2) as usize];
         self.shared.work.notify_one();
         while q.finished <= last {
@@ -217,7 +226,11 @@ impl AuditLog {
         }
         q.next_ticket += 1;
         q.pending.push(ev);
-        self.shared.work.notify_one();
+        // The committer needs waking for the first event of a batch (it then waits out the
+        // window by itself) and when the batch is full; not for each one between.
+        if q.pending.len() == 1 || q.pending.len() >= SUBMIT_BATCH {
+            self.shared.work.notify_one();
+        }
         Ok(())
     }
 
@@ -267,6 +280,21 @@ fn committer(sh: Arc<Shared>, mut st: State) -> Result<(), AuditError> {
             while q.pending.is_empty() && !q.closing {
                 q = sh.work.wait(q).unwrap_or_else(|p| p.into_inner());
             }
+            // Only submitted events: give others a moment to join the batch, so a stream of
+            // them (a proxy's requests) costs one fsync per few milliseconds, not one each.
+            let deadline = std::time::Instant::now() + SUBMIT_WINDOW;
+            while !q.urgent && !q.closing && q.pending.len() < SUBMIT_BATCH {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                q = sh
+                    .work
+                    .wait_timeout(q, left)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+            q.urgent = false;
             let number = q.open_batch;
             if !q.pending.is_empty() {
                 q.open_batch += 1;

@@ -242,6 +242,17 @@ impl Proxy {
             self.socks(stream).await;
             return;
         }
+        if n == 1 && first[0] == b'C' {
+            let mut head = [0u8; 8];
+            if let Ok(Ok(8)) =
+                tokio::time::timeout(Duration::from_secs(30), stream.peek(&mut head)).await
+            {
+                if &head == b"CONNECT " {
+                    self.raw_connect(stream).await;
+                    return;
+                }
+            }
+        }
         // hyper reads up to the HTTP/2 preface's length to tell the versions apart, with no
         // deadline of its own: wait for those bytes here, with one.
         const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -606,6 +617,78 @@ impl Proxy {
         Response::new(empty())
     }
 
+    /// A connection whose first request is CONNECT (what clients do): read its head here, so
+    /// that the tunnel keeps the plain socket and can move bytes with `splice` (no copies
+    /// through the proxy). The same decisions as [`Proxy::connect`].
+    async fn raw_connect(&self, mut s: TcpStream) {
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 4096];
+        let end = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    return Some(i + 4);
+                }
+                if buf.len() > 16 * 1024 {
+                    return None;
+                }
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await;
+        let Ok(Some(end)) = end else {
+            let r = self.bad_request(
+                "connect",
+                "CONNECT",
+                "incomplete or oversized CONNECT request",
+            );
+            let _ = s.write_all(&refusal_bytes(&r)).await;
+            return;
+        };
+        let early = buf[end..].to_vec();
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        let line = head.lines().next().unwrap_or("");
+        let mut parts = line.split(' ');
+        let (m, target, version) = (parts.next(), parts.next(), parts.next());
+        if m != Some("CONNECT")
+            || !matches!(version, Some("HTTP/1.1") | Some("HTTP/1.0"))
+            || parts.next().is_some()
+            || head.contains("\r\n ")
+            || head.contains("\r\n\t")
+            || head[..end.saturating_sub(4)]
+                .split("\r\n")
+                .any(|l| l.contains('\n'))
+        {
+            let r = self.bad_request("connect", line, "malformed CONNECT request");
+            let _ = s.write_all(&refusal_bytes(&r)).await;
+            return;
+        }
+        let raw = target.unwrap_or("");
+        let auth = match canon::authority(raw, None) {
+            Ok(a) => a,
+            Err(e) => {
+                let r = self.bad_request("connect", raw, &format!("bad CONNECT target: {e}"));
+                let _ = s.write_all(&refusal_bytes(&r)).await;
+                return;
+            }
+        };
+        match self.admit("connect", "https", &auth).await {
+            Ok(v) => {
+                if s.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                    .await
+                    .is_ok()
+                {
+                    self.tunnel(s, auth, v, "connect", early).await;
+                }
+            }
+            Err(r) => {
+                let _ = s.write_all(&refusal_bytes(&r)).await;
+            }
+        }
+    }
+
     /// The body of a CONNECT or SOCKS tunnel: read the ClientHello, check its name, dial the
     /// vetted address, pass bytes both ways, record what went through.
     async fn tunnel<S>(
@@ -616,7 +699,7 @@ impl Proxy {
         via: &str,
         early: Vec<u8>,
     ) where
-        S: AsyncRead + AsyncWrite + Unpin,
+        S: Relay,
     {
         let started = Instant::now();
         let target = format!("https://{auth}");
@@ -719,7 +802,10 @@ impl Proxy {
                 up.write_all(&buf)
                     .await
                     .map_err(|e| PipeError::Io(0, 0, e))?;
-                pipe(&mut client, &mut up, buf.len() as u64, |n| gate.add(n)).await
+                match client.tcp() {
+                    Some(c) => splice_pipe(c, &up, buf.len() as u64, |n| gate.add(n)).await,
+                    None => pipe(&mut client, &mut up, buf.len() as u64, |n| gate.add(n)).await,
+                }
             }
             .await
         } else {
@@ -1271,6 +1357,159 @@ where
     }
 }
 
+/// A tunnel's client side: a plain socket can be spliced.
+trait Relay: AsyncRead + AsyncWrite + Unpin {
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+impl Relay for TcpStream {
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
+impl Relay for TokioIo<hyper::upgrade::Upgraded> {}
+
+/// A pipe for `splice`, closed on drop.
+struct SplicePipe(i32, i32);
+
+impl SplicePipe {
+    fn new() -> std::io::Result<SplicePipe> {
+        let mut p = [0i32; 2];
+        // SAFETY: pipe2 fills the array.
+        if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a bigger buffer for the pipe just made (best effort).
+        unsafe {
+            libc::fcntl(p[1], libc::F_SETPIPE_SZ, SPLICE_CHUNK as i32);
+        }
+        Ok(SplicePipe(p[0], p[1]))
+    }
+}
+
+impl Drop for SplicePipe {
+    fn drop(&mut self) {
+        // SAFETY: our own two descriptors.
+        unsafe {
+            libc::close(self.0);
+            libc::close(self.1);
+        }
+    }
+}
+
+const SPLICE_CHUNK: usize = 1 << 20;
+
+fn splice(from: i32, to: i32, len: usize) -> std::io::Result<usize> {
+    // SAFETY: splice between descriptors we hold; no user memory involved.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Move what `src` receives to `dst` through the kernel (socket -> pipe -> socket), asking
+/// `gate` before each chunk leaves; `Ok(total)` at end of stream.
+async fn splice_one(
+    src: &TcpStream,
+    dst: &TcpStream,
+    mut gate: impl FnMut(u64) -> bool,
+    touch: &(dyn Fn() + Sync),
+) -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+    let pipe = SplicePipe::new()?;
+    let (sfd, dfd) = (src.as_raw_fd(), dst.as_raw_fd());
+    let mut total = 0u64;
+    loop {
+        let n = loop {
+            src.readable().await?;
+            match src.try_io(Interest::READABLE, || splice(sfd, pipe.1, SPLICE_CHUNK)) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            // SAFETY: half-close the other side's socket, as a read of 0 means.
+            unsafe {
+                libc::shutdown(dfd, libc::SHUT_WR);
+            }
+            return Ok(total);
+        }
+        touch();
+        if !gate(n as u64) {
+            return Err(std::io::Error::other(GATE_CLOSED));
+        }
+        let mut left = n;
+        while left > 0 {
+            dst.writable().await?;
+            match dst.try_io(Interest::WRITABLE, || splice(pipe.0, dfd, left)) {
+                Ok(m) => left -= m,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        total += n as u64;
+    }
+}
+
+const GATE_CLOSED: &str = "upload refused";
+
+/// [`pipe`] for two plain sockets, with `splice`.
+async fn splice_pipe(
+    client: &TcpStream,
+    up: &TcpStream,
+    already_up: u64,
+    gate: impl FnMut(u64) -> bool,
+) -> Result<(u64, u64), PipeError> {
+    let started = Instant::now();
+    let last = AtomicU64::new(0);
+    let touch = || last.store(started.elapsed().as_secs(), Ordering::Relaxed);
+    let sent = AtomicU64::new(already_up);
+    let recv = AtomicU64::new(0);
+    let upward = async {
+        let n = splice_one(client, up, gate, &touch).await;
+        n.map(|n| sent.fetch_add(n, Ordering::Relaxed))
+    };
+    let downward = async {
+        let n = splice_one(up, client, |_| true, &touch).await;
+        n.map(|n| recv.fetch_add(n, Ordering::Relaxed))
+    };
+    let watchdog = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            if started.elapsed().as_secs() - last.load(Ordering::Relaxed) >= TUNNEL_IDLE.as_secs() {
+                return Err::<(), _>(std::io::Error::other("idle"));
+            }
+        }
+    };
+    let both = async { tokio::try_join!(upward, downward).map(|_| ()) };
+    let r = tokio::select! {
+        r = both => r,
+        r = watchdog => r,
+    };
+    let (u, d) = (sent.load(Ordering::Relaxed), recv.load(Ordering::Relaxed));
+    match r {
+        Ok(()) => Ok((u, d)),
+        Err(e) if e.to_string() == GATE_CLOSED => Err(PipeError::Limit(u, d)),
+        Err(e) => Err(PipeError::Io(u, d, e)),
+    }
+}
+
 /// What a session has sent through tunnels to one destination: the requests inside are
 /// encrypted, so the bytes are the upload. The first [`TUNNEL_FREE`] bytes per destination (TLS
 /// handshakes, small requests) pass unasked; past that the upload policy and limit decide
@@ -1354,6 +1593,27 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 fn empty() -> ProxyBody {
     Full::new(Bytes::new()).map_err(|e| match e {}).boxed()
+}
+
+/// A refusal as raw HTTP/1.1 bytes (for the CONNECT fast path); the connection then closes.
+fn refusal_bytes(r: &Refusal) -> Vec<u8> {
+    let body = format!(
+        "ward: {}: {}\n",
+        if r.status == StatusCode::BAD_REQUEST {
+            "bad request"
+        } else {
+            "blocked"
+        },
+        r.reason
+    );
+    let by: String = r.by.chars().filter(|c| !c.is_control()).collect();
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\nx-ward-decision: deny\r\nx-ward-by: {by}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        r.status.as_u16(),
+        r.status.canonical_reason().unwrap_or(""),
+        body.len()
+    )
+    .into_bytes()
 }
 
 fn refusal_response(r: &Refusal) -> Response<ProxyBody> {
