@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ward's main job on its built-in default: `ward run` an agent in a project folder with no
-# manifest (the folder granted, staged; nothing else), show what it cannot reach, what it
+# manifest (the folder granted, staged; no network destination: the egress proxy refuses and
+# records the agent's request), show what it cannot reach, what it
 # changed (held for review, the real folder untouched) and the audit trail. Then decisions on
 # agent actions with the seed's manifest and its upload policy.
 set -euo pipefail
@@ -21,10 +22,10 @@ export XDG_STATE_HOME="$demo_dir/.state" XDG_CONFIG_HOME="$demo_dir/.config"
 echo "a note next to the project" > "$demo_dir/notes.txt"
 mkdir -p "$demo_dir/project" && echo "hello" > "$demo_dir/project/README"
 cd "$demo_dir/project"
-show run --review keep -- /bin/sh -c 'cat README; cat ../notes.txt; cat /etc/shadow; echo x > /usr/x; echo edited >> README; echo new > NEW; echo "exit code passes through"; exit 3'
+show run --review keep -- /bin/sh -c 'cat README; cat ../notes.txt; cat /etc/shadow; echo x > /usr/x; echo edited >> README; echo new > NEW; python3 -c "import urllib.request as u; u.urlopen(\"http://example.com/\")" 2>&1 | tail -n 1; echo "exit code passes through"; exit 3'
 echo; echo "\$ cat README    # the real folder is untouched until someone reviews"; cat README
 show review --diff
-show audit tail -n 4
+show audit tail -n 5
 cd - > /dev/null
 
 show manifest explain -m "$examples/acme.toml"
