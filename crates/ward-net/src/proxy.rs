@@ -206,7 +206,7 @@ impl Proxy {
             lock(&self.inner.own).push(a);
         }
         loop {
-            let (stream, peer) = match listener.accept().await {
+            let (stream, _) = match listener.accept().await {
                 Ok(x) => x,
                 Err(e) if is_transient(&e) => {
                     // Out of descriptors or memory for a moment: wait rather than spin.
@@ -226,13 +226,13 @@ impl Proxy {
             let p = self.clone();
             tokio::spawn(async move {
                 p.inner.active.fetch_add(1, Ordering::Relaxed);
-                p.connection(stream, peer).await;
+                p.connection(stream).await;
                 p.inner.active.fetch_sub(1, Ordering::Relaxed);
             });
         }
     }
 
-    async fn connection(&self, stream: TcpStream, peer: SocketAddr) {
+    async fn connection(&self, stream: TcpStream) {
         let mut first = [0u8; 1];
         let n = match tokio::time::timeout(Duration::from_secs(30), stream.peek(&mut first)).await {
             Ok(Ok(n)) => n,
@@ -276,7 +276,7 @@ impl Proxy {
         let p = self.clone();
         let svc = hyper::service::service_fn(move |req| {
             let (p, conn) = (p.clone(), conn.clone());
-            async move { Ok::<_, std::convert::Infallible>(p.request(req, conn, peer).await) }
+            async move { Ok::<_, std::convert::Infallible>(p.request(req, conn).await) }
         });
         let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         b.http1()
@@ -574,13 +574,7 @@ impl Proxy {
 
     // ----- HTTP -----
 
-    async fn request(
-        &self,
-        req: Request<Incoming>,
-        conn: Arc<ClientConn>,
-        peer: SocketAddr,
-    ) -> Response<ProxyBody> {
-        let _ = peer;
+    async fn request(&self, req: Request<Incoming>, conn: Arc<ClientConn>) -> Response<ProxyBody> {
         if req.method() == Method::CONNECT {
             return self.connect(req).await;
         }
@@ -927,7 +921,7 @@ impl Proxy {
             let Ok(_permit) = self.inner.buffering.clone().try_acquire_many_owned(kib) else {
                 return Err(Refusal::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    1,
+                    socks::REP_FAILURE,
                     "builtin:busy",
                     "too many chunked uploads are being checked at once; retry, or send a \
                      Content-Length",
@@ -991,7 +985,12 @@ impl Proxy {
                 // Asks were answered when the connection was made; anything else is a change.
                 if d.effect == Effect::Deny {
                     self.note(self.event(&a, &d, json!({"via": "http"})));
-                    return Err(Refusal::new(StatusCode::FORBIDDEN, 2, &d.by, d.reason));
+                    return Err(Refusal::new(
+                        StatusCode::FORBIDDEN,
+                        socks::REP_NOT_ALLOWED,
+                        &d.by,
+                        d.reason,
+                    ));
                 }
             }
         }
@@ -1034,7 +1033,12 @@ impl Proxy {
                     d
                 };
                 self.note(self.event(&a, &d, json!({"via": "http"})));
-                return Err(Refusal::new(status, 2, &d.by, d.reason));
+                return Err(Refusal::new(
+                    status,
+                    socks::REP_NOT_ALLOWED,
+                    &d.by,
+                    d.reason,
+                ));
             }
             self.note(self.event(&a, &d, json!({"via": "http"})));
         }
@@ -1042,9 +1046,14 @@ impl Proxy {
             Some(c) => c,
             None => {
                 let v = vetted.expect("admitted above");
-                dial_http(&v, key.clone())
-                    .await
-                    .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, 1, "builtin:dial", e))?
+                dial_http(&v, key.clone()).await.map_err(|e| {
+                    Refusal::new(
+                        StatusCode::BAD_GATEWAY,
+                        socks::REP_FAILURE,
+                        "builtin:dial",
+                        e,
+                    )
+                })?
             }
         };
         // Origin-form upstream, our own framing, the canonical Host.
@@ -1062,7 +1071,7 @@ impl Proxy {
             .map_err(|e| {
                 Refusal::new(
                     StatusCode::BAD_REQUEST,
-                    1,
+                    socks::REP_FAILURE,
                     "builtin:malformed",
                     e.to_string(),
                 )
@@ -1097,14 +1106,19 @@ impl Proxy {
         if up.send.ready().await.is_err() {
             // The kept-alive upstream went away between requests: dial afresh (vetted anew).
             let v = self.admit("http", "http", &auth).await?;
-            up = dial_http(&v, key.clone())
-                .await
-                .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, 1, "builtin:dial", e))?;
+            up = dial_http(&v, key.clone()).await.map_err(|e| {
+                Refusal::new(
+                    StatusCode::BAD_GATEWAY,
+                    socks::REP_FAILURE,
+                    "builtin:dial",
+                    e,
+                )
+            })?;
         }
         let resp = up.send.send_request(out).await.map_err(|e| {
             Refusal::new(
                 StatusCode::BAD_GATEWAY,
-                1,
+                socks::REP_FAILURE,
                 "builtin:upstream",
                 format!("the upstream failed: {e}"),
             )
