@@ -40,6 +40,8 @@ pub fn describe(m: &Manifest) -> serde_json::Value {
 
 pub struct Handle {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Wakes the thread while it waits for the first connection.
+    wake: Option<OwnedFd>,
     thread: Option<std::thread::JoinHandle<serde_json::Value>>,
 }
 
@@ -49,6 +51,8 @@ impl Handle {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
+        // Closing the write end wakes the thread's poll (end of file).
+        drop(self.wake.take());
         self.thread
             .take()
             .and_then(|t| t.join().ok())
@@ -65,12 +69,26 @@ pub fn start(
     agent: Option<String>,
 ) -> Handle {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let mut p = [0i32; 2];
+    // SAFETY: pipe2 fills the array; both ends are owned below.
+    let (wake_r, wake_w) = if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
+        // SAFETY: just created, owned here alone.
+        unsafe {
+            (
+                Some(OwnedFd::from_raw_fd(p[0])),
+                Some(OwnedFd::from_raw_fd(p[1])),
+            )
+        }
+    } else {
+        (None, None)
+    };
     let thread = std::thread::Builder::new()
         .name("ward-proxy".into())
-        .spawn(move || serve(sock, manifest, log, session, agent, rx))
+        .spawn(move || serve(sock, manifest, log, session, agent, rx, wake_r))
         .ok();
     Handle {
         stop: Some(tx),
+        wake: wake_w,
         thread,
     }
 }
@@ -82,6 +100,7 @@ fn serve(
     session: String,
     agent: Option<String>,
     stop: tokio::sync::oneshot::Receiver<()>,
+    wake: Option<OwnedFd>,
 ) -> serde_json::Value {
     let listener = match ward_sandbox::notify::recv_fd(&sock) {
         Ok(Some(fd)) => fd,
@@ -95,6 +114,36 @@ fn serve(
     let std_listener = unsafe {
         std::net::TcpListener::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(listener))
     };
+    // Nothing is started (runtime, resolver, terminal) until the agent first connects: most
+    // sessions' start-up should not pay for a network they may never use.
+    {
+        use std::os::fd::AsRawFd;
+        let mut fds = vec![libc::pollfd {
+            fd: std_listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if let Some(w) = &wake {
+            fds.push(libc::pollfd {
+                fd: w.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        loop {
+            // SAFETY: a valid array of pollfds.
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            if r < 0 || fds.get(1).is_some_and(|f| f.revents != 0) {
+                return json!({"admitted": 0, "refused": 0, "used": false});
+            }
+            if fds[0].revents != 0 {
+                break;
+            }
+        }
+    }
     if let Err(e) = std_listener.set_nonblocking(true) {
         crate::run::end_session(&format!("cannot use the proxy's socket: {e}"));
         return json!({"error": e.to_string()});
