@@ -909,11 +909,17 @@ impl Proxy {
         let declared = hint.exact();
         let has_body = declared.map_or(!body.is_end_stream(), |n| n > 0);
         let mut upload_size = None;
+        // What actually went up (a streamed body is counted as it passes).
+        let sent_up = Arc::new(AtomicU64::new(0));
         let body: ProxyBody = if !has_body {
             empty()
         } else if let Some(n) = declared {
             upload_size = Some(n);
-            body.map_err(|e| Box::new(e) as BoxError).boxed()
+            CountUp {
+                inner: body,
+                n: sent_up.clone(),
+            }
+            .boxed()
         } else if self.inner.has_upload_rules {
             // Unknown length (chunked): hold it, up to the cap, to know its size.
             let cap = self.inner.upload_cap;
@@ -937,6 +943,7 @@ impl Proxy {
                 Ok(c) => {
                     let b = c.to_bytes();
                     upload_size = Some(b.len() as u64);
+                    sent_up.store(b.len() as u64, Ordering::Relaxed);
                     Full::new(b).map_err(|e| match e {}).boxed()
                 }
                 Err(e) => {
@@ -963,7 +970,11 @@ impl Proxy {
                 }
             }
         } else {
-            body.map_err(|e| Box::new(e) as BoxError).boxed()
+            CountUp {
+                inner: body,
+                n: sent_up.clone(),
+            }
+            .boxed()
         };
         // The destination, then (for a body) the upload.
         let key = auth.clone();
@@ -1098,7 +1109,7 @@ impl Proxy {
             },
             method: parts.method.to_string(),
             addr: up.addr,
-            up: AtomicU64::new(upload_size.unwrap_or(0)),
+            up: sent_up,
             down: AtomicU64::new(0),
             status: AtomicU64::new(0),
             started,
@@ -1236,7 +1247,7 @@ struct Meter {
     action: Action,
     method: String,
     addr: SocketAddr,
-    up: AtomicU64,
+    up: Arc<AtomicU64>,
     down: AtomicU64,
     status: AtomicU64,
     started: Instant,
@@ -1259,6 +1270,39 @@ impl Drop for Meter {
             )
         };
         self.proxy.note(ev);
+    }
+}
+
+/// Counts a request body on its way up.
+struct CountUp {
+    inner: Incoming,
+    n: Arc<AtomicU64>,
+}
+
+impl Body for CountUp {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    self.n.fetch_add(d.len() as u64, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

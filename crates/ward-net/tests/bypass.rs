@@ -674,3 +674,108 @@ fn a_flood_of_questions_is_refused_not_queued() {
         })
     });
 }
+
+#[test]
+fn spellings_wildcards_and_ports_of_allowed_names() {
+    in_netns(|| {
+        rt().block_on(async {
+            let hits = http_server(&format!("{API}:80")).await;
+            let w = World::start(
+                "name = \"t\"\n[network]\nallow = [\"http://*.example.test\"]\n",
+                &[],
+            )
+            .await;
+            w.stub.set("a.example.test", vec![vec![API]]);
+            w.stub.set("example.test", vec![vec![API]]);
+            w.stub.set("a.example.test.evil.test", vec![vec![API]]);
+            for (url, host, status) in [
+                ("http://A.Example.TEST./x", "a.example.test", 200),
+                // hyper refuses `%` in a request's authority before Ward sees it.
+                ("http://a.exa%6Dple.test/x", "a.example.test", 400),
+                ("http://example.test/", "example.test", 403),
+                ("http://a.example.test.evil.test/", "a.example.test.evil.test", 403),
+                ("http://evilexample.test/", "evilexample.test", 403),
+                ("http://a.example.test:007/", "a.example.test:7", 403),
+                ("http://a.example.test:8080/", "a.example.test:8080", 403),
+            ] {
+                let r = w.get(url, host).await;
+                assert_eq!(r.status, status, "{url}: {r:?}");
+            }
+            assert_eq!(hits.load(Ordering::SeqCst), 1);
+            assert!(!w.stub.asked("a.example.test.evil.test"));
+            // A streamed (chunked) body with no upload rules passes, and its bytes are counted.
+            let r = w
+                .raw("POST http://a.example.test/up HTTP/1.1\r\nHost: a.example.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n")
+                .await;
+            assert_eq!(r.status, 200, "{r:?}");
+            assert!(r.body.contains("body=8"), "{}", r.body);
+            let reqs = w.find("net.request", "/up");
+            assert_eq!(reqs[0]["detail"]["up"], 8, "{reqs:?}");
+        })
+    });
+}
+
+#[test]
+fn socks_address_forms_and_commands() {
+    in_netns(|| {
+        rt().block_on(async {
+            let lo = http_server("127.0.0.1:80").await;
+            let w = World::start(ALLOW_API, &[]).await;
+            let ask = |req: Vec<u8>| {
+                let addr = w.addr;
+                async move {
+                    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    s.write_all(&[5, 1, 0]).await.unwrap();
+                    let mut m = [0u8; 2];
+                    tokio::io::AsyncReadExt::read_exact(&mut s, &mut m)
+                        .await
+                        .unwrap();
+                    s.write_all(&req).await.unwrap();
+                    let mut rep = [0u8; 10];
+                    tokio::io::AsyncReadExt::read_exact(&mut s, &mut rep)
+                        .await
+                        .unwrap();
+                    rep[1]
+                }
+            };
+            // IPv4 address form: loopback.
+            assert_eq!(ask(vec![5, 1, 0, 1, 127, 0, 0, 1, 0, 80]).await, 2);
+            // IPv6 form of an IPv4-mapped loopback.
+            let mut v6 = vec![5, 1, 0, 4];
+            v6.extend_from_slice(
+                &"::ffff:127.0.0.1"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+            );
+            v6.extend_from_slice(&80u16.to_be_bytes());
+            assert_eq!(ask(v6).await, 2);
+            // BIND and UDP ASSOCIATE are not offered.
+            assert_eq!(ask(vec![5, 2, 0, 1, 44, 1, 1, 1, 0, 80]).await, 7);
+            assert_eq!(ask(vec![5, 3, 0, 1, 0, 0, 0, 0, 0, 0]).await, 7);
+            assert_eq!(lo.load(Ordering::SeqCst), 0);
+            w.assert_denied("127.0.0.1", "");
+        })
+    });
+}
+
+#[test]
+fn cloud_metadata_names_are_refused_by_their_address() {
+    in_netns(|| {
+        rt().block_on(async {
+            let w = World::start_with("name = \"t\"\n[network]\nunknown = \"ask\"\n", &[], |c| {
+                c.consent = Some(Box::new(Yes))
+            })
+            .await;
+            w.stub
+                .set("metadata.google.internal", vec![vec!["169.254.169.254"]]);
+            w.stub.set("metadata.aws.test", vec![vec!["fd00:ec2::254"]]);
+            for h in ["metadata.google.internal", "metadata.aws.test"] {
+                let r = w.get(&format!("http://{h}/computeMetadata/v1/"), h).await;
+                assert_eq!(r.status, 403, "{h}: {r:?}");
+            }
+            w.assert_denied("169.254.169.254 (link-local", "builtin:ssrf");
+            w.assert_denied("fd00:ec2::254 (unique local", "builtin:ssrf");
+        })
+    });
+}
