@@ -142,6 +142,7 @@ struct Vetted {
 
 impl Proxy {
     pub fn new(cfg: Config) -> anyhow::Result<Proxy> {
+        raise_fd_limit();
         let pdp = Pdp::new(cfg.manifest.clone())?;
         let (resolver, resolver_error) = match build_resolver(&cfg.dns) {
             Ok(r) => (Some(r), String::new()),
@@ -224,10 +225,17 @@ impl Proxy {
             }
             let _ = stream.set_nodelay(true);
             let p = self.clone();
+            p.inner.active.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
-                p.inner.active.fetch_add(1, Ordering::Relaxed);
-                p.connection(stream).await;
-                p.inner.active.fetch_sub(1, Ordering::Relaxed);
+                // Counted down however the task ends (a panic included).
+                struct Active(Proxy);
+                impl Drop for Active {
+                    fn drop(&mut self) {
+                        self.0.inner.active.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                let guard = Active(p);
+                guard.0.connection(stream).await;
             });
         }
     }
@@ -642,7 +650,11 @@ impl Proxy {
             return;
         };
         let early = buf[end..].to_vec();
-        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        let Ok(head) = std::str::from_utf8(&buf[..end]) else {
+            let r = self.bad_request("connect", "CONNECT", "the CONNECT request is not text");
+            let _ = s.write_all(&refusal_bytes(&r)).await;
+            return;
+        };
         let line = head.lines().next().unwrap_or("");
         let mut parts = line.split(' ');
         let (m, target, version) = (parts.next(), parts.next(), parts.next());
@@ -714,6 +726,9 @@ impl Proxy {
                         Ok(None) => {}
                         Err(e) => return Err(e.to_string()),
                     }
+                }
+                if buf.len() > tls::MAX_HELLO + 1024 {
+                    return Err("ClientHello too large".into());
                 }
                 let n = client.read(&mut chunk).await.map_err(|e| e.to_string())?;
                 if n == 0 {
@@ -1430,8 +1445,8 @@ impl Relay for TcpStream {
 
 impl Relay for TokioIo<hyper::upgrade::Upgraded> {}
 
-/// A pipe for `splice`, closed on drop.
-struct SplicePipe(i32, i32);
+/// A pipe for `splice`, closed on drop, with its current capacity.
+struct SplicePipe(i32, i32, usize);
 
 impl SplicePipe {
     fn new() -> std::io::Result<SplicePipe> {
@@ -1440,11 +1455,19 @@ impl SplicePipe {
         if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        // SAFETY: a bigger buffer for the pipe just made (best effort).
-        unsafe {
-            libc::fcntl(p[1], libc::F_SETPIPE_SZ, SPLICE_CHUNK as i32);
+        // The default size (64 KiB) to start: a bigger pipe counts against the user's pipe
+        // quota (`pipe-user-pages-soft`), which the agent's and the user's own pipes share.
+        // Only a tunnel that keeps filling it (a bulk transfer) grows it.
+        Ok(SplicePipe(p[0], p[1], 64 << 10))
+    }
+
+    /// Grow to [`SPLICE_MAX`] (best effort: the quota may say no).
+    fn grow(&mut self) {
+        // SAFETY: fcntl on our own pipe.
+        let r = unsafe { libc::fcntl(self.1, libc::F_SETPIPE_SZ, SPLICE_MAX as i32) };
+        if r > 0 {
+            self.2 = r as usize;
         }
-        Ok(SplicePipe(p[0], p[1]))
     }
 }
 
@@ -1458,7 +1481,8 @@ impl Drop for SplicePipe {
     }
 }
 
-const SPLICE_CHUNK: usize = 1 << 20;
+/// The most a tunnel's pipe grows to.
+const SPLICE_MAX: usize = 1 << 20;
 
 fn splice(from: i32, to: i32, len: usize) -> std::io::Result<usize> {
     // SAFETY: splice between descriptors we hold; no user memory involved.
@@ -1486,16 +1510,18 @@ async fn splice_one(
     dst: &TcpStream,
     mut gate: impl FnMut(u64) -> bool,
     touch: &(dyn Fn() + Sync),
+    moved: &AtomicU64,
 ) -> std::io::Result<u64> {
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
-    let pipe = SplicePipe::new()?;
+    let mut pipe = SplicePipe::new()?;
+    let mut full = 0u32;
     let (sfd, dfd) = (src.as_raw_fd(), dst.as_raw_fd());
     let mut total = 0u64;
     loop {
         let n = loop {
             src.readable().await?;
-            match src.try_io(Interest::READABLE, || splice(sfd, pipe.1, SPLICE_CHUNK)) {
+            match src.try_io(Interest::READABLE, || splice(sfd, pipe.1, pipe.2)) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
@@ -1512,6 +1538,12 @@ async fn splice_one(
         if !gate(n as u64) {
             return Err(std::io::Error::other(GATE_CLOSED));
         }
+        if n == pipe.2 && pipe.2 < SPLICE_MAX {
+            full += 1;
+            if full == 4 {
+                pipe.grow();
+            }
+        }
         let mut left = n;
         while left > 0 {
             dst.writable().await?;
@@ -1522,6 +1554,7 @@ async fn splice_one(
             }
         }
         total += n as u64;
+        moved.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -1539,14 +1572,8 @@ async fn splice_pipe(
     let touch = || last.store(started.elapsed().as_secs(), Ordering::Relaxed);
     let sent = AtomicU64::new(already_up);
     let recv = AtomicU64::new(0);
-    let upward = async {
-        let n = splice_one(client, up, gate, &touch).await;
-        n.map(|n| sent.fetch_add(n, Ordering::Relaxed))
-    };
-    let downward = async {
-        let n = splice_one(up, client, |_| true, &touch).await;
-        n.map(|n| recv.fetch_add(n, Ordering::Relaxed))
-    };
+    let upward = splice_one(client, up, gate, &touch, &sent);
+    let downward = splice_one(up, client, |_| true, &touch, &recv);
     let watchdog = async {
         loop {
             tokio::time::sleep(Duration::from_secs(60)).await;
@@ -1743,6 +1770,23 @@ fn build_resolver(dns: &Dns) -> Result<hickory_resolver::TokioResolver, String> 
     o.attempts = 2;
     o.ndots = 0;
     b.build().map_err(|e| e.to_string())
+}
+
+/// A tunnel holds six descriptors (two sockets, two pipes): take the soft limit up to the
+/// hard one, so the usual 1,024 does not cap a proxy at ~160 tunnels. (In `ward run` the agent
+/// is forked before the proxy starts and keeps its own limits.)
+fn raise_fd_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get and set this process's own limit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
 }
 
 /// This machine's own addresses: the proxy dials from the host's network, where a name that

@@ -57,7 +57,8 @@ pub fn need(buf: &[u8]) -> usize {
         payload += len;
         at = end;
     }
-    buf.len() + 1
+    // Past the most records a hello may take: parse now, which refuses it.
+    buf.len()
 }
 
 /// `Ok(None)`: need more bytes. The hello may span several handshake records.
@@ -262,6 +263,17 @@ mod tests {
         assert_eq!(need(&more), h.len());
         assert_eq!(need(&h[..3]), 5);
         assert_eq!(need(&h[..10]), h.len());
+    }
+
+    #[test]
+    fn many_empty_records_then_data_are_refused_not_buffered() {
+        let mut b = Vec::new();
+        for _ in 0..17 {
+            b.extend_from_slice(&[0x16, 3, 1, 0, 0]);
+        }
+        b.extend_from_slice(&[0x41; 100]);
+        assert!(need(&b) <= b.len(), "need() asks for more forever");
+        assert!(parse(&b).is_err());
     }
 
     #[test]

@@ -400,6 +400,27 @@ fn malformed_requests_get_400_and_the_proxy_lives_on() {
                 assert_eq!(ok.status, 200, "the proxy did not live on after {bad:?}");
             }
             w.assert_denied("absolute URL", "builtin:malformed");
+            // Bytes that are not text in a CONNECT head: refused, the proxy lives on.
+            let mut s = w.tcp().await;
+            s.write_all(b"CONNECT api.test:443 HTTP/1.1\r\nX: \xff\xfe\r\n\r\n")
+                .await
+                .unwrap();
+            assert_eq!(read_response(&mut s).await.status, 400);
+            // Empty TLS records, then a stream: refused, not buffered without end.
+            let (st, mut s) = w.connect("api.test:443").await;
+            assert_eq!(st, 200);
+            for _ in 0..17 {
+                s.write_all(&[0x16, 3, 1, 0, 0]).await.unwrap();
+            }
+            let _ = s.write_all(&[0x41; 65536]).await;
+            let mut buf = Vec::new();
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                tokio::io::AsyncReadExt::read_to_end(&mut s, &mut buf),
+            )
+            .await
+            .expect("the tunnel was not closed");
+            assert_eq!(w.get("http://api.test/", "api.test").await.status, 200);
         })
     });
 }

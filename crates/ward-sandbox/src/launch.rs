@@ -332,9 +332,9 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
     write_file("/proc/self/setgroups", "deny")?;
     write_file("/proc/self/uid_map", &format!("{uid} {uid} 1\n"))?;
     write_file("/proc/self/gid_map", &format!("{gid} {gid} 1\n"))?;
-    // The new network namespace has a loopback device, down. Up, so the agent's own local
-    // servers work; and when the supervisor runs the egress proxy, it gets a listening socket
-    // on it, the namespace's one way out.
+    // The new network namespace has a loopback device, down. Up, for the agent's local UDP
+    // and (where Landlock does not cover TCP) TCP use; and when the supervisor runs the egress
+    // proxy, it gets a listening socket on it, the namespace's one way out.
     loopback_up()?;
     if let Some(sock) = cfg.proxy_fd {
         let l = listen_loopback(cfg.proxy_port)?;

@@ -99,7 +99,7 @@ fn serve(
     log: Arc<AuditLog>,
     session: String,
     agent: Option<String>,
-    stop: tokio::sync::oneshot::Receiver<()>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
     wake: Option<OwnedFd>,
 ) -> serde_json::Value {
     let listener = match ward_sandbox::notify::recv_fd(&sock) {
@@ -131,8 +131,18 @@ fn serve(
             });
         }
         loop {
+            // Without the wake pipe, look at the stop channel every 100 ms instead.
+            let wait = if wake.is_some() { -1 } else { 100 };
             // SAFETY: a valid array of pollfds.
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait) };
+            if r == 0
+                && !matches!(
+                    stop.try_recv(),
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+                )
+            {
+                return json!({"admitted": 0, "refused": 0, "used": false});
+            }
             if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }

@@ -747,7 +747,7 @@ fn record_denials(
             if d.call == "connect" {
                 // A direct connection past the proxy: one record per destination (bounded).
                 if direct.len() < DENIAL_RECORDS && direct.insert(d.args.clone()) {
-                    let r = log.append(Event {
+                    let r = log.submit(Event {
                         session: Some(session.to_string()),
                         dest: Some(d.args.clone()),
                         decision: Some(EventDecision {

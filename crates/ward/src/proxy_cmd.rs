@@ -76,6 +76,12 @@ pub fn run(a: ProxyArgs) -> crate::Outcome {
                 .collect::<anyhow::Result<_>>()?,
         )
     };
+    // A peer that resets a tunnel mid-splice must cost that tunnel, not the proxy (and its
+    // log's final checkpoint).
+    // SAFETY: setting a signal disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     let paths = LogPaths::default_paths()?;
     let log = Arc::new(
         AuditLog::open(
