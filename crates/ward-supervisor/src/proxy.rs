@@ -203,6 +203,12 @@ fn serve(
             }
             _ = stop => {}
         }
+        // The agent is gone, so its ends of the connections are closed: give the tunnels and
+        // requests still in flight a moment to see that and write their records.
+        let settle = std::time::Instant::now();
+        while proxy.active() > 0 && settle.elapsed() < std::time::Duration::from_secs(1) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         proxy.stats()
     });
     // Tunnels still open end with the session: their tasks are dropped (and with them their

@@ -180,3 +180,32 @@ fn escape_via_a_dns_query_from_inside() {
         );
     });
 }
+
+#[test]
+fn escape_via_a_tunnel_open_when_the_agent_ends_unrecorded() {
+    with_servers(|hits| {
+        let e = Env::new();
+        let manifest = MANIFEST.replace(
+            "allow = [\"http://44.1.1.1\", \"https://44.1.1.1\"]",
+            "allow = [\"https://44.1.1.1:80\"]",
+        );
+        // CONNECT, a ClientHello without a server name (the host is an address), read what
+        // comes back, and end the agent at once.
+        let script = "import socket, struct\ns = socket.create_connection(('127.0.0.1', 3128))\ns.sendall(b'CONNECT 44.1.1.1:80 HTTP/1.1\\r\\nHost: 44.1.1.1:80\\r\\n\\r\\n')\nprint(s.recv(100))\nbody = b'\\x03\\x03' + b'\\x07' * 32 + b'\\x00\\x00\\x02\\x13\\x01\\x01\\x00\\x00\\x00'\nhs = b'\\x01' + struct.pack('>I', len(body))[1:] + body\ns.sendall(b'\\x16\\x03\\x01' + struct.pack('>H', len(hs)) + hs)\nprint('GOT', s.recv(200))\n";
+        let o = e.run_manifest(&manifest, PY, script);
+        let t = text(&o);
+        assert!(
+            t.contains("200 Connection Established") && t.contains("hello from 44.1.1.1"),
+            "{t}"
+        );
+        assert_eq!(hits[0].load(Ordering::SeqCst), 1);
+        e.assert_recorded();
+        let recs = e.records();
+        let close = recs
+            .iter()
+            .find(|r| r["kind"] == "net.close")
+            .unwrap_or_else(|| panic!("no net.close record: {recs:?}"));
+        assert!(close["detail"]["up"].as_u64().unwrap() > 0, "{close}");
+        assert!(close["detail"]["down"].as_u64().unwrap() > 0, "{close}");
+    });
+}
