@@ -358,16 +358,9 @@ async fn stream(via: Option<SocketAddr>) -> f64 {
         );
     }
     // A ClientHello without SNI (the CONNECT host is an address).
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[7; 32]);
-    body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0, 0, 0]);
-    let mut hs = vec![1];
-    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    hs.extend_from_slice(&body);
-    let mut rec = vec![0x16, 3, 1];
-    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-    rec.extend_from_slice(&hs);
-    s.write_all(&rec).await.unwrap();
+    s.write_all(&ward_net::tls::client_hello(None, false))
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 256 << 10];
     let mut got = 0u64;
     loop {

@@ -930,9 +930,9 @@ impl Proxy {
             empty()
         } else if let Some(n) = declared {
             upload_size = Some(n);
-            CountUp {
+            Counting {
                 inner: body,
-                n: sent_up.clone(),
+                counter: sent_up.clone(),
             }
             .boxed()
         } else if self.inner.has_upload_rules {
@@ -985,9 +985,9 @@ impl Proxy {
                 }
             }
         } else {
-            CountUp {
+            Counting {
                 inner: body,
-                n: sent_up.clone(),
+                counter: sent_up.clone(),
             }
             .boxed()
         };
@@ -1155,7 +1155,10 @@ impl Proxy {
         *conn.upstream.lock().await = Some(up);
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        let counted = Counted { inner: body, meter };
+        let counted = Counting {
+            inner: body,
+            counter: meter,
+        };
         Ok(Response::from_parts(parts, counted.boxed()))
     }
 
@@ -1288,13 +1291,31 @@ impl Drop for Meter {
     }
 }
 
-/// Counts a request body on its way up.
-struct CountUp {
-    inner: Incoming,
-    n: Arc<AtomicU64>,
+/// Where a [`Counting`] body adds the bytes it passes: a plain counter (a request body on its
+/// way up) or a response's [`Meter`] (held until the body ends, when it records the request).
+trait Count {
+    fn add(&self, n: u64);
 }
 
-impl Body for CountUp {
+impl Count for AtomicU64 {
+    fn add(&self, n: u64) {
+        self.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl Count for Meter {
+    fn add(&self, n: u64) {
+        self.down.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// A body passed through, its data bytes counted.
+struct Counting<C: Count> {
+    inner: Incoming,
+    counter: Arc<C>,
+}
+
+impl<C: Count> Body for Counting<C> {
     type Data = Bytes;
     type Error = BoxError;
     fn poll_frame(
@@ -1304,39 +1325,7 @@ impl Body for CountUp {
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
                 if let Some(d) = f.data_ref() {
-                    self.n.fetch_add(d.len() as u64, Ordering::Relaxed);
-                }
-                Poll::Ready(Some(Ok(f)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-struct Counted {
-    inner: Incoming,
-    meter: Arc<Meter>,
-}
-
-impl Body for Counted {
-    type Data = Bytes;
-    type Error = BoxError;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(f))) => {
-                if let Some(d) = f.data_ref() {
-                    self.meter.down.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    self.counter.add(d.len() as u64);
                 }
                 Poll::Ready(Some(Ok(f)))
             }
@@ -1356,6 +1345,17 @@ impl Body for Counted {
 enum PipeError {
     Io(u64, u64, std::io::Error),
     Limit(u64, u64),
+}
+
+/// Ends with an error once `last` (seconds since `started` of the last byte either way) is
+/// [`TUNNEL_IDLE`] old.
+async fn idle_watchdog(started: Instant, last: &AtomicU64) -> std::io::Result<()> {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        if started.elapsed().as_secs() - last.load(Ordering::Relaxed) >= TUNNEL_IDLE.as_secs() {
+            return Err(std::io::Error::other("idle"));
+        }
+    }
 }
 
 /// Copy both ways until both sides are done. `gate` sees every chunk going up before it is
@@ -1378,15 +1378,7 @@ where
     let started = Instant::now();
     let last = AtomicU64::new(0);
     let touch = || last.store(started.elapsed().as_secs(), Ordering::Relaxed);
-    let watchdog = async {
-        loop {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            let idle = started.elapsed().as_secs() - last.load(Ordering::Relaxed);
-            if idle >= TUNNEL_IDLE.as_secs() {
-                return Err::<(), _>(std::io::Error::other("idle"));
-            }
-        }
-    };
+    let watchdog = idle_watchdog(started, &last);
     let upward = async {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
@@ -1574,14 +1566,7 @@ async fn splice_pipe(
     let recv = AtomicU64::new(0);
     let upward = splice_one(client, up, gate, &touch, &sent);
     let downward = splice_one(up, client, |_| true, &touch, &recv);
-    let watchdog = async {
-        loop {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            if started.elapsed().as_secs() - last.load(Ordering::Relaxed) >= TUNNEL_IDLE.as_secs() {
-                return Err::<(), _>(std::io::Error::other("idle"));
-            }
-        }
-    };
+    let watchdog = idle_watchdog(started, &last);
     let both = async { tokio::try_join!(upward, downward).map(|_| ()) };
     let r = tokio::select! {
         r = both => r,

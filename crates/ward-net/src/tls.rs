@@ -200,41 +200,43 @@ fn hello(body: &[u8]) -> Result<Hello, HelloError> {
     Ok(out)
 }
 
+/// A minimal ClientHello (one record, TLS 1.3 suite), naming `sni` and carrying an
+/// `encrypted_client_hello` extension when `ech`: what the proxy reads, for tests and
+/// benchmarks that need a tunnel to open without a TLS stack.
+pub fn client_hello(sni: Option<&str>, ech: bool) -> Vec<u8> {
+    let mut ext = Vec::new();
+    if let Some(n) = sni {
+        let mut e = Vec::new();
+        e.extend_from_slice(&((n.len() + 3) as u16).to_be_bytes());
+        e.push(0);
+        e.extend_from_slice(&(n.len() as u16).to_be_bytes());
+        e.extend_from_slice(n.as_bytes());
+        ext.extend_from_slice(&[0, 0]);
+        ext.extend_from_slice(&(e.len() as u16).to_be_bytes());
+        ext.extend_from_slice(&e);
+    }
+    if ech {
+        ext.extend_from_slice(&[0xfe, 0x0d, 0, 1, 0]);
+    }
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7; 32]);
+    body.push(0);
+    body.extend_from_slice(&[0, 2, 0x13, 0x01]);
+    body.extend_from_slice(&[1, 0]);
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut hs = vec![1];
+    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16, 3, 1];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A minimal ClientHello with the given extensions.
-    pub fn client_hello(sni: Option<&str>, ech: bool) -> Vec<u8> {
-        let mut ext = Vec::new();
-        if let Some(n) = sni {
-            let mut e = Vec::new();
-            e.extend_from_slice(&((n.len() + 3) as u16).to_be_bytes());
-            e.push(0);
-            e.extend_from_slice(&(n.len() as u16).to_be_bytes());
-            e.extend_from_slice(n.as_bytes());
-            ext.extend_from_slice(&[0, 0]);
-            ext.extend_from_slice(&(e.len() as u16).to_be_bytes());
-            ext.extend_from_slice(&e);
-        }
-        if ech {
-            ext.extend_from_slice(&[0xfe, 0x0d, 0, 1, 0]);
-        }
-        let mut body = vec![3, 3];
-        body.extend_from_slice(&[7; 32]);
-        body.push(0);
-        body.extend_from_slice(&[0, 2, 0x13, 0x01]);
-        body.extend_from_slice(&[1, 0]);
-        body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-        body.extend_from_slice(&ext);
-        let mut hs = vec![1];
-        hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-        hs.extend_from_slice(&body);
-        let mut rec = vec![0x16, 3, 1];
-        rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-        rec.extend_from_slice(&hs);
-        rec
-    }
 
     #[test]
     fn reads_sni_and_ech() {

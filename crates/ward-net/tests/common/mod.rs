@@ -543,26 +543,7 @@ pub async fn read_response(s: &mut TcpStream) -> Resp {
 
 /// A ClientHello naming `sni` (enough for the proxy's check; an echo server does not care).
 pub fn client_hello(sni: &str) -> Vec<u8> {
-    let mut e = Vec::new();
-    e.extend_from_slice(&((sni.len() + 3) as u16).to_be_bytes());
-    e.push(0);
-    e.extend_from_slice(&(sni.len() as u16).to_be_bytes());
-    e.extend_from_slice(sni.as_bytes());
-    let mut ext = vec![0, 0];
-    ext.extend_from_slice(&(e.len() as u16).to_be_bytes());
-    ext.extend_from_slice(&e);
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[7; 32]);
-    body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
-    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-    body.extend_from_slice(&ext);
-    let mut hs = vec![1];
-    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    hs.extend_from_slice(&body);
-    let mut rec = vec![0x16, 3, 1];
-    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-    rec.extend_from_slice(&hs);
-    rec
+    ward_net::tls::client_hello(Some(sni), false)
 }
 
 /// An echo server on `addr` in the servers' namespace; counts the bytes it echoed.
