@@ -409,8 +409,10 @@ fn malformed_requests_get_400_and_the_proxy_lives_on() {
             // Empty TLS records, then a stream: refused, not buffered without end.
             let (st, mut s) = w.connect("api.test:443").await;
             assert_eq!(st, 200);
+            // The proxy may refuse (and close) after the first empty record: later writes can
+            // fail with a broken pipe, which is the point.
             for _ in 0..17 {
-                s.write_all(&[0x16, 3, 1, 0, 0]).await.unwrap();
+                let _ = s.write_all(&[0x16, 3, 1, 0, 0]).await;
             }
             let _ = s.write_all(&[0x41; 65536]).await;
             let mut buf = Vec::new();
