@@ -158,10 +158,17 @@ async fn bench(ward: std::path::PathBuf, squid: Option<&str>) {
 
 async fn measure(modes: &[(&str, Option<SocketAddr>)]) {
     let mut table: Vec<(String, Vec<(&str, f64)>)> = Vec::new();
-    for (label, path, conns) in [
-        ("1 KiB requests/s", "/1k", 32usize),
-        ("1 MiB requests/s", "/1m", 8),
-    ] {
+    // `WARD_BENCH_PROXY=stream` measures the stream alone (quicker, when working on tunnels).
+    let only_stream = std::env::var("WARD_BENCH_PROXY").is_ok_and(|v| v == "stream");
+    let requests: &[(&str, &str, usize)] = if only_stream {
+        &[]
+    } else {
+        &[
+            ("1 KiB requests/s", "/1k", 32),
+            ("1 MiB requests/s", "/1m", 8),
+        ]
+    };
+    for &(label, path, conns) in requests {
         let mut per: Vec<(&str, Vec<f64>)> = modes.iter().map(|(m, _)| (*m, vec![])).collect();
         for _ in 0..ROUNDS {
             for (i, (_, via)) in modes.iter().enumerate() {
