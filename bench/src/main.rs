@@ -7,6 +7,7 @@
 //! decision) and report the median of the per-operation averages.
 
 mod proxy;
+mod scan;
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
@@ -38,6 +39,9 @@ fn main() {
     }
     if all || what == "proxy" {
         proxy::run();
+    }
+    if all || what == "scan" {
+        scan::run();
     }
     if what == "verify-file" {
         // verify-file LOG KEYDIR: verify an existing log 5 times (for profiling).

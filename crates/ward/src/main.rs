@@ -8,6 +8,7 @@ mod policy_cmd;
 mod proxy_cmd;
 mod review_cmd;
 mod run_cmd;
+mod scan_cmd;
 mod session_cmd;
 mod token_cmd;
 
@@ -28,6 +29,7 @@ Examples:
   ward policy test examples/policy-tests   run Rego test_ rules, like `opa test`
   ward audit verify                        check the audit log's hash chain, signatures and anchor
   ward audit tail -f                       follow the audit log
+  ward scan .                              secrets and personal data in these files
 
 Exit codes: 0 success; 1 a check failed, a policy denied, or something was found; 2 usage or input error."
 )]
@@ -43,6 +45,8 @@ enum Cmd {
     Run(run_cmd::RunArgs),
     /// Run the egress proxy on its own: the manifest's destinations, nothing else, all on record.
     Proxy(proxy_cmd::ProxyArgs),
+    /// Look for secrets and personal data in files (exit 1 when something is found).
+    Scan(scan_cmd::ScanArgs),
     /// Check and explain permission manifests.
     #[command(subcommand)]
     Manifest(manifest_cmd::ManifestCmd),
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
         Cmd::Review(a) => review_cmd::run(a),
         Cmd::Proxy(a) => proxy_cmd::run(a),
         Cmd::Token(c) => token_cmd::run(c),
+        Cmd::Scan(a) => scan_cmd::run(a),
         Cmd::Status { json } => session_cmd::status(json),
         Cmd::Kill { session, all, json } => session_cmd::kill(session, all, json),
         Cmd::Manifest(c) => manifest_cmd::run(c),

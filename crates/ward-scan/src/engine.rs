@@ -1,0 +1,481 @@
+//! The scanner: keyword prefilter, windowed ASCII regexes, then filters and validators.
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use regex_automata::meta::Regex;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input};
+use serde::{Deserialize, Serialize};
+
+use crate::rules::{Kind, RuleError, RuleSet, MAX_WINDOW};
+use crate::validate::{entropy, Validator, Verdict};
+
+/// How sure a finding is.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    Low,
+    #[default]
+    Medium,
+    High,
+}
+
+impl Confidence {
+    fn up(self) -> Confidence {
+        match self {
+            Confidence::Low => Confidence::Medium,
+            _ => Confidence::High,
+        }
+    }
+}
+
+/// One thing found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The rule's id.
+    pub rule: String,
+    pub kind: Kind,
+    pub description: String,
+    /// Byte range of the secret itself in the scanned input.
+    pub start: usize,
+    pub end: usize,
+    /// 1-based line of `start`.
+    pub line: usize,
+    /// The secret's surroundings on its line, with the secret (and any long word nearby)
+    /// masked: safe to print and to log.
+    pub excerpt: String,
+    pub confidence: Confidence,
+}
+
+struct Compiled {
+    id: String,
+    description: String,
+    kind: Kind,
+    regex: Regex,
+    group: usize,
+    entropy: Option<f64>,
+    validator: Option<Validator>,
+    confidence: Confidence,
+    allow: Vec<Regex>,
+    stopwords: Vec<Vec<u8>>,
+    context: Vec<Vec<u8>>,
+    context_required: bool,
+    how: Window,
+    generic: bool,
+}
+
+/// Where a rule's regex runs around a keyword found at `s..e`.
+#[derive(Clone, Copy)]
+enum Window {
+    /// Matches start at the keyword: one anchored search at `s`, up to `len` bytes.
+    Anchored { len: usize },
+    /// The keyword is inside the match: `[s - back, s + ahead]`, unanchored.
+    Around { back: usize, ahead: usize },
+    /// The keyword is context: `[s - reach, e + reach]`, on the keyword's line unless
+    /// `multiline`, and only where the keyword is not inside a longer word.
+    Beside { reach: usize, multiline: bool },
+}
+
+/// Compiled rules, ready to scan. Cheap to share between threads (`&Scanner` is `Sync`).
+pub struct Scanner {
+    rules: Vec<Compiled>,
+    keywords: AhoCorasick,
+    /// Keyword pattern id -> the rules that keyword triggers.
+    by_keyword: Vec<Vec<u32>>,
+    /// The widest window of any rule: what a streaming scan must keep of earlier data.
+    widest: usize,
+}
+
+fn ascii_regex(id: &str, pattern: &str) -> Result<Regex, RuleError> {
+    Regex::builder()
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .configure(Regex::config().utf8_empty(false))
+        .build(pattern)
+        .map_err(|e| RuleError::Invalid {
+            id: id.to_string(),
+            message: format!("regex: {}", e.to_string().replace('\n', " ")),
+        })
+}
+
+/// The longest match `pattern` can have, when bounded.
+fn max_len(pattern: &str) -> Option<usize> {
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .ok()?
+        .properties()
+        .maximum_len()
+}
+
+impl Scanner {
+    /// Compile a rule set. Errors name the rule.
+    pub fn new(set: &RuleSet) -> Result<Scanner, RuleError> {
+        let mut rules = Vec::with_capacity(set.len());
+        let mut keywords: Vec<Vec<u8>> = Vec::new();
+        let mut by_keyword: Vec<Vec<u32>> = Vec::new();
+        let mut widest = 0;
+        for (i, r) in set.rules().enumerate() {
+            let regex = ascii_regex(&r.id, &r.regex)?;
+            let groups = regex
+                .group_info()
+                .group_len(regex_automata::PatternID::ZERO);
+            let group = r.group.unwrap_or(if groups > 1 { 1 } else { 0 });
+            if group >= groups {
+                return Err(RuleError::Invalid {
+                    id: r.id.clone(),
+                    message: format!("group {group} but the regex has {} groups", groups - 1),
+                });
+            }
+            let longest = max_len(&r.regex).unwrap_or(MAX_WINDOW).min(MAX_WINDOW);
+            let how = match (r.window, r.before) {
+                (Some(reach), _) => Window::Beside {
+                    reach,
+                    multiline: r.multiline,
+                },
+                (None, Some(0)) => Window::Anchored { len: longest },
+                (None, before) => Window::Around {
+                    back: before.unwrap_or(longest),
+                    ahead: longest,
+                },
+            };
+            widest = widest.max(match how {
+                Window::Anchored { len } => len,
+                Window::Around { back, ahead } => back + ahead,
+                Window::Beside { reach, .. } => 2 * reach + 64,
+            });
+            let allow = r
+                .allow
+                .iter()
+                .map(|a| ascii_regex(&r.id, a))
+                .collect::<Result<_, _>>()?;
+            for k in &r.keywords {
+                let k = k.to_ascii_lowercase().into_bytes();
+                match keywords.iter().position(|x| *x == k) {
+                    Some(p) => by_keyword[p].push(i as u32),
+                    None => {
+                        keywords.push(k);
+                        by_keyword.push(vec![i as u32]);
+                    }
+                }
+            }
+            let lower = |v: &Vec<String>| {
+                v.iter()
+                    .map(|s| s.to_ascii_lowercase().into_bytes())
+                    .collect::<Vec<_>>()
+            };
+            rules.push(Compiled {
+                id: r.id.clone(),
+                description: r.description.clone(),
+                kind: r.kind,
+                regex,
+                group,
+                entropy: r.entropy,
+                validator: r.validator,
+                confidence: r.confidence,
+                allow,
+                stopwords: lower(&r.stopwords),
+                context: lower(&r.context),
+                context_required: r.context_required,
+                how,
+                generic: r.generic,
+            });
+        }
+        for v in &mut by_keyword {
+            v.dedup();
+        }
+        let keywords = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&keywords)
+            .map_err(|e| RuleError::Invalid {
+                id: "(keywords)".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Scanner {
+            rules,
+            keywords,
+            by_keyword,
+            widest,
+        })
+    }
+
+    /// The built-in rules, compiled.
+    pub fn builtin() -> Scanner {
+        // The built-in rules compile in the test suite; failing here is a build bug.
+        Scanner::new(&RuleSet::builtin()).expect("built-in rules compile")
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The most bytes one rule looks at around a keyword.
+    pub(crate) fn widest(&self) -> usize {
+        self.widest
+    }
+
+    /// Every finding in `hay`, in order of position.
+    pub fn scan(&self, hay: &[u8]) -> Vec<Finding> {
+        let mut found = Vec::new();
+        self.scan_raw(hay, &mut found);
+        self.finish(hay, found, 0, 1)
+    }
+
+    /// Candidates as (rule, secret start, secret end, confidence), unordered, undeduplicated.
+    pub(crate) fn scan_raw(&self, hay: &[u8], out: &mut Vec<(u32, usize, usize, Confidence)>) {
+        // Windows per rule, merged on the fly while hits keep overlapping.
+        let mut windows: Vec<(u32, usize, usize)> = Vec::new();
+        let mut last: Vec<u32> = vec![u32::MAX; self.rules.len()];
+        for m in self.keywords.find_overlapping_iter(hay) {
+            let (s, e) = (m.start(), m.end());
+            for &r in &self.by_keyword[m.pattern().as_usize()] {
+                let c = &self.rules[r as usize];
+                let (ws, we) = match c.how {
+                    Window::Anchored { len } => {
+                        let input = Input::new(hay)
+                            .span(s..(s + len).min(hay.len()))
+                            .anchored(Anchored::Yes);
+                        // Most hits are not secrets ("tokenizer", "path"): the lazy DFA says
+                        // so within a few bytes; only a match pays for captures.
+                        if c.regex.search_half(&input).is_some() {
+                            let mut caps = c.regex.create_captures();
+                            c.regex.search_captures(&input, &mut caps);
+                            self.take(c, r, hay, &caps, out);
+                        }
+                        continue;
+                    }
+                    Window::Around { back, ahead } => {
+                        (s.saturating_sub(back), (s + ahead).min(hay.len()))
+                    }
+                    Window::Beside { reach, multiline } => {
+                        let word = |b: u8| b.is_ascii_alphanumeric();
+                        if s > 0 && e < hay.len() && word(hay[s - 1]) && word(hay[e]) {
+                            continue;
+                        }
+                        let (mut ws, mut we) =
+                            (s.saturating_sub(reach), (e + reach).min(hay.len()));
+                        if !multiline {
+                            // The newlines themselves stay in: rules end with "not a token
+                            // character", which a line's end is.
+                            if let Some(p) = hay[ws..s].iter().rposition(|&b| b == b'\n') {
+                                ws += p;
+                            }
+                            if let Some(p) = hay[e..we].iter().position(|&b| b == b'\n') {
+                                we = e + p + 1;
+                            }
+                        }
+                        (ws, we)
+                    }
+                };
+                let li = last[r as usize];
+                if li != u32::MAX {
+                    let w = &mut windows[li as usize];
+                    if ws <= w.2 {
+                        w.1 = w.1.min(ws);
+                        w.2 = w.2.max(we);
+                        continue;
+                    }
+                }
+                last[r as usize] = windows.len() as u32;
+                windows.push((r, ws, we));
+            }
+        }
+        for (r, ws, we) in windows {
+            let c = &self.rules[r as usize];
+            let input = Input::new(hay).span(ws..we);
+            for caps in c.regex.captures_iter(input) {
+                self.take(c, r, hay, &caps, out);
+            }
+        }
+    }
+
+    fn take(
+        &self,
+        c: &Compiled,
+        r: u32,
+        hay: &[u8],
+        caps: &regex_automata::util::captures::Captures,
+        out: &mut Vec<(u32, usize, usize, Confidence)>,
+    ) {
+        let Some(g) = caps.get_group(c.group) else {
+            return;
+        };
+        let m = caps.get_match().map(|m| m.range()).unwrap_or(g.range());
+        if let Some(conf) = self.judge(c, hay, g.range(), m) {
+            out.push((r, g.start, g.end, conf));
+        }
+    }
+
+    /// The filters: entropy, stop words, allowlist, context, validator.
+    fn judge(
+        &self,
+        c: &Compiled,
+        hay: &[u8],
+        secret: std::ops::Range<usize>,
+        whole: std::ops::Range<usize>,
+    ) -> Option<Confidence> {
+        let s = &hay[secret.clone()];
+        if s.is_empty() {
+            return None;
+        }
+        if let Some(min) = c.entropy {
+            if entropy(s) < min {
+                return None;
+            }
+        }
+        if !c.stopwords.is_empty() {
+            let lower = s.to_ascii_lowercase();
+            if c.stopwords
+                .iter()
+                .any(|w| lower.windows(w.len()).any(|x| x == &w[..]))
+            {
+                return None;
+            }
+        }
+        if c.allow.iter().any(|a| a.is_match(s)) {
+            return None;
+        }
+        let mut conf = c.confidence;
+        if !c.context.is_empty() {
+            let reach = match c.how {
+                Window::Beside { reach, .. } => reach,
+                _ => 64,
+            };
+            let lo = whole.start.saturating_sub(reach);
+            let hi = (whole.end + reach).min(hay.len());
+            let near = hay[lo..hi].to_ascii_lowercase();
+            let seen = c
+                .context
+                .iter()
+                .any(|w| near.windows(w.len()).any(|x| x == &w[..]));
+            if seen {
+                conf = conf.up();
+            } else if c.context_required {
+                return None;
+            }
+        }
+        if let Some(v) = c.validator {
+            match v.check(s) {
+                Verdict::Reject => return None,
+                Verdict::Confirmed => conf = Confidence::High,
+                Verdict::Doubtful => conf = Confidence::Low,
+                Verdict::Pass => {}
+            }
+        }
+        Some(conf)
+    }
+
+    /// Sort, drop duplicates and generic findings that a specific rule covers, number lines
+    /// (`line0` is the line `hay` starts on, `base` its offset) and mask.
+    pub(crate) fn finish(
+        &self,
+        hay: &[u8],
+        mut raw: Vec<(u32, usize, usize, Confidence)>,
+        base: usize,
+        line0: usize,
+    ) -> Vec<Finding> {
+        raw.sort_unstable_by_key(|&(r, s, e, _)| (s, e, r));
+        raw.dedup_by_key(|&mut (r, s, e, _)| (r, s, e));
+        // A catch-all rule gives way to a specific rule of the same kind on the same bytes (a
+        // card number inside a URL does not hide the URL's password).
+        let specific: Vec<(usize, usize, Kind)> = raw
+            .iter()
+            .filter(|(r, ..)| !self.rules[*r as usize].generic)
+            .map(|&(r, s, e, _)| (s, e, self.rules[r as usize].kind))
+            .collect();
+        let mut line = line0;
+        let mut counted = 0;
+        let mut out = Vec::with_capacity(raw.len());
+        for (r, s, e, conf) in raw {
+            let c = &self.rules[r as usize];
+            if c.generic
+                && specific
+                    .iter()
+                    .any(|&(a, b, k)| a < e && s < b && k == c.kind)
+            {
+                continue;
+            }
+            line += hay[counted..s].iter().filter(|&&b| b == b'\n').count();
+            counted = s;
+            out.push(Finding {
+                rule: c.id.clone(),
+                kind: c.kind,
+                description: c.description.clone(),
+                start: base + s,
+                end: base + e,
+                line,
+                excerpt: excerpt(hay, s, e),
+                confidence: conf,
+            });
+        }
+        out
+    }
+}
+
+/// Up to this many bytes of the line on each side of a secret go into an excerpt.
+const CONTEXT: usize = 24;
+
+/// `key = "ghp_************…"`: the secret shows a few leading bytes (a token's prefix says
+/// what it is) and words of 8+ alphanumerics around it are masked too (they may be secrets
+/// no rule knows).
+fn excerpt(hay: &[u8], s: usize, e: usize) -> String {
+    let line_start = hay[..s]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let line_end = hay[e..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(hay.len(), |p| e + p);
+    let before = &hay[s.saturating_sub(CONTEXT).max(line_start)..s];
+    let after = &hay[e..(e + CONTEXT).min(line_end)];
+    let secret = &hay[s..e];
+    let show = (secret.len() / 5).min(4);
+    let mut out = mask_words(before);
+    out.push_str(&printable(&secret[..show]));
+    let hidden = secret.len() - show;
+    out.push_str(&"*".repeat(hidden.min(12)));
+    if hidden > 12 {
+        out.push('…');
+    }
+    out.push_str(&mask_words(after));
+    out
+}
+
+fn printable(b: &[u8]) -> String {
+    let mut s = String::new();
+    for &c in b {
+        if (0x20..0x7f).contains(&c) {
+            s.push(c as char);
+        } else {
+            s.push_str(&format!("\\x{c:02x}"));
+        }
+    }
+    s
+}
+
+fn mask_words(b: &[u8]) -> String {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let j = b[i..]
+            .iter()
+            .position(|c| !c.is_ascii_alphanumeric())
+            .map_or(b.len(), |p| i + p);
+        if j - i >= 8 {
+            out.extend_from_slice(&b[i..i + 2]);
+            out.extend(std::iter::repeat_n(b'*', j - i - 2));
+        } else {
+            out.extend_from_slice(&b[i..j]);
+        }
+        if j < b.len() {
+            out.push(b[j]);
+        }
+        i = j + 1;
+    }
+    printable(&out)
+}

@@ -1,0 +1,50 @@
+//! Every rule finds its examples and none of its counter-examples (the rule files carry both).
+
+use ward_scan::{RuleSet, Scanner};
+
+#[test]
+fn every_rule_finds_its_examples_and_not_its_look_alikes() {
+    let set = RuleSet::builtin();
+    let scanner = Scanner::new(&set).unwrap();
+    let mut failures = Vec::new();
+    for rule in set.rules() {
+        if rule.examples.is_empty() || rule.counter_examples.is_empty() {
+            failures.push(format!(
+                "{}: needs an example and a counter-example",
+                rule.id
+            ));
+        }
+        // Each example alone, and as a line among others (the end of a line must not hide it).
+        let framed: Vec<String> = rule
+            .examples
+            .iter()
+            .flat_map(|e| [e.clone(), format!("first line\n{e}\nlast line\n")])
+            .collect();
+        for ex in &framed {
+            let found = scanner.scan(ex.as_bytes());
+            if !found.iter().any(|f| f.rule == rule.id) {
+                failures.push(format!(
+                    "{}: missed its example {ex:?} (found: {:?})",
+                    rule.id,
+                    found.iter().map(|f| &f.rule).collect::<Vec<_>>()
+                ));
+            }
+        }
+        for ex in &rule.counter_examples {
+            if scanner
+                .scan(ex.as_bytes())
+                .iter()
+                .any(|f| f.rule == rule.id)
+            {
+                failures.push(format!("{}: reported its counter-example {ex:?}", rule.id));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} problems:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(set.len() >= 200, "only {} rules", set.len());
+}
