@@ -1,11 +1,12 @@
 //! The scanner: keyword prefilter, windowed ASCII regexes, then filters and validators.
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input};
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 
+use crate::prefilter::Keywords;
 use crate::rules::{Kind, RuleError, RuleSet, MAX_WINDOW};
 use crate::validate::{entropy, Validator, Verdict};
 
@@ -52,17 +53,61 @@ struct Compiled {
     id: String,
     description: String,
     kind: Kind,
-    regex: Regex,
-    group: usize,
+    /// The regex source, its group and allowlist as written.
+    pattern: String,
+    group: Option<usize>,
+    allow_src: Vec<String>,
+    /// Compiled on first use (built-in rules: most never meet their keyword in a given
+    /// input, and compiling all 342 costs ~0.2 s) or up front ([`Scanner::new`]).
+    built: OnceLock<Built>,
     entropy: Option<f64>,
     validator: Option<Validator>,
     confidence: Confidence,
-    allow: Vec<Regex>,
     stopwords: Vec<Vec<u8>>,
     context: Vec<Vec<u8>>,
     context_required: bool,
     how: Window,
     generic: bool,
+}
+
+struct Built {
+    regex: Regex,
+    group: usize,
+    allow: Vec<Regex>,
+}
+
+impl Compiled {
+    fn build(&self) -> Result<Built, RuleError> {
+        let regex = ascii_regex(&self.id, &self.pattern)?;
+        let groups = regex
+            .group_info()
+            .group_len(regex_automata::PatternID::ZERO);
+        let group = self.group.unwrap_or(if groups > 1 { 1 } else { 0 });
+        if group >= groups {
+            return Err(RuleError::Invalid {
+                id: self.id.clone(),
+                message: format!("group {group} but the regex has {} groups", groups - 1),
+            });
+        }
+        let allow = self
+            .allow_src
+            .iter()
+            .map(|a| ascii_regex(&self.id, a))
+            .collect::<Result<_, _>>()?;
+        Ok(Built {
+            regex,
+            group,
+            allow,
+        })
+    }
+
+    fn built(&self) -> &Built {
+        self.built.get_or_init(|| {
+            // Only rule sets made with `Scanner::lazy` get here uncompiled: the built-in
+            // rules, every one of which the test suite compiles.
+            self.build().expect("built-in rule compiles")
+        })
+    }
 }
 
 /// Where a rule's regex runs around a keyword found at `s..e`.
@@ -80,7 +125,7 @@ enum Window {
 /// Compiled rules, ready to scan. Cheap to share between threads (`&Scanner` is `Sync`).
 pub struct Scanner {
     rules: Vec<Compiled>,
-    keywords: AhoCorasick,
+    keywords: Keywords,
     /// Keyword pattern id -> the rules that keyword triggers.
     by_keyword: Vec<Vec<u32>>,
     /// The widest window of any rule: what a streaming scan must keep of earlier data.
@@ -111,24 +156,34 @@ fn max_len(pattern: &str) -> Option<usize> {
 }
 
 impl Scanner {
-    /// Compile a rule set. Errors name the rule.
+    /// Compile a rule set. Errors name the rule. Rules added with [`RuleSet::add_toml`] are
+    /// compiled now; Ward's own are compiled on first use (see [`Scanner::compile_all`]).
     pub fn new(set: &RuleSet) -> Result<Scanner, RuleError> {
+        let scanner = Scanner::lazy(set)?;
+        for c in &scanner.rules[set.builtin..] {
+            let built = c.build()?;
+            let _ = c.built.set(built);
+        }
+        Ok(scanner)
+    }
+
+    /// Compile every rule now (what the test suite does for Ward's own).
+    pub fn compile_all(&self) -> Result<(), RuleError> {
+        for c in &self.rules {
+            if c.built.get().is_none() {
+                let built = c.build()?;
+                let _ = c.built.set(built);
+            }
+        }
+        Ok(())
+    }
+
+    fn lazy(set: &RuleSet) -> Result<Scanner, RuleError> {
         let mut rules = Vec::with_capacity(set.len());
         let mut keywords: Vec<Vec<u8>> = Vec::new();
         let mut by_keyword: Vec<Vec<u32>> = Vec::new();
         let mut widest = 0;
         for (i, r) in set.rules().enumerate() {
-            let regex = ascii_regex(&r.id, &r.regex)?;
-            let groups = regex
-                .group_info()
-                .group_len(regex_automata::PatternID::ZERO);
-            let group = r.group.unwrap_or(if groups > 1 { 1 } else { 0 });
-            if group >= groups {
-                return Err(RuleError::Invalid {
-                    id: r.id.clone(),
-                    message: format!("group {group} but the regex has {} groups", groups - 1),
-                });
-            }
             let longest = max_len(&r.regex).unwrap_or(MAX_WINDOW).min(MAX_WINDOW);
             let how = match (r.window, r.before) {
                 (Some(reach), _) => Window::Beside {
@@ -146,11 +201,6 @@ impl Scanner {
                 Window::Around { back, ahead } => back + ahead,
                 Window::Beside { reach, .. } => 2 * reach + 64,
             });
-            let allow = r
-                .allow
-                .iter()
-                .map(|a| ascii_regex(&r.id, a))
-                .collect::<Result<_, _>>()?;
             for k in &r.keywords {
                 let k = k.to_ascii_lowercase().into_bytes();
                 match keywords.iter().position(|x| *x == k) {
@@ -170,12 +220,13 @@ impl Scanner {
                 id: r.id.clone(),
                 description: r.description.clone(),
                 kind: r.kind,
-                regex,
-                group,
+                pattern: r.regex.clone(),
+                group: r.group,
+                allow_src: r.allow.clone(),
+                built: OnceLock::new(),
                 entropy: r.entropy,
                 validator: r.validator,
                 confidence: r.confidence,
-                allow,
                 stopwords: lower(&r.stopwords),
                 context: lower(&r.context),
                 context_required: r.context_required,
@@ -186,15 +237,7 @@ impl Scanner {
         for v in &mut by_keyword {
             v.dedup();
         }
-        let keywords = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&keywords)
-            .map_err(|e| RuleError::Invalid {
-                id: "(keywords)".into(),
-                message: e.to_string(),
-            })?;
+        let keywords = Keywords::new(&keywords);
         Ok(Scanner {
             rules,
             keywords,
@@ -206,7 +249,7 @@ impl Scanner {
     /// The built-in rules, compiled.
     pub fn builtin() -> Scanner {
         // The built-in rules compile in the test suite; failing here is a build bug.
-        Scanner::new(&RuleSet::builtin()).expect("built-in rules compile")
+        Scanner::lazy(&RuleSet::builtin()).expect("built-in rules compile")
     }
 
     pub fn rule_count(&self) -> usize {
@@ -220,6 +263,12 @@ impl Scanner {
 
     /// Every finding in `hay`, in order of position.
     pub fn scan(&self, hay: &[u8]) -> Vec<Finding> {
+        if hay.len() > HUGE {
+            let mut s = crate::StreamScanner::new(self);
+            let mut found = s.push(hay);
+            found.extend(s.finish());
+            return found;
+        }
         let mut found = Vec::new();
         self.scan_raw(hay, &mut found);
         self.finish(hay, found, 0, 1)
@@ -230,9 +279,15 @@ impl Scanner {
         // Windows per rule, merged on the fly while hits keep overlapping.
         let mut windows: Vec<(u32, usize, usize)> = Vec::new();
         let mut last: Vec<u32> = vec![u32::MAX; self.rules.len()];
-        for m in self.keywords.find_overlapping_iter(hay) {
-            let (s, e) = (m.start(), m.end());
-            for &r in &self.by_keyword[m.pattern().as_usize()] {
+        debug_assert!(
+            hay.len() <= HUGE,
+            "callers scan pieces (StreamScanner does)"
+        );
+        let mut hits = Vec::new();
+        self.keywords.find(hay, &mut hits);
+        for (id, s, e) in hits {
+            let (s, e) = (s as usize, e as usize);
+            for &r in &self.by_keyword[id as usize] {
                 let c = &self.rules[r as usize];
                 let (ws, we) = match c.how {
                     Window::Anchored { len } => {
@@ -241,9 +296,10 @@ impl Scanner {
                             .anchored(Anchored::Yes);
                         // Most hits are not secrets ("tokenizer", "path"): the lazy DFA says
                         // so within a few bytes; only a match pays for captures.
-                        if c.regex.search_half(&input).is_some() {
-                            let mut caps = c.regex.create_captures();
-                            c.regex.search_captures(&input, &mut caps);
+                        let b = c.built();
+                        if b.regex.search_half(&input).is_some() {
+                            let mut caps = b.regex.create_captures();
+                            b.regex.search_captures(&input, &mut caps);
                             self.take(c, r, hay, &caps, out);
                         }
                         continue;
@@ -287,7 +343,7 @@ impl Scanner {
         for (r, ws, we) in windows {
             let c = &self.rules[r as usize];
             let input = Input::new(hay).span(ws..we);
-            for caps in c.regex.captures_iter(input) {
+            for caps in c.built().regex.captures_iter(input) {
                 self.take(c, r, hay, &caps, out);
             }
         }
@@ -301,7 +357,7 @@ impl Scanner {
         caps: &regex_automata::util::captures::Captures,
         out: &mut Vec<(u32, usize, usize, Confidence)>,
     ) {
-        let Some(g) = caps.get_group(c.group) else {
+        let Some(g) = caps.get_group(c.built().group) else {
             return;
         };
         let m = caps.get_match().map(|m| m.range()).unwrap_or(g.range());
@@ -327,16 +383,10 @@ impl Scanner {
                 return None;
             }
         }
-        if !c.stopwords.is_empty() {
-            let lower = s.to_ascii_lowercase();
-            if c.stopwords
-                .iter()
-                .any(|w| lower.windows(w.len()).any(|x| x == &w[..]))
-            {
-                return None;
-            }
+        if c.stopwords.iter().any(|w| contains_ci(s, w)) {
+            return None;
         }
-        if c.allow.iter().any(|a| a.is_match(s)) {
+        if c.built().allow.iter().any(|a| a.is_match(s)) {
             return None;
         }
         let mut conf = c.confidence;
@@ -347,11 +397,7 @@ impl Scanner {
             };
             let lo = whole.start.saturating_sub(reach);
             let hi = (whole.end + reach).min(hay.len());
-            let near = hay[lo..hi].to_ascii_lowercase();
-            let seen = c
-                .context
-                .iter()
-                .any(|w| near.windows(w.len()).any(|x| x == &w[..]));
+            let seen = c.context.iter().any(|w| contains_ci(&hay[lo..hi], w));
             if seen {
                 conf = conf.up();
             } else if c.context_required {
@@ -399,7 +445,7 @@ impl Scanner {
             {
                 continue;
             }
-            line += hay[counted..s].iter().filter(|&&b| b == b'\n').count();
+            line += count_newlines(&hay[counted..s]);
             counted = s;
             out.push(Finding {
                 rule: c.id.clone(),
@@ -415,6 +461,25 @@ impl Scanner {
         out
     }
 }
+
+/// Whether `hay` contains `lower` (lower-case), ASCII case-insensitively, without allocating.
+fn contains_ci(hay: &[u8], lower: &[u8]) -> bool {
+    !lower.is_empty()
+        && hay
+            .windows(lower.len())
+            .any(|x| x.eq_ignore_ascii_case(lower))
+}
+
+/// Newlines in `b`, counted 255 bytes at a time in byte lanes (the compiler vectorizes it;
+/// several times faster than a plain filter-count, which matters on every byte scanned).
+pub(crate) fn count_newlines(b: &[u8]) -> usize {
+    b.chunks(255)
+        .map(|c| c.iter().fold(0u8, |a, &x| a + (x == b'\n') as u8) as usize)
+        .sum()
+}
+
+/// Inputs longer than this are scanned as a stream (offsets inside a scan are 32-bit).
+const HUGE: usize = 1 << 30;
 
 /// Up to this many bytes of the line on each side of a secret go into an excerpt.
 const CONTEXT: usize = 24;

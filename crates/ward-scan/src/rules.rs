@@ -104,6 +104,9 @@ pub enum RuleError {
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     pub(crate) rules: Vec<(Rule, String)>,
+    /// How many of the first rules are Ward's own (compiled on first use; the test suite
+    /// compiles them all).
+    pub(crate) builtin: usize,
 }
 
 /// The rule files built into Ward (repository `rules/`).
@@ -136,6 +139,7 @@ impl RuleSet {
             // The built-in files are checked by the test suite; a failure here is a build bug.
             set.add_toml(name, text).expect("built-in rules parse");
         }
+        set.builtin = set.rules.len();
         set
     }
 

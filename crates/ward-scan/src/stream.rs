@@ -38,12 +38,16 @@ impl<'s> StreamScanner<'s> {
 
     /// Add the next piece; findings that are now certain.
     pub fn push(&mut self, data: &[u8]) -> Vec<Finding> {
-        self.buf.extend_from_slice(data);
-        let end = self.base + self.buf.len();
-        if end - self.done < CHUNK.max(4 * self.reach) {
-            return Vec::new();
+        let mut found = Vec::new();
+        // In pieces, so that one huge push does not make one huge scan.
+        for piece in data.chunks(CHUNK) {
+            self.buf.extend_from_slice(piece);
+            let end = self.base + self.buf.len();
+            if end - self.done >= CHUNK.max(4 * self.reach) {
+                found.extend(self.scan(end - self.reach));
+            }
         }
-        self.scan(end - self.reach)
+        found
     }
 
     /// The end of the stream: the remaining findings.
@@ -66,7 +70,7 @@ impl<'s> StreamScanner<'s> {
         self.done = limit;
         let keep_from = limit.saturating_sub(2 * self.reach).max(self.base);
         let n = keep_from - self.base;
-        self.line += self.buf[..n].iter().filter(|&&b| b == b'\n').count();
+        self.line += crate::engine::count_newlines(&self.buf[..n]);
         self.buf.drain(..n);
         self.base = keep_from;
         found

@@ -6,6 +6,7 @@ use ward_scan::{RuleSet, Scanner};
 fn every_rule_finds_its_examples_and_not_its_look_alikes() {
     let set = RuleSet::builtin();
     let scanner = Scanner::new(&set).unwrap();
+    scanner.compile_all().unwrap();
     let mut failures = Vec::new();
     for rule in set.rules() {
         if rule.examples.is_empty() || rule.counter_examples.is_empty() {

@@ -8,6 +8,7 @@ mod policy_cmd;
 mod proxy_cmd;
 mod review_cmd;
 mod run_cmd;
+mod sanitize_cmd;
 mod scan_cmd;
 mod session_cmd;
 mod token_cmd;
@@ -30,6 +31,7 @@ Examples:
   ward audit verify                        check the audit log's hash chain, signatures and anchor
   ward audit tail -f                       follow the audit log
   ward scan .                              secrets and personal data in these files
+  ward sanitize --report README.md         what in this file is hidden from a person
 
 Exit codes: 0 success; 1 a check failed, a policy denied, or something was found; 2 usage or input error."
 )]
@@ -47,6 +49,9 @@ enum Cmd {
     Proxy(proxy_cmd::ProxyArgs),
     /// Look for secrets and personal data in files (exit 1 when something is found).
     Scan(scan_cmd::ScanArgs),
+    /// Remove (or reveal) what a person does not see but a model reads: invisible Unicode,
+    /// escapes, comments, hidden HTML, image metadata.
+    Sanitize(sanitize_cmd::SanitizeArgs),
     /// Check and explain permission manifests.
     #[command(subcommand)]
     Manifest(manifest_cmd::ManifestCmd),
@@ -105,6 +110,7 @@ fn main() -> ExitCode {
         Cmd::Proxy(a) => proxy_cmd::run(a),
         Cmd::Token(c) => token_cmd::run(c),
         Cmd::Scan(a) => scan_cmd::run(a),
+        Cmd::Sanitize(a) => sanitize_cmd::run(a),
         Cmd::Status { json } => session_cmd::status(json),
         Cmd::Kill { session, all, json } => session_cmd::kill(session, all, json),
         Cmd::Manifest(c) => manifest_cmd::run(c),

@@ -94,25 +94,28 @@ pub fn run(a: ScanArgs) -> crate::Outcome {
     let read_errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..threads.min(files.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(path) = files.get(i) else { break };
-                match scan_file(&scanner, path) {
-                    Ok((n, found)) => {
-                        bytes.fetch_add(n, Ordering::Relaxed);
-                        let found: Vec<Finding> =
-                            found.into_iter().filter(|f| f.confidence >= min).collect();
-                        if !found.is_empty() {
-                            results
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .push((i, found));
+            s.spawn(|| {
+                let mut buf = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = files.get(i) else { break };
+                    match scan_file(&scanner, path, &mut buf) {
+                        Ok((n, found)) => {
+                            bytes.fetch_add(n, Ordering::Relaxed);
+                            let found: Vec<Finding> =
+                                found.into_iter().filter(|f| f.confidence >= min).collect();
+                            if !found.is_empty() {
+                                results
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .push((i, found));
+                            }
                         }
+                        Err(e) => read_errors
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(format!("{}: {e}", path.display())),
                     }
-                    Err(e) => read_errors
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(format!("{}: {e}", path.display())),
                 }
             });
         }
@@ -222,19 +225,40 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
     }
 }
 
-fn scan_file(scanner: &Scanner, path: &Path) -> std::io::Result<(usize, Vec<Finding>)> {
+/// Files up to this size are read whole (into a buffer each thread reuses) and scanned at
+/// once; bigger ones are streamed in 1 MiB reads.
+const WHOLE: u64 = 64 << 20;
+
+fn scan_file(
+    scanner: &Scanner,
+    path: &Path,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<(usize, Vec<Finding>)> {
     let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    if len <= WHOLE {
+        buf.clear();
+        buf.reserve(len as usize + 1);
+        f.read_to_end(buf)?;
+        if buf.len() as u64 <= WHOLE {
+            return Ok((buf.len(), scanner.scan(buf)));
+        }
+        // It grew while we read: what we have goes through the stream like the rest.
+    }
     let mut stream = StreamScanner::new(scanner);
-    let mut buf = vec![0u8; 1 << 20];
     let mut found = Vec::new();
+    if len <= WHOLE {
+        found.extend(stream.push(buf));
+    }
+    let mut piece = vec![0u8; 1 << 20];
     loop {
-        let n = match f.read(&mut buf) {
+        let n = match f.read(&mut piece) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        found.extend(stream.push(&buf[..n]));
+        found.extend(stream.push(&piece[..n]));
     }
     let n = stream.offset();
     found.extend(stream.finish());

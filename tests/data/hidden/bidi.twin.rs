@@ -1,0 +1,4 @@
+fn greet() {
+    // שלום‏ עולם: hello world in Hebrew
+    println!("hello");
+}
