@@ -271,7 +271,7 @@ impl Scanner {
         }
         let mut found = Vec::new();
         self.scan_raw(hay, &mut found);
-        self.finish(hay, found, 0, 1)
+        self.finish(hay, found, 0, 1, |_, _| true)
     }
 
     /// Candidates as (rule, secret start, secret end, confidence), unordered, undeduplicated.
@@ -283,68 +283,89 @@ impl Scanner {
             hay.len() <= HUGE,
             "callers scan pieces (StreamScanner does)"
         );
+        // Keywords block by block: the hits of one block at a time (a file of '@' has one per
+        // byte).
         let mut hits = Vec::new();
-        self.keywords.find(hay, &mut hits);
-        for (id, s, e) in hits {
-            let (s, e) = (s as usize, e as usize);
-            for &r in &self.by_keyword[id as usize] {
-                let c = &self.rules[r as usize];
-                let (ws, we) = match c.how {
-                    Window::Anchored { len } => {
-                        let input = Input::new(hay)
-                            .span(s..(s + len).min(hay.len()))
-                            .anchored(Anchored::Yes);
-                        // Most hits are not secrets ("tokenizer", "path"): the lazy DFA says
-                        // so within a few bytes; only a match pays for captures.
-                        let b = c.built();
-                        if b.regex.search_half(&input).is_some() {
-                            let mut caps = b.regex.create_captures();
-                            b.regex.search_captures(&input, &mut caps);
-                            self.take(c, r, hay, &caps, out);
-                        }
-                        continue;
-                    }
-                    Window::Around { back, ahead } => {
-                        (s.saturating_sub(back), (s + ahead).min(hay.len()))
-                    }
-                    Window::Beside { reach, multiline } => {
-                        let word = |b: u8| b.is_ascii_alphanumeric();
-                        if s > 0 && e < hay.len() && word(hay[s - 1]) && word(hay[e]) {
+        let mut block = 0;
+        while block < hay.len() {
+            let to = (block + BLOCK).min(hay.len());
+            hits.clear();
+            self.keywords.find(hay, block, to, &mut hits);
+            block = to;
+            for &(id, s, e) in &hits {
+                let (s, e) = (s as usize, e as usize);
+                for &r in &self.by_keyword[id as usize] {
+                    let c = &self.rules[r as usize];
+                    let (ws, we) = match c.how {
+                        Window::Anchored { len } => {
+                            let input = Input::new(hay)
+                                .span(s..(s + len).min(hay.len()))
+                                .anchored(Anchored::Yes);
+                            // Most hits are not secrets ("tokenizer", "path"): the lazy DFA says
+                            // so within a few bytes; only a match pays for captures.
+                            let b = c.built();
+                            if b.regex.search_half(&input).is_some() {
+                                let mut caps = b.regex.create_captures();
+                                b.regex.search_captures(&input, &mut caps);
+                                self.take(c, r, hay, &caps, out);
+                            }
                             continue;
                         }
-                        let (mut ws, mut we) =
-                            (s.saturating_sub(reach), (e + reach).min(hay.len()));
-                        if !multiline {
-                            // The newlines themselves stay in: rules end with "not a token
-                            // character", which a line's end is.
-                            if let Some(p) = hay[ws..s].iter().rposition(|&b| b == b'\n') {
-                                ws += p;
-                            }
-                            if let Some(p) = hay[e..we].iter().position(|&b| b == b'\n') {
-                                we = e + p + 1;
-                            }
+                        Window::Around { back, ahead } => {
+                            (s.saturating_sub(back), (s + ahead).min(hay.len()))
                         }
-                        (ws, we)
+                        Window::Beside { reach, multiline } => {
+                            let word = |b: u8| b.is_ascii_alphanumeric();
+                            if s > 0 && e < hay.len() && word(hay[s - 1]) && word(hay[e]) {
+                                continue;
+                            }
+                            let (mut ws, mut we) =
+                                (s.saturating_sub(reach), (e + reach).min(hay.len()));
+                            if !multiline {
+                                // The newlines themselves stay in: rules end with "not a token
+                                // character", which a line's end is.
+                                if let Some(p) = hay[ws..s].iter().rposition(|&b| b == b'\n') {
+                                    ws += p;
+                                }
+                                if let Some(p) = hay[e..we].iter().position(|&b| b == b'\n') {
+                                    we = e + p + 1;
+                                }
+                            }
+                            (ws, we)
+                        }
+                    };
+                    let li = last[r as usize];
+                    if li != u32::MAX {
+                        let w = &mut windows[li as usize];
+                        if ws <= w.2 {
+                            w.1 = w.1.min(ws);
+                            w.2 = w.2.max(we);
+                            continue;
+                        }
                     }
-                };
-                let li = last[r as usize];
-                if li != u32::MAX {
-                    let w = &mut windows[li as usize];
-                    if ws <= w.2 {
-                        w.1 = w.1.min(ws);
-                        w.2 = w.2.max(we);
-                        continue;
-                    }
+                    last[r as usize] = windows.len() as u32;
+                    windows.push((r, ws, we));
                 }
-                last[r as usize] = windows.len() as u32;
-                windows.push((r, ws, we));
             }
         }
         for (r, ws, we) in windows {
             let c = &self.rules[r as usize];
-            let input = Input::new(hay).span(ws..we);
-            for caps in c.built().regex.captures_iter(input) {
+            let b = c.built();
+            let mut caps = b.regex.create_captures();
+            // By hand rather than `captures_iter`: the next search starts where the secret
+            // ended, not where the match did, so a rejected look-alike cannot swallow the
+            // delimiter in front of the real one.
+            let mut at = ws;
+            while at < we {
+                b.regex
+                    .search_captures(&Input::new(hay).span(at..we), &mut caps);
+                let Some(m) = caps.get_match() else { break };
+                let next = caps
+                    .get_group(b.group)
+                    .map_or(m.end(), |g| g.end)
+                    .max(m.start() + 1);
                 self.take(c, r, hay, &caps, out);
+                at = next;
             }
         }
     }
@@ -423,26 +444,43 @@ impl Scanner {
         mut raw: Vec<(u32, usize, usize, Confidence)>,
         base: usize,
         line0: usize,
+        keep: impl Fn(usize, usize) -> bool,
     ) -> Vec<Finding> {
         raw.sort_unstable_by_key(|&(r, s, e, _)| (s, e, r));
         raw.dedup_by_key(|&mut (r, s, e, _)| (r, s, e));
         // A catch-all rule gives way to a specific rule of the same kind on the same bytes (a
         // card number inside a URL does not hide the URL's password).
-        let specific: Vec<(usize, usize, Kind)> = raw
-            .iter()
-            .filter(|(r, ..)| !self.rules[*r as usize].generic)
-            .map(|&(r, s, e, _)| (s, e, self.rules[r as usize].kind))
-            .collect();
+        // Specific findings per kind, by start, with the furthest end so far: whether one
+        // overlaps [s, e) is a binary search (a file of a million lines with both kinds of
+        // finding must not take a million squared steps).
+        let mut specific: [Vec<(usize, usize)>; 2] = [Vec::new(), Vec::new()];
+        for &(r, s, e, _) in &raw {
+            let c = &self.rules[r as usize];
+            if !c.generic {
+                specific[c.kind as usize].push((s, e));
+            }
+        }
+        for v in &mut specific {
+            let mut far = 0;
+            for x in v.iter_mut() {
+                far = far.max(x.1);
+                x.1 = far;
+            }
+        }
+        let overlaps = |kind: Kind, s: usize, e: usize| {
+            let v = &specific[kind as usize];
+            let n = v.partition_point(|&(a, _)| a < e);
+            n > 0 && v[n - 1].1 > s
+        };
         let mut line = line0;
         let mut counted = 0;
         let mut out = Vec::with_capacity(raw.len());
         for (r, s, e, conf) in raw {
             let c = &self.rules[r as usize];
-            if c.generic
-                && specific
-                    .iter()
-                    .any(|&(a, b, k)| a < e && s < b && k == c.kind)
-            {
+            if c.generic && overlaps(c.kind, s, e) {
+                continue;
+            }
+            if !keep(s, e) {
                 continue;
             }
             line += count_newlines(&hay[counted..s]);
@@ -478,6 +516,9 @@ pub(crate) fn count_newlines(b: &[u8]) -> usize {
         .sum()
 }
 
+/// Keyword hits are gathered and handled this many bytes at a time.
+const BLOCK: usize = 64 << 10;
+
 /// Inputs longer than this are scanned as a stream (offsets inside a scan are 32-bit).
 const HUGE: usize = 1 << 30;
 
@@ -496,18 +537,25 @@ fn excerpt(hay: &[u8], s: usize, e: usize) -> String {
         .iter()
         .position(|&b| b == b'\n')
         .map_or(hay.len(), |p| e + p);
-    let before = &hay[s.saturating_sub(CONTEXT).max(line_start)..s];
-    let after = &hay[e..(e + CONTEXT).min(line_end)];
+    let b0 = s.saturating_sub(CONTEXT).max(line_start);
+    let a1 = (e + CONTEXT).min(line_end);
+    let before = &hay[b0..s];
+    let after = &hay[e..a1];
+    // A word cut by the excerpt's edge is shown as stars whatever its length.
+    let cut_left =
+        b0 > 0 && token_char(hay[b0 - 1]) && before.first().is_some_and(|&c| token_char(c));
+    let cut_right =
+        a1 < hay.len() && token_char(hay[a1]) && after.last().is_some_and(|&c| token_char(c));
     let secret = &hay[s..e];
     let show = (secret.len() / 5).min(4);
-    let mut out = mask_words(before);
+    let mut out = mask_words(before, cut_left, false);
     out.push_str(&printable(&secret[..show]));
     let hidden = secret.len() - show;
     out.push_str(&"*".repeat(hidden.min(12)));
     if hidden > 12 {
         out.push('…');
     }
-    out.push_str(&mask_words(after));
+    out.push_str(&mask_words(after, false, cut_right));
     out
 }
 
@@ -523,24 +571,42 @@ fn printable(b: &[u8]) -> String {
     s
 }
 
-fn mask_words(b: &[u8]) -> String {
+fn token_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'-' | b'.' | b'~')
+}
+
+/// Runs of token characters that look random (8+ long with a digit, mixed case or a '+':
+/// they may be secrets no rule knows) keep their first two characters; names
+/// like `aws_secret_access_key` stay readable. Runs cut by the excerpt's edges are masked.
+fn mask_words(b: &[u8], cut_left: bool, cut_right: bool) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
+        if !token_char(b[i]) {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
         let j = b[i..]
             .iter()
-            .position(|c| !c.is_ascii_alphanumeric())
+            .position(|&c| !token_char(c))
             .map_or(b.len(), |p| i + p);
-        if j - i >= 8 {
-            out.extend_from_slice(&b[i..i + 2]);
-            out.extend(std::iter::repeat_n(b'*', j - i - 2));
+        let run = &b[i..j];
+        let cut = (i == 0 && cut_left) || (j == b.len() && cut_right);
+        let randomish = run.len() >= 8
+            && (run.iter().any(u8::is_ascii_digit)
+                || (run.iter().any(u8::is_ascii_uppercase)
+                    && run.iter().any(u8::is_ascii_lowercase))
+                || run.contains(&b'+'));
+        if cut {
+            out.extend(std::iter::repeat_n(b'*', run.len()));
+        } else if randomish {
+            out.extend_from_slice(&run[..2]);
+            out.extend(std::iter::repeat_n(b'*', run.len() - 2));
         } else {
-            out.extend_from_slice(&b[i..j]);
+            out.extend_from_slice(run);
         }
-        if j < b.len() {
-            out.push(b[j]);
-        }
-        i = j + 1;
+        i = j;
     }
     printable(&out)
 }

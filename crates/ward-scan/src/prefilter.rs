@@ -151,9 +151,11 @@ impl Keywords {
         }
     }
 
-    /// Every occurrence as (keyword, start, end), appended to `out` in order of the end of
-    /// the keyword's first [`WIDTH`] bytes.
-    pub(crate) fn find(&self, hay: &[u8], out: &mut Vec<(u32, u32, u32)>) {
+    /// Every occurrence whose first [`WIDTH`] bytes end in `from..to`, as (keyword, start,
+    /// end), appended to `out`. Keywords may extend past `to` (they are checked against all of
+    /// `hay`); calling it for consecutive ranges finds each occurrence once, with memory
+    /// bounded by the range.
+    pub(crate) fn find(&self, hay: &[u8], from: usize, to: usize, out: &mut Vec<(u32, u32, u32)>) {
         let table: &[u64; CLASSES * CLASSES] = self.table[..].try_into().expect("table size");
         let step = |d: u64, prev: &mut usize, b: u8| {
             let c = self.class[b as usize] as usize;
@@ -161,20 +163,23 @@ impl Keywords {
             *prev = c;
             d
         };
+        // Start WIDTH bytes early to fill the rows; note only from `from` on.
+        let base = from.saturating_sub(WIDTH);
+        let seg = &hay[base..to];
         // Candidates are noted in the loop and checked after it: the loop keeps its state in
         // registers. Two halves run interleaved (two independent shift chains, which the CPU
         // overlaps); the second starts WIDTH bytes early to fill its rows and notes only from
         // the middle on. Both start "all rows satisfied" (d = 0): a keyword at the very start
         // has no bytes before it to fill its unconstrained rows (the check sorts out the rest).
-        let n = hay.len();
+        let n = seg.len();
         let mid = if n >= 4096 { n / 2 } else { n };
         let b0 = mid.saturating_sub(WIDTH);
         let mut ca: Vec<(u32, u8)> = Vec::new();
         let mut cb: Vec<(u32, u8)> = Vec::new();
         let (mut da, mut db) = (0u64, 0u64);
         let (mut pa, mut pb) = (0usize, 0usize);
-        let both = (mid).min(n - b0);
-        let (left, right) = (&hay[..both], &hay[b0..b0 + both]);
+        let both = mid.min(n - b0);
+        let (left, right) = (&seg[..both], &seg[b0..b0 + both]);
         for (i, (&x, &y)) in left.iter().zip(right).enumerate() {
             da = step(da, &mut pa, x);
             db = step(db, &mut pb, y);
@@ -189,14 +194,14 @@ impl Keywords {
             }
         }
         // The rest of the first half (when the second was shorter) and of the second.
-        for (i, &x) in hay.iter().enumerate().take(mid).skip(both) {
+        for (i, &x) in seg.iter().enumerate().take(mid).skip(both) {
             da = step(da, &mut pa, x);
             if da & TOP != TOP {
                 ca.push((i as u32, (!da >> 56) as u8));
             }
         }
         if mid < n {
-            for (i, &y) in hay.iter().enumerate().skip(b0 + both) {
+            for (i, &y) in seg.iter().enumerate().skip(b0 + both) {
                 db = step(db, &mut pb, y);
                 if db & TOP != TOP && i >= mid {
                     cb.push((i as u32, (!db >> 56) as u8));
@@ -204,14 +209,26 @@ impl Keywords {
             }
         }
         for (i, buckets) in ca.into_iter().chain(cb) {
-            self.check(hay, i as usize, buckets, out);
+            let at = base + i as usize;
+            if at >= from {
+                self.check(hay, at, buckets, out);
+            }
         }
     }
 
     #[cfg(test)]
     fn each(&self, hay: &[u8], mut f: impl FnMut(usize, usize, usize)) {
+        // In uneven pieces, as the scanner calls it.
         let mut v = Vec::new();
-        self.find(hay, &mut v);
+        let mut from = 0usize;
+        for size in [5usize, 1, 4100, 70, usize::MAX].iter().cycle() {
+            let to = from.saturating_add(*size).min(hay.len());
+            self.find(hay, from, to, &mut v);
+            from = to;
+            if from >= hay.len() {
+                break;
+            }
+        }
         for (id, s, e) in v {
             f(id as usize, s as usize, e as usize);
         }

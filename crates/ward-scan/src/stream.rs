@@ -65,8 +65,13 @@ impl<'s> StreamScanner<'s> {
         let mut raw = Vec::new();
         self.scanner.scan_raw(&self.buf, &mut raw);
         let (base, done) = (self.base, self.done);
-        raw.retain(|&(_, _, e, _)| base + e > done && base + e <= limit);
-        let found = self.scanner.finish(&self.buf, raw, base, self.line);
+        // Which findings are this call's is decided after the generic ones have given way to
+        // specific ones, over everything seen: as a whole-buffer scan would.
+        let found = self
+            .scanner
+            .finish(&self.buf, raw, base, self.line, |_, e| {
+                base + e > done && base + e <= limit
+            });
         self.done = limit;
         let keep_from = limit.saturating_sub(2 * self.reach).max(self.base);
         let n = keep_from - self.base;

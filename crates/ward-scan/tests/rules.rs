@@ -49,3 +49,28 @@ fn every_rule_finds_its_examples_and_not_its_look_alikes() {
     );
     assert!(set.len() >= 200, "only {} rules", set.len());
 }
+
+#[test]
+fn escape_via_a_rejected_decoy_in_front_of_the_real_secret() {
+    // The zero UUID fails the entropy check; the search must not resume past the space
+    // that is the real key's leading delimiter.
+    let scanner = Scanner::builtin();
+    let text = b"heroku_api_key: 00000000-0000-0000-0000-000000000000 ca3d9afe-b67a-af5f-eca6-b04ae1f9797f\n";
+    let found = scanner.scan(text);
+    assert!(
+        found.iter().any(|f| f.rule == "heroku-api-key"
+            && &text[f.start..f.end] == b"ca3d9afe-b67a-af5f-eca6-b04ae1f9797f"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn excerpts_never_show_a_secret_or_a_long_piece_of_one() {
+    let scanner = Scanner::builtin();
+    let text = b"creds AKIAQWERTYUIOPASDFGH:wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY end\n";
+    for f in scanner.scan(text) {
+        for piece in ["K7MDENG", "wJalrXUt", "QWERTYUIOP"] {
+            assert!(!f.excerpt.contains(piece), "{}: {}", f.rule, f.excerpt);
+        }
+    }
+}

@@ -1,9 +1,11 @@
 //! Image metadata: what a vision model (or a tool that extracts text) may read and a person
 //! viewing the picture does not see. The pixels are copied untouched.
 //!
-//! JPEG: APP1 (EXIF, XMP), APP13 (IPTC / Photoshop) and COM segments are removed; JFIF,
-//! ICC profiles, Adobe colour information and the image data stay. PNG: tEXt, zTXt, iTXt and
-//! eXIf chunks are removed; everything else stays, CRCs as they were.
+//! JPEG: every APPn segment but JFIF (APP0), ICC profiles (APP2) and Adobe colour information
+//! (APP14) is removed (EXIF and XMP are APP1, IPTC APP13), as are comments (COM) and anything
+//! after the end-of-image marker; all scans are walked (progressive JPEGs have several), the
+//! image data stays. PNG: text and EXIF chunks, ancillary chunks not known to affect
+//! rendering, and anything after IEND are removed; the rest stays, CRCs as they were.
 
 use super::{Hidden, SanitizeError, Technique};
 
@@ -54,7 +56,10 @@ pub(crate) fn jpeg(
             out.extend_from_slice(&input[i..i + 2]);
             i += 2;
             if m == 0xd9 {
-                out.extend_from_slice(&input[i..]);
+                if i < input.len() {
+                    let shown = strings(&input[i..]);
+                    found.push(Hidden::new(Technique::ImageMetadata, i, input.len(), shown));
+                }
                 return Ok(());
             }
             continue;
@@ -68,7 +73,7 @@ pub(crate) fn jpeg(
         }
         let end = i + 2 + len;
         let body = &input[i + 4..end];
-        let drop = m == 0xe1 || m == 0xed || m == 0xfe;
+        let drop = ((0xe0..=0xef).contains(&m) && !matches!(m, 0xe0 | 0xe2 | 0xee)) || m == 0xfe;
         if drop {
             found.push(Hidden::new(Technique::ImageMetadata, i, end, strings(body)));
         } else {
@@ -76,9 +81,20 @@ pub(crate) fn jpeg(
         }
         i = end;
         if m == 0xda {
-            // Start of scan: the entropy-coded data and the rest of the file follow.
-            out.extend_from_slice(&input[i..]);
-            return Ok(());
+            // Entropy-coded data: up to the next marker that is not a stuffed 0xFF00, a restart
+            // marker or fill; then segments again (more scans, tables, or the end).
+            let mut j = i;
+            while j + 1 < input.len() {
+                if input[j] == 0xff && !matches!(input[j + 1], 0x00 | 0xd0..=0xd7 | 0xff) {
+                    break;
+                }
+                j += 1;
+            }
+            if j + 1 >= input.len() {
+                return Err(bad("JPEG", "image data without an end-of-image marker"));
+            }
+            out.extend_from_slice(&input[i..j]);
+            i = j;
         }
     }
 }
@@ -106,7 +122,29 @@ pub(crate) fn png(
             .filter(|&e| e <= input.len())
             .ok_or_else(|| bad("PNG", "a chunk runs past the end of the file"))?;
         let data = &input[i + 8..i + 8 + len];
-        if matches!(kind, b"tEXt" | b"zTXt" | b"iTXt" | b"eXIf") {
+        // Critical chunks (upper-case first letter) stay; ancillary ones only when they are
+        // known to affect how the image looks (or animates).
+        let keep = kind[0].is_ascii_uppercase()
+            || matches!(
+                kind,
+                b"gAMA"
+                    | b"cHRM"
+                    | b"sRGB"
+                    | b"iCCP"
+                    | b"sBIT"
+                    | b"bKGD"
+                    | b"pHYs"
+                    | b"tRNS"
+                    | b"hIST"
+                    | b"sPLT"
+                    | b"cICP"
+                    | b"mDCV"
+                    | b"cLLI"
+                    | b"acTL"
+                    | b"fcTL"
+                    | b"fdAT"
+            );
+        if !keep {
             let shown = match kind {
                 b"zTXt" => {
                     let key = data.split(|&b| b == 0).next().unwrap_or(&[]);
@@ -120,7 +158,10 @@ pub(crate) fn png(
         }
         i = end;
         if kind == b"IEND" {
-            out.extend_from_slice(&input[i..]);
+            if i < input.len() {
+                let shown = strings(&input[i..]);
+                found.push(Hidden::new(Technique::ImageMetadata, i, input.len(), shown));
+            }
             break;
         }
     }

@@ -6,8 +6,9 @@
 //! its matching end tag. What remains goes through the text sanitizer. Scripts and styles
 //! are copied as they are (they are code, not hidden text).
 
+use super::css::{number, style_hides};
 use super::text;
-use super::{truncate, Hidden, Technique};
+use super::{truncate, Hidden, SanitizeError, Technique};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -21,18 +22,37 @@ const VOID: &[&str] = &[
     "wbr",
 ];
 
-pub(crate) fn clean(input: &[u8], dialect: Dialect, out: &mut Vec<u8>, found: &mut Vec<Hidden>) {
+/// Elements whose content is text, not markup: it ends at the first `</name`.
+const RAW: &[&str] = &[
+    "script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes",
+];
+
+/// The longest tag looked at; a longer one makes the document refused rather than guessed at.
+const TAG_MAX: usize = 64 << 10;
+
+pub(crate) fn clean(
+    input: &[u8],
+    dialect: Dialect,
+    out: &mut Vec<u8>,
+    found: &mut Vec<Hidden>,
+) -> Result<(), SanitizeError> {
     let css = HiddenSelectors::from_styles(input);
     let mut kept_from = 0;
     let mut i = 0;
-    let cut = |from: usize,
-               to: usize,
-               kept_from: &mut usize,
-               out: &mut Vec<u8>,
-               found: &mut Vec<Hidden>| {
+    let remove = |technique: Technique,
+                  from: usize,
+                  to: usize,
+                  revealed: String,
+                  kept_from: &mut usize,
+                  out: &mut Vec<u8>,
+                  found: &mut Vec<Hidden>| {
         text::clean(&input[*kept_from..from], *kept_from, out, found);
         *kept_from = to;
+        found.push(Hidden::new(technique, from, to, revealed));
     };
+    // Where the next '>' is (a tag cannot end before it): a '<' with none near is rejected
+    // without scanning.
+    let mut next_gt = 0usize;
     while i < input.len() {
         let b = input[i];
         if dialect == Dialect::Markdown && (i == 0 || input[i - 1] == b'\n') {
@@ -43,8 +63,15 @@ pub(crate) fn clean(input: &[u8], dialect: Dialect, out: &mut Vec<u8>, found: &m
             }
             if let Some(end) = markdown_comment(input, i) {
                 let revealed = String::from_utf8_lossy(&input[i..end]).trim().to_string();
-                cut(i, end, &mut kept_from, out, found);
-                found.push(Hidden::new(Technique::MarkdownComment, i, end, revealed));
+                remove(
+                    Technique::MarkdownComment,
+                    i,
+                    end,
+                    revealed,
+                    &mut kept_from,
+                    out,
+                    found,
+                );
                 i = end;
                 continue;
             }
@@ -53,14 +80,74 @@ pub(crate) fn clean(input: &[u8], dialect: Dialect, out: &mut Vec<u8>, found: &m
             i += 1;
             continue;
         }
+        // Markdown: `\<` is a literal '<'.
+        if dialect == Dialect::Markdown && i > 0 && input[i - 1] == b'\\' {
+            i += 1;
+            continue;
+        }
         let rest = &input[i..];
         if rest.starts_with(b"<!--") {
             let end = find(input, i + 4, b"-->").map_or(input.len(), |p| p + 3);
             let inner = &input[i + 4..end.saturating_sub(3).max(i + 4)];
             let revealed = String::from_utf8_lossy(inner).trim().to_string();
-            cut(i, end, &mut kept_from, out, found);
-            found.push(Hidden::new(Technique::HtmlComment, i, end, revealed));
+            remove(
+                Technique::HtmlComment,
+                i,
+                end,
+                revealed,
+                &mut kept_from,
+                out,
+                found,
+            );
             i = end;
+            continue;
+        }
+        // Bogus comments and declarations, which render as nothing: `<!x...>`,
+        // `<![CDATA[...]]>` (HTML and Markdown; in SVG, CDATA is text), `<?...>` (not in SVG,
+        // where it is the XML declaration), `</ ...>` (HTML).
+        if dialect != Dialect::Svg {
+            let doctype = rest.len() >= 9 && rest[..9].eq_ignore_ascii_case(b"<!doctype");
+            let bogus_end = if rest.starts_with(b"<![CDATA[") {
+                Some(find(input, i + 9, b"]]>").map_or(input.len(), |p| p + 3))
+            } else if (rest.starts_with(b"<!") && !doctype)
+                || rest.starts_with(b"<?")
+                || (dialect == Dialect::Html
+                    && rest.starts_with(b"</")
+                    && rest.get(2).is_some_and(|c| !c.is_ascii_alphabetic()))
+            {
+                Some(find(input, i + 2, b">").map_or(input.len(), |p| p + 1))
+            } else {
+                None
+            };
+            if let Some(end) = bogus_end {
+                let revealed = String::from_utf8_lossy(&input[i..end]).into_owned();
+                remove(
+                    Technique::HtmlComment,
+                    i,
+                    end,
+                    revealed,
+                    &mut kept_from,
+                    out,
+                    found,
+                );
+                i = end;
+                continue;
+            }
+        }
+        if next_gt <= i {
+            next_gt = input[i..]
+                .iter()
+                .position(|&c| c == b'>')
+                .map_or(usize::MAX, |p| i + p);
+        }
+        if next_gt == usize::MAX || next_gt - i > TAG_MAX {
+            if next_gt != usize::MAX && rest.get(1).is_some_and(|c| c.is_ascii_alphabetic()) {
+                return Err(SanitizeError::Malformed {
+                    format: "markup",
+                    message: format!("a tag at byte {i} is longer than {} KiB", TAG_MAX >> 10),
+                });
+            }
+            i += 1;
             continue;
         }
         let Some(tag) = Tag::parse(input, i) else {
@@ -71,31 +158,55 @@ pub(crate) fn clean(input: &[u8], dialect: Dialect, out: &mut Vec<u8>, found: &m
             i = tag.end;
             continue;
         }
-        let name = tag.name.as_str();
-        if !tag.self_closing && matches!(name, "script" | "style") && dialect != Dialect::Svg {
-            let end = close_of(input, tag.end, name).map_or(input.len(), |(_, e)| e);
-            i = end;
+        // A comment inside what parses as a tag may be a real comment to a renderer that
+        // does not see the tag (an escaped '<', a code span): look inside rather than skip.
+        if find(&input[..tag.end], i, b"<!--").is_some() {
+            i += 1;
             continue;
         }
-        let verdict = hidden(&tag, dialect, &css);
-        if let Some(technique) = verdict {
-            let end = if tag.self_closing || VOID.contains(&name) {
+        let name = tag.name.as_str();
+        let raw = !tag.self_closing && RAW.contains(&name);
+        let end_of = |input: &[u8]| {
+            if tag.self_closing || VOID.contains(&name) {
                 tag.end
+            } else if raw {
+                raw_end(input, tag.end, name)
             } else {
                 close_of(input, tag.end, name).map_or(input.len(), |(_, e)| e)
-            };
+            }
+        };
+        if let Some(technique) = hidden(&tag, dialect, &css) {
+            let end = end_of(input);
             let mut revealed = visible_text(&input[tag.end..end.max(tag.end)]);
             if revealed.is_empty() {
                 revealed = String::from_utf8_lossy(&input[i..tag.end]).into_owned();
             }
-            cut(i, end, &mut kept_from, out, found);
-            found.push(Hidden::new(technique, i, end, revealed));
+            remove(technique, i, end, revealed, &mut kept_from, out, found);
             i = end;
             continue;
         }
-        i = tag.end;
+        i = if raw { end_of(input) } else { tag.end };
     }
     text::clean(&input[kept_from..], kept_from, out, found);
+    Ok(())
+}
+
+/// The end of the first `</name ...>` after `from` (raw text does not nest), or of the input.
+fn raw_end(input: &[u8], from: usize, name: &str) -> usize {
+    let mut j = from;
+    while let Some(p) = find(input, j, b"</") {
+        let after = &input[p + 2..];
+        if after.len() >= name.len()
+            && after[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+            && after
+                .get(name.len())
+                .is_none_or(|c| !c.is_ascii_alphanumeric())
+        {
+            return find(input, p, b">").map_or(input.len(), |q| q + 1);
+        }
+        j = p + 2;
+    }
+    input.len()
 }
 
 /// A fenced code block starting at line start `i`: the end of its closing fence line (or of
@@ -114,17 +225,25 @@ fn fence(input: &[u8], i: usize) -> Option<usize> {
     if n < 3 {
         return None;
     }
-    let mut j = input[i..]
+    let first_end = input[i..]
         .iter()
         .position(|&b| b == b'\n')
         .map_or(input.len(), |p| i + p + 1);
+    // CommonMark: a backtick fence's info string has no backtick (else it is not a fence).
+    if mark == b'`' && input[i + sp + n..first_end].contains(&b'`') {
+        return None;
+    }
+    let mut j = first_end;
     while j < input.len() {
         let end = input[j..]
             .iter()
             .position(|&b| b == b'\n')
             .map_or(input.len(), |p| j + p + 1);
-        let l = input[j..end].trim_ascii();
-        if l.len() >= n && l.iter().all(|&b| b == mark) {
+        let l = &input[j..end];
+        // A closing fence: at most 3 spaces, at least as many marks, then only spaces.
+        let sp = l.iter().take_while(|&&b| b == b' ').count();
+        let m = l[sp..].iter().take_while(|&&b| b == mark).count();
+        if sp <= 3 && m >= n && l[sp + m..].trim_ascii().is_empty() {
             return Some(end);
         }
         j = end;
@@ -197,7 +316,7 @@ impl Tag {
             j += 1;
         }
         let name = String::from_utf8_lossy(&input[start..j]).to_ascii_lowercase();
-        let limit = (i + 8192).min(input.len());
+        let limit = (i + TAG_MAX).min(input.len());
         let mut attrs = Vec::new();
         loop {
             while j < limit && input[j].is_ascii_whitespace() {
@@ -236,8 +355,15 @@ impl Tag {
                     }
                     let key = String::from_utf8_lossy(&input[a..j]).to_ascii_lowercase();
                     let mut value = String::new();
-                    if j < limit && input[j] == b'=' {
-                        j += 1;
+                    let mut k = j;
+                    while k < limit && input[k].is_ascii_whitespace() {
+                        k += 1;
+                    }
+                    if k < limit && input[k] == b'=' {
+                        j = k + 1;
+                        while j < limit && input[j].is_ascii_whitespace() {
+                            j += 1;
+                        }
                         if j < limit && matches!(input[j], b'"' | b'\'') {
                             let q = input[j];
                             let v = j + 1;
@@ -252,9 +378,7 @@ impl Tag {
                             value = String::from_utf8_lossy(&input[v..j]).into_owned();
                         }
                     }
-                    if attrs.len() < 64 {
-                        attrs.push((key, value));
-                    }
+                    attrs.push((key, decode_entities(&value)));
                 }
             }
         }
@@ -291,6 +415,59 @@ fn close_of(input: &[u8], from: usize, name: &str) -> Option<(usize, usize)> {
         }
     }
     None
+}
+
+/// Character references in an attribute value: numeric ones and the named ones that matter in
+/// CSS (`display&#58;none`, `display&colon;none`).
+fn decode_entities(v: &str) -> String {
+    if !v.contains('&') {
+        return v.to_string();
+    }
+    let mut out = String::with_capacity(v.len());
+    let mut rest = v;
+    while let Some(p) = rest.find('&') {
+        out.push_str(&rest[..p]);
+        let r = &rest[p + 1..];
+        let decoded = r.find(';').filter(|&e| e <= 32).and_then(|e| {
+            let ent = &r[..e];
+            let c = if let Some(h) = ent.strip_prefix("#x").or_else(|| ent.strip_prefix("#X")) {
+                u32::from_str_radix(h, 16).ok().and_then(char::from_u32)
+            } else if let Some(d) = ent.strip_prefix('#') {
+                d.parse::<u32>().ok().and_then(char::from_u32)
+            } else {
+                match ent.to_ascii_lowercase().as_str() {
+                    "colon" => Some(':'),
+                    "semi" => Some(';'),
+                    "lpar" => Some('('),
+                    "rpar" => Some(')'),
+                    "num" => Some('#'),
+                    "period" => Some('.'),
+                    "comma" => Some(','),
+                    "percnt" => Some('%'),
+                    "amp" => Some('&'),
+                    "quot" => Some('"'),
+                    "apos" => Some('\''),
+                    "lt" => Some('<'),
+                    "gt" => Some('>'),
+                    "nbsp" | "tab" | "newline" => Some(' '),
+                    _ => None,
+                }
+            };
+            c.map(|c| (c, e))
+        });
+        match decoded {
+            Some((c, e)) => {
+                out.push(c);
+                rest = &r[e + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = r;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
@@ -336,22 +513,36 @@ fn hidden(tag: &Tag, dialect: Dialect, css: &HiddenSelectors) -> Option<Techniqu
             tag.attr(k)
                 .is_some_and(|v| number(v).is_some_and(|n| n <= 0.0))
         };
+        let text = matches!(name, "text" | "tspan" | "textpath");
+        let unpainted = |k: &str| {
+            tag.attr(k).is_some_and(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "none" | "transparent"
+                )
+            })
+        };
+        let no_paint = unpainted("fill") && tag.attr("stroke").is_none_or(|_| unpainted("stroke"));
         if zero("opacity")
-            || zero("fill-opacity") && name == "text"
+            || (text && (zero("fill-opacity") || no_paint))
             || zero("font-size")
             || tag.attr("display") == Some("none")
             || tag.attr("visibility") == Some("hidden")
+            || tag.attr("style").is_some_and(style_hides)
+            || css.matches(tag)
         {
             return Some(Technique::SvgHidden);
         }
-        if let Some(style) = tag.attr("style") {
-            if style_hides(style) {
-                return Some(Technique::SvgHidden);
-            }
-        }
         return None;
     }
-    if name == "template" {
+    if matches!(name, "template" | "datalist" | "noembed" | "noframes") {
+        return Some(Technique::NotRendered);
+    }
+    if name == "input"
+        && tag
+            .attr("type")
+            .is_some_and(|t| t.eq_ignore_ascii_case("hidden"))
+    {
         return Some(Technique::NotRendered);
     }
     if tag.attr("hidden").is_some() {
@@ -366,102 +557,11 @@ fn hidden(tag: &Tag, dialect: Dialect, css: &HiddenSelectors) -> Option<Techniqu
     None
 }
 
-fn number(v: &str) -> Option<f64> {
-    let v = v.trim();
-    let end = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
-        .unwrap_or(v.len());
-    let n: f64 = v[..end].parse().ok()?;
-    Some(if v[end..].trim() == "%" { n / 100.0 } else { n })
-}
-
-fn white(v: &str) -> bool {
-    let v: String = v
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    matches!(
-        v.as_str(),
-        "#fff"
-            | "#ffffff"
-            | "#ffff"
-            | "#ffffffff"
-            | "white"
-            | "rgb(255,255,255)"
-            | "rgba(255,255,255,1)"
-    )
-}
-
-/// Whether a CSS declaration list hides what it applies to.
-fn style_hides(style: &str) -> bool {
-    let mut color = None;
-    let mut background = None;
-    let mut overflow_hidden = false;
-    let mut zero_box = false;
-    for decl in style.split(';') {
-        let Some((k, v)) = decl.split_once(':') else {
-            continue;
-        };
-        let k = k.trim().to_ascii_lowercase();
-        let v = v
-            .trim()
-            .trim_end_matches("!important")
-            .trim()
-            .to_ascii_lowercase();
-        let n = number(&v);
-        let px = |v: &str| v.ends_with("px") || v.trim().parse::<f64>().is_ok();
-        match k.as_str() {
-            "display" if v == "none" => return true,
-            "visibility" if v == "hidden" || v == "collapse" => return true,
-            "opacity" if n.is_some_and(|n| n <= 0.01) => return true,
-            "font-size" => {
-                if let Some(n) = n {
-                    if (px(&v) && n < 2.0)
-                        || (v.ends_with("pt") && n < 1.5)
-                        || ((v.ends_with("em") || v.ends_with("rem")) && n < 0.1)
-                        || n <= 0.0
-                    {
-                        return true;
-                    }
-                }
-            }
-            "left" | "top" | "text-indent" | "margin-left" | "margin-top"
-                if n.is_some_and(|n| n <= -999.0) =>
-            {
-                return true
-            }
-            "transform" if v.replace(' ', "").contains("scale(0)") => return true,
-            "clip" if v.replace(' ', "").starts_with("rect(0") => return true,
-            "clip-path"
-                if v.replace(' ', "").contains("inset(50%)")
-                    || v.replace(' ', "").contains("inset(100%)")
-                    || v.replace(' ', "").contains("circle(0") =>
-            {
-                return true
-            }
-            "height" | "max-height" | "width" | "max-width" if n.is_some_and(|n| n <= 0.0) => {
-                zero_box = true
-            }
-            "overflow" if v == "hidden" => overflow_hidden = true,
-            "color" => color = Some(v.clone()),
-            "background" | "background-color" => background = Some(v.clone()),
-            _ => {}
-        }
-    }
-    if zero_box && overflow_hidden {
-        return true;
-    }
-    match (color, background) {
-        (Some(c), Some(b)) => c == b || (white(&c) && white(&b)),
-        // White text on the page's default white.
-        (Some(c), None) => white(&c),
-        _ => false,
-    }
-}
-
-/// `.class` and `#id` selectors whose rules hide, from the document's `<style>` blocks.
+/// Selectors whose rules hide, from the document's `<style>` blocks: the last compound of each
+/// (`tag`, `.class`, `#id`, `tag.class`), ancestors ignored (a descendant rule then hides more
+/// than a browser would: safe, not exact).
 struct HiddenSelectors {
+    tags: Vec<String>,
     classes: Vec<String>,
     ids: Vec<String>,
 }
@@ -469,6 +569,7 @@ struct HiddenSelectors {
 impl HiddenSelectors {
     fn from_styles(input: &[u8]) -> HiddenSelectors {
         let mut hs = HiddenSelectors {
+            tags: Vec::new(),
             classes: Vec::new(),
             ids: Vec::new(),
         };
@@ -478,40 +579,70 @@ impl HiddenSelectors {
                 j = p + 1;
                 continue;
             };
-            let end = close_of(input, tag.end, "style").map_or(input.len(), |(s, _)| s);
-            let css = String::from_utf8_lossy(&input[tag.end..end]).into_owned();
-            for rule in css.split('}') {
-                let Some((sel, body)) = rule.split_once('{') else {
-                    continue;
-                };
-                if !style_hides(body) {
-                    continue;
-                }
-                for s in sel.split(',') {
-                    let s = s.trim();
-                    let last = s
-                        .rsplit(|c: char| c.is_whitespace() || c == '>')
-                        .next()
-                        .unwrap_or("");
-                    if let Some((_, c)) = last.split_once('.') {
-                        hs.classes
-                            .push(c.split(['.', ':', '[']).next().unwrap_or("").to_string());
-                    } else if let Some(id) = last.strip_prefix('#') {
-                        hs.ids
-                            .push(id.split(['.', ':', '[']).next().unwrap_or("").to_string());
-                    }
-                }
-            }
-            j = end;
+            let end = raw_end(input, tag.end, "style");
+            hs.add_css(&String::from_utf8_lossy(&input[tag.end..end]));
+            j = end.max(p + 1);
         }
         hs.classes.retain(|c| !c.is_empty());
         hs.ids.retain(|c| !c.is_empty());
+        // Hiding the document itself by type would remove everything.
+        hs.tags
+            .retain(|t| !matches!(t.as_str(), "html" | "body" | "head" | "svg"));
         hs
     }
 
+    /// Every innermost `selector { declarations }` (rules inside `@media { }` count too).
+    fn add_css(&mut self, css: &str) {
+        let mut sel_start = 0;
+        let mut open: Option<usize> = None;
+        for (k, c) in css.char_indices() {
+            match c {
+                '{' => {
+                    if let Some(o) = open {
+                        sel_start = o + 1;
+                    }
+                    open = Some(k);
+                }
+                '}' => {
+                    if let Some(o) = open.take() {
+                        if style_hides(&css[o + 1..k]) {
+                            self.add_selectors(&css[sel_start.min(o)..o]);
+                        }
+                    }
+                    sel_start = k + 1;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn add_selectors(&mut self, list: &str) {
+        for s in list.split(',') {
+            let last = s
+                .trim()
+                .rsplit(|c: char| c.is_whitespace() || matches!(c, '>' | '+' | '~'))
+                .next()
+                .unwrap_or("");
+            let last = last.split([':', '[']).next().unwrap_or("");
+            let (tag_part, rest) = match last.find(['.', '#']) {
+                Some(p) => (&last[..p], &last[p..]),
+                None => (last, ""),
+            };
+            if rest.is_empty() && !tag_part.is_empty() && tag_part != "*" {
+                self.tags.push(tag_part.to_ascii_lowercase());
+            } else if let Some(c) = rest.strip_prefix('.') {
+                self.classes
+                    .push(c.split(['.', '#']).next().unwrap_or("").to_string());
+            } else if let Some(id) = rest.strip_prefix('#') {
+                self.ids
+                    .push(id.split(['.', '#']).next().unwrap_or("").to_string());
+            }
+        }
+    }
+
     fn matches(&self, tag: &Tag) -> bool {
-        if self.classes.is_empty() && self.ids.is_empty() {
-            return false;
+        if self.tags.contains(&tag.name) {
+            return true;
         }
         let classes = tag.attr("class").unwrap_or("");
         classes

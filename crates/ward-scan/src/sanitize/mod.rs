@@ -6,6 +6,7 @@
 //! Alongside, [`injection`] scores text for instruction-like content aimed at an assistant;
 //! that score is advice for a person or a policy, never a reason to change the file.
 
+mod css;
 mod image;
 pub mod injection;
 mod markup;
@@ -285,9 +286,9 @@ fn one_pass(input: &[u8], format: Format) -> Result<Sanitized, SanitizeError> {
     let mut hidden = Vec::new();
     match format {
         Format::Text => text::clean(input, 0, &mut out, &mut hidden),
-        Format::Markdown => markup::clean(input, markup::Dialect::Markdown, &mut out, &mut hidden),
-        Format::Html => markup::clean(input, markup::Dialect::Html, &mut out, &mut hidden),
-        Format::Svg => markup::clean(input, markup::Dialect::Svg, &mut out, &mut hidden),
+        Format::Markdown => markup::clean(input, markup::Dialect::Markdown, &mut out, &mut hidden)?,
+        Format::Html => markup::clean(input, markup::Dialect::Html, &mut out, &mut hidden)?,
+        Format::Svg => markup::clean(input, markup::Dialect::Svg, &mut out, &mut hidden)?,
         Format::Jpeg => image::jpeg(input, &mut out, &mut hidden)?,
         Format::Png => image::png(input, &mut out, &mut hidden)?,
     }

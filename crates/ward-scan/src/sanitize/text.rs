@@ -44,8 +44,13 @@ fn clean_at(input: &[u8], out: &mut Vec<u8>, found: &mut Vec<Hidden>, after_remo
             i = escape(input, i, out, found);
             continue;
         }
+        if b == b'\r' && input.get(i + 1) == Some(&b'\n') {
+            out.extend_from_slice(b"\r\n");
+            i += 2;
+            continue;
+        }
         if b < 0x80 {
-            // A control character (not tab, newline, CR, form feed) or DEL.
+            // A control character (not tab, newline, CR before newline, form feed) or DEL.
             note(found, Technique::Control, i, i + 1, String::new());
             i += 1;
             continue;
@@ -179,7 +184,9 @@ fn clean_at(input: &[u8], out: &mut Vec<u8>, found: &mut Vec<Hidden>, after_remo
 
 /// Bytes that need no decision: printable ASCII, tab, newline, CR, form feed. Eight at a time.
 fn plain_run(b: &[u8]) -> usize {
-    let plain = |c: u8| (0x20..0x7f).contains(&c) || matches!(c, b'\t' | b'\n' | b'\r' | 0x0c);
+    // A carriage return is decided by the slow path: kept before a newline, removed alone
+    // (a lone CR sends a terminal back to the start of the line, over what was written).
+    let plain = |c: u8| (0x20..0x7f).contains(&c) || matches!(c, b'\t' | b'\n' | 0x0c);
     let mut n = 0;
     loop {
         while n + 8 <= b.len() {
@@ -231,10 +238,16 @@ fn classify(c: char) -> Class {
         | '\u{2060}'
         | '\u{FEFF}'
         | '\u{180E}'
-        | '\u{2061}'..='\u{2064}' => Class::ZeroWidth,
+        | '\u{2061}'..='\u{2064}'
+        | '\u{206A}'..='\u{206F}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{1D173}'..='\u{1D17A}' => Class::ZeroWidth,
         '\u{3164}' | '\u{FFA0}' | '\u{115F}' | '\u{1160}' | '\u{2800}' | '\u{00AD}'
-        | '\u{034F}' => Class::Filler,
-        '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}' => Class::Selector,
+        | '\u{034F}' | '\u{17B4}' | '\u{17B5}' => Class::Filler,
+        '\u{FE00}'..='\u{FE0F}'
+        | '\u{E0100}'..='\u{E01EF}'
+        | '\u{180B}'..='\u{180D}'
+        | '\u{180F}' => Class::Selector,
         '\u{202A}'..='\u{202E}'
         | '\u{2066}'..='\u{2069}'
         | '\u{200E}'
@@ -275,16 +288,20 @@ fn line_has_rtl(input: &[u8], from: usize) -> bool {
 }
 
 /// The end of an emoji tag sequence starting at `i` (tag letters/digits, then U+E007F).
+/// Only the three subdivision flags Unicode recommends (England, Scotland, Wales): any other
+/// tag sequence after U+1F3F4 would hide up to six characters behind a black flag.
 fn flag_end(input: &[u8], i: usize) -> Option<usize> {
     let mut j = i;
-    let mut n = 0;
+    let mut name = String::new();
     while let Some((c, len)) = decode(&input[j..]) {
         match c {
-            '\u{E0030}'..='\u{E0039}' | '\u{E0061}'..='\u{E007A}' if n < 6 => {
-                n += 1;
+            '\u{E0030}'..='\u{E0039}' | '\u{E0061}'..='\u{E007A}' if name.len() < 6 => {
+                name.push(char::from_u32(c as u32 - 0xE0000)?);
                 j += len;
             }
-            '\u{E007F}' if n >= 2 => return Some(j + len),
+            '\u{E007F}' if matches!(name.as_str(), "gbeng" | "gbsct" | "gbwls") => {
+                return Some(j + len);
+            }
             _ => return None,
         }
     }
