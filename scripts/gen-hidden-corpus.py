@@ -149,6 +149,93 @@ def png(extra):
 
 case("png-text.png", png(chunk(b"tEXt", b"Comment\x00" + PAYLOAD.encode())), png(b""), "image-metadata")
 
+
+import io
+import zipfile
+
+CT = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>{over}</Types>"""
+
+
+def office(parts):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in parts:
+            info = zipfile.ZipInfo(name, date_time=(2026, 11, 25, 12, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, data)
+    return buf.getvalue()
+
+
+W = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+
+
+def docx(body, extra=()):
+    doc = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document {W}><w:body>{body}</w:body></w:document>'
+    return office([
+        ("[Content_Types].xml", CT.format(over='<Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/>')),
+        ("_rels/.rels", '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>'),
+        ("word/document.xml", doc),
+        *extra,
+    ])
+
+
+def para(text, props=""):
+    return f"<w:p><w:r>{('<w:rPr>' + props + '</w:rPr>') if props else ''}<w:t xml:space=\"preserve\">{text}</w:t></w:r></w:p>"
+
+
+VISIBLE = para("Quarterly report: revenue grew four percent.")
+case("docx-hidden-run.docx", docx(VISIBLE + para(PAYLOAD, "<w:vanish/>")),
+     docx(VISIBLE + para("Summary in bold.", "<w:b/>")), "office-hidden")
+case("docx-white-text.docx", docx(VISIBLE + para(PAYLOAD, '<w:color w:val="FFFFFF"/>')),
+     docx(VISIBLE + para("Inverted heading.", '<w:color w:val="FFFFFF"/><w:shd w:val="clear" w:fill="1F3864"/>')),
+     "office-hidden")
+case("docx-tiny-text.docx", docx(VISIBLE + para(PAYLOAD, '<w:sz w:val="1"/>')),
+     docx(VISIBLE + para("Footnote-sized text.", '<w:sz w:val="16"/>')), "office-hidden")
+case("docx-tracked-deletion.docx",
+     docx(VISIBLE + f'<w:p><w:del w:id="1" w:author="x"><w:r><w:delText>{PAYLOAD}</w:delText></w:r></w:del></w:p>'),
+     docx(VISIBLE + '<w:p><w:ins w:id="1" w:author="x"><w:r><w:t>Inserted sentence.</w:t></w:r></w:ins></w:p>'),
+     "tracked-deletion")
+case("docx-comment.docx",
+     docx(VISIBLE, [("word/comments.xml", f'<?xml version="1.0"?><w:comments {W}><w:comment w:id="0"><w:p><w:r><w:t>{PAYLOAD}</w:t></w:r></w:p></w:comment></w:comments>')]),
+     docx(VISIBLE), "office-comment")
+CORE = '<?xml version="1.0"?><cp:coreProperties xmlns:cp="http://schemas.openxmlformats.org/package/2006/metadata/core-properties" xmlns:dc="http://purl.org/dc/elements/1.1/">{x}</cp:coreProperties>'
+case("docx-properties.docx",
+     docx(VISIBLE, [("docProps/core.xml", CORE.format(x=f"<dc:title>Report</dc:title><dc:description>{PAYLOAD}</dc:description>"))]),
+     docx(VISIBLE, [("docProps/core.xml", CORE.format(x="<dc:title></dc:title>"))]),
+     "document-properties")
+P = 'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main"'
+
+
+def pptx(slide_attrs, notes=None):
+    parts = [
+        ("[Content_Types].xml", CT.format(over="")),
+        ("ppt/slides/slide1.xml", f'<?xml version="1.0"?><p:sld {P}><p:cSld><p:spTree><p:sp><p:txBody><a:p><a:r><a:t>Roadmap</a:t></a:r></a:p></p:txBody></p:sp></p:spTree></p:cSld></p:sld>'),
+        ("ppt/slides/slide2.xml", f'<?xml version="1.0"?><p:sld {P}{slide_attrs}><p:cSld><p:spTree><p:sp><p:txBody><a:p><a:r><a:t>{PAYLOAD if slide_attrs else "Thank you"}</a:t></a:r></a:p></p:txBody></p:sp></p:spTree></p:cSld></p:sld>'),
+    ]
+    if notes:
+        parts.append(("ppt/notesSlides/notesSlide1.xml", f'<?xml version="1.0"?><p:notes {P}><p:cSld><p:spTree><p:sp><p:txBody><a:p><a:r><a:t>{notes}</a:t></a:r></a:p></p:txBody></p:sp></p:spTree></p:cSld></p:notes>'))
+    return office(parts)
+
+
+case("pptx-hidden-slide.pptx", pptx(' show="0"'), pptx(""), "hidden-slide")
+case("pptx-speaker-notes.pptx", pptx("", notes=PAYLOAD), pptx(""), "speaker-notes")
+X = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+
+
+def xlsx(state, comment=None):
+    parts = [
+        ("[Content_Types].xml", CT.format(over="")),
+        ("xl/workbook.xml", f'<?xml version="1.0"?><workbook {X} xmlns:r="r"><sheets><sheet name="Data" sheetId="1" r:id="rId1"/><sheet name="{PAYLOAD if state else "Notes"}" sheetId="2" r:id="rId2"{state}/></sheets></workbook>'),
+    ]
+    if comment:
+        parts.append(("xl/comments1.xml", f'<?xml version="1.0"?><comments {X}><commentList><comment ref="A1"><text><r><t>{comment}</t></r></text></comment></commentList></comments>'))
+    return office(parts)
+
+
+case("xlsx-comment.xlsx", xlsx("", comment=PAYLOAD), xlsx(""), "office-comment")
+case("xlsx-hidden-sheet.xlsx", xlsx(' state="veryHidden"'), xlsx(""), "hidden-sheet")
+
 if __name__ == "__main__":
     os.makedirs(ROOT, exist_ok=True)
     with open(os.path.join(ROOT, "expected.tsv"), "w", encoding="utf-8") as f:

@@ -19,10 +19,12 @@ they hide rather than shape text, variation selectors carrying data, invisible f
 private-use and control characters, terminal escapes and text they conceal; in Markdown and
 HTML, comments and elements hidden by CSS or attributes (display:none, visibility, opacity,
 tiny fonts, white on white, off-screen, hidden classes); in SVG, desc/title/metadata,
-invisible text, scripts; in JPEG and PNG, EXIF/XMP/IPTC/comments/text chunks. Anything else is
-copied byte for byte. An advisory score rates instruction-like text aimed at an assistant,
-counting hidden text double; it never changes the output. Office documents and PDF are
-refused (not yet handled), as are other binary files.
+invisible text, scripts; in JPEG and PNG, EXIF/XMP/IPTC/comments/text chunks; in DOCX, XLSX
+and PPTX, hidden and white or 1-pt text, tracked deletions, comments, speaker notes, hidden
+slides and document properties (hidden worksheets are reported). Anything else is copied
+byte for byte. An advisory score rates instruction-like text aimed at an assistant,
+counting hidden text double; it never changes the output. PDF is refused (not yet handled),
+as are other binary files.
 
 Exit codes: 0 nothing hidden; 1 hidden content found (removed, or reported with --report);
 2 error (unreadable, unsupported or malformed file).")]
@@ -51,6 +53,9 @@ enum FormatArg {
     Svg,
     Jpeg,
     Png,
+    Docx,
+    Xlsx,
+    Pptx,
 }
 
 pub fn run(a: SanitizeArgs) -> crate::Outcome {
@@ -70,12 +75,16 @@ pub fn run(a: SanitizeArgs) -> crate::Outcome {
         Some(FormatArg::Svg) => Format::Svg,
         Some(FormatArg::Jpeg) => Format::Jpeg,
         Some(FormatArg::Png) => Format::Png,
+        Some(FormatArg::Docx) => Format::Docx,
+        Some(FormatArg::Xlsx) => Format::Xlsx,
+        Some(FormatArg::Pptx) => Format::Pptx,
         None => Format::detect(&name, &input).with_context(|| name.clone())?,
     };
     let s = sanitize(&input, format).with_context(|| name.clone())?;
-    let score = match format {
-        Format::Jpeg | Format::Png => injection::score_hidden(&s.hidden),
-        _ => injection::score(&s.output, &s.hidden),
+    let score = if format.binary() {
+        injection::score_hidden(&s.hidden)
+    } else {
+        injection::score(&s.output, &s.hidden)
     };
     let write_content = !(a.report || (a.json && a.output.is_none()));
     if write_content {

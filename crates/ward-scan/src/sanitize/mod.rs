@@ -1,8 +1,8 @@
 //! The sanitizer: content a person does not see but a model reads, found and removed (or
 //! revealed), before a file reaches the model. Start from [`sanitize`].
 //!
-//! Formats: plain text (and code), Markdown, HTML, SVG, JPEG, PNG. Office documents and PDF
-//! are not handled yet: [`sanitize`] refuses them rather than pass them through unexamined.
+//! Formats: plain text (and code), Markdown, HTML, SVG, JPEG, PNG, DOCX, XLSX, PPTX. PDF is
+//! not handled yet: [`sanitize`] refuses it rather than pass it through unexamined.
 //! Alongside, [`injection`] scores text for instruction-like content aimed at an assistant;
 //! that score is advice for a person or a policy, never a reason to change the file.
 
@@ -10,6 +10,7 @@ mod css;
 mod image;
 pub mod injection;
 mod markup;
+mod office;
 mod text;
 
 use serde::Serialize;
@@ -55,6 +56,20 @@ pub enum Technique {
     SvgActive,
     /// I1: image metadata (EXIF, XMP, IPTC, JPEG comments, PNG text chunks).
     ImageMetadata,
+    /// D1: Word text marked hidden, white on no shading, or 1 pt and under.
+    OfficeHidden,
+    /// D2: tracked deletions still in a Word document.
+    TrackedDeletion,
+    /// D2/D4: comments in Word, Excel or PowerPoint.
+    OfficeComment,
+    /// D3: document properties (title, subject, keywords, authors, custom properties).
+    DocumentProperties,
+    /// D4: PowerPoint speaker notes.
+    SpeakerNotes,
+    /// D4: the text of a PowerPoint slide marked hidden.
+    HiddenSlide,
+    /// D4: an Excel sheet marked hidden or very hidden (reported, kept).
+    HiddenSheet,
 }
 
 impl Technique {
@@ -75,6 +90,10 @@ impl Technique {
             NotRendered => "M4",
             SvgHidden | SvgActive => "I3",
             ImageMetadata => "I1",
+            OfficeHidden => "D1",
+            TrackedDeletion | OfficeComment => "D2",
+            DocumentProperties => "D3",
+            SpeakerNotes | HiddenSlide | HiddenSheet => "D4",
         }
     }
 
@@ -98,12 +117,19 @@ impl Technique {
             SvgHidden => "SVG text that is not drawn",
             SvgActive => "SVG script or foreign object",
             ImageMetadata => "image metadata",
+            OfficeHidden => "hidden text in a Word document",
+            TrackedDeletion => "tracked deletion",
+            OfficeComment => "comment",
+            DocumentProperties => "document properties",
+            SpeakerNotes => "speaker notes",
+            HiddenSlide => "text of a hidden slide",
+            HiddenSheet => "hidden worksheet (kept)",
         }
     }
 
     /// Whether content of this kind is removed (else only reported).
     pub fn removed(self) -> bool {
-        self != Technique::BidiInRtl
+        !matches!(self, Technique::BidiInRtl | Technique::HiddenSheet)
     }
 }
 
@@ -111,7 +137,8 @@ impl Technique {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Hidden {
     pub technique: Technique,
-    /// Byte range in the input.
+    /// Byte range in the input (Office documents: start and end are the index of the ZIP
+    /// entry the item was in).
     pub start: usize,
     pub end: usize,
     /// Adjacent items of one kind are merged: how many.
@@ -164,9 +191,20 @@ pub enum Format {
     Svg,
     Jpeg,
     Png,
+    Docx,
+    Xlsx,
+    Pptx,
 }
 
 impl Format {
+    /// Images and Office documents: cleaned in one pass, offsets are not text offsets.
+    pub fn binary(self) -> bool {
+        matches!(
+            self,
+            Format::Jpeg | Format::Png | Format::Docx | Format::Xlsx | Format::Pptx
+        )
+    }
+
     /// From the file name and its first bytes. `Err` names what it is when it is a format
     /// the sanitizer does not handle.
     pub fn detect(name: &str, head: &[u8]) -> Result<Format, SanitizeError> {
@@ -182,13 +220,12 @@ impl Format {
             return Err(SanitizeError::Unsupported("PDF".into()));
         }
         if head.starts_with(b"PK\x03\x04") {
-            let what = match ext {
-                "docx" | "docm" => "Word document (DOCX)",
-                "xlsx" | "xlsm" => "Excel workbook (XLSX)",
-                "pptx" | "pptm" => "PowerPoint presentation (PPTX)",
-                _ => "ZIP archive",
+            return match ext {
+                "docx" | "docm" | "dotx" => Ok(Format::Docx),
+                "xlsx" | "xlsm" | "xltx" => Ok(Format::Xlsx),
+                "pptx" | "pptm" | "potx" => Ok(Format::Pptx),
+                _ => Err(SanitizeError::Unsupported("ZIP archive".into())),
             };
-            return Err(SanitizeError::Unsupported(what.into()));
         }
         let binary = head.iter().take(8192).any(|&b| b == 0);
         match ext {
@@ -217,7 +254,7 @@ impl Format {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SanitizeError {
-    #[error("cannot sanitize a {0} yet (text, Markdown, HTML, SVG, JPEG and PNG are handled); do not hand it to the model unexamined")]
+    #[error("cannot sanitize a {0} yet (text, Markdown, HTML, SVG, JPEG, PNG, DOCX, XLSX and PPTX are handled); do not hand it to the model unexamined")]
     Unsupported(String),
     #[error("malformed {format}: {message}")]
     Malformed {
@@ -252,7 +289,7 @@ const MAX_PASSES: u8 = 8;
 /// are cleaned again until a pass removes nothing; past 8 passes the input is refused.
 pub fn sanitize(input: &[u8], format: Format) -> Result<Sanitized, SanitizeError> {
     let mut s = one_pass(input, format)?;
-    if matches!(format, Format::Jpeg | Format::Png) {
+    if format.binary() {
         return Ok(s);
     }
     let mut pass = 1;
@@ -291,6 +328,9 @@ fn one_pass(input: &[u8], format: Format) -> Result<Sanitized, SanitizeError> {
         Format::Svg => markup::clean(input, markup::Dialect::Svg, &mut out, &mut hidden)?,
         Format::Jpeg => image::jpeg(input, &mut out, &mut hidden)?,
         Format::Png => image::png(input, &mut out, &mut hidden)?,
+        Format::Docx => office::clean(input, office::Office::Docx, &mut out, &mut hidden)?,
+        Format::Xlsx => office::clean(input, office::Office::Xlsx, &mut out, &mut hidden)?,
+        Format::Pptx => office::clean(input, office::Office::Pptx, &mut out, &mut hidden)?,
     }
     hidden.sort_by_key(|h| (h.start, h.end));
     Ok(Sanitized {

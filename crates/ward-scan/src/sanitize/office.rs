@@ -1,0 +1,400 @@
+//! Office documents (DOCX, XLSX, PPTX): hidden text and metadata in the ZIP's XML parts.
+//!
+//! Removed: Word runs marked hidden (`w:vanish`, `w:specVanish`), in white without shading,
+//! or at 1 pt and under; tracked deletions; comment text (Word, Excel, PowerPoint);
+//! PowerPoint speaker notes and the text of hidden slides; document properties (title,
+//! subject, description, keywords, authors, company, custom properties). Reported but kept:
+//! hidden worksheets (their cells share strings with visible ones). Everything else is copied
+//! entry by entry as it was (compressed bytes untouched); a document with nothing found comes
+//! back byte-identical. Archives are bounded (entries, sizes) against ZIP bombs.
+
+use super::{Hidden, SanitizeError, Technique};
+use std::io::{Cursor, Read, Write};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Office {
+    Docx,
+    Xlsx,
+    Pptx,
+}
+
+const MAX_ENTRIES: usize = 10_000;
+const MAX_PART: u64 = 64 << 20;
+const MAX_TOTAL: u64 = 512 << 20;
+
+fn bad(message: impl Into<String>) -> SanitizeError {
+    SanitizeError::Malformed {
+        format: "Office document",
+        message: message.into(),
+    }
+}
+
+pub(crate) fn clean(
+    input: &[u8],
+    kind: Office,
+    out: &mut Vec<u8>,
+    found: &mut Vec<Hidden>,
+) -> Result<(), SanitizeError> {
+    let mut zip = zip::ZipArchive::new(Cursor::new(input)).map_err(|e| bad(e.to_string()))?;
+    if zip.len() > MAX_ENTRIES {
+        return Err(bad(format!("more than {MAX_ENTRIES} entries")));
+    }
+    let mut total = 0u64;
+    let mut changed: Vec<(usize, Vec<u8>)> = Vec::new();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
+        let name = entry.name().map_err(|e| bad(e.to_string()))?.to_string();
+        let Some(handler) = handler(kind, &name) else {
+            continue;
+        };
+        let mut xml = Vec::new();
+        (&mut entry)
+            .take(MAX_PART + 1)
+            .read_to_end(&mut xml)
+            .map_err(|e| bad(format!("{name}: {e}")))?;
+        if xml.len() as u64 > MAX_PART {
+            return Err(bad(format!("{name} is larger than {} MiB", MAX_PART >> 20)));
+        }
+        total += xml.len() as u64;
+        if total > MAX_TOTAL {
+            return Err(bad(format!("more than {} MiB of XML", MAX_TOTAL >> 20)));
+        }
+        let text = String::from_utf8_lossy(&xml).into_owned();
+        let before = found.len();
+        let new = handler(&text, &name, found);
+        // Offsets inside a compressed part mean little: report the entry's index instead.
+        for h in &mut found[before..] {
+            h.start = i;
+            h.end = i;
+        }
+        if new != text {
+            changed.push((i, new.into_bytes()));
+        }
+    }
+    if kind == Office::Xlsx {
+        hidden_sheets(&mut zip, found)?;
+    }
+    if changed.is_empty() {
+        out.extend_from_slice(input);
+        return Ok(());
+    }
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::with_capacity(input.len())));
+    for i in 0..zip.len() {
+        if let Some((_, data)) = changed.iter().find(|(k, _)| *k == i) {
+            let entry = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(entry.compression())
+                .last_modified_time(entry.last_modified().unwrap_or_default());
+            let name = entry.name().map_err(|e| bad(e.to_string()))?.to_string();
+            drop(entry);
+            w.start_file(name, options)
+                .map_err(|e| bad(e.to_string()))?;
+            w.write_all(data).map_err(|e| bad(e.to_string()))?;
+        } else {
+            let entry = zip.by_index_raw(i).map_err(|e| bad(e.to_string()))?;
+            w.raw_copy_file(entry).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    let done = w.finish().map_err(|e| bad(e.to_string()))?;
+    out.extend_from_slice(done.get_ref());
+    Ok(())
+}
+
+type Handler = fn(&str, &str, &mut Vec<Hidden>) -> String;
+
+fn handler(kind: Office, name: &str) -> Option<Handler> {
+    let in_dir = |dir: &str| name.starts_with(dir) && name.ends_with(".xml");
+    if name == "docProps/core.xml" || name == "docProps/app.xml" {
+        return Some(properties);
+    }
+    if name == "docProps/custom.xml" {
+        return Some(custom_properties);
+    }
+    match kind {
+        Office::Docx if name == "word/comments.xml" || in_dir("word/comments") => {
+            Some(|x, _, f| blank(x, "w:t", Technique::OfficeComment, f))
+        }
+        Office::Docx
+            if name == "word/document.xml"
+                || in_dir("word/header")
+                || in_dir("word/footer")
+                || name == "word/footnotes.xml"
+                || name == "word/endnotes.xml" =>
+        {
+            Some(word_body)
+        }
+        Office::Xlsx if in_dir("xl/comments") || in_dir("xl/threadedComments/") => {
+            Some(|x, _, f| blank(x, "t", Technique::OfficeComment, f))
+        }
+        Office::Pptx if in_dir("ppt/notesSlides/") => {
+            Some(|x, _, f| blank(x, "a:t", Technique::SpeakerNotes, f))
+        }
+        Office::Pptx if in_dir("ppt/comments/") => {
+            Some(|x, _, f| blank(x, "p:text", Technique::OfficeComment, f))
+        }
+        Office::Pptx if in_dir("ppt/slides/slide") => Some(hidden_slide),
+        _ => None,
+    }
+}
+
+/// The position of `<tag>` or `<tag ...>` (not `<tagX`) at or after `from`.
+fn open_tag(xml: &str, tag: &str, from: usize) -> Option<usize> {
+    let needle = format!("<{tag}");
+    let mut j = from;
+    while let Some(p) = xml.get(j..)?.find(&needle) {
+        let at = j + p;
+        match xml.as_bytes().get(at + needle.len()) {
+            Some(b'>' | b' ' | b'/' | b'\t' | b'\r' | b'\n') => return Some(at),
+            _ => j = at + needle.len(),
+        }
+    }
+    None
+}
+
+/// The end of the element opening at `at` (just past `</tag>`, or past `/>`).
+fn element_end(xml: &str, tag: &str, at: usize) -> usize {
+    let gt = xml[at..].find('>').map_or(xml.len(), |p| at + p + 1);
+    if xml[..gt].ends_with("/>") {
+        return gt;
+    }
+    let close = format!("</{tag}>");
+    xml[gt..]
+        .find(&close)
+        .map_or(xml.len(), |p| gt + p + close.len())
+}
+
+/// The text content of every `<tag>` in `xml`, joined.
+fn texts(xml: &str, tag: &str) -> String {
+    let mut out = String::new();
+    let mut j = 0;
+    while let Some(at) = open_tag(xml, tag, j) {
+        let end = element_end(xml, tag, at);
+        let gt = xml[at..end].find('>').map_or(end, |p| at + p + 1);
+        let inner_end = end.saturating_sub(tag.len() + 3).max(gt);
+        if !xml[..gt].ends_with("/>") {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(&unescape(&xml[gt..inner_end]));
+        }
+        if out.len() > super::REVEAL_MAX {
+            break;
+        }
+        j = end.max(at + 1);
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Empty the text of every `<tag>`, reporting what it said.
+fn blank(xml: &str, tag: &str, technique: Technique, found: &mut Vec<Hidden>) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let mut said = String::new();
+    let mut j = 0;
+    while let Some(at) = open_tag(xml, tag, j) {
+        let end = element_end(xml, tag, at);
+        let gt = xml[at..end].find('>').map_or(end, |p| at + p + 1);
+        if xml[..gt].ends_with("/>") {
+            out.push_str(&xml[j..end]);
+            j = end;
+            continue;
+        }
+        let close = end.saturating_sub(tag.len() + 3).max(gt);
+        let inner = &xml[gt..close];
+        if !inner.is_empty() && said.len() < super::REVEAL_MAX {
+            if !said.is_empty() {
+                said.push(' ');
+            }
+            said.push_str(&unescape(inner));
+        }
+        out.push_str(&xml[j..gt]);
+        out.push_str(&xml[close..end]);
+        j = end;
+    }
+    out.push_str(&xml[j..]);
+    if !said.trim().is_empty() {
+        found.push(Hidden::new(technique, 0, 0, said));
+    }
+    out
+}
+
+/// Remove every `<tag>` element for which `hidden(element)` says so; report its text.
+fn remove_where(
+    xml: &str,
+    tag: &str,
+    text_tags: &[&str],
+    technique: Technique,
+    found: &mut Vec<Hidden>,
+    hidden: impl Fn(&str) -> bool,
+) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let mut said = String::new();
+    let mut j = 0;
+    while let Some(at) = open_tag(xml, tag, j) {
+        let end = element_end(xml, tag, at);
+        let element = &xml[at..end];
+        out.push_str(&xml[j..at]);
+        if hidden(element) {
+            for t in text_tags {
+                let s = texts(element, t);
+                if !s.is_empty() && said.len() < super::REVEAL_MAX {
+                    if !said.is_empty() {
+                        said.push(' ');
+                    }
+                    said.push_str(&s);
+                }
+            }
+        } else {
+            out.push_str(element);
+        }
+        j = end.max(at + 1);
+    }
+    out.push_str(&xml[j..]);
+    if !said.trim().is_empty() {
+        found.push(Hidden::new(technique, 0, 0, said));
+    }
+    out
+}
+
+/// `w:val` of an element `<name .../>` inside `xml`, if present.
+fn val<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let at = open_tag(xml, name, 0)?;
+    let tag_end = xml[at..].find('>').map_or(xml.len(), |p| at + p);
+    let t = &xml[at..tag_end];
+    let v = t.find("w:val=\"")? + 7;
+    t[v..].find('"').map(|e| &t[v..v + e])
+}
+
+fn on(v: Option<&str>, present: bool) -> bool {
+    present && !matches!(v, Some("0" | "false" | "off"))
+}
+
+/// Word runs that do not show: hidden, white on no shading, or 1 pt and under.
+fn word_run_hidden(run: &str) -> bool {
+    let Some(p) = open_tag(run, "w:rPr", 0) else {
+        return false;
+    };
+    let props = &run[p..element_end(run, "w:rPr", p)];
+    let vanish = on(
+        val(props, "w:vanish"),
+        open_tag(props, "w:vanish", 0).is_some(),
+    ) || on(
+        val(props, "w:specVanish"),
+        open_tag(props, "w:specVanish", 0).is_some(),
+    );
+    let white = val(props, "w:color").is_some_and(|c| c.eq_ignore_ascii_case("FFFFFF"))
+        && open_tag(props, "w:shd", 0).is_none()
+        && open_tag(props, "w:highlight", 0).is_none();
+    let tiny = val(props, "w:sz")
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_some_and(|half_points| half_points <= 2);
+    vanish || white || tiny
+}
+
+fn word_body(xml: &str, _: &str, found: &mut Vec<Hidden>) -> String {
+    let xml = remove_where(
+        xml,
+        "w:r",
+        &["w:t"],
+        Technique::OfficeHidden,
+        found,
+        word_run_hidden,
+    );
+    remove_where(
+        &xml,
+        "w:del",
+        &["w:delText"],
+        Technique::TrackedDeletion,
+        found,
+        |_| true,
+    )
+}
+
+/// Document properties: the values are emptied.
+fn properties(xml: &str, name: &str, found: &mut Vec<Hidden>) -> String {
+    let tags: &[&str] = if name.ends_with("core.xml") {
+        &[
+            "dc:title",
+            "dc:subject",
+            "dc:description",
+            "cp:keywords",
+            "dc:creator",
+            "cp:lastModifiedBy",
+            "cp:category",
+            "cp:contentStatus",
+        ]
+    } else {
+        &["Company", "Manager", "HyperlinkBase"]
+    };
+    let mut x = xml.to_string();
+    for t in tags {
+        x = blank(&x, t, Technique::DocumentProperties, found);
+    }
+    x
+}
+
+fn custom_properties(xml: &str, _: &str, found: &mut Vec<Hidden>) -> String {
+    remove_where(
+        xml,
+        "property",
+        &[
+            "vt:lpwstr",
+            "vt:lpstr",
+            "vt:bstr",
+            "vt:i4",
+            "vt:bool",
+            "vt:filetime",
+        ],
+        Technique::DocumentProperties,
+        found,
+        |_| true,
+    )
+}
+
+/// A slide marked `show="0"`: its text is emptied.
+fn hidden_slide(xml: &str, _: &str, found: &mut Vec<Hidden>) -> String {
+    let Some(at) = open_tag(xml, "p:sld", 0) else {
+        return xml.to_string();
+    };
+    let tag_end = xml[at..].find('>').map_or(xml.len(), |p| at + p);
+    if !xml[at..tag_end].contains("show=\"0\"") {
+        return xml.to_string();
+    }
+    blank(xml, "a:t", Technique::HiddenSlide, found)
+}
+
+/// Hidden and very hidden worksheets: reported.
+fn hidden_sheets(
+    zip: &mut zip::ZipArchive<Cursor<&[u8]>>,
+    found: &mut Vec<Hidden>,
+) -> Result<(), SanitizeError> {
+    let Ok(mut wb) = zip.by_name("xl/workbook.xml") else {
+        return Ok(());
+    };
+    let mut xml = String::new();
+    (&mut wb)
+        .take(MAX_PART)
+        .read_to_string(&mut xml)
+        .map_err(|e| bad(format!("xl/workbook.xml: {e}")))?;
+    let mut j = 0;
+    while let Some(at) = open_tag(&xml, "sheet", j) {
+        let end = xml[at..].find('>').map_or(xml.len(), |p| at + p);
+        let t = &xml[at..end];
+        if t.contains("state=\"hidden\"") || t.contains("state=\"veryHidden\"") {
+            let name = t
+                .find("name=\"")
+                .and_then(|p| t[p + 6..].find('"').map(|e| &t[p + 6..p + 6 + e]))
+                .unwrap_or("");
+            found.push(Hidden::new(Technique::HiddenSheet, 0, 0, unescape(name)));
+        }
+        j = end.max(at + 1);
+    }
+    Ok(())
+}
