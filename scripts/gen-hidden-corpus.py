@@ -236,6 +236,41 @@ def xlsx(state, comment=None):
 case("xlsx-comment.xlsx", xlsx("", comment=PAYLOAD), xlsx(""), "office-comment")
 case("xlsx-hidden-sheet.xlsx", xlsx(' state="veryHidden"'), xlsx(""), "hidden-sheet")
 
+
+def pdf(content, info=None, xmp=None, compress=False):
+    """A one-page PDF with a correct cross-reference table."""
+    objs = [b"<< /Type /Catalog /Pages 2 0 R" + (b" /Metadata 6 0 R" if xmp else b"") + b" >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+            b" /Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >> >>"]
+    data = zlib.compress(content) if compress else content
+    objs.append(b"<< /Length %d%s >>\nstream\n" % (len(data), b" /Filter /FlateDecode" if compress else b"") + data + b"\nendstream")
+    objs.append(info if info is not None else b"<< >>")
+    if xmp:
+        objs.append(b"<< /Type /Metadata /Subtype /XML /Length %d >>\nstream\n" % len(xmp) + xmp + b"\nendstream")
+    out = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
+    offsets = []
+    for n, o in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % n + o + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    for o in offsets:
+        out += b"%010d 00000 n \n" % o
+    out += b"trailer\n<< /Size %d /Root 1 0 R /Info 5 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return out
+
+
+TEXT = b"BT /F1 18 Tf 72 720 Td (Quarterly report) Tj ET\n"
+case("pdf-info.pdf", pdf(TEXT, info=b"<< /Title (Report) /Subject (" + PAYLOAD.encode() + b") >>"),
+     pdf(TEXT), "document-properties")
+XMP = b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:description>' + PAYLOAD.encode() + b'</dc:description></rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+case("pdf-xmp.pdf", pdf(TEXT, xmp=XMP), pdf(TEXT), "document-properties")
+case("pdf-invisible-text.pdf",
+     pdf(TEXT + b"BT 3 Tr /F1 1 Tf 72 700 Td (" + PAYLOAD.encode() + b") Tj ET\n", compress=True),
+     pdf(TEXT + b"BT 0 Tr /F1 12 Tf 72 700 Td (Revenue grew four percent.) Tj ET\n", compress=True),
+     "pdf-invisible-text")
+
 if __name__ == "__main__":
     os.makedirs(ROOT, exist_ok=True)
     with open(os.path.join(ROOT, "expected.tsv"), "w", encoding="utf-8") as f:

@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         Format::Docx,
         Format::Xlsx,
         Format::Pptx,
+        Format::Pdf,
     ] {
         let Ok(s) = sanitize(data, format) else { continue };
         for h in &s.hidden {

@@ -21,10 +21,10 @@ HTML, comments and elements hidden by CSS or attributes (display:none, visibilit
 tiny fonts, white on white, off-screen, hidden classes); in SVG, desc/title/metadata,
 invisible text, scripts; in JPEG and PNG, EXIF/XMP/IPTC/comments/text chunks; in DOCX, XLSX
 and PPTX, hidden and white or 1-pt text, tracked deletions, comments, speaker notes, hidden
-slides and document properties (hidden worksheets are reported). Anything else is copied
-byte for byte. An advisory score rates instruction-like text aimed at an assistant,
-counting hidden text double; it never changes the output. PDF is refused (not yet handled),
-as are other binary files.
+slides and document properties (hidden worksheets are reported); in PDF, the document
+information and XMP metadata (blanked in place; text drawn invisibly is reported, not
+removed: it is how scans carry their OCR text). Anything else is copied byte for byte. An advisory score rates instruction-like text aimed at an assistant,
+counting hidden text double; it never changes the output. Other binary formats are refused.
 
 Exit codes: 0 nothing hidden; 1 hidden content found (removed, or reported with --report);
 2 error (unreadable, unsupported or malformed file).")]
@@ -56,6 +56,7 @@ enum FormatArg {
     Docx,
     Xlsx,
     Pptx,
+    Pdf,
 }
 
 pub fn run(a: SanitizeArgs) -> crate::Outcome {
@@ -78,6 +79,7 @@ pub fn run(a: SanitizeArgs) -> crate::Outcome {
         Some(FormatArg::Docx) => Format::Docx,
         Some(FormatArg::Xlsx) => Format::Xlsx,
         Some(FormatArg::Pptx) => Format::Pptx,
+        Some(FormatArg::Pdf) => Format::Pdf,
         None => Format::detect(&name, &input).with_context(|| name.clone())?,
     };
     let s = sanitize(&input, format).with_context(|| name.clone())?;

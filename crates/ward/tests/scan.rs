@@ -130,12 +130,12 @@ fn sanitize_removes_hidden_text_reports_it_and_exits_1() {
 #[test]
 fn sanitize_refuses_what_it_cannot_examine() {
     let dir = tempfile::tempdir().unwrap();
-    let pdf = dir.path().join("report.pdf");
-    std::fs::write(&pdf, b"%PDF-1.7\n...").unwrap();
-    let o = ward().arg("sanitize").arg(&pdf).output().unwrap();
+    let zip = dir.path().join("bundle.zip");
+    std::fs::write(&zip, b"PK\x03\x04an archive").unwrap();
+    let o = ward().arg("sanitize").arg(&zip).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(o.stdout.is_empty(), "nothing passed through");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot sanitize a PDF"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot sanitize a ZIP archive"));
     let doc = dir.path().join("report.docx");
     std::fs::write(&doc, b"PK\x03\x04not really a document").unwrap();
     let o = ward().arg("sanitize").arg(&doc).output().unwrap();

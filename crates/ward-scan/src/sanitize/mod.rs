@@ -1,8 +1,9 @@
 //! The sanitizer: content a person does not see but a model reads, found and removed (or
 //! revealed), before a file reaches the model. Start from [`sanitize`].
 //!
-//! Formats: plain text (and code), Markdown, HTML, SVG, JPEG, PNG, DOCX, XLSX, PPTX. PDF is
-//! not handled yet: [`sanitize`] refuses it rather than pass it through unexamined.
+//! Formats: plain text (and code), Markdown, HTML, SVG, JPEG, PNG, DOCX, XLSX, PPTX, PDF
+//! (metadata removed, invisible text reported). Anything else [`sanitize`] refuses rather
+//! than pass through unexamined.
 //! Alongside, [`injection`] scores text for instruction-like content aimed at an assistant;
 //! that score is advice for a person or a policy, never a reason to change the file.
 
@@ -11,6 +12,7 @@ mod image;
 pub mod injection;
 mod markup;
 mod office;
+mod pdf;
 mod text;
 
 use serde::Serialize;
@@ -70,6 +72,11 @@ pub enum Technique {
     HiddenSlide,
     /// D4: an Excel sheet marked hidden or very hidden (reported, kept).
     HiddenSheet,
+    /// D5: PDF text drawn invisibly (render mode 3 or 7; reported, kept: it may be the OCR
+    /// layer of a scan).
+    PdfInvisibleText,
+    /// D6: a part of a PDF the sanitizer does not reach (compressed object streams).
+    PdfNotExamined,
 }
 
 impl Technique {
@@ -94,6 +101,8 @@ impl Technique {
             TrackedDeletion | OfficeComment => "D2",
             DocumentProperties => "D3",
             SpeakerNotes | HiddenSlide | HiddenSheet => "D4",
+            PdfInvisibleText => "D5",
+            PdfNotExamined => "D6",
         }
     }
 
@@ -123,13 +132,21 @@ impl Technique {
             DocumentProperties => "document properties",
             SpeakerNotes => "speaker notes",
             HiddenSlide => "text of a hidden slide",
-            HiddenSheet => "hidden worksheet (kept)",
+            HiddenSheet => "hidden worksheet",
+            PdfInvisibleText => "invisible text in a PDF (it may be a scan's OCR layer)",
+            PdfNotExamined => "part of the PDF not examined",
         }
     }
 
     /// Whether content of this kind is removed (else only reported).
     pub fn removed(self) -> bool {
-        !matches!(self, Technique::BidiInRtl | Technique::HiddenSheet)
+        !matches!(
+            self,
+            Technique::BidiInRtl
+                | Technique::HiddenSheet
+                | Technique::PdfInvisibleText
+                | Technique::PdfNotExamined
+        )
     }
 }
 
@@ -194,6 +211,7 @@ pub enum Format {
     Docx,
     Xlsx,
     Pptx,
+    Pdf,
 }
 
 impl Format {
@@ -201,7 +219,7 @@ impl Format {
     pub fn binary(self) -> bool {
         matches!(
             self,
-            Format::Jpeg | Format::Png | Format::Docx | Format::Xlsx | Format::Pptx
+            Format::Jpeg | Format::Png | Format::Docx | Format::Xlsx | Format::Pptx | Format::Pdf
         )
     }
 
@@ -217,7 +235,7 @@ impl Format {
             return Ok(Format::Jpeg);
         }
         if head.starts_with(b"%PDF-") {
-            return Err(SanitizeError::Unsupported("PDF".into()));
+            return Ok(Format::Pdf);
         }
         if head.starts_with(b"PK\x03\x04") {
             return match ext {
@@ -254,7 +272,7 @@ impl Format {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SanitizeError {
-    #[error("cannot sanitize a {0} yet (text, Markdown, HTML, SVG, JPEG, PNG, DOCX, XLSX and PPTX are handled); do not hand it to the model unexamined")]
+    #[error("cannot sanitize a {0} yet (text, Markdown, HTML, SVG, JPEG, PNG, DOCX, XLSX, PPTX and PDF are handled); do not hand it to the model unexamined")]
     Unsupported(String),
     #[error("malformed {format}: {message}")]
     Malformed {
@@ -331,6 +349,7 @@ fn one_pass(input: &[u8], format: Format) -> Result<Sanitized, SanitizeError> {
         Format::Docx => office::clean(input, office::Office::Docx, &mut out, &mut hidden)?,
         Format::Xlsx => office::clean(input, office::Office::Xlsx, &mut out, &mut hidden)?,
         Format::Pptx => office::clean(input, office::Office::Pptx, &mut out, &mut hidden)?,
+        Format::Pdf => pdf::clean(input, &mut out, &mut hidden)?,
     }
     hidden.sort_by_key(|h| (h.start, h.end));
     Ok(Sanitized {
