@@ -236,3 +236,62 @@ fn escape_via_markup_the_tokenizer_used_to_misread() {
         );
     }
 }
+
+/// A DOCX in memory with these parts (stored, not compressed).
+fn docx(parts: &[(&str, &str)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, body) in parts {
+        w.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(body.as_bytes()).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+#[test]
+fn office_parts_that_used_to_break_the_sanitizer() {
+    let w = r#"xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main""#;
+    // An unclosed text element before a multibyte character: an error or a result, no panic.
+    let broken = docx(&[("word/comments.xml", "<w:t>\u{20ac}abcd")]);
+    let _ = sanitize(&broken, Format::Docx);
+    // A hidden run inside a text box inside a visible run is found, and the XML stays whole.
+    let doc = format!(
+        "<w:document {w}><w:body><w:p><w:r><w:rPr><w:noProof/></w:rPr><w:pict><w:txbxContent><w:p><w:r><w:rPr><w:vanish/></w:rPr><w:t>AI agent: payload</w:t></w:r></w:p></w:txbxContent></w:pict></w:r><w:r><w:t>Visible</w:t></w:r></w:p></w:body></w:document>"
+    );
+    let s = sanitize(&docx(&[("word/document.xml", &doc)]), Format::Docx).unwrap();
+    assert!(
+        s.hidden.iter().any(|h| h.revealed.contains("payload")),
+        "{:?}",
+        s.hidden
+    );
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(&s.output)).unwrap();
+    let mut xml = String::new();
+    std::io::Read::read_to_string(&mut z.by_name("word/document.xml").unwrap(), &mut xml).unwrap();
+    assert!(
+        !xml.contains("payload") && xml.contains("Visible") && xml.ends_with("</w:document>"),
+        "{xml}"
+    );
+    assert_eq!(
+        xml.matches("<w:r>").count() + xml.matches("<w:r ").count(),
+        xml.matches("</w:r>").count(),
+        "{xml}"
+    );
+    // Two entries with one name (case ignored) are refused.
+    let dup = docx(&[
+        ("word/document.xml", &doc),
+        ("Word/Document.xml", "<w:document/>"),
+    ]);
+    assert!(sanitize(&dup, Format::Docx).is_err());
+}
+
+#[test]
+fn pdf_info_is_found_by_its_own_object_and_blanked_in_place() {
+    let pdf = b"%PDF-1.4\n1 0 obj\n<< /Contents (visible note) >>\nendobj\n12 0 obj\n<< /Contents (annotation text) >>\nendobj\n2 0 obj\n<< /Producer (a>>b) /Title (AI agent: payload) >>\nendobj\ntrailer\n<< /Infox 9 /Info 2 0 R >>\n%%EOF\n";
+    let s = sanitize(pdf, Format::Pdf).unwrap();
+    let out = String::from_utf8_lossy(&s.output);
+    assert_eq!(s.output.len(), pdf.len(), "same length: offsets stay right");
+    assert!(!out.contains("payload"), "{out}");
+    assert!(out.contains("annotation text") && out.contains("visible note"), "{out}");
+    assert!(s.hidden.iter().any(|h| h.revealed.contains("payload")));
+}

@@ -39,6 +39,19 @@ pub(crate) fn clean(
     if zip.len() > MAX_ENTRIES {
         return Err(bad(format!("more than {MAX_ENTRIES} entries")));
     }
+    // Two entries with one name (ignoring case): readers disagree on which one counts, so
+    // one could hide behind the other.
+    let mut names = std::collections::HashSet::new();
+    for i in 0..zip.len() {
+        let entry = zip.by_index_raw(i).map_err(|e| bad(e.to_string()))?;
+        let name = entry
+            .name()
+            .map_err(|e| bad(e.to_string()))?
+            .to_ascii_lowercase();
+        if !names.insert(name.clone()) {
+            return Err(bad(format!("two entries named {name}")));
+        }
+    }
     let mut total = 0u64;
     let mut changed: Vec<(usize, Vec<u8>)> = Vec::new();
     for i in 0..zip.len() {
@@ -103,11 +116,14 @@ pub(crate) fn clean(
 type Handler = fn(&str, &str, &mut Vec<Hidden>) -> String;
 
 fn handler(kind: Office, name: &str) -> Option<Handler> {
-    let in_dir = |dir: &str| name.starts_with(dir) && name.ends_with(".xml");
-    if name == "docProps/core.xml" || name == "docProps/app.xml" {
+    // Part names are case-insensitive in OPC.
+    let lower = name.to_ascii_lowercase();
+    let name = lower.as_str();
+    let in_dir = |dir: &str| name.starts_with(&dir.to_ascii_lowercase()) && name.ends_with(".xml");
+    if name == "docprops/core.xml" || name == "docprops/app.xml" {
         return Some(properties);
     }
-    if name == "docProps/custom.xml" {
+    if name == "docprops/custom.xml" {
         return Some(custom_properties);
     }
     match kind {
@@ -124,14 +140,19 @@ fn handler(kind: Office, name: &str) -> Option<Handler> {
             Some(word_body)
         }
         Office::Xlsx if in_dir("xl/comments") || in_dir("xl/threadedComments/") => {
-            Some(|x, _, f| blank(x, "t", Technique::OfficeComment, f))
+            Some(|x, _, f| {
+                let x = blank(x, "t", Technique::OfficeComment, f);
+                blank(&x, "text", Technique::OfficeComment, f)
+            })
         }
+
         Office::Pptx if in_dir("ppt/notesSlides/") => {
             Some(|x, _, f| blank(x, "a:t", Technique::SpeakerNotes, f))
         }
-        Office::Pptx if in_dir("ppt/comments/") => {
-            Some(|x, _, f| blank(x, "p:text", Technique::OfficeComment, f))
-        }
+        Office::Pptx if in_dir("ppt/comments/") => Some(|x, _, f| {
+            let x = blank(x, "p:text", Technique::OfficeComment, f);
+            blank(&x, "a:t", Technique::OfficeComment, f)
+        }),
         Office::Pptx if in_dir("ppt/slides/slide") => Some(hidden_slide),
         _ => None,
     }
@@ -151,16 +172,53 @@ fn open_tag(xml: &str, tag: &str, from: usize) -> Option<usize> {
     None
 }
 
-/// The end of the element opening at `at` (just past `</tag>`, or past `/>`).
-fn element_end(xml: &str, tag: &str, at: usize) -> usize {
+/// The element opening at `at`: (just past its start tag, start of its end tag, just past
+/// its end tag). Nested elements of the same name are counted; an element that is never
+/// closed runs to the end of the part. Every index is on a character boundary.
+fn element(xml: &str, tag: &str, at: usize) -> (usize, usize, usize) {
     let gt = xml[at..].find('>').map_or(xml.len(), |p| at + p + 1);
     if xml[..gt].ends_with("/>") {
-        return gt;
+        return (gt, gt, gt);
     }
-    let close = format!("</{tag}>");
-    xml[gt..]
-        .find(&close)
-        .map_or(xml.len(), |p| gt + p + close.len())
+    let close = format!("</{tag}");
+    let close_at = |from: usize| {
+        let mut k = from;
+        while let Some(p) = xml[k..].find(&close) {
+            let c = k + p;
+            match xml.as_bytes().get(c + close.len()) {
+                Some(b'>' | b' ' | b'\t' | b'\r' | b'\n') | None => return Some(c),
+                _ => k = c + close.len(),
+            }
+        }
+        None
+    };
+    let mut depth = 1usize;
+    let mut j = gt;
+    loop {
+        let next_open = open_tag(xml, tag, j);
+        let next_close = close_at(j);
+        match (next_open, next_close) {
+            (Some(o), Some(c)) if o < c => {
+                let o_gt = xml[o..].find('>').map_or(xml.len(), |p| o + p + 1);
+                if !xml[..o_gt].ends_with("/>") {
+                    depth += 1;
+                }
+                j = o_gt;
+            }
+            (_, Some(c)) => {
+                let c_end = xml[c..].find('>').map_or(xml.len(), |p| c + p + 1);
+                depth -= 1;
+                if depth == 0 {
+                    return (gt, c, c_end);
+                }
+                j = c_end;
+            }
+            _ => return (gt, xml.len(), xml.len()),
+        }
+        if j >= xml.len() {
+            return (gt, xml.len(), xml.len());
+        }
+    }
 }
 
 /// The text content of every `<tag>` in `xml`, joined.
@@ -168,10 +226,8 @@ fn texts(xml: &str, tag: &str) -> String {
     let mut out = String::new();
     let mut j = 0;
     while let Some(at) = open_tag(xml, tag, j) {
-        let end = element_end(xml, tag, at);
-        let gt = xml[at..end].find('>').map_or(end, |p| at + p + 1);
-        let inner_end = end.saturating_sub(tag.len() + 3).max(gt);
-        if !xml[..gt].ends_with("/>") {
+        let (gt, inner_end, end) = element(xml, tag, at);
+        if gt < inner_end {
             if !out.is_empty() {
                 out.push(' ');
             }
@@ -199,24 +255,16 @@ fn blank(xml: &str, tag: &str, technique: Technique, found: &mut Vec<Hidden>) ->
     let mut said = String::new();
     let mut j = 0;
     while let Some(at) = open_tag(xml, tag, j) {
-        let end = element_end(xml, tag, at);
-        let gt = xml[at..end].find('>').map_or(end, |p| at + p + 1);
-        if xml[..gt].ends_with("/>") {
-            out.push_str(&xml[j..end]);
-            j = end;
-            continue;
-        }
-        let close = end.saturating_sub(tag.len() + 3).max(gt);
-        let inner = &xml[gt..close];
-        if !inner.is_empty() && said.len() < super::REVEAL_MAX {
+        let (gt, inner_end, end) = element(xml, tag, at);
+        if gt < inner_end && said.len() < super::REVEAL_MAX {
             if !said.is_empty() {
                 said.push(' ');
             }
-            said.push_str(&unescape(inner));
+            said.push_str(&unescape(&xml[gt..inner_end]));
         }
         out.push_str(&xml[j..gt]);
-        out.push_str(&xml[close..end]);
-        j = end;
+        out.push_str(&xml[inner_end..end]);
+        j = end.max(gt);
     }
     out.push_str(&xml[j..]);
     if !said.trim().is_empty() {
@@ -238,7 +286,7 @@ fn remove_where(
     let mut said = String::new();
     let mut j = 0;
     while let Some(at) = open_tag(xml, tag, j) {
-        let end = element_end(xml, tag, at);
+        let (_, _, end) = element(xml, tag, at);
         let element = &xml[at..end];
         out.push_str(&xml[j..at]);
         if hidden(element) {
@@ -251,10 +299,17 @@ fn remove_where(
                     said.push_str(&s);
                 }
             }
+            j = end;
         } else {
-            out.push_str(element);
+            // Keep the start tag and look inside: a visible run can hold a text box whose
+            // runs are hidden.
+            let gt = xml[at..].find('>').map_or(xml.len(), |p| at + p + 1);
+            out.push_str(&xml[at..gt]);
+            j = gt;
         }
-        j = end.max(at + 1);
+        if j <= at {
+            j = at + 1;
+        }
     }
     out.push_str(&xml[j..]);
     if !said.trim().is_empty() {
@@ -268,20 +323,30 @@ fn val<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
     let at = open_tag(xml, name, 0)?;
     let tag_end = xml[at..].find('>').map_or(xml.len(), |p| at + p);
     let t = &xml[at..tag_end];
-    let v = t.find("w:val=\"")? + 7;
-    t[v..].find('"').map(|e| &t[v..v + e])
+    let v = t.find("w:val=")? + 7;
+    let q = t
+        .as_bytes()
+        .get(v - 1)
+        .copied()
+        .filter(|&c| c == b'"' || c == b'\'')? as char;
+    t[v..].find(q).map(|e| &t[v..v + e])
 }
 
 fn on(v: Option<&str>, present: bool) -> bool {
     present && !matches!(v, Some("0" | "false" | "off"))
 }
 
-/// Word runs that do not show: hidden, white on no shading, or 1 pt and under.
+/// Word runs that do not show: hidden, white on no or white shading, or 1 pt and under.
+/// Only the run's own properties count (its first child), not those of runs nested in it.
 fn word_run_hidden(run: &str) -> bool {
-    let Some(p) = open_tag(run, "w:rPr", 0) else {
+    let gt = run.find('>').map_or(run.len(), |p| p + 1);
+    let rest = run[gt..].trim_start();
+    if !rest.starts_with("<w:rPr") {
         return false;
-    };
-    let props = &run[p..element_end(run, "w:rPr", p)];
+    }
+    let p = run.len() - rest.len();
+    let (_, _, end) = element(run, "w:rPr", p);
+    let props = &run[p..end];
     let vanish = on(
         val(props, "w:vanish"),
         open_tag(props, "w:vanish", 0).is_some(),
@@ -289,13 +354,17 @@ fn word_run_hidden(run: &str) -> bool {
         val(props, "w:specVanish"),
         open_tag(props, "w:specVanish", 0).is_some(),
     );
-    let white = val(props, "w:color").is_some_and(|c| c.eq_ignore_ascii_case("FFFFFF"))
-        && open_tag(props, "w:shd", 0).is_none()
-        && open_tag(props, "w:highlight", 0).is_none();
+    let white = |v: Option<&str>| v.is_some_and(|c| c.eq_ignore_ascii_case("FFFFFF"));
+    let shaded = open_tag(props, "w:shd", 0).is_some()
+        && !props
+            .find("w:fill=")
+            .is_some_and(|p| props[p + 8..].to_ascii_uppercase().starts_with("FFFFFF"));
+    let highlighted = val(props, "w:highlight").is_some_and(|h| h != "white" && h != "none");
+    let white_text = white(val(props, "w:color")) && !shaded && !highlighted;
     let tiny = val(props, "w:sz")
         .and_then(|v| v.parse::<u32>().ok())
         .is_some_and(|half_points| half_points <= 2);
-    vanish || white || tiny
+    vanish || white_text || tiny
 }
 
 fn word_body(xml: &str, _: &str, found: &mut Vec<Hidden>) -> String {
@@ -364,7 +433,11 @@ fn hidden_slide(xml: &str, _: &str, found: &mut Vec<Hidden>) -> String {
         return xml.to_string();
     };
     let tag_end = xml[at..].find('>').map_or(xml.len(), |p| at + p);
-    if !xml[at..tag_end].contains("show=\"0\"") {
+    let t = &xml[at..tag_end];
+    let hidden = ["show=\"0\"", "show='0'", "show=\"false\"", "show='false'"]
+        .iter()
+        .any(|v| t.contains(v));
+    if !hidden {
         return xml.to_string();
     }
     blank(xml, "a:t", Technique::HiddenSlide, found)

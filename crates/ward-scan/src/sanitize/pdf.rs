@@ -14,6 +14,39 @@ use std::io::Read;
 
 const MAX_STREAM: u64 = 64 << 20;
 const MAX_STREAMS: usize = 10_000;
+/// Decompressed bytes looked at in all (a small file can inflate a lot).
+const MAX_INFLATED: u64 = 512 << 20;
+/// How far before `stream` its dictionary may start.
+const DICT_MAX: usize = 64 << 10;
+
+/// Whether `dict` has `/Key` followed by (whitespace and) `value`.
+fn has_name(dict: &[u8], key: &[u8], value: &[u8]) -> bool {
+    let mut j = 0;
+    while let Some(p) = find(dict, j, key) {
+        let rest = dict[p + key.len()..].trim_ascii_start();
+        if rest.starts_with(value)
+            && rest
+                .get(value.len())
+                .is_none_or(|c| !c.is_ascii_alphanumeric())
+        {
+            return true;
+        }
+        j = p + key.len();
+    }
+    false
+}
+
+/// A direct `/Length N` in a stream dictionary (not `N 0 R`).
+fn direct_length(dict: &[u8]) -> Option<usize> {
+    let p = find(dict, 0, b"/Length")?;
+    let rest = dict[p + 7..].trim_ascii_start();
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    let after = rest[digits..].trim_ascii_start();
+    if digits == 0 || after.first().is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
 
 fn bad(message: &str) -> SanitizeError {
     SanitizeError::Malformed {
@@ -43,7 +76,16 @@ pub(crate) fn clean(
     }
     out.extend_from_slice(input);
     info_dictionary(out, found);
+    if find(input, 0, b"/Encrypt").is_some() {
+        found.push(Hidden::new(
+            Technique::PdfNotExamined,
+            0,
+            0,
+            "encrypted document: its strings and streams are not examined".into(),
+        ));
+    }
     let mut streams = 0;
+    let mut inflated = 0u64;
     let mut i = 0;
     while let Some(s) = find(input, i, b"stream") {
         // `stream` keyword: preceded by the dictionary's `>>` (and whitespace), followed by EOL.
@@ -61,63 +103,127 @@ pub(crate) fn clean(
             i = after;
             continue;
         }
-        let Some(end) = find(input, data_start, b"endstream") else {
+        let window = s.saturating_sub(DICT_MAX);
+        let dict_start = rfind(&input[window..s], b"<<").map_or(window, |p| window + p);
+        let dict = &input[dict_start..s];
+        // The data ends after /Length bytes when that is direct and lands on `endstream`;
+        // else at the first `endstream` (which a string in the data could fake).
+        let by_length = direct_length(dict)
+            .map(|n| data_start.saturating_add(n))
+            .filter(|&e| {
+                e <= input.len() && input[e..].trim_ascii_start().starts_with(b"endstream")
+            });
+        let Some(end) = by_length.or_else(|| find(input, data_start, b"endstream")) else {
             break;
         };
         streams += 1;
         if streams > MAX_STREAMS {
             return Err(bad("more than 10,000 streams"));
         }
-        let dict_start = rfind(&input[..s], b"<<").unwrap_or(0);
-        let dict = &input[dict_start..s];
         let data = &input[data_start..end];
-        let flate = find(dict, 0, b"/FlateDecode").is_some();
-        let other_filter = find(dict, 0, b"/Filter").is_some() && !flate;
-        if find(dict, 0, b"/Type/ObjStm").is_some() || find(dict, 0, b"/Type /ObjStm").is_some() {
+        let has_filter = find(dict, 0, b"/Filter").is_some();
+        let flate_only = has_name(dict, b"/Filter", b"/FlateDecode")
+            || has_name(dict, b"/Filter", b"[/FlateDecode]")
+            || has_name(dict, b"/Filter", b"[ /FlateDecode ]");
+        if has_name(dict, b"/Type", b"/ObjStm") {
             found.push(Hidden::new(
                 Technique::PdfNotExamined,
                 dict_start,
                 end,
                 "compressed object stream (metadata inside it is not reached)".into(),
             ));
-        } else if !flate && !other_filter {
-            if let Some(x) = find(data, 0, b"<x:xmpmeta") {
-                let stop = find(data, x, b"</x:xmpmeta>").map_or(data.len(), |p| p + 12);
-                let text = xml_text(&data[x..stop]);
-                for b in &mut out[data_start + x..data_start + stop] {
-                    if !matches!(*b, b'\n' | b'\r') {
-                        *b = b' ';
-                    }
-                }
-                found.push(Hidden::new(
-                    Technique::DocumentProperties,
-                    data_start + x,
-                    data_start + stop,
-                    text,
-                ));
-            } else {
-                invisible_text(data, data_start, found);
-            }
-        } else if flate {
+        } else if !has_filter {
+            examine(data, data_start, out, found, true);
+        } else if flate_only {
             let mut plain = Vec::new();
-            let ok = flate2::read::ZlibDecoder::new(data)
-                .take(MAX_STREAM + 1)
-                .read_to_end(&mut plain)
-                .is_ok();
-            if ok && plain.len() as u64 <= MAX_STREAM {
-                invisible_text(&plain, data_start, found);
+            let room = (MAX_INFLATED - inflated).min(MAX_STREAM);
+            let r = flate2::read::ZlibDecoder::new(data)
+                .take(room + 1)
+                .read_to_end(&mut plain);
+            inflated += plain.len() as u64;
+            if plain.len() as u64 > room {
+                found.push(Hidden::new(
+                    Technique::PdfNotExamined,
+                    dict_start,
+                    end,
+                    "a stream that inflates past the size limit".into(),
+                ));
+                plain.truncate(room as usize);
+            } else if r.is_err() {
+                found.push(Hidden::new(
+                    Technique::PdfNotExamined,
+                    dict_start,
+                    end,
+                    "a damaged compressed stream (what decoded was examined)".into(),
+                ));
             }
+            examine(&plain, data_start, out, found, false);
+        } else {
+            found.push(Hidden::new(
+                Technique::PdfNotExamined,
+                dict_start,
+                end,
+                "a stream with a filter other than Flate".into(),
+            ));
         }
         i = end + 9;
     }
     Ok(())
 }
 
-/// Blank the values of the trailer's /Info dictionary, in place.
-fn info_dictionary(out: &mut [u8], found: &mut Vec<Hidden>) {
-    let Some(at) = rfind(out, b"/Info") else {
+/// One stream's decoded data: XMP metadata is blanked when the data is the file's own bytes
+/// (`in_place`: an unfiltered stream) and reported otherwise; content is checked for
+/// invisible text.
+fn examine(data: &[u8], at: usize, out: &mut [u8], found: &mut Vec<Hidden>, in_place: bool) {
+    // The whole packet: from the first of its markers to the end of the last one.
+    let xmp = [&b"<?xpacket"[..], b"<x:xmpmeta", b"<rdf:RDF"]
+        .iter()
+        .filter_map(|m| find(data, 0, m))
+        .min();
+    let Some(x) = xmp else {
+        invisible_text(data, at, found);
         return;
     };
+    let stop = find(data, x, b"<?xpacket end")
+        .and_then(|p| find(data, p, b"?>").map(|q| q + 2))
+        .or_else(|| find(data, x, b"</x:xmpmeta>").map(|p| p + 12))
+        .or_else(|| find(data, x, b"</rdf:RDF>").map(|p| p + 10))
+        .unwrap_or(data.len());
+    let text = xml_text(&data[x..stop]);
+    if in_place {
+        for b in &mut out[at + x..at + stop] {
+            if !matches!(*b, b'\n' | b'\r') {
+                *b = b' ';
+            }
+        }
+        found.push(Hidden::new(
+            Technique::DocumentProperties,
+            at + x,
+            at + stop,
+            text,
+        ));
+    } else {
+        found.push(Hidden::new(
+            Technique::PdfNotExamined,
+            at,
+            at,
+            format!("compressed XMP metadata (kept): {text}"),
+        ));
+    }
+}
+
+/// Blank the values of the trailer's /Info dictionary, in place.
+fn info_dictionary(out: &mut [u8], found: &mut Vec<Hidden>) {
+    // The last `/Info` key (later revisions come later), followed by a delimiter.
+    let mut at = None;
+    let mut j = 0;
+    while let Some(p) = find(out, j, b"/Info") {
+        if out.get(p + 5).is_some_and(|c| c.is_ascii_whitespace()) {
+            at = Some(p);
+        }
+        j = p + 5;
+    }
+    let Some(at) = at else { return };
     let rest = &out[at + 5..];
     let text = String::from_utf8_lossy(&rest[..rest.len().min(32)]).into_owned();
     let mut parts = text.split_whitespace();
@@ -127,16 +233,35 @@ fn info_dictionary(out: &mut [u8], found: &mut Vec<Hidden>) {
     if !r.starts_with('R') || num.parse::<u32>().is_err() || gen.parse::<u32>().is_err() {
         return;
     }
+    // The object's definition: `N G obj` at the start of a line (not `12 0 obj` for `2 0 obj`,
+    // not a comment); the last one (incremental updates).
     let header = format!("{num} {gen} obj");
-    let Some(obj) = find(out, 0, header.as_bytes()) else {
-        return;
-    };
+    let mut obj = None;
+    let mut k = 0;
+    while let Some(p) = find(out, k, header.as_bytes()) {
+        if p == 0 || matches!(out[p - 1], b'\n' | b'\r') {
+            obj = Some(p);
+        }
+        k = p + header.len();
+    }
+    let Some(obj) = obj else { return };
     let Some(open) = find(out, obj, b"<<") else {
         return;
     };
-    let Some(close) = find(out, open, b">>") else {
-        return;
-    };
+    // The dictionary's end: the first `>>` not inside a string.
+    let mut close = None;
+    let mut q = open + 2;
+    while q + 1 < out.len() {
+        match out[q] {
+            b'(' => q = literal_end(out, q) + 1,
+            b'>' if out[q + 1] == b'>' => {
+                close = Some(q);
+                break;
+            }
+            _ => q += 1,
+        }
+    }
+    let Some(close) = close else { return };
     let mut j = open + 2;
     let mut said = String::new();
     while j < close {
@@ -237,7 +362,9 @@ fn invisible_text(content: &[u8], at: usize, found: &mut Vec<Hidden>) {
         match c {
             b'(' => {
                 let end = literal_end(content, j);
-                strings.push(unescape_literal(&content[(j + 1).min(end)..end]));
+                if strings.len() < 256 {
+                    strings.push(unescape_literal(&content[(j + 1).min(end)..end]));
+                }
                 j = end + 1;
             }
             b'<' if content.get(j + 1) != Some(&b'<') => {
@@ -247,6 +374,10 @@ fn invisible_text(content: &[u8], at: usize, found: &mut Vec<Hidden>) {
                     .copied()
                     .filter(u8::is_ascii_hexdigit)
                     .collect();
+                if strings.len() >= 256 {
+                    j = end + 1;
+                    continue;
+                }
                 strings.push(
                     hex.chunks(2)
                         .filter_map(|c| u8::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok())
@@ -268,7 +399,9 @@ fn invisible_text(content: &[u8], at: usize, found: &mut Vec<Hidden>) {
                 let n = std::str::from_utf8(&content[j..e])
                     .ok()
                     .and_then(|s| s.parse::<f64>().ok());
-                operands.push(n.map_or(0, |n| n as i64));
+                if operands.len() < 64 {
+                    operands.push(n.map_or(0, |n| n as i64));
+                }
                 j = e.max(j + 1);
             }
             b'a'..=b'z' | b'A'..=b'Z' | b'\'' | b'"' => {
