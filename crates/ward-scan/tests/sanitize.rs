@@ -292,6 +292,9 @@ fn pdf_info_is_found_by_its_own_object_and_blanked_in_place() {
     let out = String::from_utf8_lossy(&s.output);
     assert_eq!(s.output.len(), pdf.len(), "same length: offsets stay right");
     assert!(!out.contains("payload"), "{out}");
-    assert!(out.contains("annotation text") && out.contains("visible note"), "{out}");
+    assert!(
+        out.contains("annotation text") && out.contains("visible note"),
+        "{out}"
+    );
     assert!(s.hidden.iter().any(|h| h.revealed.contains("payload")));
 }
