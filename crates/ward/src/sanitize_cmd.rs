@@ -20,11 +20,12 @@ private-use and control characters, terminal escapes and text they conceal; in M
 HTML, comments and elements hidden by CSS or attributes (display:none, visibility, opacity,
 tiny fonts, white on white, off-screen, hidden classes); in SVG, desc/title/metadata,
 invisible text, scripts; in JPEG and PNG, EXIF/XMP/IPTC/comments/text chunks; in DOCX, XLSX
-and PPTX, hidden and white or 1-pt text, tracked deletions, comments, speaker notes, hidden
+and PPTX, hidden, white or 1-pt text, tracked deletions, comments, speaker notes, hidden
 slides and document properties (hidden worksheets are reported); in PDF, the document
-information and XMP metadata (blanked in place; text drawn invisibly is reported, not
-removed: it is how scans carry their OCR text). Anything else is copied byte for byte. An advisory score rates instruction-like text aimed at an assistant,
-counting hidden text double; it never changes the output. Other binary formats are refused.
+information and XMP metadata, blanked in place (text drawn invisibly is reported, not
+removed: it is how scans carry their OCR text). Anything else is copied byte for byte.
+An advisory score rates instruction-like text aimed at an assistant, counting hidden text
+double; it never changes the output. Other binary formats are refused.
 
 Exit codes: 0 nothing hidden; 1 hidden content found (removed, or reported with --report);
 2 error (unreadable, unsupported or malformed file).")]
