@@ -42,22 +42,9 @@ pub struct SanitizeArgs {
     #[arg(long)]
     json: bool,
     /// Treat the input as this format instead of guessing from its name and first bytes.
-    #[arg(long, value_enum)]
-    format: Option<FormatArg>,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum FormatArg {
-    Text,
-    Markdown,
-    Html,
-    Svg,
-    Jpeg,
-    Png,
-    Docx,
-    Xlsx,
-    Pptx,
-    Pdf,
+    #[arg(long, value_name = "FORMAT",
+          value_parser = clap::builder::PossibleValuesParser::new(Format::ALL.map(Format::name)))]
+    format: Option<String>,
 }
 
 pub fn run(a: SanitizeArgs) -> crate::Outcome {
@@ -70,17 +57,8 @@ pub fn run(a: SanitizeArgs) -> crate::Outcome {
     } else {
         input = std::fs::read(&a.file).with_context(|| format!("cannot read {name}"))?;
     }
-    let format = match a.format {
-        Some(FormatArg::Text) => Format::Text,
-        Some(FormatArg::Markdown) => Format::Markdown,
-        Some(FormatArg::Html) => Format::Html,
-        Some(FormatArg::Svg) => Format::Svg,
-        Some(FormatArg::Jpeg) => Format::Jpeg,
-        Some(FormatArg::Png) => Format::Png,
-        Some(FormatArg::Docx) => Format::Docx,
-        Some(FormatArg::Xlsx) => Format::Xlsx,
-        Some(FormatArg::Pptx) => Format::Pptx,
-        Some(FormatArg::Pdf) => Format::Pdf,
+    let format = match a.format.as_deref().and_then(Format::from_name) {
+        Some(f) => f,
         None => Format::detect(&name, &input).with_context(|| name.clone())?,
     };
     let s = sanitize(&input, format).with_context(|| name.clone())?;

@@ -39,15 +39,10 @@ pub(crate) fn clean(
     let css = HiddenSelectors::from_styles(input);
     let mut kept_from = 0;
     let mut i = 0;
-    let remove = |technique: Technique,
-                  from: usize,
-                  to: usize,
-                  revealed: String,
-                  kept_from: &mut usize,
-                  out: &mut Vec<u8>,
-                  found: &mut Vec<Hidden>| {
-        text::clean(&input[*kept_from..from], *kept_from, out, found);
-        *kept_from = to;
+    // Cut [from, to) out: what was kept before it goes through the text sanitizer first.
+    let mut remove = |technique: Technique, from: usize, to: usize, revealed: String| {
+        text::clean(&input[kept_from..from], kept_from, out, found);
+        kept_from = to;
         found.push(Hidden::new(technique, from, to, revealed));
     };
     // Where the next '>' is (a tag cannot end before it): a '<' with none near is rejected
@@ -63,15 +58,7 @@ pub(crate) fn clean(
             }
             if let Some(end) = markdown_comment(input, i) {
                 let revealed = String::from_utf8_lossy(&input[i..end]).trim().to_string();
-                remove(
-                    Technique::MarkdownComment,
-                    i,
-                    end,
-                    revealed,
-                    &mut kept_from,
-                    out,
-                    found,
-                );
+                remove(Technique::MarkdownComment, i, end, revealed);
                 i = end;
                 continue;
             }
@@ -90,15 +77,7 @@ pub(crate) fn clean(
             let end = find(input, i + 4, b"-->").map_or(input.len(), |p| p + 3);
             let inner = &input[i + 4..end.saturating_sub(3).max(i + 4)];
             let revealed = String::from_utf8_lossy(inner).trim().to_string();
-            remove(
-                Technique::HtmlComment,
-                i,
-                end,
-                revealed,
-                &mut kept_from,
-                out,
-                found,
-            );
+            remove(Technique::HtmlComment, i, end, revealed);
             i = end;
             continue;
         }
@@ -121,15 +100,7 @@ pub(crate) fn clean(
             };
             if let Some(end) = bogus_end {
                 let revealed = String::from_utf8_lossy(&input[i..end]).into_owned();
-                remove(
-                    Technique::HtmlComment,
-                    i,
-                    end,
-                    revealed,
-                    &mut kept_from,
-                    out,
-                    found,
-                );
+                remove(Technique::HtmlComment, i, end, revealed);
                 i = end;
                 continue;
             }
@@ -181,7 +152,7 @@ pub(crate) fn clean(
             if revealed.is_empty() {
                 revealed = String::from_utf8_lossy(&input[i..tag.end]).into_owned();
             }
-            remove(technique, i, end, revealed, &mut kept_from, out, found);
+            remove(technique, i, end, revealed);
             i = end;
             continue;
         }

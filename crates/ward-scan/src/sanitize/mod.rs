@@ -215,6 +215,38 @@ pub enum Format {
 }
 
 impl Format {
+    pub const ALL: [Format; 10] = [
+        Format::Text,
+        Format::Markdown,
+        Format::Html,
+        Format::Svg,
+        Format::Jpeg,
+        Format::Png,
+        Format::Docx,
+        Format::Xlsx,
+        Format::Pptx,
+        Format::Pdf,
+    ];
+
+    /// The lower-case name (as in JSON and on the command line).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Markdown => "markdown",
+            Format::Html => "html",
+            Format::Svg => "svg",
+            Format::Jpeg => "jpeg",
+            Format::Png => "png",
+            Format::Docx => "docx",
+            Format::Xlsx => "xlsx",
+            Format::Pptx => "pptx",
+            Format::Pdf => "pdf",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == name)
+    }
     /// Images and Office documents: cleaned in one pass, offsets are not text offsets.
     pub fn binary(self) -> bool {
         matches!(
