@@ -1,5 +1,6 @@
-//! The built-in rules on arbitrary bytes, whole and streamed in pieces: no panic, and the
-//! stream reports what the whole-buffer scan reports.
+//! The built-in rules on arbitrary bytes, whole, streamed in pieces and as a growing buffer: no
+//! panic, findings inside the data, and the growing buffer reports exactly what the whole-buffer
+//! scan reports.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -22,4 +23,11 @@ fuzz_target!(|data: &[u8]| {
     for f in &got {
         assert!(f.start <= f.end && f.end <= data.len());
     }
+    let mut growing = ward_scan::GrowingScan::new(scanner);
+    let mut end = 0;
+    while end < data.len() {
+        end = (end + cut).min(data.len());
+        growing.grew(&data[..end]);
+    }
+    assert_eq!(growing.finish(data), whole);
 });

@@ -22,7 +22,7 @@ pub mod sanitize;
 mod stream;
 mod validate;
 
-pub use engine::{Confidence, Finding, Scanner};
+pub use engine::{Confidence, Finding, GrowingScan, Scanner};
 pub use rules::{Kind, Rule, RuleError, RuleSet};
 pub use stream::StreamScanner;
 pub use validate::{base62_checksum, entropy, Validator};

@@ -1,6 +1,7 @@
-//! A stream in pieces finds what one whole scan finds, at the same offsets and lines.
+//! A stream in pieces, or a buffer scanned as it grows, finds what one whole scan finds, at the
+//! same offsets and lines.
 
-use ward_scan::{base62_checksum, Scanner, StreamScanner};
+use ward_scan::{base62_checksum, GrowingScan, Scanner, StreamScanner};
 
 fn corpus() -> Vec<u8> {
     let payload = "Zq3VUuA8mEJbXkPp1Lw0cT9rYnHs2G";
@@ -54,4 +55,64 @@ fn a_confirmed_checksum_is_high_confidence_and_the_excerpt_hides_the_secret() {
         f.excerpt
     );
     assert_eq!(f.line, 19);
+}
+
+/// The planted secrets of every rule family (tests/data/secrets), one buffer.
+fn planted() -> Vec<u8> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/secrets");
+    let mut files: Vec<_> = walk(&dir);
+    files.sort();
+    let mut all = Vec::new();
+    for f in files {
+        all.extend(std::fs::read(f).unwrap());
+        all.push(b'\n');
+    }
+    all
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_growing_buffer_finds_what_the_whole_finds() {
+    let scanner = Scanner::builtin();
+    for data in [planted(), corpus()] {
+        let whole = scanner.scan(&data);
+        assert!(whole.len() >= 5, "the corpus has findings");
+        for piece in [1usize, 7, 4093, 65_537, 1 << 20] {
+            // One byte at a time over the first 64 KiB only (a call per byte is slow).
+            let data = if piece == 1 {
+                &data[..data.len().min(64 << 10)]
+            } else {
+                &data[..]
+            };
+            let whole = scanner.scan(data);
+            let mut g = GrowingScan::new(&scanner);
+            let mut end = 0;
+            while end < data.len() {
+                end = (end + piece).min(data.len());
+                g.grew(&data[..end]);
+            }
+            assert_eq!(g.finish(data), whole, "pieces of {piece} bytes");
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "shrank")]
+fn a_growing_scan_refuses_a_buffer_that_shrank() {
+    let scanner = Scanner::builtin();
+    let mut g = GrowingScan::new(&scanner);
+    g.grew(b"some bytes here");
+    g.grew(b"some");
 }

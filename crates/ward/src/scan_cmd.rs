@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use ward_scan::{Confidence, Finding, RuleSet, Scanner, StreamScanner};
+use ward_scan::{Confidence, Finding, GrowingScan, RuleSet, Scanner, StreamScanner};
 
 #[derive(Args)]
 #[command(after_help = "\
@@ -229,6 +229,11 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
 /// once; bigger ones are streamed in 1 MiB reads.
 const WHOLE: u64 = 64 << 20;
 
+/// Whole files are read in pieces of this size, each searched for keywords right after its
+/// read, while it is still in the CPU's cache (and the kernel copies into cached memory:
+/// 1 MiB reads cost twice the system time of 128 KiB ones here).
+const PIECE: usize = 128 << 10;
+
 fn scan_file(
     scanner: &Scanner,
     path: &Path,
@@ -236,20 +241,38 @@ fn scan_file(
 ) -> std::io::Result<(usize, Vec<Finding>)> {
     let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
+    // `buf` keeps its length (and contents) between files: only its first `filled` bytes
+    // are this file's; it is never zeroed again, only lengthened.
+    let mut filled = 0;
     if len <= WHOLE {
-        buf.clear();
-        buf.reserve(len as usize + 1);
-        f.read_to_end(buf)?;
-        if buf.len() as u64 <= WHOLE {
-            return Ok((buf.len(), scanner.scan(buf)));
+        let want = len as usize + 1;
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
+        let mut scan = GrowingScan::new(scanner);
+        loop {
+            if filled == buf.len() {
+                buf.resize(filled + PIECE, 0);
+            }
+            let end = (filled + PIECE).min(buf.len());
+            let n = match f.read(&mut buf[filled..end]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                return Ok((filled, scan.finish(&buf[..filled])));
+            }
+            filled += n;
+            if filled as u64 > WHOLE {
+                break;
+            }
+            scan.grew(&buf[..filled]);
         }
         // It grew while we read: what we have goes through the stream like the rest.
     }
     let mut stream = StreamScanner::new(scanner);
-    let mut found = Vec::new();
-    if len <= WHOLE {
-        found.extend(stream.push(buf));
-    }
+    let mut found = stream.push(&buf[..filled]);
     let mut piece = vec![0u8; 1 << 20];
     loop {
         let n = match f.read(&mut piece) {
