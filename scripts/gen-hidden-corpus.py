@@ -224,9 +224,17 @@ X = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
 
 
 def xlsx(state, comment=None):
+    # A visible sheet and a second one (hidden in the technique's file) that shares one
+    # string with it and has one of its own; the hidden one's name carries text as well.
+    second = "Sheet for agents" if state else "Notes"
+    own = PAYLOAD if state else "Archived quarter"
     parts = [
         ("[Content_Types].xml", CT.format(over="")),
-        ("xl/workbook.xml", f'<?xml version="1.0"?><workbook {X} xmlns:r="r"><sheets><sheet name="Data" sheetId="1" r:id="rId1"/><sheet name="{PAYLOAD if state else "Notes"}" sheetId="2" r:id="rId2"{state}/></sheets></workbook>'),
+        ("xl/workbook.xml", f'<?xml version="1.0"?><workbook {X} xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="Data" sheetId="1" r:id="rId1"/><sheet name="{second}" sheetId="2" r:id="rId2"{state}/></sheets></workbook>'),
+        ("xl/_rels/workbook.xml.rels", '<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet2.xml"/><Relationship Id="rId3" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/></Relationships>'),
+        ("xl/sharedStrings.xml", f'<?xml version="1.0"?><sst {X} count="3" uniqueCount="3"><si><t>Revenue</t></si><si><t>Q3</t></si><si><t>{own}</t></si></sst>'),
+        ("xl/worksheets/sheet1.xml", f'<?xml version="1.0"?><worksheet {X}><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c><c r="C1"><v>42</v></c></row></sheetData></worksheet>'),
+        ("xl/worksheets/sheet2.xml", f'<?xml version="1.0"?><worksheet {X}><sheetData><row r="1"><c r="A1" t="s"><v>1</v></c><c r="A2" t="s"><v>2</v></c></row></sheetData></worksheet>'),
     ]
     if comment:
         parts.append(("xl/comments1.xml", f'<?xml version="1.0"?><comments {X}><commentList><comment ref="A1"><text><r><t>{comment}</t></r></text></comment></commentList></comments>'))

@@ -158,15 +158,17 @@ async fn bench(ward: std::path::PathBuf, squid: Option<&str>) {
 
 async fn measure(modes: &[(&str, Option<SocketAddr>)]) {
     let mut table: Vec<(String, Vec<(&str, f64)>)> = Vec::new();
-    // `WARD_BENCH_PROXY=stream` measures the stream alone (quicker, when working on tunnels).
-    let only_stream = std::env::var("WARD_BENCH_PROXY").is_ok_and(|v| v == "stream");
-    let requests: &[(&str, &str, usize)] = if only_stream {
-        &[]
-    } else {
-        &[
-            ("1 KiB requests/s", "/1k", 32),
-            ("1 MiB requests/s", "/1m", 8),
-        ]
+    // `WARD_BENCH_PROXY=stream` measures the stream alone (quicker, when working on tunnels),
+    // `WARD_BENCH_PROXY=1k` the 1 KiB requests alone.
+    let only = std::env::var("WARD_BENCH_PROXY").unwrap_or_default();
+    let all: &[(&str, &str, usize)] = &[
+        ("1 KiB requests/s", "/1k", 32),
+        ("1 MiB requests/s", "/1m", 8),
+    ];
+    let requests = match only.as_str() {
+        "stream" => &[][..],
+        "1k" => &all[..1],
+        _ => all,
     };
     for &(label, path, conns) in requests {
         let mut per: Vec<(&str, Vec<f64>)> = modes.iter().map(|(m, _)| (*m, vec![])).collect();
@@ -182,16 +184,18 @@ async fn measure(modes: &[(&str, Option<SocketAddr>)]) {
             per.into_iter().map(|(m, v)| (m, median(v))).collect(),
         ));
     }
-    let mut per: Vec<(&str, Vec<f64>)> = modes.iter().map(|(m, _)| (*m, vec![])).collect();
-    for _ in 0..ROUNDS {
-        for (i, (_, via)) in modes.iter().enumerate() {
-            per[i].1.push(stream(*via).await);
+    if only != "1k" {
+        let mut per: Vec<(&str, Vec<f64>)> = modes.iter().map(|(m, _)| (*m, vec![])).collect();
+        for _ in 0..ROUNDS {
+            for (i, (_, via)) in modes.iter().enumerate() {
+                per[i].1.push(stream(*via).await);
+            }
         }
+        table.push((
+            "256 MiB CONNECT stream, MB/s".into(),
+            per.into_iter().map(|(m, v)| (m, median(v))).collect(),
+        ));
     }
-    table.push((
-        "256 MiB CONNECT stream, MB/s".into(),
-        per.into_iter().map(|(m, v)| (m, median(v))).collect(),
-    ));
     println!("| measure | direct | ward | squid | ward/direct | squid/direct | ward/squid |");
     println!("|---|---|---|---|---|---|---|");
     for (label, vals) in &table {

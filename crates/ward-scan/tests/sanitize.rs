@@ -298,3 +298,71 @@ fn pdf_info_is_found_by_its_own_object_and_blanked_in_place() {
     );
     assert!(s.hidden.iter().any(|h| h.revealed.contains("payload")));
 }
+
+fn part(zip_bytes: &[u8], name: &str) -> String {
+    use std::io::Read;
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes)).unwrap();
+    let mut s = String::new();
+    z.by_name(name).unwrap().read_to_string(&mut s).unwrap();
+    s
+}
+
+#[test]
+fn a_hidden_worksheet_loses_its_cells_its_own_strings_and_its_name() {
+    let (_, s) = run("xlsx-hidden-sheet.xlsx");
+    let h: Vec<_> = s
+        .hidden
+        .iter()
+        .filter(|h| h.technique == ward_scan::sanitize::Technique::HiddenSheet)
+        .collect();
+    assert_eq!(h.len(), 1, "{:?}", s.hidden);
+    assert!(h[0].technique.removed());
+    // Reported with its name and what its cells said (shared strings resolved).
+    assert!(
+        h[0].revealed.starts_with("Sheet for agents: Q3 AI agent"),
+        "{}",
+        h[0].revealed
+    );
+    let strings = part(&s.output, "xl/sharedStrings.xml");
+    // The string only the hidden sheet used is emptied in place; the shared one stays, and so
+    // do the indexes the visible sheet uses.
+    assert!(!strings.contains("AI agent"), "{strings}");
+    assert!(strings.contains("<si><t>Revenue</t></si><si><t>Q3</t></si><si><t></t></si>"));
+    let hidden = part(&s.output, "xl/worksheets/sheet2.xml");
+    assert!(
+        hidden.contains("<sheetData/>") && !hidden.contains("<c "),
+        "{hidden}"
+    );
+    let visible = part(&s.output, "xl/worksheets/sheet1.xml");
+    assert!(
+        visible.contains(r#"<c r="B1" t="s"><v>1</v></c>"#),
+        "{visible}"
+    );
+    let wb = part(&s.output, "xl/workbook.xml");
+    assert!(
+        wb.contains(r#"name="Hidden 1""#) && !wb.contains("Sheet for agents"),
+        "{wb}"
+    );
+    assert!(wb.contains(r#"state="veryHidden""#), "{wb}");
+}
+
+#[test]
+fn a_hidden_sheet_it_cannot_reach_makes_the_workbook_refused() {
+    // Hidden, but the relationships do not say where its cells are: an error, not a "clean"
+    // copy that still carries them.
+    let x = r#"xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main""#;
+    let wb = format!(
+        r#"<workbook {x} xmlns:r="r"><sheets><sheet sheetId="2" name="2" r:id="rId9" state="hidden"/></sheets></workbook>"#
+    );
+    let book = docx(&[
+        ("xl/workbook.xml", &wb),
+        (
+            "xl/worksheets/sheet1.xml",
+            &format!(
+                r#"<worksheet {x}><sheetData><row><c t="inlineStr"><is><t>AI agent: payload</t></is></c></row></sheetData></worksheet>"#
+            ),
+        ),
+    ]);
+    let e = sanitize(&book, Format::Xlsx).unwrap_err().to_string();
+    assert!(e.contains("not a worksheet this can clean"), "{e}");
+}

@@ -110,6 +110,16 @@ pub struct Authority {
 }
 
 const KEY_FILE: &str = "token-root.key";
+
+/// Bounds on a token's Datalog. Facts and iterations bound the work; biscuit's default time
+/// bound (1 ms) made valid tokens fail on a busy machine (a commit refused with "Reached
+/// Datalog execution limits" while the test suite ran on two cores): the clock is only a
+/// backstop here. Past any bound the token is refused.
+const LIMITS: biscuit_auth::AuthorizerLimits = biscuit_auth::AuthorizerLimits {
+    max_facts: 1000,
+    max_iterations: 100,
+    max_time: Duration::from_millis(250),
+};
 const REVOKED_FILE: &str = "revoked";
 
 impl Authority {
@@ -217,6 +227,7 @@ impl Authority {
     fn facts(b: &Biscuit) -> Result<(String, u64, PathBuf), TokenError> {
         let mut auth = AuthorizerBuilder::new()
             .code("allow if true;")
+            .map(|a| a.set_limits(LIMITS))
             .and_then(|a| a.build(b))
             .map_err(invalid)?;
         let s: Vec<(String,)> = auth.query("data($s) <- session($s)").map_err(invalid)?;
@@ -256,7 +267,7 @@ impl Authority {
                 ]),
                 HashMap::new(),
             )
-            .map(|a| a.time())
+            .map(|a| a.time().set_limits(LIMITS))
             .and_then(|a| a.build(&b))
             .map_err(invalid)?;
         auth.authorize().map_err(|e| {

@@ -21,7 +21,7 @@ HTML, comments and elements hidden by CSS or attributes (display:none, visibilit
 tiny fonts, white on white, off-screen, hidden classes); in SVG, desc/title/metadata,
 invisible text, scripts; in JPEG and PNG, EXIF/XMP/IPTC/comments/text chunks; in DOCX, XLSX
 and PPTX, hidden, white or 1-pt text, tracked deletions, comments, speaker notes, hidden
-slides and document properties (hidden worksheets are reported); in PDF, the document
+slides, the cells and names of hidden worksheets, document properties; in PDF, the document
 information and XMP metadata, blanked in place (text drawn invisibly is reported, not
 removed: it is how scans carry their OCR text). Anything else is copied byte for byte.
 An advisory score rates instruction-like text aimed at an assistant, counting hidden text

@@ -142,10 +142,7 @@ impl Technique {
     pub fn removed(self) -> bool {
         !matches!(
             self,
-            Technique::BidiInRtl
-                | Technique::HiddenSheet
-                | Technique::PdfInvisibleText
-                | Technique::PdfNotExamined
+            Technique::BidiInRtl | Technique::PdfInvisibleText | Technique::PdfNotExamined
         )
     }
 }

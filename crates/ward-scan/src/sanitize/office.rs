@@ -3,8 +3,9 @@
 //! Removed: Word runs marked hidden (`w:vanish`, `w:specVanish`), in white without shading,
 //! or at 1 pt and under; tracked deletions; comment text (Word, Excel, PowerPoint);
 //! PowerPoint speaker notes and the text of hidden slides; document properties (title,
-//! subject, description, keywords, authors, company, custom properties). Reported but kept:
-//! hidden worksheets (their cells share strings with visible ones). Everything else is copied
+//! subject, description, keywords, authors, company, custom properties); the cells of hidden
+//! and very hidden worksheets, the shared strings only they use (emptied in place, so the
+//! indexes visible cells use stay right) and their names. Everything else is copied
 //! entry by entry as it was (compressed bytes untouched); a document with nothing found comes
 //! back byte-identical. Archives are bounded (entries, sizes) against ZIP bombs.
 
@@ -52,11 +53,20 @@ pub(crate) fn clean(
             return Err(bad(format!("two entries named {name}")));
         }
     }
+    let sheets = if kind == Office::Xlsx {
+        hidden_sheets(&mut zip, found)?
+    } else {
+        Sheets::default()
+    };
     let mut total = 0u64;
     let mut changed: Vec<(usize, Vec<u8>)> = Vec::new();
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
         let name = entry.name().map_err(|e| bad(e.to_string()))?.to_string();
+        if let Some(new) = sheets.replacement(&name) {
+            changed.push((i, new.into_bytes()));
+            continue;
+        }
         let Some(handler) = handler(kind, &name) else {
             continue;
         };
@@ -83,9 +93,6 @@ pub(crate) fn clean(
         if new != text {
             changed.push((i, new.into_bytes()));
         }
-    }
-    if kind == Office::Xlsx {
-        hidden_sheets(&mut zip, found)?;
     }
     if changed.is_empty() {
         out.extend_from_slice(input);
@@ -443,31 +450,279 @@ fn hidden_slide(xml: &str, _: &str, found: &mut Vec<Hidden>) -> String {
     blank(xml, "a:t", Technique::HiddenSlide, found)
 }
 
-/// Hidden and very hidden worksheets: reported.
-fn hidden_sheets(
+/// What cleaning a workbook's hidden worksheets changes: whole new contents, by lower-case
+/// part name (the workbook with the sheets renamed, the hidden sheets without cells, the
+/// shared strings with the hidden sheets' own strings emptied).
+#[derive(Default)]
+struct Sheets {
+    parts: Vec<(String, String)>,
+}
+
+impl Sheets {
+    fn replacement(&self, name: &str) -> Option<String> {
+        let lower = name.to_ascii_lowercase();
+        self.parts
+            .iter()
+            .find(|(n, _)| *n == lower)
+            .map(|(_, x)| x.clone())
+    }
+}
+
+/// Read a part by its case-insensitive name (bounded like the others), if the archive has it.
+fn read_part(
     zip: &mut zip::ZipArchive<Cursor<&[u8]>>,
-    found: &mut Vec<Hidden>,
-) -> Result<(), SanitizeError> {
-    let Ok(mut wb) = zip.by_name("xl/workbook.xml") else {
-        return Ok(());
+    names: &[String],
+    lower: &str,
+    budget: &mut u64,
+) -> Result<Option<String>, SanitizeError> {
+    let Some(i) = names.iter().position(|n| n == lower) else {
+        return Ok(None);
     };
-    let mut xml = String::new();
-    (&mut wb)
-        .take(MAX_PART)
-        .read_to_string(&mut xml)
-        .map_err(|e| bad(format!("xl/workbook.xml: {e}")))?;
+    let mut entry = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
+    let mut xml = Vec::new();
+    (&mut entry)
+        .take(MAX_PART + 1)
+        .read_to_end(&mut xml)
+        .map_err(|e| bad(format!("{lower}: {e}")))?;
+    if xml.len() as u64 > MAX_PART {
+        return Err(bad(format!(
+            "{lower} is larger than {} MiB",
+            MAX_PART >> 20
+        )));
+    }
+    *budget += xml.len() as u64;
+    if *budget > MAX_TOTAL {
+        return Err(bad(format!("more than {} MiB of XML", MAX_TOTAL >> 20)));
+    }
+    Ok(Some(String::from_utf8_lossy(&xml).into_owned()))
+}
+
+/// The value of attribute `name` in the start tag `tag`, quoted either way.
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    attr_span(tag, name).map(|(s, e)| &tag[s..e])
+}
+
+/// Where the value of attribute `name` is in `tag` (inside the quotes).
+fn attr_span(tag: &str, name: &str) -> Option<(usize, usize)> {
+    let mut from = 0;
+    while let Some(p) = tag[from..].find(name) {
+        let at = from + p;
+        from = at + name.len();
+        if !tag[..at].ends_with([' ', '\t', '\r', '\n']) {
+            continue;
+        }
+        let after = &tag[from..];
+        let Some(rest) = after.trim_start().strip_prefix('=') else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let q = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+        let start = tag.len() - rest.len() + 1;
+        return tag[start..].find(q).map(|e| (start, start + e));
+    }
+    None
+}
+
+/// Shared-string indexes the cells of a worksheet use, and its text (strings resolved).
+fn sheet_cells(xml: &str, shared: &[String]) -> (Vec<usize>, String) {
+    let mut used = Vec::new();
+    let mut text = String::new();
     let mut j = 0;
-    while let Some(at) = open_tag(&xml, "sheet", j) {
-        let end = xml[at..].find('>').map_or(xml.len(), |p| at + p);
-        let t = &xml[at..end];
-        if t.contains("state=\"hidden\"") || t.contains("state=\"veryHidden\"") {
-            let name = t
-                .find("name=\"")
-                .and_then(|p| t[p + 6..].find('"').map(|e| &t[p + 6..p + 6 + e]))
-                .unwrap_or("");
-            found.push(Hidden::new(Technique::HiddenSheet, 0, 0, unescape(name)));
+    while let Some(at) = open_tag(xml, "c", j) {
+        let (gt, inner_end, end) = element(xml, "c", at);
+        let tag = &xml[at..gt];
+        let inner = &xml[gt..inner_end.max(gt)];
+        let said = match attr(tag, "t") {
+            Some("s") => {
+                let v = texts(inner, "v");
+                match v.trim().parse::<usize>() {
+                    Ok(n) => {
+                        used.push(n);
+                        shared.get(n).cloned().unwrap_or_default()
+                    }
+                    Err(_) => String::new(),
+                }
+            }
+            Some("inlineStr") => texts(inner, "t"),
+            _ => texts(inner, "v"),
+        };
+        if !said.is_empty() && text.len() < super::REVEAL_MAX {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(&said);
         }
         j = end.max(at + 1);
     }
-    Ok(())
+    (used, text)
+}
+
+/// Hidden and very hidden worksheets: cells removed, names replaced, their own shared
+/// strings emptied; reported with their name and text.
+fn hidden_sheets(
+    zip: &mut zip::ZipArchive<Cursor<&[u8]>>,
+    found: &mut Vec<Hidden>,
+) -> Result<Sheets, SanitizeError> {
+    let mut budget = 0u64;
+    // Entry names, lower-case, by index.
+    let mut names = Vec::with_capacity(zip.len());
+    for i in 0..zip.len() {
+        let entry = zip.by_index_raw(i).map_err(|e| bad(e.to_string()))?;
+        names.push(
+            entry
+                .name()
+                .map_err(|e| bad(e.to_string()))?
+                .to_ascii_lowercase(),
+        );
+    }
+    let Some(wb) = read_part(zip, &names, "xl/workbook.xml", &mut budget)? else {
+        return Ok(Sheets::default());
+    };
+    // The hidden sheets' names and relationship ids; the workbook with their names replaced.
+    let mut hidden: Vec<(String, Option<String>)> = Vec::new();
+    let mut new_wb = String::with_capacity(wb.len());
+    let mut j = 0;
+    while let Some(at) = open_tag(&wb, "sheet", j) {
+        let end = wb[at..].find('>').map_or(wb.len(), |p| at + p);
+        let t = &wb[at..end];
+        if matches!(attr(t, "state"), Some("hidden" | "veryHidden")) {
+            let name = attr(t, "name").unwrap_or("");
+            new_wb.push_str(&wb[j..at]);
+            // The name a person would see on unhiding it: it can carry text as well.
+            match attr_span(t, "name") {
+                Some((vs, ve)) => {
+                    new_wb.push_str(&t[..vs]);
+                    new_wb.push_str(&format!("Hidden {}", hidden.len() + 1));
+                    new_wb.push_str(&t[ve..]);
+                }
+                None => new_wb.push_str(t),
+            }
+            j = end;
+            hidden.push((unescape(name), attr(t, "r:id").map(str::to_string)));
+        } else {
+            j = end.max(at + 1);
+        }
+    }
+    new_wb.push_str(&wb[j..]);
+    if hidden.is_empty() {
+        return Ok(Sheets::default());
+    }
+    // Their parts, through the workbook's relationships.
+    let rels =
+        read_part(zip, &names, "xl/_rels/workbook.xml.rels", &mut budget)?.unwrap_or_default();
+    let target = |id: &str| -> Option<String> {
+        let mut k = 0;
+        while let Some(at) = open_tag(&rels, "Relationship", k) {
+            let end = rels[at..].find('>').map_or(rels.len(), |p| at + p);
+            let t = &rels[at..end];
+            if attr(t, "Id") == Some(id) {
+                let to = attr(t, "Target")?;
+                let path = match to.strip_prefix('/') {
+                    Some(abs) => abs.to_string(),
+                    None => format!("xl/{}", to.trim_start_matches("./")),
+                };
+                return Some(path.to_ascii_lowercase());
+            }
+            k = end.max(at + 1);
+        }
+        None
+    };
+    let hidden_parts: Vec<Option<String>> = hidden
+        .iter()
+        .map(|(_, id)| id.as_deref().and_then(target))
+        .collect();
+    let shared_xml = read_part(zip, &names, "xl/sharedstrings.xml", &mut budget)?;
+    let mut shared: Vec<String> = Vec::new();
+    if let Some(x) = &shared_xml {
+        let mut k = 0;
+        while let Some(at) = open_tag(x, "si", k) {
+            let (gt, inner_end, end) = element(x, "si", at);
+            shared.push(texts(&x[gt..inner_end.max(gt)], "t"));
+            k = end.max(at + 1);
+        }
+    }
+    // Every worksheet: which shared strings the visible ones use, what the hidden ones say.
+    let sheet_names: Vec<String> = names
+        .iter()
+        .filter(|n| {
+            n.starts_with("xl/worksheets/") && !n.contains("/_rels/") && n.ends_with(".xml")
+        })
+        .cloned()
+        .collect();
+    let mut visible_used = std::collections::HashSet::new();
+    let mut hidden_used = std::collections::HashSet::new();
+    let mut out = Sheets::default();
+    let mut said: Vec<String> = vec![String::new(); hidden.len()];
+    let mut seen = vec![false; hidden.len()];
+    for name in sheet_names {
+        let Some(xml) = read_part(zip, &names, &name, &mut budget)? else {
+            continue;
+        };
+        let (used, text) = sheet_cells(&xml, &shared);
+        match hidden_parts
+            .iter()
+            .position(|p| p.as_deref() == Some(&name))
+        {
+            Some(h) => {
+                seen[h] = true;
+                hidden_used.extend(used);
+                said[h] = text;
+                if let Some(at) = open_tag(&xml, "sheetData", 0) {
+                    let (_, _, end) = element(&xml, "sheetData", at);
+                    let emptied = format!("{}<sheetData/>{}", &xml[..at], &xml[end..]);
+                    if emptied != xml {
+                        out.parts.push((name, emptied));
+                    }
+                }
+            }
+            None => visible_used.extend(used),
+        }
+    }
+    // Fail closed: a hidden sheet whose cells this cannot reach (a chart sheet, a part the
+    // relationships do not name) must not pass as cleaned.
+    if let Some(h) = seen.iter().position(|s| !s) {
+        return Err(bad(format!(
+            "hidden sheet {:?} is not a worksheet this can clean (part {})",
+            hidden[h].0,
+            hidden_parts[h]
+                .as_deref()
+                .unwrap_or("not named in xl/_rels/workbook.xml.rels")
+        )));
+    }
+    // Shared strings only hidden sheets use: emptied where they are (indexes unchanged).
+    if let Some(x) = shared_xml {
+        let mut new = String::with_capacity(x.len());
+        let (mut k, mut n) = (0, 0usize);
+        while let Some(at) = open_tag(&x, "si", k) {
+            let (_, _, end) = element(&x, "si", at);
+            new.push_str(&x[k..at]);
+            if hidden_used.contains(&n) && !visible_used.contains(&n) {
+                new.push_str("<si><t></t></si>");
+            } else {
+                new.push_str(&x[at..end]);
+            }
+            k = end.max(at + 1);
+            n += 1;
+        }
+        new.push_str(&x[k.min(x.len())..]);
+        if new != x {
+            out.parts.push(("xl/sharedstrings.xml".into(), new));
+        }
+    }
+    for (k, ((name, _), text)) in hidden.iter().zip(said).enumerate() {
+        // An empty hidden sheet under the name this gives (a cleaned file) hides nothing.
+        if text.is_empty() && *name == format!("Hidden {}", k + 1) {
+            continue;
+        }
+        let revealed = if text.is_empty() {
+            name.clone()
+        } else {
+            format!("{name}: {text}")
+        };
+        found.push(Hidden::new(Technique::HiddenSheet, 0, 0, revealed));
+    }
+    if new_wb != wb {
+        out.parts.push(("xl/workbook.xml".into(), new_wb));
+    }
+    Ok(out)
 }
