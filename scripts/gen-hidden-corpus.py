@@ -245,17 +245,23 @@ case("xlsx-comment.xlsx", xlsx("", comment=PAYLOAD), xlsx(""), "office-comment")
 case("xlsx-hidden-sheet.xlsx", xlsx(' state="veryHidden"'), xlsx(""), "hidden-sheet")
 
 
-def pdf(content, info=None, xmp=None, compress=False):
-    """A one-page PDF with a correct cross-reference table."""
+def pdf(content, info=None, xmp=None, compress=False, image=False):
+    """A one-page PDF with a correct cross-reference table (with `image`, a 1x1 image XObject
+    the page can draw as /Im1, as a scan's page image)."""
+    img = 7 if xmp else 6
     objs = [b"<< /Type /Catalog /Pages 2 0 R" + (b" /Metadata 6 0 R" if xmp else b"") + b" >>",
             b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
-            b" /Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >> >>"]
+            b" /Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >>"
+            + (b" /XObject << /Im1 %d 0 R >>" % img if image else b"") + b" >> >>"]
     data = zlib.compress(content) if compress else content
     objs.append(b"<< /Length %d%s >>\nstream\n" % (len(data), b" /Filter /FlateDecode" if compress else b"") + data + b"\nendstream")
     objs.append(info if info is not None else b"<< >>")
     if xmp:
         objs.append(b"<< /Type /Metadata /Subtype /XML /Length %d >>\nstream\n" % len(xmp) + xmp + b"\nendstream")
+    if image:
+        objs.append(b"<< /Type /XObject /Subtype /Image /Width 1 /Height 1 /ColorSpace /DeviceGray"
+                    b" /BitsPerComponent 8 /Length 1 >>\nstream\n\xff\nendstream")
     out = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
     offsets = []
     for n, o in enumerate(objs, 1):
@@ -278,6 +284,12 @@ case("pdf-invisible-text.pdf",
      pdf(TEXT + b"BT 3 Tr /F1 1 Tf 72 700 Td (" + PAYLOAD.encode() + b") Tj ET\n", compress=True),
      pdf(TEXT + b"BT 0 Tr /F1 12 Tf 72 700 Td (Revenue grew four percent.) Tj ET\n", compress=True),
      "pdf-invisible-text")
+# A scanned page: the page image, and its OCR text drawn invisibly over it (reported, kept).
+SCAN = b"q 612 0 0 792 0 0 cm /Im1 Do Q\n"
+case("pdf-ocr-layer.pdf",
+     pdf(SCAN + b"BT 3 Tr /F1 12 Tf 72 700 Td (" + PAYLOAD.encode() + b") Tj ET\n", compress=True, image=True),
+     pdf(SCAN, compress=True, image=True),
+     "pdf-ocr-layer")
 
 if __name__ == "__main__":
     os.makedirs(ROOT, exist_ok=True)

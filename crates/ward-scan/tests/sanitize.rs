@@ -366,3 +366,83 @@ fn a_hidden_sheet_it_cannot_reach_makes_the_workbook_refused() {
     let e = sanitize(&book, Format::Xlsx).unwrap_err().to_string();
     assert!(e.contains("not a worksheet this can clean"), "{e}");
 }
+
+/// The first Flate content stream of a PDF, decoded (the decoder stops at the stream's end).
+fn first_flate_stream(pdf: &[u8]) -> String {
+    let mark = b"/Filter /FlateDecode >>\nstream\n";
+    let at = pdf.windows(mark.len()).position(|w| w == mark).unwrap() + mark.len();
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&pdf[at..]), &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn invisible_pdf_text_is_blanked_without_images_and_kept_as_an_ocr_layer_with_them() {
+    use ward_scan::sanitize::Technique;
+    let (input, s) = run("pdf-invisible-text.pdf");
+    let h: Vec<_> = s
+        .hidden
+        .iter()
+        .filter(|h| h.technique == Technique::PdfInvisibleText)
+        .collect();
+    assert!(
+        h.len() == 1 && h[0].technique.removed() && h[0].revealed.contains("AI agent"),
+        "{:?}",
+        s.hidden
+    );
+    // Same length (the cross-reference offsets stay right); the stream was compressed again
+    // and still decodes: the visible text is there, the invisible string is spaces.
+    assert_eq!(s.output.len(), input.len());
+    let before = first_flate_stream(&input);
+    let after = first_flate_stream(&s.output);
+    assert!(before.contains("AI agent"));
+    assert!(
+        after.contains("(Quarterly report) Tj") && after.contains("3 Tr"),
+        "{after}"
+    );
+    assert!(!after.contains("AI agent"), "{after}");
+    assert_eq!(after.len(), before.len());
+    // A scanned page (an image, and invisible text over it): reported, left as it is.
+    let (input, s) = run("pdf-ocr-layer.pdf");
+    assert_eq!(s.output, input);
+    let h: Vec<_> = s
+        .hidden
+        .iter()
+        .filter(|h| h.technique == Technique::PdfOcrLayer)
+        .collect();
+    assert!(
+        h.len() == 1 && !h[0].technique.removed() && h[0].revealed.contains("AI agent"),
+        "{:?}",
+        s.hidden
+    );
+}
+
+#[test]
+fn invisible_pdf_text_in_an_uncompressed_stream_and_in_hex_is_blanked_in_place() {
+    let content = b"BT /F1 12 Tf 72 720 Td (Seen) Tj ET\nBT 3 Tr 72 700 Td (Un\\(seen\\) (nested)) Tj <414920> Tj [(a) 5 <62>] TJ ET\nBT 0 Tr (Seen again) Tj ET\n";
+    let mut pdf = b"%PDF-1.7\n1 0 obj\n<< /Length ".to_vec();
+    pdf.extend_from_slice(format!("{} >>\nstream\n", content.len()).as_bytes());
+    pdf.extend_from_slice(content);
+    pdf.extend_from_slice(b"\nendstream\nendobj\n%%EOF\n");
+    let s = sanitize(&pdf, Format::Pdf).unwrap();
+    assert_eq!(s.output.len(), pdf.len());
+    let out = String::from_utf8(s.output.clone()).unwrap();
+    assert!(
+        out.contains("(Seen) Tj") && out.contains("(Seen again) Tj"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Un") && !out.contains("nested") && !out.contains("414920"),
+        "{out}"
+    );
+    assert!(out.contains("<202020> Tj [( ) 5 <20>] TJ"), "{out}");
+    let said: Vec<_> = s.hidden.iter().map(|h| h.revealed.as_str()).collect();
+    assert!(
+        said.iter()
+            .any(|t| t.contains("Un(seen) (nested)") && t.contains("AI")),
+        "{said:?}"
+    );
+    // Cleaned once, nothing left to find.
+    let again = sanitize(&s.output, Format::Pdf).unwrap();
+    assert!(again.hidden.is_empty(), "{:?}", again.hidden);
+}

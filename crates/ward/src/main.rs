@@ -4,6 +4,7 @@
 
 mod audit_cmd;
 mod manifest_cmd;
+mod mapped;
 mod policy_cmd;
 mod proxy_cmd;
 mod review_cmd;

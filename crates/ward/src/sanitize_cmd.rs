@@ -22,8 +22,9 @@ tiny fonts, white on white, off-screen, hidden classes); in SVG, desc/title/meta
 invisible text, scripts; in JPEG and PNG, EXIF/XMP/IPTC/comments/text chunks; in DOCX, XLSX
 and PPTX, hidden, white or 1-pt text, tracked deletions, comments, speaker notes, hidden
 slides, the cells and names of hidden worksheets, document properties; in PDF, the document
-information and XMP metadata, blanked in place (text drawn invisibly is reported, not
-removed: it is how scans carry their OCR text). Anything else is copied byte for byte.
+information and XMP metadata, and text drawn invisibly, blanked in place (in a PDF with
+images invisible text is reported, not removed: it is how scans carry their OCR text).
+Anything else is copied byte for byte.
 An advisory score rates instruction-like text aimed at an assistant, counting hidden text
 double; it never changes the output. Other binary formats are refused.
 

@@ -229,6 +229,10 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
 /// once; bigger ones are streamed in 1 MiB reads.
 const WHOLE: u64 = 64 << 20;
 
+/// Files from this size up are mapped rather than read (below it, mapping and unmapping
+/// cost more than the copy they save).
+const MAP_FROM: u64 = 256 << 10;
+
 /// Whole files are read in pieces of this size, each searched for keywords right after its
 /// read, while it is still in the CPU's cache (and the kernel copies into cached memory:
 /// 1 MiB reads cost twice the system time of 128 KiB ones here).
@@ -241,6 +245,18 @@ fn scan_file(
 ) -> std::io::Result<(usize, Vec<Finding>)> {
     let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
+    // Big enough files are searched where the page cache holds them (no copy). A file that
+    // changed size meanwhile (a lost page reads as zeros) is read again below, as it is now.
+    if (MAP_FROM..=WHOLE).contains(&len) {
+        if let Some(m) = crate::mapped::Mapped::map(&f, len as usize) {
+            let found = scanner.scan(m.bytes());
+            let intact = !m.damaged();
+            drop(m);
+            if intact && f.metadata()?.len() == len {
+                return Ok((len as usize, found));
+            }
+        }
+    }
     // `buf` keeps its length (and contents) between files: only its first `filled` bytes
     // are this file's; it is never zeroed again, only lengthened.
     let mut filled = 0;

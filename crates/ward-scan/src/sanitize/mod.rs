@@ -70,11 +70,13 @@ pub enum Technique {
     SpeakerNotes,
     /// D4: the text of a PowerPoint slide marked hidden.
     HiddenSlide,
-    /// D4: an Excel sheet marked hidden or very hidden (reported, kept).
+    /// D4: an Excel sheet marked hidden or very hidden.
     HiddenSheet,
-    /// D5: PDF text drawn invisibly (render mode 3 or 7; reported, kept: it may be the OCR
-    /// layer of a scan).
+    /// D5: PDF text drawn invisibly (render mode 3 or 7) in a document without images.
     PdfInvisibleText,
+    /// D5: PDF text drawn invisibly in a document with images (reported, kept: it may be the
+    /// OCR layer of a scan, often its only text).
+    PdfOcrLayer,
     /// D6: a part of a PDF the sanitizer does not reach (compressed object streams).
     PdfNotExamined,
 }
@@ -101,7 +103,7 @@ impl Technique {
             TrackedDeletion | OfficeComment => "D2",
             DocumentProperties => "D3",
             SpeakerNotes | HiddenSlide | HiddenSheet => "D4",
-            PdfInvisibleText => "D5",
+            PdfInvisibleText | PdfOcrLayer => "D5",
             PdfNotExamined => "D6",
         }
     }
@@ -133,7 +135,10 @@ impl Technique {
             SpeakerNotes => "speaker notes",
             HiddenSlide => "text of a hidden slide",
             HiddenSheet => "hidden worksheet",
-            PdfInvisibleText => "invisible text in a PDF (it may be a scan's OCR layer)",
+            PdfInvisibleText => "invisible text in a PDF",
+            PdfOcrLayer => {
+                "invisible text in a PDF with images (kept: it may be a scan's OCR layer)"
+            }
             PdfNotExamined => "part of the PDF not examined",
         }
     }
@@ -142,7 +147,7 @@ impl Technique {
     pub fn removed(self) -> bool {
         !matches!(
             self,
-            Technique::BidiInRtl | Technique::PdfInvisibleText | Technique::PdfNotExamined
+            Technique::BidiInRtl | Technique::PdfOcrLayer | Technique::PdfNotExamined
         )
     }
 }

@@ -2,12 +2,14 @@
 //!
 //! Removed, in place (the same number of bytes, so every offset in the cross-reference table
 //! stays right): the values in the document information dictionary (title, author, subject,
-//! keywords, creator, producer, custom keys) and XMP metadata packets in uncompressed
-//! streams. Reported, not removed: text drawn with render mode 3 or 7 (invisible), in plain
-//! or Flate-compressed content streams. Invisible text is also how scanned PDFs carry their OCR
-//! layer, often the document's only text, so removing it would do harm; the report shows what
-//! it says. Information dictionaries inside compressed object streams are not reached (noted
-//! in the report when the file has object streams).
+//! keywords, creator, producer, custom keys), XMP metadata packets in uncompressed streams,
+//! and text drawn with render mode 3 or 7 (invisible) in documents without images: its
+//! strings become spaces; a Flate-compressed content stream is compressed again and written
+//! over the old one when it fits (it does: spaces compress well), zeros after it, its length
+//! and the xref unchanged. In documents with images, invisible text is reported and kept:
+//! it is how scanned PDFs carry their OCR layer, often the document's only text. Information
+//! dictionaries inside compressed object streams are not reached (noted in the report when
+//! the file has object streams).
 
 use super::{Hidden, SanitizeError, Technique};
 use std::io::Read;
@@ -34,6 +36,23 @@ fn has_name(dict: &[u8], key: &[u8], value: &[u8]) -> bool {
         j = p + key.len();
     }
     false
+}
+
+/// Whether a stream's dictionary is that of page content or a form (what text is drawn
+/// from), not of a font program, an image, a CMap, an ICC profile or an embedded file: only
+/// those are ever rewritten.
+fn content_like(dict: &[u8]) -> bool {
+    let form = has_name(dict, b"/Subtype", b"/Form");
+    (form || find(dict, 0, b"/Subtype").is_none())
+        && [
+            &b"/Length1"[..],
+            b"/Length2",
+            b"/CMap",
+            b"/EmbeddedFile",
+            b"/N ",
+        ]
+        .iter()
+        .all(|k| find(dict, 0, k).is_none())
 }
 
 /// A direct `/Length N` in a stream dictionary (not `N 0 R`).
@@ -84,6 +103,9 @@ pub(crate) fn clean(
             "encrypted document: its strings and streams are not examined".into(),
         ));
     }
+    // Image XObjects are never inside object streams, so their dictionaries are in plain
+    // sight (`/ImageB` and the like in a /ProcSet count too: they say images are drawn).
+    let images = find(input, 0, b"/Image").is_some();
     let mut streams = 0;
     let mut inflated = 0u64;
     let mut i = 0;
@@ -133,7 +155,18 @@ pub(crate) fn clean(
                 "compressed object stream (metadata inside it is not reached)".into(),
             ));
         } else if !has_filter {
-            examine(data, data_start, out, found, true);
+            if let Some(inv) = examine(data, data_start, out, found, true) {
+                if images || inv.inline_image {
+                    inv.keep(data_start, found);
+                } else if !content_like(dict) {
+                    inv.unremovable(data_start, found);
+                } else {
+                    let mut stream = data.to_vec();
+                    inv.blank(&mut stream);
+                    out[data_start..end].copy_from_slice(&stream);
+                    inv.removed(data_start, found);
+                }
+            }
         } else if flate_only {
             let mut plain = Vec::new();
             let room = (MAX_INFLATED - inflated).min(MAX_STREAM);
@@ -157,7 +190,30 @@ pub(crate) fn clean(
                     "a damaged compressed stream (what decoded was examined)".into(),
                 ));
             }
-            examine(&plain, data_start, out, found, false);
+            let whole = r.is_ok() && plain.len() as u64 <= room;
+            if let Some(inv) = examine(&plain, data_start, out, found, false) {
+                if images || inv.inline_image {
+                    inv.keep(data_start, found);
+                } else if whole && by_length.is_some() && content_like(dict) {
+                    inv.blank(&mut plain);
+                    let mut z =
+                        flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+                    let packed = std::io::Write::write_all(&mut z, &plain)
+                        .and_then(|()| z.finish())
+                        .ok()
+                        .filter(|p| p.len() <= data.len());
+                    match packed {
+                        Some(p) => {
+                            out[data_start..data_start + p.len()].copy_from_slice(&p);
+                            out[data_start + p.len()..end].fill(0);
+                            inv.removed(data_start, found);
+                        }
+                        None => inv.unremovable(data_start, found),
+                    }
+                } else {
+                    inv.unremovable(data_start, found);
+                }
+            }
         } else {
             found.push(Hidden::new(
                 Technique::PdfNotExamined,
@@ -174,15 +230,20 @@ pub(crate) fn clean(
 /// One stream's decoded data: XMP metadata is blanked when the data is the file's own bytes
 /// (`in_place`: an unfiltered stream) and reported otherwise; content is checked for
 /// invisible text.
-fn examine(data: &[u8], at: usize, out: &mut [u8], found: &mut Vec<Hidden>, in_place: bool) {
+fn examine(
+    data: &[u8],
+    at: usize,
+    out: &mut [u8],
+    found: &mut Vec<Hidden>,
+    in_place: bool,
+) -> Option<Invisible> {
     // The whole packet: from the first of its markers to the end of the last one.
     let xmp = [&b"<?xpacket"[..], b"<x:xmpmeta", b"<rdf:RDF"]
         .iter()
         .filter_map(|m| find(data, 0, m))
         .min();
     let Some(x) = xmp else {
-        invisible_text(data, at, found);
-        return;
+        return Some(invisible_text(data)).filter(|i| !i.said.is_empty());
     };
     let stop = find(data, x, b"<?xpacket end")
         .and_then(|p| find(data, p, b"?>").map(|q| q + 2))
@@ -210,6 +271,7 @@ fn examine(data: &[u8], at: usize, out: &mut [u8], found: &mut Vec<Hidden>, in_p
             format!("compressed XMP metadata (kept): {text}"),
         ));
     }
+    None
 }
 
 /// Blank the values of the trailer's /Info dictionary, in place.
@@ -349,12 +411,67 @@ fn xml_text(b: &[u8]) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Text shown with render mode 3 (invisible) or 7 (clip only): reported.
-fn invisible_text(content: &[u8], at: usize, found: &mut Vec<Hidden>) {
+/// Text a content stream shows with render mode 3 (invisible) or 7 (clip only).
+struct Invisible {
+    /// What it says.
+    said: String,
+    /// Where its strings are in the stream (inside their delimiters).
+    spans: Vec<(usize, usize, bool)>,
+    /// The stream draws an inline image (a scan's OCR layer beside it, perhaps).
+    inline_image: bool,
+}
+
+impl Invisible {
+    /// Make every invisible string blank: literal strings become spaces (escapes and nested
+    /// parentheses included, so the string ends where it did), hex strings `20` pairs.
+    fn blank(&self, stream: &mut [u8]) {
+        for &(s, e, hex) in &self.spans {
+            let mut digit = 0;
+            for b in &mut stream[s..e] {
+                if !hex {
+                    *b = b' ';
+                } else if b.is_ascii_hexdigit() {
+                    *b = if digit % 2 == 0 { b'2' } else { b'0' };
+                    digit += 1;
+                }
+            }
+        }
+    }
+
+    fn removed(self, at: usize, found: &mut Vec<Hidden>) {
+        found.push(Hidden::new(
+            Technique::PdfInvisibleText,
+            at,
+            at + 1,
+            self.said,
+        ));
+    }
+
+    fn keep(self, at: usize, found: &mut Vec<Hidden>) {
+        found.push(Hidden::new(Technique::PdfOcrLayer, at, at + 1, self.said));
+    }
+
+    fn unremovable(self, at: usize, found: &mut Vec<Hidden>) {
+        found.push(Hidden::new(
+            Technique::PdfNotExamined,
+            at,
+            at + 1,
+            format!(
+                "invisible text that could not be removed in place: {}",
+                self.said
+            ),
+        ));
+    }
+}
+
+fn invisible_text(content: &[u8]) -> Invisible {
     let mut mode = 0i64;
     let mut saved: Vec<i64> = Vec::new();
     let mut operands: Vec<i64> = Vec::new();
     let mut strings: Vec<Vec<u8>> = Vec::new();
+    let mut spans: Vec<(usize, usize, bool)> = Vec::new();
+    let mut shown: Vec<(usize, usize, bool)> = Vec::new();
+    let mut inline_image = false;
     let mut said = String::new();
     let mut j = 0;
     while j < content.len() {
@@ -365,6 +482,7 @@ fn invisible_text(content: &[u8], at: usize, found: &mut Vec<Hidden>) {
                 if strings.len() < 256 {
                     strings.push(unescape_literal(&content[(j + 1).min(end)..end]));
                 }
+                spans.push(((j + 1).min(end), end, false));
                 j = end + 1;
             }
             b'<' if content.get(j + 1) != Some(&b'<') => {
@@ -374,6 +492,7 @@ fn invisible_text(content: &[u8], at: usize, found: &mut Vec<Hidden>) {
                     .copied()
                     .filter(u8::is_ascii_hexdigit)
                     .collect();
+                spans.push((j + 1, end, true));
                 if strings.len() >= 256 {
                     j = end + 1;
                     continue;
@@ -416,29 +535,47 @@ fn invisible_text(content: &[u8], at: usize, found: &mut Vec<Hidden>) {
                     b"Q" => mode = saved.pop().unwrap_or(0),
                     b"Tj" | b"TJ" | b"'" | b"\"" if mode == 3 || mode == 7 => {
                         for s in &strings {
-                            if said.len() < super::REVEAL_MAX {
+                            // Blanked strings (spaces, or hex digits of nothing) say nothing.
+                            if said.len() < super::REVEAL_MAX && s.iter().any(|&b| b > b' ') {
                                 said.push_str(&String::from_utf8_lossy(s));
                             }
                         }
                         said.push(' ');
+                        shown.append(&mut spans);
+                    }
+                    b"BI" => inline_image = true,
+                    b"ID" => {
+                        // Inline image data (binary) up to `EI` between whitespace.
+                        inline_image = true;
+                        let mut k = e;
+                        j = content.len();
+                        while let Some(p) = find(content, k, b"EI") {
+                            let ws = |b: Option<&u8>| b.is_none_or(|b| b.is_ascii_whitespace());
+                            if ws(content.get(p.wrapping_sub(1))) && ws(content.get(p + 2)) {
+                                j = p + 2;
+                                break;
+                            }
+                            k = p + 2;
+                        }
+                        operands.clear();
+                        strings.clear();
+                        spans.clear();
+                        continue;
                     }
                     _ => {}
                 }
                 operands.clear();
                 strings.clear();
+                spans.clear();
                 j = e;
             }
             _ => j += 1,
         }
     }
-    let said = said.trim().to_string();
-    if !said.is_empty() {
-        found.push(Hidden::new(
-            Technique::PdfInvisibleText,
-            at,
-            at + content.len().min(1),
-            said,
-        ));
+    Invisible {
+        said: said.trim().to_string(),
+        spans: shown,
+        inline_image,
     }
 }
 
