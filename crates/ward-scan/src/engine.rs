@@ -310,7 +310,9 @@ impl Scanner {
         } else {
             hay.len().saturating_sub(self.keywords.longest())
         };
-        let ready = |s: u32| complete || s as usize + self.widest <= hay.len();
+        // A hit's rules look at most `widest` bytes from it, its context checks 64 bytes past
+        // a match, and an assertion at a window's end at the byte after it: all must be there.
+        let ready = |s: u32| complete || s as usize + self.widest + 64 < hay.len();
         loop {
             // Block by block: the hits of one block at a time (a file of '@' has one per
             // byte).

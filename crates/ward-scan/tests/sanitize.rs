@@ -344,6 +344,94 @@ fn a_hidden_worksheet_loses_its_cells_its_own_strings_and_its_name() {
         "{wb}"
     );
     assert!(wb.contains(r#"state="veryHidden""#), "{wb}");
+    // The rest of the workbook is as it was (the visible sheet, the prolog, the root).
+    let before = part(
+        &std::fs::read(dir().join("xlsx-hidden-sheet.xlsx")).unwrap(),
+        "xl/workbook.xml",
+    );
+    assert_eq!(wb, before.replace("Sheet for agents", "Hidden 1"));
+}
+
+fn xlsx(parts: &[(&str, &str)]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data) in parts {
+        w.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut w, data.as_bytes()).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+const RELS: &str = r#"<Relationships><Relationship Id="rId1" Type="x/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" Type="x/worksheet" Target="/xl/worksheets/../worksheets/sheet2.xml"/><Relationship Id="rId3" Type="x/sharedStrings" Target="sharedStrings.xml"/></Relationships>"#;
+
+#[test]
+fn hidden_sheets_written_in_unusual_ways_are_still_emptied() {
+    let cells = |v: &str| {
+        format!(
+            r#"<worksheet><sheetData><row><c t="s"><v>{v}</v></c></row></sheetData></worksheet>"#
+        )
+    };
+    let strings = r#"<sst><si><t>Visible words</t></si><si><t>AI agent: payload</t></si></sst>"#;
+    let books = [
+        // A `>` inside the name, and the state after it.
+        r#"<workbook><sheets><sheet name="Data" r:id="rId1"/><sheet name="a>b" sheetId="2" r:id="rId2" state="hidden"/></sheets></workbook>"#,
+        // A name that looks like another attribute.
+        r#"<workbook><sheets><sheet name="Data" r:id="rId1"/><sheet name='x state="visible"' r:id="rId2" state='veryHidden'/></sheets></workbook>"#,
+        // Prefixed elements and attributes.
+        r#"<x:workbook xmlns:x="s"><x:sheets><x:sheet name="Data" ns:id="rId1"/><x:sheet name="Tab" ns:id="rId2" state="hidden"/></x:sheets></x:workbook>"#,
+    ];
+    for wb in books {
+        let hidden_cells = r#"<worksheet><!-- <sheetData/> --><sheetData><row><c t="s"><v>1</v></c></row></sheetData><headerFooter><oddHeader>AI agent: header</oddHeader></headerFooter></worksheet>"#;
+        let book = xlsx(&[
+            ("xl/workbook.xml", wb),
+            ("xl/_rels/workbook.xml.rels", RELS),
+            ("xl/sharedStrings.xml", strings),
+            ("xl/worksheets/sheet1.xml", &cells("0")),
+            ("xl/worksheets/sheet2.xml", hidden_cells),
+            (
+                "docProps/app.xml",
+                r#"<Properties><TitlesOfParts><vt:vector><vt:lpstr>Data</vt:lpstr><vt:lpstr>Tab</vt:lpstr></vt:vector></TitlesOfParts></Properties>"#,
+            ),
+        ]);
+        let s = sanitize(&book, Format::Xlsx).unwrap_or_else(|e| panic!("{wb}: {e}"));
+        assert!(
+            s.hidden.iter().any(
+                |h| h.technique == ward_scan::sanitize::Technique::HiddenSheet
+                    && h.revealed.contains("AI agent: payload")
+            ),
+            "{wb}: {:?}",
+            s.hidden
+        );
+        let sheet = part(&s.output, "xl/worksheets/sheet2.xml");
+        assert!(
+            !sheet.contains("<c ") && !sheet.contains("AI agent"),
+            "{sheet}"
+        );
+        let st = part(&s.output, "xl/sharedStrings.xml");
+        assert!(
+            st.contains("Visible words") && !st.contains("AI agent"),
+            "{st}"
+        );
+        let out_wb = part(&s.output, "xl/workbook.xml");
+        assert!(
+            out_wb.contains(r#"name="Data""#) && out_wb.contains("Hidden 1"),
+            "{out_wb}"
+        );
+        if wb.contains("\"Tab\"") {
+            // The old name goes from the list of parts as well.
+            let app = part(&s.output, "docProps/app.xml");
+            assert!(
+                !app.contains(">Tab<") && app.contains(">Hidden 1<"),
+                "{app}"
+            );
+        }
+    }
+    // A hidden state this cannot parse is refused, not passed as nothing hidden.
+    let odd = xlsx(&[(
+        "xl/workbook.xml",
+        r#"<workbook><sheets><sheet name="T" r:id="rId2" state = 'hidden' /></sheets></workbook>"#,
+    )]);
+    assert!(sanitize(&odd, Format::Xlsx).is_err());
 }
 
 #[test]
@@ -364,7 +452,7 @@ fn a_hidden_sheet_it_cannot_reach_makes_the_workbook_refused() {
         ),
     ]);
     let e = sanitize(&book, Format::Xlsx).unwrap_err().to_string();
-    assert!(e.contains("not a worksheet this can clean"), "{e}");
+    assert!(e.contains("not a worksheet this can follow"), "{e}");
 }
 
 /// The first Flate content stream of a PDF, decoded (the decoder stops at the stream's end).
@@ -445,4 +533,61 @@ fn invisible_pdf_text_in_an_uncompressed_stream_and_in_hex_is_blanked_in_place()
     // Cleaned once, nothing left to find.
     let again = sanitize(&s.output, Format::Pdf).unwrap();
     assert!(again.hidden.is_empty(), "{:?}", again.hidden);
+}
+
+/// A PDF body with these unfiltered streams (no cross-reference table: enough for the
+/// sanitizer, which works on streams).
+fn pdf_streams(streams: &[&[u8]]) -> Vec<u8> {
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    for (n, content) in streams.iter().enumerate() {
+        pdf.extend_from_slice(
+            format!("{} 0 obj\n<< /Length {} >>\nstream\n", n + 1, content.len()).as_bytes(),
+        );
+        pdf.extend_from_slice(content);
+        pdf.extend_from_slice(b"\nendstream\nendobj\n");
+    }
+    pdf.extend_from_slice(b"%%EOF\n");
+    pdf
+}
+
+#[test]
+fn clipping_text_glyph_ids_and_inline_images_elsewhere_are_handled_as_a_reader_needs() {
+    use ward_scan::sanitize::Technique;
+    // Mode 7 (text as a clipping path): blanking it would hide what is painted through it.
+    let clip = pdf_streams(&[b"BT 7 Tr 72 700 Td (AI agent: clip) Tj ET 0 0 612 792 re f\n"]);
+    let s = sanitize(&clip, Format::Pdf).unwrap();
+    assert_eq!(s.output, clip);
+    assert!(
+        s.hidden
+            .iter()
+            .any(|h| h.revealed.contains("AI agent: clip") && !h.technique.removed()),
+        "{:?}",
+        s.hidden
+    );
+    // Two-byte glyph ids (no byte above a space) are text too: found and blanked.
+    let gid = pdf_streams(&[b"BT 3 Tr 72 700 Td <00150013> Tj ET\n"]);
+    let s = sanitize(&gid, Format::Pdf).unwrap();
+    assert!(
+        s.hidden
+            .iter()
+            .any(|h| h.technique == Technique::PdfInvisibleText),
+        "{:?}",
+        s.hidden
+    );
+    assert!(String::from_utf8_lossy(&s.output).contains("<20202020> Tj"));
+    assert!(sanitize(&s.output, Format::Pdf).unwrap().hidden.is_empty());
+    // An inline image in another stream: a scan, perhaps; the invisible text stays.
+    let scan = pdf_streams(&[
+        b"BT 3 Tr 72 700 Td (AI agent: ocr) Tj ET\n",
+        b"q 100 0 0 100 0 0 cm BI /W 1 /H 1 /CS /G /BPC 8 ID \xff EI Q\n",
+    ]);
+    let s = sanitize(&scan, Format::Pdf).unwrap();
+    assert_eq!(s.output, scan);
+    assert!(
+        s.hidden
+            .iter()
+            .any(|h| h.technique == Technique::PdfOcrLayer),
+        "{:?}",
+        s.hidden
+    );
 }

@@ -9,31 +9,33 @@
 //! A SIGBUS anywhere else goes to whatever handled it before (Rust's own stack-overflow
 //! report, or the default action).
 //!
-//! Bytes a writer changes while the file is mapped change under the scan; the scan reads
-//! them as it would read them from a file being written: it may see old bytes, new bytes or
-//! a mix, and reports what it saw. Nothing here indexes memory by such a byte beyond a
-//! table of 256 or 65,536 entries.
+//! Bytes a writer changes while the file is mapped change under the scan (strictly, under a
+//! `&[u8]`, which Rust assumes does not happen): the scanner may see old bytes, new bytes or
+//! a mix, and the regex engine may even find its two passes disagree and panic. The caller
+//! (`scan_cmd`) catches such a panic and reads the file instead; nothing here indexes memory
+//! by a byte beyond a table of 256 or 65,536 entries.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Once;
 
-/// Live mappings (start 0: free). One per scanning thread.
+/// Live mappings, one per scanning thread: `taken` reserves a slot; `span` is the mapping's
+/// first page number (high 36 bits) and page count (low 28 bits) in one word, 0 when none,
+/// so that the handler never pairs one mapping's start with another's length.
 struct Slot {
     taken: AtomicBool,
-    start: AtomicUsize,
-    len: AtomicUsize,
+    span: AtomicU64,
     damaged: AtomicBool,
 }
 
 const SLOTS: usize = 64;
+const COUNT_BITS: u32 = 28;
 
 #[allow(clippy::declare_interior_mutable_const)]
 const FREE: Slot = Slot {
     taken: AtomicBool::new(false),
-    start: AtomicUsize::new(0),
-    len: AtomicUsize::new(0),
+    span: AtomicU64::new(0),
     damaged: AtomicBool::new(false),
 };
 
@@ -51,13 +53,16 @@ unsafe extern "C" fn on_sigbus(
 ) {
     // SAFETY (the whole handler): only async-signal-safe calls (mmap, sigaction) and atomics.
     let addr = unsafe { (*info).si_addr() } as usize;
+    // Sent by a process (kill, sigqueue), not a fault: nothing to repair.
+    let fault = unsafe { (*info).si_code } > 0;
     let page = PAGE.load(Ordering::Relaxed);
-    for s in &LIVE {
-        let start = s.start.load(Ordering::Acquire);
-        if start == 0 {
+    for s in LIVE.iter().filter(|_| fault) {
+        let span = s.span.load(Ordering::Acquire);
+        if span == 0 {
             continue;
         }
-        let len = s.len.load(Ordering::Acquire);
+        let start = (span >> COUNT_BITS) as usize * page;
+        let len = (span & ((1 << COUNT_BITS) - 1)) as usize * page;
         if addr >= start && addr < start + len {
             let at = addr & !(page - 1);
             let p = unsafe {
@@ -91,10 +96,15 @@ unsafe extern "C" fn on_sigbus(
         }
         return;
     }
+    // The default action: put back; a fault happens again on return, a sent signal is sent
+    // again (blocked until the handler returns).
     unsafe {
         let mut dfl: libc::sigaction = std::mem::zeroed();
         dfl.sa_sigaction = libc::SIG_DFL;
         libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut());
+        if !fault {
+            libc::raise(libc::SIGBUS);
+        }
     }
 }
 
@@ -135,7 +145,8 @@ impl Mapped {
     /// possible here (no free slot, the handler could not be installed, `mmap` failed): the
     /// caller reads the file instead.
     pub(crate) fn map(file: &File, len: usize) -> Option<Mapped> {
-        if len == 0 || !install() {
+        let page = PAGE.load(Ordering::Relaxed);
+        if len == 0 || len.div_ceil(page) >= 1 << COUNT_BITS || !install() {
             return None;
         }
         let slot = LIVE.iter().position(|s| {
@@ -160,8 +171,11 @@ impl Mapped {
             return None;
         }
         s.damaged.store(false, Ordering::Relaxed);
-        s.len.store(len, Ordering::Release);
-        s.start.store(ptr as usize, Ordering::Release);
+        let pages = len.div_ceil(page) as u64;
+        s.span.store(
+            ((ptr as usize / page) as u64) << COUNT_BITS | pages,
+            Ordering::Release,
+        );
         Some(Mapped { ptr, len, slot })
     }
 
@@ -180,7 +194,7 @@ impl Mapped {
 impl Drop for Mapped {
     fn drop(&mut self) {
         let s = &LIVE[self.slot];
-        s.start.store(0, Ordering::Release);
+        s.span.store(0, Ordering::Release);
         // SAFETY: our own mapping, no longer referenced (bytes() borrows self).
         unsafe {
             libc::munmap(self.ptr, self.len);

@@ -92,6 +92,7 @@ pub fn run(a: ScanArgs) -> crate::Outcome {
     let bytes = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Vec<Finding>)>> = Mutex::new(Vec::new());
     let read_errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    quiet_panics_while_mapped();
     std::thread::scope(|s| {
         for _ in 0..threads.min(files.len().max(1)) {
             s.spawn(|| {
@@ -229,6 +230,25 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
 /// once; bigger ones are streamed in 1 MiB reads.
 const WHOLE: u64 = 64 << 20;
 
+thread_local! {
+    /// Set while a mapped file is scanned: a panic then is caught and the file read again, so
+    /// the panic hook stays silent.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The panic hook, quiet for panics caught while a mapped file is scanned.
+fn quiet_panics_while_mapped() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Files from this size up are mapped rather than read (below it, mapping and unmapping
 /// cost more than the copy they save).
 const MAP_FROM: u64 = 256 << 10;
@@ -249,11 +269,18 @@ fn scan_file(
     // changed size meanwhile (a lost page reads as zeros) is read again below, as it is now.
     if (MAP_FROM..=WHOLE).contains(&len) {
         if let Some(m) = crate::mapped::Mapped::map(&f, len as usize) {
-            let found = scanner.scan(m.bytes());
+            // A writer changing the file under the scan can make the regex engine panic (its
+            // passes disagree): caught, quietly, and the file is read instead.
+            QUIET.with(|q| q.set(true));
+            let found =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scanner.scan(m.bytes())));
+            QUIET.with(|q| q.set(false));
             let intact = !m.damaged();
             drop(m);
-            if intact && f.metadata()?.len() == len {
-                return Ok((len as usize, found));
+            if let Ok(found) = found {
+                if intact && f.metadata()?.len() == len {
+                    return Ok((len as usize, found));
+                }
             }
         }
     }

@@ -63,13 +63,19 @@ pub(crate) fn clean(
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
         let name = entry.name().map_err(|e| bad(e.to_string()))?.to_string();
-        if let Some(new) = sheets.replacement(&name) {
+        let replaced = sheets.replacement(&name);
+        let Some(handler) = handler(kind, &name) else {
+            if let Some(new) = replaced {
+                changed.push((i, new.into_bytes()));
+            }
+            continue;
+        };
+        if let Some(text) = replaced {
+            // Changed for a hidden sheet (its name in docProps/app.xml) and handled as well.
+            let new = handler(&text, &name, found);
             changed.push((i, new.into_bytes()));
             continue;
         }
-        let Some(handler) = handler(kind, &name) else {
-            continue;
-        };
         let mut xml = Vec::new();
         (&mut entry)
             .take(MAX_PART + 1)
@@ -497,44 +503,120 @@ fn read_part(
     Ok(Some(String::from_utf8_lossy(&xml).into_owned()))
 }
 
-/// The value of attribute `name` in the start tag `tag`, quoted either way.
-fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
-    attr_span(tag, name).map(|(s, e)| &tag[s..e])
+/// The start tags in `xml` whose local name is `local`, whatever their prefix: (where the
+/// tag starts, just past its `>`, its qualified name). Quotes are honoured when looking for
+/// the tag's end (`>` may appear in an attribute value).
+fn start_tags<'a>(xml: &'a str, local: &str) -> Vec<(usize, usize, &'a str)> {
+    let b = xml.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(p) = xml[i..].find('<') {
+        let at = i + p;
+        let name_end = xml[at + 1..]
+            .find(|c: char| c.is_ascii_whitespace() || c == '/' || c == '>')
+            .map_or(xml.len(), |q| at + 1 + q);
+        let qname = &xml[at + 1..name_end];
+        let mut j = name_end;
+        let mut quote = 0u8;
+        while j < b.len() {
+            match b[j] {
+                q @ (b'"' | b'\'') if quote == 0 => quote = q,
+                q if q == quote => quote = 0,
+                b'>' if quote == 0 => break,
+                _ => {}
+            }
+            j += 1;
+        }
+        let gt = (j + 1).min(xml.len());
+        if qname == local || qname.rsplit_once(':').is_some_and(|(_, l)| l == local) {
+            out.push((at, gt, qname));
+        }
+        i = if qname.starts_with('!') || qname.starts_with('?') {
+            at + 1
+        } else {
+            gt.max(at + 1)
+        };
+    }
+    out
 }
 
-/// Where the value of attribute `name` is in `tag` (inside the quotes).
-fn attr_span(tag: &str, name: &str) -> Option<(usize, usize)> {
-    let mut from = 0;
-    while let Some(p) = tag[from..].find(name) {
-        let at = from + p;
-        from = at + name.len();
-        if !tag[..at].ends_with([' ', '\t', '\r', '\n']) {
+/// The attributes of a start tag: (name, where its value is). Values in either quotes.
+fn tag_attrs(tag: &str) -> Vec<(&str, usize, usize)> {
+    let b = tag.as_bytes();
+    let mut out = Vec::new();
+    let mut i = tag
+        .find(|c: char| c.is_ascii_whitespace() || c == '/' || c == '>')
+        .unwrap_or(tag.len());
+    loop {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= b.len() || b[i] == b'>' || b[i] == b'/' {
+            return out;
+        }
+        let n0 = i;
+        while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'=' && b[i] != b'>' {
+            i += 1;
+        }
+        let name = &tag[n0..i];
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= b.len() || b[i] != b'=' {
             continue;
         }
-        let after = &tag[from..];
-        let Some(rest) = after.trim_start().strip_prefix('=') else {
-            continue;
+        i += 1;
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let Some(&q) = b.get(i).filter(|&&q| q == b'"' || q == b'\'') else {
+            return out;
         };
-        let rest = rest.trim_start();
-        let q = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
-        let start = tag.len() - rest.len() + 1;
-        return tag[start..].find(q).map(|e| (start, start + e));
+        let v0 = i + 1;
+        let v1 = tag[v0..].find(q as char).map_or(tag.len(), |e| v0 + e);
+        out.push((name, v0, v1));
+        i = v1 + 1;
     }
-    None
+}
+
+/// The value of the attribute whose local name is `local` (any prefix).
+fn attr<'a>(tag: &'a str, local: &str) -> Option<&'a str> {
+    attr_span(tag, local).map(|(s, e)| &tag[s..e])
+}
+
+fn attr_span(tag: &str, local: &str) -> Option<(usize, usize)> {
+    tag_attrs(tag)
+        .into_iter()
+        .find(|(n, _, _)| *n == local || n.rsplit_once(':').is_some_and(|(_, l)| l == local))
+        .map(|(_, s, e)| (s, e))
+}
+
+/// The text of every element of local name `local` in `xml`, each apart.
+fn texts_of(xml: &str, local: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut last = 0;
+    for (at, _, q) in start_tags(xml, local) {
+        if at < last {
+            continue;
+        }
+        let (gt, inner_end, end) = element(xml, q, at);
+        out.push(unescape(&xml[gt..inner_end.max(gt)]));
+        last = end;
+    }
+    out
 }
 
 /// Shared-string indexes the cells of a worksheet use, and its text (strings resolved).
 fn sheet_cells(xml: &str, shared: &[String]) -> (Vec<usize>, String) {
     let mut used = Vec::new();
     let mut text = String::new();
-    let mut j = 0;
-    while let Some(at) = open_tag(xml, "c", j) {
-        let (gt, inner_end, end) = element(xml, "c", at);
+    for (at, gt, q) in start_tags(xml, "c") {
+        let (_, inner_end, _) = element(xml, q, at);
         let tag = &xml[at..gt];
         let inner = &xml[gt..inner_end.max(gt)];
         let said = match attr(tag, "t") {
             Some("s") => {
-                let v = texts(inner, "v");
+                let v = texts_of(inner, "v").join("");
                 match v.trim().parse::<usize>() {
                     Ok(n) => {
                         used.push(n);
@@ -543,8 +625,8 @@ fn sheet_cells(xml: &str, shared: &[String]) -> (Vec<usize>, String) {
                     Err(_) => String::new(),
                 }
             }
-            Some("inlineStr") => texts(inner, "t"),
-            _ => texts(inner, "v"),
+            Some("inlineStr") => texts_of(inner, "t").join(""),
+            _ => texts_of(inner, "v").join(""),
         };
         if !said.is_empty() && text.len() < super::REVEAL_MAX {
             if !text.is_empty() {
@@ -552,13 +634,53 @@ fn sheet_cells(xml: &str, shared: &[String]) -> (Vec<usize>, String) {
             }
             text.push_str(&said);
         }
-        j = end.max(at + 1);
     }
     (used, text)
 }
 
-/// Hidden and very hidden worksheets: cells removed, names replaced, their own shared
-/// strings emptied; reported with their name and text.
+/// A relationship part's targets: Id -> (Type, the part's lower-case name in the archive),
+/// targets resolved against `dir` (the folder of the part the relationships belong to).
+fn relationships(rels: &str, dir: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (at, gt, _) in start_tags(rels, "Relationship") {
+        let t = &rels[at..gt];
+        if attr(t, "TargetMode").is_some_and(|m| m.eq_ignore_ascii_case("External")) {
+            continue;
+        }
+        let (Some(id), Some(to)) = (attr(t, "Id"), attr(t, "Target")) else {
+            continue;
+        };
+        let mut parts: Vec<&str> = match to.strip_prefix('/') {
+            Some(_) => Vec::new(),
+            None => dir.split('/').filter(|p| !p.is_empty()).collect(),
+        };
+        for seg in to.split('/') {
+            match seg {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                s => parts.push(s),
+            }
+        }
+        out.push((
+            id.to_string(),
+            attr(t, "Type").unwrap_or("").to_string(),
+            parts.join("/").to_ascii_lowercase(),
+        ));
+    }
+    out
+}
+
+fn folder_of(part: &str) -> &str {
+    part.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+/// Hidden and very hidden worksheets: cells (and header/footer text) removed, names replaced
+/// (in the workbook and in docProps/app.xml), their own shared strings emptied in place;
+/// reported with their name and text. Whatever this cannot follow (a hidden sheet whose part
+/// is not found, shared strings it cannot count, cells left behind) makes the workbook
+/// refused rather than passed as clean.
 fn hidden_sheets(
     zip: &mut zip::ZipArchive<Cursor<&[u8]>>,
     found: &mut Vec<Hidden>,
@@ -575,154 +697,216 @@ fn hidden_sheets(
                 .to_ascii_lowercase(),
         );
     }
-    let Some(wb) = read_part(zip, &names, "xl/workbook.xml", &mut budget)? else {
+    // The workbook: where the package's relationships say, else its usual place.
+    let root = read_part(zip, &names, "_rels/.rels", &mut budget)?.unwrap_or_default();
+    let wb_name = relationships(&root, "")
+        .into_iter()
+        .find(|(_, ty, _)| ty.ends_with("/officeDocument"))
+        .map_or_else(|| "xl/workbook.xml".to_string(), |(_, _, t)| t);
+    let Some(wb) = read_part(zip, &names, &wb_name, &mut budget)? else {
         return Ok(Sheets::default());
     };
-    // The hidden sheets' names and relationship ids; the workbook with their names replaced.
-    let mut hidden: Vec<(String, Option<String>)> = Vec::new();
+    if wb.contains('\0') || wb.contains('\u{FFFD}') {
+        return Err(bad(format!("{wb_name} is not UTF-8 XML")));
+    }
+    // Every sheet: (name as written, relationship id, hidden); the workbook with the hidden
+    // ones renamed.
+    let mut sheets: Vec<(String, String, bool)> = Vec::new();
     let mut new_wb = String::with_capacity(wb.len());
-    let mut j = 0;
-    while let Some(at) = open_tag(&wb, "sheet", j) {
-        let end = wb[at..].find('>').map_or(wb.len(), |p| at + p);
-        let t = &wb[at..end];
-        if matches!(attr(t, "state"), Some("hidden" | "veryHidden")) {
-            let name = attr(t, "name").unwrap_or("");
-            new_wb.push_str(&wb[j..at]);
+    let mut copied = 0;
+    let mut n_hidden = 0;
+    for (at, gt, _) in start_tags(&wb, "sheet") {
+        let t = &wb[at..gt];
+        let hidden = matches!(attr(t, "state"), Some("hidden" | "veryHidden"));
+        let name = attr(t, "name").unwrap_or("").to_string();
+        if hidden {
+            n_hidden += 1;
             // The name a person would see on unhiding it: it can carry text as well.
-            match attr_span(t, "name") {
-                Some((vs, ve)) => {
-                    new_wb.push_str(&t[..vs]);
-                    new_wb.push_str(&format!("Hidden {}", hidden.len() + 1));
-                    new_wb.push_str(&t[ve..]);
-                }
-                None => new_wb.push_str(t),
+            if let Some((vs, ve)) = attr_span(t, "name") {
+                new_wb.push_str(&wb[copied..at + vs]);
+                new_wb.push_str(&format!("Hidden {n_hidden}"));
+                copied = at + ve;
             }
-            j = end;
-            hidden.push((unescape(name), attr(t, "r:id").map(str::to_string)));
-        } else {
-            j = end.max(at + 1);
         }
+        sheets.push((name, attr(t, "id").unwrap_or("").to_string(), hidden));
     }
-    new_wb.push_str(&wb[j..]);
-    if hidden.is_empty() {
+    new_wb.push_str(&wb[copied..]);
+    if n_hidden == 0 {
+        // A state this does not read (an odd spelling, a prefix on the attribute's value)
+        // must not pass as "nothing hidden".
+        let lower = wb.to_ascii_lowercase();
+        let marks_hidden = lower.match_indices("state").any(|(p, _)| {
+            let rest = lower[p + 5..].trim_start();
+            rest.strip_prefix('=').is_some_and(|r| {
+                let r = r.trim_start().trim_start_matches(['"', '\'']);
+                r.starts_with("hidden") || r.starts_with("veryhidden")
+            })
+        });
+        if marks_hidden {
+            return Err(bad(format!(
+                "{wb_name} marks something hidden in a way this cannot read"
+            )));
+        }
         return Ok(Sheets::default());
     }
-    // Their parts, through the workbook's relationships.
-    let rels =
-        read_part(zip, &names, "xl/_rels/workbook.xml.rels", &mut budget)?.unwrap_or_default();
-    let target = |id: &str| -> Option<String> {
-        let mut k = 0;
-        while let Some(at) = open_tag(&rels, "Relationship", k) {
-            let end = rels[at..].find('>').map_or(rels.len(), |p| at + p);
-            let t = &rels[at..end];
-            if attr(t, "Id") == Some(id) {
-                let to = attr(t, "Target")?;
-                let path = match to.strip_prefix('/') {
-                    Some(abs) => abs.to_string(),
-                    None => format!("xl/{}", to.trim_start_matches("./")),
-                };
-                return Some(path.to_ascii_lowercase());
-            }
-            k = end.max(at + 1);
-        }
-        None
+    let dir = folder_of(&wb_name).to_string();
+    let (wb_dir, wb_file) = wb_name.rsplit_once('/').unwrap_or(("", &wb_name));
+    let rels_name = if wb_dir.is_empty() {
+        format!("_rels/{wb_file}.rels")
+    } else {
+        format!("{wb_dir}/_rels/{wb_file}.rels")
     };
-    let hidden_parts: Vec<Option<String>> = hidden
+    let rels = read_part(zip, &names, &rels_name, &mut budget)?.unwrap_or_default();
+    let rels = relationships(&rels, &dir);
+    let part_of = |id: &str| {
+        rels.iter()
+            .find(|(i, _, _)| i == id)
+            .map(|(_, _, t)| t.clone())
+    };
+    let shared_name = rels
         .iter()
-        .map(|(_, id)| id.as_deref().and_then(target))
-        .collect();
-    let shared_xml = read_part(zip, &names, "xl/sharedstrings.xml", &mut budget)?;
+        .find(|(_, ty, _)| ty.ends_with("/sharedStrings"))
+        .map(|(_, _, t)| t.clone());
+    let shared_xml = match &shared_name {
+        Some(n) => read_part(zip, &names, n, &mut budget)?,
+        None => None,
+    };
     let mut shared: Vec<String> = Vec::new();
+    let mut si: Vec<(usize, usize, String)> = Vec::new();
     if let Some(x) = &shared_xml {
-        let mut k = 0;
-        while let Some(at) = open_tag(x, "si", k) {
-            let (gt, inner_end, end) = element(x, "si", at);
-            shared.push(texts(&x[gt..inner_end.max(gt)], "t"));
-            k = end.max(at + 1);
+        if x.contains("<!--") || x.contains("<![CDATA[") {
+            // Either could shift the count of strings: the wrong ones would be emptied.
+            return Err(bad(
+                "shared strings with comments or CDATA next to a hidden sheet",
+            ));
+        }
+        let mut last = 0;
+        for (at, _, q) in start_tags(x, "si") {
+            if at < last {
+                continue;
+            }
+            let (gt, inner_end, end) = element(x, q, at);
+            shared.push(texts_of(&x[gt..inner_end.max(gt)], "t").join(""));
+            si.push((at, end, q.to_string()));
+            last = end;
         }
     }
-    // Every worksheet: which shared strings the visible ones use, what the hidden ones say.
-    let sheet_names: Vec<String> = names
-        .iter()
-        .filter(|n| {
-            n.starts_with("xl/worksheets/") && !n.contains("/_rels/") && n.ends_with(".xml")
-        })
-        .cloned()
-        .collect();
+    // Every sheet's cells: which shared strings the visible ones use, what the hidden say.
     let mut visible_used = std::collections::HashSet::new();
     let mut hidden_used = std::collections::HashSet::new();
     let mut out = Sheets::default();
-    let mut said: Vec<String> = vec![String::new(); hidden.len()];
-    let mut seen = vec![false; hidden.len()];
-    for name in sheet_names {
-        let Some(xml) = read_part(zip, &names, &name, &mut budget)? else {
-            continue;
+    let mut said: Vec<(String, String)> = Vec::new();
+    for (name, id, hidden) in &sheets {
+        let part = part_of(id);
+        let xml = match &part {
+            Some(p) => read_part(zip, &names, p, &mut budget)?,
+            None => None,
+        };
+        let (Some(part), Some(xml)) = (part, xml) else {
+            return Err(bad(format!(
+                "sheet {:?} is not a worksheet this can follow (relationship {id:?})",
+                unescape(name)
+            )));
         };
         let (used, text) = sheet_cells(&xml, &shared);
-        match hidden_parts
-            .iter()
-            .position(|p| p.as_deref() == Some(&name))
-        {
-            Some(h) => {
-                seen[h] = true;
-                hidden_used.extend(used);
-                said[h] = text;
-                if let Some(at) = open_tag(&xml, "sheetData", 0) {
-                    let (_, _, end) = element(&xml, "sheetData", at);
-                    let emptied = format!("{}<sheetData/>{}", &xml[..at], &xml[end..]);
-                    if emptied != xml {
-                        out.parts.push((name, emptied));
-                    }
-                }
-            }
-            None => visible_used.extend(used),
+        if !*hidden {
+            visible_used.extend(used);
+            continue;
         }
+        hidden_used.extend(used);
+        // The cells go, and so do the header and footer texts.
+        let mut new = String::with_capacity(xml.len());
+        let mut copied = 0;
+        let mut drops: Vec<(usize, usize, String)> = Vec::new();
+        for local in ["sheetData", "headerFooter"] {
+            for (at, _, q) in start_tags(&xml, local) {
+                let (_, _, end) = element(&xml, q, at);
+                let keep = if local == "sheetData" {
+                    format!("<{q}/>")
+                } else {
+                    String::new()
+                };
+                drops.push((at, end, keep));
+            }
+        }
+        drops.sort();
+        for (at, end, keep) in drops {
+            if at < copied {
+                continue;
+            }
+            new.push_str(&xml[copied..at]);
+            new.push_str(&keep);
+            copied = end;
+        }
+        new.push_str(&xml[copied..]);
+        if !start_tags(&new, "c").is_empty() {
+            return Err(bad(format!(
+                "hidden sheet {:?}: cells outside the sheet data this empties",
+                unescape(name)
+            )));
+        }
+        if new != xml {
+            out.parts.push((part, new));
+        }
+        said.push((unescape(name), text));
     }
-    // Fail closed: a hidden sheet whose cells this cannot reach (a chart sheet, a part the
-    // relationships do not name) must not pass as cleaned.
-    if let Some(h) = seen.iter().position(|s| !s) {
-        return Err(bad(format!(
-            "hidden sheet {:?} is not a worksheet this can clean (part {})",
-            hidden[h].0,
-            hidden_parts[h]
-                .as_deref()
-                .unwrap_or("not named in xl/_rels/workbook.xml.rels")
-        )));
+    if hidden_used.iter().any(|&n| n >= shared.len()) {
+        return Err(bad(
+            "a hidden sheet uses shared strings this cannot find (so cannot empty)",
+        ));
     }
     // Shared strings only hidden sheets use: emptied where they are (indexes unchanged).
-    if let Some(x) = shared_xml {
+    if let (Some(x), Some(sn)) = (shared_xml, shared_name) {
         let mut new = String::with_capacity(x.len());
-        let (mut k, mut n) = (0, 0usize);
-        while let Some(at) = open_tag(&x, "si", k) {
-            let (_, _, end) = element(&x, "si", at);
-            new.push_str(&x[k..at]);
+        let mut copied = 0;
+        for (n, (at, end, q)) in si.iter().enumerate() {
             if hidden_used.contains(&n) && !visible_used.contains(&n) {
-                new.push_str("<si><t></t></si>");
-            } else {
-                new.push_str(&x[at..end]);
+                new.push_str(&x[copied..*at]);
+                let t = match q.rsplit_once(':') {
+                    Some((p, _)) => format!("{p}:t"),
+                    None => "t".to_string(),
+                };
+                new.push_str(&format!("<{q}><{t}></{t}></{q}>"));
+                copied = *end;
             }
-            k = end.max(at + 1);
-            n += 1;
         }
-        new.push_str(&x[k.min(x.len())..]);
+        new.push_str(&x[copied..]);
         if new != x {
-            out.parts.push(("xl/sharedstrings.xml".into(), new));
+            out.parts.push((sn, new));
         }
     }
-    for (k, ((name, _), text)) in hidden.iter().zip(said).enumerate() {
+    // The old names in the document's list of parts (docProps/app.xml).
+    if let Some(app) = read_part(zip, &names, "docprops/app.xml", &mut budget)? {
+        let mut new = app.clone();
+        let mut k = 0;
+        for (name, _, hidden) in &sheets {
+            if !*hidden {
+                continue;
+            }
+            k += 1;
+            if name.is_empty() {
+                continue;
+            }
+            new = new.replace(&format!(">{name}<"), &format!(">Hidden {k}<"));
+        }
+        if new != app {
+            out.parts.push(("docprops/app.xml".into(), new));
+        }
+    }
+    for (k, (name, text)) in said.into_iter().enumerate() {
         // An empty hidden sheet under the name this gives (a cleaned file) hides nothing.
-        if text.is_empty() && *name == format!("Hidden {}", k + 1) {
+        if text.is_empty() && name == format!("Hidden {}", k + 1) {
             continue;
         }
         let revealed = if text.is_empty() {
-            name.clone()
+            name
         } else {
             format!("{name}: {text}")
         };
         found.push(Hidden::new(Technique::HiddenSheet, 0, 0, revealed));
     }
     if new_wb != wb {
-        out.parts.push(("xl/workbook.xml".into(), new_wb));
+        out.parts.push((wb_name, new_wb));
     }
     Ok(out)
 }

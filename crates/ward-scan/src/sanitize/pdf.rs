@@ -106,6 +106,10 @@ pub(crate) fn clean(
     // Image XObjects are never inside object streams, so their dictionaries are in plain
     // sight (`/ImageB` and the like in a /ProcSet count too: they say images are drawn).
     let images = find(input, 0, b"/Image").is_some();
+    // Streams with invisible text, decided once every stream has been seen (an inline image
+    // in any of them means a scan, perhaps).
+    let mut pending: Vec<(Invisible, usize, usize, Option<Fix>)> = Vec::new();
+    let mut inline_anywhere = false;
     let mut streams = 0;
     let mut inflated = 0u64;
     let mut i = 0;
@@ -156,16 +160,9 @@ pub(crate) fn clean(
             ));
         } else if !has_filter {
             if let Some(inv) = examine(data, data_start, out, found, true) {
-                if images || inv.inline_image {
-                    inv.keep(data_start, found);
-                } else if !content_like(dict) {
-                    inv.unremovable(data_start, found);
-                } else {
-                    let mut stream = data.to_vec();
-                    inv.blank(&mut stream);
-                    out[data_start..end].copy_from_slice(&stream);
-                    inv.removed(data_start, found);
-                }
+                inline_anywhere |= inv.inline_image;
+                let fix = content_like(dict).then_some(Fix::InPlace);
+                pending.push((inv, data_start, end, fix));
             }
         } else if flate_only {
             let mut plain = Vec::new();
@@ -192,27 +189,10 @@ pub(crate) fn clean(
             }
             let whole = r.is_ok() && plain.len() as u64 <= room;
             if let Some(inv) = examine(&plain, data_start, out, found, false) {
-                if images || inv.inline_image {
-                    inv.keep(data_start, found);
-                } else if whole && by_length.is_some() && content_like(dict) {
-                    inv.blank(&mut plain);
-                    let mut z =
-                        flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-                    let packed = std::io::Write::write_all(&mut z, &plain)
-                        .and_then(|()| z.finish())
-                        .ok()
-                        .filter(|p| p.len() <= data.len());
-                    match packed {
-                        Some(p) => {
-                            out[data_start..data_start + p.len()].copy_from_slice(&p);
-                            out[data_start + p.len()..end].fill(0);
-                            inv.removed(data_start, found);
-                        }
-                        None => inv.unremovable(data_start, found),
-                    }
-                } else {
-                    inv.unremovable(data_start, found);
-                }
+                inline_anywhere |= inv.inline_image;
+                let fix = (whole && by_length.is_some() && content_like(dict))
+                    .then_some(Fix::Flate(plain));
+                pending.push((inv, data_start, end, fix));
             }
         } else {
             found.push(Hidden::new(
@@ -224,7 +204,61 @@ pub(crate) fn clean(
         }
         i = end + 9;
     }
+    let images = images || inline_anywhere;
+    for (inv, at, end, fix) in pending {
+        if !inv.clip.is_empty() {
+            // Mode 7 text is a clipping path: blanking it would hide what is painted through
+            // it. Reported, kept.
+            found.push(Hidden::new(
+                Technique::PdfNotExamined,
+                at,
+                at + 1,
+                format!(
+                    "invisible text used as a clipping path (kept): {}",
+                    inv.clip
+                ),
+            ));
+        }
+        if inv.said.is_empty() {
+            continue;
+        }
+        if images {
+            inv.keep(at, found);
+            continue;
+        }
+        match fix {
+            Some(Fix::InPlace) => {
+                inv.blank(&mut out[at..end]);
+                inv.removed(at, found);
+            }
+            Some(Fix::Flate(mut plain)) => {
+                inv.blank(&mut plain);
+                let mut z =
+                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+                let packed = std::io::Write::write_all(&mut z, &plain)
+                    .and_then(|()| z.finish())
+                    .ok()
+                    .filter(|p| p.len() <= end - at);
+                match packed {
+                    Some(p) => {
+                        out[at..at + p.len()].copy_from_slice(&p);
+                        out[at + p.len()..end].fill(0);
+                        inv.removed(at, found);
+                    }
+                    None => inv.unremovable(at, found),
+                }
+            }
+            None => inv.unremovable(at, found),
+        }
+    }
     Ok(())
+}
+
+/// How a stream with invisible text can be rewritten: in place (unfiltered), or its decoded
+/// data blanked and compressed again into its old place.
+enum Fix {
+    InPlace,
+    Flate(Vec<u8>),
 }
 
 /// One stream's decoded data: XMP metadata is blanked when the data is the file's own bytes
@@ -243,7 +277,8 @@ fn examine(
         .filter_map(|m| find(data, 0, m))
         .min();
     let Some(x) = xmp else {
-        return Some(invisible_text(data)).filter(|i| !i.said.is_empty());
+        return Some(invisible_text(data))
+            .filter(|i| !i.said.is_empty() || !i.clip.is_empty() || i.inline_image);
     };
     let stop = find(data, x, b"<?xpacket end")
         .and_then(|p| find(data, p, b"?>").map(|q| q + 2))
@@ -417,6 +452,8 @@ struct Invisible {
     said: String,
     /// Where its strings are in the stream (inside their delimiters).
     spans: Vec<(usize, usize, bool)>,
+    /// What it shows as a clipping path (mode 7): kept.
+    clip: String,
     /// The stream draws an inline image (a scan's OCR layer beside it, perhaps).
     inline_image: bool,
 }
@@ -473,6 +510,7 @@ fn invisible_text(content: &[u8]) -> Invisible {
     let mut shown: Vec<(usize, usize, bool)> = Vec::new();
     let mut inline_image = false;
     let mut said = String::new();
+    let mut clip = String::new();
     let mut j = 0;
     while j < content.len() {
         let c = content[j];
@@ -497,9 +535,14 @@ fn invisible_text(content: &[u8]) -> Invisible {
                     j = end + 1;
                     continue;
                 }
+                // An odd last digit counts as followed by 0 (the PDF reference says so).
                 strings.push(
                     hex.chunks(2)
-                        .filter_map(|c| u8::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok())
+                        .filter_map(|c| {
+                            let d = std::str::from_utf8(c).ok()?;
+                            let v = u8::from_str_radix(d, 16).ok()?;
+                            Some(if c.len() == 1 { v << 4 } else { v })
+                        })
                         .collect(),
                 );
                 j = end + 1;
@@ -534,14 +577,17 @@ fn invisible_text(content: &[u8]) -> Invisible {
                     b"q" => saved.push(mode),
                     b"Q" => mode = saved.pop().unwrap_or(0),
                     b"Tj" | b"TJ" | b"'" | b"\"" if mode == 3 || mode == 7 => {
+                        let to = if mode == 3 { &mut said } else { &mut clip };
                         for s in &strings {
-                            // Blanked strings (spaces, or hex digits of nothing) say nothing.
-                            if said.len() < super::REVEAL_MAX && s.iter().any(|&b| b > b' ') {
-                                said.push_str(&String::from_utf8_lossy(s));
+                            // Blanked strings (all spaces) say nothing.
+                            if to.len() < super::REVEAL_MAX && s.iter().any(|&b| b != b' ') {
+                                to.push_str(&String::from_utf8_lossy(s));
                             }
                         }
-                        said.push(' ');
-                        shown.append(&mut spans);
+                        to.push(' ');
+                        if mode == 3 {
+                            shown.append(&mut spans);
+                        }
                     }
                     b"BI" => inline_image = true,
                     b"ID" => {
@@ -575,6 +621,7 @@ fn invisible_text(content: &[u8]) -> Invisible {
     Invisible {
         said: said.trim().to_string(),
         spans: shown,
+        clip: clip.trim().to_string(),
         inline_image,
     }
 }
