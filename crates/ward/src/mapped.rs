@@ -81,8 +81,19 @@ unsafe extern "C" fn on_sigbus(
             }
         }
     }
-    // Not ours: the previous action. A handler is called; the default (or an ignored SIGBUS,
-    // which for a fault cannot be ignored) is put back, and returning repeats the fault.
+    // Sent by a process: the default action (std's handler, the previous one, would put the
+    // default back and return, losing the signal).
+    if !fault {
+        unsafe {
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut());
+            libc::raise(libc::SIGBUS);
+        }
+        return;
+    }
+    // A fault not ours: the previous action. A handler is called; the default (or an ignored
+    // SIGBUS, which for a fault cannot be ignored) is put back, and returning repeats it.
     let prev = unsafe { (*std::ptr::addr_of!(PREVIOUS)).assume_init_ref() };
     let h = prev.sa_sigaction;
     if h != libc::SIG_DFL && h != libc::SIG_IGN {
@@ -96,15 +107,10 @@ unsafe extern "C" fn on_sigbus(
         }
         return;
     }
-    // The default action: put back; a fault happens again on return, a sent signal is sent
-    // again (blocked until the handler returns).
     unsafe {
         let mut dfl: libc::sigaction = std::mem::zeroed();
         dfl.sa_sigaction = libc::SIG_DFL;
         libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut());
-        if !fault {
-            libc::raise(libc::SIGBUS);
-        }
     }
 }
 

@@ -185,11 +185,27 @@ fn open_tag(xml: &str, tag: &str, from: usize) -> Option<usize> {
     None
 }
 
+/// Just past the `>` ending the tag that opens at `at` (a `>` inside quotes does not end
+/// it), or the end of `xml`.
+fn tag_end(xml: &str, at: usize) -> usize {
+    let b = xml.as_bytes();
+    let mut quote = 0u8;
+    for (j, &c) in b.iter().enumerate().skip(at) {
+        match c {
+            b'"' | b'\'' if quote == 0 => quote = c,
+            c if c == quote => quote = 0,
+            b'>' if quote == 0 => return j + 1,
+            _ => {}
+        }
+    }
+    xml.len()
+}
+
 /// The element opening at `at`: (just past its start tag, start of its end tag, just past
 /// its end tag). Nested elements of the same name are counted; an element that is never
 /// closed runs to the end of the part. Every index is on a character boundary.
 fn element(xml: &str, tag: &str, at: usize) -> (usize, usize, usize) {
-    let gt = xml[at..].find('>').map_or(xml.len(), |p| at + p + 1);
+    let gt = tag_end(xml, at);
     if xml[..gt].ends_with("/>") {
         return (gt, gt, gt);
     }
@@ -212,7 +228,7 @@ fn element(xml: &str, tag: &str, at: usize) -> (usize, usize, usize) {
         let next_close = close_at(j);
         match (next_open, next_close) {
             (Some(o), Some(c)) if o < c => {
-                let o_gt = xml[o..].find('>').map_or(xml.len(), |p| o + p + 1);
+                let o_gt = tag_end(xml, o);
                 if !xml[..o_gt].ends_with("/>") {
                     depth += 1;
                 }
@@ -507,7 +523,6 @@ fn read_part(
 /// tag starts, just past its `>`, its qualified name). Quotes are honoured when looking for
 /// the tag's end (`>` may appear in an attribute value).
 fn start_tags<'a>(xml: &'a str, local: &str) -> Vec<(usize, usize, &'a str)> {
-    let b = xml.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
     while let Some(p) = xml[i..].find('<') {
@@ -516,28 +531,30 @@ fn start_tags<'a>(xml: &'a str, local: &str) -> Vec<(usize, usize, &'a str)> {
             .find(|c: char| c.is_ascii_whitespace() || c == '/' || c == '>')
             .map_or(xml.len(), |q| at + 1 + q);
         let qname = &xml[at + 1..name_end];
-        let mut j = name_end;
-        let mut quote = 0u8;
-        while j < b.len() {
-            match b[j] {
-                q @ (b'"' | b'\'') if quote == 0 => quote = q,
-                q if q == quote => quote = 0,
-                b'>' if quote == 0 => break,
-                _ => {}
-            }
-            j += 1;
-        }
-        let gt = (j + 1).min(xml.len());
+        let gt = tag_end(xml, name_end);
         if qname == local || qname.rsplit_once(':').is_some_and(|(_, l)| l == local) {
             out.push((at, gt, qname));
         }
-        i = if qname.starts_with('!') || qname.starts_with('?') {
-            at + 1
-        } else {
-            gt.max(at + 1)
-        };
+        i = gt.max(at + 1);
     }
     out
+}
+
+/// Parts this follows for hidden sheets must be plain: no comments, CDATA, processing
+/// instructions past the declaration or DTDs (each could hide an element from this reader
+/// or shift a count), no character references in tags, and UTF-8.
+fn plain_xml(name: &str, xml: &str) -> Result<(), SanitizeError> {
+    let body = match xml.strip_prefix("<?xml") {
+        Some(rest) => rest.find("?>").map_or("", |p| &rest[p + 2..]),
+        None => xml.trim_start_matches('\u{feff}'),
+    };
+    if body.contains("<!") || body.contains("<?") || xml.contains('\0') || xml.contains('\u{FFFD}')
+    {
+        return Err(bad(format!(
+            "{name}: comments, CDATA, processing instructions or non-UTF-8 text next to a hidden sheet"
+        )));
+    }
+    Ok(())
 }
 
 /// The attributes of a start tag: (name, where its value is). Values in either quotes.
@@ -579,16 +596,29 @@ fn tag_attrs(tag: &str) -> Vec<(&str, usize, usize)> {
     }
 }
 
-/// The value of the attribute whose local name is `local` (any prefix).
-fn attr<'a>(tag: &'a str, local: &str) -> Option<&'a str> {
-    attr_span(tag, local).map(|(s, e)| &tag[s..e])
+/// The value of the unprefixed attribute `name`.
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    attr_span(tag, name).map(|(s, e)| &tag[s..e])
 }
 
-fn attr_span(tag: &str, local: &str) -> Option<(usize, usize)> {
+fn attr_span(tag: &str, name: &str) -> Option<(usize, usize)> {
     tag_attrs(tag)
         .into_iter()
-        .find(|(n, _, _)| *n == local || n.rsplit_once(':').is_some_and(|(_, l)| l == local))
+        .find(|(n, _, _)| *n == name)
         .map(|(_, s, e)| (s, e))
+}
+
+/// The relationship id of a `<sheet>`: the attribute `id` with a prefix (the relationships
+/// namespace, whatever it is called). Two of them: refused by the caller (None).
+fn sheet_rel_id(tag: &str) -> Option<&str> {
+    let ids: Vec<_> = tag_attrs(tag)
+        .into_iter()
+        .filter(|(n, _, _)| n.rsplit_once(':').is_some_and(|(_, l)| l == "id"))
+        .collect();
+    match ids.as_slice() {
+        [(_, s, e)] => Some(&tag[*s..*e]),
+        _ => None,
+    }
 }
 
 /// The text of every element of local name `local` in `xml`, each apart.
@@ -610,8 +640,13 @@ fn texts_of(xml: &str, local: &str) -> Vec<String> {
 fn sheet_cells(xml: &str, shared: &[String]) -> (Vec<usize>, String) {
     let mut used = Vec::new();
     let mut text = String::new();
+    let mut last = 0;
     for (at, gt, q) in start_tags(xml, "c") {
-        let (_, inner_end, _) = element(xml, q, at);
+        if at < last {
+            continue;
+        }
+        let (_, inner_end, end) = element(xml, q, at);
+        last = end;
         let tag = &xml[at..gt];
         let inner = &xml[gt..inner_end.max(gt)];
         let said = match attr(tag, "t") {
@@ -672,6 +707,27 @@ fn relationships(rels: &str, dir: &str) -> Vec<(String, String, String)> {
     out
 }
 
+/// Replace the sheet reference `old` (`Name!` or `'Name'!`) with `new` where it starts a
+/// reference: not right after a character that would make it part of a longer name.
+fn replace_ref(x: &str, old: &str, new: &str) -> String {
+    let mut out = String::with_capacity(x.len());
+    let mut copied = 0;
+    for (p, _) in x.match_indices(old) {
+        if p < copied {
+            continue;
+        }
+        let before = x[..p].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '\'')) {
+            continue;
+        }
+        out.push_str(&x[copied..p]);
+        out.push_str(new);
+        copied = p + old.len();
+    }
+    out.push_str(&x[copied..]);
+    out
+}
+
 fn folder_of(part: &str) -> &str {
     part.rsplit_once('/').map_or("", |(d, _)| d)
 }
@@ -706,9 +762,6 @@ fn hidden_sheets(
     let Some(wb) = read_part(zip, &names, &wb_name, &mut budget)? else {
         return Ok(Sheets::default());
     };
-    if wb.contains('\0') || wb.contains('\u{FFFD}') {
-        return Err(bad(format!("{wb_name} is not UTF-8 XML")));
-    }
     // Every sheet: (name as written, relationship id, hidden); the workbook with the hidden
     // ones renamed.
     let mut sheets: Vec<(String, String, bool)> = Vec::new();
@@ -717,6 +770,11 @@ fn hidden_sheets(
     let mut n_hidden = 0;
     for (at, gt, _) in start_tags(&wb, "sheet") {
         let t = &wb[at..gt];
+        if t.contains("&#") {
+            return Err(bad(format!(
+                "{wb_name}: character references in a sheet's tag"
+            )));
+        }
         let hidden = matches!(attr(t, "state"), Some("hidden" | "veryHidden"));
         let name = attr(t, "name").unwrap_or("").to_string();
         if hidden {
@@ -728,27 +786,31 @@ fn hidden_sheets(
                 copied = at + ve;
             }
         }
-        sheets.push((name, attr(t, "id").unwrap_or("").to_string(), hidden));
+        sheets.push((name, sheet_rel_id(t).unwrap_or("").to_string(), hidden));
     }
     new_wb.push_str(&wb[copied..]);
-    if n_hidden == 0 {
-        // A state this does not read (an odd spelling, a prefix on the attribute's value)
-        // must not pass as "nothing hidden".
-        let lower = wb.to_ascii_lowercase();
-        let marks_hidden = lower.match_indices("state").any(|(p, _)| {
+    // Every "hidden" state in the workbook must be one this read: a state written another
+    // way (a prefix, odd spacing) must not pass as "nothing hidden".
+    let lower = wb.to_ascii_lowercase();
+    let states = lower
+        .match_indices("state")
+        .filter(|(p, _)| {
             let rest = lower[p + 5..].trim_start();
             rest.strip_prefix('=').is_some_and(|r| {
                 let r = r.trim_start().trim_start_matches(['"', '\'']);
                 r.starts_with("hidden") || r.starts_with("veryhidden")
             })
-        });
-        if marks_hidden {
-            return Err(bad(format!(
-                "{wb_name} marks something hidden in a way this cannot read"
-            )));
-        }
+        })
+        .count();
+    if states > n_hidden {
+        return Err(bad(format!(
+            "{wb_name} marks something hidden in a way this cannot read"
+        )));
+    }
+    if n_hidden == 0 {
         return Ok(Sheets::default());
     }
+    plain_xml(&wb_name, &wb)?;
     let dir = folder_of(&wb_name).to_string();
     let (wb_dir, wb_file) = wb_name.rsplit_once('/').unwrap_or(("", &wb_name));
     let rels_name = if wb_dir.is_empty() {
@@ -757,11 +819,12 @@ fn hidden_sheets(
         format!("{wb_dir}/_rels/{wb_file}.rels")
     };
     let rels = read_part(zip, &names, &rels_name, &mut budget)?.unwrap_or_default();
+    plain_xml(&rels_name, &rels)?;
     let rels = relationships(&rels, &dir);
     let part_of = |id: &str| {
         rels.iter()
             .find(|(i, _, _)| i == id)
-            .map(|(_, _, t)| t.clone())
+            .map(|(_, ty, t)| (ty.clone(), t.clone()))
     };
     let shared_name = rels
         .iter()
@@ -773,13 +836,9 @@ fn hidden_sheets(
     };
     let mut shared: Vec<String> = Vec::new();
     let mut si: Vec<(usize, usize, String)> = Vec::new();
-    if let Some(x) = &shared_xml {
-        if x.contains("<!--") || x.contains("<![CDATA[") {
-            // Either could shift the count of strings: the wrong ones would be emptied.
-            return Err(bad(
-                "shared strings with comments or CDATA next to a hidden sheet",
-            ));
-        }
+    if let (Some(x), Some(n)) = (&shared_xml, &shared_name) {
+        // A comment or the like could shift the count of strings: the wrong ones would go.
+        plain_xml(n, x)?;
         let mut last = 0;
         for (at, _, q) in start_tags(x, "si") {
             if at < last {
@@ -796,24 +855,67 @@ fn hidden_sheets(
     let mut hidden_used = std::collections::HashSet::new();
     let mut out = Sheets::default();
     let mut said: Vec<(String, String)> = Vec::new();
+    // Formula references to a hidden sheet by its old name ('Old name'!A1, Old!A1), in the
+    // workbook's defined names and in every sheet, take the new one.
+    let renames: Vec<(Vec<String>, String)> = sheets
+        .iter()
+        .filter(|(_, _, h)| *h)
+        .enumerate()
+        .filter(|(_, (n, _, _))| !n.is_empty())
+        .map(|(k, (n, _, _))| {
+            let plain = unescape(n);
+            let xml_text = plain
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;");
+            let quoted = format!("'{}'!", xml_text.replace('\'', "''"));
+            (
+                vec![quoted, format!("{xml_text}!")],
+                format!("'Hidden {}'!", k + 1),
+            )
+        })
+        .collect();
+    let rename = |x: &str| {
+        let mut x = x.to_string();
+        for (olds, new) in &renames {
+            for old in olds {
+                x = replace_ref(&x, old, new);
+            }
+        }
+        x
+    };
+    let new_wb = rename(&new_wb);
     for (name, id, hidden) in &sheets {
         let part = part_of(id);
         let xml = match &part {
-            Some(p) => read_part(zip, &names, p, &mut budget)?,
+            Some((_, p)) => read_part(zip, &names, p, &mut budget)?,
             None => None,
         };
-        let (Some(part), Some(xml)) = (part, xml) else {
+        let (Some((ty, part)), Some(xml)) = (part, xml) else {
             return Err(bad(format!(
-                "sheet {:?} is not a worksheet this can follow (relationship {id:?})",
+                "sheet {:?} is not a part this can follow (relationship {id:?})",
                 unescape(name)
             )));
         };
         let (used, text) = sheet_cells(&xml, &shared);
         if !*hidden {
             visible_used.extend(used);
+            let renamed = rename(&xml);
+            if renamed != xml {
+                out.parts.push((part, renamed));
+            }
             continue;
         }
+        if !ty.ends_with("/worksheet") {
+            // A chart sheet, a dialog or macro sheet: its text is elsewhere (charts, caches).
+            return Err(bad(format!(
+                "hidden sheet {:?} is not a worksheet this can clean ({ty})",
+                unescape(name)
+            )));
+        }
+        plain_xml(&part, &xml)?;
         hidden_used.extend(used);
+        let xml = rename(&xml);
         // The cells go, and so do the header and footer texts.
         let mut new = String::with_capacity(xml.len());
         let mut copied = 0;
@@ -887,7 +989,21 @@ fn hidden_sheets(
             if name.is_empty() {
                 continue;
             }
-            new = new.replace(&format!(">{name}<"), &format!(">Hidden {k}<"));
+            // Compared as text: the attribute's escaping and the element's may differ.
+            let plain = unescape(name);
+            let mut out_app = String::with_capacity(new.len());
+            let mut copied = 0;
+            for (at, _, q) in start_tags(&new, "lpstr") {
+                let (gt, inner_end, end) = element(&new, q, at);
+                if at >= copied && unescape(&new[gt..inner_end.max(gt)]) == plain {
+                    out_app.push_str(&new[copied..gt]);
+                    out_app.push_str(&format!("Hidden {k}"));
+                    out_app.push_str(&new[inner_end.max(gt)..end]);
+                    copied = end;
+                }
+            }
+            out_app.push_str(&new[copied..]);
+            new = out_app;
         }
         if new != app {
             out.parts.push(("docprops/app.xml".into(), new));

@@ -3,11 +3,13 @@
 //! Removed, in place (the same number of bytes, so every offset in the cross-reference table
 //! stays right): the values in the document information dictionary (title, author, subject,
 //! keywords, creator, producer, custom keys), XMP metadata packets in uncompressed streams,
-//! and text drawn with render mode 3 or 7 (invisible) in documents without images: its
-//! strings become spaces; a Flate-compressed content stream is compressed again and written
+//! and text drawn with render mode 3 (invisible) in documents without images: its strings
+//! become empty (`()`, `<>`, spaces after them); a Flate-compressed content stream is compressed again and written
 //! over the old one when it fits (it does: spaces compress well), zeros after it, its length
 //! and the xref unchanged. In documents with images, invisible text is reported and kept:
-//! it is how scanned PDFs carry their OCR layer, often the document's only text. Information
+//! it is how scanned PDFs carry their OCR layer, often the document's only text. Text drawn
+//! as a clipping path (mode 7) is reported and kept: emptying it would hide what is painted
+//! through it. Information
 //! dictionaries inside compressed object streams are not reached (noted in the report when
 //! the file has object streams).
 
@@ -190,7 +192,8 @@ pub(crate) fn clean(
             let whole = r.is_ok() && plain.len() as u64 <= room;
             if let Some(inv) = examine(&plain, data_start, out, found, false) {
                 inline_anywhere |= inv.inline_image;
-                let fix = (whole && by_length.is_some() && content_like(dict))
+                // (Kept only when it may be rewritten: with images it never is.)
+                let fix = (whole && by_length.is_some() && content_like(dict) && !images)
                     .then_some(Fix::Flate(plain));
                 pending.push((inv, data_start, end, fix));
             }
@@ -459,17 +462,18 @@ struct Invisible {
 }
 
 impl Invisible {
-    /// Make every invisible string blank: literal strings become spaces (escapes and nested
-    /// parentheses included, so the string ends where it did), hex strings `20` pairs.
+    /// Make every invisible string empty: `(...)` becomes `()` and `<...>` `<>`, followed by
+    /// spaces up to where the string ended (same length). Empty, not spaces: a font can draw
+    /// a space as a letter.
     fn blank(&self, stream: &mut [u8]) {
         for &(s, e, hex) in &self.spans {
-            let mut digit = 0;
-            for b in &mut stream[s..e] {
-                if !hex {
+            // `e` is the closing delimiter's place (or the end of a damaged stream).
+            let close = if hex { b'>' } else { b')' };
+            if s < stream.len() {
+                stream[s] = close;
+                let stop = (e + 1).min(stream.len());
+                for b in &mut stream[s + 1..stop] {
                     *b = b' ';
-                } else if b.is_ascii_hexdigit() {
-                    *b = if digit % 2 == 0 { b'2' } else { b'0' };
-                    digit += 1;
                 }
             }
         }
@@ -579,8 +583,8 @@ fn invisible_text(content: &[u8]) -> Invisible {
                     b"Tj" | b"TJ" | b"'" | b"\"" if mode == 3 || mode == 7 => {
                         let to = if mode == 3 { &mut said } else { &mut clip };
                         for s in &strings {
-                            // Blanked strings (all spaces) say nothing.
-                            if to.len() < super::REVEAL_MAX && s.iter().any(|&b| b != b' ') {
+                            // Emptied strings say nothing.
+                            if to.len() < super::REVEAL_MAX && !s.is_empty() {
                                 to.push_str(&String::from_utf8_lossy(s));
                             }
                         }
