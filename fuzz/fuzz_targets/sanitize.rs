@@ -6,18 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use ward_scan::sanitize::{sanitize, Format};
 
 fuzz_target!(|data: &[u8]| {
-    for format in [
-        Format::Text,
-        Format::Markdown,
-        Format::Html,
-        Format::Svg,
-        Format::Jpeg,
-        Format::Png,
-        Format::Docx,
-        Format::Xlsx,
-        Format::Pptx,
-        Format::Pdf,
-    ] {
+    for format in Format::ALL {
         let Ok(s) = sanitize(data, format) else { continue };
         for h in &s.hidden {
             assert!(h.start <= h.end && (format.binary() || h.end <= data.len()), "{h:?}");

@@ -29,6 +29,8 @@ pub(crate) struct Keywords {
     table: Vec<u64>,
     /// The keywords, lower-case.
     words: Vec<Vec<u8>>,
+    /// The longest keyword's length.
+    longest: usize,
     /// Index `bucket << 12 | class(second-last window byte) << 6 | class(last window byte)`
     /// (second-last = [`ANY`] for one-byte windows): a range of `ids`.
     slots: Vec<(u32, u32)>,
@@ -159,6 +161,7 @@ impl Keywords {
         Keywords {
             class,
             table,
+            longest: words.iter().map(Vec::len).max().unwrap_or(0),
             words,
             slots,
             ids,
@@ -246,7 +249,7 @@ impl Keywords {
 
     /// The longest keyword's length.
     pub(crate) fn longest(&self) -> usize {
-        self.words.iter().map(Vec::len).max().unwrap_or(0)
+        self.longest
     }
 
     #[cfg(test)]

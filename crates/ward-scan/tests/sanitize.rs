@@ -238,7 +238,8 @@ fn escape_via_markup_the_tokenizer_used_to_misread() {
 }
 
 /// A DOCX in memory with these parts (stored, not compressed).
-fn docx(parts: &[(&str, &str)]) -> Vec<u8> {
+/// A ZIP of these parts (a minimal DOCX, XLSX or PPTX).
+fn office(parts: &[(&str, &str)]) -> Vec<u8> {
     use std::io::Write;
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, body) in parts {
@@ -253,21 +254,19 @@ fn docx(parts: &[(&str, &str)]) -> Vec<u8> {
 fn office_parts_that_used_to_break_the_sanitizer() {
     let w = r#"xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main""#;
     // An unclosed text element before a multibyte character: an error or a result, no panic.
-    let broken = docx(&[("word/comments.xml", "<w:t>\u{20ac}abcd")]);
+    let broken = office(&[("word/comments.xml", "<w:t>\u{20ac}abcd")]);
     let _ = sanitize(&broken, Format::Docx);
     // A hidden run inside a text box inside a visible run is found, and the XML stays whole.
     let doc = format!(
         "<w:document {w}><w:body><w:p><w:r><w:rPr><w:noProof/></w:rPr><w:pict><w:txbxContent><w:p><w:r><w:rPr><w:vanish/></w:rPr><w:t>AI agent: payload</w:t></w:r></w:p></w:txbxContent></w:pict></w:r><w:r><w:t>Visible</w:t></w:r></w:p></w:body></w:document>"
     );
-    let s = sanitize(&docx(&[("word/document.xml", &doc)]), Format::Docx).unwrap();
+    let s = sanitize(&office(&[("word/document.xml", &doc)]), Format::Docx).unwrap();
     assert!(
         s.hidden.iter().any(|h| h.revealed.contains("payload")),
         "{:?}",
         s.hidden
     );
-    let mut z = zip::ZipArchive::new(std::io::Cursor::new(&s.output)).unwrap();
-    let mut xml = String::new();
-    std::io::Read::read_to_string(&mut z.by_name("word/document.xml").unwrap(), &mut xml).unwrap();
+    let xml = part(&s.output, "word/document.xml");
     assert!(
         !xml.contains("payload") && xml.contains("Visible") && xml.ends_with("</w:document>"),
         "{xml}"
@@ -278,7 +277,7 @@ fn office_parts_that_used_to_break_the_sanitizer() {
         "{xml}"
     );
     // Two entries with one name (case ignored) are refused.
-    let dup = docx(&[
+    let dup = office(&[
         ("word/document.xml", &doc),
         ("Word/Document.xml", "<w:document/>"),
     ]);
@@ -352,16 +351,6 @@ fn a_hidden_worksheet_loses_its_cells_its_own_strings_and_its_name() {
     assert_eq!(wb, before.replace("Sheet for agents", "Hidden 1"));
 }
 
-fn xlsx(parts: &[(&str, &str)]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, data) in parts {
-        w.start_file(*name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        std::io::Write::write_all(&mut w, data.as_bytes()).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
-
 const RELS: &str = r#"<Relationships><Relationship Id="rId1" Type="x/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" Type="x/worksheet" Target="/xl/worksheets/../worksheets/sheet2.xml"/><Relationship Id="rId3" Type="x/sharedStrings" Target="sharedStrings.xml"/></Relationships>"#;
 
 #[test]
@@ -382,7 +371,7 @@ fn hidden_sheets_written_in_unusual_ways_are_still_emptied() {
     ];
     for wb in books {
         let hidden_cells = r#"<worksheet><sheetData><row><c t="s"><v>1</v></c></row></sheetData><headerFooter x:a="/>"><oddHeader>AI agent: header</oddHeader></headerFooter></worksheet>"#;
-        let book = xlsx(&[
+        let book = office(&[
             ("xl/workbook.xml", wb),
             ("xl/_rels/workbook.xml.rels", RELS),
             ("xl/sharedStrings.xml", strings),
@@ -428,7 +417,7 @@ fn hidden_sheets_written_in_unusual_ways_are_still_emptied() {
     }
     // A comment in a hidden sheet (a decoy <sheetData/> in it could hide the real one from
     // a reader like this one) makes the file refused.
-    let decoy = xlsx(&[
+    let decoy = office(&[
         ("xl/workbook.xml", books[0]),
         ("xl/_rels/workbook.xml.rels", RELS),
         ("xl/sharedStrings.xml", strings),
@@ -440,7 +429,7 @@ fn hidden_sheets_written_in_unusual_ways_are_still_emptied() {
     ]);
     assert!(sanitize(&decoy, Format::Xlsx).is_err());
     // A formula naming the hidden sheet follows the new name; a longer name is left alone.
-    let refs = xlsx(&[
+    let refs = office(&[
         (
             "xl/workbook.xml",
             r#"<workbook><sheets><sheet name="Data" r:id="rId1"/><sheet name="Tab" r:id="rId2" state="hidden"/></sheets><definedNames><definedName name="n">'Tab'!$A$1</definedName></definedNames></workbook>"#,
@@ -465,7 +454,7 @@ fn hidden_sheets_written_in_unusual_ways_are_still_emptied() {
         "{visible}"
     );
     // A hidden state this cannot parse is refused, not passed as nothing hidden.
-    let odd = xlsx(&[(
+    let odd = office(&[(
         "xl/workbook.xml",
         r#"<workbook><sheets><sheet name="T" r:id="rId2" state = 'hidden' /></sheets></workbook>"#,
     )]);
@@ -480,7 +469,7 @@ fn a_hidden_sheet_it_cannot_reach_makes_the_workbook_refused() {
     let wb = format!(
         r#"<workbook {x} xmlns:r="r"><sheets><sheet sheetId="2" name="2" r:id="rId9" state="hidden"/></sheets></workbook>"#
     );
-    let book = docx(&[
+    let book = office(&[
         ("xl/workbook.xml", &wb),
         (
             "xl/worksheets/sheet1.xml",

@@ -42,29 +42,31 @@ pub(crate) fn clean(
     }
     // Two entries with one name (ignoring case): readers disagree on which one counts, so
     // one could hide behind the other.
-    let mut names = std::collections::HashSet::new();
+    // Entry names by index, as written and lower-case.
+    let mut written = Vec::with_capacity(zip.len());
+    let mut names = Vec::with_capacity(zip.len());
+    let mut seen = std::collections::HashSet::new();
     for i in 0..zip.len() {
         let entry = zip.by_index_raw(i).map_err(|e| bad(e.to_string()))?;
-        let name = entry
-            .name()
-            .map_err(|e| bad(e.to_string()))?
-            .to_ascii_lowercase();
-        if !names.insert(name.clone()) {
-            return Err(bad(format!("two entries named {name}")));
+        let name = entry.name().map_err(|e| bad(e.to_string()))?.to_string();
+        let lower = name.to_ascii_lowercase();
+        if !seen.insert(lower.clone()) {
+            return Err(bad(format!("two entries named {lower}")));
         }
+        written.push(name);
+        names.push(lower);
     }
     let sheets = if kind == Office::Xlsx {
-        hidden_sheets(&mut zip, found)?
+        hidden_sheets(&mut zip, &names, found)?
     } else {
         Sheets::default()
     };
     let mut total = 0u64;
     let mut changed: Vec<(usize, Vec<u8>)> = Vec::new();
-    for i in 0..zip.len() {
-        let mut entry = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
-        let name = entry.name().map_err(|e| bad(e.to_string()))?.to_string();
-        let replaced = sheets.replacement(&name);
-        let Some(handler) = handler(kind, &name) else {
+    for (i, name) in written.iter().enumerate() {
+        let name = name.as_str();
+        let replaced = sheets.replacement(name);
+        let Some(handler) = handler(kind, name) else {
             if let Some(new) = replaced {
                 changed.push((i, new.into_bytes()));
             }
@@ -72,25 +74,13 @@ pub(crate) fn clean(
         };
         if let Some(text) = replaced {
             // Changed for a hidden sheet (its name in docProps/app.xml) and handled as well.
-            let new = handler(&text, &name, found);
+            let new = handler(&text, name, found);
             changed.push((i, new.into_bytes()));
             continue;
         }
-        let mut xml = Vec::new();
-        (&mut entry)
-            .take(MAX_PART + 1)
-            .read_to_end(&mut xml)
-            .map_err(|e| bad(format!("{name}: {e}")))?;
-        if xml.len() as u64 > MAX_PART {
-            return Err(bad(format!("{name} is larger than {} MiB", MAX_PART >> 20)));
-        }
-        total += xml.len() as u64;
-        if total > MAX_TOTAL {
-            return Err(bad(format!("more than {} MiB of XML", MAX_TOTAL >> 20)));
-        }
-        let text = String::from_utf8_lossy(&xml).into_owned();
+        let text = read_entry(&mut zip, i, name, &mut total)?;
         let before = found.len();
-        let new = handler(&text, &name, found);
+        let new = handler(&text, name, found);
         // Offsets inside a compressed part mean little: report the entry's index instead.
         for h in &mut found[before..] {
             h.start = i;
@@ -497,26 +487,34 @@ fn read_part(
     lower: &str,
     budget: &mut u64,
 ) -> Result<Option<String>, SanitizeError> {
-    let Some(i) = names.iter().position(|n| n == lower) else {
-        return Ok(None);
-    };
+    match names.iter().position(|n| n == lower) {
+        Some(i) => read_entry(zip, i, lower, budget).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Entry `i` (called `name` in errors) as text, at most [`MAX_PART`] bytes, counted against
+/// `budget` ([`MAX_TOTAL`] in all).
+fn read_entry(
+    zip: &mut zip::ZipArchive<Cursor<&[u8]>>,
+    i: usize,
+    name: &str,
+    budget: &mut u64,
+) -> Result<String, SanitizeError> {
     let mut entry = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
     let mut xml = Vec::new();
     (&mut entry)
         .take(MAX_PART + 1)
         .read_to_end(&mut xml)
-        .map_err(|e| bad(format!("{lower}: {e}")))?;
+        .map_err(|e| bad(format!("{name}: {e}")))?;
     if xml.len() as u64 > MAX_PART {
-        return Err(bad(format!(
-            "{lower} is larger than {} MiB",
-            MAX_PART >> 20
-        )));
+        return Err(bad(format!("{name} is larger than {} MiB", MAX_PART >> 20)));
     }
     *budget += xml.len() as u64;
     if *budget > MAX_TOTAL {
         return Err(bad(format!("more than {} MiB of XML", MAX_TOTAL >> 20)));
     }
-    Ok(Some(String::from_utf8_lossy(&xml).into_owned()))
+    Ok(String::from_utf8_lossy(&xml).into_owned())
 }
 
 /// The start tags in `xml` whose local name is `local`, whatever their prefix: (where the
@@ -739,27 +737,17 @@ fn folder_of(part: &str) -> &str {
 /// refused rather than passed as clean.
 fn hidden_sheets(
     zip: &mut zip::ZipArchive<Cursor<&[u8]>>,
+    names: &[String],
     found: &mut Vec<Hidden>,
 ) -> Result<Sheets, SanitizeError> {
     let mut budget = 0u64;
-    // Entry names, lower-case, by index.
-    let mut names = Vec::with_capacity(zip.len());
-    for i in 0..zip.len() {
-        let entry = zip.by_index_raw(i).map_err(|e| bad(e.to_string()))?;
-        names.push(
-            entry
-                .name()
-                .map_err(|e| bad(e.to_string()))?
-                .to_ascii_lowercase(),
-        );
-    }
     // The workbook: where the package's relationships say, else its usual place.
-    let root = read_part(zip, &names, "_rels/.rels", &mut budget)?.unwrap_or_default();
+    let root = read_part(zip, names, "_rels/.rels", &mut budget)?.unwrap_or_default();
     let wb_name = relationships(&root, "")
         .into_iter()
         .find(|(_, ty, _)| ty.ends_with("/officeDocument"))
         .map_or_else(|| "xl/workbook.xml".to_string(), |(_, _, t)| t);
-    let Some(wb) = read_part(zip, &names, &wb_name, &mut budget)? else {
+    let Some(wb) = read_part(zip, names, &wb_name, &mut budget)? else {
         return Ok(Sheets::default());
     };
     // Every sheet: (name as written, relationship id, hidden); the workbook with the hidden
@@ -818,7 +806,7 @@ fn hidden_sheets(
     } else {
         format!("{wb_dir}/_rels/{wb_file}.rels")
     };
-    let rels = read_part(zip, &names, &rels_name, &mut budget)?.unwrap_or_default();
+    let rels = read_part(zip, names, &rels_name, &mut budget)?.unwrap_or_default();
     plain_xml(&rels_name, &rels)?;
     let rels = relationships(&rels, &dir);
     let part_of = |id: &str| {
@@ -831,7 +819,7 @@ fn hidden_sheets(
         .find(|(_, ty, _)| ty.ends_with("/sharedStrings"))
         .map(|(_, _, t)| t.clone());
     let shared_xml = match &shared_name {
-        Some(n) => read_part(zip, &names, n, &mut budget)?,
+        Some(n) => read_part(zip, names, n, &mut budget)?,
         None => None,
     };
     let mut shared: Vec<String> = Vec::new();
@@ -888,7 +876,7 @@ fn hidden_sheets(
     for (name, id, hidden) in &sheets {
         let part = part_of(id);
         let xml = match &part {
-            Some((_, p)) => read_part(zip, &names, p, &mut budget)?,
+            Some((_, p)) => read_part(zip, names, p, &mut budget)?,
             None => None,
         };
         let (Some((ty, part)), Some(xml)) = (part, xml) else {
@@ -978,7 +966,7 @@ fn hidden_sheets(
         }
     }
     // The old names in the document's list of parts (docProps/app.xml).
-    if let Some(app) = read_part(zip, &names, "docprops/app.xml", &mut budget)? {
+    if let Some(app) = read_part(zip, names, "docprops/app.xml", &mut budget)? {
         let mut new = app.clone();
         let mut k = 0;
         for (name, _, hidden) in &sheets {
