@@ -43,6 +43,11 @@ fn main() {
     if all || what == "scan" {
         scan::run();
     }
+    if what == "relay" {
+        // relay LISTEN TARGET: the proxy bench's floor (a byte relay, see proxy.rs).
+        let arg = |i| std::env::args().nth(i).unwrap().parse().unwrap();
+        proxy::relay(arg(2), arg(3));
+    }
     if what == "verify-file" {
         // verify-file LOG KEYDIR: verify an existing log 5 times (for profiling).
         let log = std::path::PathBuf::from(std::env::args().nth(2).unwrap());

@@ -11,8 +11,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const SERVER: &str = "44.1.1.1";
-const STREAM: u64 = 256 << 20;
-const ROUNDS: usize = 5;
+/// The stream's size: 256 MiB, or `WARD_BENCH_STREAM_MB`.
+fn stream_len() -> u64 {
+    std::env::var("WARD_BENCH_STREAM_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(256)
+        << 20
+}
 
 pub fn run() {
     // SAFETY: a plain getter.
@@ -79,7 +86,7 @@ async fn bench(ward: std::path::PathBuf, squid: Option<&str>) {
     std::fs::write(
         dir.path().join("ward.toml"),
         format!(
-            "name = \"bench\"\n[network]\nallow = [\"http://{SERVER}\", \"https://{SERVER}\"]\n"
+            "name = \"bench\"\n[network]\nallow = [\"http://{SERVER}\", \"https://{SERVER}\", \"https://{SERVER}:8443\"]\n"
         ),
     )
     .unwrap();
@@ -104,10 +111,18 @@ async fn bench(ward: std::path::PathBuf, squid: Option<&str>) {
         let _ = Command::new("chmod").arg("777").arg(&sd).status();
         let conf = sd.join("squid.conf");
         let mut f = std::fs::File::create(&conf).unwrap();
+        // squid's access log, as Ward records every request: written by squid itself
+        // (`stdio`, the default here) or by its log daemon (`WARD_BENCH_SQUID_LOG=daemon`,
+        // Debian's default) or off (`none`).
+        let log = match std::env::var("WARD_BENCH_SQUID_LOG").as_deref() {
+            Ok("daemon") => format!("daemon:{}/access.log", sd.display()),
+            Ok("none") => "none".to_string(),
+            _ => format!("stdio:{}/access.log", sd.display()),
+        };
         write!(
             f,
             "http_port {squid_addr}\nhttp_access allow all\ncache deny all\ncache_mem 8 MB\n\
-             access_log stdio:{d}/access.log\ncache_log {d}/cache.log\npid_filename none\n\
+             access_log {log}\ncache_log {d}/cache.log\npid_filename none\n\
              coredump_dir {d}\nshutdown_lifetime 0 seconds\ndns_nameservers 127.0.0.1\n",
             d = sd.display()
         )
@@ -123,15 +138,36 @@ async fn bench(ward: std::path::PathBuf, squid: Option<&str>) {
         );
         p
     });
-    let mut modes = vec![("direct", None), ("ward", Some(ward_addr))];
+    // The floor: a relay that parses nothing and records nothing, one upstream connection per
+    // client connection, bytes copied both ways (what any user-space proxy does at least).
+    // Requests only: it cannot answer CONNECT.
+    let relay_addr: SocketAddr = "127.0.0.1:3130".parse().unwrap();
+    let relay = Proc(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["relay", &relay_addr.to_string(), &format!("{SERVER}:80")])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(relay_addr).await;
+    let mut modes = vec![
+        ("direct", None),
+        ("ward", Some(ward_addr)),
+        ("relay", Some(relay_addr)),
+    ];
     if squid.is_some() {
         wait_port(squid_addr).await;
         modes.push(("squid", Some(squid_addr)));
     } else {
         println!("proxy: squid not installed (apt-get install squid): its column is empty");
     }
+    // `WARD_BENCH_MODES=ward` (a comma list) measures only those (for profiling one of them).
+    if let Ok(only) = std::env::var("WARD_BENCH_MODES") {
+        modes.retain(|(m, _)| only.split(',').any(|o| o == *m));
+    }
     println!(
-        "proxy: one run, {ROUNDS} interleaved rounds, medians. Shared: client, server and proxy on both cores."
+        "proxy: one run, {} interleaved rounds, medians. Shared: client, server and proxy on both cores.",
+        rounds()
     );
     measure(&modes).await;
     // Pinned: the load generator and the servers on CPU 0, the proxy on CPU 1 (what a proxy
@@ -144,7 +180,7 @@ async fn bench(ward: std::path::PathBuf, squid: Option<&str>) {
             .map(|s| s.success())
             .unwrap_or(false)
     };
-    let mut pinned = pin(std::process::id(), "0") && pin(w.0.id(), "1");
+    let mut pinned = pin(std::process::id(), "0") && pin(w.0.id(), "1") && pin(relay.0.id(), "1");
     if let Some(p) = &sq {
         pinned &= pin(p.0.id(), "1");
     }
@@ -172,7 +208,7 @@ async fn measure(modes: &[(&str, Option<SocketAddr>)]) {
     };
     for &(label, path, conns) in requests {
         let mut per: Vec<(&str, Vec<f64>)> = modes.iter().map(|(m, _)| (*m, vec![])).collect();
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds() {
             for (i, (_, via)) in modes.iter().enumerate() {
                 per[i]
                     .1
@@ -184,43 +220,90 @@ async fn measure(modes: &[(&str, Option<SocketAddr>)]) {
             per.into_iter().map(|(m, v)| (m, median(v))).collect(),
         ));
     }
-    if only != "1k" {
+    let streams: &[(&str, u16)] = &[
+        ("origin writes from memory", 443),
+        ("origin uses sendfile", 8443),
+    ];
+    for &(how, port) in if only == "1k" { &[][..] } else { streams } {
         let mut per: Vec<(&str, Vec<f64>)> = modes.iter().map(|(m, _)| (*m, vec![])).collect();
-        for _ in 0..ROUNDS {
-            for (i, (_, via)) in modes.iter().enumerate() {
-                per[i].1.push(stream(*via).await);
+        for _ in 0..rounds() {
+            for (i, (m, via)) in modes.iter().enumerate() {
+                if *m != "relay" {
+                    per[i].1.push(stream(*via, port).await);
+                }
             }
         }
         table.push((
-            "256 MiB CONNECT stream, MB/s".into(),
+            format!("{} MiB CONNECT stream ({how}), MB/s", stream_len() >> 20),
             per.into_iter().map(|(m, v)| (m, median(v))).collect(),
         ));
     }
-    println!("| measure | direct | ward | squid | ward/direct | squid/direct | ward/squid |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| measure | direct | ward | squid | relay | ward/direct | squid/direct | relay/direct | ward/squid | relay/squid |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (label, vals) in &table {
         let get = |m: &str| vals.iter().find(|(k, _)| *k == m).map(|(_, v)| *v);
         let (d, w, s) = (get("direct"), get("ward"), get("squid"));
+        let y = get("relay").filter(|v| !v.is_nan());
         let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
         let r = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
             _ => "-".into(),
         };
         println!(
-            "| {label} | {} | {} | {} | {} | {} | {} |",
+            "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             f(d),
             f(w),
             f(s),
+            f(y),
             r(w, d),
             r(s, d),
-            r(w, s)
+            r(y, d),
+            r(w, s),
+            r(y, s)
         );
     }
 }
 
+/// Rounds per measure: 5, or `WARD_BENCH_ROUNDS`.
+fn rounds() -> usize {
+    std::env::var("WARD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(5)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// `ward-bench relay LISTEN TARGET`: accept on LISTEN and copy bytes to and from TARGET,
+/// one upstream connection per client connection; two worker threads, like `ward proxy`.
+pub fn relay(listen: SocketAddr, target: SocketAddr) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let l = TcpListener::bind(listen).await.unwrap();
+        loop {
+            let Ok((mut c, _)) = l.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let Ok(mut u) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = c.set_nodelay(true);
+                let _ = u.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+            });
+        }
+    });
 }
 
 /// The servers: HTTP on :80 (`/1k`, `/1m`), and on :443 a stream of 256 MiB after the first
@@ -255,6 +338,48 @@ async fn servers() {
             });
         }
     });
+    // :8443 sends the same stream from a file with sendfile(2), as nginx does with
+    // `sendfile on` (the origin of the research baselines): the origin copies nothing, so the
+    // client's copy is the one cost both ways and the proxy's own cost shows.
+    let file = std::sync::Arc::new(stream_file());
+    let l = TcpListener::bind((SERVER, 8443)).await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let file = file.clone();
+            tokio::spawn(async move {
+                if skip_hello(&mut s).await.is_err() {
+                    return;
+                }
+                use std::os::fd::AsRawFd;
+                let (sfd, ffd) = (s.as_raw_fd(), file.as_raw_fd());
+                let mut off: libc::off_t = 0;
+                let len = stream_len() as libc::off_t;
+                while off < len {
+                    if s.writable().await.is_err() {
+                        return;
+                    }
+                    let r = s.try_io(tokio::io::Interest::WRITABLE, || {
+                        // SAFETY: sendfile between descriptors we hold; `off` is ours.
+                        let n = unsafe { libc::sendfile(sfd, ffd, &mut off, (len - off) as usize) };
+                        if n < 0 {
+                            Err(std::io::Error::last_os_error())
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    match r {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                    }
+                }
+                let _ = s.shutdown().await;
+            });
+        }
+    });
     let l = TcpListener::bind((SERVER, 443)).await.unwrap();
     tokio::spawn(async move {
         loop {
@@ -262,16 +387,11 @@ async fn servers() {
                 return;
             };
             tokio::spawn(async move {
-                let mut head = [0u8; 5];
-                if s.read_exact(&mut head).await.is_err() {
-                    return;
-                }
-                let mut rest = vec![0u8; u16::from_be_bytes([head[3], head[4]]) as usize];
-                if s.read_exact(&mut rest).await.is_err() {
+                if skip_hello(&mut s).await.is_err() {
                     return;
                 }
                 let chunk = vec![b'c'; 256 << 10];
-                let mut left = STREAM;
+                let mut left = stream_len();
                 while left > 0 {
                     let n = left.min(chunk.len() as u64) as usize;
                     if s.write_all(&chunk[..n]).await.is_err() {
@@ -283,6 +403,30 @@ async fn servers() {
             });
         }
     });
+}
+
+/// Read the first TLS record (the ClientHello).
+async fn skip_hello(s: &mut TcpStream) -> std::io::Result<()> {
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).await?;
+    let mut rest = vec![0u8; u16::from_be_bytes([head[3], head[4]]) as usize];
+    s.read_exact(&mut rest).await?;
+    Ok(())
+}
+
+/// The stream's bytes in a memory-backed file, for sendfile.
+fn stream_file() -> std::fs::File {
+    use std::os::fd::FromRawFd;
+    // SAFETY: memfd_create with a static name; the descriptor is owned by the File.
+    let fd = unsafe { libc::memfd_create(c"ward-bench-stream".as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor of ours.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    let chunk = vec![b'f'; 1 << 20];
+    for _ in 0..(stream_len() >> 20) {
+        f.write_all(&chunk).unwrap();
+    }
+    f
 }
 
 /// Requests per second over `conns` kept-alive connections for `dur`.
@@ -346,13 +490,13 @@ async fn read_one(s: &mut TcpStream, buf: &mut Vec<u8>) {
 }
 
 /// One 256 MiB download through a CONNECT tunnel (or directly); MB/s.
-async fn stream(via: Option<SocketAddr>) -> f64 {
-    let target: SocketAddr = format!("{SERVER}:443").parse().unwrap();
+async fn stream(via: Option<SocketAddr>, port: u16) -> f64 {
+    let target: SocketAddr = format!("{SERVER}:{port}").parse().unwrap();
     let start = Instant::now();
     let mut s = TcpStream::connect(via.unwrap_or(target)).await.unwrap();
     if via.is_some() {
         s.write_all(
-            format!("CONNECT {SERVER}:443 HTTP/1.1\r\nHost: {SERVER}:443\r\n\r\n").as_bytes(),
+            format!("CONNECT {SERVER}:{port} HTTP/1.1\r\nHost: {SERVER}:{port}\r\n\r\n").as_bytes(),
         )
         .await
         .unwrap();
@@ -381,6 +525,6 @@ async fn stream(via: Option<SocketAddr>) -> f64 {
         }
         got += n as u64;
     }
-    assert_eq!(got, STREAM, "short stream");
+    assert_eq!(got, stream_len(), "short stream");
     got as f64 / start.elapsed().as_secs_f64() / 1e6
 }

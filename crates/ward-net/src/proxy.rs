@@ -279,7 +279,7 @@ impl Proxy {
             return;
         }
         let conn = Arc::new(ClientConn {
-            upstream: tokio::sync::Mutex::new(None),
+            upstream: Mutex::new(None),
         });
         let p = self.clone();
         let svc = hyper::service::service_fn(move |req| {
@@ -894,6 +894,8 @@ impl Proxy {
         let raw = uri.authority().map(|a| a.as_str()).unwrap_or("");
         let auth = canon::authority(raw, Some(80))
             .map_err(|e| self.bad_request("http", &shown, &format!("bad host in the URL: {e}")))?;
+        // The host as rules and records name it (formatted once per request).
+        let dest = auth.host.as_match();
         // The Host header must name what the URL names: a server behind the vetted address
         // may route on Host, so a different one would reach a host nobody decided on.
         for h in req.headers().get_all(HOST) {
@@ -964,7 +966,7 @@ impl Proxy {
                 Err(e) => {
                     let too_big = e.is::<http_body_util::LengthLimitError>();
                     let a = Action {
-                        dest: Some(auth.host.as_match()),
+                        dest: Some(dest.clone()),
                         port: Some(auth.port),
                         scheme: Some("http".into()),
                         ..Action::new(ActionKind::NetUpload, shown.clone())
@@ -993,7 +995,7 @@ impl Proxy {
         };
         // The destination, then (for a body) the upload.
         let key = auth.clone();
-        let mut cached = conn.upstream.lock().await.take();
+        let mut cached = lock(&conn.upstream).take();
         if cached.as_ref().is_some_and(|c| c.auth != key) {
             cached = None;
         }
@@ -1001,7 +1003,7 @@ impl Proxy {
         if reuse {
             // Already vetted and recorded when it was dialed; the name is decided again.
             let a = Action {
-                dest: Some(auth.host.as_match()),
+                dest: Some(dest.clone()),
                 port: Some(auth.port),
                 scheme: Some("http".into()),
                 ..Action::new(ActionKind::NetConnect, format!("http://{auth}"))
@@ -1027,7 +1029,7 @@ impl Proxy {
         };
         if has_body {
             let a = Action {
-                dest: Some(auth.host.as_match()),
+                dest: Some(dest.clone()),
                 port: Some(auth.port),
                 scheme: Some("http".into()),
                 size: upload_size,
@@ -1105,7 +1107,7 @@ impl Proxy {
         *out.headers_mut() = parts.headers;
         strip_hop_by_hop(out.headers_mut());
         let host = if auth.port == 80 {
-            auth.host.as_match()
+            dest.clone()
         } else {
             auth.to_string()
         };
@@ -1116,7 +1118,7 @@ impl Proxy {
         let meter = Arc::new(Meter {
             proxy: self.clone(),
             action: Action {
-                dest: Some(auth.host.as_match()),
+                dest: Some(dest.clone()),
                 port: Some(auth.port),
                 scheme: Some("http".into()),
                 agent: self.inner.agent.clone(),
@@ -1152,7 +1154,7 @@ impl Proxy {
         meter
             .status
             .store(resp.status().as_u16() as u64, Ordering::Relaxed);
-        *conn.upstream.lock().await = Some(up);
+        *lock(&conn.upstream) = Some(up);
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         let counted = Counting {
@@ -1226,7 +1228,8 @@ impl Proxy {
 
 /// The upstream connection a client connection keeps for its next request to the same place.
 struct ClientConn {
-    upstream: tokio::sync::Mutex<Option<Upstream>>,
+    /// Taken for a request and put back after it (never held across an await).
+    upstream: Mutex<Option<Upstream>>,
 }
 
 struct Upstream {
@@ -1497,6 +1500,9 @@ fn splice(from: i32, to: i32, len: usize) -> std::io::Result<usize> {
 
 /// Move what `src` receives to `dst` through the kernel (socket -> pipe -> socket), asking
 /// `gate` before each chunk leaves; `Ok(total)` at end of stream.
+///
+/// Both sides move at once: the pipe takes more from `src` while `dst` cannot take what it
+/// holds yet, so neither the sender nor the receiver waits on the other's turn.
 async fn splice_one(
     src: &TcpStream,
     dst: &TcpStream,
@@ -1510,44 +1516,105 @@ async fn splice_one(
     let mut full = 0u32;
     let (sfd, dfd) = (src.as_raw_fd(), dst.as_raw_fd());
     let mut total = 0u64;
+    // Bytes in the pipe, and whether `src` has ended.
+    let mut held = 0usize;
+    let mut eof = false;
+    // The pipe refused more (it counts pages, not bytes): wait for `dst` before reading again.
+    let mut pipe_full = false;
     loop {
-        let n = loop {
-            src.readable().await?;
-            match src.try_io(Interest::READABLE, || splice(sfd, pipe.1, pipe.2)) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+        let mut progress = false;
+        if !eof && !pipe_full && held < pipe.2 {
+            match src.try_io(Interest::READABLE, || {
+                fill(sfd, pipe.1, pipe.2 - held, held)
+            }) {
+                Ok(Some(0)) => eof = true,
+                Ok(Some(n)) => {
+                    touch();
+                    if !gate(n as u64) {
+                        return Err(std::io::Error::other(GATE_CLOSED));
+                    }
+                    held += n;
+                    progress = true;
+                    if n == pipe.2 && pipe.2 < SPLICE_MAX {
+                        full += 1;
+                        if full == 4 {
+                            pipe.grow();
+                        }
+                    }
+                }
+                Ok(None) => pipe_full = true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
-        };
-        if n == 0 {
+        }
+        if held > 0 {
+            // The pipe holds data, so a refusal here is `dst`'s (its buffer is full).
+            match dst.try_io(Interest::WRITABLE, || splice(pipe.0, dfd, held)) {
+                Ok(m) => {
+                    held -= m;
+                    total += m as u64;
+                    moved.fetch_add(m as u64, Ordering::Relaxed);
+                    pipe_full = false;
+                    progress = true;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if eof && held == 0 {
             // SAFETY: half-close the other side's socket, as a read of 0 means.
             unsafe {
                 libc::shutdown(dfd, libc::SHUT_WR);
             }
             return Ok(total);
         }
-        touch();
-        if !gate(n as u64) {
-            return Err(std::io::Error::other(GATE_CLOSED));
+        if progress {
+            // Keep other tasks on this worker served during a long transfer.
+            tokio::task::coop::consume_budget().await;
+            continue;
         }
-        if n == pipe.2 && pipe.2 < SPLICE_MAX {
-            full += 1;
-            if full == 4 {
-                pipe.grow();
+        let read = !eof && !pipe_full && held < pipe.2;
+        match (read, held > 0) {
+            (true, true) => {
+                tokio::select! {
+                    r = src.readable() => r?,
+                    r = dst.writable() => r?,
+                }
             }
+            (true, false) => src.readable().await?,
+            (false, _) => dst.writable().await?,
         }
-        let mut left = n;
-        while left > 0 {
-            dst.writable().await?;
-            match dst.try_io(Interest::WRITABLE, || splice(pipe.0, dfd, left)) {
-                Ok(m) => left -= m,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        total += n as u64;
-        moved.fetch_add(n as u64, Ordering::Relaxed);
     }
+}
+
+/// Move up to `room` bytes from the socket `sfd` into a pipe that holds `held` bytes:
+/// `Ok(Some(n))` (0 at end of stream), `Ok(None)` when the pipe is full while the socket still
+/// has data, `WouldBlock` only when the socket is empty.
+///
+/// A full pipe (it counts pages, not bytes) refuses with the same EAGAIN as an empty socket;
+/// only an empty socket may clear the socket's readiness, or its next data would never wake
+/// the tunnel.
+fn fill(sfd: i32, pipe_in: i32, room: usize, held: usize) -> std::io::Result<Option<usize>> {
+    match splice(sfd, pipe_in, room) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && held > 0 => {
+            if unread(sfd) > 0 {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+        r => r.map(Some),
+    }
+}
+
+/// Bytes waiting in a socket's receive queue.
+fn unread(fd: i32) -> i32 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) } != 0 {
+        return 0;
+    }
+    n
 }
 
 const GATE_CLOSED: &str = "upload refused";
@@ -1636,28 +1703,35 @@ impl Gate<'_> {
 }
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = h
-        .get_all(hyper::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in listed {
-        h.remove(n);
+    use hyper::header;
+    if h.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in listed {
+            h.remove(n);
+        }
     }
-    for n in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authorization",
-        "proxy-authenticate",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ] {
-        h.remove(n);
+    // Names known in advance: no parsing per request.
+    const HOP: [HeaderName; 9] = [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ];
+    for n in &HOP {
+        if h.contains_key(n) {
+            h.remove(n);
+        }
     }
 }
 
@@ -1807,4 +1881,77 @@ fn local_addresses() -> Vec<IpAddr> {
         libc::freeifaddrs(ifa);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+
+    /// A connected loopback pair: (sender, receiver), the receiver non-blocking.
+    fn pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        b.set_nonblocking(true).unwrap();
+        (a, b)
+    }
+
+    fn wait_unread(fd: i32, n: i32) {
+        for _ in 0..500 {
+            if unread(fd) >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        panic!("the data never arrived");
+    }
+
+    #[test]
+    fn a_full_pipe_is_told_apart_from_an_empty_socket() {
+        let (mut tx, rx) = pair();
+        let fd = rx.as_raw_fd();
+        let pipe = SplicePipe::new().unwrap();
+        // An empty socket: WouldBlock, whatever the pipe holds.
+        let e = fill(fd, pipe.1, 4096, 0).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+        let e = fill(fd, pipe.1, 4096, 100).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+        // Data arrives and moves into the pipe.
+        tx.write_all(&[7u8; 1000]).unwrap();
+        wait_unread(fd, 1000);
+        assert_eq!(fill(fd, pipe.1, 64 << 10, 0).unwrap(), Some(1000));
+        // Fill the pipe to the last page with plain writes, then send more to the socket.
+        let chunk = [1u8; 4096];
+        loop {
+            // SAFETY: a write to our own non-blocking pipe from a live buffer.
+            let n = unsafe { libc::write(pipe.1, chunk.as_ptr().cast(), chunk.len()) };
+            if n < 0 {
+                break;
+            }
+        }
+        tx.write_all(&[8u8; 500]).unwrap();
+        wait_unread(fd, 500);
+        // The pipe is full, the socket is not empty: not WouldBlock (which would clear the
+        // socket's readiness and strand its data).
+        assert_eq!(fill(fd, pipe.1, 4096, 1000).unwrap(), None);
+        // Drain the pipe: the data moves again.
+        let mut sink = vec![0u8; 1 << 20];
+        // SAFETY: a read from our own pipe into a live buffer.
+        while unsafe { libc::read(pipe.0, sink.as_mut_ptr().cast(), sink.len()) } > 0 {}
+        assert_eq!(fill(fd, pipe.1, 4096, 0).unwrap(), Some(500));
+        // End of stream reads as Some(0).
+        drop(tx);
+        for _ in 0..500 {
+            match fill(fd, pipe.1, 4096, 0) {
+                Ok(Some(0)) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(2))
+                }
+                r => panic!("{r:?}"),
+            }
+        }
+        panic!("no end of stream");
+    }
 }

@@ -185,3 +185,79 @@ fn a_thousand_tunnels_then_a_hundred_thousand_requests() {
         })
     });
 }
+
+/// A download through a tunnel whose client stops reading for a while: the socket buffers and
+/// the proxy's pipe fill while the upstream keeps sending, then the client reads in small
+/// pieces. Every byte arrives, in order, and the tunnel's record
+/// counts them all.
+#[test]
+fn a_stalled_reader_gets_every_byte_of_a_tunnel_in_order() {
+    const SIZE: usize = 48 << 20;
+    fn byte(i: usize) -> u8 {
+        (i % 251) as u8
+    }
+    in_netns(|| {
+        rt().block_on(async {
+            let l = bind(&format!("{API}:443"));
+            tokio::spawn(async move {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                // The first TLS record (the ClientHello), then the download.
+                let mut head = [0u8; 5];
+                s.read_exact(&mut head).await.unwrap();
+                let mut rest = vec![0u8; u16::from_be_bytes([head[3], head[4]]) as usize];
+                s.read_exact(&mut rest).await.unwrap();
+                let data: Vec<u8> = (0..SIZE).map(byte).collect();
+                s.write_all(&data).await.unwrap();
+                s.shutdown().await.unwrap();
+            });
+            let w = World::start(
+                "name = \"t\"\n[network]\nallow = [\"https://api.test\"]\n",
+                &[],
+            )
+            .await;
+            w.stub.set("api.test", vec![vec![API]]);
+            let (st, mut s) = w.connect("api.test:443").await;
+            assert_eq!(st, 200);
+            s.write_all(&client_hello("api.test")).await.unwrap();
+            // Stall while the server writes as much as the buffers on the way take.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let mut got = 0usize;
+            let mut buf = vec![0u8; 1000];
+            let deadline = Instant::now() + GUARD;
+            loop {
+                assert!(
+                    Instant::now() < deadline,
+                    "the download hung at {got} bytes"
+                );
+                let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf))
+                    .await
+                    .expect("no data for 30 s: the tunnel stalled")
+                    .unwrap();
+                if n == 0 {
+                    break;
+                }
+                for (k, b) in buf[..n].iter().enumerate() {
+                    assert_eq!(*b, byte(got + k), "byte {} differs", got + k);
+                }
+                got += n;
+            }
+            assert_eq!(got, SIZE, "the tunnel ended early");
+            // The client's side ends too, which ends the tunnel.
+            s.shutdown().await.unwrap();
+            // The tunnel's record: allowed, with every byte counted down.
+            let mut closed = Vec::new();
+            for _ in 0..100 {
+                closed = w.find("net.close", "api.test");
+                if !closed.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(closed.len(), 1, "{:#?}", w.records());
+            assert_eq!(closed[0]["detail"]["down"].as_u64(), Some(SIZE as u64));
+            assert_eq!(closed[0]["detail"]["end"], "closed");
+        })
+    });
+}

@@ -95,6 +95,9 @@ enum Cmd {
 /// What a command reports back: the exit code it wants.
 pub type Outcome = anyhow::Result<u8>;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     restore_sigpipe();
     // The launcher must stay single-threaded: it is dispatched before anything else runs.
