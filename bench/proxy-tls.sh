@@ -9,17 +9,20 @@
 #   cargo build --release -p ward && sudo bash bench/proxy-tls.sh
 set -euo pipefail
 [ -n "${WARD_TLS_TRACE:-}" ] && set -x
-cd "$(dirname "$0")/.."
+self=$(readlink -f "$0")
+cd "$(dirname "$self")/.."
 ROUNDS="${ROUNDS:-3}"
 ward="${CARGO_TARGET_DIR:-$PWD/target}/release/ward"
 [ -x "$ward" ] || { echo "build ward first: cargo build --release -p ward" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "proxy-tls: needs root (a network namespace of its own)" >&2; exit 2; }
 if ! command -v nginx >/dev/null || ! command -v squid >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light squid curl openssl >/dev/null
+  # The packages start their system services; this bench runs its own copies.
+  systemctl disable --now nginx squid >/dev/null 2>&1 || true
 fi
 if [ -z "${WARD_TLS_INNER:-}" ]; then
   # Re-run inside a fresh network namespace.
-  exec unshare --net env WARD_TLS_INNER=1 bash "$0" "$@"
+  exec unshare --net env WARD_TLS_INNER=1 bash "$self" "$@"
 fi
 ip link set lo up
 ip addr add 44.1.1.1/32 dev lo
@@ -100,5 +103,6 @@ echo "|---|---|---|---|---|---|"
 for scheme in https http; do
   awk -v l="$scheme" -v d="${best[$scheme-direct]}" -v w="${best[$scheme-ward]}" -v s="${best[$scheme-squid]}" \
     'BEGIN { t = (l == "https") ? "HTTPS through CONNECT" : "HTTP proxy request";
-      printf "| %s | %.0f | %.0f | %.0f | %.2fx | %.2fx |\n", t, d/1e6, w/1e6, s/1e6, w/d, s/d }'
+      r = (d > 0) ? sprintf("%.2fx | %.2fx", w/d, s/d) : "- | -";
+      printf "| %s | %.0f | %.0f | %.0f | %s |\n", t, d/1e6, w/1e6, s/1e6, r }'
 done

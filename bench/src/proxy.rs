@@ -367,11 +367,12 @@ async fn servers() {
                         if n < 0 {
                             Err(std::io::Error::last_os_error())
                         } else {
-                            Ok(())
+                            Ok(n)
                         }
                     });
                     match r {
-                        Ok(()) => {}
+                        Ok(0) => return, // the file is shorter than it should be
+                        Ok(_) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(_) => return,
                     }

@@ -1535,14 +1535,14 @@ async fn splice_one(
                     }
                     held += n;
                     progress = true;
-                    if n == pipe.2 && pipe.2 < SPLICE_MAX {
-                        full += 1;
-                        if full == 4 {
-                            pipe.grow();
-                        }
+                    if held == pipe.2 {
+                        full = full.saturating_add(1);
                     }
                 }
-                Ok(None) => pipe_full = true,
+                Ok(None) => {
+                    pipe_full = true;
+                    full = full.saturating_add(1);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
@@ -1561,6 +1561,13 @@ async fn splice_one(
                 Err(e) => return Err(e),
             }
         }
+        // A tunnel that keeps filling its pipe is a bulk transfer: a bigger pipe, once.
+        if full == 4 {
+            full += 1;
+            if pipe.2 < SPLICE_MAX {
+                pipe.grow();
+            }
+        }
         if eof && held == 0 {
             // SAFETY: half-close the other side's socket, as a read of 0 means.
             unsafe {
@@ -1568,9 +1575,10 @@ async fn splice_one(
             }
             return Ok(total);
         }
+        // Keep other tasks on this worker served during a long transfer (and never spin on
+        // readiness that stays set).
+        tokio::task::coop::consume_budget().await;
         if progress {
-            // Keep other tasks on this worker served during a long transfer.
-            tokio::task::coop::consume_budget().await;
             continue;
         }
         let read = !eof && !pipe_full && held < pipe.2;
@@ -1596,25 +1604,36 @@ async fn splice_one(
 /// the tunnel.
 fn fill(sfd: i32, pipe_in: i32, room: usize, held: usize) -> std::io::Result<Option<usize>> {
     match splice(sfd, pipe_in, room) {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && held > 0 => {
-            if unread(sfd) > 0 {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
+        // The pipe may be full: the socket says what it holds. An end of stream behind a full
+        // pipe is an end of stream (the pipe still drains): reported as a WouldBlock it would
+        // never clear (a closed socket stays readable) and the tunnel would spin.
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && held > 0 => match peek(sfd) {
+            Ok(0) => Ok(Some(0)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
+        },
         r => r.map(Some),
     }
 }
 
-/// Bytes waiting in a socket's receive queue.
-fn unread(fd: i32) -> i32 {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int.
-    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) } != 0 {
-        return 0;
+/// Whether a socket has data (`Ok(1)`), has ended (`Ok(0)`), or neither (`WouldBlock`),
+/// without taking anything.
+fn peek(fd: i32) -> std::io::Result<usize> {
+    let mut b = 0u8;
+    // SAFETY: a one-byte peek into a live byte.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut b as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
-    n
 }
 
 const GATE_CLOSED: &str = "upload refused";
@@ -1898,6 +1917,27 @@ mod tests {
         (a, b)
     }
 
+    /// Bytes waiting in a socket's receive queue.
+    fn unread(fd: i32) -> i32 {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int.
+        assert_eq!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) }, 0);
+        n
+    }
+
+    /// Fill a pipe to its last page with plain writes.
+    fn stuff(pipe: &SplicePipe) {
+        let chunk = [1u8; 4096];
+        // SAFETY: writes to our own non-blocking pipe from a live buffer.
+        while unsafe { libc::write(pipe.1, chunk.as_ptr().cast(), chunk.len()) } > 0 {}
+    }
+
+    fn drain(pipe: &SplicePipe) {
+        let mut sink = vec![0u8; 1 << 20];
+        // SAFETY: reads from our own non-blocking pipe into a live buffer.
+        while unsafe { libc::read(pipe.0, sink.as_mut_ptr().cast(), sink.len()) } > 0 {}
+    }
+
     fn wait_unread(fd: i32, n: i32) {
         for _ in 0..500 {
             if unread(fd) >= n {
@@ -1922,36 +1962,29 @@ mod tests {
         tx.write_all(&[7u8; 1000]).unwrap();
         wait_unread(fd, 1000);
         assert_eq!(fill(fd, pipe.1, 64 << 10, 0).unwrap(), Some(1000));
-        // Fill the pipe to the last page with plain writes, then send more to the socket.
-        let chunk = [1u8; 4096];
-        loop {
-            // SAFETY: a write to our own non-blocking pipe from a live buffer.
-            let n = unsafe { libc::write(pipe.1, chunk.as_ptr().cast(), chunk.len()) };
-            if n < 0 {
-                break;
-            }
-        }
+        // Fill the pipe to the last page, then send more to the socket.
+        stuff(&pipe);
         tx.write_all(&[8u8; 500]).unwrap();
         wait_unread(fd, 500);
         // The pipe is full, the socket is not empty: not WouldBlock (which would clear the
         // socket's readiness and strand its data).
         assert_eq!(fill(fd, pipe.1, 4096, 1000).unwrap(), None);
         // Drain the pipe: the data moves again.
-        let mut sink = vec![0u8; 1 << 20];
-        // SAFETY: a read from our own pipe into a live buffer.
-        while unsafe { libc::read(pipe.0, sink.as_mut_ptr().cast(), sink.len()) } > 0 {}
+        drain(&pipe);
         assert_eq!(fill(fd, pipe.1, 4096, 0).unwrap(), Some(500));
-        // End of stream reads as Some(0).
+        // An end of stream behind a full pipe is an end of stream (a closed socket stays
+        // readable: a WouldBlock here would make the tunnel spin).
+        stuff(&pipe);
         drop(tx);
         for _ in 0..500 {
-            match fill(fd, pipe.1, 4096, 0) {
-                Ok(Some(0)) => return,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(2))
-                }
-                r => panic!("{r:?}"),
+            if peek(fd).ok() == Some(0) {
+                break;
             }
+            std::thread::sleep(Duration::from_millis(2));
         }
-        panic!("no end of stream");
+        assert_eq!(fill(fd, pipe.1, 4096, 1000).unwrap(), Some(0));
+        // And with an empty pipe.
+        drain(&pipe);
+        assert_eq!(fill(fd, pipe.1, 4096, 0).unwrap(), Some(0));
     }
 }
