@@ -11,14 +11,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const SERVER: &str = "44.1.1.1";
-/// The stream's size: 256 MiB, or `WARD_BENCH_STREAM_MB`.
-fn stream_len() -> u64 {
-    std::env::var("WARD_BENCH_STREAM_MB")
+/// A positive number from the environment variable `name`, or `default`.
+fn env_count(name: &str, default: u64) -> u64 {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|n| *n > 0)
-        .unwrap_or(256)
-        << 20
+        .unwrap_or(default)
+}
+
+/// The stream's size: 256 MiB, or `WARD_BENCH_STREAM_MB`.
+fn stream_len() -> u64 {
+    env_count("WARD_BENCH_STREAM_MB", 256) << 20
 }
 
 pub fn run() {
@@ -268,11 +272,7 @@ async fn measure(modes: &[(&str, Option<SocketAddr>)]) {
 
 /// Rounds per measure: 5, or `WARD_BENCH_ROUNDS`.
 fn rounds() -> usize {
-    std::env::var("WARD_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(5)
+    env_count("WARD_BENCH_ROUNDS", 5) as usize
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
