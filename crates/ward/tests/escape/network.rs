@@ -47,11 +47,14 @@ fn with_servers<T: Send + 'static>(
                         let mut buf = [0u8; 4096];
                         let _ = s.read(&mut buf);
                         let body = format!("hello from {addr}");
-                        let _ = write!(
-                            s,
+                        // One write, so the response leaves as one segment: `write!` on the
+                        // socket would send each formatted piece on its own, and a client's
+                        // single recv could see only the first.
+                        let resp = format!(
                             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                             body.len()
                         );
+                        let _ = s.write_all(resp.as_bytes());
                     }
                 });
                 n
