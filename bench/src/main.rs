@@ -8,6 +8,7 @@
 
 mod proxy;
 mod scan;
+mod terminal;
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
@@ -42,6 +43,9 @@ fn main() {
     }
     if all || what == "scan" {
         scan::run();
+    }
+    if all || what == "terminal" {
+        terminal::run();
     }
     if what == "relay" {
         // relay LISTEN TARGET: the proxy bench's floor (a byte relay, see proxy.rs).

@@ -1,9 +1,17 @@
 //! Asking a person: the [`Consent`] trait and its channels. [`Terminal`] talks on the
-//! controlling terminal (`/dev/tty`), never on the agent's stdin/stdout, which the agent may
-//! write to or read from; [`Headless`] has nobody to ask and refuses, saying why. A question
-//! that is not answered in time is refused too: silence is never consent.
+//! controlling terminal (`/dev/tty`), never on the agent's stdin/stdout; [`Headless`] has
+//! nobody to ask and refuses, saying why. A question that is not answered in time is refused
+//! too: silence is never consent.
+//!
+//! On a terminal the agent runs on a pty of its own ([`relay`]), whose output passes a
+//! [`filter`] on its way to the person; questions pause the relay, are drawn on a screen of
+//! Ward's with the session's word ([`session_word`]), and take only keys typed after they
+//! appeared.
 
-use std::io::{Read, Write};
+pub mod filter;
+pub mod relay;
+
+use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -40,10 +48,19 @@ pub trait Consent {
     fn channel(&self) -> &'static str;
 }
 
-/// The controlling terminal.
+/// The person's terminal (`/dev/tty`). While the agent runs on a pty of its own, questions
+/// pause the relay ([`relay::RelayHandle`]) and are drawn on a screen of Ward's, so the agent
+/// can neither paint over them nor imitate them: every genuine question repeats the session's
+/// word, shown to the person before the agent started. Only what is typed after a question
+/// appeared answers it: pending input is flushed and keys in the first moments are dropped.
 pub struct Terminal {
     tty: std::fs::File,
+    relay: Option<relay::RelayHandle>,
+    word: Option<String>,
 }
+
+/// Keys arriving this soon after a question is drawn were typed before it was seen.
+const GUARD: Duration = Duration::from_millis(250);
 
 impl Terminal {
     /// Open `/dev/tty`; an error when this process has no controlling terminal.
@@ -52,53 +69,229 @@ impl Terminal {
             .read(true)
             .write(true)
             .open("/dev/tty")
-            .map(|tty| Terminal { tty })
+            .map(|tty| Terminal {
+                tty,
+                relay: None,
+                word: None,
+            })
             .map_err(|e| format!("no terminal to ask on ({e})"))
     }
 
-    fn read_line(&mut self, deadline: Instant) -> Result<Option<String>, String> {
-        let mut line = Vec::new();
+    /// Questions pause this relay and are drawn over the agent's screen.
+    pub fn with_relay(mut self, relay: relay::RelayHandle) -> Terminal {
+        self.relay = Some(relay);
+        self
+    }
+
+    /// Every question repeats this word (shown to the person at the session's start).
+    pub fn with_word(mut self, word: String) -> Terminal {
+        self.word = Some(word);
+        self
+    }
+
+    fn write(&self, s: &str) {
+        let _ = relay::write_all(self.tty.as_raw_fd(), s.as_bytes());
+    }
+
+    /// Read keys until Enter, the deadline, or the terminal failing.
+    fn read_answer(&mut self, deadline: Instant) -> Result<Option<String>, String> {
+        let fd = self.tty.as_raw_fd();
+        // Keys typed before the question was seen are not an answer to it.
+        let guard_end = Instant::now() + GUARD;
+        while let Some(left) = guard_end.checked_duration_since(Instant::now()) {
+            if poll_in(fd, left)? {
+                let mut b = [0u8; 256];
+                if self
+                    .tty
+                    .read(&mut b)
+                    .map_err(|e| format!("the terminal failed: {e}"))?
+                    == 0
+                {
+                    return Err("the terminal closed".into());
+                }
+            }
+        }
+        // SAFETY: tcflush on our terminal descriptor.
+        unsafe {
+            libc::tcflush(fd, libc::TCIFLUSH);
+        }
+        let mut reader = LineReader::default();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || !poll_in(fd, left)? {
                 return Ok(None);
             }
-            let mut pfd = libc::pollfd {
-                fd: self.tty.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let ms = left.as_millis().min(i32::MAX as u128) as i32;
-            // SAFETY: one valid pollfd.
-            let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-            if r < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(format!("the terminal failed: {e}"));
-            }
-            if r == 0 {
-                return Ok(None);
-            }
-            let mut b = [0u8; 1];
-            match self.tty.read(&mut b) {
+            let mut b = [0u8; 256];
+            let n = match self.tty.read(&mut b) {
                 Ok(0) => return Err("the terminal closed".into()),
-                Ok(_) if b[0] == b'\n' => {
-                    return Ok(Some(String::from_utf8_lossy(&line).trim().to_string()))
-                }
-                Ok(_) => line.push(b[0]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(format!("the terminal failed: {e}")),
+            };
+            let mut echo = Vec::new();
+            let done = reader.feed(&b[..n], &mut echo);
+            let _ = relay::write_all(fd, &echo);
+            if let Some(line) = done {
+                return Ok(Some(line));
             }
         }
     }
 }
 
+/// Wait until `fd` is readable or `left` passed.
+fn poll_in(fd: std::os::fd::RawFd, left: Duration) -> Result<bool, String> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(format!("the terminal failed: {e}"));
+    }
+    Ok(r > 0)
+}
+
+/// The terminal in raw mode (keys one by one, no signals: Ctrl-C is an answer, not a signal
+/// to the agent's group), output still translating newlines; put back on drop.
+struct RawMode {
+    fd: std::os::fd::RawFd,
+    saved: Option<libc::termios>,
+}
+
+impl RawMode {
+    fn enter(fd: std::os::fd::RawFd) -> RawMode {
+        // SAFETY: tcgetattr/cfmakeraw/tcsetattr on a terminal descriptor with local termios.
+        let saved = unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(fd, &mut t) != 0 {
+                None
+            } else {
+                let mut r = t;
+                libc::cfmakeraw(&mut r);
+                r.c_oflag |= libc::OPOST | libc::ONLCR;
+                libc::tcsetattr(fd, libc::TCSADRAIN, &r);
+                Some(t)
+            }
+        };
+        RawMode { fd, saved }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(t) = self.saved {
+            // SAFETY: restoring the settings read in `enter`.
+            unsafe {
+                libc::tcsetattr(self.fd, libc::TCSADRAIN, &t);
+            }
+        }
+    }
+}
+
+/// A line typed on a raw terminal: printable keys (echoed), Backspace, Ctrl-U, Enter. Escape
+/// sequences (arrow keys, terminal reports arriving late, pasted text between bracketed-paste
+/// marks) are never part of an answer; Ctrl-C and Ctrl-D answer with the default.
+#[derive(Default)]
+pub struct LineReader {
+    line: String,
+    esc: EscSkip,
+    pasting: bool,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum EscSkip {
+    #[default]
+    None,
+    Esc,
+    Csi,
+    Ss3,
+}
+
+impl LineReader {
+    /// Feed keys; returns the line when Enter was pressed (empty for Ctrl-C/Ctrl-D), and
+    /// appends what to echo.
+    pub fn feed(&mut self, keys: &[u8], echo: &mut Vec<u8>) -> Option<String> {
+        let mut csi = Vec::new();
+        for &b in keys {
+            match self.esc {
+                EscSkip::Esc => {
+                    self.esc = match b {
+                        b'[' => EscSkip::Csi,
+                        b'O' => EscSkip::Ss3,
+                        _ => EscSkip::None,
+                    };
+                    csi.clear();
+                    continue;
+                }
+                EscSkip::Csi => {
+                    csi.push(b);
+                    if (0x40..=0x7e).contains(&b) {
+                        self.esc = EscSkip::None;
+                        if csi == b"200~" {
+                            self.pasting = true;
+                        } else if csi == b"201~" {
+                            self.pasting = false;
+                        }
+                    } else if csi.len() > 64 {
+                        self.esc = EscSkip::None;
+                    }
+                    continue;
+                }
+                EscSkip::Ss3 => {
+                    self.esc = EscSkip::None;
+                    continue;
+                }
+                EscSkip::None => {}
+            }
+            if b == 0x1b {
+                self.esc = EscSkip::Esc;
+                continue;
+            }
+            if self.pasting {
+                continue;
+            }
+            match b {
+                b'\r' | b'\n' => {
+                    echo.extend_from_slice(b"\r\n");
+                    return Some(std::mem::take(&mut self.line));
+                }
+                0x03 | 0x04 => {
+                    echo.extend_from_slice(b"\r\n");
+                    self.line.clear();
+                    return Some(String::new());
+                }
+                0x7f | 0x08 if self.line.pop().is_some() => {
+                    echo.extend_from_slice(b"\x08 \x08");
+                }
+                0x15 => {
+                    for _ in 0..self.line.len() {
+                        echo.extend_from_slice(b"\x08 \x08");
+                    }
+                    self.line.clear();
+                }
+                0x20..=0x7e if self.line.len() < 16 => {
+                    self.line.push(b as char);
+                    echo.push(b);
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
 impl Consent for Terminal {
     fn show(&mut self, text: &str) {
-        let _ = self.tty.write_all(text.as_bytes());
-        let _ = self.tty.flush();
+        let paused = self.relay.as_ref().map(|r| r.pause());
+        self.write(text);
+        drop(paused);
     }
 
     fn ask(&mut self, q: &Question) -> Reply {
@@ -114,24 +307,48 @@ impl Consent for Terminal {
                 }
             })
             .collect();
-        loop {
-            self.show(&format!("{}\n  {}\n> ", q.text, menu.join(", ")));
-            match self.read_line(deadline) {
+        let relay = self.relay.clone();
+        let paused = relay.as_ref().map(|r| r.pause());
+        let over_agent = paused.as_ref().filter(|p| !p.ended);
+        if let Some(p) = over_agent {
+            self.write(&relay::question_sequence(&p.modes));
+        }
+        let raw = RawMode::enter(self.tty.as_raw_fd());
+        let head = match &self.word {
+            Some(w) => format!("=== Ward asks (session word: {w}) ==="),
+            None => "=== Ward asks ===".to_string(),
+        };
+        let reply = loop {
+            self.write(&format!(
+                "\n{head}\n{}\n  {}\n  (a letter, then Enter) > ",
+                q.text,
+                menu.join(", ")
+            ));
+            match self.read_answer(deadline) {
                 Ok(None) => {
-                    self.show("\n(no answer in time)\n");
-                    return Reply::TimedOut;
+                    self.write("\n(no answer in time)\n");
+                    break Reply::TimedOut;
                 }
-                Err(e) => return Reply::Unavailable(e),
-                Ok(Some(l)) if l.is_empty() => return Reply::Chose(q.default),
+                Err(e) => break Reply::Unavailable(e),
+                Ok(Some(l)) if l.is_empty() => break Reply::Chose(q.default),
                 Ok(Some(l)) => {
                     let c = l.chars().next().unwrap_or(q.default).to_ascii_lowercase();
                     if q.choices.iter().any(|(k, _)| *k == c) && l.chars().count() == 1 {
-                        return Reply::Chose(c);
+                        break Reply::Chose(c);
                     }
-                    self.show("  (one of the letters in brackets, please)\n");
+                    self.write("  (one of the letters in brackets, please)\n");
                 }
             }
+        };
+        drop(raw);
+        if let (Some(p), Some(r)) = (over_agent, &relay) {
+            self.write(&relay::after_question_sequence(&p.modes));
+            if p.modes.alt_screen {
+                r.repaint();
+            }
         }
+        drop(paused);
+        reply
     }
 
     fn color(&self) -> bool {
@@ -141,6 +358,50 @@ impl Consent for Terminal {
     fn channel(&self) -> &'static str {
         "terminal"
     }
+}
+
+/// How long a question waits: `default`, unless `WARD_ASK_TIMEOUT` (seconds, at least 1)
+/// says otherwise (for scripts and tests; the agent cannot set Ward's environment).
+pub fn ask_timeout(default: Duration) -> Duration {
+    std::env::var("WARD_ASK_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(default, |s| Duration::from_secs(s.max(1)))
+}
+
+/// A word for one session's questions (two words and a number, from the kernel's random
+/// source; about 400,000 possibilities): shown to the person before the agent starts and
+/// repeated by every genuine question, so that a question drawn by the agent, which never saw
+/// it, is told apart.
+pub fn session_word() -> String {
+    const FIRST: [&str; 32] = [
+        "amber", "brisk", "cedar", "dusky", "eager", "fleet", "gilded", "hazel", "ivory", "jolly",
+        "keen", "lunar", "misty", "noble", "olive", "plucky", "quiet", "rusty", "sandy", "tidal",
+        "umber", "vivid", "windy", "young", "zesty", "azure", "bold", "coral", "dewy", "frosty",
+        "golden", "humble",
+    ];
+    const SECOND: [&str; 32] = [
+        "falcon", "otter", "maple", "heron", "badger", "willow", "comet", "lantern", "pebble",
+        "harbor", "meadow", "thistle", "beacon", "canyon", "ember", "fjord", "glacier", "hollow",
+        "island", "juniper", "kestrel", "lagoon", "marble", "nectar", "orchard", "prairie",
+        "quarry", "river", "summit", "tundra", "valley", "walnut",
+    ];
+    let mut b = [0u8; 4];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        // SAFETY: getrandom into a local buffer.
+        unsafe {
+            libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0);
+        }
+    }
+    let n = u16::from_le_bytes([b[2], b[3]]) % 400;
+    format!(
+        "{}-{}-{n}",
+        FIRST[(b[0] & 31) as usize],
+        SECOND[(b[1] & 31) as usize]
+    )
 }
 
 /// Nobody to ask: every question is refused, with the reason.
@@ -177,5 +438,17 @@ mod tests {
         };
         assert_eq!(h.ask(&q), Reply::Unavailable("no terminal".into()));
         assert_eq!(h.channel(), "headless");
+    }
+
+    #[test]
+    fn only_typed_keys_answer() {
+        let mut r = LineReader::default();
+        let mut echo = Vec::new();
+        // A late cursor report, an arrow key and pasted text are not an answer.
+        assert_eq!(r.feed(b"\x1b[12;40R\x1b[A\x1bOP", &mut echo), None);
+        assert_eq!(r.feed(b"\x1b[200~y\r\x1b[201~", &mut echo), None);
+        assert_eq!(r.feed(b"x\x7fy", &mut echo), None);
+        assert_eq!(r.feed(b"\r", &mut echo).as_deref(), Some("y"));
+        assert_eq!(r.feed(b"n\x03", &mut echo).as_deref(), Some(""));
     }
 }

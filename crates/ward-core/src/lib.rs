@@ -8,6 +8,7 @@
 pub mod action;
 pub mod dest;
 pub mod glob;
+pub mod inert;
 mod jsonpos;
 pub mod manifest;
 pub mod size;

@@ -417,8 +417,9 @@ impl Proxy {
                 .ask(
                     target.clone(),
                     format!(
-                        "The agent wants to connect to {target} ({via}): {}",
-                        d.reason
+                        "The agent wants to connect to {} ({via}): {}",
+                        ward_core::inert::Inert(&target),
+                        ward_core::inert::Inert(&d.reason)
                     ),
                 )
                 .await;
@@ -450,7 +451,9 @@ impl Proxy {
                 Ok(a) => a,
                 Err(why) => {
                     let d2 = Decision::new(Effect::Deny, "builtin:dns", why.clone());
-                    self.note(self.event(&action, &d2, json!({"via": via})));
+                    let mut ev = self.event(&action, &d2, json!({"via": via}));
+                    ev.consent = consent.map(str::to_string);
+                    self.note(ev);
                     return Err(Refusal::new(
                         StatusCode::BAD_GATEWAY,
                         socks::REP_HOST_UNREACHABLE,
@@ -497,7 +500,9 @@ impl Proxy {
                 auth.port
             );
             let d2 = Decision::new(Effect::Deny, "builtin:ssrf", why.clone());
-            self.note(self.event(&action, &d2, detail));
+            let mut ev = self.event(&action, &d2, detail);
+            ev.consent = consent.map(str::to_string);
+            self.note(ev);
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 socks::REP_NOT_ALLOWED,

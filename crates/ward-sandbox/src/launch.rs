@@ -62,6 +62,10 @@ pub struct Config {
     /// Landlock on (the default). Off only when the kernel lacks it and the manifest allows
     /// running degraded; the supervisor decides and records that.
     pub landlock: bool,
+    /// The agent's standard descriptors that are terminals are a pty of its own (the
+    /// supervisor relays it to the person's): the agent makes it its controlling terminal, so
+    /// that job control, `/dev/tty` and Ctrl-C work inside.
+    pub ctty: bool,
 }
 
 /// System directories bound read-only (those that exist; symlinks are recreated as symlinks).
@@ -199,6 +203,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
         set_env: vec![],
         cgroups: vec![],
         landlock: true,
+        ctty: false,
     };
     let (mut scrub_extra, mut scrub_keep) = (Vec::new(), Vec::new());
     while let Some(a) = args.next() {
@@ -255,6 +260,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
             }
             "--cgroup" => cfg.cgroups.push(args.next().unwrap_or_default().into()),
             "--no-landlock" => cfg.landlock = false,
+            "--ctty" => cfg.ctty = true,
             "--scrub" => scrub_extra.push(args.next().unwrap_or_default()),
             "--keep-env" => scrub_keep.push(args.next().unwrap_or_default()),
             "--" => {
@@ -541,6 +547,15 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
         unsafe {
             if libc::setsid() < 0 {
                 die(b"ward: cannot start the agent in its own session (setsid)\n");
+            }
+            if cfg.ctty {
+                // The first standard descriptor that is a terminal: the agent's own pty (never
+                // the person's terminal, which the supervisor keeps).
+                if let Some(fd) = (0..3).find(|&fd| libc::isatty(fd) == 1) {
+                    if libc::ioctl(fd, libc::TIOCSCTTY, 0) != 0 {
+                        die(b"ward: cannot give the agent its terminal (TIOCSCTTY)\n");
+                    }
+                }
             }
             if libc::chdir(cwd.as_ptr()) != 0 {
                 die(b"ward: cannot enter the working directory inside the sandbox\n");

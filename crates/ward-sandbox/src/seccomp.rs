@@ -18,6 +18,7 @@
 //! | `bpf`, `perf_event_open`, `userfaultfd`, `io_uring_*` | large kernel attack surface, frequent in exploits |
 //! | `keyctl`, `add_key`, `request_key` | the kernel keyring is not namespaced |
 //! | `ioctl(TIOCSTI)`, `ioctl(TIOCLINUX)` | typing into the user's terminal |
+//! | `ioctl(TIOCSETD)` | a terminal's line discipline: silencing it (`N_NULL`), or loading a kernel line discipline (n_gsm, n_hdlc: a record of exploits) |
 //! | `open_by_handle_at`, `name_to_handle_at` | opening files by handle, around path checks |
 //! | `kexec_*`, `*init_module`, `delete_module`, `reboot`, `swapon/off`, `syslog`, `acct`, clock setters, `quotactl`, `iopl`, `ioperm`, `vhangup`, `uselib` | machine administration |
 //! | `socket()` of any family but `AF_UNIX`, `AF_INET`, `AF_INET6`, `AF_NETLINK` | `AF_VSOCK` reaches the host or hypervisor and ignores network namespaces; `AF_PACKET`, `AF_BLUETOOTH`, `AF_ALG`, `AF_TIPC`, `AF_RDS`, `AF_XDP`, ... are raw traffic or a frequent exploit surface |
@@ -196,6 +197,7 @@ impl Filter {
             vec![
                 rule(vec![cond(1, Dword, SeccompCmpOp::Eq, libc::TIOCSTI)?])?,
                 rule(vec![cond(1, Dword, SeccompCmpOp::Eq, libc::TIOCLINUX)?])?,
+                rule(vec![cond(1, Dword, SeccompCmpOp::Eq, libc::TIOCSETD)?])?,
             ],
         );
         let raw = libc::SOCK_RAW as u64;
@@ -360,6 +362,7 @@ fn name(nr: i64, args: &[u64; 6]) -> String {
         libc::SYS_ioctl => match args[1] & 0xffff_ffff {
             c if c == libc::TIOCSTI => "ioctl(TIOCSTI)".into(),
             c if c == libc::TIOCLINUX => "ioctl(TIOCLINUX)".into(),
+            c if c == libc::TIOCSETD => "ioctl(TIOCSETD)".into(),
             _ => "ioctl(other)".into(),
         },
         libc::SYS_socket => {

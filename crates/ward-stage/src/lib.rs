@@ -423,30 +423,9 @@ pub fn discard(stage: &Stage, c: &Change) -> Result<bool, StageError> {
     Ok(any)
 }
 
-/// Text an agent wrote, made safe to show on a terminal: control characters (C0 but newline
-/// and tab, DEL, C1) and bidirectional overrides are shown as `\x1b` / `\u{202e}`, so file
-/// names and diffs cannot move the cursor, repaint lines, retitle the window, write the
-/// clipboard or reorder what is read.
-pub fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}');
-        if c == '\n' || c == '\t' {
-            out.push(c);
-        } else if (c as u32) < 0x100 && c.is_control() {
-            out.push_str(&format!("\\x{:02x}", c as u32));
-        } else if bidi {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// A path for a person to read (see [`printable`]).
+/// A path for a person to read: through Ward's one printer for agent-chosen text.
 pub fn shown(p: &Path) -> String {
-    printable(&p.to_string_lossy())
+    ward_core::inert::path(p)
 }
 
 /// Files larger than this are summarised, not diffed.
@@ -483,11 +462,11 @@ pub fn diff(stage: &Stage, c: &Change, color: bool) -> Result<String, StageError
     let old = text_of(&old_path, c.before.as_ref())?;
     let new = text_of(&new_path, c.after.as_ref())?;
     let a = match c.before {
-        Some(_) => format!("a/{}", c.from.as_ref().unwrap_or(&c.path).display()),
+        Some(_) => format!("a/{}", shown(c.from.as_ref().unwrap_or(&c.path))),
         None => "/dev/null".into(),
     };
     let b = match c.after {
-        Some(_) => format!("b/{}", c.path.display()),
+        Some(_) => format!("b/{}", shown(&c.path)),
         None => "/dev/null".into(),
     };
     let (old, new) = match (old, new) {
@@ -530,7 +509,11 @@ pub fn unified(
     color: bool,
 ) -> String {
     let text = similar::TextDiff::from_lines(old, new);
-    let mut out = format!("--- {}\n+++ {}\n", printable(a), printable(b));
+    let mut out = format!(
+        "--- {}\n+++ {}\n",
+        ward_core::inert::line(a),
+        ward_core::inert::line(b)
+    );
     if let Some((from, to)) = mode {
         out.push_str(&format!("mode {from:o} -> {to:o}\n"));
     }
@@ -553,7 +536,7 @@ pub fn unified(
                     similar::ChangeTag::Insert => ('+', "32"),
                     similar::ChangeTag::Equal => (' ', ""),
                 };
-                let mut line = format!("{sign}{}", printable(ch.value()));
+                let mut line = format!("{sign}{}", ward_core::inert::text(ch.value()));
                 if !line.ends_with('\n') {
                     line.push_str("\n\\ No newline at end of file\n");
                 }

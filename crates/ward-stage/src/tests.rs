@@ -458,10 +458,12 @@ fn set_id_bits_are_dropped_and_new_folders_get_their_mode_last() {
 
 #[test]
 fn text_from_the_agent_cannot_drive_the_terminal() {
-    assert_eq!(printable("ok\n\tline"), "ok\n\tline");
-    assert_eq!(printable("a\x1b[2Kb\x07"), "a\\x1b[2Kb\\x07");
-    assert_eq!(printable("\u{9b}31m"), "\\x9b31m");
-    assert_eq!(printable("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
+    assert_eq!(
+        shown(Path::new("evil\u{202e}txt.exe")),
+        "evil\\u{202e}txt.exe"
+    );
+    // A name cannot forge a second header line.
+    assert_eq!(shown(Path::new("x\n+++ b/other")), "x\\n+++ b/other");
     let d = unified(
         "a/x",
         "b/\x1b]52;c;AAAA\x07",
@@ -471,7 +473,7 @@ fn text_from_the_agent_cannot_drive_the_terminal() {
         false,
     );
     assert!(!d.contains('\x1b') && !d.contains('\x07'), "{d:?}");
-    assert!(d.contains("+\\x1b[1Atwo"), "{d}");
+    assert!(d.contains("+\\e[1Atwo"), "{d}");
 }
 
 #[test]

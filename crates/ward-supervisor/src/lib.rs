@@ -11,3 +11,4 @@ mod proxy;
 pub mod review;
 pub mod run;
 pub mod sessions;
+mod terminal;

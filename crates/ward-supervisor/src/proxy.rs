@@ -63,6 +63,7 @@ impl Handle {
 /// Receive the listening socket from the launcher and serve it on a thread of its own.
 pub fn start(
     sock: OwnedFd,
+    consent: Option<Box<dyn ward_consent::Consent + Send>>,
     manifest: Manifest,
     log: Arc<AuditLog>,
     session: String,
@@ -84,7 +85,7 @@ pub fn start(
     };
     let thread = std::thread::Builder::new()
         .name("ward-proxy".into())
-        .spawn(move || serve(sock, manifest, log, session, agent, rx, wake_r))
+        .spawn(move || serve(sock, consent, manifest, log, session, agent, rx, wake_r))
         .ok();
     Handle {
         stop: Some(tx),
@@ -93,8 +94,10 @@ pub fn start(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn serve(
     sock: OwnedFd,
+    consent: Option<Box<dyn ward_consent::Consent + Send>>,
     manifest: Manifest,
     log: Arc<AuditLog>,
     session: String,
@@ -170,12 +173,8 @@ fn serve(
             return json!({"error": e.to_string()});
         }
     };
-    let consent: Option<Box<dyn ward_consent::Consent + Send>> =
-        match ward_consent::Terminal::open() {
-            Ok(t) => Some(Box::new(t)),
-            Err(_) => None,
-        };
     let mut cfg = ward_net::Config::new(manifest, log);
+    cfg.ask_timeout = ward_consent::ask_timeout(cfg.ask_timeout);
     cfg.session = Some(session);
     cfg.agent = agent;
     cfg.consent = consent;

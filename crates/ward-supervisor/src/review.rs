@@ -386,7 +386,7 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
         listing.push_str(&format!(
             "\nStaged by session {} in {} ({} change(s)):\n",
             s.session,
-            st.grant.display(),
+            ward_core::inert::path(&st.grant),
             changes.len()
         ));
         for c in &changes {
@@ -420,7 +420,7 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
             ('d', "discard all"),
         ],
         default: 'k',
-        timeout: ASK_TIMEOUT,
+        timeout: ward_consent::ask_timeout(ASK_TIMEOUT),
     });
     match first {
         Reply::Chose('a') => {
@@ -444,7 +444,7 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
                         ('q', "stop here (keep the rest)"),
                     ],
                     default: 's',
-                    timeout: ASK_TIMEOUT,
+                    timeout: ward_consent::ask_timeout(ASK_TIMEOUT),
                 });
                 match r {
                     Reply::Chose('y') => apply.push(st.grant.join(&c.path)),
@@ -485,13 +485,13 @@ fn report(consent: &mut dyn Consent, done: &[Applied]) {
         consent.show(&format!(
             "Applied {} step(s) to {}.\n",
             d.applied,
-            d.grant.display()
+            ward_core::inert::path(&d.grant)
         ));
         for h in d.conflicts.iter().chain(&d.refused) {
             consent.show(&format!(
                 "  held: {}: {}\n",
                 ward_stage::shown(&h.path),
-                ward_stage::printable(&h.reason)
+                ward_core::inert::line(&h.reason)
             ));
         }
     }

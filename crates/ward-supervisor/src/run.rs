@@ -251,7 +251,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             unmapped
                 .iter()
                 .take(5)
-                .map(|p| p.display().to_string())
+                .map(|p| ward_core::inert::path(p))
                 .collect::<Vec<_>>()
                 .join(", "),
             if unmapped.len() > 5 { ", ..." } else { "" }
@@ -327,6 +327,11 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         .with_context(|| format!("cannot write {}", info.display()))?;
     }
     supervise_signals();
+    // On a terminal the agent gets a pty of its own; the person's terminal stays Ward's.
+    let agent_tty = crate::terminal::AgentTerminal::prepare()?;
+    if let Some(t) = &agent_tty {
+        t.announce(&session);
+    }
 
     // The launcher builds the sandbox while the audit log is opened and the session's start is
     // made durable; the agent starts only when the supervisor says go, after the record is on
@@ -406,6 +411,9 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     if !confinement.landlock {
         cmd.arg("--no-landlock");
     }
+    if agent_tty.is_some() {
+        cmd.arg("--ctty");
+    }
     for (p, _) in &m.env_scrub {
         cmd.arg("--scrub").arg(p);
     }
@@ -444,6 +452,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             notify_theirs.as_raw_fd(),
             proxy_theirs.as_raw_fd(),
         ],
+        agent_tty.as_ref().map_or([None; 3], |t| t.stdio()),
     )
     .context("cannot start the sandbox launcher")?;
     drop(go_read);
@@ -458,8 +467,15 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         WriterOptions::default(),
     )
     .context("cannot open the audit log, and Ward does not run agents unrecorded");
-    let log = match log {
-        Ok(log) => std::sync::Arc::new(log),
+    let log = log.map(std::sync::Arc::new).and_then(|log| {
+        // The relay starts before the agent may: nothing it writes reaches the person unfiltered.
+        let running = agent_tty
+            .map(|t| t.start(log.clone(), session.clone()))
+            .transpose()?;
+        Ok((log, running))
+    });
+    let (log, running) = match log {
+        Ok(v) => v,
         Err(e) => {
             // No go: the launcher sees the pipe close and ends without starting the agent.
             drop(go_write);
@@ -512,9 +528,20 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             .context("the sandbox launcher stopped before the agent could start")
     })();
     drop(go_write);
-    // The egress proxy serves the agent from its own thread until the session ends.
+    // The egress proxy serves the agent from its own thread until the session ends; its
+    // questions pause the relay and carry the session's word.
+    let consent: Option<Box<dyn ward_consent::Consent + Send>> =
+        ward_consent::Terminal::open().ok().map(|t| {
+            let t = match &running {
+                Some(r) => t.with_relay(r.handle()).with_word(r.word.clone()),
+                None => t,
+            };
+            Box::new(t) as Box<dyn ward_consent::Consent + Send>
+        });
+    let word = running.as_ref().map(|r| r.word.clone());
     let proxy = crate::proxy::start(
         proxy_ours,
+        consent,
         m.clone(),
         log.clone(),
         session.clone(),
@@ -530,6 +557,8 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         stop.store(true, std::sync::atomic::Ordering::Release);
         (status, recorder.join().unwrap_or_default())
     });
+    // The person's terminal is theirs again before Ward prints anything more.
+    let terminal = running.map(|r| r.finish());
     let network = proxy.stop();
     let status = status.context("cannot wait for the sandbox launcher")?;
     let code = match (
@@ -554,7 +583,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
              when you use git there, so inspect them first: {}",
             new_repos
                 .iter()
-                .map(|p| p.display().to_string())
+                .map(|p| ward_core::inert::path(p))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -633,6 +662,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             "denied": denied,
             "limits_hit": limits_hit,
             "network": network,
+            "terminal": terminal,
             "staged": staged,
             "review": if pending == 0 { "nothing staged" } else if keep { "kept" } else { "discarded" },
         })),
@@ -652,7 +682,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 eprintln!(
                     "ward: warning: could not remove the session's cgroups: {}",
                     left.iter()
-                        .map(|p| p.display().to_string())
+                        .map(|p| ward_core::inert::path(p))
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
@@ -693,7 +723,10 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             } else {
                 let mut consent: Box<dyn ward_consent::Consent> =
                     match ward_consent::Terminal::open() {
-                        Ok(t) => Box::new(t),
+                        Ok(t) => match word {
+                            Some(w) => Box::new(t.with_word(w)),
+                            None => Box::new(t),
+                        },
                         Err(reason) => Box::new(ward_consent::Headless { reason }),
                     };
                 crate::review::interactive(&s, consent.as_mut())?;
@@ -893,7 +926,8 @@ struct Launcher {
 impl Launcher {
     /// Fork and run the launcher with `cmd`'s arguments (after `__launch`), keeping only
     /// stdio and the descriptors in `keep`.
-    fn start(cmd: &Command, keep: &[i32]) -> std::io::Result<Launcher> {
+    /// `stdio`: descriptors to put in place of 0, 1, 2 (the agent's own terminal).
+    fn start(cmd: &Command, keep: &[i32], stdio: [Option<i32>; 3]) -> std::io::Result<Launcher> {
         let args: Vec<String> = cmd
             .get_args()
             .skip(1)
@@ -923,6 +957,11 @@ impl Launcher {
                 libc::prctl(libc::PR_SET_NAME, LAUNCHER_NAME.as_ptr());
                 libc::signal(libc::SIGTERM, libc::SIG_DFL);
                 libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                for (i, fd) in stdio.iter().enumerate() {
+                    if let Some(fd) = fd {
+                        libc::dup2(*fd, i as i32);
+                    }
+                }
                 let mut from = 3u32;
                 for &k in &keep {
                     if k as u32 > from {

@@ -168,19 +168,23 @@ pub fn run(cmd: AuditCmd) -> Outcome {
     }
 }
 
+/// One record for a person: every field an agent could have chosen goes through Ward's
+/// printer (a file name, a host, a request line, a reason quoting them).
 fn human(r: &Value) -> String {
+    use ward_core::inert::Inert;
     let seq = r["seq"].as_u64().unwrap_or(0);
     let ts = r["ts"].as_str().unwrap_or("");
     let ts = ts.get(..19).unwrap_or(ts);
     let kind = r["kind"].as_str().unwrap_or("?");
     let effect = r["decision"]["result"].as_str().unwrap_or("-");
     let what = r["resource"].as_str().or(r["dest"].as_str()).unwrap_or("");
-    let mut line = format!("{seq:>7} {ts} {effect:<5} {kind:<16} {what}");
+    let (ts, effect, kind) = (Inert(ts), Inert(effect), Inert(kind));
+    let mut line = format!("{seq:>7} {ts} {effect:<5} {kind:<16} {}", Inert(what));
     if let Some(reason) = r["decision"]["reason"].as_str() {
-        line.push_str(&format!("  ({reason})"));
+        line.push_str(&format!("  ({})", Inert(reason)));
     }
     if let Some(s) = r["session"].as_str() {
-        line.push_str(&format!("  [session {s}]"));
+        line.push_str(&format!("  [session {}]", Inert(s)));
     }
     line
 }
@@ -193,7 +197,7 @@ fn print_line(raw: &[u8], json: bool) -> anyhow::Result<()> {
     } else {
         match serde_json::from_slice::<Value>(raw) {
             Ok(v) => println!("{}", human(&v)),
-            Err(_) => println!("(unreadable record: {})", String::from_utf8_lossy(raw)),
+            Err(_) => println!("(unreadable record: {})", ward_core::inert::bytes(raw)),
         }
     }
     Ok(())

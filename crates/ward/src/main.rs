@@ -144,13 +144,15 @@ fn unreachable_launch() -> anyhow::Result<u8> {
 }
 
 /// Print an error as one line a person can act on: the context chain, outermost first.
+/// Print an error as one line a person can act on. Errors quote paths, hosts and reasons an
+/// agent may have chosen: the whole line goes through Ward's printer.
 pub fn report(e: &anyhow::Error) {
     let msg = e
         .chain()
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
         .join(": ");
-    eprintln!("ward: {msg}");
+    eprintln!("ward: {}", ward_core::inert::line(&msg));
 }
 
 /// Print `value` as pretty JSON on stdout.

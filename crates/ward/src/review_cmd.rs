@@ -66,7 +66,7 @@ pub fn run(a: ReviewArgs) -> Outcome {
         for r in ward_supervisor::review::resume(&s)? {
             eprintln!(
                 "ward: finished the interrupted commit to {}: {} applied, {} already done, {} conflict(s)",
-                r.grant.display(),
+                ward_core::inert::path(&r.grant),
                 r.applied,
                 r.already,
                 r.conflicts.len()
@@ -103,7 +103,7 @@ pub fn run(a: ReviewArgs) -> Outcome {
                 println!(
                     "applied {} change step(s) to {}{}",
                     d.applied,
-                    d.grant.display(),
+                    ward_core::inert::path(&d.grant),
                     if d.already > 0 {
                         format!(" ({} already done)", d.already)
                     } else {
@@ -114,14 +114,14 @@ pub fn run(a: ReviewArgs) -> Outcome {
                     println!(
                         "  conflict  {}: {}",
                         ward_stage::shown(&h.path),
-                        ward_stage::printable(&h.reason)
+                        ward_core::inert::line(&h.reason)
                     );
                 }
                 for h in &d.refused {
                     println!(
                         "  refused   {}: {}",
                         ward_stage::shown(&h.path),
-                        ward_stage::printable(&h.reason)
+                        ward_core::inert::line(&h.reason)
                     );
                 }
             }
@@ -156,7 +156,7 @@ pub fn run(a: ReviewArgs) -> Outcome {
             println!(
                 "session {}  {}  ({} change(s))",
                 s.session,
-                st.grant.display(),
+                ward_core::inert::path(&st.grant),
                 changes.len()
             );
         }

@@ -103,6 +103,8 @@ pub fn run(a: SanitizeArgs) -> crate::Outcome {
         let mut e = std::io::stderr().lock();
         let report_to_stdout = a.report;
         let mut lines = Vec::new();
+        // The file's name as a person may safely read it (an agent may have chosen it).
+        let name = ward_core::inert::path(&a.file);
         for h in &s.hidden {
             lines.push(format!(
                 "{name}: bytes {}-{}: {} {}{}{}",

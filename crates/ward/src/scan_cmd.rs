@@ -149,7 +149,7 @@ pub fn run(a: ScanArgs) -> crate::Outcome {
             let f = &l.finding;
             println!(
                 "{}:{}: {} ({}, {}): {}",
-                l.path,
+                ward_core::inert::line(&l.path),
                 f.line,
                 f.rule,
                 serde_json::to_value(f.confidence)
@@ -161,7 +161,7 @@ pub fn run(a: ScanArgs) -> crate::Outcome {
             );
         }
         for e in &errors {
-            eprintln!("ward: cannot scan {e}");
+            eprintln!("ward: cannot scan {}", ward_core::inert::line(e));
         }
         eprintln!(
             "ward: {} finding{} in {} file{} ({} bytes, {} rules){}",

@@ -22,8 +22,8 @@ pub fn status(json: bool) -> Outcome {
                 s["session"].as_str().unwrap_or("?"),
                 s["pid"],
                 s["started"].as_str().unwrap_or("?"),
-                cmd.join(" "),
-                s["cwd"].as_str().unwrap_or("?")
+                ward_core::inert::line(&cmd.join(" ")),
+                ward_core::inert::line(s["cwd"].as_str().unwrap_or("?"))
             );
         }
     }

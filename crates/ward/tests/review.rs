@@ -3,10 +3,10 @@
 
 mod common;
 
-use common::{text, Env};
+use common::{text, Env, Person};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 /// Relative path -> content (files) or "dir".
 fn tree(dir: &Path) -> BTreeMap<String, String> {
@@ -371,37 +371,27 @@ fn a_file_changed_by_the_user_during_the_session_is_a_conflict() {
 
 /// Run `cmd` with a pseudo-terminal as its controlling terminal (util-linux `script`), typing
 /// `input` into it.
-fn on_a_terminal(e: &Env, cmd: &str, input: &str) -> Output {
-    let mut c = Command::new("script");
-    c.args(["-qec", cmd, "/dev/null"])
-        .current_dir(e.p("proj"))
-        .env("HOME", e.p("home"))
-        .env("XDG_STATE_HOME", e.p("state"))
-        .env("XDG_CONFIG_HOME", e.p("config"))
-        .env("WARD_MANAGED", e.p("managed.toml"))
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c
-        .spawn()
-        .expect("util-linux `script` (scripts/setup.sh installs it)");
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+/// `ward ARGS` on a terminal of the test's (the person's), colours off.
+fn on_a_terminal(e: &Env, args: &[&str]) -> Person {
+    let mut c = e.command(args);
+    c.env("NO_COLOR", "1");
+    Person::spawn(c)
 }
 
 #[test]
 fn on_a_terminal_ward_run_asks_and_each_answer_is_recorded() {
     let e = Env::new();
     std::fs::write(e.p("proj/README"), "hello\n").unwrap();
-    let ward = env!("CARGO_BIN_EXE_ward");
-    // Review each: apply the new file, discard the edit.
-    let o = on_a_terminal(
-        &e,
-        &format!("{ward} run -- /bin/sh -c 'echo edited >> README; echo new > NEW'"),
-        "r\ny\nn\n",
-    );
-    let out = text(&o);
+    // Review each: apply the new file, discard the edit. Each answer is typed once its
+    // question is on the screen: keys typed before a question do not answer it.
+    let script = "echo edited >> README; echo new > NEW";
+    let mut p = on_a_terminal(&e, &["run", "--", "/bin/sh", "-c", script]);
+    p.answer(1, b"r\r");
+    p.answer(2, b"y\r");
+    p.answer(3, b"n\r");
+    let (code, screen) = p.finish(60);
+    let out = String::from_utf8_lossy(&screen).into_owned();
+    assert_eq!(code, Some(0), "{out}");
     assert!(
         out.contains("What should happen to these changes?"),
         "{out}"
@@ -424,23 +414,69 @@ fn on_a_terminal_ward_run_asks_and_each_answer_is_recorded() {
     assert!(discard["resource"].as_str().unwrap().ends_with("/README"));
 
     // An empty answer keeps everything for later; so does no terminal at all.
-    let o = on_a_terminal(
-        &e,
-        &format!("{ward} run -- /bin/sh -c 'echo again >> README'"),
-        "\n",
-    );
-    assert!(text(&o).contains("Kept"), "{}", text(&o));
+    let mut p = on_a_terminal(&e, &["run", "--", "/bin/sh", "-c", "echo again >> README"]);
+    p.answer(1, b"\r");
+    let (_, screen) = p.finish(60);
+    assert!(String::from_utf8_lossy(&screen).contains("Kept"));
     assert_eq!(
         std::fs::read_to_string(e.p("proj/README")).unwrap(),
         "hello\n"
     );
     assert!(e.records().iter().any(|r| r["kind"] == "review.keep"));
     // Later, `ward review` on a terminal asks again: apply all this time.
-    let o = on_a_terminal(&e, &format!("{ward} review"), "a\n");
-    assert!(text(&o).contains("Applied"), "{}", text(&o));
+    let mut p = on_a_terminal(&e, &["review"]);
+    p.answer(1, b"a\r");
+    let (_, screen) = p.finish(60);
+    assert!(String::from_utf8_lossy(&screen).contains("Applied"));
     assert_eq!(
         std::fs::read_to_string(e.p("proj/README")).unwrap(),
         "hello\nagain\n"
+    );
+}
+
+#[test]
+fn keys_typed_before_the_review_question_do_not_answer_it() {
+    // The agent's session ends; keys the person (or anything else) typed ahead are not an
+    // answer: "apply all" typed before the question appeared applies nothing.
+    let e = Env::new();
+    std::fs::write(e.p("proj/README"), "hello\n").unwrap();
+    let mut c = e.command(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "sleep 1; echo edited >> README",
+    ]);
+    c.env("NO_COLOR", "1").env("WARD_ASK_TIMEOUT", "3");
+    let mut p = Person::spawn(c);
+    p.type_keys(b"a\r");
+    let at = p
+        .wait_for("(a letter, then Enter) > ", 0, 30)
+        .expect("no question");
+    let (_, screen) = p.finish(60);
+    let out = String::from_utf8_lossy(&screen).into_owned();
+    assert!(out[at..].contains("no answer in time"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/README")).unwrap(),
+        "hello\n",
+        "typeahead applied the changes"
+    );
+    assert!(e
+        .records()
+        .iter()
+        .any(|r| r["kind"] == "review.keep" && r["detail"]["why"] == "no answer in time"));
+    // Keys already waiting on the person's terminal when `ward review` asks are flushed.
+    let mut c = e.command(&["review"]);
+    c.env("NO_COLOR", "1").env("WARD_ASK_TIMEOUT", "3");
+    let mut p = Person::spawn(c);
+    p.type_keys(b"a\r");
+    let (_, screen) = p.finish(60);
+    let out = String::from_utf8_lossy(&screen).into_owned();
+    assert!(out.contains("no answer in time"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/README")).unwrap(),
+        "hello\n",
+        "keys typed ahead applied the changes"
     );
 }
 

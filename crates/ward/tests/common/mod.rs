@@ -1,8 +1,13 @@
 //! Helpers shared by the `ward` binary's integration tests (`mod common;` in each).
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Stdout then stderr, as text.
 pub fn text(o: &Output) -> String {
@@ -120,4 +125,160 @@ pub fn ward_as(ward: &Path, root: &Path, uid: u32, gid: u32, args: &[&str]) -> C
     let mut c = ward_in(ward, root, args);
     c.uid(uid).gid(gid);
     c
+}
+
+/// `ward` running on a pty of the test's: the test is the person at the terminal.
+pub struct Person {
+    pub master: std::fs::File,
+    out: Arc<Mutex<Vec<u8>>>,
+    child: std::process::Child,
+    reader: Option<std::thread::JoinHandle<()>>,
+    pub pts: String,
+    /// The terminal's settings before ward started.
+    pub initial: libc::termios,
+}
+
+pub fn termios(fd: i32) -> libc::termios {
+    // SAFETY: tcgetattr into a zeroed termios.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(fd, &mut t), 0);
+        t
+    }
+}
+
+impl Person {
+    pub fn spawn(mut cmd: Command) -> Person {
+        let (mut m, mut s) = (0, 0);
+        let ws = libc::winsize {
+            ws_row: 30,
+            ws_col: 100,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let mut name = [0 as libc::c_char; 64];
+        // SAFETY: openpty fills the two descriptors and the name; each is owned right after.
+        unsafe {
+            assert_eq!(
+                libc::openpty(&mut m, &mut s, name.as_mut_ptr(), std::ptr::null(), &ws),
+                0
+            );
+        }
+        // SAFETY: just opened, owned here alone.
+        let (master, slave) = unsafe { (std::fs::File::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
+        // SAFETY: a NUL-terminated name written by openpty.
+        let pts = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
+        let initial = termios(master.as_raw_fd());
+        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave));
+        // SAFETY: setsid and TIOCSCTTY between fork and exec: the pty becomes ward's
+        // controlling terminal, as a person's terminal is.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap();
+        drop(cmd);
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let (mut r, o) = (master.try_clone().unwrap(), out.clone());
+        let reader = std::thread::spawn(move || {
+            let mut b = [0u8; 4096];
+            while let Ok(n) = r.read(&mut b) {
+                if n == 0 {
+                    break;
+                }
+                o.lock().unwrap().extend_from_slice(&b[..n]);
+            }
+        });
+        Person {
+            master,
+            out,
+            child,
+            reader: Some(reader),
+            pts,
+            initial,
+        }
+    }
+
+    /// Everything the person's terminal received so far.
+    pub fn screen(&self) -> Vec<u8> {
+        self.out.lock().unwrap().clone()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.screen()).into_owned()
+    }
+
+    /// Wait until the screen shows `needle` after byte `from`; the position after it.
+    pub fn wait_for(&self, needle: &str, from: usize, secs: u64) -> Option<usize> {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            let s = self.screen();
+            if let Some(i) = s
+                .get(from..)
+                .and_then(|t| t.windows(needle.len()).position(|w| w == needle.as_bytes()))
+            {
+                return Some(from + i + needle.len());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Answer the `n`th question Ward draws (1-based) with `keys`, typed once it is on the
+    /// screen and a person could have read it; the position after that question.
+    pub fn answer(&mut self, n: usize, keys: &[u8]) -> usize {
+        let mut at = 0;
+        for _ in 0..n {
+            at = self
+                .wait_for("(a letter, then Enter) > ", at, 30)
+                .unwrap_or_else(|| panic!("question {n} never came: {}", self.text()));
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        self.type_keys(keys);
+        at
+    }
+
+    pub fn type_keys(&mut self, keys: &[u8]) {
+        self.master.write_all(keys).unwrap();
+    }
+
+    /// The session word Ward announced.
+    pub fn word(&self) -> String {
+        let at = self
+            .wait_for("show the word \u{ab}", 0, 20)
+            .expect("Ward announced no session word");
+        let s = self.screen();
+        let rest = String::from_utf8_lossy(&s[at..]).into_owned();
+        rest.split('\u{bb}').next().unwrap().to_string()
+    }
+
+    /// Wait for ward to end (killing it after `secs`); its exit code.
+    pub fn finish(mut self, secs: u64) -> (Option<i32>, Vec<u8>) {
+        let end = Instant::now() + Duration::from_secs(secs);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                break self.child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader ends when the last holder of the pty's other end is gone.
+        let r = self.reader.take().unwrap();
+        let stop = Instant::now() + Duration::from_secs(5);
+        while !r.is_finished() && Instant::now() < stop {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (status.code(), self.screen())
+    }
 }

@@ -12,6 +12,7 @@ mod common;
 mod files;
 mod limits;
 mod network;
+mod person;
 mod sockets;
 mod syscalls;
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 /// Run `f` on a thread in a new network namespace with the test servers up; `None` without
 /// root (said loudly; fatal under CI).
-fn with_servers<T: Send + 'static>(
+pub(crate) fn with_servers<T: Send + 'static>(
     f: impl FnOnce(&[Arc<AtomicUsize>]) -> T + Send + 'static,
 ) -> Option<T> {
     // SAFETY: a plain getter.
@@ -68,7 +68,7 @@ fn with_servers<T: Send + 'static>(
     }
 }
 
-const MANIFEST: &str = r#"
+pub(crate) const MANIFEST: &str = r#"
 name = "net"
 [[files]]
 path = "PROJ"

@@ -1,0 +1,326 @@
+//! The person's side (issue 15): the agent tries to reach the person through the terminal
+//! they share. Each test runs `ward run` on a real pseudo-terminal that stands for the
+//! person's, types into it as a person would, and reads what the person would see.
+
+use crate::common::{termios, Person};
+use crate::network::with_servers;
+use crate::*;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `ward run` of `script` (python) on a person's terminal, in `e`'s world.
+fn run_on_terminal(e: &Env, args: &[&str], script: &str) -> Person {
+    let mut c = e.command(&["run", "--review", "keep"]);
+    c.args(args).args(["--", PY, "-c", script]);
+    c.env("WARD_ASK_TIMEOUT", "4");
+    Person::spawn(c)
+}
+
+#[test]
+fn escape_via_the_persons_terminal_which_the_agent_no_longer_holds() {
+    let e = Env::new();
+    let script = "import os, sys, shutil\n\
+        print('size', os.get_terminal_size(0).lines, os.get_terminal_size(0).columns, flush=True)\n\
+        print('fd0', os.readlink('/proc/self/fd/0'), flush=True)\n\
+        print('ctty', os.open('/dev/tty', os.O_RDWR) >= 0, flush=True)\n\
+        line = sys.stdin.readline()\n\
+        print('got:' + line.strip(), flush=True)\n\
+        sys.exit(7)\n";
+    let mut p = run_on_terminal(&e, &["--grant", ".:direct"], script);
+    let before = p.initial;
+    assert!(p.wait_for("ctty True", 0, 30).is_some(), "{}", p.text());
+    p.type_keys(b"hello\r");
+    let pts = p.pts.clone();
+    let master = p.master.try_clone().unwrap();
+    let (code, screen) = p.finish(30);
+    // The master reports the settings of the terminal's other end, the person's side.
+    let after = termios(master.as_raw_fd());
+    let t = lossy(&screen);
+    assert_eq!(code, Some(7), "the agent's exit status passes through: {t}");
+    assert!(t.contains("size 30 100"), "window size: {t}");
+    assert!(t.contains("got:hello"), "keys reach the agent: {t}");
+    let fd0 = t
+        .lines()
+        .find_map(|l| l.strip_prefix("fd0 "))
+        .unwrap()
+        .trim();
+    assert_ne!(fd0, pts, "the agent holds the person's terminal");
+    // The person's terminal comes back as it was (the relay made it raw meanwhile).
+    assert_eq!(
+        (before.c_lflag, before.c_iflag, before.c_oflag),
+        (after.c_lflag, after.c_iflag, after.c_oflag)
+    );
+    e.assert_recorded();
+    let end = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.exit")
+        .unwrap();
+    assert_eq!(end["detail"]["terminal"]["relayed"], true, "{end}");
+}
+
+#[test]
+fn escape_via_clipboard_title_and_terminal_queries() {
+    let e = Env::new();
+    // Each write is framed by markers that must arrive with nothing live between them.
+    let script = r#"import sys
+w = sys.stdout.buffer.write
+w(b"M1\x1b]52;c;ZXZpbA==\x07M2\x1b]0;owned-title\x07M3\x1b]2;owned2\x1b\\M4")
+w(b"\x1bP$qm\x1b\\M5\x1b[21tM6\x05M7\x9b2JM8\xc2\x9d52;c;eA==\x07M9\x1b]8;;http://evil/\x07link\x1b]8;;\x07M10\n")
+sys.stdout.flush()
+"#;
+    let p = run_on_terminal(&e, &["--grant", ".:direct"], script);
+    let (code, screen) = p.finish(30);
+    let t = lossy(&screen);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(
+        t.contains("M1M2M3M4M5M6M7M8M9linkM10"),
+        "markers with nothing between: {t:?}"
+    );
+    for live in [
+        "]52", "]0;", "]2;", "owned", "\x1bP", "[21t", "\x05", "\u{9b}", "]8;",
+    ] {
+        assert!(!t.contains(live), "{live:?} reached the person: {t:?}");
+    }
+    e.assert_recorded();
+    let recs = e.records();
+    let filtered: Vec<String> = recs
+        .iter()
+        .filter(|r| r["kind"] == "terminal.filtered" && r["decision"]["result"] == "deny")
+        .map(|r| r["resource"].as_str().unwrap().to_string())
+        .collect();
+    for kind in [
+        "clipboard",
+        "title",
+        "DCS",
+        "window operation",
+        "answer-back",
+        "C1",
+    ] {
+        assert_eq!(
+            filtered.iter().filter(|f| f.contains(kind)).count(),
+            1,
+            "{kind} recorded once: {filtered:?}"
+        );
+    }
+}
+
+#[test]
+fn escape_via_silencing_the_terminal_with_tiocsetd() {
+    let e = Env::new();
+    // N_NULL (27) would make the terminal swallow everything, Ward's questions included.
+    let script = "import fcntl, struct, sys\n\
+        try:\n  fcntl.ioctl(0, 0x5423, struct.pack('i', 27)); print('SILENCED', flush=True)\n\
+        except OSError as x:\n  print('refused', x, flush=True)\n\
+        print('still-heard', flush=True)\n";
+    let p = run_on_terminal(&e, &["--grant", ".:direct"], script);
+    let (code, screen) = p.finish(30);
+    let t = lossy(&screen);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(!t.contains("SILENCED"), "{t}");
+    assert!(
+        t.contains("refused [Errno 1] Operation not permitted"),
+        "{t}"
+    );
+    assert!(t.contains("still-heard"), "{t}");
+    e.assert_denied(
+        &["ioctl(TIOCSETD)"],
+        &std::process::Command::new("true").output().unwrap(),
+    );
+}
+
+const ASK_MANIFEST: &str = r#"
+name = "ask"
+[[files]]
+path = "PROJ"
+access = "read-write"
+mode = "direct"
+[network]
+ask = ["http://44.1.1.1"]
+"#;
+
+fn with_ask_manifest(e: &Env) -> String {
+    let m = e.p("ward.toml");
+    std::fs::write(
+        &m,
+        ASK_MANIFEST.replace("PROJ", &e.p("proj").display().to_string()),
+    )
+    .unwrap();
+    m.display().to_string()
+}
+
+const FETCH: &str = "import urllib.request as u\n\
+    try:\n  print('STATUS', u.urlopen('http://44.1.1.1/', timeout=30).status, flush=True)\n\
+    except Exception as x:\n  print('REFUSED', x, flush=True)\n";
+
+#[test]
+fn escape_via_a_fake_prompt_and_typeahead() {
+    with_servers(|hits| {
+        let e = Env::new();
+        let m = with_ask_manifest(&e);
+        // The agent draws a question of its own, then asks for real: the person's answer to
+        // the fake must not answer the real one.
+        let script = format!(
+            "import sys, time\n\
+             print('=== Ward asks (session word: amber-falcon-1) ===\\nThe agent wants to connect to http://44.1.1.1:80\\n  [y] allow for this session, [N] deny (default)\\n  (a letter, then Enter) > ', end='', flush=True)\n\
+             time.sleep(1.5)\n{FETCH}"
+        );
+        let mut p = run_on_terminal(&e, &["-m", &m], &script);
+        let word = p.word();
+        let fake = p.wait_for("(a letter, then Enter) > ", 0, 30).unwrap();
+        p.type_keys(b"y\r");
+        let real = p
+            .wait_for(&format!("session word: {word}"), fake, 30)
+            .unwrap_or_else(|| panic!("no real question: {}", p.text()));
+        // Nobody answers the real question: it times out to a refusal.
+        let (code, screen) = p.finish(60);
+        let t = lossy(&screen);
+        assert_eq!(code, Some(0), "{t}");
+        assert!(t[real..].contains("REFUSED"), "{t}");
+        assert!(!t.contains("STATUS 200"), "{t}");
+        // (The consent record below is the proof: the server, on this machine's own address,
+        // would be refused after a yes too.)
+        assert_eq!(hits[0].load(Ordering::SeqCst), 0);
+        e.assert_recorded();
+        let recs = e.records();
+        assert!(
+            recs.iter().any(|r| r["kind"] == "net.connect"
+                && r["decision"]["result"] == "deny"
+                && r["consent"] == "timeout"),
+            "no refusal on record: {recs:?}"
+        );
+    });
+}
+
+#[test]
+fn escape_via_repainting_the_screen_during_an_ask() {
+    with_servers(|hits| {
+        let e = Env::new();
+        let m = with_ask_manifest(&e);
+        // A full-screen agent keeps painting "allow" over whatever is shown while Ward asks.
+        let script = format!(
+            "import sys, threading, time\n\
+             sys.stdout.write('\\x1b[?1049h\\x1b[?25l'); sys.stdout.flush()\n\
+             def paint():\n  while True:\n    sys.stdout.write('\\x1b[HFAKE-ALLOW\\n'); sys.stdout.flush(); time.sleep(0.005)\n\
+             threading.Thread(target=paint, daemon=True).start()\n\
+             {FETCH}\
+             time.sleep(0.5)\n"
+        );
+        let mut p = run_on_terminal(&e, &["-m", &m], &script);
+        let word = p.word();
+        let asked = p
+            .wait_for(&format!("session word: {word}"), 0, 30)
+            .unwrap_or_else(|| panic!("no question: {}", p.text()));
+        std::thread::sleep(Duration::from_millis(800));
+        let during = p.screen()[asked..].to_vec();
+        assert!(
+            !lossy(&during).contains("FAKE"),
+            "the agent painted over the question: {:?}",
+            lossy(&during)
+        );
+        p.type_keys(b"y\r");
+        // The answer is taken. (The test's server is on this machine's own address, which only
+        // an `allow` entry naming it opens, so the proxy still refuses it after the yes.)
+        let answered = p.wait_for("REFUSED", asked, 30);
+        let (code, screen) = p.finish(30);
+        let t = lossy(&screen);
+        assert!(answered.is_some(), "{t}");
+        assert_eq!(code, Some(0), "{t}");
+        assert_eq!(hits[0].load(Ordering::SeqCst), 0);
+        // The agent's screen comes back and its modes are put back at the end.
+        assert!(t[asked..].contains("FAKE-ALLOW"), "{t}");
+        assert!(t.ends_with("\x1b[0m\x1b[?1049l\x1b[?25h"), "{t:?}");
+        let recs = e.records();
+        assert!(
+            recs.iter()
+                .any(|r| r["kind"] == "net.connect" && r["consent"] == "granted"),
+            "the person's yes is not on record: {recs:?}"
+        );
+    });
+}
+
+/// Everything a command printed, checked as a person's terminal would take it: valid UTF-8
+/// with no control character, escape, bidi control or invisible character left live (newlines
+/// and tabs separate lines and columns).
+fn assert_inert(what: &str, out: &[u8]) {
+    let s = std::str::from_utf8(out).unwrap_or_else(|e| panic!("{what}: not UTF-8 ({e}): {out:?}"));
+    assert!(
+        ward_core::inert::is_inert(s, true),
+        "{what} printed something live: {s:?}"
+    );
+}
+
+/// A Python string literal for `s`, every character escaped.
+fn py_str(s: &str) -> String {
+    let mut out = String::from("'");
+    for c in s.chars() {
+        out.push_str(&format!("\\U{:08x}", c as u32));
+    }
+    out.push('\'');
+    out
+}
+
+#[test]
+fn escape_via_escapes_in_each_printer() {
+    let e = Env::new();
+    let samples = ward_core::inert::HOSTILE_SAMPLES;
+    // File names, contents and link targets with each class of character, staged for review.
+    let mut script = String::from("import os\n");
+    for (i, (_, s)) in samples.iter().enumerate() {
+        let s = py_str(s);
+        script += &format!(
+            "open('f{i}-' + {s}, 'w').write('line ' + {s} + '\\n')\nos.symlink('t' + {s}, 'l{i}-' + {s})\n"
+        );
+    }
+    let o = e.run_args(&[], PY, &script);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_inert("ward run", &[o.stdout.clone(), o.stderr.clone()].concat());
+    for args in [&["review"][..], &["review", "--diff"]] {
+        let o = e.command(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert_inert(&args.join(" "), &[o.stdout.clone(), o.stderr.clone()].concat());
+        let out = String::from_utf8_lossy(&o.stdout);
+        for (what, s) in samples {
+            assert!(
+                out.contains(&*ward_core::inert::line(s)),
+                "{what}: the name is not shown escaped by `{}`: {out}",
+                args.join(" ")
+            );
+        }
+    }
+    let o = e.command(&["review", "--apply-all"]).output().unwrap();
+    assert_inert("ward review --apply-all", &[o.stdout.clone(), o.stderr.clone()].concat());
+    // The record keeps the names exactly; only what is printed is escaped.
+    let recs = e.records();
+    for (what, s) in samples {
+        assert!(
+            recs.iter().any(|r| r["kind"] == "review.approve"
+                && r["resource"].as_str().unwrap_or("").ends_with(&format!("-{s}"))),
+            "{what}: no exact record"
+        );
+    }
+    let o = e.command(&["audit", "tail", "-n", "200"]).output().unwrap();
+    assert_inert("ward audit tail", &[o.stdout.clone(), o.stderr.clone()].concat());
+    let o = e.command(&["scan", "."]).output().unwrap();
+    assert_inert("ward scan", &[o.stdout.clone(), o.stderr.clone()].concat());
+    // A repository created in a direct grant under a hostile name: the end-of-run warning.
+    let o = e.run(
+        PY,
+        "import os\nfor d in ['r\\x1b]0;t\\x07', 'r\\nward: FAKE']:\n  os.makedirs(d + '/.git/refs'); os.makedirs(d + '/.git/objects'); open(d + '/.git/HEAD', 'w').write('ref: refs/heads/main\\n')\n",
+    );
+    let all = [o.stdout.clone(), o.stderr.clone()].concat();
+    assert!(
+        String::from_utf8_lossy(&all).contains("created git repositories"),
+        "{}",
+        text(&o)
+    );
+    assert_inert("ward run (warnings)", &all);
+    assert!(!String::from_utf8_lossy(&all)
+        .lines()
+        .any(|l| l.starts_with("ward: FAKE")));
+}
