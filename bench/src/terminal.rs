@@ -8,7 +8,7 @@
 //! `WARD_BENCH_TERM_MB` sets the output size (default 100), `WARD_BENCH_ROUNDS` the rounds.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -5,9 +5,10 @@
 //! relay is paused ([`Relay::pause`]), and read from the person's terminal directly.
 //!
 //! One thread moves the bytes (poll over the terminal, the pty's master and a wake pipe). The
-//! window size follows the person's (SIGWINCH); a suspend key the agent's terminal turns into
-//! a stop (Ctrl-Z) stops Ward's whole job and resumes the agent with it; the person's terminal
-//! settings and modes are put back when the relay ends, whatever the agent did.
+//! window size follows the person's (SIGWINCH). Keys go through untouched, so Ctrl-C, Ctrl-Z
+//! and job control are the agent's terminal's, as with `script` or `ssh -t`: a shell inside
+//! stops and resumes its jobs. The person's terminal settings and modes are put back when
+//! the relay ends, whatever the agent did.
 
 use crate::filter::{Dropped, Filter, Modes};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -359,7 +360,6 @@ impl Relay {
                     stats: RelayStats::default(),
                     to_agent: Vec::new(),
                     stop: stop2,
-                    suspend_check: None,
                 };
                 r.run();
                 r.finish()
@@ -404,8 +404,6 @@ struct Run {
     /// Keystrokes not yet taken by the agent's terminal.
     to_agent: Vec<u8>,
     stop: Arc<AtomicBool>,
-    /// After a suspend key: until when to look for the agent's group to stop.
-    suspend_check: Option<Instant>,
 }
 
 /// Keystrokes held for an agent that does not read them; past this, input waits.
@@ -446,9 +444,8 @@ impl Run {
                     revents: 0,
                 },
             ];
-            let timeout = if self.suspend_check.is_some() { 20 } else { -1 };
             // SAFETY: a valid array of pollfds.
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, timeout) };
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
             if r < 0 {
                 if last_err().raw_os_error() == Some(libc::EINTR) {
                     continue;
@@ -469,14 +466,6 @@ impl Run {
                 }
                 if CONTINUED.swap(false, Ordering::Relaxed) {
                     self.resumed();
-                }
-            }
-            if let Some(until) = self.suspend_check {
-                if self.agent_stopped() {
-                    self.suspend_check = None;
-                    self.suspend();
-                } else if Instant::now() > until {
-                    self.suspend_check = None;
                 }
             }
             // The agent's screen first: it may be what the person is waiting to see.
@@ -516,7 +505,6 @@ impl Run {
                 if n > 0 {
                     let keys = &buf[..n as usize];
                     self.stats.bytes_in += n as u64;
-                    self.watch_suspend(keys);
                     self.to_agent.extend_from_slice(keys);
                     // Straight on when the agent's terminal takes it (the usual case).
                     // SAFETY: writing from a valid slice to the non-blocking master.
@@ -556,69 +544,14 @@ impl Run {
         c.paused = false;
     }
 
-    /// The agent's terminal turns its suspend key into SIGTSTP for its foreground group when
-    /// it is in canonical-signal mode: watch for the group to stop.
-    fn watch_suspend(&mut self, keys: &[u8]) {
-        // SAFETY: tcgetattr on the master reports the slave's settings.
-        let t = unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(self.shared.master.as_raw_fd(), &mut t) != 0 {
-                return;
-            }
-            t
-        };
-        let susp = t.c_cc[libc::VSUSP];
-        if t.c_lflag & libc::ISIG != 0 && susp != 0 && keys.contains(&susp) {
-            self.suspend_check = Some(Instant::now() + Duration::from_millis(500));
-        }
-    }
-
-    fn foreground(&self) -> Option<libc::pid_t> {
-        let mut pg: libc::pid_t = 0;
-        // SAFETY: TIOCGPGRP into a local; the kernel gives the id in our pid namespace.
-        let r = unsafe { libc::ioctl(self.shared.master.as_raw_fd(), libc::TIOCGPGRP, &mut pg) };
-        (r == 0 && pg > 0).then_some(pg)
-    }
-
-    fn agent_stopped(&self) -> bool {
-        let Some(pg) = self.foreground() else {
-            return false;
-        };
-        std::fs::read_to_string(format!("/proc/{pg}/stat"))
-            .ok()
-            .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('T')))
-            .unwrap_or(false)
-    }
-
-    /// The agent stopped itself on the suspend key: give the person their terminal back and
-    /// stop Ward's job the way a shell expects (every process of the job stopped).
-    fn suspend(&mut self) {
-        let _ = write_all(
-            self.person.output,
-            end_sequence(&self.filter.modes).as_bytes(),
-        );
-        self.person.restore();
-        // SAFETY: SIGSTOP to our own process group (ward run, its launcher and the sandbox's
-        // PID 1); the shell resumes the job with SIGCONT.
-        unsafe {
-            libc::kill(0, libc::SIGSTOP);
-        }
-    }
-
-    /// Back in the foreground after a stop: raw again, the agent's screen back, the agent
-    /// resumed.
+    /// Back in the foreground after Ward's job was stopped (by a signal from outside: the
+    /// shell has made the terminal cooked meanwhile): raw again, the agent's screen back.
     fn resumed(&mut self) {
         self.person.raw();
         if self.filter.modes.alt_screen {
             let _ = write_all(self.person.output, b"\x1b[?1049h");
         }
         let _ = write_all(self.person.output, self.filter.modes.restore().as_bytes());
-        if let Some(pg) = self.foreground() {
-            // SAFETY: SIGCONT to the agent's foreground group, which it stopped itself.
-            unsafe {
-                libc::kill(-pg, libc::SIGCONT);
-            }
-        }
         RelayHandle {
             shared: self.shared.clone(),
         }

@@ -65,6 +65,36 @@ fn escape_via_the_persons_terminal_which_the_agent_no_longer_holds() {
 }
 
 #[test]
+fn keys_signals_and_job_control_work_inside_the_agents_terminal() {
+    // A shell as the agent: Ctrl-Z stops its job and the shell says so, `fg` resumes it,
+    // Ctrl-C interrupts it, and the shell's exit status is ward's.
+    let e = Env::new();
+    let mut c = e.command(&["run", "--review", "keep", "--grant", ".:direct", "--"]);
+    c.args(["/bin/bash", "--norc", "--noprofile", "-i"])
+        .env("PS1", "PROMPT> ");
+    let mut p = Person::spawn(c);
+    let at = p.wait_for("PROMPT> ", 0, 30).expect("no prompt");
+    p.type_keys(b"sleep 30\r");
+    std::thread::sleep(Duration::from_millis(500));
+    p.type_keys(b"\x1a");
+    let at = p
+        .wait_for("Stopped", at, 10)
+        .unwrap_or_else(|| panic!("Ctrl-Z did not stop the job: {}", p.text()));
+    let at = p
+        .wait_for("PROMPT> ", at, 10)
+        .expect("no prompt after the stop");
+    p.type_keys(b"fg\r");
+    std::thread::sleep(Duration::from_millis(500));
+    p.type_keys(b"\x03");
+    let at = p
+        .wait_for("PROMPT> ", at, 10)
+        .expect("Ctrl-C did not end the job");
+    p.type_keys(b"exit 5\r");
+    let (code, screen) = p.finish(30);
+    assert_eq!(code, Some(5), "{}", lossy(&screen[at..]));
+}
+
+#[test]
 fn escape_via_clipboard_title_and_terminal_queries() {
     let e = Env::new();
     // Each write is framed by markers that must arrive with nothing live between them.
@@ -283,7 +313,10 @@ fn escape_via_escapes_in_each_printer() {
     for args in [&["review"][..], &["review", "--diff"]] {
         let o = e.command(args).output().unwrap();
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-        assert_inert(&args.join(" "), &[o.stdout.clone(), o.stderr.clone()].concat());
+        assert_inert(
+            &args.join(" "),
+            &[o.stdout.clone(), o.stderr.clone()].concat(),
+        );
         let out = String::from_utf8_lossy(&o.stdout);
         for (what, s) in samples {
             assert!(
@@ -294,18 +327,27 @@ fn escape_via_escapes_in_each_printer() {
         }
     }
     let o = e.command(&["review", "--apply-all"]).output().unwrap();
-    assert_inert("ward review --apply-all", &[o.stdout.clone(), o.stderr.clone()].concat());
+    assert_inert(
+        "ward review --apply-all",
+        &[o.stdout.clone(), o.stderr.clone()].concat(),
+    );
     // The record keeps the names exactly; only what is printed is escaped.
     let recs = e.records();
     for (what, s) in samples {
         assert!(
             recs.iter().any(|r| r["kind"] == "review.approve"
-                && r["resource"].as_str().unwrap_or("").ends_with(&format!("-{s}"))),
+                && r["resource"]
+                    .as_str()
+                    .unwrap_or("")
+                    .ends_with(&format!("-{s}"))),
             "{what}: no exact record"
         );
     }
     let o = e.command(&["audit", "tail", "-n", "200"]).output().unwrap();
-    assert_inert("ward audit tail", &[o.stdout.clone(), o.stderr.clone()].concat());
+    assert_inert(
+        "ward audit tail",
+        &[o.stdout.clone(), o.stderr.clone()].concat(),
+    );
     let o = e.command(&["scan", "."]).output().unwrap();
     assert_inert("ward scan", &[o.stdout.clone(), o.stderr.clone()].concat());
     // A repository created in a direct grant under a hostile name: the end-of-run warning.
