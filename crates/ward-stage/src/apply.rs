@@ -238,8 +238,8 @@ pub fn plan(stage: &Stage, approved: &[Change], started_ns: i128) -> Plan {
             });
             continue;
         }
-        // Permissions come along, set-id and sticky bits do not.
-        let mode = |e: &Entry| e.mode & 0o777;
+        // Permissions come along; set-id, sticky and world-writable bits do not.
+        let mode = |e: &Entry| e.mode & 0o775;
         let was = |e: &Entry| -> Option<Was> {
             match e.kind {
                 EntryType::File => e.sha256.clone().map(Was::File),

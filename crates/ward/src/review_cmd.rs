@@ -1,7 +1,6 @@
 //! `ward review`: what an agent changed in its staged grants, with diffs.
 
 use crate::{print_json, Outcome};
-use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 use std::io::IsTerminal;
@@ -15,13 +14,21 @@ Examples:
   ward review --diff               # ... with unified diffs
   ward review 3f9a1c0d2b4e5f60 --json
   ward review --apply src/main.rs  # apply one change (a folder: everything below it)
-  ward review --apply-all          # apply every change
+  ward review --apply-all          # apply every change that runs no code (see !)
+  ward review --apply .envrc --acknowledge   # one that does, named, knowingly
   ward review --discard-all        # throw the changes away (recorded)
 
 A staged grant keeps the agent's edits in the session's stage; the real folder is untouched
 until a person applies them. Changes: added, modified, deleted, renamed (same content moved),
-mode (permissions only), type (a file became a folder or link). Binary and large files are
-summarised with their size and SHA-256.
+mode (permissions only), type (a file became a folder or link); added entries show their mode.
+Binary and large files are shown with their type (by content), size and the text they carry.
+Changes that would run code on this machine without you running them are marked ! and listed
+first, with the reason: repositories (.git anywhere, bare ones, hooks, a core.hooksPath or
+core.fsmonitor target), .envrc and mise files, editor folders (.vscode, .idea, .devcontainer),
+shell start-up files, login autostart entries, Python .pth and sitecustomize files, new
+executables, world-writable files (that bit is never applied). --apply-all, a folder given to
+--apply, and 'apply all' at the prompt leave them staged (recorded as review.flagged); apply
+one by naming it with --acknowledge, or in 'review each' at the prompt.
 Applying is atomic per file (written beside the target, synced, renamed over it) and journaled
 per batch: if it is interrupted, the next `ward review` finishes it. A file that changed in
 the real folder after the session started is a conflict: shown, never overwritten. Links
@@ -29,7 +36,7 @@ pointing out of the granted folder and special files are never applied, and no l
 real folder is ever followed. Every approval is recorded (path, SHA-256 before and after, who)
 before the folder changes.
 Exit codes: 0 shown/done; 1 no session with staged changes, or some changes were held
-(conflicts, refused); 2 usage error.")]
+(conflicts, refused, runs code); 2 usage error.")]
 pub struct ReviewArgs {
     /// The session (see the end of `ward run`'s output); default: the latest with changes.
     session: Option<String>,
@@ -42,9 +49,14 @@ pub struct ReviewArgs {
     /// Apply these changes (paths relative to the granted folder, or absolute).
     #[arg(long, num_args = 1.., value_name = "PATH", conflicts_with_all = ["list", "diff"])]
     apply: Vec<std::path::PathBuf>,
-    /// Apply every change.
+    /// Apply every change, except those that would run code on this machine (marked !).
     #[arg(long, conflicts_with_all = ["list", "diff", "apply"])]
     apply_all: bool,
+    /// With --apply: the changes named exactly may be applied although they would run code
+    /// on this machine (a repository, hooks, .envrc, editor tasks, shell start-up files, new
+    /// executables). Folders named never take such changes.
+    #[arg(long, requires = "apply")]
+    acknowledge: bool,
     /// Discard every staged change of the session.
     #[arg(long, conflicts_with_all = ["list", "diff", "apply", "apply_all"])]
     discard_all: bool,
@@ -86,12 +98,12 @@ pub fn run(a: ReviewArgs) -> Outcome {
         let sel = if a.apply_all {
             ward_supervisor::review::Selection::All
         } else {
-            ward_supervisor::review::Selection::Paths(&a.apply)
+            ward_supervisor::review::Selection::Paths(&a.apply, a.acknowledge)
         };
         let done = ward_supervisor::review::apply_changes(&s, sel, "command line")?;
         let held: usize = done
             .iter()
-            .map(|d| d.conflicts.len() + d.refused.len())
+            .map(|d| d.conflicts.len() + d.refused.len() + d.flagged.len())
             .sum();
         if a.json {
             print_json(&json!({"session": s.session, "grants": done}));
@@ -124,6 +136,15 @@ pub fn run(a: ReviewArgs) -> Outcome {
                         ward_core::inert::line(&h.reason)
                     );
                 }
+                for h in &d.flagged {
+                    println!(
+                        "  held      {}: RUNS CODE: {}\n            to apply it knowingly: ward review {} --apply {} --acknowledge",
+                        ward_stage::shown(&h.path),
+                        ward_core::inert::line(&h.reason),
+                        s.session,
+                        ward_stage::shown(&h.path),
+                    );
+                }
             }
         }
         return Ok(if held > 0 { 1 } else { 0 });
@@ -149,8 +170,7 @@ pub fn run(a: ReviewArgs) -> Outcome {
     let color = !a.json && std::io::stdout().is_terminal();
     let mut out = Vec::new();
     for st in &s.stages {
-        let changes = ward_stage::changes(st)
-            .with_context(|| format!("cannot read the stage of {}", st.grant.display()))?;
+        let changes = ward_supervisor::review::classified(st)?;
         let mut list = Vec::new();
         if !a.json {
             println!(
@@ -160,7 +180,7 @@ pub fn run(a: ReviewArgs) -> Outcome {
                 changes.len()
             );
         }
-        for c in &changes {
+        for (c, flags) in &changes {
             let d = if a.diff {
                 Some(ward_stage::diff(st, c, color)?)
             } else {
@@ -168,20 +188,13 @@ pub fn run(a: ReviewArgs) -> Outcome {
             };
             if a.json {
                 let mut v = serde_json::to_value(c)?;
+                v["runs_code"] = serde_json::to_value(flags)?;
                 if let Some(d) = d {
                     v["diff"] = json!(d);
                 }
                 list.push(v);
             } else {
-                match &c.from {
-                    Some(f) => println!(
-                        "  {:<9} {} (from {})",
-                        c.kind.as_str(),
-                        ward_stage::shown(&c.path),
-                        ward_stage::shown(f)
-                    ),
-                    None => println!("  {:<9} {}", c.kind.as_str(), ward_stage::shown(&c.path)),
-                }
+                println!("{}", ward_supervisor::review::line(c, flags));
                 if let Some(d) = d {
                     print!("{d}");
                 }

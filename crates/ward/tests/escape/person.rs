@@ -366,3 +366,144 @@ fn escape_via_escapes_in_each_printer() {
         .lines()
         .any(|l| l.starts_with("ward: FAKE")));
 }
+
+#[test]
+fn escape_via_auto_running_files_applied_in_bulk() {
+    let e = Env::new();
+    // A repository of the person's whose hooks live in the work tree.
+    std::fs::create_dir_all(e.p("proj/.git")).unwrap();
+    std::fs::write(
+        e.p("proj/.git/config"),
+        "[core]\n\trepositoryformatversion = 0\n\thooksPath = tools/hooks\n",
+    )
+    .unwrap();
+    std::fs::write(e.p("proj/.git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    let script = "import os\n\
+        os.makedirs('sub/.git/hooks')\n\
+        open('sub/.git/config', 'w').write('[core]\\n\\tfsmonitor = touch /tmp/pwned\\n')\n\
+        open('sub/.git/HEAD', 'w').write('ref: refs/heads/main\\n')\n\
+        os.makedirs('bare/objects'); os.makedirs('bare/refs'); open('bare/HEAD', 'w').write('x\\n')\n\
+        open('.envrc', 'w').write('touch /tmp/pwned\\n')\n\
+        os.makedirs('.vscode'); open('.vscode/tasks.json', 'w').write('{}\\n')\n\
+        open('.bashrc', 'w').write('touch /tmp/pwned\\n')\n\
+        os.makedirs('tools/hooks'); open('tools/hooks/post-checkout', 'w').write('#!/bin/sh\\n')\n\
+        open('run.sh', 'w').write('#!/bin/sh\\n'); os.chmod('run.sh', 0o755)\n\
+        open('ww.txt', 'w').write('shared\\n'); os.chmod('ww.txt', 0o666)\n\
+        open('notes.txt', 'w').write('plain\\n')\n";
+    let o = e.run_args(&[], PY, script);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let list = e.command(&["review"]).output().unwrap();
+    let l = String::from_utf8_lossy(&list.stdout).into_owned();
+    let runs: Vec<&str> = l.lines().filter(|x| x.starts_with("! ")).collect();
+    for name in [
+        "sub/.git/config",
+        "bare/HEAD",
+        ".envrc",
+        ".vscode/tasks.json",
+        ".bashrc",
+        "tools/hooks/post-checkout",
+        "run.sh",
+        "ww.txt",
+    ] {
+        assert!(
+            runs.iter()
+                .any(|x| x.ends_with(name) || x.contains(&format!(" {name} "))),
+            "{name} not flagged: {l}"
+        );
+    }
+    assert!(l.contains("hooksPath"), "{l}");
+    // Flagged first: no plain change is listed before a flagged one.
+    let lines: Vec<&str> = l.lines().collect();
+    let first_plain = lines
+        .iter()
+        .position(|x| x.starts_with("  ") && !x.starts_with("      RUNS"))
+        .unwrap();
+    let last_flag = lines.iter().rposition(|x| x.starts_with("! ")).unwrap();
+    assert!(last_flag < first_plain, "{l}");
+
+    // "Apply all" takes only what runs nothing; the rest is held, on record.
+    let o = e.command(&["review", "--apply-all"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/notes.txt")).unwrap(),
+        "plain\n"
+    );
+    // (Plain folders on the way, like `sub` and `tools/hooks`, are applied empty.)
+    for held in [
+        "sub/.git",
+        "bare",
+        ".envrc",
+        ".vscode/tasks.json",
+        ".bashrc",
+        "tools/hooks/post-checkout",
+        "run.sh",
+    ] {
+        assert!(
+            !e.p("proj").join(held).exists(),
+            "{held} was applied in bulk"
+        );
+    }
+    let recs = e.records();
+    let flagged: Vec<&str> = recs
+        .iter()
+        .filter(|r| r["kind"] == "review.flagged" && r["decision"]["result"] == "deny")
+        .map(|r| r["resource"].as_str().unwrap())
+        .collect();
+    assert!(
+        flagged.iter().any(|r| r.ends_with("/.envrc")),
+        "{flagged:?}"
+    );
+    assert!(
+        flagged.iter().any(|r| r.ends_with("/sub/.git/config")),
+        "{flagged:?}"
+    );
+    // A folder named does not take them either; named exactly without --acknowledge neither.
+    let o = e.command(&["review", "--apply", "sub"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(!e.p("proj/sub/.git/config").exists());
+    let o = e
+        .command(&["review", "--apply", ".envrc"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(!e.p("proj/.envrc").exists());
+    // Named exactly, its reason acknowledged: applied, and the approval says so.
+    let o = e
+        .command(&["review", "--apply", ".envrc", "--acknowledge"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(e.p("proj/.envrc").exists());
+    let approve = e
+        .records()
+        .into_iter()
+        .find(|r| {
+            r["kind"] == "review.approve"
+                && r["resource"].as_str().unwrap_or("").ends_with("/.envrc")
+        })
+        .unwrap();
+    assert_eq!(approve["detail"]["acknowledged"], true, "{approve}");
+    assert_eq!(approve["detail"]["flags"][0]["code"], "direnv", "{approve}");
+}
+
+#[test]
+fn world_writable_bits_are_never_applied() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    let o = e.run_args(
+        &[],
+        PY,
+        "import os\nopen('ww.txt', 'w').write('x\\n'); os.chmod('ww.txt', 0o666)\n",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = e
+        .command(&["review", "--apply", "ww.txt", "--acknowledge"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mode = std::fs::metadata(e.p("proj/ww.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o002, 0, "mode {mode:o}");
+}
