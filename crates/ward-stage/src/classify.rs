@@ -14,7 +14,7 @@ use std::path::{Component, Path, PathBuf};
 /// Why a change is held out of "apply all".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Flag {
-    /// A short name for scripts (`git`, `direnv`, `editor`, `shell-rc`, `autostart`,
+    /// A short name for scripts (`git`, `ward-manifest`, `direnv`, `editor`, `shell-rc`, `autostart`,
     /// `python-startup`, `hooks-path`, `executable`, `world-writable`).
     pub code: &'static str,
     /// What a person reads.
@@ -74,6 +74,12 @@ fn by_name(c: &Change) -> Vec<Flag> {
         out.push(flag(
             "git",
             "a git repository (its config and hooks run commands the next time you use git here)",
+        ));
+    }
+    if last == "ward.toml" {
+        out.push(flag(
+            "ward-manifest",
+            "a Ward manifest (the next `ward run` here obeys it)",
         ));
     }
     if matches!(last, ".envrc" | "mise.toml" | ".mise.toml") || parts.contains(&".direnv") {
@@ -318,6 +324,7 @@ mod tests {
                 "python-startup",
             ),
             ("sitecustomize.py", "python-startup"),
+            ("ward.toml", "ward-manifest"),
         ];
         for (p, code) in cases {
             assert_eq!(

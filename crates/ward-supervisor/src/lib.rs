@@ -7,7 +7,9 @@
 //! Printing here is limited to warnings on stderr while a session runs; results go back to
 //! the `ward` binary, which prints them.
 
+mod manifest_watch;
 mod proxy;
+mod repos;
 pub mod review;
 pub mod run;
 pub mod sessions;

@@ -4,7 +4,7 @@ use anyhow::{bail, Context};
 use serde_json::json;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 use ward_audit::{AuditLog, Event, EventDecision, KeyStore, LogPaths, WriterOptions};
 use ward_core::{Access, Action, ActionKind, Effect, Manifest, Mode};
@@ -54,6 +54,8 @@ struct Inside {
     masked: Vec<PathBuf>,
     /// Repositories' `.git` in writable grants: kept read-only.
     read_only: Vec<PathBuf>,
+    /// The manifest's files inside writable grants: kept read-only too.
+    protected: Vec<PathBuf>,
     /// Entries of staged grants owned by another user or group: the user namespace maps only
     /// the caller's, so overlay cannot copy them up (EOVERFLOW).
     unmapped: Vec<PathBuf>,
@@ -116,7 +118,7 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
                         }
                     }
                 }
-                if writable && is_repository(&path, is_dir) {
+                if writable && crate::repos::is_repository(&path, is_dir) {
                     read_only.push(path.clone());
                 }
                 // Git's object store is large and holds nothing a deny names.
@@ -127,9 +129,22 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
             }
         }
     }
+    // The manifest and its policies stay read-only wherever a grant makes them writable:
+    // the agent must not write the rules of its next session.
+    let writable: Vec<&PathBuf> = m
+        .files
+        .iter()
+        .filter(|g| g.access == Access::ReadWrite)
+        .map(|g| &g.path)
+        .collect();
+    let protected = crate::manifest_watch::files(m)
+        .into_iter()
+        .filter(|f| writable.iter().any(|g| f.starts_with(g)) && !out.contains(f))
+        .collect();
     Ok(Inside {
         masked: out,
         read_only,
+        protected,
         unmapped,
     })
 }
@@ -150,46 +165,6 @@ fn manifest_hash(m: &Manifest) -> Option<String> {
         h.update([0]);
     }
     Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// A git repository whose config and hooks git would run: a `.git` folder or gitfile, or a
-/// bare repository (`HEAD`, `objects/`, `refs/`; pushing to it runs its hooks).
-fn is_repository(path: &Path, is_dir: bool) -> bool {
-    path.file_name().is_some_and(|n| n == ".git")
-        || (is_dir
-            && path.join("HEAD").is_file()
-            && path.join("objects").is_dir()
-            && path.join("refs").is_dir())
-}
-
-/// The repositories in the writable grants now (see [`is_repository`]), to find those the
-/// agent created: they are outside the read-only protection, and git would run their config
-/// and hooks the next time the user works there.
-fn repositories(m: &Manifest) -> std::collections::BTreeSet<PathBuf> {
-    let mut out = std::collections::BTreeSet::new();
-    let mut seen = 0usize;
-    for g in m.files.iter().filter(|g| g.access == Access::ReadWrite) {
-        let mut stack = vec![g.path.clone()];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                seen += 1;
-                if seen > MASK_SCAN_LIMIT {
-                    return out;
-                }
-                let path = e.path();
-                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-                if is_repository(&path, is_dir) {
-                    out.insert(path);
-                } else if is_dir {
-                    stack.push(path);
-                }
-            }
-        }
-    }
-    out
 }
 
 static LAUNCHER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
@@ -241,6 +216,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     let Inside {
         masked,
         read_only,
+        protected,
         unmapped,
     } = inside(&m)?;
     if !unmapped.is_empty() {
@@ -259,9 +235,16 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     }
     let session = session_id();
     let confinement = Confinement::decide(&m, &session)?;
+    // Repositories are known by identity, not path: a `.git` renamed away with its folder and
+    // a new one made in its place is a different repository.
+    let repo_ids = crate::repos::identities(&read_only);
 
     let paths = LogPaths::default_paths()?;
-    let session_dir = crate::sessions::sessions_dir(&paths).join(&session);
+    let sessions = crate::sessions::sessions_dir(&paths);
+    // What changed in the manifest since its last run is shown before the agent starts.
+    let manifest_changes =
+        crate::manifest_watch::check(&m, sessions.parent().unwrap_or(&sessions))?;
+    let session_dir = sessions.join(&session);
     let staging = session_dir.join("root");
     std::fs::create_dir_all(&staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
@@ -437,7 +420,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     for p in &masked {
         cmd.arg("--mask").arg(p);
     }
-    for p in &read_only {
+    for p in read_only.iter().chain(&protected) {
         cmd.arg("--ro-inside").arg(p);
     }
     for st in &stages {
@@ -513,6 +496,8 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 "unmapped": unmapped,
                 "env_removed": env_removed,
                 "manifest_sha256": manifest_hash(&m),
+                "manifest_files": manifest_changes,
+                "protected": protected,
                 "network": crate::proxy::describe(&m),
                 "limits": confinement.limits,
                 "landlock_abi": confinement.landlock.then_some(confinement.abi),
@@ -569,36 +554,10 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         (None, Some(sig)) => 128 + sig,
         _ => 125,
     };
-    // Repositories the agent created in writable grants: git would run their config and hooks
-    // the next time someone works there. Ward cannot make them read-only after the fact: it
-    // says so, on the terminal and in the log.
-    let before: std::collections::BTreeSet<&PathBuf> = read_only.iter().collect();
-    let new_repos: Vec<PathBuf> = repositories(&m)
-        .into_iter()
-        .filter(|p| !before.contains(p))
-        .collect();
-    if !new_repos.is_empty() {
-        eprintln!(
-            "ward: warning: the agent created git repositories; their config and hooks run code \
-             when you use git there, so inspect them first: {}",
-            new_repos
-                .iter()
-                .map(|p| ward_core::inert::path(p))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let r = log.append(Event {
-            session: Some(session.clone()),
-            detail: Some(json!({
-                "repositories": new_repos,
-                "why": "git runs a repository's config (core.fsmonitor, core.hooksPath, filters) and hooks",
-            })),
-            ..Event::new("session.new_repository")
-        });
-        if let Err(e) = r {
-            eprintln!("ward: warning: cannot record the new repositories: {e}");
-        }
-    }
+    // Repositories the agent created, replaced or moved away in writable grants: git would
+    // run their config and hooks the next time someone works there. Ward cannot make them
+    // read-only after the fact: it says so, on the terminal and in the log.
+    crate::repos::report(&repo_ids, &m, &log, &session);
     let mut confinement = confinement;
     let limits_hit: serde_json::Map<String, serde_json::Value> = confinement
         .cgroups

@@ -507,3 +507,103 @@ fn world_writable_bits_are_never_applied() {
         .mode();
     assert_eq!(mode & 0o002, 0, "mode {mode:o}");
 }
+
+/// A repository of the person's at `dir`, made without git (its config runs `fsmonitor`).
+fn make_repo(dir: &Path) {
+    std::fs::create_dir_all(dir.join(".git/objects")).unwrap();
+    std::fs::create_dir_all(dir.join(".git/refs")).unwrap();
+    std::fs::write(dir.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::write(dir.join(".git/config"), "[core]\n\tbare = false\n").unwrap();
+}
+
+#[test]
+fn escape_via_renaming_the_parent_of_a_protected_repository() {
+    let e = Env::new();
+    make_repo(&e.p("proj/app"));
+    // The protected `.git` cannot be written; its folder moved away with it and a new
+    // repository made in its place is another repository, reported.
+    let o = e.run(
+        "/bin/sh",
+        "echo '[core] fsmonitor = touch /tmp/x' >> app/.git/config 2>/dev/null || echo WRITE-REFUSED; \
+         mv app app-moved && mkdir -p app/.git/objects app/.git/refs && \
+         printf '[core]\\n\\tfsmonitor = touch /tmp/pwned\\n' > app/.git/config && \
+         echo 'ref: refs/heads/main' > app/.git/HEAD && echo REPLACED",
+    );
+    let t = text(&o);
+    assert!(t.contains("WRITE-REFUSED"), "{t}");
+    assert!(t.contains("REPLACED"), "the rename itself is allowed: {t}");
+    assert!(
+        t.contains("replaced git repositories") && t.contains("app/.git"),
+        "{t}"
+    );
+    e.assert_recorded();
+    let rec = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.new_repository")
+        .expect("on record");
+    let replaced = rec["detail"]["replaced"].to_string();
+    assert!(replaced.contains("proj/app/.git"), "{rec}");
+    assert!(
+        rec["detail"]["repositories"]
+            .to_string()
+            .contains("app-moved/.git"),
+        "the moved repository is found under its new name: {rec}"
+    );
+}
+
+#[test]
+fn escape_via_rewriting_the_manifest() {
+    let e = Env::new();
+    let manifest =
+        "name = \"m\"\n[[files]]\npath = \"PROJ\"\naccess = \"read-write\"\nmode = \"direct\"\n";
+    let script = "echo '[network]' >> ward.toml 2>/dev/null || echo APPEND-REFUSED; \
+                  rm -f ward.toml 2>/dev/null || echo REMOVE-REFUSED; \
+                  mv ward.toml w.old 2>/dev/null || echo MOVE-REFUSED";
+    std::fs::write(
+        e.p("proj/ward.toml"),
+        manifest.replace("PROJ", &e.p("proj").display().to_string()),
+    )
+    .unwrap();
+    let o = e
+        .command(&["run", "--", "/bin/sh", "-c", script])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    for refused in ["APPEND-REFUSED", "REMOVE-REFUSED", "MOVE-REFUSED"] {
+        assert!(t.contains(refused), "{refused}: {t}");
+    }
+    assert!(t.contains("first run with this file"), "{t}");
+    assert!(!std::fs::read_to_string(e.p("proj/ward.toml"))
+        .unwrap()
+        .contains("[network]"));
+    let start = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.start")
+        .unwrap();
+    assert!(
+        start["detail"]["protected"]
+            .to_string()
+            .contains("ward.toml"),
+        "{start}"
+    );
+    // Changed from outside between two runs: shown before the agent starts, and recorded.
+    let mut text_now = std::fs::read_to_string(e.p("proj/ward.toml")).unwrap();
+    text_now.push_str("[limits]\npids = 64\n");
+    std::fs::write(e.p("proj/ward.toml"), text_now).unwrap();
+    let o = e.command(&["run", "--", "/bin/true"]).output().unwrap();
+    let t = text(&o);
+    assert!(t.contains("ward.toml changed since its last run"), "{t}");
+    assert!(t.contains("+pids = 64"), "{t}");
+    let starts: Vec<_> = e
+        .records()
+        .into_iter()
+        .filter(|r| r["kind"] == "session.start")
+        .collect();
+    assert_eq!(
+        starts[1]["detail"]["manifest_files"][0]["since_last_run"], "changed",
+        "{}",
+        starts[1]
+    );
+}
