@@ -404,8 +404,32 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         cmd.arg("--keep-env").arg(k);
     }
     // The names the launcher will remove (it applies the same rule to the same environment).
-    let scrub_extra: Vec<String> = m.env_scrub.iter().map(|(p, _)| p.clone()).collect();
+    let mut scrub_extra: Vec<String> = m.env_scrub.iter().map(|(p, _)| p.clone()).collect();
     let scrub_keep: Vec<String> = m.env_keep.iter().map(|(k, _)| k.clone()).collect();
+    let (kept, _) = ward_sandbox::env::Scrub::default()
+        .with(&scrub_extra, &scrub_keep)
+        .apply(std::env::vars_os());
+    // Credentials whatever the variable's name (a name the manifest keeps stays: the person
+    // decided).
+    let env_credentials = crate::envscan::credentials(
+        kept.into_iter()
+            .filter(|(k, _)| !scrub_keep.iter().any(|x| k.to_str() == Some(x))),
+    );
+    for (k, _) in &env_credentials {
+        cmd.arg("--scrub").arg(k);
+        scrub_extra.push(k.clone());
+    }
+    if !env_credentials.is_empty() {
+        eprintln!(
+            "ward: removed from the agent's environment, their values being credentials: {} \
+             (keep one with [env] keep in the manifest)",
+            env_credentials
+                .iter()
+                .map(|(k, r)| format!("{} ({r})", ward_core::inert::line(k)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let (_, env_removed) = ward_sandbox::env::Scrub::default()
         .with(&scrub_extra, &scrub_keep)
         .apply(std::env::vars_os());
@@ -495,6 +519,10 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 "tokens": token_ids,
                 "unmapped": unmapped,
                 "env_removed": env_removed,
+                "env_credentials": env_credentials
+                    .iter()
+                    .map(|(k, rule)| json!({"name": k, "rule": rule}))
+                    .collect::<Vec<_>>(),
                 "manifest_sha256": manifest_hash(&m),
                 "manifest_files": manifest_changes,
                 "protected": protected,
@@ -558,6 +586,9 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     // run their config and hooks the next time someone works there. Ward cannot make them
     // read-only after the fact: it says so, on the terminal and in the log.
     crate::repos::report(&repo_ids, &m, &log, &session);
+    // Files Ward denies (keys, .env, credentials) and sockets that appeared in the grants while
+    // the agent ran were not covered: the sandbox covers what exists when it starts. Say so.
+    report_appeared(&m, &masked, &log, &session);
     let mut confinement = confinement;
     let limits_hit: serde_json::Map<String, serde_json::Value> = confinement
         .cgroups
@@ -693,6 +724,40 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         }
     }
     Ok(u8::try_from(code).unwrap_or(125))
+}
+
+/// Denied paths (and sockets) in the grants now that were not there, so not covered, when the
+/// agent started: reported on the terminal and recorded as `session.uncovered`.
+fn report_appeared(m: &Manifest, masked: &[PathBuf], log: &AuditLog, session: &str) {
+    let Ok(now) = inside(m) else {
+        return;
+    };
+    let before: std::collections::BTreeSet<&PathBuf> = masked.iter().collect();
+    let appeared: Vec<&PathBuf> = now.masked.iter().filter(|p| !before.contains(p)).collect();
+    if appeared.is_empty() {
+        return;
+    }
+    eprintln!(
+        "ward: warning: files Ward denies (keys, credentials, .env, sockets) appeared in the \
+         grants during the session and were not covered, so the agent could reach them: {} \
+         (they are covered from the next session on)",
+        appeared
+            .iter()
+            .map(|p| ward_core::inert::path(p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let r = log.append(Event {
+        session: Some(session.to_string()),
+        detail: Some(json!({
+            "paths": appeared,
+            "why": "the sandbox covers the denied paths that exist when the agent starts",
+        })),
+        ..Event::new("session.uncovered")
+    });
+    if let Err(e) = r {
+        eprintln!("ward: warning: cannot record the uncovered files: {e}");
+    }
 }
 
 /// How many distinct denied calls get a record of their own; past this they are only counted

@@ -39,6 +39,23 @@ pub const BUILTIN_DENIES: &[&str] = &[
     "id_ecdsa*",
     "id_ed25519*",
     "id_dsa*",
+    ".git-credentials",
+    ".kube",
+    "*.tfstate*",
+    ".vault-token",
+    ".pgpass",
+    ".my.cnf",
+    ".s3cfg",
+    ".boto",
+    ".azure",
+    ".oci",
+    "**/.config/gcloud",
+    "**/.docker/config.json",
+    "application_default_credentials.json",
+    "credentials.json",
+    "service-account*.json",
+    "client_secret*.json",
+    "credentials.tfrc.json",
 ];
 
 /// How a manifest is loaded.

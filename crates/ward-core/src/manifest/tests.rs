@@ -446,6 +446,23 @@ fn explain_names_every_origin() {
       id_ecdsa*      <- built-in
       id_ed25519*    <- built-in
       id_dsa*        <- built-in
+      .git-credentials <- built-in
+      .kube          <- built-in
+      *.tfstate*     <- built-in
+      .vault-token   <- built-in
+      .pgpass        <- built-in
+      .my.cnf        <- built-in
+      .s3cfg         <- built-in
+      .boto          <- built-in
+      .azure         <- built-in
+      .oci           <- built-in
+      **/.config/gcloud <- built-in
+      **/.docker/config.json <- built-in
+      application_default_credentials.json <- built-in
+      credentials.json <- built-in
+      service-account*.json <- built-in
+      client_secret*.json <- built-in
+      credentials.tfrc.json <- built-in
 
     Network
       allow https://api.acme.com:443    <- [TMP]/ward.toml:4:10

@@ -607,3 +607,128 @@ fn escape_via_rewriting_the_manifest() {
         starts[1]
     );
 }
+
+#[test]
+fn escape_via_credential_files_people_really_have() {
+    let e = Env::new();
+    let files = [
+        ".git-credentials",
+        ".kube/config",
+        "infra/terraform.tfstate",
+        "infra/terraform.tfstate.backup",
+        ".vault-token",
+        ".pgpass",
+        ".my.cnf",
+        ".docker/config.json",
+        ".config/gcloud/application_default_credentials.json",
+        "keys/credentials.json",
+        "keys/service-account-prod.json",
+        "keys/client_secret_123.json",
+        ".azure/accessTokens.json",
+        ".terraform.d/credentials.tfrc.json",
+    ];
+    for f in files {
+        let p = e.p("proj").join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, format!("SECRET-IN-{f}\n")).unwrap();
+    }
+    let script = files
+        .iter()
+        .map(|f| format!("cat '{f}' 2>/dev/null;"))
+        .collect::<String>();
+    let o = e.run("/bin/sh", &script);
+    let t = text(&o);
+    assert!(!t.contains("SECRET-IN"), "{t}");
+    e.assert_recorded();
+    let start = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.start")
+        .unwrap();
+    let masked = start["detail"]["masked"].to_string();
+    for f in [
+        ".git-credentials",
+        ".kube",
+        "terraform.tfstate",
+        ".vault-token",
+        ".pgpass",
+        ".docker/config.json",
+        ".config/gcloud",
+        "credentials.json",
+        "service-account-prod.json",
+        ".azure",
+    ] {
+        assert!(masked.contains(f), "{f} not covered: {masked}");
+    }
+}
+
+#[test]
+fn escape_via_a_credential_file_that_appears_during_the_session() {
+    // The documented limit: the sandbox covers the denied files that exist when it starts. One
+    // that appears later (written by something on the host) is reachable; Ward says so at the
+    // end and records it.
+    let e = Env::new();
+    let mut c = e.command(&["run", "--grant", ".:direct", "--", "/bin/sh", "-c"]);
+    c.arg("for i in $(seq 100); do [ -e .env ] && break; sleep 0.05; done; cat .env");
+    let child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    std::fs::write(e.p("proj/.env"), "LATE=1\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let t = text(&o);
+    assert!(
+        t.contains("appeared in the grants during the session"),
+        "{t}"
+    );
+    e.assert_recorded();
+    let rec = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.uncovered")
+        .expect("on record");
+    assert!(
+        rec["detail"]["paths"].to_string().contains("proj/.env"),
+        "{rec}"
+    );
+}
+
+#[test]
+fn escape_via_a_credential_in_an_oddly_named_variable() {
+    let e = Env::new();
+    let mut c = e.command(&["run", "--grant", ".:direct", "--", "/usr/bin/env"]);
+    c.env(
+        "BUILD_INFO",
+        "postgres://app:s3cr3t-passw0rd@db.internal:5432/app",
+    )
+    .env("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+    .env("HARMLESS", "just some words here");
+    let o = c.output().unwrap();
+    let t = text(&o);
+    assert!(!t.contains("s3cr3t-passw0rd"), "{t}");
+    assert!(
+        t.contains("SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"),
+        "{t}"
+    );
+    assert!(t.contains("HARMLESS=just some words here"), "{t}");
+    assert!(
+        t.contains("removed from the agent's environment") && t.contains("BUILD_INFO"),
+        "{t}"
+    );
+    e.assert_recorded();
+    let start = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.start")
+        .unwrap();
+    assert_eq!(
+        start["detail"]["env_credentials"][0]["name"], "BUILD_INFO",
+        "{start}"
+    );
+    assert!(
+        !start.to_string().contains("s3cr3t"),
+        "the value is never recorded"
+    );
+}
