@@ -105,6 +105,8 @@ struct Inner {
     admitted: AtomicU64,
     refused: AtomicU64,
     /// Bytes sent through tunnels this session, per destination.
+    /// What the session has sent to each destination (`scheme://host:port`): request lines,
+    /// headers and bodies of plain requests, every byte of tunnels.
     tunnel_sent: Mutex<HashMap<String, u64>>,
     /// Bytes of chunked bodies held right now, across all requests.
     buffering: Arc<tokio::sync::Semaphore>,
@@ -854,6 +856,19 @@ impl Proxy {
         }
     }
 
+    /// What the session has sent to `key` so far.
+    fn sent(&self, key: &str) -> u64 {
+        lock(&self.inner.tunnel_sent).get(key).copied().unwrap_or(0)
+    }
+
+    /// Add `n` bytes to what the session has sent to `key`; the new total.
+    fn count_sent(&self, key: &str, n: u64) -> u64 {
+        let mut m = lock(&self.inner.tunnel_sent);
+        let t = m.entry(key.to_string()).or_insert(0);
+        *t = t.saturating_add(n);
+        *t
+    }
+
     fn upload_by(&self) -> String {
         self.inner
             .manifest
@@ -1032,26 +1047,34 @@ impl Proxy {
         } else {
             Some(self.admit("http", "http", &auth).await?)
         };
-        if has_body {
+        // Everything that leaves counts, per destination for the session: the request line and
+        // headers (a query string or a header can carry data too) and the body. Past the free
+        // allowance, or with a body, the upload policy and limit decide on the running total.
+        let head = request_head_len(&parts);
+        let sent_key = format!("http://{auth}");
+        let mine = head + upload_size.unwrap_or(0);
+        // Counted once it is let through: a refused request sends nothing.
+        let total = self.sent(&sent_key).saturating_add(mine);
+        let over_limit = self
+            .inner
+            .manifest
+            .limits
+            .upload
+            .as_ref()
+            .is_some_and(|(l, _)| total > *l);
+        if has_body || total > TUNNEL_FREE || over_limit {
             let a = Action {
                 dest: Some(dest.clone()),
                 port: Some(auth.port),
                 scheme: Some("http".into()),
-                size: upload_size,
+                size: Some(total),
                 agent: self.inner.agent.clone(),
                 ..Action::new(ActionKind::NetUpload, shown.clone())
             };
             let d = self.policy(&a);
             let ok = d.effect == Effect::Allow;
             if !ok {
-                let status = if upload_size.is_some_and(|s| {
-                    self.inner
-                        .manifest
-                        .limits
-                        .upload
-                        .as_ref()
-                        .is_some_and(|(l, _)| s > *l)
-                }) {
+                let status = if over_limit {
                     StatusCode::PAYLOAD_TOO_LARGE
                 } else {
                     StatusCode::FORBIDDEN
@@ -1065,7 +1088,11 @@ impl Proxy {
                 } else {
                     d
                 };
-                self.note(self.event(&a, &d, json!({"via": "http"})));
+                self.note(self.event(
+                    &a,
+                    &d,
+                    json!({"via": "http", "body": upload_size, "request_bytes": mine}),
+                ));
                 return Err(Refusal::new(
                     status,
                     socks::REP_NOT_ALLOWED,
@@ -1073,8 +1100,13 @@ impl Proxy {
                     d.reason,
                 ));
             }
-            self.note(self.event(&a, &d, json!({"via": "http"})));
+            self.note(self.event(
+                &a,
+                &d,
+                json!({"via": "http", "body": upload_size, "request_bytes": mine}),
+            ));
         }
+        self.count_sent(&sent_key, mine);
         let mut up = match cached {
             Some(c) => c,
             None => {
@@ -1135,6 +1167,7 @@ impl Proxy {
             down: AtomicU64::new(0),
             status: AtomicU64::new(0),
             started,
+            count_after: (has_body && upload_size.is_none()).then(|| format!("http://{auth}")),
         });
         if up.send.ready().await.is_err() {
             // The kept-alive upstream went away between requests: dial afresh (vetted anew).
@@ -1277,10 +1310,16 @@ struct Meter {
     down: AtomicU64,
     status: AtomicU64,
     started: Instant,
+    /// A body whose size was not known when the request was decided: its bytes join the
+    /// session's total to this destination (`scheme://host:port`) once they have passed.
+    count_after: Option<String>,
 }
 
 impl Drop for Meter {
     fn drop(&mut self) {
+        if let Some(k) = &self.count_after {
+            self.proxy.count_sent(k, self.up.load(Ordering::Relaxed));
+        }
         let d = Decision::new(Effect::Allow, "session", "request forwarded");
         let ev = Event {
             kind: "net.request".into(),
@@ -1687,17 +1726,25 @@ struct Gate<'a> {
     total: u64,
 }
 
-/// Bytes a session may send to a destination through tunnels before the upload policy is asked.
+/// Bytes a session may send to a destination (through tunnels, or as request lines and headers
+/// of plain requests) before the upload policy is asked.
 pub const TUNNEL_FREE: u64 = 64 * 1024;
+
+/// The bytes of a request's line and headers as the client sent them (close enough: the
+/// method, target, version and each `name: value\r\n`).
+fn request_head_len(p: &hyper::http::request::Parts) -> u64 {
+    let line = p.method.as_str().len() + p.uri.to_string().len() + 12;
+    let headers: usize = p
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    (line + headers + 2) as u64
+}
 
 impl Gate<'_> {
     fn add(&mut self, n: u64) -> bool {
-        let total = {
-            let mut m = lock(&self.proxy.inner.tunnel_sent);
-            let t = m.entry(self.key.clone()).or_insert(0);
-            *t += n;
-            *t
-        };
+        let total = self.proxy.count_sent(&self.key, n);
         self.total = total;
         if total < self.next && self.limit.is_none_or(|l| total <= l) {
             return true;

@@ -364,8 +364,47 @@ fn uploads_are_sized_limited_and_put_to_the_policy() {
             assert_eq!(r.status, 200, "{r:?}");
             assert!(r.body.contains("body=5"), "{}", r.body);
             assert_eq!(hits.load(Ordering::SeqCst), 2, "only the two allowed uploads arrived");
+            // Decided on what the session has sent there in all (request lines, headers and
+            // bodies of what was let through), each record naming this request's body too.
             let ups = w.find("net.upload", "uploads.test");
-            assert!(ups.iter().any(|u| u["size"] == 5 && u["decision"]["result"] == "allow"));
+            assert!(ups.iter().any(|u| u["detail"]["body"] == 5
+                && u["size"].as_u64().unwrap() > 5
+                && u["decision"]["result"] == "allow"));
+        })
+    });
+}
+
+#[test]
+fn many_small_requests_add_up_to_an_upload() {
+    // Exfiltration in pieces: each request small (data in the query string and a header),
+    // together past the limit. What left is counted per destination for the session.
+    in_netns(|| {
+        rt().block_on(async {
+            let hits = http_server(&format!("{API}:80")).await;
+            let w = World::start(
+                "name = \"t\"\n[network]\nallow = [\"http://api.test\"]\n[limits]\nupload = \"4KiB\"\n",
+                &[],
+            )
+            .await;
+            w.stub.set("api.test", vec![vec![API]]);
+            let piece = "a".repeat(500);
+            let mut refused_at = None;
+            for i in 0..20 {
+                let r = w
+                    .raw(&format!(
+                        "GET http://api.test/q?d={piece} HTTP/1.1\r\nHost: api.test\r\nX-Data: {piece}\r\n\r\n"
+                    ))
+                    .await;
+                if r.status != 200 {
+                    assert_eq!(r.status, 413, "{r:?}");
+                    refused_at = Some(i);
+                    break;
+                }
+            }
+            let n = refused_at.expect("twenty requests of 1 KiB each all went through a 4 KiB limit");
+            assert!((3..=4).contains(&n), "refused at request {n}");
+            assert_eq!(hits.load(Ordering::SeqCst), n, "the refused request did not arrive");
+            w.assert_denied("exceeds the limit", "");
         })
     });
 }

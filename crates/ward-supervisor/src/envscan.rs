@@ -24,6 +24,35 @@ pub const CERT_PATHS: &[&str] = &[
 /// Values longer than this are not scanned (nothing legitimate in an environment is).
 const VALUE_LIMIT: usize = 64 << 10;
 
+/// Whether a value may hold a credential: a URL with a user part, a PEM block, a long run of
+/// letters and digits that is not a path, or any value of a variable named like a secret.
+fn suspect(name: &str, v: &str) -> bool {
+    // A path names a file; the file may be secret, the name is not.
+    if (v.starts_with('/') || v.starts_with("~/")) && !v.contains(char::is_whitespace) {
+        return false;
+    }
+    let n = name.to_ascii_uppercase();
+    if [
+        "KEY", "TOKEN", "SECRET", "PASS", "CRED", "AUTH", "COOKIE", "DSN", "URL", "URI",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+    {
+        return true;
+    }
+    if (v.contains("://") && v.contains('@')) || v.contains("-----BEGIN") {
+        return true;
+    }
+    v.split(|c: char| c.is_whitespace() || matches!(c, ':' | ';' | ',' | '"' | '\'' | '|' | '='))
+        .any(|t| {
+            t.len() >= 20
+                && !t.starts_with('/')
+                && !t.starts_with('.')
+                && t.bytes().any(|b| b.is_ascii_digit())
+                && t.bytes().any(|b| b.is_ascii_alphabetic())
+        })
+}
+
 /// (name, rule) of each variable of `vars` whose value the scanner finds a credential in.
 pub fn credentials(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -32,8 +61,9 @@ pub fn credentials(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Vec<
         let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
             continue;
         };
-        // Short values and paths hold no credential worth a scan.
-        if v.len() < 8 || v.len() > VALUE_LIMIT || CERT_PATHS.contains(&k) {
+        // Short values, paths and plain words hold no credential worth a scan (and most
+        // environments hold nothing else: the scanner is then never built).
+        if v.len() < 8 || v.len() > VALUE_LIMIT || CERT_PATHS.contains(&k) || !suspect(k, v) {
             continue;
         }
         let s = scanner.get_or_insert_with(ward_scan::Scanner::builtin);
@@ -79,5 +109,27 @@ mod tests {
         ]));
         let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["MY_HARMLESS_NAME", "DATABASE"], "{found:?}");
+        // What a desktop session's environment holds is not even scanned.
+        for (k, v) in [
+            (
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ),
+            (
+                "LS_COLORS",
+                "rs=0:di=01;34:ln=01;36:mh=00:pi=40;33:so=01;35:*.tar=01;31",
+            ),
+            ("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/1000/bus"),
+            ("SSH_CONNECTION", "10.0.2.2 50122 10.0.2.15 22"),
+            ("LESSOPEN", "| /usr/bin/lesspipe %s"),
+            (
+                "XDG_DATA_DIRS",
+                "/usr/share/gnome:/usr/local/share/:/usr/share/",
+            ),
+            ("XAUTHORITY", "/run/user/1000/gdm/Xauthority"),
+            ("XDG_SESSION_ID", "c2"),
+        ] {
+            assert!(!suspect(k, v), "{k}");
+        }
     }
 }
