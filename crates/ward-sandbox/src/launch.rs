@@ -66,6 +66,10 @@ pub struct Config {
     /// supervisor relays it to the person's): the agent makes it its controlling terminal, so
     /// that job control, `/dev/tty` and Ctrl-C work inside.
     pub ctty: bool,
+    /// Sizes of the private `/tmp` and `/dev/shm` (tmpfs; full: ENOSPC). `None`: the
+    /// kernel's default (half the memory).
+    pub tmp_size: Option<u64>,
+    pub shm_size: Option<u64>,
 }
 
 /// System directories bound read-only (those that exist; symlinks are recreated as symlinks).
@@ -204,6 +208,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
         cgroups: vec![],
         landlock: true,
         ctty: false,
+        tmp_size: None,
+        shm_size: None,
     };
     let (mut scrub_extra, mut scrub_keep) = (Vec::new(), Vec::new());
     while let Some(a) = args.next() {
@@ -261,6 +267,14 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
             "--cgroup" => cfg.cgroups.push(args.next().unwrap_or_default().into()),
             "--no-landlock" => cfg.landlock = false,
             "--ctty" => cfg.ctty = true,
+            "--tmp-size" | "--shm-size" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(n) if a == "--tmp-size" => cfg.tmp_size = Some(n),
+                Some(n) => cfg.shm_size = Some(n),
+                None => {
+                    eprintln!("ward: launcher: {a} takes a number of bytes");
+                    return 125;
+                }
+            },
             "--scrub" => scrub_extra.push(args.next().unwrap_or_default()),
             "--keep-env" => scrub_keep.push(args.next().unwrap_or_default()),
             "--" => {
@@ -934,12 +948,13 @@ fn build_root(cfg: &Config) -> Result<(), SandboxError> {
     }
     let shm = dev.join("shm");
     let _ = std::fs::create_dir(&shm);
+    let shm_opts = cfg.shm_size.map(|n| format!("mode=1777,size={n}"));
     mount(
         Some(Path::new("tmpfs")),
         &shm,
         Some("tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
-        None,
+        Some(shm_opts.as_deref().unwrap_or("mode=1777")),
     )?;
     // A fresh /proc of the new pid namespace, and a private /tmp.
     let proc_ = root.join("proc");
@@ -953,12 +968,13 @@ fn build_root(cfg: &Config) -> Result<(), SandboxError> {
     )?;
     let tmp = root.join("tmp");
     std::fs::create_dir_all(&tmp).map_err(at(&tmp))?;
+    let tmp_opts = cfg.tmp_size.map(|n| format!("mode=1777,size={n}"));
     mount(
         Some(Path::new("tmpfs")),
         &tmp,
         Some("tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
-        Some("mode=1777"),
+        Some(tmp_opts.as_deref().unwrap_or("mode=1777")),
     )?;
     // The grants at their real paths, with the always-denied paths inside them covered.
     for (p, writable) in &cfg.grants {

@@ -15,3 +15,4 @@ pub mod review;
 pub mod run;
 pub mod sessions;
 mod terminal;
+mod watch;

@@ -397,6 +397,13 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     if agent_tty.is_some() {
         cmd.arg("--ctty");
     }
+    let limits = m.limits.effective();
+    if let Some((n, _)) = limits.tmp {
+        cmd.arg("--tmp-size").arg(n.to_string());
+    }
+    if let Some((n, _)) = limits.shm {
+        cmd.arg("--shm-size").arg(n.to_string());
+    }
     for (p, _) in &m.env_scrub {
         cmd.arg("--scrub").arg(p);
     }
@@ -561,14 +568,32 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         agent_cmd.first().cloned(),
     );
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let (status, denied) = std::thread::scope(|s| {
-        let (stop, log, session) = (&stop, &log, &session);
+    let watch = crate::watch::Watch {
+        launcher: child.id(),
+        uppers: stages.iter().map(|st| st.upper.clone()).collect(),
+        stage_bytes: limits.stage.as_ref().map(|(n, _)| *n),
+        stage_entries: limits.stage_entries.as_ref().map(|(n, _)| *n),
+        disks: m
+            .files
+            .iter()
+            .filter(|g| g.access == Access::ReadWrite && g.mode == Mode::Direct)
+            .map(|g| g.path.clone())
+            .chain(stages.first().map(|st| st.upper.clone()))
+            .collect(),
+    };
+    let (status, denied, watched) = std::thread::scope(|s| {
+        let (stop, log, session, watch) = (&stop, &log, &session, &watch);
         // The recorder ends when every process of the session is gone (the launcher's end
         // takes the whole namespace with it).
         let recorder = s.spawn(move || record_denials(notify_ours, stop, log, session));
+        let watcher = s.spawn(move || crate::watch::run(watch, stop, log, session));
         let status = child.wait();
         stop.store(true, std::sync::atomic::Ordering::Release);
-        (status, recorder.join().unwrap_or_default())
+        (
+            status,
+            recorder.join().unwrap_or_default(),
+            watcher.join().unwrap_or_default(),
+        )
     });
     // The person's terminal is theirs again before Ward prints anything more.
     let terminal = running.map(|r| r.finish());
@@ -651,6 +676,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             "started": started.is_ok(),
             "denied": denied,
             "limits_hit": limits_hit,
+            "limits_reached": watched,
             "network": network,
             "terminal": terminal,
             "staged": staged,
@@ -908,21 +934,40 @@ impl Confinement {
             landlock = false;
         }
         let mut cgroups = Cgroups::new(session);
-        let l = &m.limits;
+        let l = m.limits.effective();
+        let mut without_default = Vec::new();
         let wanted = [
-            l.memory.as_ref().map(|(b, _)| Limit::Memory(*b)),
-            l.pids.as_ref().map(|(n, _)| Limit::Pids(*n)),
-            l.cpu.as_ref().map(|(c, _)| Limit::Cpu(*c)),
+            l.memory.as_ref().map(|(b, o)| (Limit::Memory(*b), o)),
+            l.pids.as_ref().map(|(n, o)| (Limit::Pids(*n), o)),
+            l.cpu.as_ref().map(|(c, o)| (Limit::Cpu(*c), o)),
         ];
-        for limit in wanted.into_iter().flatten() {
-            if let Err(e) = cgroups.apply(limit) {
-                allow(e)?;
+        for (limit, origin) in wanted.into_iter().flatten() {
+            match cgroups.apply(limit) {
+                Ok(()) => {}
+                // A default ceiling (the manifest asked for none) on a machine that cannot
+                // enforce it: run without it, saying so and recording it.
+                Err(SandboxError::Unsupported { feature, detail })
+                    if *origin == ward_core::Origin::Default =>
+                {
+                    eprintln!(
+                        "ward: warning: running without the default {feature} ceiling: {detail}"
+                    );
+                    without_default.push(json!({
+                        "feature": feature, "reason": detail, "allowed_by": "default limit",
+                    }));
+                }
+                Err(e) => allow(e)?,
             }
         }
+        degraded.extend(without_default);
         let limits = json!({
             "memory": l.memory.as_ref().map(|(b, _)| b),
             "pids": l.pids.as_ref().map(|(n, _)| n),
             "cpu": l.cpu.as_ref().map(|(c, _)| c),
+            "tmp": l.tmp.as_ref().map(|(b, _)| b),
+            "shm": l.shm.as_ref().map(|(b, _)| b),
+            "stage": l.stage.as_ref().map(|(b, _)| b),
+            "stage_entries": l.stage_entries.as_ref().map(|(n, _)| n),
         });
         Ok(Confinement {
             landlock,

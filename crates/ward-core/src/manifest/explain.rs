@@ -11,6 +11,7 @@ pub struct Explanation<'a>(pub &'a Manifest);
 impl Explanation<'_> {
     pub fn to_json(&self) -> Value {
         let m = self.0;
+        let lim = m.limits.effective();
         let kinds =
             |k: &[crate::action::KindPattern]| -> Vec<String> { k.iter().map(kind_str).collect() };
         json!({
@@ -38,10 +39,14 @@ impl Explanation<'_> {
                 "origin": p.origin.to_string(),
             })).collect::<Vec<_>>(),
             "limits": {
-                "memory": m.limits.memory.as_ref().map(|(v, o)| json!({"bytes": v, "origin": o.to_string()})),
-                "pids": m.limits.pids.as_ref().map(|(v, o)| json!({"max": v, "origin": o.to_string()})),
-                "cpu": m.limits.cpu.as_ref().map(|(v, o)| json!({"cpus": v, "origin": o.to_string()})),
-                "upload": m.limits.upload.as_ref().map(|(v, o)| json!({"bytes": v, "origin": o.to_string()})),
+                "memory": lim.memory.as_ref().map(|(v, o)| json!({"bytes": v, "origin": o.to_string()})),
+                "pids": lim.pids.as_ref().map(|(v, o)| json!({"max": v, "origin": o.to_string()})),
+                "cpu": lim.cpu.as_ref().map(|(v, o)| json!({"cpus": v, "origin": o.to_string()})),
+                "upload": lim.upload.as_ref().map(|(v, o)| json!({"bytes": v, "origin": o.to_string()})),
+                "tmp": lim.tmp.as_ref().map(|(v, o)| json!({"bytes": v, "origin": o.to_string()})),
+                "shm": lim.shm.as_ref().map(|(v, o)| json!({"bytes": v, "origin": o.to_string()})),
+                "stage": lim.stage.as_ref().map(|(v, o)| json!({"bytes": v, "origin": o.to_string()})),
+                "stage_entries": lim.stage_entries.as_ref().map(|(v, o)| json!({"max": v, "origin": o.to_string()})),
             },
             "env": {
                 "scrub": m.env_scrub.iter().map(|(p, o)| json!({"pattern": p, "origin": o.to_string()})).collect::<Vec<_>>(),
@@ -149,13 +154,20 @@ impl fmt::Display for Explanation<'_> {
             Some((n, o)) => format!("{}    <- {o}", format_size(*n)),
             None => "unlimited".into(),
         };
-        writeln!(f, "  memory  {}", size(&m.limits.memory))?;
-        writeln!(f, "  upload  {}", size(&m.limits.upload))?;
-        match &m.limits.pids {
+        let lim = m.limits.effective();
+        writeln!(f, "  memory  {}", size(&lim.memory))?;
+        writeln!(f, "  upload  {}", size(&lim.upload))?;
+        match &lim.pids {
             Some((n, o)) => writeln!(f, "  pids    {n}    <- {o}")?,
             None => writeln!(f, "  pids    unlimited")?,
         }
-        match &m.limits.cpu {
+        writeln!(f, "  /tmp    {}", size(&lim.tmp))?;
+        writeln!(f, "  /dev/shm {}", size(&lim.shm))?;
+        writeln!(f, "  stage   {}", size(&lim.stage))?;
+        if let Some((n, o)) = &lim.stage_entries {
+            writeln!(f, "  stage entries {n}    <- {o}")?;
+        }
+        match &lim.cpu {
             Some((n, o)) => writeln!(f, "  cpu     {n}    <- {o}")?,
             None => writeln!(f, "  cpu     unlimited")?,
         }

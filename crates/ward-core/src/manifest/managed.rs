@@ -174,6 +174,10 @@ fn merge(m: &mut Manifest, admin: Manifest, has_files: bool, has_network: bool) 
     min_limit(&mut lim.memory, admin.limits.memory);
     min_limit(&mut lim.pids, admin.limits.pids);
     min_limit(&mut lim.upload, admin.limits.upload);
+    min_limit(&mut lim.tmp, admin.limits.tmp);
+    min_limit(&mut lim.shm, admin.limits.shm);
+    min_limit(&mut lim.stage, admin.limits.stage);
+    min_limit(&mut lim.stage_entries, admin.limits.stage_entries);
     if let Some(a) = admin.limits.cpu {
         if lim.cpu.as_ref().is_none_or(|u| a.0 < u.0) {
             lim.cpu = Some(a);

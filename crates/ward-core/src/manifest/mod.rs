@@ -205,13 +205,60 @@ pub struct PolicyRef {
 /// user's rights lack them: Landlock, and each cgroup controller for the limits.
 pub const DEGRADABLE: &[&str] = &["landlock", "cgroup.memory", "cgroup.pids", "cgroup.cpu"];
 
-/// Resource limits, each with where it was set; `None` means unlimited.
+/// Resource limits, each with where it was set; `None` means not set (see
+/// [`Limits::effective`] for the ceilings every run has anyway).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Limits {
     pub memory: Option<(u64, Origin)>,
     pub pids: Option<(u64, Origin)>,
     pub cpu: Option<(f64, Origin)>,
     pub upload: Option<(u64, Origin)>,
+    /// Size of the sandbox's private `/tmp` (a tmpfs; full: ENOSPC).
+    pub tmp: Option<(u64, Origin)>,
+    /// Size of its `/dev/shm`.
+    pub shm: Option<(u64, Origin)>,
+    /// What the staged grants' stage may hold on disk, and how many entries.
+    pub stage: Option<(u64, Origin)>,
+    pub stage_entries: Option<(u64, Origin)>,
+}
+
+/// The ceilings a run has when the manifest sets none: no session is unbounded by default.
+pub const DEFAULT_LIMITS: DefaultLimits = DefaultLimits {
+    memory: 8 << 30,
+    pids: 4096,
+    tmp: 2 << 30,
+    shm: 512 << 20,
+    stage: 20 << 30,
+    stage_entries: 500_000,
+};
+
+/// See [`DEFAULT_LIMITS`].
+pub struct DefaultLimits {
+    pub memory: u64,
+    pub pids: u64,
+    pub tmp: u64,
+    pub shm: u64,
+    pub stage: u64,
+    pub stage_entries: u64,
+}
+
+impl Limits {
+    /// These limits with every ceiling the manifest (and the managed file) left unset at its
+    /// default (origin `default`). Upload and cpu have none: no default fits every agent.
+    pub fn effective(&self) -> Limits {
+        let d = &DEFAULT_LIMITS;
+        let or = |v: &Option<(u64, Origin)>, n: u64| v.clone().or(Some((n, Origin::Default)));
+        Limits {
+            memory: or(&self.memory, d.memory),
+            pids: or(&self.pids, d.pids),
+            cpu: self.cpu.clone(),
+            upload: self.upload.clone(),
+            tmp: or(&self.tmp, d.tmp),
+            shm: or(&self.shm, d.shm),
+            stage: or(&self.stage, d.stage),
+            stage_entries: or(&self.stage_entries, d.stage_entries),
+        }
+    }
 }
 
 /// What one managed file allows at most, kept beside the merged grants so that the decision

@@ -71,6 +71,10 @@ pub struct LimitsDoc {
     pub pids: Option<At<i64>>,
     pub cpu: Option<At<f64>>,
     pub upload: Option<At<SizeValue>>,
+    pub tmp: Option<At<SizeValue>>,
+    pub shm: Option<At<SizeValue>>,
+    pub stage: Option<At<SizeValue>>,
+    pub stage_entries: Option<At<i64>>,
 }
 
 /// A size written as a number of bytes or as a string with a unit.
@@ -165,6 +169,10 @@ struct TomlLimits {
     pids: Option<Spanned<i64>>,
     cpu: Option<Spanned<f64>>,
     upload: Option<Spanned<SizeValue>>,
+    tmp: Option<Spanned<SizeValue>>,
+    shm: Option<Spanned<SizeValue>>,
+    stage: Option<Spanned<SizeValue>>,
+    stage_entries: Option<Spanned<i64>>,
 }
 
 pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
@@ -267,6 +275,22 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
                 value: s.into_inner(),
             }),
             upload: doc.limits.upload.map(|s| At {
+                pos: pos_of(src, s.span().start),
+                value: s.into_inner(),
+            }),
+            tmp: doc.limits.tmp.map(|s| At {
+                pos: pos_of(src, s.span().start),
+                value: s.into_inner(),
+            }),
+            shm: doc.limits.shm.map(|s| At {
+                pos: pos_of(src, s.span().start),
+                value: s.into_inner(),
+            }),
+            stage: doc.limits.stage.map(|s| At {
+                pos: pos_of(src, s.span().start),
+                value: s.into_inner(),
+            }),
+            stage_entries: doc.limits.stage_entries.map(|s| At {
                 pos: pos_of(src, s.span().start),
                 value: s.into_inner(),
             }),

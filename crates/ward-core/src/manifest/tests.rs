@@ -469,9 +469,13 @@ fn explain_names_every_origin() {
       deny  any other destination    <- default
 
     Limits
-      memory  unlimited
+      memory  8GiB    <- default
       upload  unlimited
-      pids    unlimited
+      pids    4096    <- default
+      /tmp    2GiB    <- default
+      /dev/shm 512MiB    <- default
+      stage   20GiB    <- default
+      stage entries 500000    <- default
       cpu     unlimited
     ");
     let json = m.explain().to_json();

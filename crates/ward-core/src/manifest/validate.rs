@@ -610,6 +610,19 @@ fn limits(l: &raw::LimitsDoc, cx: &Ctx) -> Result<Limits, ManifestError> {
     Ok(Limits {
         memory: l.memory.as_ref().map(|v| size(v, "memory")).transpose()?,
         upload: l.upload.as_ref().map(|v| size(v, "upload")).transpose()?,
+        tmp: l.tmp.as_ref().map(|v| size(v, "tmp")).transpose()?,
+        shm: l.shm.as_ref().map(|v| size(v, "shm")).transpose()?,
+        stage: l.stage.as_ref().map(|v| size(v, "stage")).transpose()?,
+        stage_entries: match &l.stage_entries {
+            Some(p) if p.value > 0 => Some((p.value as u64, cx.origin(p.pos))),
+            Some(p) => {
+                return Err(cx.err(
+                    p.pos,
+                    format!("`limits.stage_entries` must be positive, not {}", p.value),
+                ))
+            }
+            None => None,
+        },
         pids: match &l.pids {
             Some(p) if p.value > 0 => Some((p.value as u64, cx.origin(p.pos))),
             Some(p) => {

@@ -95,3 +95,105 @@ fn escape_via_outliving_a_killed_supervisor() {
     }
     e.assert_start_recorded();
 }
+
+#[test]
+fn every_run_is_bounded_by_default() {
+    // No manifest, no [limits]: the session still has ceilings, stated by explain and on record.
+    let e = Env::new();
+    let x = e
+        .command(&["manifest", "explain", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&x.stdout).unwrap();
+    for (k, unit) in [
+        ("pids", "max"),
+        ("memory", "bytes"),
+        ("tmp", "bytes"),
+        ("shm", "bytes"),
+        ("stage", "bytes"),
+        ("stage_entries", "max"),
+    ] {
+        assert!(v["limits"][k][unit].as_u64().unwrap() > 0, "{k}: {v}");
+        assert_eq!(v["limits"][k]["origin"], "default", "{k}");
+    }
+    let o = e.run("/bin/sh", "df -k /tmp | tail -1");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let size_kib: u64 = text(&o).split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(size_kib, 2 << 20, "/tmp is 2 GiB: {}", text(&o));
+    let start = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.start")
+        .unwrap();
+    assert_eq!(start["detail"]["limits"]["pids"], 4096, "{start}");
+    assert_eq!(start["detail"]["limits"]["tmp"], 2u64 << 30, "{start}");
+}
+
+#[test]
+fn escape_via_filling_tmp() {
+    let e = Env::new();
+    let o = e.run_manifest(
+        "files = [{ path = \"PROJ\", mode = \"direct\" }]\n[limits]\ntmp = \"8MiB\"\n",
+        PY,
+        "import time\nn = 0\ntry:\n  with open('/tmp/fill', 'wb') as f:\n    while True:\n      f.write(b'x' * 65536); f.flush(); n += 1\nexcept OSError as x:\n  print('STOPPED at', n * 64, 'KiB:', x, flush=True)\ntime.sleep(1)\n",
+    );
+    let out = text(&o);
+    assert!(out.contains("No space left on device"), "{out}");
+    let kib: u64 = out
+        .split("STOPPED at ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(kib <= 8 << 10, "{kib} KiB written into an 8 MiB /tmp");
+    e.assert_recorded();
+    let recs = e.records();
+    assert!(
+        recs.iter().any(|r| r["kind"] == "sandbox.limit"
+            && r["resource"] == "tmp"
+            && r["decision"]["result"] == "deny"),
+        "no sandbox.limit record for /tmp: {out}"
+    );
+}
+
+#[test]
+fn escape_via_filling_the_stage() {
+    // A staged grant's edits live on the host's disk until review: past [limits] stage the
+    // session ends, so the host's disk does not fill through it.
+    let e = Env::new();
+    let o = e.run_manifest(
+        "files = [{ path = \"PROJ\" }]\n[limits]\nstage = \"4MiB\"\n",
+        PY,
+        "import os, time\nwith open('big', 'wb') as f:\n  for i in range(400):\n    f.write(os.urandom(1 << 20)); f.flush(); os.fsync(f.fileno()); time.sleep(0.02)\nprint('WROTE ALL', flush=True)\n",
+    );
+    let out = text(&o);
+    assert!(!out.contains("WROTE ALL"), "{out}");
+    assert_eq!(o.status.code(), Some(137), "the session was ended: {out}");
+    assert!(out.contains("the stage reached its limit"), "{out}");
+    let recs = e.records();
+    assert!(
+        recs.iter()
+            .any(|r| r["kind"] == "sandbox.limit" && r["resource"] == "stage"),
+        "no sandbox.limit record for the stage: {out}"
+    );
+    // What stays staged is far from the 400 MiB the agent meant to write.
+    let mut total = 0u64;
+    let mut stack = vec![e.p("state/ward/sessions")];
+    while let Some(d) = stack.pop() {
+        for f in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let m = f.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(f.path());
+            } else {
+                total += m.len();
+            }
+        }
+    }
+    assert!(
+        total < 100 << 20,
+        "{total} bytes staged under a 4 MiB limit"
+    );
+}
