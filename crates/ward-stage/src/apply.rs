@@ -128,13 +128,23 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
 /// Whether the real entry at `p` changed (content, metadata, or appeared) after `started_ns`
 /// (nanoseconds since the epoch): its change time, which no one can set back.
 fn changed_since(p: &Path, started_ns: i128) -> bool {
-    match std::fs::symlink_metadata(p) {
+    match crate::deep::short(p).and_then(std::fs::symlink_metadata) {
         Ok(m) => {
             use std::os::unix::fs::MetadataExt;
             let ctime = i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec());
             ctime > started_ns
         }
-        Err(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        // Cannot tell: a conflict (nothing is overwritten unseen).
+        Err(_) => true,
+    }
+}
+
+/// Whether something is at `p` in the real folder (or it cannot be told: then yes).
+fn exists(p: &Path) -> bool {
+    match crate::deep::short(p).and_then(std::fs::symlink_metadata) {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
     }
 }
 
@@ -224,9 +234,9 @@ pub fn plan(stage: &Stage, approved: &[Change], started_ns: i128) -> Plan {
         }
         // Conflicts: the real entry (or, for a rename, its source) changed since the start.
         let touched = match c.kind {
-            Kind::Added => real.symlink_metadata().is_ok(),
+            Kind::Added => exists(&real),
             Kind::Renamed => {
-                real.symlink_metadata().is_ok()
+                exists(&real)
                     || changed_since(&stage.grant.join(c.from.as_ref().unwrap()), started_ns)
             }
             _ => changed_since(&real, started_ns),
@@ -337,6 +347,22 @@ fn cstr(p: &Path) -> Result<CString, StageError> {
 /// Open `rel` beneath `root` (a folder descriptor); `follow`: resolve links on the way, but
 /// never out of `root`.
 fn open_at(root: &OwnedFd, rel: &Path, flags: i32, follow: bool) -> std::io::Result<OwnedFd> {
+    // Deeper than one call takes: the folders on the way are opened a piece at a time, each
+    // beneath the last (so beneath the grant), never following a link.
+    let parts = crate::deep::pieces(rel);
+    if parts.len() > 1 {
+        let (last, dirs) = parts.split_last().expect("more than one");
+        let mut dir: Option<OwnedFd> = None;
+        for d in dirs {
+            let at = dir.as_ref().unwrap_or(root);
+            dir = Some(open_at1(at, d, libc::O_PATH | libc::O_DIRECTORY, false)?);
+        }
+        return open_at1(dir.as_ref().unwrap_or(root), last, flags, follow);
+    }
+    open_at1(root, rel, flags, follow)
+}
+
+fn open_at1(root: &OwnedFd, rel: &Path, flags: i32, follow: bool) -> std::io::Result<OwnedFd> {
     let c = CString::new(if rel.as_os_str().is_empty() {
         b".".to_vec()
     } else {
@@ -901,11 +927,12 @@ fn write_tmp(
     mode: u32,
     after: &str,
 ) -> std::io::Result<std::fs::File> {
-    let src_path = stage.upper.join(path);
-    let mut src = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&src_path)?;
+    let mut src = crate::deep::readable(&stage.upper.join(path), |p| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(p)
+    })?;
     // SAFETY: openat creating a new file in a valid dirfd; a leftover from an interrupted run
     // is removed first.
     let fd = unsafe {

@@ -109,7 +109,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
 
 /// SHA-256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String, StageError> {
-    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    let mut f = deep::readable(path, |p| std::fs::File::open(p)).map_err(io(path))?;
     sha256_reader(&mut f).map_err(io(path))
 }
 
@@ -129,7 +129,7 @@ pub fn sha256_reader(r: &mut impl Read) -> std::io::Result<String> {
 
 /// The entry at `path` (not following a final link), or `None` when nothing is there.
 pub fn entry(path: &Path) -> Result<Option<Entry>, StageError> {
-    let meta = match std::fs::symlink_metadata(path) {
+    let meta = match deep::short(path).and_then(std::fs::symlink_metadata) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(path)(e)),
@@ -158,7 +158,11 @@ pub fn entry(path: &Path) -> Result<Option<Entry>, StageError> {
             size: 0,
             mode,
             sha256: None,
-            target: Some(std::fs::read_link(path).map_err(io(path))?),
+            target: Some(
+                deep::short(path)
+                    .and_then(std::fs::read_link)
+                    .map_err(io(path))?,
+            ),
         }
     } else {
         Entry {
@@ -179,7 +183,10 @@ fn is_whiteout(meta: &std::fs::Metadata) -> bool {
 
 /// Whether an upper-layer folder hides the lower folder of the same name entirely.
 fn is_opaque(path: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+    let Ok(short) = deep::short(path) else {
+        return false;
+    };
+    let Ok(c) = std::ffi::CString::new(short.path.as_os_str().as_encoded_bytes()) else {
         return false;
     };
     let mut buf = [0u8; 4];
@@ -203,7 +210,8 @@ fn is_opaque(path: &Path) -> bool {
 /// Every file, link and folder under `dir` (in the real folder), relative to `base`, deepest
 /// first: what a deleted or replaced folder took with it.
 fn lower_tree(dir: &Path, rel: &Path, out: &mut Vec<(PathBuf, Entry)>) -> Result<(), StageError> {
-    let mut names: Vec<_> = std::fs::read_dir(dir)
+    let mut names: Vec<_> = deep::short(dir)
+        .and_then(std::fs::read_dir)
         .map_err(io(dir))?
         .map(|e| e.map(|e| e.file_name()).map_err(io(dir)))
         .collect::<Result<_, _>>()?;
@@ -240,16 +248,16 @@ fn walk(
     out: &mut Vec<Change>,
 ) -> Result<(), StageError> {
     let udir = stage.upper.join(rel);
-    let mut names: Vec<_> = std::fs::read_dir(&udir)
-        .map_err(io(&udir))?
-        .map(|e| e.map(|e| e.file_name()).map_err(io(&udir)))
-        .collect::<Result<_, _>>()?;
+    let mut names: Vec<_> = deep::short(&udir)
+        .and_then(std::fs::read_dir)
+        .and_then(|rd| rd.map(|e| e.map(|e| e.file_name())).collect())
+        .map_err(io(&udir))?;
     names.sort();
     for name in names {
         let r = rel.join(&name);
         let up = stage.upper.join(&r);
         let low = stage.grant.join(&r);
-        let umeta = match std::fs::symlink_metadata(&up) {
+        let umeta = match deep::short(&up).and_then(std::fs::symlink_metadata) {
             Ok(m) => m,
             // Gone since the listing (only a running session changes its stage).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -279,7 +287,10 @@ fn walk(
                         let mut gone = Vec::new();
                         lower_tree(&low, &r, &mut gone)?;
                         for (p, e) in gone {
-                            if std::fs::symlink_metadata(stage.upper.join(&p)).is_err() {
+                            if deep::short(&stage.upper.join(&p))
+                                .and_then(std::fs::symlink_metadata)
+                                .is_err()
+                            {
                                 out.push(deleted(p, e));
                             }
                         }
@@ -310,7 +321,18 @@ fn walk(
                 }),
             }
             let below_ok = lower_ok && before.as_ref().is_some_and(|b| b.kind == EntryType::Dir);
-            walk(stage, &r, below_ok, out)?;
+            // A folder the agent left without its owner's read or search permission (the
+            // stage is ours): opened up while it is walked, its mode put back after (and
+            // recorded as the agent left it).
+            let closed = after.mode & 0o500 != 0o500;
+            if closed {
+                deep::set_mode(&up, after.mode | 0o700).map_err(io(&up))?;
+            }
+            let walked = walk(stage, &r, below_ok, out);
+            if closed {
+                deep::set_mode(&up, after.mode).map_err(io(&up))?;
+            }
+            walked?;
             continue;
         }
         if before.as_ref().is_some_and(|b| b.kind == EntryType::Dir) {
@@ -408,15 +430,16 @@ pub fn discard(stage: &Stage, c: &Change) -> Result<bool, StageError> {
             continue;
         }
         let p = stage.upper.join(&rel);
-        let meta = match std::fs::symlink_metadata(&p) {
+        let short = deep::short(&p).map_err(io(&p))?;
+        let meta = match std::fs::symlink_metadata(&short) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(io(&p)(e)),
         };
         if meta.is_dir() {
-            std::fs::remove_dir_all(&p).map_err(io(&p))?;
+            deep::remove_all(&p).map_err(io(&p))?;
         } else {
-            std::fs::remove_file(&p).map_err(io(&p))?;
+            std::fs::remove_file(&short).map_err(io(&p))?;
         }
         any = true;
     }
@@ -437,7 +460,7 @@ fn text_of(path: &Path, e: Option<&Entry>) -> Result<Option<String>, StageError>
             if e.size > DIFF_LIMIT {
                 return Ok(None);
             }
-            let bytes = std::fs::read(path).map_err(io(path))?;
+            let bytes = deep::readable(path, |p| std::fs::read(p)).map_err(io(path))?;
             if bytes[..bytes.len().min(8000)].contains(&0) {
                 return Ok(None);
             }
@@ -559,6 +582,7 @@ fn paint(s: &str, code: &str, color: bool) -> String {
 
 pub mod apply;
 pub mod classify;
+pub mod deep;
 pub mod summary;
 
 #[cfg(test)]

@@ -104,7 +104,8 @@ pub fn describe(path: &Path, e: &Entry) -> String {
         EntryType::File => {}
     }
     let mut head = Vec::new();
-    let read = std::fs::File::open(path)
+    let read = crate::deep::short(path)
+        .and_then(std::fs::File::open)
         .and_then(|f| f.take(READ_LIMIT).read_to_end(&mut head))
         .is_ok();
     let sha = e.sha256.as_ref().map_or(String::new(), |h| {

@@ -437,7 +437,7 @@ fn close_if_done(s: &Staged, authority: &ward_token::Authority) -> anyhow::Resul
         .sum();
     if left == 0 {
         authority.revoke_session(&s.session)?;
-        let _ = std::fs::remove_dir_all(&s.dir);
+        let _ = ward_stage::deep::remove_all(&s.dir);
     }
     Ok(())
 }

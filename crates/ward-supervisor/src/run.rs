@@ -494,7 +494,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             // No go: the launcher sees the pipe close and ends without starting the agent.
             drop(go_write);
             let _ = child.wait();
-            let _ = std::fs::remove_dir_all(&session_dir);
+            let _ = ward_stage::deep::remove_all(&session_dir);
             return Err(e);
         }
     };
@@ -691,7 +691,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             if keep {
                 crate::sessions::forget_run(&session_dir);
             } else {
-                let _ = std::fs::remove_dir_all(&session_dir);
+                let _ = ward_stage::deep::remove_all(&session_dir);
             }
             let left = confinement.cgroups.remove();
             if !left.is_empty() {

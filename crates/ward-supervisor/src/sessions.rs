@@ -59,11 +59,11 @@ pub(crate) fn forget_run(dir: &Path) {
         let _ = std::fs::remove_dir(dir.join("root"));
         if let Ok(stages) = std::fs::read_dir(dir.join("stage")) {
             for st in stages.flatten() {
-                let _ = std::fs::remove_dir_all(st.path().join("work"));
+                let _ = ward_stage::deep::remove_all(&st.path().join("work"));
             }
         }
     } else {
-        let _ = std::fs::remove_dir_all(dir);
+        let _ = ward_stage::deep::remove_all(dir);
     }
 }
 
@@ -136,7 +136,7 @@ pub fn discard(s: &Staged) -> anyhow::Result<usize> {
     })
     .context("cannot record the discard, so nothing was discarded")?;
     crate::review::authority()?.revoke_session(&s.session)?;
-    std::fs::remove_dir_all(&s.dir)
+    ward_stage::deep::remove_all(&s.dir)
         .with_context(|| format!("cannot remove {}", s.dir.display()))?;
     Ok(n)
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{text, Env, Person};
+use common::{hand_to, test_user, text, ward_as, Env, Person};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -574,4 +574,72 @@ fn token_commands_issue_inspect_attenuate_and_revoke() {
     let recs = e.records();
     assert!(recs.iter().any(|r| r["kind"] == "token.issue"));
     assert!(recs.iter().any(|r| r["kind"] == "token.revoke"));
+}
+
+/// Folders nested past PATH_MAX (4096 bytes), made one level at a time as an agent can.
+const DEEP: &str = "import os\nn = 'd' * 200\nfor i in range(30):\n  os.mkdir(n); os.chdir(n)\nopen('f', 'w').write('deep\\n')\n";
+
+#[test]
+fn a_stage_deeper_than_path_max_is_reviewed_and_applied() {
+    let e = Env::new();
+    let o = e.ward(&["run", "--", "/usr/bin/python3", "-c", DEEP]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let l = e.ward(&["review", "--json"]);
+    assert_eq!(l.status.code(), Some(0), "{}", text(&l));
+    let v: serde_json::Value = serde_json::from_slice(&l.stdout).unwrap();
+    let changes = v["stages"][0]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 31, "30 folders and the file");
+    let a = e.ward(&["review", "--apply-all"]);
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a));
+    let mut p = std::path::PathBuf::from("proj");
+    for _ in 0..30 {
+        p.push("d".repeat(200));
+    }
+    p.push("f");
+    // Read it back the way an agent made it: a level at a time.
+    let mut dir = std::fs::File::open(e.p("proj")).unwrap();
+    for c in p.components().skip(1) {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let name = std::ffi::CString::new(c.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: openat with a valid C string; the result is owned at once.
+        let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_RDONLY) };
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: just opened.
+        dir = unsafe { std::fs::File::from_raw_fd(fd) };
+    }
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut dir, &mut s).unwrap();
+    assert_eq!(s, "deep\n");
+}
+
+#[test]
+fn as_a_user_deep_and_unreadable_stages_are_listed_and_discarded_leaving_nothing() {
+    let Some((uid, gid)) = test_user("this test") else {
+        return;
+    };
+    let e = Env::new();
+    let ward = hand_to(e.dir.path(), uid, gid);
+    let run = |args: &[&str]| {
+        ward_as(&ward, e.dir.path(), uid, gid, args)
+            .output()
+            .unwrap()
+    };
+    let script = format!(
+        "{DEEP}os.chdir('{}')\nos.mkdir('locked'); open('locked/in.txt', 'w').write('x\\n'); os.chmod('locked', 0)\nopen('secret.txt', 'w').write('s\\n'); os.chmod('secret.txt', 0)\n",
+        e.p("proj").display()
+    );
+    let o = run(&["run", "--", "/usr/bin/python3", "-c", &script]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let l = run(&["review", "--json"]);
+    assert_eq!(l.status.code(), Some(0), "{}", text(&l));
+    let listed = String::from_utf8_lossy(&l.stdout).into_owned();
+    for name in ["locked/in.txt", "secret.txt", "/f\""] {
+        assert!(listed.contains(name), "{name} not listed: {listed}");
+    }
+    let d = run(&["review", "--discard-all"]);
+    assert_eq!(d.status.code(), Some(0), "{}", text(&d));
+    let left: Vec<_> = std::fs::read_dir(e.p("state/ward/sessions"))
+        .map(|r| r.flatten().map(|x| x.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
