@@ -116,6 +116,7 @@ pub fn recv_fd(sock: &OwnedFd) -> std::io::Result<Option<OwnedFd>> {
 pub fn serve(
     listener: &OwnedFd,
     stop: &AtomicBool,
+    unix_denied: &dyn Fn(&std::path::Path) -> bool,
     mut on_denial: impl FnMut(Denial),
 ) -> std::io::Result<()> {
     let fd = listener.as_raw_fd();
@@ -161,7 +162,7 @@ pub fn serve(
         let mut denial = None;
         if req.data.nr as i64 == libc::SYS_connect {
             match connect_target(fd, &req) {
-                Some(to) => {
+                Target::Net(to) => {
                     resp.error = -libc::ENETUNREACH;
                     denial = Some(Denial {
                         call: "connect".into(),
@@ -169,7 +170,15 @@ pub fn serve(
                         pid: req.pid,
                     });
                 }
-                None => {
+                Target::Unix(path) if unix_denied(&path) => {
+                    resp.error = -libc::EACCES;
+                    denial = Some(Denial {
+                        call: "connect(unix socket in a grant)".into(),
+                        args: path.display().to_string(),
+                        pid: req.pid,
+                    });
+                }
+                Target::Unix(_) | Target::Continue => {
                     resp.error = 0;
                     resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
                 }
@@ -194,16 +203,41 @@ pub fn serve(
     }
 }
 
-/// The destination of a held `connect` when it leaves the machine's loopback (an IPv4 or IPv6
-/// address that is not loopback) or is a DNS query (port 53, loopback included). `None`: let the call continue (unix, netlink, loopback, or a
-/// target Ward cannot read, which the kernel then judges: the namespace has no route out, so
-/// a racing agent that changes the address after this read still gets nowhere, only
-/// unrecorded).
-fn connect_target(listener: RawFd, req: &libc::seccomp_notif) -> Option<std::net::SocketAddr> {
+/// What a held `connect` aims at.
+enum Target {
+    /// Off the machine's loopback (an IPv4 or IPv6 address that is not loopback), or a DNS
+    /// query (port 53, loopback included).
+    Net(std::net::SocketAddr),
+    /// A unix socket by path, absolute as the caller sees it (its working directory joined).
+    Unix(std::path::PathBuf),
+    /// Let the call continue: netlink, loopback, an abstract unix address (Landlock scopes
+    /// those), or a target Ward cannot read, which the kernel then judges: the namespace has
+    /// no route out, so a racing agent that changes the address after this read still gets
+    /// nowhere, only unrecorded.
+    Continue,
+}
+
+/// `path` with `.` and `..` resolved lexically (`..` at the root stays at the root).
+fn lexical(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn connect_target(listener: RawFd, req: &libc::seccomp_notif) -> Target {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
     let len = (req.data.args[2] as usize).min(128);
     if len < 2 {
-        return None;
+        return Target::Continue;
     }
     let mut buf = [0u8; 128];
     let local = libc::iovec {
@@ -217,16 +251,34 @@ fn connect_target(listener: RawFd, req: &libc::seccomp_notif) -> Option<std::net
     // SAFETY: reads at most `len` bytes of the caller's memory into our buffer.
     let n = unsafe { libc::process_vm_readv(req.pid as i32, &local, 1, &remote, 1, 0) };
     if n < 2 {
-        return None;
+        return Target::Continue;
     }
+    let n = n as usize;
+    let family = u16::from_ne_bytes([buf[0], buf[1]]) as i32;
+    // A unix socket by path: resolved against the caller's working directory (read before the
+    // notification is checked as live, so the pid is still the caller's).
+    let unix = (family == libc::AF_UNIX && n > 2 && buf[2] != 0).then(|| {
+        use std::os::unix::ffi::OsStrExt;
+        let raw = &buf[2..n];
+        let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+        let p = std::path::Path::new(std::ffi::OsStr::from_bytes(raw));
+        if p.is_absolute() {
+            lexical(p)
+        } else {
+            let cwd = std::fs::read_link(format!("/proc/{}/cwd", req.pid))
+                .unwrap_or_else(|_| std::path::PathBuf::from("/"));
+            lexical(&cwd.join(p))
+        }
+    });
     // The process may have died and its pid been reused: the notification must still be live.
     let mut id = req.id;
     // SAFETY: the ioctl reads one u64.
     if unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id) } != 0 {
-        return None;
+        return Target::Continue;
     }
-    let n = n as usize;
-    let family = u16::from_ne_bytes([buf[0], buf[1]]) as i32;
+    if let Some(p) = unix {
+        return Target::Unix(p);
+    }
     let port = u16::from_be_bytes([buf[2], buf[3]]);
     let ip = match family {
         libc::AF_INET if n >= 8 => IpAddr::V4(Ipv4Addr::new(buf[4], buf[5], buf[6], buf[7])),
@@ -239,12 +291,12 @@ fn connect_target(listener: RawFd, req: &libc::seccomp_notif) -> Option<std::net
                 None => IpAddr::V6(v6),
             }
         }
-        _ => return None,
+        _ => return Target::Continue,
     };
     // DNS is refused and recorded even on loopback: the sandbox has no resolver, and a query
     // is how a name (or a secret spelled as one) would leave.
     if (ip.is_loopback() || ip.is_unspecified()) && port != 53 {
-        return None;
+        return Target::Continue;
     }
-    Some(SocketAddr::new(ip, port))
+    Target::Net(SocketAddr::new(ip, port))
 }

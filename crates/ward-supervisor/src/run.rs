@@ -585,7 +585,8 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         let (stop, log, session, watch) = (&stop, &log, &session, &watch);
         // The recorder ends when every process of the session is gone (the launcher's end
         // takes the whole namespace with it).
-        let recorder = s.spawn(move || record_denials(notify_ours, stop, log, session));
+        let grants: Vec<PathBuf> = m.files.iter().map(|g| g.path.clone()).collect();
+        let recorder = s.spawn(move || record_denials(notify_ours, stop, log, session, &grants));
         let watcher = s.spawn(move || crate::watch::run(watch, stop, log, session));
         let status = child.wait();
         stop.store(true, std::sync::atomic::Ordering::Release);
@@ -810,7 +811,11 @@ fn record_denials(
     stop: &std::sync::atomic::AtomicBool,
     log: &AuditLog,
     session: &str,
+    grants: &[PathBuf],
 ) -> std::collections::BTreeMap<String, u64> {
+    // A unix socket inside a grant leads to a process outside the sandbox (the agent's own
+    // belong in /tmp): those there at the start are covered, those that appear are refused.
+    let unix_denied = |p: &std::path::Path| grants.iter().any(|g| p.starts_with(g));
     let mut counts = std::collections::BTreeMap::<String, u64>::new();
     let mut direct = std::collections::BTreeSet::<String>::new();
     let listener = match ward_sandbox::notify::recv_fd(&sock) {
@@ -824,7 +829,7 @@ fn record_denials(
         }
     };
     let serve = std::panic::AssertUnwindSafe(|| {
-        ward_sandbox::notify::serve(&listener, stop, |d| {
+        ward_sandbox::notify::serve(&listener, stop, &unix_denied, |d| {
             let n = counts.entry(d.call.clone()).or_insert(0);
             *n += 1;
             if d.call == "connect" {

@@ -732,3 +732,46 @@ fn escape_via_a_credential_in_an_oddly_named_variable() {
         "the value is never recorded"
     );
 }
+
+#[test]
+fn escape_via_a_unix_socket_that_appears_in_a_grant() {
+    // A service on the host opens a socket inside the granted folder while the agent runs
+    // (sockets there at the start are covered): connecting to it is refused and recorded; the
+    // agent's own sockets in /tmp work.
+    let e = Env::new();
+    let script = "import socket, os, time\n\
+        for i in range(200):\n  if os.path.exists('svc.sock'): break\n  time.sleep(0.02)\n\
+        for p in ['svc.sock', os.getcwd() + '/sub/../svc.sock']:\n  s = socket.socket(socket.AF_UNIX)\n  try:\n    s.connect(p); print('CONNECTED', p, flush=True)\n  except OSError as x:\n    print('refused', p, x, flush=True)\n\
+        own = socket.socket(socket.AF_UNIX); own.bind('/tmp/own.sock'); own.listen(1)\n\
+        c = socket.socket(socket.AF_UNIX); c.connect('/tmp/own.sock'); print('OWN OK', flush=True)\n";
+    let mut c = e.command(&["run", "--grant", ".:direct", "--", PY, "-c", script]);
+    let child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let l = std::os::unix::net::UnixListener::bind(e.p("proj/svc.sock")).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let t = text(&o);
+    assert!(!t.contains("CONNECTED"), "{t}");
+    assert_eq!(t.matches("Permission denied").count(), 2, "{t}");
+    assert!(t.contains("OWN OK"), "{t}");
+    assert!(l.accept().is_err(), "the host's service got a connection");
+    e.assert_denied(&["connect(unix socket in a grant)"], &o);
+    let rec = e
+        .records()
+        .into_iter()
+        .find(|r| {
+            r["kind"] == "sandbox.denied" && r["resource"] == "connect(unix socket in a grant)"
+        })
+        .unwrap();
+    assert!(
+        rec["detail"]["args"]
+            .as_str()
+            .unwrap()
+            .ends_with("proj/svc.sock"),
+        "{rec}"
+    );
+}
