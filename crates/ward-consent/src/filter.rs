@@ -89,29 +89,38 @@ pub struct Modes {
 }
 
 impl Modes {
+    /// The modes that are on, each as (sequence turning it on, sequence turning it off).
+    fn switches(&self) -> Vec<(String, String)> {
+        let fixed = [
+            (self.cursor_hidden, "\x1b[?25l", "\x1b[?25h"),
+            (self.app_cursor, "\x1b[?1h", "\x1b[?1l"),
+            (self.app_keypad, "\x1b=", "\x1b>"),
+            (self.bracketed_paste, "\x1b[?2004h", "\x1b[?2004l"),
+            (self.focus_events, "\x1b[?1004h", "\x1b[?1004l"),
+        ];
+        let mut v: Vec<(String, String)> = fixed
+            .iter()
+            .filter(|f| f.0)
+            .map(|f| (f.1.to_string(), f.2.to_string()))
+            .collect();
+        v.extend(
+            self.mouse
+                .iter()
+                .map(|n| (format!("\x1b[?{n}h"), format!("\x1b[?{n}l"))),
+        );
+        v
+    }
+
     /// Sequences that turn back on, after a question drawn over the agent's screen, the modes
     /// the question turned off (cursor, keys, keypad, mouse, paste, focus).
     pub fn restore(&self) -> String {
-        let mut s = String::new();
-        if self.cursor_hidden {
-            s.push_str("\x1b[?25l");
-        }
-        if self.app_cursor {
-            s.push_str("\x1b[?1h");
-        }
-        if self.app_keypad {
-            s.push_str("\x1b=");
-        }
-        for n in &self.mouse {
-            s.push_str(&format!("\x1b[?{n}h"));
-        }
-        if self.bracketed_paste {
-            s.push_str("\x1b[?2004h");
-        }
-        if self.focus_events {
-            s.push_str("\x1b[?1004h");
-        }
-        s
+        self.switches().into_iter().map(|(on, _)| on).collect()
+    }
+
+    /// Sequences that turn off every mode the agent left on (cursor, keys, keypad, mouse,
+    /// paste, focus; the alternate screen and keyboard protocols are the caller's).
+    pub fn reset(&self) -> String {
+        self.switches().into_iter().map(|(_, off)| off).collect()
     }
 }
 
@@ -660,7 +669,7 @@ mod tests {
         assert!(f.modes.app_keypad);
         assert_eq!(
             f.modes.restore(),
-            "\x1b[?25l\x1b=\x1b[?1000h\x1b[?1006h\x1b[?2004h"
+            "\x1b[?25l\x1b=\x1b[?2004h\x1b[?1000h\x1b[?1006h"
         );
         f.feed(b"\x1b[?1049l\x1b[?1000l", &mut out);
         assert!(!f.modes.alt_screen);

@@ -89,8 +89,10 @@ impl Terminal {
         self
     }
 
+    /// Write to the terminal, each newline as CR LF: the terminal may be raw (the relay's, or
+    /// a question's), where a bare LF would not return the cursor.
     fn write(&self, s: &str) {
-        let _ = relay::write_all(self.tty.as_raw_fd(), s.as_bytes());
+        let _ = relay::write_all(self.tty.as_raw_fd(), s.replace('\n', "\r\n").as_bytes());
     }
 
     /// Read keys until Enter, the deadline, or the terminal failing.
@@ -159,7 +161,7 @@ fn poll_in(fd: std::os::fd::RawFd, left: Duration) -> Result<bool, String> {
 }
 
 /// The terminal in raw mode (keys one by one, no signals: Ctrl-C is an answer, not a signal
-/// to the agent's group), output still translating newlines; put back on drop.
+/// to the agent's group); put back on drop.
 struct RawMode {
     fd: std::os::fd::RawFd,
     saved: Option<libc::termios>,
@@ -175,7 +177,6 @@ impl RawMode {
             } else {
                 let mut r = t;
                 libc::cfmakeraw(&mut r);
-                r.c_oflag |= libc::OPOST | libc::ONLCR;
                 libc::tcsetattr(fd, libc::TCSADRAIN, &r);
                 Some(t)
             }
@@ -313,7 +314,12 @@ impl Consent for Terminal {
         if let Some(p) = over_agent {
             self.write(&relay::question_sequence(&p.modes));
         }
-        let raw = RawMode::enter(self.tty.as_raw_fd());
+        // Over the agent the relay holds the terminal raw already; a question never changes
+        // its settings then (the relay may end meanwhile and put the person's back: a
+        // question's own restore would undo that).
+        let raw = over_agent
+            .is_none()
+            .then(|| RawMode::enter(self.tty.as_raw_fd()));
         let head = match &self.word {
             Some(w) => format!("=== Ward asks (session word: {w}) ==="),
             None => "=== Ward asks ===".to_string(),

@@ -85,6 +85,14 @@ struct Person {
     saved: Option<libc::termios>,
 }
 
+impl Drop for Person {
+    fn drop(&mut self) {
+        // However the relay ends (a thread that never started included), the person's
+        // settings come back.
+        self.restore();
+    }
+}
+
 impl Person {
     fn raw(&self) {
         if let (Some(fd), Some(t)) = (self.input, self.saved) {
@@ -619,24 +627,7 @@ pub fn end_sequence(m: &Modes) -> String {
     if m.alt_screen {
         s.push_str("\x1b[?1049l");
     }
-    if m.cursor_hidden {
-        s.push_str("\x1b[?25h");
-    }
-    if m.app_cursor {
-        s.push_str("\x1b[?1l");
-    }
-    if m.app_keypad {
-        s.push_str("\x1b>");
-    }
-    for n in &m.mouse {
-        s.push_str(&format!("\x1b[?{n}l"));
-    }
-    if m.bracketed_paste {
-        s.push_str("\x1b[?2004l");
-    }
-    if m.focus_events {
-        s.push_str("\x1b[?1004l");
-    }
+    s.push_str(&m.reset());
     if m.keyboard {
         s.push_str("\x1b[<99u\x1b[>4;0m");
     }

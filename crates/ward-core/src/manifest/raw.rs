@@ -175,15 +175,20 @@ struct TomlLimits {
     stage_entries: Option<Spanned<i64>>,
 }
 
+/// A TOML value with the line and column it was written at.
+fn spanned<T>(src: &str, s: Spanned<T>) -> At<T> {
+    At {
+        pos: pos_of(src, s.span().start),
+        value: s.into_inner(),
+    }
+}
+
 pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
     let doc: TomlDoc = toml::from_str(src).map_err(|e| SyntaxError {
         pos: pos_of(src, e.span().map_or(0, |s| s.start)),
         message: e.message().trim().to_string(),
     })?;
-    let at = |s: Spanned<String>| At {
-        pos: pos_of(src, s.span().start),
-        value: s.into_inner(),
-    };
+    let at = |s: Spanned<String>| spanned(src, s);
     let list = |v: Vec<Spanned<String>>| v.into_iter().map(at).collect::<Vec<_>>();
     let (env_scrub, env_keep) = match doc.env {
         Some(e) => (Some(e.scrub), Some(e.keep)),
@@ -262,38 +267,14 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
             })
             .collect(),
         limits: LimitsDoc {
-            memory: doc.limits.memory.map(|s| At {
-                pos: pos_of(src, s.span().start),
-                value: s.into_inner(),
-            }),
-            pids: doc.limits.pids.map(|s| At {
-                pos: pos_of(src, s.span().start),
-                value: s.into_inner(),
-            }),
-            cpu: doc.limits.cpu.map(|s| At {
-                pos: pos_of(src, s.span().start),
-                value: s.into_inner(),
-            }),
-            upload: doc.limits.upload.map(|s| At {
-                pos: pos_of(src, s.span().start),
-                value: s.into_inner(),
-            }),
-            tmp: doc.limits.tmp.map(|s| At {
-                pos: pos_of(src, s.span().start),
-                value: s.into_inner(),
-            }),
-            shm: doc.limits.shm.map(|s| At {
-                pos: pos_of(src, s.span().start),
-                value: s.into_inner(),
-            }),
-            stage: doc.limits.stage.map(|s| At {
-                pos: pos_of(src, s.span().start),
-                value: s.into_inner(),
-            }),
-            stage_entries: doc.limits.stage_entries.map(|s| At {
-                pos: pos_of(src, s.span().start),
-                value: s.into_inner(),
-            }),
+            memory: doc.limits.memory.map(|s| spanned(src, s)),
+            pids: doc.limits.pids.map(|s| spanned(src, s)),
+            cpu: doc.limits.cpu.map(|s| spanned(src, s)),
+            upload: doc.limits.upload.map(|s| spanned(src, s)),
+            tmp: doc.limits.tmp.map(|s| spanned(src, s)),
+            shm: doc.limits.shm.map(|s| spanned(src, s)),
+            stage: doc.limits.stage.map(|s| spanned(src, s)),
+            stage_entries: doc.limits.stage_entries.map(|s| spanned(src, s)),
         },
         allow_degraded: list(doc.allow_degraded),
         env_scrub: env_scrub.map_or(vec![], list),
