@@ -731,10 +731,19 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                     "command line (--review apply)",
                 )? {
                     eprintln!(
-                        "ward: applied {} step(s) to {}; {} held",
+                        "ward: applied {} step(s) to {}; {} held{}",
                         d.applied,
-                        d.grant.display(),
-                        d.conflicts.len() + d.refused.len()
+                        ward_core::inert::path(&d.grant),
+                        d.conflicts.len() + d.refused.len() + d.flagged.len(),
+                        if d.flagged.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                " ({} would run code: `ward review {}` to apply them knowingly)",
+                                d.flagged.len(),
+                                session_id
+                            )
+                        }
                     );
                 }
             } else {

