@@ -567,17 +567,18 @@ impl Run {
     }
 
     fn finish(mut self) -> RelayStats {
-        {
+        let asking = {
             let mut c = self.shared.lock();
             c.done = true;
             self.shared.cv.notify_all();
-        }
+            c.pause_requests > 0
+        };
         WAKE_FD.store(-1, Ordering::Relaxed);
-        // What the agent left on is turned off, the person's settings come back.
-        let _ = write_all(
-            self.person.output,
-            end_sequence(&self.filter.modes).as_bytes(),
-        );
+        // What the agent left on is turned off, the person's settings come back; a question
+        // still open stays on the person's main screen (it may have drawn on the alternate).
+        let mut modes = self.filter.modes.clone();
+        modes.alt_screen |= asking;
+        let _ = write_all(self.person.output, end_sequence(&modes).as_bytes());
         self.person.restore();
         self.stats.dropped = self.filter.dropped().to_vec();
         std::mem::take(&mut self.stats)
