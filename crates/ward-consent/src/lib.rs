@@ -203,6 +203,8 @@ impl Drop for RawMode {
 pub struct LineReader {
     line: String,
     esc: EscSkip,
+    /// The CSI sequence being skipped (it may arrive in pieces).
+    csi: Vec<u8>,
     pasting: bool,
 }
 
@@ -213,36 +215,55 @@ enum EscSkip {
     Esc,
     Csi,
     Ss3,
+    /// A string sequence (a terminal's late answer: DCS, OSC, ...) until BEL or ST.
+    Str,
+    StrEsc,
 }
 
 impl LineReader {
     /// Feed keys; returns the line when Enter was pressed (empty for Ctrl-C/Ctrl-D), and
     /// appends what to echo.
     pub fn feed(&mut self, keys: &[u8], echo: &mut Vec<u8>) -> Option<String> {
-        let mut csi = Vec::new();
         for &b in keys {
             match self.esc {
                 EscSkip::Esc => {
                     self.esc = match b {
                         b'[' => EscSkip::Csi,
                         b'O' => EscSkip::Ss3,
+                        b'P' | b']' | b'_' | b'^' | b'X' => EscSkip::Str,
                         _ => EscSkip::None,
                     };
-                    csi.clear();
+                    self.csi.clear();
                     continue;
                 }
                 EscSkip::Csi => {
-                    csi.push(b);
+                    self.csi.push(b);
                     if (0x40..=0x7e).contains(&b) {
                         self.esc = EscSkip::None;
-                        if csi == b"200~" {
+                        if self.csi == b"200~" {
                             self.pasting = true;
-                        } else if csi == b"201~" {
+                        } else if self.csi == b"201~" {
                             self.pasting = false;
                         }
-                    } else if csi.len() > 64 {
+                    } else if self.csi.len() > 64 {
                         self.esc = EscSkip::None;
                     }
+                    continue;
+                }
+                EscSkip::Str => {
+                    self.esc = match b {
+                        0x07 => EscSkip::None,
+                        0x1b => EscSkip::StrEsc,
+                        _ => EscSkip::Str,
+                    };
+                    continue;
+                }
+                EscSkip::StrEsc => {
+                    self.esc = if b == b'\\' {
+                        EscSkip::None
+                    } else {
+                        EscSkip::Str
+                    };
                     continue;
                 }
                 EscSkip::Ss3 => {
@@ -453,6 +474,11 @@ mod tests {
         // A late cursor report, an arrow key and pasted text are not an answer.
         assert_eq!(r.feed(b"\x1b[12;40R\x1b[A\x1bOP", &mut echo), None);
         assert_eq!(r.feed(b"\x1b[200~y\r\x1b[201~", &mut echo), None);
+        // A terminal's late string answer (XTVERSION, DCS) carries no answer either, even in
+        // pieces.
+        assert_eq!(r.feed(b"\x1bP>|y\r", &mut echo), None);
+        assert_eq!(r.feed(b"term(1)\x1b\\\x1b[12;", &mut echo), None);
+        assert_eq!(r.feed(b"1R", &mut echo), None);
         assert_eq!(r.feed(b"x\x7fy", &mut echo), None);
         assert_eq!(r.feed(b"\r", &mut echo).as_deref(), Some("y"));
         assert_eq!(r.feed(b"n\x03", &mut echo).as_deref(), Some(""));
