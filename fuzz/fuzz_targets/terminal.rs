@@ -21,6 +21,8 @@ fuzz_target!(|data: &[u8]| {
             "{whole:?}"
         );
         assert!(!(w[0] == 0xc2 && (0x80..=0x9f).contains(&w[1])), "{whole:?}");
+        // No DEL or upper-half byte right after ESC, and no encoding switch.
+        assert!(!(w[0] == 0x1b && (w[1] == 0x7f || w[1] >= 0x80 || w[1] == b'%')), "{whole:?}");
     }
     assert!(!whole.contains(&0x05));
     // The printer leaves nothing live, whatever the input.

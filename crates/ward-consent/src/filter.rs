@@ -36,6 +36,9 @@ enum State {
     StrEsc,
     /// Dropping the rest of an overlong CSI up to its final byte.
     CsiDrop,
+    /// Dropping an `ESC` sequence with intermediates up to its final byte (`ESC %`: the
+    /// terminal's character encoding).
+    EscDrop,
 }
 
 /// Kinds of what was dropped, each named once in the session's record.
@@ -52,6 +55,9 @@ pub enum Dropped {
     Answerback,
     C1,
     Overlong,
+    Malformed,
+    ScreenRead,
+    Encoding,
 }
 
 impl Dropped {
@@ -68,6 +74,9 @@ impl Dropped {
             Dropped::Answerback => "answer-back request (ENQ)",
             Dropped::C1 => "C1 control",
             Dropped::Overlong => "overlong escape sequence",
+            Dropped::Malformed => "malformed escape sequence (DEL or a non-ASCII byte inside)",
+            Dropped::ScreenRead => "screen read-back (DECRQCRA)",
+            Dropped::Encoding => "character encoding switch (ESC %)",
         }
     }
 }
@@ -81,11 +90,13 @@ pub struct Modes {
     pub app_keypad: bool,
     pub bracketed_paste: bool,
     pub focus_events: bool,
-    /// Mouse tracking modes on (1000, 1002, 1003, 1005, 1006, 1015, 1016).
+    /// Mouse tracking modes on (9, 1000-1003, 1005-1007, 1015, 1016).
     pub mouse: Vec<u16>,
     pub sync_output: bool,
     /// `CSI > … u` pushed (kitty keyboard protocol) or `CSI > 4;n m` (modifyOtherKeys).
     pub keyboard: bool,
+    /// The last `CSI > 4 ; n m` (modifyOtherKeys level), to set again after a question.
+    pub modify_other_keys: Option<String>,
 }
 
 impl Modes {
@@ -261,8 +272,14 @@ impl Filter {
         match self.state {
             State::Ground => self.ground(b, out),
             State::Esc => self.esc(b, out),
-            State::EscInter => {
-                if self.control_in_seq(b, out) {
+            State::EscInter | State::EscDrop => {
+                if self.control_in_seq(b, out) || self.odd_in_seq(b, out) {
+                    return;
+                }
+                if self.state == State::EscDrop {
+                    if (0x30..=0x7e).contains(&b) {
+                        self.state = State::Ground;
+                    }
                     return;
                 }
                 self.push_seq(b);
@@ -271,7 +288,7 @@ impl Filter {
                 }
             }
             State::Csi | State::CsiDrop => {
-                if self.control_in_seq(b, out) {
+                if self.control_in_seq(b, out) || self.odd_in_seq(b, out) {
                     return;
                 }
                 if self.state == State::CsiDrop {
@@ -418,8 +435,27 @@ impl Filter {
         }
     }
 
+    /// DEL and non-ASCII bytes inside an escape sequence. Terminals ignore DEL there (the
+    /// sequence goes on), so it is dropped and the sequence goes on here too. A byte of 0x80
+    /// and above is read by some terminals as its ASCII twin (xterm maps the upper half of
+    /// its parse tables onto the lower): the whole sequence is dropped and the byte taken as
+    /// text. Returns whether `b` was handled.
+    fn odd_in_seq(&mut self, b: u8, out: &mut Vec<u8>) -> bool {
+        match b {
+            0x7f => true,
+            0x80.. => {
+                self.drop_kind(Dropped::Malformed);
+                self.seq.clear();
+                self.state = State::Ground;
+                self.ground(b, out);
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn esc(&mut self, b: u8, out: &mut Vec<u8>) {
-        if self.control_in_seq(b, out) {
+        if self.control_in_seq(b, out) || self.odd_in_seq(b, out) {
             return;
         }
         self.seq.clear();
@@ -434,6 +470,11 @@ impl Filter {
                 self.seq.clear();
                 self.state = State::Str;
                 self.str_start_kind();
+            }
+            b'%' => {
+                self.drop_kind(Dropped::Encoding);
+                self.seq.clear();
+                self.state = State::EscDrop;
             }
             0x20..=0x2f => {
                 self.seq.push(b);
@@ -502,6 +543,10 @@ impl Filter {
         let fin = seq[seq.len() - 1];
         if fin == b't' {
             self.drop_kind(Dropped::WindowOp);
+        } else if fin == b'y' && seq.contains(&b'*') {
+            // DECRQCRA: the terminal answers with a checksum of screen cells, which can read
+            // back what Ward printed (the session word).
+            self.drop_kind(Dropped::ScreenRead);
         } else {
             self.track(fin, &seq[2..seq.len() - 1]);
             out.extend_from_slice(&seq);
@@ -530,7 +575,7 @@ impl Filter {
                         2004 => m.bracketed_paste = on,
                         1004 => m.focus_events = on,
                         2026 => m.sync_output = on,
-                        1000 | 1002 | 1003 | 1005 | 1006 | 1015 | 1016 => {
+                        9 | 1000 | 1001 | 1002 | 1003 | 1005 | 1006 | 1007 | 1015 | 1016 => {
                             m.mouse.retain(|&x| x != n);
                             if on {
                                 m.mouse.push(n);
@@ -540,7 +585,16 @@ impl Filter {
                     }
                 }
             }
-            (b'u', Some(b'>')) | (b'm', Some(b'>')) => self.modes.keyboard = true,
+            (b'u', Some(b'>')) => self.modes.keyboard = true,
+            (b'm', Some(b'>')) => {
+                self.modes.keyboard = true;
+                if params.starts_with(b">4") {
+                    let mut seq = String::from("\x1b[");
+                    seq.push_str(&String::from_utf8_lossy(params));
+                    seq.push('m');
+                    self.modes.modify_other_keys = Some(seq);
+                }
+            }
             (b'p', Some(b'!')) => {
                 // DECSTR resets the cursor, keys and keypad.
                 self.modes.cursor_hidden = false;
@@ -596,6 +650,12 @@ mod tests {
             (b"a\x1b[21tb", Dropped::WindowOp),
             (b"a\x1b[3;1;1tb", Dropped::WindowOp),
             (b"a\x05b", Dropped::Answerback),
+            // DEL inside a sequence: terminals ignore it and go on (xterm, VTE, tmux).
+            (b"a\x1b\x7f]52;c;eA==\x07b", Dropped::Clipboard),
+            (b"a\x1b\x7fP$qm\x1b\\b", Dropped::Dcs),
+            (b"a\x1b[2\x7f1tb", Dropped::WindowOp),
+            (b"a\x1b%@b", Dropped::Encoding),
+            (b"a\x1b[1;1;2;2*yb", Dropped::ScreenRead),
             (b"a\x9b2Jb", Dropped::C1),
             (b"a\xc2\x9d52;c;eA==\x07b", Dropped::C1),
         ];
@@ -610,6 +670,18 @@ mod tests {
             assert!(dropped.contains(kind), "{input:?}: {dropped:?}");
             assert_eq!(bytewise(input), b"ab", "{input:?} byte by byte");
         }
+    }
+
+    #[test]
+    fn upper_half_bytes_end_a_sequence_as_text() {
+        // xterm reads `\xc3\xb4` (ô) in a CSI as `t`: the sequence is dropped, ô is text.
+        let input = "a\x1b[21ôb".as_bytes();
+        let (out, dropped) = run(input);
+        assert_eq!(out, "aôb".as_bytes());
+        assert!(dropped.contains(&Dropped::Malformed));
+        assert_eq!(bytewise(input), out);
+        let (out, _) = run("a\x1bèb".as_bytes());
+        assert_eq!(out, "aèb".as_bytes());
     }
 
     #[test]

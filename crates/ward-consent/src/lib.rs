@@ -251,12 +251,24 @@ impl LineReader {
                     continue;
                 }
                 EscSkip::Str => {
+                    // Keys a person presses (Alt+P sends `ESC P`) must not swallow Enter:
+                    // a string also ends at CR, LF, Ctrl-C or after 256 bytes.
+                    self.csi.push(b);
                     self.esc = match b {
                         0x07 => EscSkip::None,
                         0x1b => EscSkip::StrEsc,
+                        b'\r' | b'\n' | 0x03 => {
+                            self.esc = EscSkip::None;
+                            self.csi.clear();
+                            // Taken as the key it is, below.
+                            EscSkip::None
+                        }
+                        _ if self.csi.len() > 256 => EscSkip::None,
                         _ => EscSkip::Str,
                     };
-                    continue;
+                    if !matches!(b, b'\r' | b'\n' | 0x03) {
+                        continue;
+                    }
                 }
                 EscSkip::StrEsc => {
                     self.esc = if b == b'\\' {
@@ -338,9 +350,9 @@ impl Consent for Terminal {
         // Over the agent the relay holds the terminal raw already; a question never changes
         // its settings then (the relay may end meanwhile and put the person's back: a
         // question's own restore would undo that).
-        let raw = over_agent
-            .is_none()
-            .then(|| RawMode::enter(self.tty.as_raw_fd()));
+        let relay_holds_it =
+            over_agent.is_some() && relay.as_ref().is_some_and(|r| r.person_in().is_some());
+        let raw = (!relay_holds_it).then(|| RawMode::enter(self.tty.as_raw_fd()));
         let head = match &self.word {
             Some(w) => format!("=== Ward asks (session word: {w}) ==="),
             None => "=== Ward asks ===".to_string(),
@@ -476,9 +488,11 @@ mod tests {
         assert_eq!(r.feed(b"\x1b[200~y\r\x1b[201~", &mut echo), None);
         // A terminal's late string answer (XTVERSION, DCS) carries no answer either, even in
         // pieces.
-        assert_eq!(r.feed(b"\x1bP>|y\r", &mut echo), None);
+        assert_eq!(r.feed(b"\x1bP>|y", &mut echo), None);
         assert_eq!(r.feed(b"term(1)\x1b\\\x1b[12;", &mut echo), None);
         assert_eq!(r.feed(b"1R", &mut echo), None);
+        // Alt+P then Enter: the Enter still ends the line.
+        assert_eq!(r.feed(b"\x1bPy\r", &mut echo).as_deref(), Some(""));
         assert_eq!(r.feed(b"x\x7fy", &mut echo), None);
         assert_eq!(r.feed(b"\r", &mut echo).as_deref(), Some("y"));
         assert_eq!(r.feed(b"n\x03", &mut echo).as_deref(), Some(""));

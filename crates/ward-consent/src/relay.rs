@@ -389,7 +389,14 @@ impl Relay {
     /// `grace`; then stop, put the person's terminal back, and return the counts.
     pub fn finish(mut self, grace: Duration) -> RelayStats {
         let deadline = Instant::now() + grace;
-        while !self.shared.lock().done && Instant::now() < deadline {
+        loop {
+            let c = self.shared.lock();
+            // A question still open keeps the terminal as it is until it ends (each has its
+            // own deadline): tearing the screen down under it would hide it while it reads.
+            if c.done || (c.pause_requests == 0 && Instant::now() >= deadline) {
+                break;
+            }
+            drop(c);
             std::thread::sleep(Duration::from_millis(5));
         }
         self.stop.store(true, Ordering::Relaxed);
@@ -426,6 +433,9 @@ impl Run {
                 return;
             }
             self.maybe_pause();
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
             let m = self.shared.master.as_raw_fd();
             let mut fds = [
                 libc::pollfd {
@@ -541,7 +551,7 @@ impl Run {
         c.modes = self.filter.modes.clone();
         c.paused = true;
         self.shared.cv.notify_all();
-        while c.pause_requests > 0 && !self.stop.load(Ordering::Relaxed) {
+        while c.pause_requests > 0 {
             c = self
                 .shared
                 .cv
@@ -567,18 +577,17 @@ impl Run {
     }
 
     fn finish(mut self) -> RelayStats {
-        let asking = {
+        {
             let mut c = self.shared.lock();
             c.done = true;
             self.shared.cv.notify_all();
-            c.pause_requests > 0
-        };
+        }
         WAKE_FD.store(-1, Ordering::Relaxed);
-        // What the agent left on is turned off, the person's settings come back; a question
-        // still open stays on the person's main screen (it may have drawn on the alternate).
-        let mut modes = self.filter.modes.clone();
-        modes.alt_screen |= asking;
-        let _ = write_all(self.person.output, end_sequence(&modes).as_bytes());
+        // What the agent left on is turned off, the person's settings come back.
+        let _ = write_all(
+            self.person.output,
+            end_sequence(&self.filter.modes).as_bytes(),
+        );
         self.person.restore();
         self.stats.dropped = self.filter.dropped().to_vec();
         std::mem::take(&mut self.stats)
@@ -603,6 +612,11 @@ pub fn question_sequence(m: &Modes) -> String {
         s.push_str(&format!("\x1b[?{n}l"));
     }
     s.push_str("\x1b[?2004l\x1b[?1004l");
+    if m.keyboard {
+        // Keys as plain bytes while Ward asks: a kitty keyboard level of 0 pushed (popped
+        // after), modifyOtherKeys off.
+        s.push_str("\x1b[>0u\x1b[>4;0m");
+    }
     s
 }
 
@@ -615,13 +629,22 @@ pub fn after_question_sequence(filter_modes: &Modes) -> String {
         "\x1b[?1049l"
     });
     s.push_str(&filter_modes.restore());
+    if filter_modes.keyboard {
+        s.push_str("\x1b[<1u");
+        if let Some(k) = &filter_modes.modify_other_keys {
+            s.push_str(k);
+        }
+    }
     s
 }
 
 /// What to write when the agent's screen is left: every mode it turned on that would outlive
 /// it is turned off, attributes reset.
 pub fn end_sequence(m: &Modes) -> String {
-    let mut s = String::from("\x1b[0m");
+    // Any sequence in progress aborted, then a soft reset: attributes, scroll margins,
+    // character sets, insert, origin and wrap modes as a shell expects (a scroll region left
+    // by the agent could hide what Ward prints next, a character set garble it).
+    let mut s = String::from("\x18\x1b[!p\x1b[r\x1b(B\x0f\x1b[?5l\x1b[0m");
     if m.sync_output {
         s.push_str("\x1b[?2026l");
     }

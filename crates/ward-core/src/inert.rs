@@ -28,7 +28,15 @@ fn hostile(c: char, multiline: bool) -> bool {
         '\u{ad}' | '\u{200b}'..='\u{200d}' | '\u{2028}' | '\u{2029}' => true,
         '\u{2060}'..='\u{2064}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}' => true,
         '\u{115f}' | '\u{1160}' | '\u{3164}' | '\u{ffa0}' | '\u{180e}' => true,
-        '\u{e0000}'..='\u{e007f}' => true,
+        // The rest of Unicode's default-ignorable and format characters: combining grapheme
+        // joiner, Khmer and Mongolian invisibles, deprecated format controls, variation
+        // selectors, specials, tags and their reserved block, and the format characters that
+        // merge with what follows (number signs, Egyptian and musical format controls).
+        '\u{34f}' | '\u{17b4}' | '\u{17b5}' | '\u{180b}'..='\u{180f}' => true,
+        '\u{206a}'..='\u{206f}' | '\u{fe00}'..='\u{fe0f}' | '\u{fff0}'..='\u{fff8}' => true,
+        '\u{600}'..='\u{605}' | '\u{6dd}' | '\u{70f}' | '\u{890}' | '\u{891}' | '\u{8e2}' => true,
+        '\u{110bd}' | '\u{110cd}' | '\u{13430}'..='\u{1343f}' | '\u{1bca0}'..='\u{1bca3}' => true,
+        '\u{1d173}'..='\u{1d17a}' | '\u{e0000}'..='\u{e0fff}' => true,
         _ => false,
     }
 }
@@ -127,6 +135,8 @@ pub const HOSTILE_SAMPLES: &[(&str, &str)] = &[
     ("zero-width", "a\u{200b}b"),
     ("line separator", "a\u{2028}b"),
     ("tag character", "a\u{e0041}b"),
+    ("variation selector", "a\u{fe0f}\u{e0100}b"),
+    ("Arabic number sign", "\u{600}12"),
     ("bell", "a\u{7}b"),
     ("delete", "a\u{7f}b"),
 ];

@@ -856,9 +856,11 @@ impl Proxy {
         }
     }
 
-    /// What the session has sent to `key` so far.
-    fn sent(&self, key: &str) -> u64 {
-        lock(&self.inner.tunnel_sent).get(key).copied().unwrap_or(0)
+    /// Take back `n` bytes counted for a request that was refused.
+    fn refund_sent(&self, key: &str, n: u64) {
+        if let Some(t) = lock(&self.inner.tunnel_sent).get_mut(key) {
+            *t = t.saturating_sub(n);
+        }
     }
 
     /// Add `n` bytes to what the session has sent to `key`; the new total.
@@ -1053,8 +1055,9 @@ impl Proxy {
         let head = request_head_len(&parts);
         let sent_key = format!("http://{auth}");
         let mine = head + upload_size.unwrap_or(0);
-        // Counted once it is let through: a refused request sends nothing.
-        let total = self.sent(&sent_key).saturating_add(mine);
+        // Counted now, so that requests in parallel see each other; given back if refused (a
+        // refused request sends nothing).
+        let total = self.count_sent(&sent_key, mine);
         let over_limit = self
             .inner
             .manifest
@@ -1093,6 +1096,7 @@ impl Proxy {
                     &d,
                     json!({"via": "http", "body": upload_size, "request_bytes": mine}),
                 ));
+                self.refund_sent(&sent_key, mine);
                 return Err(Refusal::new(
                     status,
                     socks::REP_NOT_ALLOWED,
@@ -1106,7 +1110,6 @@ impl Proxy {
                 json!({"via": "http", "body": upload_size, "request_bytes": mine}),
             ));
         }
-        self.count_sent(&sent_key, mine);
         let mut up = match cached {
             Some(c) => c,
             None => {

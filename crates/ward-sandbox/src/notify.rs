@@ -170,11 +170,15 @@ pub fn serve(
                         pid: req.pid,
                     });
                 }
-                Target::Unix(path) if unix_denied(&path) => {
+                Target::Unix(paths) if paths.iter().any(|p| unix_denied(p)) => {
                     resp.error = -libc::EACCES;
                     denial = Some(Denial {
                         call: "connect(unix socket in a grant)".into(),
-                        args: path.display().to_string(),
+                        args: paths
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(" -> "),
                         pid: req.pid,
                     });
                 }
@@ -208,13 +212,63 @@ enum Target {
     /// Off the machine's loopback (an IPv4 or IPv6 address that is not loopback), or a DNS
     /// query (port 53, loopback included).
     Net(std::net::SocketAddr),
-    /// A unix socket by path, absolute as the caller sees it (its working directory joined).
-    Unix(std::path::PathBuf),
+    /// A unix socket by path, absolute as the caller sees it (its working directory joined),
+    /// and, when it exists, where it really is (links on the way followed inside the
+    /// caller's root, as the kernel will).
+    Unix(Vec<std::path::PathBuf>),
     /// Let the call continue: netlink, loopback, an abstract unix address (Landlock scopes
     /// those), or a target Ward cannot read, which the kernel then judges: the namespace has
     /// no route out, so a racing agent that changes the address after this read still gets
     /// nowhere, only unrecorded.
     Continue,
+}
+
+/// Where `path` (absolute, as process `pid` sees it) really is: opened beneath that process's
+/// root with links followed the way the kernel follows them for it (`RESOLVE_IN_ROOT`),
+/// named by the descriptor's path as the supervisor sees it. `None` when it does not resolve.
+fn resolve_in_root(pid: u32, path: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let root = std::ffi::CString::new(format!("/proc/{pid}/root")).ok()?;
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let rel = std::ffi::CString::new(if rel.as_os_str().is_empty() {
+        b".".to_vec()
+    } else {
+        rel.as_os_str().as_bytes().to_vec()
+    })
+    .ok()?;
+    // SAFETY: open of a valid C string; owned at once.
+    let rfd = unsafe {
+        libc::open(
+            root.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if rfd < 0 {
+        return None;
+    }
+    // SAFETY: just opened.
+    let rfd = unsafe { OwnedFd::from_raw_fd(rfd) };
+    // SAFETY: open_how is plain data.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: valid pointers and size, as openat2 expects.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            rfd.as_raw_fd(),
+            rel.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: just opened.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
 }
 
 /// `path` with `.` and `..` resolved lexically (`..` at the root stays at the root).
@@ -262,13 +316,16 @@ fn connect_target(listener: RawFd, req: &libc::seccomp_notif) -> Target {
         let raw = &buf[2..n];
         let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
         let p = std::path::Path::new(std::ffi::OsStr::from_bytes(raw));
-        if p.is_absolute() {
+        let abs = if p.is_absolute() {
             lexical(p)
         } else {
             let cwd = std::fs::read_link(format!("/proc/{}/cwd", req.pid))
                 .unwrap_or_else(|_| std::path::PathBuf::from("/"));
             lexical(&cwd.join(p))
-        }
+        };
+        let mut paths = vec![abs.clone()];
+        paths.extend(resolve_in_root(req.pid, &abs));
+        paths
     });
     // The process may have died and its pid been reused: the notification must still be live.
     let mut id = req.id;

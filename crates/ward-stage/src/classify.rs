@@ -76,13 +76,96 @@ fn by_name(c: &Change) -> Vec<Flag> {
             "a git repository (its config and hooks run commands the next time you use git here)",
         ));
     }
+    let hook_managers = [
+        ".pre-commit-config.yaml",
+        "lefthook.yml",
+        "lefthook.yaml",
+        ".lefthook.yml",
+    ];
+    if parts.contains(&".husky") || hook_managers.contains(&last) {
+        out.push(flag(
+            "git",
+            "git hooks a hook manager installs (they run at the next commit or push)",
+        ));
+    }
+    let agent_config = [".devcontainer.json", ".mcp.json"];
+    if agent_config.contains(&last)
+        || last.ends_with(".code-workspace")
+        || parts
+            .iter()
+            .any(|p| matches!(*p, ".claude" | ".cursor" | ".gemini" | ".codex"))
+    {
+        out.push(flag(
+            "editor",
+            "editor or agent settings that can run commands (hooks, MCP servers, tasks)",
+        ));
+    }
+    let toolchain = [
+        ".yarnrc.yml",
+        ".yarnrc",
+        ".npmrc",
+        ".pnpmfile.cjs",
+        "bunfig.toml",
+        "rust-toolchain.toml",
+        "rust-toolchain",
+    ];
+    if toolchain.contains(&last)
+        || parts
+            .windows(2)
+            .any(|w| w[0] == ".cargo" && w[1].starts_with("config"))
+        || parts.windows(2).any(|w| w == [".mvn", "extensions.xml"])
+    {
+        out.push(flag(
+            "toolchain",
+            "configures a build tool to run a program of its choosing on ordinary commands",
+        ));
+    }
+    let home_rc = [
+        ".gitconfig",
+        ".bash_aliases",
+        ".vimrc",
+        ".exrc",
+        ".tmux.conf",
+        ".Rprofile",
+        ".irbrc",
+        ".pythonrc",
+        ".pythonrc.py",
+    ];
+    if home_rc.contains(&last)
+        || parts.windows(2).any(|w| {
+            matches!(
+                w,
+                [".config", "git" | "nvim" | "environment.d"]
+                    | [".ssh", "config"]
+                    | [".ipython", _]
+            )
+        })
+        || parts.windows(3).any(|w| {
+            matches!(
+                w,
+                [".local", "share", "applications" | "dbus-1" | "systemd"]
+                    | [".config", "fish", "functions"]
+            )
+        })
+    {
+        out.push(flag(
+            "shell-rc",
+            "read at start-up by a shell, editor, git, ssh or the desktop (it can run commands)",
+        ));
+    }
     if last == "ward.toml" {
         out.push(flag(
             "ward-manifest",
             "a Ward manifest (the next `ward run` here obeys it)",
         ));
     }
-    if matches!(last, ".envrc" | "mise.toml" | ".mise.toml") || parts.contains(&".direnv") {
+    let mise = (last.starts_with("mise.") || last.starts_with(".mise.")) && last.ends_with(".toml");
+    if last == ".envrc"
+        || mise
+        || parts.contains(&".direnv")
+        || parts.contains(&".mise")
+        || parts.windows(2).any(|w| w == [".config", "mise"])
+    {
         out.push(flag(
             "direnv",
             "runs when a shell enters this folder (direnv, mise)",
@@ -220,14 +303,37 @@ fn hooks_targets(stage: &Stage, changes: &[Change]) -> Vec<(PathBuf, String)> {
             p = parent;
         }
     }
+    // The person's own git config applies to every repository too (a team's global
+    // `core.hooksPath = .githooks`).
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".config")));
+    let global: Vec<(&'static str, String)> = [
+        home.map(|h| h.join(".gitconfig")),
+        xdg.map(|x| x.join("git/config")),
+        Some(PathBuf::from("/etc/gitconfig")),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|p| read_small(&p))
+    .flat_map(|t| code_paths(&t))
+    .collect();
     let mut out = Vec::new();
     for r in repos {
         let cfg = r.join(".git").join("config");
+        let is_repo = [&stage.upper, &stage.grant]
+            .iter()
+            .any(|b| std::fs::symlink_metadata(b.join(r.join(".git"))).is_ok());
+        let mut values: Vec<(&'static str, String)> = if is_repo { global.clone() } else { vec![] };
         for base in [&stage.upper, &stage.grant] {
-            let Some(text) = read_small(&base.join(&cfg)) else {
-                continue;
-            };
-            for (key, v) in code_paths(&text) {
+            if let Some(text) = read_small(&base.join(&cfg)) {
+                values.extend(code_paths(&text));
+                break;
+            }
+        }
+        {
+            for (key, v) in values {
                 let target = if Path::new(&v).is_absolute() {
                     match Path::new(&v).strip_prefix(&stage.grant) {
                         Ok(rel) => rel.to_path_buf(),
@@ -248,7 +354,6 @@ fn hooks_targets(stage: &Stage, changes: &[Change]) -> Vec<(PathBuf, String)> {
                     ),
                 ));
             }
-            break;
         }
     }
     out
@@ -325,6 +430,19 @@ mod tests {
             ),
             ("sitecustomize.py", "python-startup"),
             ("ward.toml", "ward-manifest"),
+            (".husky/pre-commit", "git"),
+            (".pre-commit-config.yaml", "git"),
+            (".devcontainer.json", "editor"),
+            ("a.code-workspace", "editor"),
+            (".claude/settings.json", "editor"),
+            (".mcp.json", "editor"),
+            (".yarnrc.yml", "toolchain"),
+            (".cargo/config.toml", "toolchain"),
+            ("mise.local.toml", "direnv"),
+            (".gitconfig", "shell-rc"),
+            (".ssh/config", "shell-rc"),
+            (".bash_aliases", "shell-rc"),
+            (".local/share/applications/x.desktop", "shell-rc"),
         ];
         for (p, code) in cases {
             assert_eq!(

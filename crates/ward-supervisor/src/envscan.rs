@@ -27,8 +27,15 @@ const VALUE_LIMIT: usize = 64 << 10;
 /// Whether a value may hold a credential: a URL with a user part, a PEM block, a long run of
 /// letters and digits that is not a path, or any value of a variable named like a secret.
 fn suspect(name: &str, v: &str) -> bool {
-    // A path names a file; the file may be secret, the name is not.
-    if (v.starts_with('/') || v.starts_with("~/")) && !v.contains(char::is_whitespace) {
+    // A path names a file; the file may be secret, the name is not. (A path: a `/` or `~/`
+    // first, at least two `/`, and only the characters paths are usually made of; a base64
+    // secret that starts with `/` has `+` or `=`, or no second `/`, often enough to be kept.)
+    let pathlike = (v.starts_with('/') || v.starts_with("~/"))
+        && v.matches('/').count() >= 2
+        && v.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'~' | b':')
+        });
+    if pathlike {
         return false;
     }
     let n = name.to_ascii_uppercase();

@@ -24,8 +24,9 @@ pub fn is_repository(path: &Path, is_dir: bool) -> bool {
             && path.join("refs").is_dir())
 }
 
-/// The repositories in the writable grants now (see [`is_repository`]).
-pub fn repositories(m: &Manifest) -> BTreeSet<PathBuf> {
+/// The repositories in the writable grants now (see [`is_repository`]), and whether the scan
+/// stopped at its limit before seeing everything.
+pub fn repositories(m: &Manifest) -> (BTreeSet<PathBuf>, bool) {
     let mut out = BTreeSet::new();
     let mut seen = 0usize;
     for g in m.files.iter().filter(|g| g.access == Access::ReadWrite) {
@@ -37,7 +38,7 @@ pub fn repositories(m: &Manifest) -> BTreeSet<PathBuf> {
             for e in entries.flatten() {
                 seen += 1;
                 if seen > SCAN_LIMIT {
-                    return out;
+                    return (out, true);
                 }
                 let path = e.path();
                 let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
@@ -49,7 +50,7 @@ pub fn repositories(m: &Manifest) -> BTreeSet<PathBuf> {
             }
         }
     }
-    out
+    (out, false)
 }
 
 /// Device and inode of each path (the repositories found before the agent started).
@@ -94,8 +95,15 @@ pub fn compare(before: &Identities, now: &BTreeSet<PathBuf>) -> Changed {
 
 /// Compare with what was there before the agent, say what changed, and record it.
 pub fn report(before: &Identities, m: &Manifest, log: &AuditLog, session: &str) {
-    let c = compare(before, &repositories(m));
-    if c == Changed::default() {
+    let (now, truncated) = repositories(m);
+    let c = compare(before, &now);
+    if truncated {
+        eprintln!(
+            "ward: warning: the writable grants hold more than {SCAN_LIMIT} entries; Ward looked \
+             at those only for new or replaced git repositories: check the rest yourself"
+        );
+    }
+    if c == Changed::default() && !truncated {
         return;
     }
     let list = |v: &[PathBuf]| {
@@ -131,6 +139,7 @@ pub fn report(before: &Identities, m: &Manifest, log: &AuditLog, session: &str) 
             "repositories": c.new,
             "replaced": c.replaced,
             "moved_or_removed": c.gone,
+            "scan_truncated": truncated,
             "why": "git runs a repository's config (core.fsmonitor, core.hooksPath, filters) and hooks",
         })),
         ..Event::new("session.new_repository")

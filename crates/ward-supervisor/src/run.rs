@@ -579,6 +579,8 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             .filter(|g| g.access == Access::ReadWrite && g.mode == Mode::Direct)
             .map(|g| g.path.clone())
             .chain(stages.first().map(|st| st.upper.clone()))
+            // Ward's own state (the audit log grows with every request).
+            .chain(std::iter::once(session_dir.clone()))
             .collect(),
     };
     let (status, denied, watched) = std::thread::scope(|s| {

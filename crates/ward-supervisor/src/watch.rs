@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use ward_audit::{AuditLog, Event, EventDecision};
 use ward_core::Effect;
 
@@ -47,21 +47,45 @@ fn pid1(launcher: u32) -> Option<u32> {
         .ok()
 }
 
-/// Bytes (allocated) and entries under `dir`, not following links.
+/// Bytes (allocated) and entries under `dir`, not following links, however deep, folders
+/// the agent closed to itself included (the stage is ours: each is opened while it is
+/// counted, and its mode put back).
 fn usage(dir: &Path) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    enum Step {
+        Visit(PathBuf),
+        /// Put a folder's mode back once everything below it was counted.
+        Close(PathBuf, u32),
+    }
     let (mut bytes, mut entries) = (0u64, 0u64);
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
+    let mut stack = vec![Step::Visit(dir.to_path_buf())];
+    while let Some(step) = stack.pop() {
+        let d = match step {
+            Step::Close(d, mode) => {
+                let _ = ward_stage::deep::set_mode(&d, mode);
+                continue;
+            }
+            Step::Visit(d) => d,
+        };
+        let Ok(short) = ward_stage::deep::short(&d) else {
             continue;
         };
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            entries += 1;
-            bytes += m.blocks() * 512;
-            if m.is_dir() {
-                stack.push(e.path());
+        let closed = std::fs::symlink_metadata(&short)
+            .ok()
+            .map(|m| m.permissions().mode())
+            .filter(|mode| mode & 0o500 != 0o500);
+        if let Some(mode) = closed {
+            let _ = ward_stage::deep::set_mode(&d, mode | 0o700);
+            stack.push(Step::Close(d.clone(), mode));
+        }
+        if let Ok(rd) = std::fs::read_dir(&short) {
+            for e in rd.flatten() {
+                let Ok(m) = e.metadata() else { continue };
+                entries += 1;
+                bytes += m.blocks() * 512;
+                if m.is_dir() {
+                    stack.push(Step::Visit(d.join(e.file_name())));
+                }
             }
         }
     }
@@ -99,71 +123,81 @@ impl Reached<'_> {
 
 /// Watch until `stop`; the limits reached.
 pub fn run(w: &Watch, stop: &AtomicBool, log: &AuditLog, session: &str) -> Vec<&'static str> {
-    let mut r = Reached {
+    let r = std::sync::Mutex::new(Reached {
         log,
         session,
         seen: Vec::new(),
+    });
+    let once = |what: &'static str, why: String| {
+        r.lock().unwrap_or_else(|e| e.into_inner()).once(what, why)
     };
     let reserves: Vec<(PathBuf, u64)> = w
         .disks
         .iter()
         .filter_map(|d| Some((d.clone(), (free_bytes(d)? / 2).min(RESERVE))))
         .collect();
-    let mut last_stage = Instant::now() - STAGE_EVERY;
-    while !stop.load(Ordering::Acquire) {
-        std::thread::sleep(TICK);
-        if let Some(p) = pid1(w.launcher) {
-            for (what, dir) in [("tmp", "tmp"), ("shm", "dev/shm")] {
-                let path = PathBuf::from(format!("/proc/{p}/root/{dir}"));
-                if free_bytes(&path) == Some(0) {
-                    r.once(
-                        what,
+    std::thread::scope(|s| {
+        // The stage may take a while to walk: on a thread of its own, so that the disk's
+        // reserve is looked at every tick whatever its size.
+        if !w.uppers.is_empty() {
+            s.spawn(|| {
+                while !stop.load(Ordering::Acquire) {
+                    std::thread::sleep(STAGE_EVERY);
+                    let (bytes, entries) = w
+                        .uppers
+                        .iter()
+                        .map(|u| usage(u))
+                        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+                    let over = match (w.stage_bytes, w.stage_entries) {
+                        (Some(l), _) if bytes > l => Some((
+                            "stage",
+                            format!("the stage holds {bytes} bytes, past [limits] stage ({l}): the session was ended"),
+                        )),
+                        (_, Some(l)) if entries > l => Some((
+                            "stage_entries",
+                            format!("the stage holds {entries} entries, past [limits] stage_entries ({l}): the session was ended"),
+                        )),
+                        _ => None,
+                    };
+                    if let Some((what, why)) = over {
+                        if once(what, why) {
+                            crate::run::end_session("the stage reached its limit");
+                        }
+                    }
+                }
+            });
+        }
+        while !stop.load(Ordering::Acquire) {
+            std::thread::sleep(TICK);
+            if let Some(p) = pid1(w.launcher) {
+                for (what, dir) in [("tmp", "tmp"), ("shm", "dev/shm")] {
+                    let path = PathBuf::from(format!("/proc/{p}/root/{dir}"));
+                    if free_bytes(&path) == Some(0) {
+                        once(
+                            what,
+                            format!(
+                                "the session's /{dir} is full (its size is [limits] {what}): the agent got ENOSPC"
+                            ),
+                        );
+                    }
+                }
+            }
+            for (d, reserve) in &reserves {
+                if free_bytes(d).is_some_and(|f| f < *reserve)
+                    && once(
+                        "disk",
                         format!(
-                            "the session's /{dir} is full (its size is [limits] {what}): the agent got ENOSPC"
+                            "the disk holding {} fell below {} MiB free: Ward keeps that in \
+                             reserve, and ended the session",
+                            d.display(),
+                            reserve >> 20
                         ),
-                    );
+                    )
+                {
+                    crate::run::end_session("the host's disk is nearly full");
                 }
             }
         }
-        for (d, reserve) in &reserves {
-            if free_bytes(d).is_some_and(|f| f < *reserve)
-                && r.once(
-                    "disk",
-                    format!(
-                        "the disk holding {} fell below {} MiB free: Ward keeps that in reserve, \
-                         and ended the session",
-                        d.display(),
-                        reserve >> 20
-                    ),
-                )
-            {
-                crate::run::end_session("the host's disk is nearly full");
-            }
-        }
-        if last_stage.elapsed() >= STAGE_EVERY && !w.uppers.is_empty() {
-            last_stage = Instant::now();
-            let (bytes, entries) = w
-                .uppers
-                .iter()
-                .map(|u| usage(u))
-                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-            let over = match (w.stage_bytes, w.stage_entries) {
-                (Some(l), _) if bytes > l => Some((
-                    "stage",
-                    format!("the stage holds {bytes} bytes, past [limits] stage ({l}): the session was ended"),
-                )),
-                (_, Some(l)) if entries > l => Some((
-                    "stage_entries",
-                    format!("the stage holds {entries} entries, past [limits] stage_entries ({l}): the session was ended"),
-                )),
-                _ => None,
-            };
-            if let Some((what, why)) = over {
-                if r.once(what, why) {
-                    crate::run::end_session("the stage reached its limit");
-                }
-            }
-        }
-    }
-    r.seen
+    });
+    r.into_inner().unwrap_or_else(|e| e.into_inner()).seen
 }

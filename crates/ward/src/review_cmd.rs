@@ -23,10 +23,12 @@ until a person applies them. Changes: added, modified, deleted, renamed (same co
 mode (permissions only), type (a file became a folder or link); added entries show their mode.
 Binary and large files are shown with their type (by content), size and the text they carry.
 Changes that would run code on this machine without you running them are marked ! and listed
-first, with the reason: repositories (.git anywhere, bare ones, hooks, a core.hooksPath or
-core.fsmonitor target), .envrc and mise files, editor folders (.vscode, .idea, .devcontainer),
-shell start-up files, login autostart entries, Python .pth and sitecustomize files, new
-executables, world-writable files (that bit is never applied). --apply-all, a folder given to
+first, with the reason: repositories (.git anywhere, bare ones, hooks and hook managers, a
+core.hooksPath or core.fsmonitor target), a ward.toml, .envrc and mise files, editor and agent
+settings (.vscode, .idea, .devcontainer, .claude, .mcp.json, ...), build-tool settings that run
+programs (.npmrc, .yarnrc.yml, .cargo/config.toml, ...), shell, git and ssh start-up files,
+login autostart entries, Python .pth and sitecustomize files, new executables, world-writable
+files (that bit is never applied). --apply-all, a folder given to
 --apply, and 'apply all' at the prompt leave them staged (recorded as review.flagged); apply
 one by naming it with --acknowledge, or in 'review each' at the prompt.
 Applying is atomic per file (written beside the target, synced, renamed over it) and journaled
@@ -138,11 +140,9 @@ pub fn run(a: ReviewArgs) -> Outcome {
                 }
                 for h in &d.flagged {
                     println!(
-                        "  held      {}: RUNS CODE: {}\n            to apply it knowingly: ward review {} --apply {} --acknowledge",
+                        "  held      {}: RUNS CODE: {}\n            to apply it knowingly, name it with --apply and --acknowledge",
                         ward_stage::shown(&h.path),
                         ward_core::inert::line(&h.reason),
-                        s.session,
-                        ward_stage::shown(&h.path),
                     );
                 }
             }

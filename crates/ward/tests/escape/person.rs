@@ -741,7 +741,8 @@ fn escape_via_a_unix_socket_that_appears_in_a_grant() {
     let e = Env::new();
     let script = "import socket, os, time\n\
         for i in range(200):\n  if os.path.exists('svc.sock'): break\n  time.sleep(0.02)\n\
-        for p in ['svc.sock', os.getcwd() + '/sub/../svc.sock']:\n  s = socket.socket(socket.AF_UNIX)\n  try:\n    s.connect(p); print('CONNECTED', p, flush=True)\n  except OSError as x:\n    print('refused', p, x, flush=True)\n\
+        os.symlink(os.getcwd(), '/tmp/link')\n\
+        for p in ['svc.sock', os.getcwd() + '/sub/../svc.sock', '/tmp/link/svc.sock']:\n  s = socket.socket(socket.AF_UNIX)\n  try:\n    s.connect(p); print('CONNECTED', p, flush=True)\n  except OSError as x:\n    print('refused', p, x, flush=True)\n\
         own = socket.socket(socket.AF_UNIX); own.bind('/tmp/own.sock'); own.listen(1)\n\
         c = socket.socket(socket.AF_UNIX); c.connect('/tmp/own.sock'); print('OWN OK', flush=True)\n";
     let mut c = e.command(&["run", "--grant", ".:direct", "--", PY, "-c", script]);
@@ -756,7 +757,7 @@ fn escape_via_a_unix_socket_that_appears_in_a_grant() {
     let o = child.wait_with_output().unwrap();
     let t = text(&o);
     assert!(!t.contains("CONNECTED"), "{t}");
-    assert_eq!(t.matches("Permission denied").count(), 2, "{t}");
+    assert_eq!(t.matches("Permission denied").count(), 3, "{t}");
     assert!(t.contains("OWN OK"), "{t}");
     assert!(l.accept().is_err(), "the host's service got a connection");
     e.assert_denied(&["connect(unix socket in a grant)"], &o);
