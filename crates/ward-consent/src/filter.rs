@@ -230,6 +230,14 @@ impl Filter {
                 if i == n {
                     break;
                 }
+                // A whole CSI sequence in this piece (colours, cursor moves: most of what
+                // escapes in an agent's output) is judged at once.
+                if input[i] == 0x1b {
+                    if let Some(len) = self.csi_whole(&input[i..], out) {
+                        i += len;
+                        continue;
+                    }
+                }
             }
             let b = input[i];
             i += 1;
@@ -536,19 +544,53 @@ impl Filter {
         self.state = State::Ground;
     }
 
-    fn emit_csi(&mut self, out: &mut Vec<u8>) {
-        self.state = State::Ground;
-        // The sequence is `ESC [ params final` (the C1 CSI form never gets here).
-        let seq = std::mem::take(&mut self.seq);
+    /// `ESC [ params intermediates final` complete at the start of `s`, with nothing unusual
+    /// inside (the byte-by-byte path handles everything else): judged and emitted (or
+    /// dropped) as [`Filter::emit_csi`] would. Returns how many bytes it took.
+    fn csi_whole(&mut self, s: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+        if s.len() < 3 || s[1] != b'[' {
+            return None;
+        }
+        let mut j = 2;
+        while j < s.len() && j < MAX_SEQ && (0x30..=0x3f).contains(&s[j]) {
+            j += 1;
+        }
+        while j < s.len() && j < MAX_SEQ && (0x20..=0x2f).contains(&s[j]) {
+            j += 1;
+        }
+        if j >= s.len() || j >= MAX_SEQ || !(0x40..=0x7e).contains(&s[j]) {
+            return None;
+        }
+        let seq = &s[..=j];
+        if self.judge_csi(seq) {
+            out.extend_from_slice(seq);
+        }
+        Some(j + 1)
+    }
+
+    /// Whether a complete CSI sequence (`ESC [ … final`) may pass; the modes it sets are
+    /// remembered, what it drops is named.
+    fn judge_csi(&mut self, seq: &[u8]) -> bool {
         let fin = seq[seq.len() - 1];
         if fin == b't' {
             self.drop_kind(Dropped::WindowOp);
+            false
         } else if fin == b'y' && seq.contains(&b'*') {
             // DECRQCRA: the terminal answers with a checksum of screen cells, which can read
             // back what Ward printed (the session word).
             self.drop_kind(Dropped::ScreenRead);
+            false
         } else {
             self.track(fin, &seq[2..seq.len() - 1]);
+            true
+        }
+    }
+
+    fn emit_csi(&mut self, out: &mut Vec<u8>) {
+        self.state = State::Ground;
+        // The sequence is `ESC [ params final` (the C1 CSI form never gets here).
+        let seq = std::mem::take(&mut self.seq);
+        if self.judge_csi(&seq) {
             out.extend_from_slice(&seq);
         }
         self.seq = seq;
