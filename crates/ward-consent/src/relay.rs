@@ -164,7 +164,6 @@ struct Shared {
     wake: OwnedFd,
     /// Owned here so that it outlives every question that may still resize it.
     master: OwnedFd,
-    person_out: RawFd,
     person_in: Option<RawFd>,
 }
 
@@ -247,11 +246,6 @@ impl RelayHandle {
             modes: c.modes.clone(),
             ended,
         }
-    }
-
-    /// The person's terminal (output side).
-    pub fn person_out(&self) -> RawFd {
-        self.shared.person_out
     }
 
     /// The person's terminal (input side), when there is one.
@@ -351,7 +345,6 @@ impl Relay {
             cv: Condvar::new(),
             wake: wake_w,
             master,
-            person_out: ends.output,
             person_in: ends.input,
         });
         let stop = Arc::new(AtomicBool::new(false));

@@ -113,7 +113,7 @@ pub fn remove_all(p: &Path) -> std::io::Result<()> {
 }
 
 /// Give every folder below `p` (not following links) its owner's full permissions.
-pub fn open_up(p: &Path) {
+fn open_up(p: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let mut stack = vec![p.to_path_buf()];
     while let Some(d) = stack.pop() {
