@@ -16,52 +16,21 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// A pseudo-terminal pair; the master stays with Ward, the slave goes to the agent.
-pub struct Pty {
-    pub master: OwnedFd,
-    pub slave: OwnedFd,
-}
-
 fn last_err() -> std::io::Error {
     std::io::Error::last_os_error()
 }
 
-/// Open a pty pair (both ends close on exec, neither becomes Ward's controlling terminal),
-/// with the window size and settings of `size_from` when that is a terminal.
-pub fn open_pty(size_from: Option<RawFd>) -> std::io::Result<Pty> {
-    // SAFETY: posix_openpt/grantpt/unlockpt/ptsname_r on the descriptor just opened; every
-    // descriptor is owned as soon as it exists.
+/// Give the agent's terminal (through its master) the window size and settings of the
+/// person's terminal `like` (erase key, UTF-8 input, output processing), as it would have had
+/// on the person's own. Termios and window-size requests on a pty master reach its slave.
+pub fn adopt(master: RawFd, like: RawFd) {
+    copy_size(like, master);
+    // SAFETY: tcgetattr/tcsetattr with a termios on the stack.
     unsafe {
-        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-        if m < 0 {
-            return Err(last_err());
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(like, &mut t) == 0 {
+            libc::tcsetattr(master, libc::TCSANOW, &t);
         }
-        let master = OwnedFd::from_raw_fd(m);
-        if libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 {
-            return Err(last_err());
-        }
-        let mut name = [0 as libc::c_char; 128];
-        if libc::ptsname_r(m, name.as_mut_ptr(), name.len()) != 0 {
-            return Err(last_err());
-        }
-        let s = libc::open(
-            name.as_ptr(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        );
-        if s < 0 {
-            return Err(last_err());
-        }
-        let slave = OwnedFd::from_raw_fd(s);
-        if let Some(fd) = size_from {
-            copy_size(fd, m);
-            // The agent's terminal starts with the person's settings (erase key, UTF-8 input,
-            // output processing), as it would have had on the person's own.
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(fd, &mut t) == 0 {
-                libc::tcsetattr(s, libc::TCSANOW, &t);
-            }
-        }
-        Ok(Pty { master, slave })
     }
 }
 

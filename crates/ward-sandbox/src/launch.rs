@@ -62,10 +62,13 @@ pub struct Config {
     /// Landlock on (the default). Off only when the kernel lacks it and the manifest allows
     /// running degraded; the supervisor decides and records that.
     pub landlock: bool,
-    /// The agent's standard descriptors that are terminals are a pty of its own (the
-    /// supervisor relays it to the person's): the agent makes it its controlling terminal, so
-    /// that job control, `/dev/tty` and Ctrl-C work inside.
-    pub ctty: bool,
+    /// The agent gets a terminal of its own: PID 1 makes a pty in the sandbox's devpts (so
+    /// `tty` and `ttyname` name it inside), sends its master over this socket to the
+    /// supervisor (which relays it to the person's terminal) and puts the slave in place of
+    /// each standard descriptor that is a terminal; the agent makes it its controlling
+    /// terminal, so that job control, `/dev/tty` and Ctrl-C work inside. The person's own
+    /// terminal never reaches a process of the sandbox but PID 1, which replaces it first.
+    pub pty_fd: Option<i32>,
     /// Sizes of the private `/tmp` and `/dev/shm` (tmpfs; full: ENOSPC). `None`: the
     /// kernel's default (half the memory).
     pub tmp_size: Option<u64>,
@@ -207,7 +210,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
         set_env: vec![],
         cgroups: vec![],
         landlock: true,
-        ctty: false,
+        pty_fd: None,
         tmp_size: None,
         shm_size: None,
     };
@@ -266,7 +269,13 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
             }
             "--cgroup" => cfg.cgroups.push(args.next().unwrap_or_default().into()),
             "--no-landlock" => cfg.landlock = false,
-            "--ctty" => cfg.ctty = true,
+            "--pty-fd" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(fd) => cfg.pty_fd = Some(fd),
+                None => {
+                    eprintln!("ward: launcher: --pty-fd takes a descriptor number");
+                    return 125;
+                }
+            },
             "--tmp-size" | "--shm-size" => match args.next().and_then(|v| v.parse().ok()) {
                 Some(n) if a == "--tmp-size" => cfg.tmp_size = Some(n),
                 Some(n) => cfg.shm_size = Some(n),
@@ -418,6 +427,11 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
         if let Some(fd) = cfg.notify_fd {
             libc::close(fd);
         }
+        // PID 1 sends the agent's terminal; without our copy the supervisor sees the socket
+        // close if PID 1 ends first.
+        if let Some(fd) = cfg.pty_fd {
+            libc::close(fd);
+        }
     }
     Ok(wait_forwarding(pid1))
 }
@@ -533,6 +547,9 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
     env_ptrs.push(std::ptr::null());
     let cwd = cstr(&cfg.cwd)?;
     let prog = resolve(&cfg.argv[0], &cfg.env)?;
+    if let Some(sock) = cfg.pty_fd {
+        agent_pty(sock)?;
+    }
     if let Some(fd) = cfg.go_fd {
         let mut b = 0u8;
         // SAFETY: a blocking one-byte read into a local.
@@ -562,9 +579,9 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
             if libc::setsid() < 0 {
                 die(b"ward: cannot start the agent in its own session (setsid)\n");
             }
-            if cfg.ctty {
+            if cfg.pty_fd.is_some() {
                 // The first standard descriptor that is a terminal: the agent's own pty (never
-                // the person's terminal, which the supervisor keeps).
+                // the person's terminal, which PID 1 replaced).
                 if let Some(fd) = (0..3).find(|&fd| libc::isatty(fd) == 1) {
                     if libc::ioctl(fd, libc::TIOCSCTTY, 0) != 0 {
                         die(b"ward: cannot give the agent its terminal (TIOCSCTTY)\n");
@@ -621,6 +638,51 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
     CHILD.store(-agent, std::sync::atomic::Ordering::Relaxed);
     install_forwarding();
     Ok(reap_until(agent))
+}
+
+/// The agent's own terminal, made in the sandbox's devpts: the master goes to the supervisor
+/// over `sock`, the slave takes the place of each of PID 1's standard descriptors that is a
+/// terminal (the person's, which no process of the sandbox keeps after this).
+fn agent_pty(sock: i32) -> Result<(), SandboxError> {
+    // SAFETY: open/ioctl/dup2/close on descriptors created here or owned by PID 1; the
+    // ioctls take an int pointer (TIOCSPTLCK) or flags (TIOCGPTPEER).
+    unsafe {
+        let m = libc::open(
+            c"/dev/pts/ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if m < 0 {
+            return Err(os_err("the agent's terminal (/dev/pts/ptmx)".into()));
+        }
+        let unlock: libc::c_int = 0;
+        // The slave through its master (TIOCGPTPEER): no path lookup that could name another.
+        let s = if libc::ioctl(m, libc::TIOCSPTLCK, &unlock) == 0 {
+            libc::ioctl(m, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY)
+        } else {
+            -1
+        };
+        if s < 0 {
+            let e = os_err("the agent's terminal (TIOCGPTPEER)".into());
+            libc::close(m);
+            return Err(e);
+        }
+        let sent = crate::notify::send_fd(sock, m);
+        libc::close(m);
+        libc::close(sock);
+        if sent != 0 {
+            libc::close(s);
+            return Err(os_err(
+                "cannot hand the agent's terminal to the supervisor".into(),
+            ));
+        }
+        for fd in 0..3 {
+            if libc::isatty(fd) == 1 && libc::dup2(s, fd) < 0 {
+                return Err(os_err("the agent's terminal (dup2)".into()));
+            }
+        }
+        libc::close(s);
+    }
+    Ok(())
 }
 
 /// A path inside the new root, opened without following any symbolic link (`openat2` with

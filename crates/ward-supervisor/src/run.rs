@@ -311,7 +311,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     }
     supervise_signals();
     // On a terminal the agent gets a pty of its own; the person's terminal stays Ward's.
-    let agent_tty = crate::terminal::AgentTerminal::prepare()?;
+    let mut agent_tty = crate::terminal::AgentTerminal::prepare()?;
     if let Some(t) = &agent_tty {
         t.announce(&session);
     }
@@ -394,8 +394,9 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     if !confinement.landlock {
         cmd.arg("--no-landlock");
     }
-    if agent_tty.is_some() {
-        cmd.arg("--ctty");
+    let pty_theirs = agent_tty.as_ref().and_then(|t| t.theirs());
+    if let Some(fd) = pty_theirs {
+        cmd.arg("--pty-fd").arg(fd.to_string());
     }
     let limits = m.limits.effective();
     if let Some((n, _)) = limits.tmp {
@@ -459,16 +460,16 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         cmd.arg("--stage").arg(&st.grant).arg(&st.upper).arg(work);
     }
     cmd.arg("--").args(&agent_cmd);
-    let mut child = Launcher::start(
-        &cmd,
-        &[
-            go_read.as_raw_fd(),
-            notify_theirs.as_raw_fd(),
-            proxy_theirs.as_raw_fd(),
-        ],
-        agent_tty.as_ref().map_or([None; 3], |t| t.stdio()),
-    )
-    .context("cannot start the sandbox launcher")?;
+    let mut keep = vec![
+        go_read.as_raw_fd(),
+        notify_theirs.as_raw_fd(),
+        proxy_theirs.as_raw_fd(),
+    ];
+    keep.extend(pty_theirs);
+    let mut child = Launcher::start(&cmd, &keep).context("cannot start the sandbox launcher")?;
+    if let Some(t) = agent_tty.as_mut() {
+        t.launched();
+    }
     drop(go_read);
     drop(notify_theirs);
     drop(proxy_theirs);
@@ -1011,8 +1012,7 @@ struct Launcher {
 impl Launcher {
     /// Fork and run the launcher with `cmd`'s arguments (after `__launch`), keeping only
     /// stdio and the descriptors in `keep`.
-    /// `stdio`: descriptors to put in place of 0, 1, 2 (the agent's own terminal).
-    fn start(cmd: &Command, keep: &[i32], stdio: [Option<i32>; 3]) -> std::io::Result<Launcher> {
+    fn start(cmd: &Command, keep: &[i32]) -> std::io::Result<Launcher> {
         let args: Vec<String> = cmd
             .get_args()
             .skip(1)
@@ -1042,11 +1042,6 @@ impl Launcher {
                 libc::prctl(libc::PR_SET_NAME, LAUNCHER_NAME.as_ptr());
                 libc::signal(libc::SIGTERM, libc::SIG_DFL);
                 libc::signal(libc::SIGHUP, libc::SIG_DFL);
-                for (i, fd) in stdio.iter().enumerate() {
-                    if let Some(fd) = fd {
-                        libc::dup2(*fd, i as i32);
-                    }
-                }
                 let mut from = 3u32;
                 for &k in &keep {
                     if k as u32 > from {

@@ -1,11 +1,12 @@
 //! The person's terminal during `ward run`: the agent gets a pty of its own in place of every
-//! standard descriptor that is a terminal, and the relay ([`ward_consent::relay`]) carries its
+//! standard descriptor that is a terminal (made by the sandbox's PID 1 in the sandbox's own
+//! devpts, so `tty` names it inside; its master comes back here), and the relay ([`ward_consent::relay`]) carries its
 //! screen and the person's keys across, dropping what reaches beyond the screen (recorded as
 //! `terminal.filtered`, once per kind). Ward's questions pause the relay, carry the session's
 //! word (shown before the agent starts), and take only keys typed after they appeared.
 
 use serde_json::json;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use ward_audit::{AuditLog, Event, EventDecision};
 use ward_consent::relay::{self, Ends, Relay, RelayHandle};
@@ -18,9 +19,11 @@ fn isatty(fd: RawFd) -> bool {
 
 /// The agent's own terminal, before the agent starts.
 pub struct AgentTerminal {
-    pty: relay::Pty,
-    /// Which of the agent's descriptors 0, 1, 2 are the pty's slave.
-    replaced: [bool; 3],
+    /// Ours: the master arrives here. Theirs: the launcher's end (PID 1 sends on it).
+    ours: OwnedFd,
+    theirs: Option<OwnedFd>,
+    /// The person's terminal the agent's takes its size and settings from.
+    like: RawFd,
     ends: Ends,
     /// `/dev/tty` when neither stdout nor stderr is the terminal (kept open for the relay).
     _tty: Option<std::fs::File>,
@@ -47,27 +50,37 @@ impl AgentTerminal {
             (t.as_raw_fd(), Some(t))
         };
         let input = replaced[0].then_some(0);
-        let size_from = (0..3).find(|&fd| replaced[fd as usize]);
-        let pty = relay::open_pty(size_from).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open a terminal for the agent (a pty: {e}); Ward does not hand the \
-                 agent your own terminal. Run it without a terminal (redirect stdin, stdout \
-                 and stderr) to go without one"
-            )
-        })?;
+        let like = (0..3).find(|&fd| replaced[fd as usize]).unwrap_or(0);
+        let mut sp = [0i32; 2];
+        // SAFETY: socketpair fills the array; only our end closes on exec (the launcher gets
+        // the other at the same number, as it gets the start pipe).
+        if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, sp.as_mut_ptr()) } != 0
+            || unsafe { libc::fcntl(sp[0], libc::F_SETFD, libc::FD_CLOEXEC) } != 0
+        {
+            return Err(std::io::Error::last_os_error())
+                .map_err(|e| anyhow::anyhow!("cannot create the terminal socket: {e}"));
+        }
+        // SAFETY: both descriptors were just created and are owned here alone.
+        let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(sp[0]), OwnedFd::from_raw_fd(sp[1])) };
         Ok(Some(AgentTerminal {
-            pty,
-            replaced,
+            ours,
+            theirs: Some(theirs),
+            like,
             ends: Ends { input, output },
             _tty: tty,
             word: ward_consent::session_word(),
         }))
     }
 
-    /// The agent's descriptors 0, 1, 2: the slave where Ward's is a terminal.
-    pub fn stdio(&self) -> [Option<RawFd>; 3] {
-        let s = self.pty.slave.as_raw_fd();
-        self.replaced.map(|r| r.then_some(s))
+    /// The launcher's end of the socket the agent's terminal comes back over (`--pty-fd`).
+    pub fn theirs(&self) -> Option<RawFd> {
+        self.theirs.as_ref().map(|t| t.as_raw_fd())
+    }
+
+    /// The launcher has its end: ours alone stays (the socket closes if the sandbox ends
+    /// before sending the terminal).
+    pub fn launched(&mut self) {
+        self.theirs = None;
     }
 
     /// Say, before the agent can draw anything, how Ward's own questions look.
@@ -83,18 +96,26 @@ impl AgentTerminal {
         );
     }
 
-    /// The launcher has the slave: start relaying. Kinds of output dropped are recorded.
+    /// Take the agent's terminal from the sandbox (it is made there, before the agent may
+    /// start) and start relaying. Kinds of output dropped are recorded.
     pub fn start(self, log: Arc<AuditLog>, session: String) -> anyhow::Result<Running> {
         let AgentTerminal {
-            pty,
+            ours,
+            theirs,
+            like,
             ends,
             _tty,
             word,
-            ..
         } = self;
-        let relay::Pty { master, slave } = pty;
-        // Ward keeps no copy of the agent's end: the relay ends when the agent's side closes.
-        drop::<OwnedFd>(slave);
+        drop(theirs);
+        let master = match ward_sandbox::notify::recv_fd(&ours) {
+            Ok(Some(m)) => m,
+            Ok(None) => anyhow::bail!(
+                "the sandbox ended before the agent's terminal was made (its reason is above)"
+            ),
+            Err(e) => anyhow::bail!("cannot take the agent's terminal from the sandbox: {e}"),
+        };
+        relay::adopt(master.as_raw_fd(), like);
         let on_drop = Box::new(move |k: ward_consent::filter::Dropped| {
             let r = log.submit(Event {
                 session: Some(session.clone()),

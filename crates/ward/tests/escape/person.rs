@@ -6,6 +6,7 @@ use crate::common::{termios, Person};
 use crate::network::with_servers;
 use crate::*;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -26,7 +27,8 @@ fn escape_via_the_persons_terminal_which_the_agent_no_longer_holds() {
     let e = Env::new();
     let script = "import os, sys, shutil\n\
         print('size', os.get_terminal_size(0).lines, os.get_terminal_size(0).columns, flush=True)\n\
-        print('fd0', os.readlink('/proc/self/fd/0'), flush=True)\n\
+        print('fd0', os.readlink('/proc/self/fd/0'), os.fstat(0).st_dev, flush=True)\n\
+        print('ttyname', os.ttyname(0), os.ttyname(1), os.isatty(2), flush=True)\n\
         print('ctty', os.open('/dev/tty', os.O_RDWR) >= 0, flush=True)\n\
         line = sys.stdin.readline()\n\
         print('got:' + line.strip(), flush=True)\n\
@@ -44,12 +46,30 @@ fn escape_via_the_persons_terminal_which_the_agent_no_longer_holds() {
     assert_eq!(code, Some(7), "the agent's exit status passes through: {t}");
     assert!(t.contains("size 30 100"), "window size: {t}");
     assert!(t.contains("got:hello"), "keys reach the agent: {t}");
-    let fd0 = t
+    let fd0: Vec<&str> = t
         .lines()
         .find_map(|l| l.strip_prefix("fd0 "))
         .unwrap()
+        .split_whitespace()
+        .collect();
+    // The agent's terminal is of the sandbox's own devpts (a different file system from the
+    // person's /dev/pts), and it can name it: `tty` works inside.
+    let person_dev = std::fs::metadata(&pts).unwrap().dev();
+    assert_ne!(
+        fd0[1],
+        person_dev.to_string(),
+        "the agent holds a terminal of the person's devpts: {t}"
+    );
+    let names = t
+        .lines()
+        .find_map(|l| l.strip_prefix("ttyname "))
+        .unwrap_or_else(|| panic!("ttyname failed inside: {t}"))
         .trim();
-    assert_ne!(fd0, pts, "the agent holds the person's terminal");
+    assert_eq!(
+        names,
+        format!("{0} {0} True", fd0[0]),
+        "the agent's terminal is named inside: {t}"
+    );
     // The person's terminal comes back as it was (the relay made it raw meanwhile).
     assert_eq!(
         (before.c_lflag, before.c_iflag, before.c_oflag),
