@@ -58,6 +58,7 @@ pub enum Dropped {
     Malformed,
     ScreenRead,
     Encoding,
+    Identity,
 }
 
 impl Dropped {
@@ -77,6 +78,7 @@ impl Dropped {
             Dropped::Malformed => "malformed escape sequence (DEL or a non-ASCII byte inside)",
             Dropped::ScreenRead => "screen read-back (DECRQCRA)",
             Dropped::Encoding => "character encoding switch (ESC %)",
+            Dropped::Identity => "terminal identity query (XTVERSION, DA3 unit id)",
         }
     }
 }
@@ -580,6 +582,17 @@ impl Filter {
             // back what Ward printed (the session word).
             self.drop_kind(Dropped::ScreenRead);
             false
+        } else if matches!(
+            (fin, &seq[2..seq.len() - 1]),
+            (b'q', b">" | b">0") | (b'c', b"=" | b"=0")
+        ) {
+            // XTVERSION and DA3: the terminal answers with its name and version or a unit id
+            // that tells one terminal from another, a fingerprint to aim an exploit of that
+            // terminal's parser at. The answers to state queries the agent's screen needs
+            // (cursor position, status, DA1/DA2, mode reports) carry none of the agent's bytes
+            // and reach only the agent's own terminal; they pass.
+            self.drop_kind(Dropped::Identity);
+            false
         } else {
             self.track(fin, &seq[2..seq.len() - 1]);
             true
@@ -698,6 +711,9 @@ mod tests {
             (b"a\x1b[2\x7f1tb", Dropped::WindowOp),
             (b"a\x1b%@b", Dropped::Encoding),
             (b"a\x1b[1;1;2;2*yb", Dropped::ScreenRead),
+            (b"a\x1b[>qb", Dropped::Identity),
+            (b"a\x1b[>0qb", Dropped::Identity),
+            (b"a\x1b[=cb", Dropped::Identity),
             (b"a\x9b2Jb", Dropped::C1),
             (b"a\xc2\x9d52;c;eA==\x07b", Dropped::C1),
         ];

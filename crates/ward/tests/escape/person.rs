@@ -121,7 +121,7 @@ fn escape_via_clipboard_title_and_terminal_queries() {
     let script = r#"import sys
 w = sys.stdout.buffer.write
 w(b"M1\x1b]52;c;ZXZpbA==\x07M2\x1b]0;owned-title\x07M3\x1b]2;owned2\x1b\\M4")
-w(b"\x1bP$qm\x1b\\M5\x1b[21tM6\x05M7\x9b2JM8\xc2\x9d52;c;eA==\x07M9\x1b]8;;http://evil/\x07link\x1b]8;;\x07M10\n")
+w(b"\x1bP$qm\x1b\\M5\x1b[21tM6\x05M7\x9b2JM8\xc2\x9d52;c;eA==\x07M9\x1b]8;;http://evil/\x07link\x1b]8;;\x07M10\x1b[>0qM11\x1b[=cM12\n")
 sys.stdout.flush()
 "#;
     let p = run_on_terminal(&e, &["--grant", ".:direct"], script);
@@ -129,11 +129,11 @@ sys.stdout.flush()
     let t = lossy(&screen);
     assert_eq!(code, Some(0), "{t}");
     assert!(
-        t.contains("M1M2M3M4M5M6M7M8M9linkM10"),
+        t.contains("M1M2M3M4M5M6M7M8M9linkM10M11M12"),
         "markers with nothing between: {t:?}"
     );
     for live in [
-        "]52", "]0;", "]2;", "owned", "\x1bP", "[21t", "\x05", "\u{9b}", "]8;",
+        "]52", "]0;", "]2;", "owned", "\x1bP", "[21t", "\x05", "\u{9b}", "]8;", "[>0q", "[=c",
     ] {
         assert!(!t.contains(live), "{live:?} reached the person: {t:?}");
     }
@@ -151,6 +151,7 @@ sys.stdout.flush()
         "window operation",
         "answer-back",
         "C1",
+        "identity",
     ] {
         assert_eq!(
             filtered.iter().filter(|f| f.contains(kind)).count(),
