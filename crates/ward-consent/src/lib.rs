@@ -13,6 +13,7 @@ pub mod relay;
 
 use std::io::Read;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// A question with one-letter answers, e.g. `[a]pply all, [k]eep for later`.
@@ -40,6 +41,13 @@ pub trait Consent {
     /// Show text (a list, a diff) without asking anything.
     fn show(&mut self, text: &str);
     fn ask(&mut self, q: &Question) -> Reply;
+    /// Like [`Consent::ask`], but give up as soon as `withdrawn` is set (another channel
+    /// answered first): the question is taken off the screen and `Unavailable` comes back.
+    /// Channels that cannot withdraw a question simply answer it.
+    fn ask_until(&mut self, q: &Question, withdrawn: &AtomicBool) -> Reply {
+        let _ = withdrawn;
+        self.ask(q)
+    }
     /// Whether colours may be used.
     fn color(&self) -> bool {
         false
@@ -58,6 +66,9 @@ pub struct Terminal {
     relay: Option<relay::RelayHandle>,
     word: Option<String>,
 }
+
+/// Why a question stopped waiting when another channel answered it first.
+pub const WITHDRAWN: &str = "answered on another channel";
 
 /// Keys arriving this soon after a question is drawn were typed before it was seen.
 const GUARD: Duration = Duration::from_millis(250);
@@ -95,8 +106,13 @@ impl Terminal {
         let _ = relay::write_all(self.tty.as_raw_fd(), s.replace('\n', "\r\n").as_bytes());
     }
 
-    /// Read keys until Enter, the deadline, or the terminal failing.
-    fn read_answer(&mut self, deadline: Instant) -> Result<Option<String>, String> {
+    /// Read keys until Enter, the deadline, the question being withdrawn, or the terminal
+    /// failing.
+    fn read_answer(
+        &mut self,
+        deadline: Instant,
+        withdrawn: &AtomicBool,
+    ) -> Result<Option<String>, String> {
         let fd = self.tty.as_raw_fd();
         // Keys typed before the question was seen are not an answer to it.
         let guard_end = Instant::now() + GUARD;
@@ -119,9 +135,16 @@ impl Terminal {
         }
         let mut reader = LineReader::default();
         loop {
+            if withdrawn.load(Ordering::Acquire) {
+                return Err(WITHDRAWN.into());
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || !poll_in(fd, left)? {
+            if left.is_zero() {
                 return Ok(None);
+            }
+            // Look at `withdrawn` a few times a second.
+            if !poll_in(fd, left.min(Duration::from_millis(200)))? {
+                continue;
             }
             let mut b = [0u8; 256];
             let n = match self.tty.read(&mut b) {
@@ -329,6 +352,10 @@ impl Consent for Terminal {
     }
 
     fn ask(&mut self, q: &Question) -> Reply {
+        self.ask_until(q, &AtomicBool::new(false))
+    }
+
+    fn ask_until(&mut self, q: &Question, withdrawn: &AtomicBool) -> Reply {
         let deadline = Instant::now() + q.timeout;
         let menu: Vec<String> = q
             .choices
@@ -363,10 +390,14 @@ impl Consent for Terminal {
                 q.text,
                 menu.join(", ")
             ));
-            match self.read_answer(deadline) {
+            match self.read_answer(deadline, withdrawn) {
                 Ok(None) => {
                     self.write("\n(no answer in time)\n");
                     break Reply::TimedOut;
+                }
+                Err(e) if e == WITHDRAWN => {
+                    self.write("\n(answered elsewhere)\n");
+                    break Reply::Unavailable(e);
                 }
                 Err(e) => break Reply::Unavailable(e),
                 Ok(Some(l)) if l.is_empty() => break Reply::Chose(q.default),

@@ -160,6 +160,14 @@ pub struct Action {
     /// Which agent acts, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// For `exec`: the command line (the program's arguments, its own name first), in the
+    /// canonical form of [`crate::command`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
+    /// For `exec`: other names the program was reached by (the path as invoked, before links
+    /// were followed); rules match `resource` or any of these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 impl Action {
@@ -172,6 +180,8 @@ impl Action {
             scheme: None,
             size: None,
             agent: None,
+            argv: Vec::new(),
+            names: Vec::new(),
         }
     }
 
@@ -242,6 +252,45 @@ impl Decision {
             by: by.into(),
             reason: reason.into(),
         }
+    }
+}
+
+/// What asking a person came to, recorded beside the decision (`consent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Consented {
+    /// The person allowed it (for this session).
+    Granted,
+    /// The person refused.
+    Refused,
+    /// Answered earlier this session; the answer stands.
+    Remembered,
+    /// Nobody answered in time: refused.
+    TimedOut,
+    /// The channel could not ask (the terminal went away): refused.
+    Unavailable,
+    /// No channel to ask on (no terminal, no console): refused.
+    NobodyToAsk,
+    /// Too many questions already waiting: refused.
+    TooMany,
+}
+
+impl Consented {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consented::Granted => "granted",
+            Consented::Refused => "refused",
+            Consented::Remembered => "remembered",
+            Consented::TimedOut => "timeout",
+            Consented::Unavailable => "unavailable",
+            Consented::NobodyToAsk => "nobody to ask",
+            Consented::TooMany => "too many questions waiting",
+        }
+    }
+}
+
+impl fmt::Display for Consented {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

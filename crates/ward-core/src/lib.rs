@@ -13,7 +13,7 @@ mod jsonpos;
 pub mod manifest;
 pub mod size;
 
-pub use action::{Action, ActionKind, Decision, Effect};
+pub use action::{Action, ActionKind, Consented, Decision, Effect};
 pub use dest::{Destination, DestinationError, HostPattern};
 pub use manifest::{
     Access, Ceiling, Explanation, FileGrant, LoadOptions, Manifest, ManifestError, Mode, NetEntry,

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use ward_audit::{AuditLog, Event};
-use ward_consent::{Consent, Question, Reply};
-use ward_core::{Action, ActionKind, Decision, Effect, HostPattern, Manifest};
+use ward_broker::{Broker, Outcome};
+use ward_consent::Consent;
+use ward_core::{Action, ActionKind, Consented, Decision, Effect, HostPattern, Manifest};
 use ward_policy::Pdp;
 
 /// The port the proxy listens on inside a session's network namespace (127.0.0.1).
@@ -29,8 +30,6 @@ pub const PROXY_PORT: u16 = 3128;
 
 /// Chunked request bodies held at once, across all requests, in KiB (256 MiB).
 const BUFFER_BUDGET_KIB: usize = 256 * 1024;
-/// Distinct questions that may wait for the person at once; past this, asks are refused.
-const MAX_PENDING_QUESTIONS: usize = 8;
 /// Connections served at once; past this, new ones are closed (and counted).
 const MAX_CONNECTIONS: usize = 4096;
 /// Refusal records per destination; past this they are only counted.
@@ -64,6 +63,9 @@ pub struct Config {
     /// Bodies of unknown length (chunked) are held up to this size to be judged as uploads;
     /// the manifest's upload limit lowers it.
     pub max_buffered_upload: u64,
+    /// The session's broker (shared with exec and the review, so answers given once hold
+    /// everywhere). `None`: the proxy makes its own from the fields above (`ward proxy`).
+    pub broker: Option<Broker>,
 }
 
 impl Config {
@@ -77,6 +79,7 @@ impl Config {
             ask_timeout: Duration::from_secs(60),
             dns: Dns::System,
             max_buffered_upload: 64 << 20,
+            broker: None,
         }
     }
 }
@@ -88,14 +91,9 @@ pub struct Proxy {
 }
 
 struct Inner {
-    pdp: Mutex<Pdp>,
+    /// Decides, asks and records every action of the proxy.
+    broker: Broker,
     manifest: Manifest,
-    log: Arc<AuditLog>,
-    session: Option<String>,
-    agent: Option<String>,
-    consent: Option<Arc<Mutex<Box<dyn Consent + Send>>>>,
-    answers: Mutex<HashMap<String, bool>>,
-    ask_timeout: Duration,
     resolver: Option<hickory_resolver::TokioResolver>,
     resolver_error: String,
     own: Mutex<Vec<SocketAddr>>,
@@ -110,8 +108,6 @@ struct Inner {
     tunnel_sent: Mutex<HashMap<String, u64>>,
     /// Bytes of chunked bodies held right now, across all requests.
     buffering: Arc<tokio::sync::Semaphore>,
-    /// Distinct questions waiting for the person.
-    asking: AtomicUsize,
     /// This machine's own addresses (the proxy dials from the host's network).
     local: Vec<IpAddr>,
     /// Refusal records per destination (past a bound they are only counted).
@@ -145,7 +141,17 @@ struct Vetted {
 impl Proxy {
     pub fn new(cfg: Config) -> anyhow::Result<Proxy> {
         raise_fd_limit();
-        let pdp = Pdp::new(cfg.manifest.clone())?;
+        let broker = match cfg.broker {
+            Some(b) => b,
+            None => Broker::new(ward_broker::Config {
+                pdp: Pdp::new(cfg.manifest.clone())?,
+                log: cfg.log,
+                session: cfg.session,
+                agent: cfg.agent,
+                channels: cfg.consent.into_iter().collect(),
+                ask_timeout: cfg.ask_timeout,
+            }),
+        };
         let (resolver, resolver_error) = match build_resolver(&cfg.dns) {
             Ok(r) => (Some(r), String::new()),
             Err(e) => (None, e),
@@ -159,14 +165,8 @@ impl Proxy {
                 .any(|p| p.actions.iter().any(|k| k.matches(&ActionKind::NetUpload)));
         Ok(Proxy {
             inner: Arc::new(Inner {
-                pdp: Mutex::new(pdp),
+                broker,
                 manifest: cfg.manifest,
-                log: cfg.log,
-                session: cfg.session,
-                agent: cfg.agent,
-                consent: cfg.consent.map(|c| Arc::new(Mutex::new(c))),
-                answers: Mutex::new(HashMap::new()),
-                ask_timeout: cfg.ask_timeout,
                 resolver,
                 resolver_error,
                 own: Mutex::new(Vec::new()),
@@ -178,7 +178,6 @@ impl Proxy {
                 refused: AtomicU64::new(0),
                 tunnel_sent: Mutex::new(HashMap::new()),
                 buffering: Arc::new(tokio::sync::Semaphore::new(BUFFER_BUDGET_KIB)),
-                asking: AtomicUsize::new(0),
                 local: local_addresses(),
                 refusals_by: Mutex::new(HashMap::new()),
             }),
@@ -306,12 +305,19 @@ impl Proxy {
     // ----- decisions -----
 
     fn event(&self, a: &Action, d: &Decision, detail: serde_json::Value) -> Event {
-        Event {
-            session: self.inner.session.clone(),
-            agent: self.inner.agent.clone(),
-            detail: Some(detail),
-            ..Event::action(a, d)
-        }
+        self.outcome_event(
+            a,
+            &Outcome {
+                decision: d.clone(),
+                consent: None,
+                channel: None,
+            },
+            detail,
+        )
+    }
+
+    fn outcome_event(&self, a: &Action, o: &Outcome, detail: serde_json::Value) -> Event {
+        self.inner.broker.event(a, o, detail)
     }
 
     /// Record something that already happened (or was refused): queued, not waited for.
@@ -336,9 +342,7 @@ impl Proxy {
                 return;
             }
         }
-        if let Err(e) = self.inner.log.submit(ev) {
-            eprintln!("ward: proxy: cannot record a network event: {e}");
-        }
+        self.inner.broker.note(ev);
     }
 
     fn bad_request(&self, via: &str, what: &str, why: &str) -> Refusal {
@@ -354,50 +358,25 @@ impl Proxy {
     }
 
     fn policy(&self, a: &Action) -> Decision {
-        lock(&self.inner.pdp).decide(a)
+        self.inner.broker.decide(a)
     }
 
-    /// Ask the person about `key`, once per session per destination; concurrent asks for the
-    /// same one wait for the first answer.
-    async fn ask(&self, key: String, text: String) -> (bool, &'static str) {
-        if let Some(&yes) = lock(&self.inner.answers).get(&key) {
-            return (yes, "remembered");
-        }
-        let Some(consent) = self.inner.consent.clone() else {
-            return (false, "nobody to ask");
+    /// Ask the person about `key` (a destination) through the broker: once per session per
+    /// destination; concurrent asks for the same one wait for the first answer.
+    async fn ask(&self, d: Decision, key: String, text: String) -> Outcome {
+        let broker = self.inner.broker.clone();
+        let fallback = Outcome {
+            decision: Decision::new(
+                Effect::Deny,
+                d.by.clone(),
+                format!("{} (asked: unavailable)", d.reason),
+            ),
+            consent: Some(Consented::Unavailable),
+            channel: None,
         };
-        if self.inner.asking.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING_QUESTIONS {
-            self.inner.asking.fetch_sub(1, Ordering::SeqCst);
-            return (false, "too many questions waiting");
-        }
-        let (timeout, me) = (self.inner.ask_timeout, self.clone());
-        let r = tokio::task::spawn_blocking(move || {
-            let mut c = lock(&consent);
-            // Whoever held the lock before may have asked the same thing.
-            if let Some(&yes) = lock(&me.inner.answers).get(&key) {
-                return (yes, "remembered");
-            }
-            let reply = c.ask(&Question {
-                text: &text,
-                choices: &[('y', "allow for this session"), ('n', "deny")],
-                default: 'n',
-                timeout,
-            });
-            let (yes, how) = match reply {
-                Reply::Chose('y') => (true, "granted"),
-                Reply::Chose(_) => (false, "refused"),
-                Reply::TimedOut => (false, "timeout"),
-                Reply::Unavailable(_) => (false, "unavailable"),
-            };
-            if how != "unavailable" {
-                lock(&me.inner.answers).insert(key, yes);
-            }
-            (yes, how)
-        })
-        .await
-        .unwrap_or((false, "unavailable"));
-        self.inner.asking.fetch_sub(1, Ordering::SeqCst);
-        r
+        tokio::task::spawn_blocking(move || broker.ask(d, &key, &text))
+            .await
+            .unwrap_or(fallback)
     }
 
     /// Decide on reaching `auth` over `scheme`, resolve it once, vet every address, and record
@@ -409,37 +388,32 @@ impl Proxy {
             dest: Some(auth.host.as_match()),
             port: Some(auth.port),
             scheme: Some(scheme.to_string()),
-            agent: self.inner.agent.clone(),
+            agent: self.inner.broker.agent().map(str::to_string),
             ..Action::new(ActionKind::NetConnect, target.clone())
         };
-        let mut d = self.policy(&action);
-        let mut consent = None;
-        if d.effect == Effect::Ask {
-            let (yes, how) = self
-                .ask(
-                    target.clone(),
-                    format!(
-                        "The agent wants to connect to {} ({via}): {}",
-                        ward_core::inert::Inert(&target),
-                        ward_core::inert::Inert(&d.reason)
-                    ),
-                )
-                .await;
-            consent = Some(how);
-            if !yes {
-                d = Decision::new(
-                    Effect::Deny,
-                    d.by.clone(),
-                    format!("{} (asked: {how})", d.reason),
-                );
-            } else {
-                d.effect = Effect::Allow;
+        let d = self.policy(&action);
+        let outcome = if d.effect == Effect::Ask {
+            let text = format!(
+                "The agent wants to connect to {} ({via}): {}",
+                ward_core::inert::Inert(&target),
+                ward_core::inert::Inert(&d.reason)
+            );
+            self.ask(d, target.clone(), text).await
+        } else {
+            Outcome {
+                decision: d,
+                consent: None,
+                channel: None,
             }
-        }
+        };
+        // What asking came to stays on every record of this connection below.
+        let with = |d: Decision| Outcome {
+            decision: d,
+            ..outcome.clone()
+        };
+        let d = outcome.decision.clone();
         if d.effect != Effect::Allow {
-            let mut ev = self.event(&action, &d, json!({"via": via}));
-            ev.consent = consent.map(str::to_string);
-            self.note(ev);
+            self.note(self.outcome_event(&action, &outcome, json!({"via": via})));
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 socks::REP_NOT_ALLOWED,
@@ -453,9 +427,7 @@ impl Proxy {
                 Ok(a) => a,
                 Err(why) => {
                     let d2 = Decision::new(Effect::Deny, "builtin:dns", why.clone());
-                    let mut ev = self.event(&action, &d2, json!({"via": via}));
-                    ev.consent = consent.map(str::to_string);
-                    self.note(ev);
+                    self.note(self.outcome_event(&action, &with(d2), json!({"via": via})));
                     return Err(Refusal::new(
                         StatusCode::BAD_GATEWAY,
                         socks::REP_HOST_UNREACHABLE,
@@ -502,9 +474,7 @@ impl Proxy {
                 auth.port
             );
             let d2 = Decision::new(Effect::Deny, "builtin:ssrf", why.clone());
-            let mut ev = self.event(&action, &d2, detail);
-            ev.consent = consent.map(str::to_string);
-            self.note(ev);
+            self.note(self.outcome_event(&action, &with(d2), detail));
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 socks::REP_NOT_ALLOWED,
@@ -512,10 +482,9 @@ impl Proxy {
                 why,
             ));
         }
-        let mut ev = self.event(&action, &d, detail);
-        ev.consent = consent.map(str::to_string);
-        let log = self.inner.log.clone();
-        let durable = tokio::task::spawn_blocking(move || log.append(ev)).await;
+        let ev = self.outcome_event(&action, &outcome, detail);
+        let broker = self.inner.broker.clone();
+        let durable = tokio::task::spawn_blocking(move || broker.record(ev)).await;
         match durable {
             Ok(Ok(())) => {
                 self.inner.admitted.fetch_add(1, Ordering::Relaxed);
@@ -720,7 +689,7 @@ impl Proxy {
             dest: Some(auth.host.as_match()),
             port: Some(auth.port),
             scheme: Some("https".into()),
-            agent: self.inner.agent.clone(),
+            agent: self.inner.broker.agent().map(str::to_string),
             ..Action::new(ActionKind::NetConnect, target)
         };
         let mut buf = early;
@@ -1071,7 +1040,7 @@ impl Proxy {
                 port: Some(auth.port),
                 scheme: Some("http".into()),
                 size: Some(total),
-                agent: self.inner.agent.clone(),
+                agent: self.inner.broker.agent().map(str::to_string),
                 ..Action::new(ActionKind::NetUpload, shown.clone())
             };
             let d = self.policy(&a);
@@ -1161,7 +1130,7 @@ impl Proxy {
                 dest: Some(dest.clone()),
                 port: Some(auth.port),
                 scheme: Some("http".into()),
-                agent: self.inner.agent.clone(),
+                agent: self.inner.broker.agent().map(str::to_string),
                 ..Action::new(ActionKind::NetConnect, shown.clone())
             },
             method: parts.method.to_string(),

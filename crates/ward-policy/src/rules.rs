@@ -176,6 +176,7 @@ pub struct CompiledManifest {
     rules: Vec<Rule>,
     network: Vec<Net>,
     unknown: (Effect, String),
+    unknown_exec: (Effect, String),
     upload_limit: Option<(u64, String)>,
 }
 
@@ -257,6 +258,7 @@ impl CompiledManifest {
                 m.unknown_network.0,
                 format!("manifest:{}", m.unknown_network.1),
             ),
+            unknown_exec: (m.unknown_exec.0, format!("manifest:{}", m.unknown_exec.1)),
             upload_limit: m
                 .limits
                 .upload
@@ -289,14 +291,30 @@ impl CompiledManifest {
             Some(Ok(t)) => &*t.host,
             _ => a.resource.as_str(),
         };
+        let exec = a.kind == ActionKind::Exec;
         for r in &self.rules {
             if r.kinds.iter().any(|k| k.matches(&a.kind))
-                && r.pattern
-                    .as_deref()
-                    .is_none_or(|p| glob::matches(p, subject))
+                && r.pattern.as_deref().is_none_or(|p| {
+                    if exec {
+                        exec_matches(p, a)
+                    } else {
+                        glob::matches(p, subject)
+                    }
+                })
             {
                 best.offer_with(r.effect, &r.by, &r.reason);
             }
+        }
+        if exec && best.0.is_none() {
+            let (effect, by) = &self.unknown_exec;
+            best.offer(Decision::new(
+                *effect,
+                by.as_str(),
+                format!(
+                    "no exec rule names {} ({effect} other programs)",
+                    a.resource
+                ),
+            ));
         }
         match &net {
             Some(Ok(t)) => self.net(a, t, &mut best),
@@ -404,6 +422,16 @@ impl Ceiling {
             Some((eff, e)) => best.offer_with(eff, &e.by, &e.reason),
         }
     }
+}
+
+/// Does the exec rule pattern `p` name the program of `a`: its path, or any other name it was
+/// reached by (the path as invoked, before links)? A pattern without `/` matches the file name
+/// (`curl` is any curl).
+fn exec_matches(p: &str, a: &Action) -> bool {
+    std::iter::once(&a.resource).chain(&a.names).any(|n| {
+        glob::matches(p, n)
+            || (!p.contains('/') && glob::matches(p, n.rsplit('/').next().unwrap_or(n)))
+    })
 }
 
 /// `a` with its path normalized lexically (`.`, `..`, repeated `/`) when it is a file action or

@@ -155,11 +155,18 @@ fn exec_and_device_rules() {
     // deny > ask > allow: git matches both the allow and the broader ask; ask wins.
     let git = pdp.decide(&Action::new(ActionKind::Exec, "/usr/bin/git"));
     assert_eq!(git.effect, Effect::Ask, "{git:?}");
+    // A program no rule names runs (`[exec] unknown` is allow unless the manifest says).
+    let other = pdp.decide(&Action::new(ActionKind::Exec, "/opt/tool"));
     assert_eq!(
-        pdp.decide(&Action::new(ActionKind::Exec, "/opt/tool"))
-            .effect,
-        Effect::Deny
+        (other.effect, other.by.as_str()),
+        (Effect::Allow, "manifest:default")
     );
+    // Rules see every name the program was reached by, and a bare name is the file name.
+    let via_link = Action {
+        names: vec!["/usr/bin/git".into()],
+        ..Action::new(ActionKind::Exec, "/opt/git-2/bin/git")
+    };
+    assert_eq!(pdp.decide(&via_link).effect, Effect::Ask, "{via_link:?}");
     assert_eq!(
         pdp.decide(&Action::new(
             ActionKind::Device("camera".into()),

@@ -7,8 +7,7 @@
 
 use serde_json::json;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::Arc;
-use ward_audit::AuditLog;
+use ward_broker::Broker;
 use ward_core::Manifest;
 
 /// The variables the agent gets (after scrubbing its own `*_PROXY`).
@@ -61,14 +60,7 @@ impl Handle {
 }
 
 /// Receive the listening socket from the launcher and serve it on a thread of its own.
-pub fn start(
-    sock: OwnedFd,
-    consent: Option<Box<dyn ward_consent::Consent + Send>>,
-    manifest: Manifest,
-    log: Arc<AuditLog>,
-    session: String,
-    agent: Option<String>,
-) -> Handle {
+pub fn start(sock: OwnedFd, broker: Broker, manifest: Manifest) -> Handle {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let mut p = [0i32; 2];
     // SAFETY: pipe2 fills the array; both ends are owned below.
@@ -85,7 +77,7 @@ pub fn start(
     };
     let thread = std::thread::Builder::new()
         .name("ward-proxy".into())
-        .spawn(move || serve(sock, consent, manifest, log, session, agent, rx, wake_r))
+        .spawn(move || serve(sock, broker, manifest, rx, wake_r))
         .ok();
     Handle {
         stop: Some(tx),
@@ -94,14 +86,10 @@ pub fn start(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn serve(
     sock: OwnedFd,
-    consent: Option<Box<dyn ward_consent::Consent + Send>>,
+    broker: Broker,
     manifest: Manifest,
-    log: Arc<AuditLog>,
-    session: String,
-    agent: Option<String>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
     wake: Option<OwnedFd>,
 ) -> serde_json::Value {
@@ -173,11 +161,8 @@ fn serve(
             return json!({"error": e.to_string()});
         }
     };
-    let mut cfg = ward_net::Config::new(manifest, log);
-    cfg.ask_timeout = ward_consent::ask_timeout(cfg.ask_timeout);
-    cfg.session = Some(session);
-    cfg.agent = agent;
-    cfg.consent = consent;
+    let mut cfg = ward_net::Config::new(manifest, broker.log().clone());
+    cfg.broker = Some(broker);
     let stats = rt.block_on(async move {
         let proxy = match ward_net::Proxy::new(cfg) {
             Ok(p) => p,

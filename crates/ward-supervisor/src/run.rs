@@ -59,6 +59,8 @@ struct Inside {
     /// Entries of staged grants owned by another user or group: the user namespace maps only
     /// the caller's, so overlay cannot copy them up (EOVERFLOW).
     unmapped: Vec<PathBuf>,
+    /// The decision point, compiled (the session's broker decides with it).
+    pdp: Pdp,
 }
 
 /// The paths inside the grants the agent may not read (keys, `.env`, git hooks, the manifest's
@@ -146,6 +148,7 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
         read_only,
         protected,
         unmapped,
+        pdp,
     })
 }
 
@@ -218,6 +221,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         read_only,
         protected,
         unmapped,
+        pdp,
     } = inside(&m)?;
     if !unmapped.is_empty() {
         eprintln!(
@@ -560,14 +564,17 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             Box::new(t) as Box<dyn ward_consent::Consent + Send>
         });
     let word = running.as_ref().map(|r| r.word.clone());
-    let proxy = crate::proxy::start(
-        proxy_ours,
-        consent,
-        m.clone(),
-        log.clone(),
-        session.clone(),
-        agent_cmd.first().cloned(),
-    );
+    // The one path every action of the session takes: the proxy, exec and the denied-call
+    // recorder decide, ask and record through it.
+    let broker = ward_broker::Broker::new(ward_broker::Config {
+        pdp,
+        log: log.clone(),
+        session: Some(session.clone()),
+        agent: agent_cmd.first().cloned(),
+        channels: consent.into_iter().collect(),
+        ask_timeout: ward_consent::ask_timeout(std::time::Duration::from_secs(60)),
+    });
+    let proxy = crate::proxy::start(proxy_ours, broker.clone(), m.clone());
     let stop = std::sync::atomic::AtomicBool::new(false);
     let watch = crate::watch::Watch {
         launcher: child.id(),

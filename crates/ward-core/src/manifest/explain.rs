@@ -30,6 +30,7 @@ impl Explanation<'_> {
                 "effect": e.effect, "destination": e.dest.to_string(), "origin": e.origin.to_string(),
             })).collect::<Vec<_>>(),
             "unknown_network": {"effect": m.unknown_network.0, "origin": m.unknown_network.1.to_string()},
+            "unknown_exec": {"effect": m.unknown_exec.0, "origin": m.unknown_exec.1.to_string()},
             "rules": m.rules.iter().map(|r| json!({
                 "actions": kinds(&r.actions), "effect": r.effect, "resource": r.resource,
                 "reason": r.reason, "origin": r.origin.to_string(),
@@ -117,6 +118,16 @@ impl fmt::Display for Explanation<'_> {
             "  {:<5} any other destination    <- {}",
             m.unknown_network.0.as_str(),
             m.unknown_network.1
+        )?;
+        writeln!(
+            f,
+            "\nPrograms (checked at every exec when an exec rule exists)"
+        )?;
+        writeln!(
+            f,
+            "  {:<5} any program no exec rule names    <- {}",
+            m.unknown_exec.0.as_str(),
+            m.unknown_exec.1
         )?;
         if !m.rules.is_empty() {
             writeln!(f, "\nRules (deny > ask > allow)")?;

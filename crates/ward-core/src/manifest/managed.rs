@@ -145,6 +145,10 @@ fn merge(m: &mut Manifest, admin: Manifest, has_files: bool, has_network: bool) 
     if has_network && admin.unknown_network.0 > m.unknown_network.0 {
         m.unknown_network = admin.unknown_network;
     }
+    // The stricter default for programs no rule names holds.
+    if admin.unknown_exec.0 > m.unknown_exec.0 {
+        m.unknown_exec = admin.unknown_exec;
+    }
     m.deny_paths.extend(admin.deny_paths);
     m.rules.extend(admin.rules);
     m.policies.extend(admin.policies);

@@ -288,6 +288,10 @@ pub struct Manifest {
     pub network: Vec<NetEntry>,
     /// What happens to a destination no entry names.
     pub unknown_network: (Effect, Origin),
+    /// What happens to a program no exec rule names (`[exec] unknown`): allow by default, so
+    /// exec rules deny or ask for the programs they name; `deny` makes the exec rules an
+    /// allow-list.
+    pub unknown_exec: (Effect, Origin),
     pub rules: Vec<Rule>,
     pub policies: Vec<PolicyRef>,
     pub limits: Limits,

@@ -24,6 +24,8 @@ pub struct Doc {
     pub files: Vec<FileDoc>,
     pub deny_paths: Vec<At<String>>,
     pub network: Option<NetworkDoc>,
+    /// `[exec] unknown`: what happens to a program no rule names.
+    pub exec_unknown: Option<At<String>>,
     pub rules: Vec<RuleDoc>,
     pub policies: Vec<PolicyDoc>,
     pub limits: LimitsDoc,
@@ -102,6 +104,7 @@ struct TomlDoc {
     #[serde(default)]
     deny_paths: Vec<Spanned<String>>,
     network: Option<TomlNetwork>,
+    exec: Option<TomlExec>,
     #[serde(default)]
     rules: Vec<Spanned<TomlRule>>,
     #[serde(default)]
@@ -141,6 +144,12 @@ struct TomlNetwork {
     ask: Vec<Spanned<String>>,
     #[serde(default)]
     deny: Vec<Spanned<String>>,
+    unknown: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlExec {
     unknown: Option<Spanned<String>>,
 }
 
@@ -216,6 +225,7 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
             deny: list(n.deny),
             unknown: n.unknown.map(at),
         }),
+        exec_unknown: doc.exec.and_then(|e| e.unknown).map(at),
         rules: doc
             .rules
             .into_iter()

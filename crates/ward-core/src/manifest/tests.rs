@@ -171,7 +171,7 @@ fn validation_errors_name_file_line_and_column() {
         ),
         (
             "colour = 1\n",
-            "[TMP]/ward.toml:1:1: unknown field `colour`, expected one of `name`, `files`, `deny_paths`, `network`, `rules`, `policies`, `limits`, `allow_degraded`, `env`",
+            "[TMP]/ward.toml:1:1: unknown field `colour`, expected one of `name`, `files`, `deny_paths`, `network`, `exec`, `rules`, `policies`, `limits`, `allow_degraded`, `env`",
         ),
         (
             "[[files]]\npath = 42\n",
@@ -467,6 +467,9 @@ fn explain_names_every_origin() {
     Network
       allow https://api.acme.com:443    <- [TMP]/ward.toml:4:10
       deny  any other destination    <- default
+
+    Programs (checked at every exec when an exec rule exists)
+      allow any program no exec rule names    <- default
 
     Limits
       memory  8GiB    <- default

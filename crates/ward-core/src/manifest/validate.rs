@@ -93,6 +93,7 @@ pub(super) fn empty() -> Manifest {
         deny_paths: builtin_denies(),
         network: vec![],
         unknown_network: (Effect::Deny, Origin::Default),
+        unknown_exec: (Effect::Allow, Origin::Default),
         rules: vec![],
         policies: vec![],
         limits: Limits::default(),
@@ -292,6 +293,15 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
         }
     }
 
+    let mut unknown_exec = (Effect::Allow, Origin::Default);
+    if let Some(u) = &doc.exec_unknown {
+        let effect: Effect = u
+            .value
+            .parse()
+            .map_err(|e: String| cx.err(u.pos, format!("`exec.unknown`: {e}")))?;
+        unknown_exec = (effect, cx.origin(u.pos));
+    }
+
     let mut rules = Vec::new();
     for r in doc.rules {
         let effect: Effect = r
@@ -436,6 +446,7 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
         deny_paths,
         network,
         unknown_network,
+        unknown_exec,
         rules,
         policies,
         limits,
