@@ -69,6 +69,9 @@ pub struct Config {
     /// terminal, so that job control, `/dev/tty` and Ctrl-C work inside. The person's own
     /// terminal never reaches a process of the sandbox but PID 1, which replaces it first.
     pub pty_fd: Option<i32>,
+    /// Every exec of the agent's processes goes to the supervisor to be decided (the
+    /// manifest has exec rules).
+    pub watch_exec: bool,
     /// Sizes of the private `/tmp` and `/dev/shm` (tmpfs; full: ENOSPC). `None`: the
     /// kernel's default (half the memory).
     pub tmp_size: Option<u64>,
@@ -211,6 +214,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
         cgroups: vec![],
         landlock: true,
         pty_fd: None,
+        watch_exec: false,
         tmp_size: None,
         shm_size: None,
     };
@@ -269,6 +273,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
             }
             "--cgroup" => cfg.cgroups.push(args.next().unwrap_or_default().into()),
             "--no-landlock" => cfg.landlock = false,
+            "--watch-exec" => cfg.watch_exec = true,
             "--pty-fd" => match args.next().and_then(|v| v.parse().ok()) {
                 Some(fd) => cfg.pty_fd = Some(fd),
                 None => {
@@ -341,7 +346,8 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
     }
     // Join the session's cgroups before the first fork, so every process is counted.
     crate::cgroup::join(&cfg.cgroups)?;
-    let filter = Filter::new()?;
+    // Exec checks need someone to answer: only with the notify socket.
+    let filter = Filter::with_exec(cfg.watch_exec && cfg.notify_fd.is_some())?;
     // SAFETY: plain getters.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let flags = libc::CLONE_NEWUSER

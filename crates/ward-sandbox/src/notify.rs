@@ -117,6 +117,7 @@ pub fn serve(
     listener: &OwnedFd,
     stop: &AtomicBool,
     unix_denied: &dyn Fn(&std::path::Path) -> bool,
+    exec: &mut dyn FnMut(ExecCall, Responder),
     mut on_denial: impl FnMut(Denial),
 ) -> std::io::Result<()> {
     let fd = listener.as_raw_fd();
@@ -160,7 +161,21 @@ pub fn serve(
             flags: 0,
         };
         let mut denial = None;
-        if req.data.nr as i64 == libc::SYS_connect {
+        let nr = req.data.nr as i64;
+        if nr == libc::SYS_execve || nr == libc::SYS_execveat {
+            let r = Responder {
+                listener: fd,
+                id: req.id,
+            };
+            match exec_call(fd, &req) {
+                Some(call) => exec(call, r),
+                // Unreadable (the caller died, or its arguments are not in its memory): the
+                // kernel judges it, as it would have without Ward (a bad address is EFAULT).
+                None => r.send(true),
+            }
+            continue;
+        }
+        if nr == libc::SYS_connect {
             match connect_target(fd, &req) {
                 Target::Net(to) => {
                     resp.error = -libc::ENETUNREACH;
@@ -205,6 +220,165 @@ pub fn serve(
         });
         on_denial(d);
     }
+}
+
+/// An exec held for the supervisor's decision.
+#[derive(Debug, Clone)]
+pub struct ExecCall {
+    /// The caller, as a pid of the supervisor's namespace.
+    pub pid: u32,
+    /// The program as invoked, made absolute (working directory or `execveat`'s directory
+    /// joined) and normalized lexically.
+    pub path: std::path::PathBuf,
+    /// Where it really is in the caller's view, links followed inside its root; `None` when
+    /// it does not resolve (the kernel will then fail the exec).
+    pub real: Option<std::path::PathBuf>,
+    /// The arguments as bytes, bounded (256 of at most 4 KiB, 64 KiB in all).
+    pub argv: Vec<Vec<u8>>,
+    /// The caller's working directory and `PATH` (to find the programs a shell string names).
+    pub cwd: std::path::PathBuf,
+    pub path_env: Option<String>,
+}
+
+/// The answer to one held exec; may be sent from another thread. A held exec whose answer is
+/// never sent waits until the listener closes, then fails (`ENOSYS`).
+pub struct Responder {
+    listener: RawFd,
+    id: u64,
+}
+
+impl Responder {
+    /// Let the exec go on (`true`) or fail it with `EACCES`.
+    pub fn send(self, allow: bool) {
+        let mut resp = libc::seccomp_notif_resp {
+            id: self.id,
+            val: 0,
+            error: if allow { 0 } else { -libc::EACCES },
+            flags: if allow {
+                libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32
+            } else {
+                0
+            },
+        };
+        // SAFETY: the ioctl reads one seccomp_notif_resp; a failure means the caller is gone.
+        unsafe {
+            libc::ioctl(self.listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp);
+        }
+    }
+}
+
+/// Bytes of `pid`'s memory at `addr`, up to `len` (fewer at the end of its mapping).
+fn read_mem(pid: u32, addr: u64, len: usize) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: len,
+    };
+    // SAFETY: reads at most `len` bytes of the caller's memory into our buffer.
+    let n = unsafe { libc::process_vm_readv(pid as i32, &local, 1, &remote, 1, 0) };
+    if n <= 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(buf)
+}
+
+/// A NUL-terminated string of `pid`'s memory at `addr`, read a page at a time (a string that
+/// ends just before an unmapped page reads whole), at most `max` bytes.
+fn read_cstr(pid: u32, addr: u64, max: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut at = addr;
+    while out.len() < max {
+        let to_page = 4096 - (at % 4096) as usize;
+        let chunk = read_mem(pid, at, to_page.min(max - out.len()))?;
+        if let Some(end) = chunk.iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..end]);
+            return Some(out);
+        }
+        at += chunk.len() as u64;
+        out.extend_from_slice(&chunk);
+    }
+    Some(out)
+}
+
+/// Arguments read per exec, and bytes per argument and in all.
+const MAX_ARGS: usize = 256;
+const MAX_ARG: usize = 4096;
+const MAX_ARGV: usize = 64 * 1024;
+
+fn exec_call(listener: RawFd, req: &libc::seccomp_notif) -> Option<ExecCall> {
+    use std::os::unix::ffi::OsStrExt;
+    let pid = req.pid;
+    let a = &req.data.args;
+    let execveat = req.data.nr as i64 == libc::SYS_execveat;
+    let (dirfd, path_ptr, argv_ptr) = if execveat {
+        (a[0] as i32, a[1], a[2])
+    } else {
+        (libc::AT_FDCWD, a[0], a[1])
+    };
+    let raw = read_cstr(pid, path_ptr, libc::PATH_MAX as usize)?;
+    let mut argv = Vec::new();
+    let mut total = 0;
+    if argv_ptr != 0 {
+        for i in 0..MAX_ARGS as u64 {
+            let p = read_mem(pid, argv_ptr + i * 8, 8)?;
+            let p = u64::from_ne_bytes(p.try_into().ok()?);
+            if p == 0 || total >= MAX_ARGV {
+                break;
+            }
+            let s = read_cstr(pid, p, MAX_ARG)?;
+            total += s.len();
+            argv.push(s);
+        }
+    }
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
+        .unwrap_or_else(|_| std::path::PathBuf::from("/"));
+    let base = if dirfd == libc::AT_FDCWD {
+        cwd.clone()
+    } else {
+        std::fs::read_link(format!("/proc/{pid}/fd/{dirfd}")).ok()?
+    };
+    let p = std::path::Path::new(std::ffi::OsStr::from_bytes(&raw));
+    let path = if raw.is_empty() {
+        // fexecve / execveat(AT_EMPTY_PATH): the descriptor is the program.
+        lexical(&base)
+    } else if p.is_absolute() {
+        lexical(p)
+    } else {
+        lexical(&base.join(p))
+    };
+    let path_env = std::fs::read(format!("/proc/{pid}/environ"))
+        .ok()
+        .and_then(|env| {
+            env.split(|&b| b == 0)
+                .find_map(|kv| kv.strip_prefix(b"PATH="))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        });
+    let real = resolve_in_root(pid, &path);
+    // The process may have died and its pid been reused: the notification must still be live.
+    let mut id = req.id;
+    // SAFETY: the ioctl reads one u64.
+    if unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id) } != 0 {
+        return None;
+    }
+    Some(ExecCall {
+        pid,
+        path,
+        real,
+        argv,
+        cwd,
+        path_env,
+    })
+}
+
+/// Is `path` (absolute, as process `pid` sees it) something that exists there? Where it
+/// really is, links followed inside the process's root.
+pub fn real_path(pid: u32, path: &std::path::Path) -> Option<std::path::PathBuf> {
+    resolve_in_root(pid, path)
 }
 
 /// What a held `connect` aims at.

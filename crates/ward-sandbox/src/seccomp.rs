@@ -163,6 +163,12 @@ fn rule(conds: Vec<SeccompCondition>) -> Result<SeccompRule, SandboxError> {
 
 impl Filter {
     pub fn new() -> Result<Filter, SandboxError> {
+        Filter::with_exec(false)
+    }
+
+    /// Like [`Filter::new`]; with `watch_exec`, every `execve` and `execveat` also goes to the
+    /// supervisor (user notification), which decides it by the manifest's exec rules.
+    pub fn with_exec(watch_exec: bool) -> Result<Filter, SandboxError> {
         use SeccompCmpArgLen::{Dword, Qword};
         let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
         for (_, nr) in DENIED {
@@ -243,6 +249,10 @@ impl Filter {
         // namespace has no route out anyway, so this is for the record, not the wall.
         let mut watched = rules.clone();
         watched.insert(libc::SYS_connect, vec![]);
+        if watch_exec {
+            watched.insert(libc::SYS_execve, vec![]);
+            watched.insert(libc::SYS_execveat, vec![]);
+        }
         let deny = compile(rules, SeccompAction::Errno(libc::EPERM as u32))?;
         let watched = compile(watched, SeccompAction::Errno(libc::EPERM as u32))?;
         let nosys = compile(

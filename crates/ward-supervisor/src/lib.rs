@@ -8,6 +8,7 @@
 //! the `ward` binary, which prints them.
 
 mod envscan;
+mod exec;
 mod manifest_watch;
 mod proxy;
 mod repos;

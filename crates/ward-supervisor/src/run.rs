@@ -398,6 +398,9 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     if !confinement.landlock {
         cmd.arg("--no-landlock");
     }
+    if m.exec_checked() {
+        cmd.arg("--watch-exec");
+    }
     let pty_theirs = agent_tty.as_ref().and_then(|t| t.theirs());
     if let Some(fd) = pty_theirs {
         cmd.arg("--pty-fd").arg(fd.to_string());
@@ -596,7 +599,8 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         // The recorder ends when every process of the session is gone (the launcher's end
         // takes the whole namespace with it).
         let grants: Vec<PathBuf> = m.files.iter().map(|g| g.path.clone()).collect();
-        let recorder = s.spawn(move || record_denials(notify_ours, stop, log, session, &grants));
+        let broker = &broker;
+        let recorder = s.spawn(move || record_denials(notify_ours, stop, broker, &grants));
         let watcher = s.spawn(move || crate::watch::run(watch, stop, log, session));
         let status = child.wait();
         stop.store(true, std::sync::atomic::Ordering::Release);
@@ -608,6 +612,20 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     });
     // The person's terminal is theirs again before Ward prints anything more.
     let terminal = running.map(|r| r.finish());
+    let refused: Vec<String> = denied
+        .iter()
+        .filter_map(|(k, n)| {
+            k.strip_prefix(EXEC_REFUSED)
+                .map(|p| format!("{} ({n}x)", ward_core::inert::line(p)))
+        })
+        .collect();
+    if !refused.is_empty() {
+        // The agent only saw "Permission denied": say what the exec rules stopped.
+        eprintln!(
+            "ward: the manifest's exec rules refused: {} (details: `ward audit tail`)",
+            refused.join(", ")
+        );
+    }
     let network = proxy.stop();
     let status = status.context("cannot wait for the sandbox launcher")?;
     let code = match (
@@ -823,15 +841,19 @@ pub(crate) fn end_session(why: &str) {
     }
 }
 
+/// The key prefix of refused programs in the denied-call counts.
+const EXEC_REFUSED: &str = "exec refused: ";
+
 /// Receive the agent's seccomp listener, answer every denied call with `EPERM`, and record the
 /// first of each kind. Returns the count per call, for the session's end record.
 fn record_denials(
     sock: std::os::fd::OwnedFd,
     stop: &std::sync::atomic::AtomicBool,
-    log: &AuditLog,
-    session: &str,
+    broker: &ward_broker::Broker,
     grants: &[PathBuf],
 ) -> std::collections::BTreeMap<String, u64> {
+    let log = &**broker.log();
+    let session = broker.session().unwrap_or_default();
     // A unix socket inside a grant leads to a process outside the sandbox (the agent's own
     // belong in /tmp): those there at the start are covered, those that appear are refused.
     let unix_denied = |p: &std::path::Path| grants.iter().any(|g| p.starts_with(g));
@@ -847,8 +869,35 @@ fn record_denials(
             return counts;
         }
     };
+    // Execs that need a person are asked on their own thread, one at a time (the terminal
+    // asks one question at a time anyway); the rest are answered at once.
+    let (asks, held) = std::sync::mpsc::channel::<crate::exec::Held>();
+    let asker = std::thread::Builder::new()
+        .name("ward-exec-ask".into())
+        .spawn({
+            let broker = broker.clone();
+            move || {
+                for h in held {
+                    crate::exec::ask(&broker, h);
+                }
+            }
+        });
+    let mut refused_execs = std::collections::BTreeMap::<String, u64>::new();
+    let mut exec = |call, responder| {
+        let refused = crate::exec::check(broker, call, responder, &|h| {
+            if let Err(std::sync::mpsc::SendError(h)) = asks.send(h) {
+                // No asker: nobody can answer, so the exec is refused.
+                h.responder.send(false);
+            }
+        });
+        if let Some(p) = refused {
+            if refused_execs.len() < DENIAL_RECORDS || refused_execs.contains_key(&p) {
+                *refused_execs.entry(p).or_insert(0) += 1;
+            }
+        }
+    };
     let serve = std::panic::AssertUnwindSafe(|| {
-        ward_sandbox::notify::serve(&listener, stop, &unix_denied, |d| {
+        ward_sandbox::notify::serve(&listener, stop, &unix_denied, &mut exec, |d| {
             let n = counts.entry(d.call.clone()).or_insert(0);
             *n += 1;
             if d.call == "connect" {
@@ -904,6 +953,14 @@ fn record_denials(
     });
     let served = std::panic::catch_unwind(serve)
         .unwrap_or_else(|_| Err(std::io::Error::other("the recorder panicked")));
+    // Questions still open are answered (or time out) before the listener closes.
+    drop(asks);
+    for (p, n) in refused_execs {
+        counts.insert(format!("{EXEC_REFUSED}{p}"), n);
+    }
+    if let Ok(t) = asker {
+        let _ = t.join();
+    }
     if let Err(e) = served {
         end_session(&format!(
             "the seccomp listener failed ({e}); denied calls would go unrecorded"

@@ -321,6 +321,21 @@ pub struct ManifestError {
 }
 
 impl Manifest {
+    /// Whether `ward run` checks every exec: an exec rule, a policy bound to exec, or a default
+    /// other than allow for programs no rule names.
+    pub fn exec_checked(&self) -> bool {
+        let exec = crate::ActionKind::Exec;
+        self.unknown_exec.0 != Effect::Allow
+            || self
+                .rules
+                .iter()
+                .any(|r| r.actions.iter().any(|k| k.matches(&exec)))
+            || self
+                .policies
+                .iter()
+                .any(|p| p.actions.iter().any(|k| k.matches(&exec)))
+    }
+
     /// Load, validate and merge the managed file. The format follows the extension (`.json` is
     /// the seed's JSON form; anything else is TOML).
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestError> {

@@ -9,6 +9,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod exec;
 mod files;
 mod limits;
 mod network;

@@ -1,0 +1,240 @@
+//! Exec rules during `ward run`: every `execve`/`execveat` of the session's processes is held
+//! by the kernel (seccomp user notification, when the manifest has exec rules) and decided
+//! here through the broker: the program as invoked and where it really is (links followed
+//! inside the agent's root), the command line, the commands a wrapper or shell string runs
+//! (`sh -c`, `env`, `nohup`, `timeout`, `xargs`, ...) and a script's `#!` interpreter. Deny:
+//! the exec fails with `EACCES` and a record; ask: a question showing the command (on its own
+//! thread, so other calls are not held meanwhile); allow: a record, and the exec goes on.
+//!
+//! The limit of a notification-based check: the kernel reads the path again after Ward let
+//! the call go on, so a second thread (or a process sharing the caller's memory) that
+//! rewrites the path in between, or a link swapped in the file system between the check and
+//! the exec, runs another program than the one decided. Ward's exec rules stop an agent from
+//! running a program by mistake or on an injected instruction; against an agent that races
+//! its own checks, the wall is the sandbox (what it can reach), not the exec rule.
+
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use ward_broker::{Broker, Outcome};
+use ward_core::command::{arg_text, inner_commands};
+use ward_core::{Action, ActionKind, Decision, Effect};
+use ward_sandbox::notify::{ExecCall, Responder};
+
+/// Where a program name without a slash is looked for when the caller has no `PATH`.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// A held exec that needs a person: decided on another thread.
+pub struct Held {
+    /// The command that made it an `ask` (a shell string's curl, not the shell): the question
+    /// shows it, and the answer is remembered for its program, so its own exec later is not
+    /// asked again.
+    pub decided_on: Action,
+    pub action: Action,
+    pub decision: Decision,
+    pub detail: serde_json::Value,
+    pub responder: Responder,
+}
+
+/// Decide `call`; answer it at once, or hand it to `ask` when a person must decide. Returns
+/// the program when the exec was refused here.
+pub fn check(
+    broker: &Broker,
+    call: ExecCall,
+    responder: Responder,
+    ask: &dyn Fn(Held),
+) -> Option<String> {
+    if call.real.is_none() {
+        // Nothing there (a shell trying each `PATH` entry): the kernel fails it (ENOENT).
+        responder.send(true);
+        return None;
+    }
+    let (action, decision, detail, decided_on) = decide(broker, &call);
+    match decision.effect {
+        Effect::Ask => {
+            ask(Held {
+                decided_on,
+                action,
+                decision,
+                detail,
+                responder,
+            });
+            None
+        }
+        effect => {
+            responder.send(effect == Effect::Allow);
+            let refused = (effect == Effect::Deny).then(|| decided_on.resource.clone());
+            broker.note(broker.event(
+                &action,
+                &Outcome {
+                    decision,
+                    consent: None,
+                    channel: None,
+                },
+                detail,
+            ));
+            refused
+        }
+    }
+}
+
+/// Ask the person about a held exec, answer it, record the outcome durably.
+pub fn ask(broker: &Broker, held: Held) {
+    let Held {
+        decided_on,
+        action,
+        decision,
+        detail,
+        responder,
+    } = held;
+    let mut text = format!(
+        "The agent wants to run {}\n  ({}): {}",
+        ward_core::inert::Inert(&decided_on.argv.join(" ")),
+        ward_core::inert::Inert(&decided_on.resource),
+        ward_core::inert::Inert(&decision.reason)
+    );
+    if decided_on.resource != action.resource {
+        let outer = action.argv.join(" ");
+        let outer: String = outer.chars().take(200).collect();
+        text.push_str(&format!("\n  run by: {}", ward_core::inert::Inert(&outer)));
+    }
+    let o = broker.ask(decision, &format!("exec:{}", decided_on.resource), &text);
+    let ev = broker.event(&action, &o, detail);
+    // The exec goes on only once its record is on disk.
+    let recorded = broker.record(ev);
+    responder.send(o.allowed() && recorded.is_ok());
+}
+
+/// The action for `call` and the strictest decision over it and what it runs on its behalf.
+fn decide(broker: &Broker, call: &ExecCall) -> (Action, Decision, serde_json::Value, Action) {
+    let argv: Vec<String> = call.argv.iter().map(|a| arg_text(a)).collect();
+    let shown = |p: &Path| p.to_string_lossy().into_owned();
+    let outer = program_action(broker, &call.path, call.real.as_deref(), argv.clone());
+    let mut best = broker.decide(&outer);
+    let mut decided_on = outer.clone();
+    let mut inner_shown = Vec::new();
+    let mut inner = inner_commands(&argv);
+    // A script's interpreter runs it: `#!/usr/bin/python3 -u` is `python3 -u SCRIPT`.
+    if let Some(interp) = call.real.as_deref().and_then(|r| shebang(call.pid, r)) {
+        let mut v = interp;
+        v.push(shown(&call.path));
+        v.extend(argv.iter().skip(1).cloned());
+        // `#!/usr/bin/env python3` runs python3.
+        let through = inner_commands(&v);
+        inner.splice(0..0, std::iter::once(v).chain(through));
+    }
+    for words in inner {
+        let Some(first) = words.first() else { continue };
+        let Some((path, real)) = find_program(call, first) else {
+            continue;
+        };
+        let a = program_action(broker, &path, real.as_deref(), words.clone());
+        let d = broker.decide(&a);
+        inner_shown.push(words.join(" "));
+        if d.effect > best.effect {
+            best = Decision {
+                reason: format!("{} (run by {})", d.reason, base(&outer.resource)),
+                ..d
+            };
+            decided_on = a;
+        }
+    }
+    let detail = json!({
+        "pid": call.pid,
+        "argv": argv,
+        "path": shown(&call.path),
+        "cwd": shown(&call.cwd),
+        "runs": inner_shown,
+        "decided_on": (decided_on.resource != outer.resource).then_some(&decided_on.resource),
+    });
+    // The record names the program as exec'd; the decision says which command decided.
+    (outer, best, detail, decided_on)
+}
+
+fn base(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+fn program_action(broker: &Broker, path: &Path, real: Option<&Path>, argv: Vec<String>) -> Action {
+    let as_invoked = path.to_string_lossy().into_owned();
+    let resource = real.map_or(as_invoked.clone(), |r| r.to_string_lossy().into_owned());
+    Action {
+        names: (resource != as_invoked)
+            .then_some(as_invoked)
+            .into_iter()
+            .collect(),
+        argv,
+        agent: broker.agent().map(str::to_string),
+        ..Action::new(ActionKind::Exec, resource)
+    }
+}
+
+/// The program a command word names, as the caller's shell would find it: a path (joined to
+/// the caller's working directory), or the first `PATH` entry that has it.
+fn find_program(call: &ExecCall, word: &str) -> Option<(PathBuf, Option<PathBuf>)> {
+    if word.contains('/') {
+        let p = if word.starts_with('/') {
+            PathBuf::from(word)
+        } else {
+            call.cwd.join(word)
+        };
+        let real = ward_sandbox::notify::real_path(call.pid, &p);
+        return Some((p, real));
+    }
+    // Shell builtins and functions run no program.
+    if matches!(
+        word,
+        "cd" | "echo"
+            | "printf"
+            | "export"
+            | "set"
+            | "unset"
+            | "true"
+            | "false"
+            | ":"
+            | "."
+            | "source"
+            | "read"
+            | "test"
+            | "["
+            | "exit"
+            | "return"
+            | "local"
+            | "shift"
+            | "wait"
+            | "trap"
+            | "eval"
+    ) {
+        return None;
+    }
+    for dir in call.path_env.as_deref().unwrap_or(DEFAULT_PATH).split(':') {
+        if !dir.starts_with('/') {
+            continue;
+        }
+        let p = Path::new(dir).join(word);
+        if let Some(real) = ward_sandbox::notify::real_path(call.pid, &p) {
+            return Some((p, Some(real)));
+        }
+    }
+    None
+}
+
+/// The interpreter and its argument of a `#!` script, read through the caller's root.
+fn shebang(pid: u32, real: &Path) -> Option<Vec<String>> {
+    use std::io::Read;
+    let inside = format!("/proc/{pid}/root{}", real.display());
+    let mut f = std::fs::File::open(inside).ok()?;
+    let mut head = [0u8; 256];
+    let n = f.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let text = arg_text(line);
+    let mut words = text.split_whitespace();
+    let interp = words.next()?.to_string();
+    let mut v = vec![interp];
+    // Linux passes the rest of the line as one argument.
+    let rest: Vec<&str> = words.collect();
+    if !rest.is_empty() {
+        v.push(rest.join(" "));
+    }
+    Some(v)
+}

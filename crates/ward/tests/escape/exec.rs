@@ -1,0 +1,226 @@
+//! Exec rules (issue 16): the manifest's `exec` rules hold inside `ward run`, however the
+//! program is reached: by name through `PATH`, by another path to it (`/bin` links), through
+//! a link the agent made, through wrappers and shell strings, from another language's process
+//! API, and as a script's interpreter. Each refusal fails the exec with `EACCES`, and the
+//! record names the rule that decided.
+
+use crate::common::Person;
+use crate::*;
+
+const DENY_CURL: &str = r#"name = "t"
+[[files]]
+path = "PROJ"
+mode = "direct"
+[[rules]]
+action = "exec"
+effect = "deny"
+resource = "/usr/bin/curl"
+reason = "curl can send files anywhere"
+"#;
+
+fn exec_records(e: &Env) -> Vec<serde_json::Value> {
+    e.records()
+        .into_iter()
+        .filter(|r| r["kind"] == "exec")
+        .collect()
+}
+
+/// Python that runs each `(name, argv)` and prints `name=refused` when the exec failed
+/// (`EACCES`), else `name=<exit status>`.
+fn attempts(ways: &[(&str, &str)]) -> String {
+    let mut s = String::from(
+        "import os, subprocess\n\
+         def t(name, argv):\n\
+         \x20   try:\n\
+         \x20       r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode\n\
+         \x20   except PermissionError:\n\
+         \x20       r = 'refused'\n\
+         \x20   print(f'{name}={r}', flush=True)\n",
+    );
+    for (name, argv) in ways {
+        s += &format!("t('{name}', {argv})\n");
+    }
+    s
+}
+
+/// Every way tried is refused, recorded with the rule, and said at the end.
+#[test]
+fn escape_via_every_way_to_reach_a_denied_program() {
+    let e = Env::new();
+    std::os::unix::fs::symlink("/usr/bin/curl", e.p("proj/c")).unwrap();
+    std::fs::write(e.p("proj/s"), "#!/usr/bin/curl -V\n").unwrap();
+    std::fs::set_permissions(
+        e.p("proj/s"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let script = attempts(&[
+        ("by-name", r#"["curl", "-V"]"#),
+        ("other-path", r#"["/bin/curl", "-V"]"#),
+        ("own-link", r#"["./c", "-V"]"#),
+        ("env", r#"["env", "-i", "/usr/bin/curl", "-V"]"#),
+        (
+            "wrappers",
+            r#"["nohup", "timeout", "-s", "KILL", "5", "curl", "-V"]"#,
+        ),
+        ("shell-string", r#"["sh", "-c", "cd / && curl -V"]"#),
+        ("interpreter", r#"["./s"]"#),
+        // Not visible in the string: refused when the shell execs it.
+        ("expanded", r#"["sh", "-c", "C=cu; ${C}rl -V"]"#),
+        ("other-programs", r#"["ls"]"#),
+    ]);
+    let o = e.run_manifest(DENY_CURL, PY, &script);
+    let out = text(&o);
+    for way in [
+        "by-name",
+        "other-path",
+        "own-link",
+        "env",
+        "wrappers",
+        "shell-string",
+        "interpreter",
+    ] {
+        assert!(
+            out.contains(&format!("{way}=refused")),
+            "{way} ran curl: {out}"
+        );
+    }
+    assert!(out.contains("expanded=126"), "{out}");
+    assert!(out.contains("other-programs=0"), "{out}");
+    assert!(
+        out.contains("the manifest's exec rules refused: /usr/bin/curl (")
+            && !out.contains("dash ("),
+        "the person is not told: {out}"
+    );
+    e.assert_recorded();
+    let recs = exec_records(&e);
+    let refusals: Vec<_> = recs
+        .iter()
+        .filter(|r| r["decision"]["result"] == "deny")
+        .collect();
+    assert!(refusals.len() >= 8, "{refusals:?}");
+    for r in &refusals {
+        let by = r["decision"]["by"].as_str().unwrap();
+        assert!(
+            by.starts_with("manifest:") && by.ends_with(":5:1"),
+            "by: {r}"
+        );
+        assert!(r["decision"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("curl can send files"));
+    }
+    // The record says which command of a shell string decided.
+    assert!(
+        refusals
+            .iter()
+            .any(|r| r["detail"]["decided_on"] == "/usr/bin/curl" && r["detail"]["argv"][0] == "sh"),
+        "{refusals:?}"
+    );
+    assert!(recs
+        .iter()
+        .any(|r| r["decision"]["result"] == "allow"
+            && r["resource"].as_str().unwrap().ends_with("/ls")));
+}
+
+/// `[exec] unknown = "deny"`: only the programs allowed run; any other program, or a copy of
+/// an allowed one under another name, does not.
+#[test]
+fn escape_via_a_program_the_allow_list_does_not_name() {
+    let e = Env::new();
+    std::fs::copy("/usr/bin/echo", e.p("proj/my-echo")).unwrap();
+    let m = r#"name = "t"
+[[files]]
+path = "PROJ"
+mode = "direct"
+[exec]
+unknown = "deny"
+[[rules]]
+action = "exec"
+effect = "allow"
+resource = "python3*"
+[[rules]]
+action = "exec"
+effect = "allow"
+resource = "/usr/bin/echo"
+"#;
+    let script = attempts(&[
+        ("echo", r#"["/bin/echo", "hi"]"#),
+        ("cat", r#"["cat", "/etc/hostname"]"#),
+        ("copy", r#"["./my-echo", "hi"]"#),
+    ]);
+    let o = e.run_manifest(m, PY, &script);
+    let out = text(&o);
+    assert!(out.contains("echo=0"), "{out}");
+    assert!(
+        out.contains("cat=refused") && out.contains("copy=refused"),
+        "{out}"
+    );
+    let recs = exec_records(&e);
+    let cat = recs
+        .iter()
+        .find(|r| r["resource"].as_str().unwrap().ends_with("/cat"))
+        .unwrap_or_else(|| panic!("{recs:?}"));
+    assert_eq!(cat["decision"]["result"], "deny");
+    assert!(
+        cat["decision"]["by"]
+            .as_str()
+            .unwrap()
+            .ends_with("ward.toml:6:11"),
+        "{cat}"
+    );
+}
+
+/// `ask`: the question shows the command, through the trusted terminal; the person's no
+/// refuses the exec and their yes lets the next one run.
+#[test]
+fn escape_via_running_a_program_the_person_must_approve() {
+    let e = Env::new();
+    let m = e.p("ward.toml");
+    std::fs::write(
+        &m,
+        format!(
+            "name = \"t\"\n[[files]]\npath = \"{}\"\nmode = \"direct\"\n[[rules]]\naction = \"exec\"\neffect = \"ask\"\nresource = \"curl\"\n",
+            e.p("proj").display()
+        ),
+    )
+    .unwrap();
+    let mut c = e.command(&["run", "--review", "keep", "-m", m.to_str().unwrap(), "--"]);
+    let script = attempts(&[
+        ("first", r#"["sh", "-c", "curl -V"]"#),
+        ("second", r#"["curl", "-V"]"#),
+    ]);
+    c.args([PY, "-c", &script]);
+    c.env("WARD_ASK_TIMEOUT", "20");
+    let mut p = Person::spawn(c);
+    let word = p.word();
+    let asked = p
+        .wait_for(&format!("session word: {word}"), 0, 30)
+        .unwrap_or_else(|| panic!("no question: {}", p.text()));
+    assert!(
+        p.wait_for("wants to run curl -V", asked, 5).is_some()
+            && p.wait_for("run by: sh -c curl -V", asked, 5).is_some(),
+        "the question does not show the command: {}",
+        p.text()
+    );
+    // Keys typed in the question's first moments are taken as typed before it was seen.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    p.type_keys(b"n\r");
+    let (code, screen) = p.finish(30);
+    let t = String::from_utf8_lossy(&screen).into_owned();
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("first=refused"), "{t}");
+    // Refused once, refused for the session: nobody is asked twice.
+    assert!(t.contains("second=refused"), "{t}");
+    assert_eq!(t.matches("session word: ").count(), 1, "asked twice: {t}");
+    let recs = exec_records(&e);
+    assert!(
+        recs.iter()
+            .any(|r| r["consent"] == "refused" && r["decision"]["result"] == "deny"),
+        "{recs:?}"
+    );
+    assert!(
+        recs.iter().any(|r| r["consent"] == "remembered"),
+        "{recs:?}"
+    );
+}
