@@ -24,6 +24,11 @@ pub struct Rules {
     /// TCP ports the agent may connect to (the egress proxy's; the network namespace has
     /// loopback only, so the port names the proxy alone).
     pub connect_ports: Vec<u16>,
+    /// Files that may not be executed whatever path reaches them (the manifest's exec denies
+    /// that name a file): the kernel refuses them at exec time, which closes the race a
+    /// notification-based check leaves open. Landlock only adds rights, so the tree above
+    /// each is granted execution entry by entry, around it.
+    pub no_execute: Vec<PathBuf>,
 }
 
 /// A ruleset built and ready to be enforced in a child.
@@ -51,6 +56,55 @@ pub fn kernel_abi() -> i32 {
 
 fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> SandboxError + '_ {
     move |e| SandboxError::Setup(format!("landlock: {what}: {e}"))
+}
+
+/// Grant `access` beneath `p` (directory-only rights dropped for a file).
+fn add(
+    created: RulesetCreated,
+    p: &std::path::Path,
+    access: landlock::BitFlags<AccessFs>,
+    abi: ABI,
+) -> Result<RulesetCreated, SandboxError> {
+    let fd = PathFd::new(p).map_err(|e| SandboxError::Path {
+        path: p.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let access = if p.is_dir() {
+        access
+    } else {
+        access & AccessFs::from_file(abi)
+    };
+    created
+        .add_rule(PathBeneath::new(fd, access))
+        .map_err(setup("rule"))
+}
+
+/// Grant execution beneath every entry of `dir` but the `denied` files (and, for a folder
+/// holding one, beneath its entries in turn). Links get no rule: the kernel judges the file
+/// they lead to by where that file is.
+fn around(
+    mut created: RulesetCreated,
+    dir: &std::path::Path,
+    denied: &[&PathBuf],
+    abi: ABI,
+) -> Result<RulesetCreated, SandboxError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| SandboxError::Path {
+        path: dir.display().to_string(),
+        source: e,
+    })?;
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_symlink() || denied.iter().any(|d| **d == p) {
+            continue;
+        }
+        if ft.is_dir() && denied.iter().any(|d| d.starts_with(&p)) {
+            created = around(created, &p, denied, abi)?;
+        } else {
+            created = add(created, &p, AccessFs::Execute.into(), abi)?;
+        }
+    }
+    Ok(created)
 }
 
 impl Landlock {
@@ -82,24 +136,28 @@ impl Landlock {
             rs = rs.scope(Scope::from_all(abi)).map_err(setup("scopes"))?;
         }
         let mut created = rs.create().map_err(setup("create"))?;
+        let no_exec: Vec<PathBuf> = rules
+            .no_execute
+            .iter()
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .collect();
         for (paths, access) in [
             (&rules.read, AccessFs::from_read(abi)),
             (&rules.write, AccessFs::from_all(abi)),
         ] {
             for p in paths {
-                let fd = PathFd::new(p).map_err(|e| SandboxError::Path {
-                    path: p.display().to_string(),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
-                // Directory-only rights cannot be granted on a file.
-                let access = if p.is_dir() {
+                let canon = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                let under: Vec<&PathBuf> =
+                    no_exec.iter().filter(|d| d.starts_with(&canon)).collect();
+                let access = if under.is_empty() {
                     access
                 } else {
-                    access & AccessFs::from_file(abi)
+                    access & !AccessFs::Execute
                 };
-                created = created
-                    .add_rule(PathBeneath::new(fd, access))
-                    .map_err(setup("rule"))?;
+                created = add(created, p, access, abi)?;
+                if !under.is_empty() {
+                    created = around(created, &canon, &under, abi)?;
+                }
             }
         }
         if v >= 4 {

@@ -72,6 +72,8 @@ pub struct Config {
     /// Every exec of the agent's processes goes to the supervisor to be decided (the
     /// manifest has exec rules).
     pub watch_exec: bool,
+    /// Files the agent may not execute by any path (Landlock; see [`Rules::no_execute`]).
+    pub no_execute: Vec<PathBuf>,
     /// Sizes of the private `/tmp` and `/dev/shm` (tmpfs; full: ENOSPC). `None`: the
     /// kernel's default (half the memory).
     pub tmp_size: Option<u64>,
@@ -215,6 +217,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
         landlock: true,
         pty_fd: None,
         watch_exec: false,
+        no_execute: vec![],
         tmp_size: None,
         shm_size: None,
     };
@@ -274,6 +277,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
             "--cgroup" => cfg.cgroups.push(args.next().unwrap_or_default().into()),
             "--no-landlock" => cfg.landlock = false,
             "--watch-exec" => cfg.watch_exec = true,
+            "--no-exec" => cfg.no_execute.push(args.next().unwrap_or_default().into()),
             "--pty-fd" => match args.next().and_then(|v| v.parse().ok()) {
                 Some(fd) => cfg.pty_fd = Some(fd),
                 None => {
@@ -518,6 +522,7 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
         read: vec![],
         write: vec!["/tmp".into(), "/dev".into()],
         connect_ports: cfg.proxy_fd.map(|_| cfg.proxy_port).into_iter().collect(),
+        no_execute: cfg.no_execute.clone(),
     };
     for p in SYSTEM_RO.iter().chain(ETC_FILES) {
         if Path::new(p).exists() {

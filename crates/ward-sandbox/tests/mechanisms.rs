@@ -102,6 +102,11 @@ fn probe_helper() {
                     std::process::exit(e.raw_os_error().unwrap_or(255));
                 }
             },
+            "exec" => {
+                let prog = std::ffi::CString::new(arg.clone()).unwrap();
+                let argv = [prog.as_ptr(), c"-V".as_ptr(), std::ptr::null()];
+                libc::execv(prog.as_ptr(), argv.as_ptr()) as i64
+            }
             other => panic!("unknown probe {other}"),
         }
     };
@@ -240,6 +245,7 @@ fn landlock_confines_the_filesystem_to_the_grants() {
             read,
             write: vec![rw.clone(), PathBuf::from("/dev/null")],
             connect_ports: vec![],
+            no_execute: vec![],
         }
     };
     let s = |p: &Path| p.to_str().unwrap().to_string();
@@ -286,6 +292,7 @@ fn landlock_denies_tcp_to_a_host_listener() {
             read,
             write: vec![PathBuf::from("/dev/null")],
             connect_ports: vec![],
+            no_execute: vec![],
         }
     };
     assert_eq!(
@@ -294,4 +301,33 @@ fn landlock_denies_tcp_to_a_host_listener() {
         "unconfined, the listener is reachable"
     );
     assert_eq!(landlock_probe("tcp_connect", &port, rules()), libc::EACCES);
+}
+
+#[test]
+fn landlock_refuses_to_execute_a_denied_file_by_any_path() {
+    require_landlock(1);
+    let curl = Path::new("/usr/bin/curl");
+    assert!(curl.exists(), "CURL MISSING: this test needs /usr/bin/curl");
+    let exe = std::env::current_exe().unwrap();
+    let rules = || {
+        let mut read = system_read();
+        read.push(exe.clone());
+        Rules {
+            read,
+            write: vec![PathBuf::from("/dev/null")],
+            connect_ports: vec![],
+            no_execute: vec![curl.to_path_buf()],
+        }
+    };
+    assert_eq!(
+        landlock_probe("exec", "/usr/bin/curl", rules()),
+        libc::EACCES
+    );
+    if Path::new("/bin").is_symlink() {
+        // Merged /usr: the same file by its other path.
+        assert_eq!(landlock_probe("exec", "/bin/curl", rules()), libc::EACCES);
+    }
+    // Reading it, and running anything else, still work.
+    assert_eq!(landlock_probe("read", "/usr/bin/curl", rules()), 0);
+    assert_eq!(landlock_probe("exec", "/usr/bin/true", rules()), 0);
 }

@@ -9,9 +9,13 @@
 //! The limit of a notification-based check: the kernel reads the path again after Ward let
 //! the call go on, so a second thread (or a process sharing the caller's memory) that
 //! rewrites the path in between, or a link swapped in the file system between the check and
-//! the exec, runs another program than the one decided. Ward's exec rules stop an agent from
-//! running a program by mistake or on an injected instruction; against an agent that races
-//! its own checks, the wall is the sandbox (what it can reach), not the exec rule.
+//! the exec, runs another program than the one decided. Where the kernel allows, Ward closes
+//! it: every file a deny rule names ([`kernel_denied`]) is also refused by Landlock at exec
+//! time, whatever path or race reaches it (`escape_via_racing_the_exec_check`). What stays
+//! open: `ask` rules, allow-lists (`[exec] unknown = "deny"`) and denies with `**` or
+//! wildcards above the file name rest on the notification alone, so an agent that races its
+//! own checks can get past those; and a copy of a denied program is another file (an
+//! allow-list stops copies, a deny-list does not).
 
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -19,6 +23,62 @@ use ward_broker::{Broker, Outcome};
 use ward_core::command::{arg_text, inner_commands};
 use ward_core::{Action, ActionKind, Decision, Effect};
 use ward_sandbox::notify::{ExecCall, Responder};
+
+/// The files the manifest's exec denies name (an absolute path, a bare name found in the
+/// system's program folders, or either with wildcards in its last part only, matched against
+/// what is there at the start), where they really are: the kernel refuses to execute these
+/// whatever path reaches them (Landlock), which closes the race of the notification check for
+/// them. Deeper wildcards (`**`), `ask` rules and allow-lists rest on the notification alone.
+pub fn kernel_denied(m: &ward_core::Manifest) -> Vec<PathBuf> {
+    const BIN: &[&str] = &[
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ];
+    let wild = |s: &str| s.contains(['*', '?', '[', '{']);
+    let mut out = Vec::new();
+    for r in &m.rules {
+        if r.effect != Effect::Deny || !r.actions.iter().any(|k| k.matches(&ActionKind::Exec)) {
+            continue;
+        }
+        let Some(p) = r.resource.as_deref() else {
+            continue;
+        };
+        // (folder, pattern for the file name)
+        let places: Vec<(PathBuf, &str)> = match p.rsplit_once('/') {
+            None => BIN.iter().map(|d| (PathBuf::from(d), p)).collect(),
+            Some((dir, name)) if p.starts_with('/') && !wild(dir) => {
+                vec![(PathBuf::from(if dir.is_empty() { "/" } else { dir }), name)]
+            }
+            _ => continue,
+        };
+        for (dir, name) in places {
+            let names: Vec<String> = if wild(name) {
+                std::fs::read_dir(&dir)
+                    .map(|rd| {
+                        rd.flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .filter(|n| ward_core::glob::matches(name, n))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            } else {
+                vec![name.to_string()]
+            };
+            for n in names {
+                if let Ok(real) = std::fs::canonicalize(dir.join(n)) {
+                    if real.is_file() && !out.contains(&real) {
+                        out.push(real);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
 
 /// Where a program name without a slash is looked for when the caller has no `PATH`.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";

@@ -400,6 +400,9 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     }
     if m.exec_checked() {
         cmd.arg("--watch-exec");
+        for p in crate::exec::kernel_denied(&m) {
+            cmd.arg("--no-exec").arg(p);
+        }
     }
     let pty_theirs = agent_tty.as_ref().and_then(|t| t.theirs());
     if let Some(fd) = pty_theirs {

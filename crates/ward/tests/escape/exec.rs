@@ -224,3 +224,77 @@ fn escape_via_running_a_program_the_person_must_approve() {
         "{recs:?}"
     );
 }
+
+/// A second thread rewrites the program path between Ward's check and the kernel's exec (the
+/// time-of-check/time-of-use race of any notification-based check): the check reads
+/// `/usr/bin/true` and allows it, the kernel reads `/usr/bin/curl`. For denies that name files,
+/// Landlock refuses the execution in the kernel itself, so the race never runs curl. (With the
+/// notification alone, 70 of 300 attempts ran curl on the machine this was written on.)
+#[test]
+fn escape_via_racing_the_exec_check() {
+    let e = Env::new();
+    std::fs::write(e.p("proj/race.py"), RACE).unwrap();
+    for rule in ["/usr/bin/curl", "/usr/bin/cur?", "curl"] {
+        let m = DENY_CURL.replace("/usr/bin/curl", rule);
+        let o = e.run_manifest(&m, PY, "exec(open('race.py').read())");
+        let out = text(&o);
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("race "))
+            .unwrap_or_else(|| panic!("{rule}: {out}"));
+        assert!(
+            line.contains("'curl': 0,"),
+            "{rule}: the race ran curl: {line}"
+        );
+        // The race was run: the check saw both paths.
+        assert!(!line.contains("'true': 0,"), "{rule}: {line}");
+        assert!(!line.contains("'refused': 0,"), "{rule}: {line}");
+    }
+    e.assert_recorded();
+    assert!(exec_records(&e)
+        .iter()
+        .any(|r| r["decision"]["result"] == "deny" && r["resource"] == "/usr/bin/curl"));
+}
+
+const RACE: &str = r#"import ctypes, os, threading, sys
+libc = ctypes.CDLL(None, use_errno=True)
+A = b"/usr/bin/true\0"
+B = b"/usr/bin/curl\0"
+counts = {"true": 0, "curl": 0, "refused": 0, "other": 0}
+for i in range(300):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.dup2(w, 1)
+        os.dup2(w, 2)
+        buf = ctypes.create_string_buffer(A, 16)
+        dash_v = ctypes.create_string_buffer(b"-V\0", 4)
+        argv = (ctypes.c_void_p * 3)(ctypes.addressof(buf), ctypes.addressof(dash_v), None)
+        def flip():
+            while True:
+                ctypes.memmove(buf, B, 14)
+                ctypes.memmove(buf, A, 14)
+        threading.Thread(target=flip, daemon=True).start()
+        libc.execv(buf, argv)
+        os._exit(126 if ctypes.get_errno() == 13 else 127)
+    os.close(w)
+    out = b""
+    while True:
+        d = os.read(r, 4096)
+        if not d:
+            break
+        out += d
+    os.close(r)
+    _, st = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(st)
+    if b"curl" in out:
+        counts["curl"] += 1
+    elif code == 0:
+        counts["true"] += 1
+    elif code == 126:
+        counts["refused"] += 1
+    else:
+        counts["other"] += 1
+print("race", counts, flush=True)
+"#;
