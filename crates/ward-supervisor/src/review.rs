@@ -195,6 +195,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
         .context("the session's stage.json has no start time, so conflicts cannot be told: discard it or apply by hand")?;
     let by = who();
     let authority = authority()?;
+    let mut rules = FileRules::of(s)?;
     let mut out = Vec::new();
     for (i, st) in s.stages.iter().enumerate() {
         // The grant's token must still allow writing the folder: not revoked, not expired.
@@ -238,7 +239,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
         };
         let changes = ward_stage::changes(st)
             .with_context(|| format!("cannot read the stage of {}", st.grant.display()))?;
-        let flags = ward_stage::classify::classify(st, &changes);
+        let flags = flagged_by_all(st, &changes, &mut rules);
         let flags_of = |c: &Change| -> &[ward_stage::classify::Flag] {
             changes
                 .iter()
@@ -246,7 +247,25 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
                 .map_or(&[], |i| flags[i].as_slice())
         };
         let mut chosen = selected(&changes, &st.grant, &sel);
-        // What runs code goes only when named exactly, its reason acknowledged.
+        // What a file rule denies never goes, however it is named.
+        let mut denied = Vec::new();
+        chosen.retain(|c| {
+            if !flags_of(c).iter().any(|f| f.code == RULE_DENY) {
+                return true;
+            }
+            if let Some(d) = rules.decision(&st.grant, c) {
+                denied.push((
+                    Held {
+                        path: c.path.clone(),
+                        reason: d.reason.clone(),
+                    },
+                    d,
+                ));
+            }
+            false
+        });
+        // What runs code, or what a rule asks about, goes only when named exactly, its reason
+        // acknowledged.
         let mut flagged = Vec::new();
         chosen.retain(|c| {
             let f = flags_of(c);
@@ -259,7 +278,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
             });
             false
         });
-        if chosen.is_empty() && flagged.is_empty() {
+        if chosen.is_empty() && flagged.is_empty() && denied.is_empty() {
             continue;
         }
         let plan: Plan = apply::plan(st, &chosen, started_ns);
@@ -290,13 +309,33 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
                 ..Event::new("review.approve")
             })
             .collect();
-        for h in &flagged {
+        for (h, d) in &denied {
             records.push(Event {
                 session: Some(s.session.clone()),
                 resource: Some(st.grant.join(&h.path).display().to_string()),
                 decision: Some(EventDecision {
                     result: Effect::Deny,
-                    by: "builtin:review.runs-code".into(),
+                    by: d.by.clone(),
+                    reason: format!(
+                        "{}; a file rule denies it, so it is never applied",
+                        d.reason
+                    ),
+                }),
+                ..Event::new("review.held")
+            });
+        }
+        for h in &flagged {
+            // A rule's ask is recorded under the rule; what runs code under Ward's check.
+            let rule = changes
+                .iter()
+                .find(|c| c.path == h.path)
+                .and_then(|c| rules.decision(&st.grant, c));
+            records.push(Event {
+                session: Some(s.session.clone()),
+                resource: Some(st.grant.join(&h.path).display().to_string()),
+                decision: Some(EventDecision {
+                    result: Effect::Deny,
+                    by: rule.map_or("builtin:review.runs-code".into(), |d| d.by),
                     reason: format!(
                         "{}; held until it is named on its own with the reason acknowledged",
                         h.reason
@@ -325,11 +364,13 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
         // The approvals are on disk before the real folder changes.
         log.append_all(records)
             .context("cannot record the approvals, so nothing was applied")?;
+        let denied: Vec<Held> = denied.into_iter().map(|(h, _)| h).collect();
         if chosen.is_empty() {
             log.close()?;
             out.push(Applied {
                 grant: st.grant.clone(),
                 flagged,
+                refused: denied,
                 ..Applied::default()
             });
             continue;
@@ -358,12 +399,14 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
         })?;
         let mut conflicts = plan.conflicts.clone();
         conflicts.extend(r.conflicts.iter().cloned());
+        let mut refused = plan.refused.clone();
+        refused.extend(denied);
         out.push(Applied {
             grant: st.grant.clone(),
             applied: r.applied,
             already: r.already,
             conflicts,
-            refused: plan.refused.clone(),
+            refused,
             flagged,
         });
     }
@@ -393,16 +436,154 @@ pub fn reasons(f: &[ward_stage::classify::Flag]) -> String {
         .join("; ")
 }
 
-/// The changes of a stage with what each would run, those that run code first.
+/// The changes of a stage with what each would run and what the session's file rules say of
+/// it (see [`FileRules`]), those flagged first.
 pub fn classified(
     st: &ward_stage::Stage,
+    rules: &mut FileRules,
 ) -> anyhow::Result<Vec<(Change, Vec<ward_stage::classify::Flag>)>> {
     let changes = ward_stage::changes(st)
         .with_context(|| format!("cannot read the stage of {}", st.grant.display()))?;
-    let flags = ward_stage::classify::classify(st, &changes);
+    let flags = flagged_by_all(st, &changes, rules);
     let mut all: Vec<_> = changes.into_iter().zip(flags).collect();
     all.sort_by_key(|(_, f)| f.is_empty());
     Ok(all)
+}
+
+/// What runs code (ward-stage's classifier) and what the file rules ask for or deny, per
+/// change.
+fn flagged_by_all(
+    st: &ward_stage::Stage,
+    changes: &[Change],
+    rules: &mut FileRules,
+) -> Vec<Vec<ward_stage::classify::Flag>> {
+    let mut flags = ward_stage::classify::classify(st, changes);
+    for (c, f) in changes.iter().zip(flags.iter_mut()) {
+        f.extend(rules.judge(&st.grant, c));
+    }
+    flags
+}
+
+/// The flag of a change a file rule denies: never applied, whatever the selection.
+pub const RULE_DENY: &str = "manifest-deny";
+/// The flag of a change a file rule asks about: applied only when named on its own.
+pub const RULE_ASK: &str = "manifest-ask";
+
+/// The session's `file.write` and `file.delete` rules and the policies bound to them, judged
+/// on every staged change at review (a change is a write of its path, a deletion, or both for
+/// a move). Grants and mandatory denies were the sandbox's business during the session; here
+/// only what the rules and policies say counts. Loaded again from the session's manifest, so
+/// the rules in the file now are the ones that hold.
+pub struct FileRules {
+    pdp: Option<ward_policy::Pdp>,
+}
+
+impl FileRules {
+    /// No rules: nothing to judge.
+    pub fn none() -> FileRules {
+        FileRules { pdp: None }
+    }
+
+    /// The file rules of session `s` (from the manifest named in its `stage.json`). An error
+    /// when that manifest no longer loads: Ward does not apply what it cannot judge.
+    pub fn of(s: &Staged) -> anyhow::Result<FileRules> {
+        let Some(src) = s.info["manifest"].as_str() else {
+            return Ok(FileRules::none());
+        };
+        let managed = s.info["managed"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(PathBuf::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let opts = ward_core::LoadOptions {
+            managed,
+            ..ward_core::LoadOptions::default()
+        };
+        let mut m = ward_core::Manifest::load(Path::new(src), &opts).with_context(|| {
+            format!(
+                "cannot load {src}, the manifest of session {}, to judge the changes by its                  file rules; fix it and review again (nothing was applied)",
+                s.session
+            )
+        })?;
+        FileRules::from_manifest(&mut m, s)
+    }
+
+    /// The file rules of `m` for the stages of `s`.
+    pub fn from_manifest(m: &mut ward_core::Manifest, s: &Staged) -> anyhow::Result<FileRules> {
+        use ward_core::ActionKind::{FileDelete, FileWrite};
+        let speaks =
+            |k: &ward_core::action::KindPattern| k.matches(&FileWrite) || k.matches(&FileDelete);
+        if !m.rules.iter().any(|r| r.actions.iter().any(speaks))
+            && !m.policies.iter().any(|p| p.actions.iter().any(speaks))
+        {
+            return Ok(FileRules::none());
+        }
+        // The session's grants allow; rules, policies and managed ceilings decide.
+        m.deny_paths.clear();
+        for g in &mut m.files {
+            g.deny.clear();
+        }
+        for st in &s.stages {
+            if !m.files.iter().any(|g| g.path == st.grant) {
+                m.files.push(ward_core::FileGrant {
+                    path: st.grant.clone(),
+                    access: ward_core::Access::ReadWrite,
+                    mode: ward_core::Mode::Staged,
+                    deny: vec![],
+                    origin: ward_core::Origin::Default,
+                });
+            }
+        }
+        let pdp = ward_policy::Pdp::new(m.clone())
+            .context("cannot load the policies bound to file writes")?;
+        Ok(FileRules { pdp: Some(pdp) })
+    }
+
+    /// What the rules say of change `c` in `grant`, as a flag: nothing when they allow it.
+    fn judge(&mut self, grant: &Path, c: &Change) -> Option<ward_stage::classify::Flag> {
+        let d = self.decision(grant, c)?;
+        Some(match d.effect {
+            Effect::Deny => ward_stage::classify::Flag {
+                code: RULE_DENY,
+                reason: format!("denied by {}: {}", d.by, d.reason),
+            },
+            _ => ward_stage::classify::Flag {
+                code: RULE_ASK,
+                reason: format!(
+                    "the manifest asks before this change: {} ({})",
+                    d.reason, d.by
+                ),
+            },
+        })
+    }
+
+    /// The rules' decision on change `c` in `grant` when it is not an allow.
+    pub fn decision(&mut self, grant: &Path, c: &Change) -> Option<ward_core::Decision> {
+        use ward_core::ActionKind::{FileDelete, FileWrite};
+        let pdp = self.pdp.as_mut()?;
+        let on = |kind, p: &Path| {
+            ward_core::Action::new(kind, grant.join(p).to_string_lossy().into_owned())
+        };
+        let mut actions = vec![];
+        match c.kind {
+            ward_stage::Kind::Deleted => actions.push(on(FileDelete, &c.path)),
+            ward_stage::Kind::Renamed => {
+                actions.push(on(FileWrite, &c.path));
+                if let Some(f) = &c.from {
+                    actions.push(on(FileDelete, f));
+                }
+            }
+            _ => actions.push(on(FileWrite, &c.path)),
+        }
+        actions
+            .iter()
+            .map(|a| pdp.decide(a))
+            .max_by_key(|d| d.effect)
+            .filter(|d| d.effect != Effect::Allow)
+    }
 }
 
 /// One change as a line a person reads: kind, name (through Ward's printer), where it came
@@ -422,8 +603,15 @@ pub fn line(c: &Change, f: &[ward_stage::classify::Flag]) -> String {
             l.push_str(&format!("  (mode {:o})", a.mode & 0o7777));
         }
     }
-    if !f.is_empty() {
-        l.push_str(&format!("\n      RUNS CODE: {}", reasons(f)));
+    for (label, of_rules) in [("RUNS CODE", false), ("RULE", true)] {
+        let these: Vec<_> = f
+            .iter()
+            .filter(|x| (x.code == RULE_DENY || x.code == RULE_ASK) == of_rules)
+            .cloned()
+            .collect();
+        if !these.is_empty() {
+            l.push_str(&format!("\n      {label}: {}", reasons(&these)));
+        }
     }
     l
 }
@@ -492,8 +680,9 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
     let color = consent.color();
     let mut all = Vec::new();
     let mut listing = String::new();
+    let mut rules = FileRules::of(s)?;
     for st in &s.stages {
-        let changes = classified(st)?;
+        let changes = classified(st, &mut rules)?;
         listing.push_str(&format!(
             "\nStaged by session {} in {} ({} change(s)):\n",
             s.session,
@@ -504,7 +693,8 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
         if runs > 0 {
             listing.push_str(&format!(
                 "  {runs} change(s) marked ! would run code on this machine without you running \
-                 them; \"apply all\" leaves them staged: review each to apply one knowingly.\n"
+                 them, or a file rule asks about or denies them; \"apply all\" leaves them \
+                 staged: review each to apply one knowingly.\n"
             ));
         }
         for (c, f) in &changes {
@@ -549,7 +739,22 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
             let mut drop = Vec::new();
             for (st, c, f) in &all {
                 consent.show(&format!("\n{}", ward_stage::diff(st, c, color)?));
-                let (text, choices): (String, &[(char, &str)]) = if f.is_empty() {
+                let denied = f.iter().find(|x| x.code == RULE_DENY);
+                let (text, choices): (String, &[(char, &str)]) = if let Some(d) = denied {
+                    (
+                        format!(
+                            "{} {}: {} It is not applied.",
+                            c.kind.as_str(),
+                            ward_stage::shown(&c.path),
+                            ward_core::inert::line(&d.reason)
+                        ),
+                        &[
+                            ('s', "skip (keep it staged)"),
+                            ('n', "discard"),
+                            ('q', "stop here (keep the rest)"),
+                        ],
+                    )
+                } else if f.is_empty() {
                     (
                         format!("{} {}?", c.kind.as_str(), ward_stage::shown(&c.path)),
                         &[
@@ -562,14 +767,19 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
                 } else {
                     (
                         format!(
-                            "{} {}? This RUNS CODE on this machine: {}",
+                            "{} {}? {}: {}",
                             c.kind.as_str(),
                             ward_stage::shown(&c.path),
+                            if f.iter().all(|x| x.code == RULE_ASK) {
+                                "The manifest asks before this change"
+                            } else {
+                                "This RUNS CODE on this machine"
+                            },
                             reasons(f)
                         ),
                         &[
                             ('s', "skip (keep it staged)"),
-                            ('!', "apply it, knowing it runs code"),
+                            ('!', "apply it, knowing why it is flagged"),
                             ('n', "discard"),
                             ('q', "stop here (keep the rest)"),
                         ],
@@ -630,8 +840,13 @@ fn report(consent: &mut dyn Consent, done: &[Applied]) {
             ));
         }
         for h in &d.flagged {
+            let what = if h.reason.starts_with("the manifest asks") {
+                "a rule asks"
+            } else {
+                "runs code"
+            };
             consent.show(&format!(
-                "  held, runs code: {}: {} (review each to apply it knowingly)\n",
+                "  held, {what}: {}: {} (review each to apply it knowingly)\n",
                 ward_stage::shown(&h.path),
                 ward_core::inert::line(&h.reason)
             ));

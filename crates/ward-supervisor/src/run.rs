@@ -309,6 +309,8 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_nanos()),
                 "command": agent_cmd, "cwd": cwd, "stages": stages, "tokens": tokens,
+                // The review judges the changes by this manifest's file rules.
+                "manifest": m.source, "managed": m.managed,
             }))?,
         )
         .with_context(|| format!("cannot write {}", info.display()))?;

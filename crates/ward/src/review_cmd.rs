@@ -51,12 +51,15 @@ pub struct ReviewArgs {
     /// Apply these changes (paths relative to the granted folder, or absolute).
     #[arg(long, num_args = 1.., value_name = "PATH", conflicts_with_all = ["list", "diff"])]
     apply: Vec<std::path::PathBuf>,
-    /// Apply every change, except those that would run code on this machine (marked !).
+    /// Apply every change, except those that would run code on this machine or that a
+    /// `file.write`/`file.delete` rule asks about (marked !), and those a rule denies (never
+    /// applied).
     #[arg(long, conflicts_with_all = ["list", "diff", "apply"])]
     apply_all: bool,
     /// With --apply: the changes named exactly may be applied although they would run code
     /// on this machine (a repository, hooks, .envrc, editor tasks, shell start-up files, new
-    /// executables). Folders named never take such changes.
+    /// executables), or that a file rule asks about. Folders named never take such changes;
+    /// what a rule denies is never applied.
     #[arg(long, requires = "apply")]
     acknowledge: bool,
     /// Discard every staged change of the session.
@@ -169,8 +172,9 @@ pub fn run(a: ReviewArgs) -> Outcome {
     let _ = a.list;
     let color = !a.json && std::io::stdout().is_terminal();
     let mut out = Vec::new();
+    let mut rules = ward_supervisor::review::FileRules::of(&s)?;
     for st in &s.stages {
-        let changes = ward_supervisor::review::classified(st)?;
+        let changes = ward_supervisor::review::classified(st, &mut rules)?;
         let mut list = Vec::new();
         if !a.json {
             println!(

@@ -678,3 +678,107 @@ fn at_the_prompt_what_runs_code_is_applied_only_one_by_one_knowingly() {
         .expect("on record");
     assert_eq!(approve["detail"]["acknowledged"], true, "{approve}");
 }
+
+/// The manifest's `file.write` and `file.delete` rules judge every staged change at review:
+/// a deny is never applied (however it is named), an ask only when named on its own with the
+/// reason acknowledged; each is on record under the rule.
+#[test]
+fn file_rules_hold_at_review() {
+    let e = Env::new();
+    std::fs::write(e.p("proj/keep.md"), "keep\n").unwrap();
+    let proj = e.p("proj").canonicalize().unwrap();
+    std::fs::write(
+        e.p("proj/ward.toml"),
+        format!(
+            "name = \"t\"\n\
+             [[files]]\npath = \"{p}\"\n\
+             [[rules]]\naction = \"file.write\"\neffect = \"deny\"\nresource = \"{p}/secret.txt\"\nreason = \"no secrets here\"\n\
+             [[rules]]\naction = \"file.write\"\neffect = \"ask\"\nresource = \"{p}/*.lock\"\n\
+             [[rules]]\naction = \"file.delete\"\neffect = \"deny\"\nresource = \"{p}/keep.md\"\n",
+            p = proj.display()
+        ),
+    )
+    .unwrap();
+    let run = e.ward(&[
+        "run",
+        "--review",
+        "keep",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo s > secret.txt; echo l > a.lock; echo ok > ok.txt; rm keep.md",
+    ]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let a = e.ward(&["review", "--apply-all"]);
+    let out = text(&a);
+    assert!(e.p("proj/ok.txt").exists(), "{out}");
+    assert!(
+        !e.p("proj/secret.txt").exists(),
+        "a denied write was applied: {out}"
+    );
+    assert!(
+        !e.p("proj/a.lock").exists(),
+        "an ask was applied in bulk: {out}"
+    );
+    assert!(
+        e.p("proj/keep.md").exists(),
+        "a denied delete was applied: {out}"
+    );
+    // Named on its own and acknowledged: the ask goes, the deny still does not.
+    let b = e.ward(&["review", "--apply", "a.lock", "secret.txt", "--acknowledge"]);
+    let out = text(&b);
+    assert!(e.p("proj/a.lock").exists(), "{out}");
+    assert!(!e.p("proj/secret.txt").exists(), "{out}");
+    let recs = e.records();
+    let held = |name: &str| {
+        recs.iter()
+            .find(|r| {
+                r["kind"] == "review.held" && r["resource"].as_str().unwrap_or("").ends_with(name)
+            })
+            .unwrap_or_else(|| panic!("no review.held for {name}: {recs:?}"))
+            .clone()
+    };
+    let s = held("/secret.txt");
+    assert_eq!(s["decision"]["result"], "deny");
+    assert!(
+        s["decision"]["by"]
+            .as_str()
+            .unwrap()
+            .ends_with("ward.toml:4:1"),
+        "{s}"
+    );
+    assert!(s["decision"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no secrets here"));
+    assert!(held("/keep.md")["decision"]["by"]
+        .as_str()
+        .unwrap()
+        .ends_with("ward.toml:13:1"));
+    let flagged = recs
+        .iter()
+        .find(|r| {
+            r["kind"] == "review.flagged"
+                && r["resource"].as_str().unwrap_or("").ends_with("/a.lock")
+        })
+        .expect("the ask is on record");
+    assert!(
+        flagged["decision"]["by"]
+            .as_str()
+            .unwrap()
+            .ends_with("ward.toml:9:1"),
+        "{flagged}"
+    );
+    let approve = recs
+        .iter()
+        .find(|r| {
+            r["kind"] == "review.approve"
+                && r["resource"].as_str().unwrap_or("").ends_with("/a.lock")
+        })
+        .expect("the approval is on record");
+    assert_eq!(approve["detail"]["acknowledged"], true);
+    assert_eq!(
+        approve["detail"]["flags"][0]["code"], "manifest-ask",
+        "{approve}"
+    );
+}
