@@ -61,6 +61,9 @@ struct Inside {
     unmapped: Vec<PathBuf>,
     /// The decision point, compiled (the session's broker decides with it).
     pdp: Pdp,
+    /// Entries of direct grants a file rule denies or asks about, with that rule's decision:
+    /// read-only inside (also in `read_only`).
+    ruled: Vec<(PathBuf, ward_core::Decision)>,
 }
 
 /// The paths inside the grants the agent may not read (keys, `.env`, git hooks, the manifest's
@@ -74,6 +77,18 @@ struct Inside {
 fn inside(m: &Manifest) -> anyhow::Result<Inside> {
     use std::os::unix::fs::FileTypeExt;
     let mut pdp = Pdp::new(m.clone())?;
+    // File rules: in a direct grant Ward sits at the mounts, so what they deny (or ask about:
+    // nobody can be asked at the moment of a write) is read-only inside; in a staged grant the
+    // review judges every change.
+    let file_rules = {
+        let speaks = |k: &ward_core::action::KindPattern| {
+            k.matches(&ActionKind::FileWrite) || k.matches(&ActionKind::FileDelete)
+        };
+        m.rules.iter().any(|r| r.actions.iter().any(speaks))
+            || m.policies.iter().any(|p| p.actions.iter().any(speaks))
+    };
+    let mut asked_direct = Vec::new();
+    let mut ruled = Vec::new();
     let mut out = Vec::new();
     let mut read_only = Vec::new();
     let mut unmapped = Vec::new();
@@ -122,6 +137,19 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
                 }
                 if writable && crate::repos::is_repository(&path, is_dir) {
                     read_only.push(path.clone());
+                } else if writable && !staged && file_rules {
+                    let p = path.to_string_lossy();
+                    let worst = [ActionKind::FileWrite, ActionKind::FileDelete]
+                        .into_iter()
+                        .map(|k| pdp.decide(&Action::new(k, p.clone())))
+                        .max_by_key(|d| d.effect);
+                    if let Some(d) = worst.filter(|d| d.effect != Effect::Allow) {
+                        if d.effect == Effect::Ask {
+                            asked_direct.push(path.clone());
+                        }
+                        read_only.push(path.clone());
+                        ruled.push((path.clone(), d));
+                    }
                 }
                 // Git's object store is large and holds nothing a deny names.
                 let objects = path.ends_with(".git/objects");
@@ -139,6 +167,18 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
         .filter(|g| g.access == Access::ReadWrite)
         .map(|g| &g.path)
         .collect();
+    if !asked_direct.is_empty() {
+        eprintln!(
+            "ward: a file rule asks before changing {} in a direct grant, where nobody can be \
+             asked at the moment of a write: read-only for this session (a staged grant asks at \
+             review)",
+            asked_direct
+                .iter()
+                .map(|p| ward_core::inert::path(p).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let protected = crate::manifest_watch::files(m)
         .into_iter()
         .filter(|f| writable.iter().any(|g| f.starts_with(g)) && !out.contains(f))
@@ -149,6 +189,7 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
         protected,
         unmapped,
         pdp,
+        ruled,
     })
 }
 
@@ -222,6 +263,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         protected,
         unmapped,
         pdp,
+        ruled,
     } = inside(&m)?;
     if !unmapped.is_empty() {
         eprintln!(
@@ -556,6 +598,30 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             ..Event::new("session.start")
         })
         .context("cannot record the session start, so the agent does not start")?;
+        // What the file rules hold read-only in direct grants, each under its rule.
+        if !ruled.is_empty() {
+            log.append_all(
+                ruled
+                    .iter()
+                    .take(DENIAL_RECORDS)
+                    .map(|(p, d)| Event {
+                        session: Some(session.clone()),
+                        resource: Some(p.display().to_string()),
+                        decision: Some(EventDecision {
+                            result: Effect::Deny,
+                            by: d.by.clone(),
+                            reason: format!(
+                                "{} (read-only inside the sandbox for this session)",
+                                d.reason
+                            ),
+                        }),
+                        detail: Some(json!({"enforced": "read-only", "effect": d.effect})),
+                        ..Event::new("file.write")
+                    })
+                    .collect(),
+            )
+            .context("cannot record the file rules, so the agent does not start")?;
+        }
         go_write
             .write_all(b"g")
             .context("the sandbox launcher stopped before the agent could start")
@@ -647,7 +713,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     crate::repos::report(&repo_ids, &m, &log, &session);
     // Files Ward denies (keys, .env, credentials) and sockets that appeared in the grants while
     // the agent ran were not covered: the sandbox covers what exists when it starts. Say so.
-    report_appeared(&m, &masked, &log, &session);
+    report_appeared(&m, &masked, &ruled, &log, &session);
     let mut confinement = confinement;
     let limits_hit: serde_json::Map<String, serde_json::Value> = confinement
         .cgroups
@@ -797,10 +863,49 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
 
 /// Denied paths (and sockets) in the grants now that were not there, so not covered, when the
 /// agent started: reported on the terminal and recorded as `session.uncovered`.
-fn report_appeared(m: &Manifest, masked: &[PathBuf], log: &AuditLog, session: &str) {
+fn report_appeared(
+    m: &Manifest,
+    masked: &[PathBuf],
+    ruled: &[(PathBuf, ward_core::Decision)],
+    log: &AuditLog,
+    session: &str,
+) {
     let Ok(now) = inside(m) else {
         return;
     };
+    // Files a file rule denies that were written in a direct grant during the session: they
+    // did not exist at the start, so nothing held them read-only.
+    let written: Vec<&(PathBuf, ward_core::Decision)> = now
+        .ruled
+        .iter()
+        .filter(|(p, _)| !ruled.iter().any(|(q, _)| q == p))
+        .collect();
+    if !written.is_empty() {
+        eprintln!(
+            "ward: warning: written in a direct grant although a file rule denies it (it did \
+             not exist when the session started; Ward holds read-only what exists then, and a \
+             staged grant holds everything for review): {}",
+            written
+                .iter()
+                .map(|(p, _)| ward_core::inert::path(p).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let r = log.append(Event {
+            session: Some(session.to_string()),
+            detail: Some(json!({
+                "rule_writes": written
+                    .iter()
+                    .map(|(p, d)| json!({"path": p, "by": d.by, "reason": d.reason}))
+                    .collect::<Vec<_>>(),
+                "why": "a direct grant holds read-only only what exists when the agent starts",
+            })),
+            ..Event::new("session.uncovered")
+        });
+        if let Err(e) = r {
+            eprintln!("ward: warning: cannot record the uncovered files: {e}");
+        }
+    }
     let before: std::collections::BTreeSet<&PathBuf> = masked.iter().collect();
     let appeared: Vec<&PathBuf> = now.masked.iter().filter(|p| !before.contains(p)).collect();
     if appeared.is_empty() {

@@ -31,6 +31,7 @@ impl Explanation<'_> {
             })).collect::<Vec<_>>(),
             "unknown_network": {"effect": m.unknown_network.0, "origin": m.unknown_network.1.to_string()},
             "unknown_exec": {"effect": m.unknown_exec.0, "origin": m.unknown_exec.1.to_string()},
+            "none_inside": ["device.*", "clipboard.read", "screen.capture"],
             "rules": m.rules.iter().map(|r| json!({
                 "actions": kinds(&r.actions), "effect": r.effect, "resource": r.resource,
                 "reason": r.reason, "origin": r.origin.to_string(),
@@ -128,6 +129,11 @@ impl fmt::Display for Explanation<'_> {
             "  {:<5} any program no exec rule names    <- {}",
             m.unknown_exec.0.as_str(),
             m.unknown_exec.1
+        )?;
+        writeln!(f, "\nDevices, clipboard, screen")?;
+        writeln!(
+            f,
+            "  none available inside the sandbox (rules may only deny them)"
         )?;
         if !m.rules.is_empty() {
             writeln!(f, "\nRules (deny > ask > allow)")?;

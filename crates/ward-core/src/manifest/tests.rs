@@ -246,6 +246,14 @@ fn validation_errors_name_file_line_and_column() {
             "[TMP]/ward.toml:2:10: unknown action kind `file.execute` (known: file.read, file.write, file.delete, exec, net.connect, net.upload, device.*, clipboard.read, screen.capture)",
         ),
         (
+            "[[rules]]\naction = [\"exec\", \"device.camera\"]\neffect = \"ask\"\n",
+            "[TMP]/ward.toml:2:10: `device.camera` cannot be asked: the sandbox has no way to reach devices and Ward cannot grant it yet, so this rule would do nothing (a `deny` rule is accepted: it is so already)",
+        ),
+        (
+            "[[rules]]\naction = \"clipboard.read\"\neffect = \"allow\"\n",
+            "[TMP]/ward.toml:2:10: `clipboard.read` cannot be allowed: the sandbox has no way to reach the clipboard and Ward cannot grant it yet, so this rule would do nothing (a `deny` rule is accepted: it is so already)",
+        ),
+        (
             "[[rules]]\naction = \"exec\"\neffect = \"maybe\"\n",
             "[TMP]/ward.toml:3:10: unknown effect `maybe` (expected allow, ask or deny)",
         ),
@@ -470,6 +478,9 @@ fn explain_names_every_origin() {
 
     Programs (checked at every exec when an exec rule exists)
       allow any program no exec rule names    <- default
+
+    Devices, clipboard, screen
+      none available inside the sandbox (rules may only deny them)
 
     Limits
       memory  8GiB    <- default

@@ -319,6 +319,29 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
             return Err(cx.err(r.pos, "a rule needs at least one action kind"));
         }
         let actions = kinds(&r.actions, cx)?;
+        // Kinds with nothing inside the sandbox to grant: an allow or ask would do nothing, and
+        // a rule that silently does nothing is refused.
+        if effect != Effect::Deny {
+            for (k, at) in actions.iter().zip(&r.actions) {
+                let what = match k {
+                    KindPattern::AnyDevice
+                    | KindPattern::Exact(crate::ActionKind::Device(_)) => "devices",
+                    KindPattern::Exact(crate::ActionKind::ClipboardRead) => "the clipboard",
+                    KindPattern::Exact(crate::ActionKind::ScreenCapture) => "the screen",
+                    _ => continue,
+                };
+                return Err(cx.err(
+                    at.pos,
+                    format!(
+                        "`{}` cannot be {}ed: the sandbox has no way to reach {what} and Ward \
+                         cannot grant it yet, so this rule would do nothing (a `deny` rule is \
+                         accepted: it is so already)",
+                        at.value,
+                        if effect == Effect::Allow { "allow" } else { "ask" }
+                    ),
+                ));
+            }
+        }
         let resource = match r.resource {
             Some(res) if res.value.is_empty() => {
                 return Err(cx.err(

@@ -334,3 +334,74 @@ fn escape_via_a_new_or_bare_repository_in_the_grant() {
         "{repos:?}"
     );
 }
+
+/// The issue's own example: a `file.write` deny rule on a file in a direct grant. The file is
+/// read-only inside (writing, replacing and deleting it fail), the session's records name the
+/// rule, and a file the rule denies that did not exist at the start is reported at the end.
+#[test]
+fn escape_via_writing_a_file_a_rule_denies_in_a_direct_grant() {
+    let e = Env::new();
+    std::fs::write(e.p("proj/secret.txt"), "original\n").unwrap();
+    let m = r#"name = "t"
+[[files]]
+path = "PROJ"
+mode = "direct"
+[[rules]]
+action = ["file.write", "file.delete"]
+effect = "deny"
+resource = "PROJ/secret*.txt"
+reason = "hands off"
+"#;
+    let o = e.run_manifest(
+        m,
+        "/bin/sh",
+        "echo agent > secret.txt || echo WRITE-REFUSED; \
+         rm -f secret.txt 2>/dev/null; [ -e secret.txt ] && echo DELETE-REFUSED; \
+         mv secret.txt s2 2>/dev/null || echo MOVE-REFUSED; \
+         echo new > secret2.txt; echo ok > fine.txt",
+    );
+    let out = text(&o);
+    for refused in ["WRITE-REFUSED", "DELETE-REFUSED", "MOVE-REFUSED"] {
+        assert!(out.contains(refused), "{refused}: {out}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/secret.txt")).unwrap(),
+        "original\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/fine.txt")).unwrap(),
+        "ok\n"
+    );
+    assert!(
+        out.contains("written in a direct grant although a file rule denies it"),
+        "{out}"
+    );
+    e.assert_recorded();
+    let recs = e.records();
+    let held = recs
+        .iter()
+        .find(|r| {
+            r["kind"] == "file.write"
+                && r["resource"]
+                    .as_str()
+                    .unwrap_or("")
+                    .ends_with("/secret.txt")
+        })
+        .unwrap_or_else(|| panic!("{recs:?}"));
+    assert_eq!(held["decision"]["result"], "deny");
+    assert!(
+        held["decision"]["by"]
+            .as_str()
+            .unwrap()
+            .ends_with("ward.toml:5:1"),
+        "{held}"
+    );
+    let uncovered = recs
+        .iter()
+        .find(|r| r["kind"] == "session.uncovered" && !r["detail"]["rule_writes"].is_null())
+        .unwrap_or_else(|| panic!("{recs:?}"));
+    assert!(uncovered["detail"]["rule_writes"][0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("/secret2.txt"));
+}
