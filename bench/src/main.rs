@@ -6,6 +6,7 @@
 //! Timing loops measure batches of operations (a clock read costs ~25 ns, more than a manifest
 //! decision) and report the median of the per-operation averages.
 
+mod exec;
 mod proxy;
 mod scan;
 mod terminal;
@@ -46,6 +47,9 @@ fn main() {
     }
     if all || what == "terminal" {
         terminal::run();
+    }
+    if all || what == "exec" {
+        exec::run();
     }
     if what == "relay" {
         // relay LISTEN TARGET: the proxy bench's floor (a byte relay, see proxy.rs).

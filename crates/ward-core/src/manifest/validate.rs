@@ -324,8 +324,9 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
         if effect != Effect::Deny {
             for (k, at) in actions.iter().zip(&r.actions) {
                 let what = match k {
-                    KindPattern::AnyDevice
-                    | KindPattern::Exact(crate::ActionKind::Device(_)) => "devices",
+                    KindPattern::AnyDevice | KindPattern::Exact(crate::ActionKind::Device(_)) => {
+                        "devices"
+                    }
                     KindPattern::Exact(crate::ActionKind::ClipboardRead) => "the clipboard",
                     KindPattern::Exact(crate::ActionKind::ScreenCapture) => "the screen",
                     _ => continue,
@@ -337,7 +338,11 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
                          cannot grant it yet, so this rule would do nothing (a `deny` rule is \
                          accepted: it is so already)",
                         at.value,
-                        if effect == Effect::Allow { "allow" } else { "ask" }
+                        if effect == Effect::Allow {
+                            "allow"
+                        } else {
+                            "ask"
+                        }
                     ),
                 ));
             }
