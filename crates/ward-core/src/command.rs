@@ -369,6 +369,99 @@ mod tests {
         assert_eq!(arg_text("é".as_bytes()), "é");
     }
 
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// A plain word: no shell syntax, not a keyword, not an assignment.
+        fn plain() -> impl Strategy<Value = String> {
+            "[a-zA-Z0-9_./,:+-]{1,12}".prop_filter("keyword", |w| {
+                !matches!(
+                    w.as_str(),
+                    "if" | "then"
+                        | "else"
+                        | "elif"
+                        | "do"
+                        | "while"
+                        | "until"
+                        | "time"
+                        | "fi"
+                        | "done"
+                        | "esac"
+                        | "for"
+                        | "case"
+                )
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn plain_words_are_one_command(words in prop::collection::vec(plain(), 1..8)) {
+                prop_assert_eq!(shell_commands(&words.join(" ")), vec![words]);
+            }
+
+            #[test]
+            fn single_quotes_keep_any_word_whole(
+                first in plain(),
+                rest in prop::collection::vec("[^'\\x00]{0,12}", 0..6),
+            ) {
+                let line = std::iter::once(first.clone())
+                    .chain(rest.iter().map(|w| format!("'{w}'")))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let mut want = vec![first];
+                want.extend(rest);
+                prop_assert_eq!(shell_commands(&line), vec![want]);
+            }
+
+            #[test]
+            fn every_command_between_separators_is_seen(
+                cmds in prop::collection::vec(prop::collection::vec(plain(), 1..4), 1..6),
+                seps in prop::collection::vec(prop::sample::select(vec![";", "&&", "||", "|", "\n", "&", " ; "]), 6),
+            ) {
+                let mut line = String::new();
+                for (i, c) in cmds.iter().enumerate() {
+                    if i > 0 {
+                        line.push_str(seps[i % seps.len()]);
+                    }
+                    line.push_str(&c.join(" "));
+                }
+                prop_assert_eq!(shell_commands(&line), cmds);
+            }
+
+            #[test]
+            fn a_wrapper_never_hides_its_command(
+                wrapper in prop::sample::select(vec!["nohup", "env", "setsid", "nice", "stdbuf"]),
+                cmd in prop::collection::vec(plain().prop_filter("no options", |w| !w.starts_with('-') && !w.contains('=')), 1..4),
+            ) {
+                let mut argv = vec![wrapper.to_string()];
+                argv.extend(cmd.clone());
+                let inner = inner_commands(&argv);
+                prop_assert!(inner.contains(&cmd), "{:?} -> {:?}", argv, inner);
+            }
+
+            #[test]
+            fn anything_is_bounded_and_never_panics(
+                line in "\\PC{0,200}",
+                argv in prop::collection::vec("\\PC{0,20}", 0..12),
+            ) {
+                prop_assert!(shell_commands(&line).len() <= 64);
+                prop_assert!(inner_commands(&argv).len() <= 64);
+            }
+
+            #[test]
+            fn text_arguments_stay_as_they_are(s in "\\PC{0,40}", bytes in prop::collection::vec(any::<u8>(), 0..40)) {
+                prop_assert_eq!(arg_text(s.as_bytes()), s);
+                // Not text: each byte that is not is written out, none is dropped.
+                let t = arg_text(&bytes);
+                match std::str::from_utf8(&bytes) {
+                    Ok(v) => prop_assert_eq!(t, v),
+                    Err(_) => prop_assert!(t.contains("\\x"), "{:?} -> {:?}", bytes, t),
+                }
+            }
+        }
+    }
+
     #[test]
     fn bounded_on_hostile_input() {
         let deep: Vec<String> = std::iter::repeat_n("env".to_string(), 10_000)
