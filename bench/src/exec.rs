@@ -132,6 +132,7 @@ fn broker() {
         agent: None,
         channels: vec![],
         ask_timeout: Duration::from_secs(1),
+        always: None,
     });
     let actions = [
         Action::new(

@@ -37,6 +37,25 @@ pub struct Config {
     /// nobody, so every `ask` is refused.
     pub channels: Vec<Box<dyn Consent + Send>>,
     pub ask_timeout: Duration,
+    /// Where "always" answers are written; `None`: only "for this session" is offered.
+    pub always: Option<Always>,
+}
+
+/// The user's manifest, where an "always" answer adds a rule (see [`crate::always`]).
+#[derive(Debug, Clone)]
+pub struct Always {
+    pub manifest: std::path::PathBuf,
+    /// The managed files the manifest is loaded with (to validate the new text).
+    pub managed: Vec<std::path::PathBuf>,
+    /// Who answers (the user's login name).
+    pub who: String,
+}
+
+/// The rule an "always" answer writes: kind and resource pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remember {
+    pub kind: ward_core::ActionKind,
+    pub resource: String,
 }
 
 /// The decision that stands, and what asking came to when a person was asked.
@@ -67,6 +86,7 @@ struct Inner {
     agent: Option<String>,
     channels: Vec<Channel>,
     ask_timeout: Duration,
+    always: Option<Always>,
     /// Answers given this session, by the caller's key (a destination, a program).
     remembered: Mutex<HashMap<String, bool>>,
     /// One question per key at a time: a second caller waits for the first's answer.
@@ -101,6 +121,7 @@ impl Broker {
                     .map(|c| Arc::new(Mutex::new(c)))
                     .collect(),
                 ask_timeout: cfg.ask_timeout,
+                always: cfg.always,
                 remembered: Mutex::new(HashMap::new()),
                 asking_keys: Mutex::new(HashMap::new()),
                 asking: AtomicUsize::new(0),
@@ -146,13 +167,22 @@ impl Broker {
             };
         }
         let q = text(&d);
-        self.ask(d, key, &q)
+        self.ask(d, key, &q, None)
     }
 
     /// Ask the person about a decision of `ask`: allow or deny, with what asking came to.
-    /// Blocking; call it off an async runtime's threads.
-    pub fn ask(&self, d: Decision, key: &str, text: &str) -> Outcome {
-        let (yes, how, channel) = self.ask_person(key, text);
+    /// Blocking; call it off an async runtime's threads. With `remember`, the person may also
+    /// answer "always" when the `ask` came from the manifest's default for what it does not
+    /// name (`[network] unknown`, `[exec] unknown`): the rule is then added to their manifest.
+    /// A rule the person wrote themselves is never overridden this way.
+    pub fn ask(&self, d: Decision, key: &str, text: &str, remember: Option<Remember>) -> Outcome {
+        let remember = remember.filter(|r| self.may_remember(&d, r));
+        let (yes, how, channel) = self.ask_person(key, text, remember.is_some());
+        if how == Consented::Always {
+            if let Some(r) = &remember {
+                self.write_always(r, channel.unwrap_or("terminal"));
+            }
+        }
         let decision = if yes {
             Decision {
                 effect: Effect::Allow,
@@ -172,7 +202,60 @@ impl Broker {
         }
     }
 
-    fn ask_person(&self, key: &str, text: &str) -> (bool, Consented, Option<&'static str>) {
+    /// Whether an "always" may be offered for `d`: the user's own manifest's default said ask
+    /// (not a rule, not a managed file).
+    fn may_remember(&self, d: &Decision, r: &Remember) -> bool {
+        let Some(a) = &self.inner.always else {
+            return false;
+        };
+        let pdp = lock(&self.inner.pdp);
+        let m = pdp.manifest();
+        let origin = match r.kind {
+            ward_core::ActionKind::NetConnect => &m.unknown_network.1,
+            ward_core::ActionKind::Exec => &m.unknown_exec.1,
+            _ => return false,
+        };
+        matches!(origin, ward_core::Origin::File { path, managed: false, .. } if *path == a.manifest)
+            && d.by == format!("manifest:{origin}")
+    }
+
+    fn write_always(&self, r: &Remember, channel: &str) {
+        let Some(a) = &self.inner.always else { return };
+        let session = self.inner.session.as_deref().unwrap_or("-");
+        let ev = match always::append_rule(a, r, session, channel) {
+            Ok(rule) => Event {
+                session: self.inner.session.clone(),
+                resource: Some(a.manifest.display().to_string()),
+                detail: Some(serde_json::json!({
+                    "rule": rule, "kind": r.kind.as_str(), "resource": r.resource,
+                    "by": a.who, "channel": channel,
+                })),
+                ..Event::new("manifest.rule_added")
+            },
+            Err(e) => {
+                eprintln!(
+                    "ward: warning: cannot add the rule to {}: {e} (allowed for this session only)",
+                    ward_core::inert::path(&a.manifest)
+                );
+                Event {
+                    session: self.inner.session.clone(),
+                    resource: Some(a.manifest.display().to_string()),
+                    detail: Some(serde_json::json!({
+                        "error": e, "kind": r.kind.as_str(), "resource": r.resource,
+                    })),
+                    ..Event::new("manifest.rule_refused")
+                }
+            }
+        };
+        self.note(ev);
+    }
+
+    fn ask_person(
+        &self,
+        key: &str,
+        text: &str,
+        always: bool,
+    ) -> (bool, Consented, Option<&'static str>) {
         let inner = &self.inner;
         if let Some(&yes) = lock(&inner.remembered).get(key) {
             return (yes, Consented::Remembered, None);
@@ -201,7 +284,7 @@ impl Broker {
             }
         };
         if first {
-            self.put_to_channels(&pending, text);
+            self.put_to_channels(&pending, text, always);
         }
         let mut answer = lock(&pending.answer);
         while answer.is_none() {
@@ -228,7 +311,16 @@ impl Broker {
     /// Ask on every channel at once, each on its own thread; the first real answer settles
     /// the question and withdraws it from the others. When every channel fails (timeout, no
     /// terminal), the question settles as refused with the last reason.
-    fn put_to_channels(&self, pending: &Arc<Pending>, text: &str) {
+    fn put_to_channels(&self, pending: &Arc<Pending>, text: &str, always: bool) {
+        let choices: &'static [(char, &'static str)] = if always {
+            &[
+                ('y', "allow for this session"),
+                ('a', "always allow (adds a rule to your manifest)"),
+                ('n', "deny"),
+            ]
+        } else {
+            &[('y', "allow for this session"), ('n', "deny")]
+        };
         let n = self.inner.channels.len();
         let failed = Arc::new(AtomicUsize::new(0));
         for ch in &self.inner.channels {
@@ -240,7 +332,7 @@ impl Broker {
                     let reply = lock(&ch).ask_until(
                         &Question {
                             text: &text,
-                            choices: &[('y', "allow for this session"), ('n', "deny")],
+                            choices,
                             default: 'n',
                             timeout,
                         },
@@ -249,6 +341,7 @@ impl Broker {
                     let channel = lock(&ch).channel();
                     let settled = match reply {
                         Reply::Chose('y') => Some((true, Consented::Granted)),
+                        Reply::Chose('a') => Some((true, Consented::Always)),
                         Reply::Chose(_) => Some((false, Consented::Refused)),
                         Reply::TimedOut | Reply::Unavailable(_) => {
                             let how = if reply == Reply::TimedOut {
@@ -312,5 +405,6 @@ impl Pending {
     }
 }
 
+pub mod always;
 #[cfg(test)]
 mod tests;

@@ -83,6 +83,7 @@ fn broker(dir: &std::path::Path, channels: Vec<Box<dyn Consent + Send>>) -> Brok
         agent: Some("agent".into()),
         channels,
         ask_timeout: Duration::from_secs(5),
+        always: None,
     })
 }
 

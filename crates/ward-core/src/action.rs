@@ -260,6 +260,8 @@ impl Decision {
 pub enum Consented {
     /// The person allowed it (for this session).
     Granted,
+    /// The person allowed it for good: a rule was added to their manifest.
+    Always,
     /// The person refused.
     Refused,
     /// Answered earlier this session; the answer stands.
@@ -278,6 +280,7 @@ impl Consented {
     pub fn as_str(self) -> &'static str {
         match self {
             Consented::Granted => "granted",
+            Consented::Always => "always",
             Consented::Refused => "refused",
             Consented::Remembered => "remembered",
             Consented::TimedOut => "timeout",

@@ -150,6 +150,7 @@ impl Proxy {
                 agent: cfg.agent,
                 channels: cfg.consent.into_iter().collect(),
                 ask_timeout: cfg.ask_timeout,
+                always: None,
             }),
         };
         let (resolver, resolver_error) = match build_resolver(&cfg.dns) {
@@ -363,7 +364,7 @@ impl Proxy {
 
     /// Ask the person about `key` (a destination) through the broker: once per session per
     /// destination; concurrent asks for the same one wait for the first answer.
-    async fn ask(&self, d: Decision, key: String, text: String) -> Outcome {
+    async fn ask(&self, d: Decision, key: String, text: String, host: String) -> Outcome {
         let broker = self.inner.broker.clone();
         let fallback = Outcome {
             decision: Decision::new(
@@ -374,7 +375,11 @@ impl Proxy {
             consent: Some(Consented::Unavailable),
             channel: None,
         };
-        tokio::task::spawn_blocking(move || broker.ask(d, &key, &text))
+        let remember = ward_broker::Remember {
+            kind: ActionKind::NetConnect,
+            resource: host,
+        };
+        tokio::task::spawn_blocking(move || broker.ask(d, &key, &text, Some(remember)))
             .await
             .unwrap_or(fallback)
     }
@@ -398,7 +403,8 @@ impl Proxy {
                 ward_core::inert::Inert(&target),
                 ward_core::inert::Inert(&d.reason)
             );
-            self.ask(d, target.clone(), text).await
+            self.ask(d, target.clone(), text, auth.host.as_match())
+                .await
         } else {
             Outcome {
                 decision: d,

@@ -157,7 +157,16 @@ pub fn ask(broker: &Broker, held: Held) {
         let outer: String = outer.chars().take(200).collect();
         text.push_str(&format!("\n  run by: {}", ward_core::inert::Inert(&outer)));
     }
-    let o = broker.ask(decision, &format!("exec:{}", decided_on.resource), &text);
+    let remember = ward_broker::Remember {
+        kind: ActionKind::Exec,
+        resource: decided_on.resource.clone(),
+    };
+    let o = broker.ask(
+        decision,
+        &format!("exec:{}", decided_on.resource),
+        &text,
+        Some(remember),
+    );
     let ev = broker.event(&action, &o, detail);
     // The exec goes on only once its record is on disk.
     let recorded = broker.record(ev);

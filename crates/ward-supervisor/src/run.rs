@@ -647,6 +647,12 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         agent: agent_cmd.first().cloned(),
         channels: consent.into_iter().collect(),
         ask_timeout: ward_consent::ask_timeout(std::time::Duration::from_secs(60)),
+        // "Always" answers go to the user's own manifest (a TOML file of theirs).
+        always: m.source.clone().map(|manifest| ward_broker::Always {
+            manifest,
+            managed: m.managed.clone(),
+            who: crate::review::who(),
+        }),
     });
     let proxy = crate::proxy::start(proxy_ours, broker.clone(), m.clone());
     let stop = std::sync::atomic::AtomicBool::new(false);

@@ -298,3 +298,87 @@ for i in range(300):
         counts["other"] += 1
 print("race", counts, flush=True)
 "#;
+
+/// "Always": where the manifest's own default asks (`[exec] unknown = "ask"`), the person can
+/// answer once for good. The rule goes into their manifest with a comment saying who and when,
+/// is on record, and the next session does not ask. A rule the person wrote is never
+/// overridden this way (no "always" is offered for it).
+#[test]
+fn always_writes_the_answer_into_the_manifest() {
+    let e = Env::new();
+    let m = e.p("proj/ward.toml");
+    std::fs::write(
+        &m,
+        format!(
+            "name = \"t\"\n[[files]]\npath = \"{}\"\nmode = \"direct\"\n[exec]\nunknown = \"ask\"\n\
+             [[rules]]\naction = \"exec\"\neffect = \"allow\"\nresource = \"python3*\"\n\
+             [[rules]]\naction = \"exec\"\neffect = \"ask\"\nresource = \"wc\"\n",
+            e.p("proj").display()
+        ),
+    )
+    .unwrap();
+    let script = attempts(&[
+        ("id", r#"["id", "-u"]"#),
+        ("wc", r#"["wc", "-c", "ward.toml"]"#),
+    ]);
+    let session = |keys: &[&[u8]]| {
+        let mut c = e.command(&["run", "--review", "keep", "--"]);
+        c.args([PY, "-c", &script]).env("WARD_ASK_TIMEOUT", "20");
+        let mut p = Person::spawn(c);
+        let word = p.word();
+        let mut at = 0;
+        let mut questions = Vec::new();
+        for k in keys {
+            let asked = p
+                .wait_for(&format!("session word: {word}"), at, 30)
+                .unwrap_or_else(|| panic!("no question: {}", p.text()));
+            let end = p.wait_for("(a letter, then Enter)", asked, 10).unwrap();
+            questions.push(p.text()[asked..end].to_string());
+            std::thread::sleep(std::time::Duration::from_millis(600));
+            p.type_keys(k);
+            at = end;
+        }
+        let (code, screen) = p.finish(30);
+        (
+            code,
+            String::from_utf8_lossy(&screen).into_owned(),
+            questions,
+        )
+    };
+    // `id` is no rule's: "always" is offered and taken. `wc` is the person's own ask rule: no
+    // "always", and "y" holds for this session only.
+    let (code, out, questions) = session(&[b"a\r", b"y\r"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("id=0") && out.contains("wc=0"), "{out}");
+    assert!(
+        questions[0].contains("wants to run id -u") && questions[0].contains("[a] always allow"),
+        "{questions:?}"
+    );
+    assert!(
+        questions[1].contains("wants to run wc") && !questions[1].contains("[a] always"),
+        "{questions:?}"
+    );
+    let text = std::fs::read_to_string(&m).unwrap();
+    assert!(
+        text.contains("answered \"always\" on the terminal"),
+        "{text}"
+    );
+    assert!(
+        text.contains("action = \"exec\"\neffect = \"allow\"\nresource = \"/usr/bin/id\""),
+        "{text}"
+    );
+    let recs = e.records();
+    assert!(
+        recs.iter().any(|r| r["kind"] == "manifest.rule_added"),
+        "{recs:?}"
+    );
+    assert!(recs
+        .iter()
+        .any(|r| r["kind"] == "exec" && r["consent"] == "always"));
+    // The next session: `id` runs without a question; `wc` is asked again.
+    let (code, out, questions) = session(&[b"y\r"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(questions.len(), 1);
+    assert!(questions[0].contains("wants to run wc"), "{questions:?}");
+    assert_eq!(out.matches("session word: ").count(), 1, "{out}");
+}
