@@ -15,5 +15,6 @@ mod repos;
 pub mod review;
 pub mod run;
 pub mod sessions;
+pub mod state;
 mod terminal;
 mod watch;

@@ -49,21 +49,23 @@ pub fn authority() -> anyhow::Result<ward_token::Authority> {
         .context("cannot open the capability token keys")
 }
 
-/// The token of stage `i` of `s` (from its `stage.json`).
+/// The token of stage `i` of `s` (from its `stage.json`, read again: a review before this one
+/// may have rotated it).
 fn token_of(s: &Staged, i: usize) -> Option<String> {
-    s.info["tokens"][i].as_str().map(str::to_string)
+    crate::state::read::<crate::state::StageFile>(&s.dir.join("stage.json"))
+        .ok()
+        .and_then(|f| f.tokens.get(i).cloned())
 }
 
 /// Store a rotated token in the session's `stage.json` (written atomically).
 fn store_token(s: &Staged, i: usize, token: &str) -> anyhow::Result<()> {
     let path = s.dir.join("stage.json");
-    let mut info: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
-    info["tokens"][i] = json!(token);
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(())
+    let mut info: crate::state::StageFile = crate::state::read(&path)?;
+    match info.tokens.get_mut(i) {
+        Some(t) => *t = token.to_string(),
+        None => anyhow::bail!("{} has no token for stage {i}", path.display()),
+    }
+    crate::state::write(&path, &info)
 }
 
 fn journal_of(stage: &ward_stage::Stage) -> PathBuf {
@@ -188,11 +190,7 @@ fn selected(changes: &[Change], grant: &Path, sel: &Selection) -> Vec<Change> {
 pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Result<Vec<Applied>> {
     let _lock = lock(s)?;
     resume_locked(s)?;
-    let started_ns = s.info["started_ns"]
-        .as_u64()
-        .map(i128::from)
-        .or_else(|| s.info["started_ns"].as_f64().map(|f| f as i128))
-        .context("the session's stage.json has no start time, so conflicts cannot be told: discard it or apply by hand")?;
+    let started_ns = i128::from(s.info.started_ns);
     let by = who();
     let authority = authority()?;
     let mut rules = FileRules::of(s)?;
@@ -487,24 +485,18 @@ impl FileRules {
     /// The file rules of session `s` (from the manifest named in its `stage.json`). An error
     /// when that manifest no longer loads: Ward does not apply what it cannot judge.
     pub fn of(s: &Staged) -> anyhow::Result<FileRules> {
-        let Some(src) = s.info["manifest"].as_str() else {
+        let Some(src) = &s.info.manifest else {
             return Ok(FileRules::none());
         };
-        let managed = s.info["managed"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(PathBuf::from))
-                    .collect()
-            })
-            .unwrap_or_default();
         let opts = ward_core::LoadOptions {
-            managed,
+            managed: s.info.managed.clone(),
             ..ward_core::LoadOptions::default()
         };
-        let mut m = ward_core::Manifest::load(Path::new(src), &opts).with_context(|| {
+        let mut m = ward_core::Manifest::load(src, &opts).with_context(|| {
             format!(
-                "cannot load {src}, the manifest of session {}, to judge the changes by its                  file rules; fix it and review again (nothing was applied)",
+                "cannot load {}, the manifest of session {}, to judge the changes by its file \
+                 rules; fix it and review again (nothing was applied)",
+                src.display(),
                 s.session
             )
         })?;

@@ -343,17 +343,23 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     };
     if !stages.is_empty() {
         let info = session_dir.join("stage.json");
-        std::fs::write(
+        crate::state::write(
             &info,
-            serde_json::to_vec_pretty(&json!({
-                "session": session, "started": ward_audit::time::now_rfc3339(),
-                "started_ns": std::time::SystemTime::now()
+            &crate::state::StageFile {
+                version: crate::state::VERSION,
+                session: session.clone(),
+                started: ward_audit::time::now_rfc3339(),
+                started_ns: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos()),
-                "command": agent_cmd, "cwd": cwd, "stages": stages, "tokens": tokens,
+                    .map_or(0, |d| d.as_nanos() as u64),
+                command: agent_cmd.clone(),
+                cwd: cwd.clone(),
+                stages: stages.clone(),
+                tokens: tokens.clone(),
                 // The review judges the changes by this manifest's file rules.
-                "manifest": m.source, "managed": m.managed,
-            }))?,
+                manifest: m.source.clone(),
+                managed: m.managed.clone(),
+            },
         )
         .with_context(|| format!("cannot write {}", info.display()))?;
     }
@@ -555,12 +561,17 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     };
     let started = (|| -> anyhow::Result<()> {
         let info = session_dir.join("session.json");
-        std::fs::write(
+        crate::state::write(
             &info,
-            serde_json::to_vec(&json!({
-                "session": session, "pid": child.id(), "start_time": start_time(child.id()),
-                "command": agent_cmd, "cwd": cwd, "started": ward_audit::time::now_rfc3339(),
-            }))?,
+            &crate::state::SessionFile {
+                version: crate::state::VERSION,
+                session: session.clone(),
+                pid: child.id(),
+                start_time: start_time(child.id()),
+                command: agent_cmd.clone(),
+                cwd: cwd.clone(),
+                started: ward_audit::time::now_rfc3339(),
+            },
         )
         .with_context(|| format!("cannot write {}", info.display()))?;
         let grants: Vec<_> = m

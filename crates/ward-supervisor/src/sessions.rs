@@ -1,7 +1,8 @@
 //! The running sessions and the kill switch.
 
+use crate::state::{SessionFile, StageFile};
 use anyhow::Context;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use ward_audit::{AuditLog, Event, KeyStore, LogPaths, WriterOptions};
@@ -25,21 +26,24 @@ fn is_launcher(pid: u32, start: Option<u64>) -> bool {
 }
 
 /// The running sessions: their recorded info, for launchers still alive.
-pub fn running() -> anyhow::Result<Vec<Value>> {
+pub fn running() -> anyhow::Result<Vec<SessionFile>> {
     let dir = sessions_dir(&LogPaths::default_paths()?);
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(out);
     };
     for e in entries.flatten() {
-        let Ok(bytes) = std::fs::read(e.path().join("session.json")) else {
+        let file = e.path().join("session.json");
+        if !file.exists() {
             continue;
+        }
+        let v: SessionFile = match crate::state::read(&file) {
+            Ok(v) => v,
+            // A session being written (or a damaged file): judged by its launcher below.
+            Err(_) if !e.path().join("stage.json").exists() => continue,
+            Err(_) => continue,
         };
-        let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
-            continue;
-        };
-        let pid = v["pid"].as_u64().unwrap_or(0) as u32;
-        if pid > 0 && is_launcher(pid, v["start_time"].as_u64()) {
+        if v.pid > 0 && is_launcher(v.pid, v.start_time) {
             out.push(v);
         } else {
             // A session whose launcher is gone (crashed supervisor): clean its directory, but
@@ -47,7 +51,7 @@ pub fn running() -> anyhow::Result<Vec<Value>> {
             forget_run(&e.path());
         }
     }
-    out.sort_by(|a, b| a["started"].as_str().cmp(&b["started"].as_str()));
+    out.sort_by(|a, b| a.started.cmp(&b.started));
     Ok(out)
 }
 
@@ -73,8 +77,8 @@ pub struct Staged {
     pub session: String,
     /// The session's directory (holding `stage.json` and `stage/`).
     pub dir: PathBuf,
-    /// `stage.json`: session, started, command, cwd, stages.
-    pub info: Value,
+    /// `stage.json`.
+    pub info: StageFile,
     pub stages: Vec<ward_stage::Stage>,
 }
 
@@ -91,13 +95,12 @@ pub fn staged() -> anyhow::Result<Vec<Staged>> {
         if path.join("session.json").exists() {
             continue;
         }
-        let Ok(bytes) = std::fs::read(path.join("stage.json")) else {
+        let file = path.join("stage.json");
+        if !file.exists() {
             continue;
-        };
-        let info: Value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is damaged", path.join("stage.json").display()))?;
-        let stages: Vec<ward_stage::Stage> = serde_json::from_value(info["stages"].clone())
-            .with_context(|| format!("{} is damaged", path.join("stage.json").display()))?;
+        }
+        let info: StageFile = crate::state::read(&file)?;
+        let stages = info.stages.clone();
         out.push(Staged {
             session: e.file_name().to_string_lossy().into_owned(),
             dir: path,
@@ -105,7 +108,7 @@ pub fn staged() -> anyhow::Result<Vec<Staged>> {
             stages,
         });
     }
-    out.sort_by(|a, b| a.info["started"].as_str().cmp(&b.info["started"].as_str()));
+    out.sort_by(|a, b| a.info.started.cmp(&b.info.started));
     Ok(out)
 }
 
@@ -152,7 +155,7 @@ pub struct Killed {
 /// End `targets` (from [`running`]): SIGKILL to each launcher; its PID 1 dies with it
 /// (parent-death signal), and with PID 1 every process of the session's pid namespace. Each
 /// kill is recorded.
-pub fn kill(targets: &[Value]) -> anyhow::Result<Vec<Killed>> {
+pub fn kill(targets: &[SessionFile]) -> anyhow::Result<Vec<Killed>> {
     let paths = LogPaths::default_paths()?;
     let log = AuditLog::open(
         &paths.log,
@@ -162,8 +165,8 @@ pub fn kill(targets: &[Value]) -> anyhow::Result<Vec<Killed>> {
     .context("cannot open the audit log")?;
     let mut killed = Vec::new();
     for s in targets {
-        let pid = s["pid"].as_u64().unwrap_or(0) as i32;
-        let start = s["start_time"].as_u64();
+        let pid = s.pid as i32;
+        let start = s.start_time;
         if !is_launcher(pid as u32, start) {
             continue;
         }
@@ -179,13 +182,13 @@ pub fn kill(targets: &[Value]) -> anyhow::Result<Vec<Killed>> {
         let gone = !is_launcher(pid as u32, start);
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         log.append(Event {
-            session: s["session"].as_str().map(str::to_string),
+            session: Some(s.session.clone()),
             detail: Some(json!({"pid": pid, "ended": gone, "ms": ms})),
             ..Event::new("session.kill")
         })
         .context("cannot record the kill")?;
         killed.push(Killed {
-            session: s["session"].as_str().unwrap_or("?").to_string(),
+            session: s.session.clone(),
             ended: gone,
             ms,
         });

@@ -209,8 +209,8 @@ pub fn run(a: ReviewArgs) -> Outcome {
     if a.json {
         print_json(&json!({
             "session": s.session,
-            "started": s.info["started"],
-            "command": s.info["command"],
+            "started": s.info.started,
+            "command": s.info.command,
             "stages": out,
         }));
     }

@@ -13,17 +13,13 @@ pub fn status(json: bool) -> Outcome {
         println!("no running sessions");
     } else {
         for s in &sessions {
-            let cmd: Vec<&str> = s["command"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
             println!(
                 "{}  pid {}  since {}  {}  (in {})",
-                s["session"].as_str().unwrap_or("?"),
-                s["pid"],
-                s["started"].as_str().unwrap_or("?"),
-                ward_core::inert::line(&cmd.join(" ")),
-                ward_core::inert::line(s["cwd"].as_str().unwrap_or("?"))
+                s.session,
+                s.pid,
+                s.started,
+                ward_core::inert::line(&s.command.join(" ")),
+                ward_core::inert::path(&s.cwd)
             );
         }
     }
@@ -35,9 +31,9 @@ pub fn kill(session: Option<String>, all: bool, json: bool) -> Outcome {
     if session.is_none() && !all {
         bail!("name a session (see `ward status`) or pass --all");
     }
-    let targets: Vec<Value> = running()?
+    let targets: Vec<_> = running()?
         .into_iter()
-        .filter(|s| all || s["session"].as_str() == session.as_deref())
+        .filter(|s| all || Some(s.session.as_str()) == session.as_deref())
         .collect();
     if targets.is_empty() {
         if json {
