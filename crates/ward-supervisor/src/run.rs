@@ -692,6 +692,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         let watcher = s.spawn(move || crate::watch::run(watch, stop, log, session));
         let status = child.wait();
         stop.store(true, std::sync::atomic::Ordering::Release);
+        watcher.thread().unpark();
         (
             status,
             recorder.join().unwrap_or_default(),
@@ -822,7 +823,8 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             }
         });
         // The proxy has stopped; a consent question still open on the terminal may hold the
-        // log a moment longer.
+        // log a moment longer. The session's broker (which shares it) is done.
+        drop(broker);
         let mut log = log;
         for _ in 0..50 {
             match std::sync::Arc::try_unwrap(log) {

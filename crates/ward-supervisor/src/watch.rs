@@ -121,7 +121,8 @@ impl Reached<'_> {
     }
 }
 
-/// Watch until `stop`; the limits reached.
+/// Watch until `stop` (the caller unparks this thread after setting it, so the session's end
+/// does not wait out a tick); the limits reached.
 pub fn run(w: &Watch, stop: &AtomicBool, log: &AuditLog, session: &str) -> Vec<&'static str> {
     let r = std::sync::Mutex::new(Reached {
         log,
@@ -139,10 +140,13 @@ pub fn run(w: &Watch, stop: &AtomicBool, log: &AuditLog, session: &str) -> Vec<&
     std::thread::scope(|s| {
         // The stage may take a while to walk: on a thread of its own, so that the disk's
         // reserve is looked at every tick whatever its size.
-        if !w.uppers.is_empty() {
+        let stage = (!w.uppers.is_empty()).then(|| {
             s.spawn(|| {
                 while !stop.load(Ordering::Acquire) {
-                    std::thread::sleep(STAGE_EVERY);
+                    std::thread::park_timeout(STAGE_EVERY);
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
                     let (bytes, entries) = w
                         .uppers
                         .iter()
@@ -165,10 +169,13 @@ pub fn run(w: &Watch, stop: &AtomicBool, log: &AuditLog, session: &str) -> Vec<&
                         }
                     }
                 }
-            });
-        }
+            })
+        });
         while !stop.load(Ordering::Acquire) {
-            std::thread::sleep(TICK);
+            std::thread::park_timeout(TICK);
+            if stop.load(Ordering::Acquire) {
+                break;
+            }
             if let Some(p) = pid1(w.launcher) {
                 for (what, dir) in [("tmp", "tmp"), ("shm", "dev/shm")] {
                     let path = PathBuf::from(format!("/proc/{p}/root/{dir}"));
@@ -197,6 +204,9 @@ pub fn run(w: &Watch, stop: &AtomicBool, log: &AuditLog, session: &str) -> Vec<&
                     crate::run::end_session("the host's disk is nearly full");
                 }
             }
+        }
+        if let Some(t) = stage {
+            t.thread().unpark();
         }
     });
     r.into_inner().unwrap_or_else(|e| e.into_inner()).seen
