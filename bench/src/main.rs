@@ -1,3 +1,5 @@
+// A benchmark stops at the first failure: unwrap and expect are its way to say so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Ward's benchmarks for the foundation: decisions, audit appends, audit verification.
 //! Each runs Ward and a peer side by side in one run and prints the ratio.
 //!

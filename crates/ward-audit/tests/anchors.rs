@@ -1,5 +1,6 @@
 //! What the anchors catch beyond the chain: records appended without the key, a log replaced
 //! by another, a log deleted and started afresh.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 use common::{event, forge_append, Fixture};

@@ -1,5 +1,6 @@
 //! Crash consistency: a writer killed with SIGKILL mid-append leaves a log that verifies up to
 //! its last complete record, loses nothing it acknowledged, and is repaired by the next writer.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 use common::Fixture;

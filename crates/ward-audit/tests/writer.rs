@@ -1,5 +1,6 @@
 //! The writer: reopening, group commit under concurrency, several writers on one log, and
 //! failing closed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 use common::{event, Fixture};

@@ -1088,7 +1088,14 @@ impl Proxy {
         let mut up = match cached {
             Some(c) => c,
             None => {
-                let v = vetted.expect("admitted above");
+                let Some(v) = vetted else {
+                    return Err(Refusal::new(
+                        StatusCode::BAD_GATEWAY,
+                        socks::REP_FAILURE,
+                        "builtin:proxy",
+                        "no admitted destination to dial",
+                    ));
+                };
                 dial_http(&v, key.clone()).await.map_err(|e| {
                     Refusal::new(
                         StatusCode::BAD_GATEWAY,

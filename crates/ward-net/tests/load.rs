@@ -2,6 +2,7 @@
 //! each, every connection is gone, the proxy holds no descriptor it did not hold before, and
 //! its memory is back near where it started. (Durations are reported, never asserted; a guard
 //! only stops a hung test.)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 use common::*;

@@ -1,5 +1,6 @@
 //! Decision precedence through the whole decision point: manifest rules, grants, network,
 //! limits and Rego together.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::fs;
 use std::path::Path;

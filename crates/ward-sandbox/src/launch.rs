@@ -640,8 +640,8 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
     }
     // PID 1 of a namespace ignores signals it has no handler for; pass them to the agent
     // (its own session and process group) instead.
-    // SAFETY: PID 1 has no use for the notify socket once the agent has it.
     if let Some(fd) = cfg.notify_fd {
+        // SAFETY: PID 1 has no use for the notify socket once the agent has it.
         unsafe {
             libc::close(fd);
         }
@@ -759,6 +759,7 @@ impl Beneath {
         let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
         // SAFETY: fstat fills the struct.
         let mut meta: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat on the descriptor just opened, into the struct above.
         if unsafe { libc::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut meta) } != 0 {
             return Err(os_err(format!("stat {}", p.display())));
         }

@@ -1,6 +1,7 @@
 //! `ward-launch` against the real kernel: what the agent sees, and what it cannot do.
 //! These need user namespaces, Landlock and seccomp; where they are missing the tests fail with
 //! a message naming the feature (CI runs them as root and as an unprivileged user).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@
 //!
 //! These tests need Landlock (ABI >= 4 for TCP) and seccomp; on a kernel without them they
 //! fail with a message naming the missing feature rather than pass silently.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;

@@ -173,6 +173,7 @@ impl Keywords {
     /// `hay`); calling it for consecutive ranges finds each occurrence once, with memory
     /// bounded by the range.
     pub(crate) fn find(&self, hay: &[u8], from: usize, to: usize, out: &mut Vec<(u32, u32, u32)>) {
+        #[allow(clippy::expect_used)] // the table is made with PAIRS entries
         let table: &[u64; PAIRS] = self.table[..].try_into().expect("table size");
         // Start WIDTH bytes early to fill the rows; note only from `from` on.
         let base = from.saturating_sub(WIDTH);

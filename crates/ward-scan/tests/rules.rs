@@ -1,4 +1,5 @@
 //! Every rule finds its examples and none of its counter-examples (the rule files carry both).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use ward_scan::{RuleSet, Scanner};
 

@@ -1,5 +1,6 @@
 //! The hidden-text corpus in tests/data/hidden (scripts/gen-hidden-corpus.py): each
 //! technique's file is cleaned and reported, each benign twin is left byte-identical.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::Path;
 use ward_scan::sanitize::{sanitize, Format};

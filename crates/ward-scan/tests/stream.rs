@@ -1,5 +1,6 @@
 //! A stream in pieces, or a buffer scanned as it grows, finds what one whole scan finds, at the
 //! same offsets and lines.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use ward_scan::{base62_checksum, GrowingScan, Scanner, StreamScanner};
 

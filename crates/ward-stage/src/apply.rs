@@ -237,7 +237,9 @@ pub fn plan(stage: &Stage, approved: &[Change], started_ns: i128) -> Plan {
             Kind::Added => exists(&real),
             Kind::Renamed => {
                 exists(&real)
-                    || changed_since(&stage.grant.join(c.from.as_ref().unwrap()), started_ns)
+                    || c.from
+                        .as_ref()
+                        .is_none_or(|f| changed_since(&stage.grant.join(f), started_ns))
             }
             _ => changed_since(&real, started_ns),
         };
@@ -310,7 +312,9 @@ pub fn plan(stage: &Stage, approved: &[Change], started_ns: i128) -> Plan {
             (Kind::Renamed, Some(b), Some(a)) => {
                 creations.push(create(a, None, &mut modes));
                 // The source goes only once the new copy is in place.
-                late.extend(remove(c.from.as_ref().unwrap(), b, Some(c.path.clone())));
+                if let Some(from) = &c.from {
+                    late.extend(remove(from, b, Some(c.path.clone())));
+                }
             }
             _ => continue,
         }
@@ -350,8 +354,7 @@ fn open_at(root: &OwnedFd, rel: &Path, flags: i32, follow: bool) -> std::io::Res
     // Deeper than one call takes: the folders on the way are opened a piece at a time, each
     // beneath the last (so beneath the grant), never following a link.
     let parts = crate::deep::pieces(rel);
-    if parts.len() > 1 {
-        let (last, dirs) = parts.split_last().expect("more than one");
+    if let Some((last, dirs)) = parts.split_last().filter(|(_, dirs)| !dirs.is_empty()) {
         let mut dir: Option<OwnedFd> = None;
         for d in dirs {
             let at = dir.as_ref().unwrap_or(root);
@@ -436,6 +439,7 @@ enum Real {
 fn real_state(dir: &OwnedFd, name: &CString) -> std::io::Result<Real> {
     // SAFETY: fstatat into a zeroed struct, not following a final link.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid directory descriptor and C string; the kernel fills `st`.
     if unsafe {
         libc::fstatat(
             dir.as_raw_fd(),
@@ -496,6 +500,7 @@ fn real_state(dir: &OwnedFd, name: &CString) -> std::io::Result<Real> {
 }
 
 fn tmp_name(nonce: &str, i: usize) -> CString {
+    #[allow(clippy::expect_used)] // a fixed prefix and two numbers: never a NUL
     CString::new(format!("{TMP_PREFIX}{nonce}.{i}")).expect("no NUL")
 }
 

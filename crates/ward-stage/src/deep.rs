@@ -168,16 +168,17 @@ pub fn readable<T>(p: &Path, f: impl Fn(&Path) -> std::io::Result<T>) -> std::io
 
 /// A relative path cut into pieces each shorter than [`DIRECT`], at component boundaries.
 pub fn pieces(rel: &Path) -> Vec<PathBuf> {
-    let mut out = vec![PathBuf::new()];
+    let mut out = Vec::new();
+    let mut last = PathBuf::new();
     for c in rel.components() {
-        let last = out.last_mut().expect("never empty");
         if !last.as_os_str().is_empty()
             && last.as_os_str().len() + c.as_os_str().len() + 1 >= DIRECT
         {
-            out.push(PathBuf::new());
+            out.push(std::mem::take(&mut last));
         }
-        out.last_mut().expect("never empty").push(c);
+        last.push(c);
     }
+    out.push(last);
     out
 }
 

@@ -377,18 +377,20 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     // SAFETY: pipe2 fills the array. The read end is left inheritable so the launcher gets it
     // at the same number without a pre_exec hook (which would force a full fork of this
     // multi-threaded process instead of a cheap spawn); the write end closes on exec.
-    if unsafe { libc::pipe2(go.as_mut_ptr(), 0) } != 0
-        || unsafe { libc::fcntl(go[1], libc::F_SETFD, libc::FD_CLOEXEC) } != 0
-    {
+    if unsafe {
+        libc::pipe2(go.as_mut_ptr(), 0) != 0
+            || libc::fcntl(go[1], libc::F_SETFD, libc::FD_CLOEXEC) != 0
+    } {
         return Err(std::io::Error::last_os_error()).context("cannot create the start pipe");
     }
     // The socket the agent sends its seccomp listener over: the sandbox's end is inherited
     // like the start pipe's.
     let mut sp = [0i32; 2];
     // SAFETY: socketpair fills the array; only our end closes on exec.
-    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, sp.as_mut_ptr()) } != 0
-        || unsafe { libc::fcntl(sp[0], libc::F_SETFD, libc::FD_CLOEXEC) } != 0
-    {
+    if unsafe {
+        libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, sp.as_mut_ptr()) != 0
+            || libc::fcntl(sp[0], libc::F_SETFD, libc::FD_CLOEXEC) != 0
+    } {
         return Err(std::io::Error::last_os_error()).context("cannot create the denial socket");
     }
     // SAFETY: both descriptors were just created and are owned here alone.
@@ -402,9 +404,10 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     // inside the session's network namespace).
     let mut pp = [0i32; 2];
     // SAFETY: socketpair fills the array; only our end closes on exec.
-    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, pp.as_mut_ptr()) } != 0
-        || unsafe { libc::fcntl(pp[0], libc::F_SETFD, libc::FD_CLOEXEC) } != 0
-    {
+    if unsafe {
+        libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, pp.as_mut_ptr()) != 0
+            || libc::fcntl(pp[0], libc::F_SETFD, libc::FD_CLOEXEC) != 0
+    } {
         return Err(std::io::Error::last_os_error()).context("cannot create the proxy socket");
     }
     // SAFETY: both descriptors were just created and are owned here alone.
@@ -1231,6 +1234,8 @@ impl Launcher {
             return Err(std::io::Error::last_os_error());
         }
         if pid == 0 {
+            // SAFETY: the child of a single-threaded fork (see above): it names itself, resets
+            // two handlers, closes descriptors and runs the launcher, then leaves with _exit.
             unsafe {
                 libc::prctl(libc::PR_SET_NAME, LAUNCHER_NAME.as_ptr());
                 libc::signal(libc::SIGTERM, libc::SIG_DFL);

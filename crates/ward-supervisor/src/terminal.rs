@@ -54,9 +54,10 @@ impl AgentTerminal {
         let mut sp = [0i32; 2];
         // SAFETY: socketpair fills the array; only our end closes on exec (the launcher gets
         // the other at the same number, as it gets the start pipe).
-        if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, sp.as_mut_ptr()) } != 0
-            || unsafe { libc::fcntl(sp[0], libc::F_SETFD, libc::FD_CLOEXEC) } != 0
-        {
+        if unsafe {
+            libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, sp.as_mut_ptr()) != 0
+                || libc::fcntl(sp[0], libc::F_SETFD, libc::FD_CLOEXEC) != 0
+        } {
             return Err(std::io::Error::last_os_error())
                 .map_err(|e| anyhow::anyhow!("cannot create the terminal socket: {e}"));
         }

@@ -201,11 +201,16 @@ impl Authority {
 
     fn parse(&self, token: &str) -> Result<Biscuit, TokenError> {
         let token = token.trim();
-        if let Some(b) = self.cache.lock().expect("cache lock").get(token) {
+        if let Some(b) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+        {
             return Ok(b.clone());
         }
         let b = Biscuit::from_base64(token, self.key.public()).map_err(invalid)?;
-        let mut cache = self.cache.lock().expect("cache lock");
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() > 1024 {
             cache.clear();
         }

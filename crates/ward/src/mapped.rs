@@ -51,9 +51,11 @@ unsafe extern "C" fn on_sigbus(
     info: *mut libc::siginfo_t,
     ctx: *mut libc::c_void,
 ) {
-    // SAFETY (the whole handler): only async-signal-safe calls (mmap, sigaction) and atomics.
+    // The whole handler makes only async-signal-safe calls (mmap, sigaction) and uses atomics.
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let addr = unsafe { (*info).si_addr() } as usize;
     // Sent by a process (kill, sigqueue), not a fault: nothing to repair.
+    // SAFETY: as above.
     let fault = unsafe { (*info).si_code } > 0;
     let page = PAGE.load(Ordering::Relaxed);
     for s in LIVE.iter().filter(|_| fault) {
@@ -65,6 +67,8 @@ unsafe extern "C" fn on_sigbus(
         let len = (span & ((1 << COUNT_BITS) - 1)) as usize * page;
         if addr >= start && addr < start + len {
             let at = addr & !(page - 1);
+            // SAFETY: replaces one page of a mapping this module made (a file that shrank
+            // under it) with zeroes; MAP_FIXED over our own range only.
             let p = unsafe {
                 libc::mmap(
                     at as *mut libc::c_void,
@@ -84,6 +88,8 @@ unsafe extern "C" fn on_sigbus(
     // Sent by a process: the default action (std's handler, the previous one, would put the
     // default back and return, losing the signal).
     if !fault {
+        // SAFETY: sigaction with a zeroed struct set to SIG_DFL, then raise: both
+        // async-signal-safe.
         unsafe {
             let mut dfl: libc::sigaction = std::mem::zeroed();
             dfl.sa_sigaction = libc::SIG_DFL;
@@ -94,19 +100,25 @@ unsafe extern "C" fn on_sigbus(
     }
     // A fault not ours: the previous action. A handler is called; the default (or an ignored
     // SIGBUS, which for a fault cannot be ignored) is put back, and returning repeats it.
+    // SAFETY: PREVIOUS was written once, before this handler was installed.
     let prev = unsafe { (*std::ptr::addr_of!(PREVIOUS)).assume_init_ref() };
     let h = prev.sa_sigaction;
     if h != libc::SIG_DFL && h != libc::SIG_IGN {
         if prev.sa_flags & libc::SA_SIGINFO != 0 {
+            // SAFETY: with SA_SIGINFO the handler has this signature (sigaction(2)).
             let f: unsafe extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
                 unsafe { std::mem::transmute(h) };
+            // SAFETY: calling the previous handler with the arguments we were given.
             unsafe { f(sig, info, ctx) };
         } else {
+            // SAFETY: without SA_SIGINFO the handler takes the signal number only.
             let f: unsafe extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(h) };
+            // SAFETY: calling the previous handler as it expects.
             unsafe { f(sig) };
         }
         return;
     }
+    // SAFETY: sigaction with a zeroed struct set to SIG_DFL (async-signal-safe).
     unsafe {
         let mut dfl: libc::sigaction = std::mem::zeroed();
         dfl.sa_sigaction = libc::SIG_DFL;

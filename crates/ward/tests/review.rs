@@ -1,5 +1,6 @@
 //! `ward review`: the staged-edit workflow end to end through the real binary, and commits
 //! killed part-way.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

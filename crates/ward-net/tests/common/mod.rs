@@ -69,11 +69,8 @@ pub fn in_netns<F: FnOnce() + Send + 'static>(f: F) {
     }
     let h = std::thread::spawn(move || {
         // SAFETY: unshare on this thread only (network namespaces are per thread).
-        assert_eq!(
-            unsafe { libc::unshare(libc::CLONE_NEWNET) },
-            0,
-            "unshare(CLONE_NEWNET)"
-        );
+        let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "unshare(CLONE_NEWNET)");
         sh(&format!(
             "ip link set lo up && ip addr add {HOST_PUBLIC}/32 dev lo"
         ));
@@ -81,8 +78,10 @@ pub fn in_netns<F: FnOnce() + Send + 'static>(f: F) {
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let parked = std::thread::spawn(move || {
-            // SAFETY: unshare on this thread only; gettid has no preconditions.
-            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+            // SAFETY: unshare on this thread only.
+            let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(r, 0);
+            // SAFETY: gettid has no preconditions.
             let tid = unsafe { libc::gettid() };
             tx.send((
                 tid,

@@ -190,6 +190,7 @@ fn plain_run(b: &[u8]) -> usize {
     let mut n = 0;
     loop {
         while n + 8 <= b.len() {
+            #[allow(clippy::expect_used)] // a slice of exactly 8 bytes
             let w = u64::from_le_bytes(b[n..n + 8].try_into().expect("8 bytes"));
             // Any byte >= 0x80, < 0x20 or == 0x7f? (< 0x20: subtracting 0x20 borrows; 0x7f:
             // adding 1 sets the high bit.) Tabs and newlines trip it too: the byte loop below
