@@ -11,7 +11,7 @@
 //! the relay ends, whatever the agent did.
 
 use crate::filter::{Dropped, Filter, Modes};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -277,13 +277,7 @@ impl Relay {
     /// Start relaying between the person's terminal (`ends`) and the pty's master. Call after
     /// the agent's side was handed the slave; installs the SIGWINCH and SIGCONT handlers.
     pub fn start(master: OwnedFd, ends: Ends, on_drop: OnDrop) -> std::io::Result<Relay> {
-        let mut p = [0i32; 2];
-        // SAFETY: pipe2 fills the array; both ends are owned right after.
-        if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-            return Err(last_err());
-        }
-        // SAFETY: just created, owned here alone.
-        let (wake_r, wake_w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+        let (wake_r, wake_w) = ward_sys::pipe(libc::O_CLOEXEC | libc::O_NONBLOCK)?;
         let saved = ends.input.and_then(|fd| {
             // SAFETY: tcgetattr into a zeroed termios.
             unsafe {

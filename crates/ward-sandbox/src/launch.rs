@@ -727,36 +727,28 @@ impl Beneath {
         }
         // SAFETY: dir was just opened.
         let dir = unsafe { std::os::fd::OwnedFd::from_raw_fd(dir) };
-        // SAFETY: open_how is plain data.
-        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-        how.flags = (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
-        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
-        // SAFETY: valid pointers and the struct's size, as openat2 expects.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                std::os::fd::AsRawFd::as_raw_fd(&dir),
-                rel.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if fd < 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(SandboxError::Setup(
-                if e.raw_os_error() == Some(libc::ELOOP) {
-                    format!(
+        let fd = ward_sys::openat2(
+            std::os::fd::AsFd::as_fd(&dir),
+            &rel,
+            libc::O_PATH | libc::O_NOFOLLOW,
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+        );
+        let fd = match fd {
+            Ok(fd) => fd,
+            Err(e) => {
+                return Err(SandboxError::Setup(
+                    if e.raw_os_error() == Some(libc::ELOOP) {
+                        format!(
                     "{}: a folder on the way to it is a symbolic link (changed while the sandbox \
                      was being built?); Ward refuses rather than cover the wrong path",
                     p.display()
                 )
-                } else {
-                    format!("{}: {e}", p.display())
-                },
-            ));
-        }
-        // SAFETY: fd was just opened.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+                    } else {
+                        format!("{}: {e}", p.display())
+                    },
+                ));
+            }
+        };
         // SAFETY: fstat fills the struct.
         let mut meta: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: fstat on the descriptor just opened, into the struct above.

@@ -270,20 +270,11 @@ impl Responder {
 /// Bytes of `pid`'s memory at `addr`, up to `len` (fewer at the end of its mapping).
 fn read_mem(pid: u32, addr: u64, len: usize) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; len];
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-        iov_len: len,
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut libc::c_void,
-        iov_len: len,
-    };
-    // SAFETY: reads at most `len` bytes of the caller's memory into our buffer.
-    let n = unsafe { libc::process_vm_readv(pid as i32, &local, 1, &remote, 1, 0) };
-    if n <= 0 {
+    let n = ward_sys::read_process(pid, addr, &mut buf).ok()?;
+    if n == 0 {
         return None;
     }
-    buf.truncate(n as usize);
+    buf.truncate(n);
     Some(buf)
 }
 
@@ -401,7 +392,7 @@ enum Target {
 /// root with links followed the way the kernel follows them for it (`RESOLVE_IN_ROOT`),
 /// named by the descriptor's path as the supervisor sees it. `None` when it does not resolve.
 fn resolve_in_root(pid: u32, path: &std::path::Path) -> Option<std::path::PathBuf> {
-    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
     use std::os::unix::ffi::OsStrExt;
     let root = std::ffi::CString::new(format!("/proc/{pid}/root")).ok()?;
     let rel = path.strip_prefix("/").unwrap_or(path);
@@ -423,26 +414,14 @@ fn resolve_in_root(pid: u32, path: &std::path::Path) -> Option<std::path::PathBu
     }
     // SAFETY: just opened.
     let rfd = unsafe { OwnedFd::from_raw_fd(rfd) };
-    // SAFETY: open_how is plain data.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: valid pointers and size, as openat2 expects.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            rfd.as_raw_fd(),
-            rel.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: just opened.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
+    let fd = ward_sys::openat2(
+        rfd.as_fd(),
+        &rel,
+        libc::O_PATH,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+    .ok()?;
+    ward_sys::fd_path(fd.as_fd()).ok()
 }
 
 /// `path` with `.` and `..` resolved lexically (`..` at the root stays at the root).
@@ -468,20 +447,10 @@ fn connect_target(listener: RawFd, req: &libc::seccomp_notif) -> Target {
         return Target::Continue;
     }
     let mut buf = [0u8; 128];
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-        iov_len: len,
-    };
-    let remote = libc::iovec {
-        iov_base: req.data.args[1] as *mut libc::c_void,
-        iov_len: len,
-    };
-    // SAFETY: reads at most `len` bytes of the caller's memory into our buffer.
-    let n = unsafe { libc::process_vm_readv(req.pid as i32, &local, 1, &remote, 1, 0) };
+    let n = ward_sys::read_process(req.pid, req.data.args[1], &mut buf[..len]).unwrap_or(0);
     if n < 2 {
         return Target::Continue;
     }
-    let n = n as usize;
     let family = u16::from_ne_bytes([buf[0], buf[1]]) as i32;
     // A unix socket by path: resolved against the caller's working directory (read before the
     // notification is checked as live, so the pid is still the caller's).

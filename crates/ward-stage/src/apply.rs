@@ -23,7 +23,7 @@ use crate::{Change, Entry, EntryType, Kind, Stage, StageError};
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -372,30 +372,14 @@ fn open_at1(root: &OwnedFd, rel: &Path, flags: i32, follow: bool) -> std::io::Re
         rel.as_os_str().as_bytes().to_vec()
     })
     .map_err(|_| std::io::Error::other("path with a NUL byte"))?;
-    // SAFETY: open_how is plain data.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC | if follow { 0 } else { libc::O_NOFOLLOW }) as u64;
-    how.resolve = libc::RESOLVE_BENEATH
+    let resolve = libc::RESOLVE_BENEATH
         | if follow {
             libc::RESOLVE_NO_MAGICLINKS
         } else {
             libc::RESOLVE_NO_SYMLINKS
         };
-    // SAFETY: valid pointers and size, as openat2 expects.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: just opened.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    let flags = flags | if follow { 0 } else { libc::O_NOFOLLOW };
+    ward_sys::openat2(root.as_fd(), &c, flags, resolve)
 }
 
 /// Open `rel` beneath `root` without following any link.

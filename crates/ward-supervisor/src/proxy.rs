@@ -62,18 +62,9 @@ impl Handle {
 /// Receive the listening socket from the launcher and serve it on a thread of its own.
 pub fn start(sock: OwnedFd, broker: Broker, manifest: Manifest) -> Handle {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let mut p = [0i32; 2];
-    // SAFETY: pipe2 fills the array; both ends are owned below.
-    let (wake_r, wake_w) = if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
-        // SAFETY: just created, owned here alone.
-        unsafe {
-            (
-                Some(OwnedFd::from_raw_fd(p[0])),
-                Some(OwnedFd::from_raw_fd(p[1])),
-            )
-        }
-    } else {
-        (None, None)
+    let (wake_r, wake_w) = match ward_sys::pipe(libc::O_CLOEXEC) {
+        Ok((r, w)) => (Some(r), Some(w)),
+        Err(_) => (None, None),
     };
     let thread = std::thread::Builder::new()
         .name("ward-proxy".into())

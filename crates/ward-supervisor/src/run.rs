@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use serde_json::json;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 use ward_audit::{AuditLog, Event, EventDecision, KeyStore, LogPaths, WriterOptions};
@@ -373,57 +373,24 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     // The launcher builds the sandbox while the audit log is opened and the session's start is
     // made durable; the agent starts only when the supervisor says go, after the record is on
     // disk.
-    let mut go = [0i32; 2];
-    // SAFETY: pipe2 fills the array. The read end is left inheritable so the launcher gets it
-    // at the same number without a pre_exec hook (which would force a full fork of this
-    // multi-threaded process instead of a cheap spawn); the write end closes on exec.
-    if unsafe {
-        libc::pipe2(go.as_mut_ptr(), 0) != 0
-            || libc::fcntl(go[1], libc::F_SETFD, libc::FD_CLOEXEC) != 0
-    } {
-        return Err(std::io::Error::last_os_error()).context("cannot create the start pipe");
-    }
+    // The read end is left inheritable so the launcher gets it at the same number without a
+    // pre_exec hook (which would force a full fork of this multi-threaded process instead of
+    // a cheap spawn); the write end closes on exec.
+    let (go_read, go_write) =
+        ward_sys::pipe(libc::O_CLOEXEC).context("cannot create the start pipe")?;
+    ward_sys::set_cloexec(go_read.as_fd(), false).context("cannot create the start pipe")?;
+    let mut go_write = std::fs::File::from(go_write);
     // The socket the agent sends its seccomp listener over: the sandbox's end is inherited
     // like the start pipe's.
-    let mut sp = [0i32; 2];
-    // SAFETY: socketpair fills the array; only our end closes on exec.
-    if unsafe {
-        libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, sp.as_mut_ptr()) != 0
-            || libc::fcntl(sp[0], libc::F_SETFD, libc::FD_CLOEXEC) != 0
-    } {
-        return Err(std::io::Error::last_os_error()).context("cannot create the denial socket");
-    }
-    // SAFETY: both descriptors were just created and are owned here alone.
-    let (notify_ours, notify_theirs) = unsafe {
-        (
-            std::os::fd::OwnedFd::from_raw_fd(sp[0]),
-            std::os::fd::OwnedFd::from_raw_fd(sp[1]),
-        )
-    };
+    let (notify_ours, notify_theirs) =
+        ward_sys::socket_pair().context("cannot create the denial socket")?;
+    ward_sys::set_cloexec(notify_theirs.as_fd(), false)
+        .context("cannot create the denial socket")?;
     // The socket the launcher sends the proxy's listening socket over (bound to 127.0.0.1
     // inside the session's network namespace).
-    let mut pp = [0i32; 2];
-    // SAFETY: socketpair fills the array; only our end closes on exec.
-    if unsafe {
-        libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, pp.as_mut_ptr()) != 0
-            || libc::fcntl(pp[0], libc::F_SETFD, libc::FD_CLOEXEC) != 0
-    } {
-        return Err(std::io::Error::last_os_error()).context("cannot create the proxy socket");
-    }
-    // SAFETY: both descriptors were just created and are owned here alone.
-    let (proxy_ours, proxy_theirs) = unsafe {
-        (
-            std::os::fd::OwnedFd::from_raw_fd(pp[0]),
-            std::os::fd::OwnedFd::from_raw_fd(pp[1]),
-        )
-    };
-    // SAFETY: both descriptors were just created and are owned here alone.
-    let (go_read, mut go_write) = unsafe {
-        (
-            std::os::fd::OwnedFd::from_raw_fd(go[0]),
-            std::fs::File::from(std::os::fd::OwnedFd::from_raw_fd(go[1])),
-        )
-    };
+    let (proxy_ours, proxy_theirs) =
+        ward_sys::socket_pair().context("cannot create the proxy socket")?;
+    ward_sys::set_cloexec(proxy_theirs.as_fd(), false).context("cannot create the proxy socket")?;
     // The launcher's arguments, as `ward __launch` takes them (the forked launcher parses the
     // same list).
     let mut cmd = Command::new("ward");

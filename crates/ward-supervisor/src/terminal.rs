@@ -6,7 +6,7 @@
 //! word (shown before the agent starts), and take only keys typed after they appeared.
 
 use serde_json::json;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use ward_audit::{AuditLog, Event, EventDecision};
 use ward_consent::relay::{self, Ends, Relay, RelayHandle};
@@ -51,18 +51,11 @@ impl AgentTerminal {
         };
         let input = replaced[0].then_some(0);
         let like = (0..3).find(|&fd| replaced[fd as usize]).unwrap_or(0);
-        let mut sp = [0i32; 2];
-        // SAFETY: socketpair fills the array; only our end closes on exec (the launcher gets
-        // the other at the same number, as it gets the start pipe).
-        if unsafe {
-            libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, sp.as_mut_ptr()) != 0
-                || libc::fcntl(sp[0], libc::F_SETFD, libc::FD_CLOEXEC) != 0
-        } {
-            return Err(std::io::Error::last_os_error())
-                .map_err(|e| anyhow::anyhow!("cannot create the terminal socket: {e}"));
-        }
-        // SAFETY: both descriptors were just created and are owned here alone.
-        let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(sp[0]), OwnedFd::from_raw_fd(sp[1])) };
+        // Only our end closes on exec: the launcher gets the other at the same number, as it
+        // gets the start pipe.
+        let (ours, theirs) = ward_sys::socket_pair()
+            .and_then(|(o, t)| ward_sys::set_cloexec(t.as_fd(), false).map(|_| (o, t)))
+            .map_err(|e| anyhow::anyhow!("cannot create the terminal socket: {e}"))?;
         Ok(Some(AgentTerminal {
             ours,
             theirs: Some(theirs),
