@@ -193,34 +193,73 @@ fn write_file(path: &str, data: &str) -> Result<(), SandboxError> {
     std::fs::write(path, data).map_err(at(Path::new(path)))
 }
 
+impl Config {
+    /// A sandbox with nothing granted, for `argv` in `cwd`, assembled in `staging`; the other
+    /// fields are set by the caller.
+    pub fn new(staging: PathBuf, cwd: PathBuf, argv: Vec<String>) -> Config {
+        Config {
+            grants: vec![],
+            staging,
+            cwd,
+            argv,
+            env: vec![],
+            go_fd: None,
+            masks: vec![],
+            read_only: vec![],
+            stages: vec![],
+            parent: None,
+            notify_fd: None,
+            proxy_fd: None,
+            proxy_port: 3128,
+            set_env: vec![],
+            cgroups: vec![],
+            landlock: true,
+            pty_fd: None,
+            watch_exec: false,
+            no_execute: vec![],
+            tmp_size: None,
+            shm_size: None,
+        }
+    }
+
+    /// The agent's environment: this process's, scrubbed (the built-in list plus
+    /// `scrub_extra`, less `keep`), then `set_env` on top.
+    pub fn scrub_env(&mut self, scrub_extra: &[String], keep: &[String]) {
+        let (kept, _) = crate::env::Scrub::default()
+            .with(scrub_extra, keep)
+            .apply(std::env::vars_os());
+        self.env = kept
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
+            .filter(|(k, _)| !self.set_env.iter().any(|(s, _)| s == k))
+            .collect();
+        self.env.extend(self.set_env.iter().cloned());
+    }
+}
+
+/// Run the sandbox of `cfg` and return the process exit status (125 when it cannot be set up,
+/// with the reason on stderr). What `ward run`'s forked launcher calls.
+pub fn main(cfg: &Config) -> i32 {
+    match run(cfg) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ward: cannot start the sandbox: {e}");
+            125
+        }
+    }
+}
+
 /// The launcher's whole job from its command line (`--staging DIR [--ro P]... [--rw P]...
-/// [--cwd DIR] -- CMD ARGS...`), for the `ward-launch` binary and `ward __launch`: returns the
-/// process exit status (125 when the sandbox cannot be set up, with the reason on stderr).
+/// [--cwd DIR] -- CMD ARGS...`), for `ward __launch`: returns the process exit status (125
+/// when the sandbox cannot be set up, with the reason on stderr).
 pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
     let mut args = args.into_iter();
-    let mut cfg = Config {
-        grants: vec![],
-        staging: PathBuf::new(),
-        cwd: PathBuf::from("/"),
-        argv: vec![],
-        env: vec![],
-        go_fd: None,
-        masks: vec![],
-        read_only: vec![],
-        stages: vec![],
-        parent: None,
-        notify_fd: None,
-        proxy_fd: None,
-        proxy_port: 3128,
-        set_env: vec![],
-        cgroups: vec![],
-        landlock: true,
-        pty_fd: None,
-        watch_exec: false,
-        no_execute: vec![],
-        tmp_size: None,
-        shm_size: None,
-    };
+    let mut cfg = Config::new(PathBuf::new(), PathBuf::from("/"), vec![]);
     let (mut scrub_extra, mut scrub_keep) = (Vec::new(), Vec::new());
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -309,27 +348,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
         eprintln!("ward: launcher: --staging DIR is required");
         return 125;
     }
-    let (kept, _) = crate::env::Scrub::default()
-        .with(&scrub_extra, &scrub_keep)
-        .apply(std::env::vars_os());
-    cfg.env = kept
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                k.to_string_lossy().into_owned(),
-                v.to_string_lossy().into_owned(),
-            )
-        })
-        .filter(|(k, _)| !cfg.set_env.iter().any(|(s, _)| s == k))
-        .collect();
-    cfg.env.extend(cfg.set_env.iter().cloned());
-    match run(&cfg) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("ward: cannot start the sandbox: {e}");
-            125
-        }
-    }
+    cfg.scrub_env(&scrub_extra, &scrub_keep);
+    main(&cfg)
 }
 
 /// Enter the sandbox and run the agent; returns its exit status (128 + signal if killed).

@@ -5,7 +5,7 @@ use serde_json::json;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus};
+use std::process::ExitStatus;
 use ward_audit::{AuditLog, Event, EventDecision, KeyStore, LogPaths, WriterOptions};
 use ward_core::{Access, Action, ActionKind, Effect, Manifest, Mode};
 use ward_policy::Pdp;
@@ -391,57 +391,28 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     let (proxy_ours, proxy_theirs) =
         ward_sys::socket_pair().context("cannot create the proxy socket")?;
     ward_sys::set_cloexec(proxy_theirs.as_fd(), false).context("cannot create the proxy socket")?;
-    // The launcher's arguments, as `ward __launch` takes them (the forked launcher parses the
-    // same list).
-    let mut cmd = Command::new("ward");
-    cmd.arg("__launch")
-        .arg("--staging")
-        .arg(&staging)
-        .arg("--cwd")
-        .arg(&cwd)
-        .arg("--go-fd")
-        .arg(go_read.as_raw_fd().to_string())
-        .arg("--notify-fd")
-        .arg(notify_theirs.as_raw_fd().to_string())
-        .arg("--parent")
-        .arg(std::process::id().to_string())
-        .arg("--proxy-fd")
-        .arg(proxy_theirs.as_raw_fd().to_string())
-        .arg("--proxy-port")
-        .arg(ward_net::PROXY_PORT.to_string());
-    for (k, v) in crate::proxy::agent_env() {
-        cmd.arg("--set-env").arg(format!("{k}={v}"));
-    }
-    for d in confinement.cgroups.dirs() {
-        cmd.arg("--cgroup").arg(d);
-    }
-    if !confinement.landlock {
-        cmd.arg("--no-landlock");
-    }
+    // The launcher's configuration, as a value: the forked launcher runs it as it is.
+    let mut lc = ward_sandbox::launch::Config::new(staging.clone(), cwd.clone(), agent_cmd.clone());
+    lc.go_fd = Some(go_read.as_raw_fd());
+    lc.notify_fd = Some(notify_theirs.as_raw_fd());
+    lc.parent = Some(std::process::id() as i32);
+    lc.proxy_fd = Some(proxy_theirs.as_raw_fd());
+    lc.proxy_port = ward_net::PROXY_PORT;
+    lc.set_env = crate::proxy::agent_env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    lc.cgroups = confinement.cgroups.dirs().to_vec();
+    lc.landlock = confinement.landlock;
     if m.exec_checked() {
-        cmd.arg("--watch-exec");
-        for p in crate::exec::kernel_denied(&m) {
-            cmd.arg("--no-exec").arg(p);
-        }
+        lc.watch_exec = true;
+        lc.no_execute = crate::exec::kernel_denied(&m);
     }
     let pty_theirs = agent_tty.as_ref().and_then(|t| t.theirs());
-    if let Some(fd) = pty_theirs {
-        cmd.arg("--pty-fd").arg(fd.to_string());
-    }
+    lc.pty_fd = pty_theirs;
     let limits = m.limits.effective();
-    if let Some((n, _)) = limits.tmp {
-        cmd.arg("--tmp-size").arg(n.to_string());
-    }
-    if let Some((n, _)) = limits.shm {
-        cmd.arg("--shm-size").arg(n.to_string());
-    }
-    for (p, _) in &m.env_scrub {
-        cmd.arg("--scrub").arg(p);
-    }
-    for (k, _) in &m.env_keep {
-        cmd.arg("--keep-env").arg(k);
-    }
-    // The names the launcher will remove (it applies the same rule to the same environment).
+    lc.tmp_size = limits.tmp.as_ref().map(|(n, _)| *n);
+    lc.shm_size = limits.shm.as_ref().map(|(n, _)| *n);
     let mut scrub_extra: Vec<String> = m.env_scrub.iter().map(|(p, _)| p.clone()).collect();
     let scrub_keep: Vec<String> = m.env_keep.iter().map(|(k, _)| k.clone()).collect();
     let (kept, _) = ward_sandbox::env::Scrub::default()
@@ -453,10 +424,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         kept.into_iter()
             .filter(|(k, _)| !scrub_keep.iter().any(|x| k.to_str() == Some(x))),
     );
-    for (k, _) in &env_credentials {
-        cmd.arg("--scrub").arg(k);
-        scrub_extra.push(k.clone());
-    }
+    scrub_extra.extend(env_credentials.iter().map(|(k, _)| k.clone()));
     if !env_credentials.is_empty() {
         eprintln!(
             "ward: removed from the agent's environment, their values being credentials: {} \
@@ -471,32 +439,25 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     let (_, env_removed) = ward_sandbox::env::Scrub::default()
         .with(&scrub_extra, &scrub_keep)
         .apply(std::env::vars_os());
-    for g in &m.files {
-        cmd.arg(if g.access == Access::Read {
-            "--ro"
-        } else {
-            "--rw"
-        })
-        .arg(&g.path);
-    }
-    for p in &masked {
-        cmd.arg("--mask").arg(p);
-    }
-    for p in read_only.iter().chain(&protected) {
-        cmd.arg("--ro-inside").arg(p);
-    }
-    for st in &stages {
-        let work = st.upper.with_file_name("work");
-        cmd.arg("--stage").arg(&st.grant).arg(&st.upper).arg(work);
-    }
-    cmd.arg("--").args(&agent_cmd);
+    lc.scrub_env(&scrub_extra, &scrub_keep);
+    lc.grants = m
+        .files
+        .iter()
+        .map(|g| (g.path.clone(), g.access != Access::Read))
+        .collect();
+    lc.masks = masked.clone();
+    lc.read_only = read_only.iter().chain(&protected).cloned().collect();
+    lc.stages = stages
+        .iter()
+        .map(|st| (st.grant.clone(), st.upper.clone(), st.upper.with_file_name("work")))
+        .collect();
     let mut keep = vec![
         go_read.as_raw_fd(),
         notify_theirs.as_raw_fd(),
         proxy_theirs.as_raw_fd(),
     ];
     keep.extend(pty_theirs);
-    let mut child = Launcher::start(&cmd, &keep).context("cannot start the sandbox launcher")?;
+    let mut child = Launcher::start(&lc, &keep).context("cannot start the sandbox launcher")?;
     if let Some(t) = agent_tty.as_mut() {
         t.launched();
     }
@@ -1173,14 +1134,9 @@ struct Launcher {
 }
 
 impl Launcher {
-    /// Fork and run the launcher with `cmd`'s arguments (after `__launch`), keeping only
-    /// stdio and the descriptors in `keep`.
-    fn start(cmd: &Command, keep: &[i32]) -> std::io::Result<Launcher> {
-        let args: Vec<String> = cmd
-            .get_args()
-            .skip(1)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+    /// Fork and run the launcher on `cfg` (the value itself: nothing is re-parsed), keeping
+    /// only stdio and the descriptors in `keep`.
+    fn start(cfg: &ward_sandbox::launch::Config, keep: &[i32]) -> std::io::Result<Launcher> {
         let mut keep = keep.to_vec();
         keep.sort_unstable();
         debug_assert_eq!(
@@ -1215,7 +1171,7 @@ impl Launcher {
                     from = k as u32 + 1;
                 }
                 libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32);
-                let code = ward_sandbox::launch::main_with_args(args);
+                let code = ward_sandbox::launch::main(cfg);
                 libc::_exit(code);
             }
         }
