@@ -4,7 +4,7 @@ use anyhow::{bail, Context};
 use serde_json::json;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use ward_audit::{AuditLog, Event, EventDecision, KeyStore, LogPaths, WriterOptions};
 use ward_core::{Access, Action, ActionKind, Effect, Manifest, Mode};
@@ -294,75 +294,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     let staging = session_dir.join("root");
     std::fs::create_dir_all(&staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
-    // Staged grants: an upper layer (and overlay's work folder) per grant, beside the session.
-    let mut stages = Vec::new();
-    for (i, g) in m
-        .files
-        .iter()
-        .filter(|g| g.access == Access::ReadWrite && g.mode == Mode::Staged)
-        .enumerate()
-    {
-        let dir = session_dir.join("stage").join(i.to_string());
-        let (upper, work) = (dir.join("upper"), dir.join("work"));
-        for d in [&upper, &work] {
-            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-        }
-        stages.push(ward_stage::Stage {
-            grant: g.path.clone(),
-            upper,
-        });
-    }
-    // Each staged grant is held as a capability token; applying verifies and rotates it.
-    let mut tokens = Vec::new();
-    if !stages.is_empty() {
-        let authority = crate::review::authority()?;
-        for st in &stages {
-            tokens.push(
-                authority
-                    .issue(&ward_token::Grant {
-                        folder: st.grant.clone(),
-                        rights: vec![ward_token::Right::Read, ward_token::Right::Write],
-                        session: session.clone(),
-                        generation: 1,
-                        expires: std::time::SystemTime::now() + crate::review::TOKEN_TTL,
-                    })
-                    .context("cannot issue the grant's capability token")?,
-            );
-        }
-    }
-    let token_ids: Vec<String> = {
-        let authority = if tokens.is_empty() {
-            None
-        } else {
-            Some(crate::review::authority()?)
-        };
-        tokens
-            .iter()
-            .filter_map(|t| authority.as_ref()?.inspect(t).ok().map(|i| i.id))
-            .collect()
-    };
-    if !stages.is_empty() {
-        let info = session_dir.join("stage.json");
-        crate::state::write(
-            &info,
-            &crate::state::StageFile {
-                version: crate::state::VERSION,
-                session: session.clone(),
-                started: ward_audit::time::now_rfc3339(),
-                started_ns: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64),
-                command: agent_cmd.clone(),
-                cwd: cwd.clone(),
-                stages: stages.clone(),
-                tokens: tokens.clone(),
-                // The review judges the changes by this manifest's file rules.
-                manifest: m.source.clone(),
-                managed: m.managed.clone(),
-            },
-        )
-        .with_context(|| format!("cannot write {}", info.display()))?;
-    }
+    let (stages, token_ids) = prepare_stages(&m, &session_dir, &session, &agent_cmd, &cwd)?;
     supervise_signals();
     // On a terminal the agent gets a pty of its own; the person's terminal stays Ward's.
     let mut agent_tty = crate::terminal::AgentTerminal::prepare()?;
@@ -391,66 +323,20 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     let (proxy_ours, proxy_theirs) =
         ward_sys::socket_pair().context("cannot create the proxy socket")?;
     ward_sys::set_cloexec(proxy_theirs.as_fd(), false).context("cannot create the proxy socket")?;
-    // The launcher's configuration, as a value: the forked launcher runs it as it is.
-    let mut lc = ward_sandbox::launch::Config::new(staging.clone(), cwd.clone(), agent_cmd.clone());
+    let pty_theirs = agent_tty.as_ref().and_then(|t| t.theirs());
+    let (mut lc, env_credentials, env_removed) = launcher_config(
+        &m,
+        &staging,
+        &cwd,
+        &agent_cmd,
+        &confinement,
+        (&masked, &read_only, &protected, &stages),
+    );
     lc.go_fd = Some(go_read.as_raw_fd());
     lc.notify_fd = Some(notify_theirs.as_raw_fd());
-    lc.parent = Some(std::process::id() as i32);
     lc.proxy_fd = Some(proxy_theirs.as_raw_fd());
-    lc.proxy_port = ward_net::PROXY_PORT;
-    lc.set_env = crate::proxy::agent_env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    lc.cgroups = confinement.cgroups.dirs().to_vec();
-    lc.landlock = confinement.landlock;
-    if m.exec_checked() {
-        lc.watch_exec = true;
-        lc.no_execute = crate::exec::kernel_denied(&m);
-    }
-    let pty_theirs = agent_tty.as_ref().and_then(|t| t.theirs());
     lc.pty_fd = pty_theirs;
     let limits = m.limits.effective();
-    lc.tmp_size = limits.tmp.as_ref().map(|(n, _)| *n);
-    lc.shm_size = limits.shm.as_ref().map(|(n, _)| *n);
-    let mut scrub_extra: Vec<String> = m.env_scrub.iter().map(|(p, _)| p.clone()).collect();
-    let scrub_keep: Vec<String> = m.env_keep.iter().map(|(k, _)| k.clone()).collect();
-    let (kept, _) = ward_sandbox::env::Scrub::default()
-        .with(&scrub_extra, &scrub_keep)
-        .apply(std::env::vars_os());
-    // Credentials whatever the variable's name (a name the manifest keeps stays: the person
-    // decided).
-    let env_credentials = crate::envscan::credentials(
-        kept.into_iter()
-            .filter(|(k, _)| !scrub_keep.iter().any(|x| k.to_str() == Some(x))),
-    );
-    scrub_extra.extend(env_credentials.iter().map(|(k, _)| k.clone()));
-    if !env_credentials.is_empty() {
-        eprintln!(
-            "ward: removed from the agent's environment, their values being credentials: {} \
-             (keep one with [env] keep in the manifest)",
-            env_credentials
-                .iter()
-                .map(|(k, r)| format!("{} ({r})", ward_core::inert::line(k)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    let (_, env_removed) = ward_sandbox::env::Scrub::default()
-        .with(&scrub_extra, &scrub_keep)
-        .apply(std::env::vars_os());
-    lc.scrub_env(&scrub_extra, &scrub_keep);
-    lc.grants = m
-        .files
-        .iter()
-        .map(|g| (g.path.clone(), g.access != Access::Read))
-        .collect();
-    lc.masks = masked.clone();
-    lc.read_only = read_only.iter().chain(&protected).cloned().collect();
-    lc.stages = stages
-        .iter()
-        .map(|st| (st.grant.clone(), st.upper.clone(), st.upper.with_file_name("work")))
-        .collect();
     let mut keep = vec![
         go_read.as_raw_fd(),
         notify_theirs.as_raw_fd(),
@@ -569,33 +455,10 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             .context("the sandbox launcher stopped before the agent could start")
     })();
     drop(go_write);
-    // The egress proxy serves the agent from its own thread until the session ends; its
-    // questions pause the relay and carry the session's word.
-    let consent: Option<Box<dyn ward_consent::Consent + Send>> =
-        ward_consent::Terminal::open().ok().map(|t| {
-            let t = match &running {
-                Some(r) => t.with_relay(r.handle()).with_word(r.word.clone()),
-                None => t,
-            };
-            Box::new(t) as Box<dyn ward_consent::Consent + Send>
-        });
     let word = running.as_ref().map(|r| r.word.clone());
     // The one path every action of the session takes: the proxy, exec and the denied-call
     // recorder decide, ask and record through it.
-    let broker = ward_broker::Broker::new(ward_broker::Config {
-        pdp,
-        log: log.clone(),
-        session: Some(session.clone()),
-        agent: agent_cmd.first().cloned(),
-        channels: consent.into_iter().collect(),
-        ask_timeout: ward_consent::ask_timeout(std::time::Duration::from_secs(60)),
-        // "Always" answers go to the user's own manifest (a TOML file of theirs).
-        always: m.source.clone().map(|manifest| ward_broker::Always {
-            manifest,
-            managed: m.managed.clone(),
-            who: crate::review::who(),
-        }),
-    });
+    let broker = session_broker(&m, pdp, &log, &session, &agent_cmd, running.as_ref());
     let proxy = crate::proxy::start(proxy_ours, broker.clone(), m.clone());
     let stop = std::sync::atomic::AtomicBool::new(false);
     let watch = crate::watch::Watch {
@@ -664,49 +527,9 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     // the agent ran were not covered: the sandbox covers what exists when it starts. Say so.
     report_appeared(&m, &masked, &ruled, &log, &session);
     let mut confinement = confinement;
-    let limits_hit: serde_json::Map<String, serde_json::Value> = confinement
-        .cgroups
-        .events()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.into()))
-        .collect();
-    // What the limits stopped is a denial Ward observed: one record each, beside the counts.
-    let limit_records: Vec<Event> = limits_hit
-        .iter()
-        .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
-        .map(|(k, v)| Event {
-            session: Some(session.clone()),
-            resource: Some(k.clone()),
-            decision: Some(EventDecision {
-                result: Effect::Deny,
-                by: "sandbox.cgroup".into(),
-                reason: format!("the session reached its limit {v} time(s): {k}"),
-            }),
-            detail: Some(json!({"count": v, "limits": confinement.limits})),
-            ..Event::new("sandbox.limit")
-        })
-        .collect();
-    if !limit_records.is_empty() {
-        if let Err(e) = log.append_all(limit_records) {
-            eprintln!("ward: warning: cannot record the limits reached: {e}");
-        }
-    }
+    let limits_hit = record_limits(&mut confinement, &log, &session);
     // Staged changes: kept for `ward review` unless discarded; counted in the end record.
-    let mut staged = Vec::new();
-    let mut pending = 0usize;
-    for st in &stages {
-        match ward_stage::changes(st) {
-            Ok(cs) => {
-                pending += cs.len();
-                staged.push(json!({"grant": st.grant, "changes": cs.len()}));
-            }
-            Err(e) => {
-                // Unreadable stage: keep it, whatever it holds.
-                pending += 1;
-                staged.push(json!({"grant": st.grant, "error": e.to_string()}));
-            }
-        }
-    }
+    let (staged, pending) = staged_summary(&stages);
     let keep = pending > 0 && review != Review::Discard;
     match review {
         _ if pending == 0 => {}
@@ -769,44 +592,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     started?;
     end.context("cannot record the session end")?;
     if keep && matches!(review, Review::Ask | Review::Apply) {
-        let this = crate::sessions::staged()?
-            .into_iter()
-            .find(|s| s.session == session_id);
-        if let Some(s) = this {
-            if review == Review::Apply {
-                for d in crate::review::apply_changes(
-                    &s,
-                    crate::review::Selection::All,
-                    "command line (--review apply)",
-                )? {
-                    eprintln!(
-                        "ward: applied {} step(s) to {}; {} held{}",
-                        d.applied,
-                        ward_core::inert::path(&d.grant),
-                        d.conflicts.len() + d.refused.len() + d.flagged.len(),
-                        if d.flagged.is_empty() {
-                            String::new()
-                        } else {
-                            format!(
-                                " ({} would run code: `ward review {}` to apply them knowingly)",
-                                d.flagged.len(),
-                                session_id
-                            )
-                        }
-                    );
-                }
-            } else {
-                let mut consent: Box<dyn ward_consent::Consent> =
-                    match ward_consent::Terminal::open() {
-                        Ok(t) => match word {
-                            Some(w) => Box::new(t.with_word(w)),
-                            None => Box::new(t),
-                        },
-                        Err(reason) => Box::new(ward_consent::Headless { reason }),
-                    };
-                crate::review::interactive(&s, consent.as_mut())?;
-            }
-        }
+        review_after_run(review, &session_id, word)?;
     }
     Ok(u8::try_from(code).unwrap_or(125))
 }
@@ -1201,4 +987,313 @@ impl Launcher {
             }
         }
     }
+}
+
+/// The staged grants of the session: an upper layer (and overlay's work folder) per grant,
+/// beside the session; a capability token each; and `stage.json`, which the review reads.
+/// Returns the stages and their tokens' ids.
+fn prepare_stages(
+    m: &Manifest,
+    session_dir: &Path,
+    session: &str,
+    agent_cmd: &[String],
+    cwd: &Path,
+) -> anyhow::Result<(Vec<ward_stage::Stage>, Vec<String>)> {
+    let session = session.to_string();
+    // Staged grants: an upper layer (and overlay's work folder) per grant, beside the session.
+    let mut stages = Vec::new();
+    for (i, g) in m
+        .files
+        .iter()
+        .filter(|g| g.access == Access::ReadWrite && g.mode == Mode::Staged)
+        .enumerate()
+    {
+        let dir = session_dir.join("stage").join(i.to_string());
+        let (upper, work) = (dir.join("upper"), dir.join("work"));
+        for d in [&upper, &work] {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        stages.push(ward_stage::Stage {
+            grant: g.path.clone(),
+            upper,
+        });
+    }
+    // Each staged grant is held as a capability token; applying verifies and rotates it.
+    let mut tokens = Vec::new();
+    if !stages.is_empty() {
+        let authority = crate::review::authority()?;
+        for st in &stages {
+            tokens.push(
+                authority
+                    .issue(&ward_token::Grant {
+                        folder: st.grant.clone(),
+                        rights: vec![ward_token::Right::Read, ward_token::Right::Write],
+                        session: session.clone(),
+                        generation: 1,
+                        expires: std::time::SystemTime::now() + crate::review::TOKEN_TTL,
+                    })
+                    .context("cannot issue the grant's capability token")?,
+            );
+        }
+    }
+    let token_ids: Vec<String> = {
+        let authority = if tokens.is_empty() {
+            None
+        } else {
+            Some(crate::review::authority()?)
+        };
+        tokens
+            .iter()
+            .filter_map(|t| authority.as_ref()?.inspect(t).ok().map(|i| i.id))
+            .collect()
+    };
+    if !stages.is_empty() {
+        let info = session_dir.join("stage.json");
+        crate::state::write(
+            &info,
+            &crate::state::StageFile {
+                version: crate::state::VERSION,
+                session: session.clone(),
+                started: ward_audit::time::now_rfc3339(),
+                started_ns: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64),
+                command: agent_cmd.to_vec(),
+                cwd: cwd.to_path_buf(),
+                stages: stages.clone(),
+                tokens: tokens.clone(),
+                // The review judges the changes by this manifest's file rules.
+                manifest: m.source.clone(),
+                managed: m.managed.clone(),
+            },
+        )
+        .with_context(|| format!("cannot write {}", info.display()))?;
+    }
+    Ok((stages, token_ids))
+}
+
+/// The launcher's configuration for this session (without its descriptors, which the caller
+/// sets): the grants, masks and read-only paths, stages, limits, exec watch, the proxy's
+/// variables and the scrubbed environment. Also returns the variables removed for holding
+/// credentials (with the rule that found each) and every name removed, for the start record.
+#[allow(clippy::type_complexity)]
+fn launcher_config(
+    m: &Manifest,
+    staging: &Path,
+    cwd: &Path,
+    agent_cmd: &[String],
+    confinement: &Confinement,
+    (masked, read_only, protected, stages): (
+        &[PathBuf],
+        &[PathBuf],
+        &[PathBuf],
+        &[ward_stage::Stage],
+    ),
+) -> (
+    ward_sandbox::launch::Config,
+    Vec<(String, String)>,
+    Vec<String>,
+) {
+    // The launcher's configuration, as a value: the forked launcher runs it as it is.
+    let mut lc = ward_sandbox::launch::Config::new(
+        staging.to_path_buf(),
+        cwd.to_path_buf(),
+        agent_cmd.to_vec(),
+    );
+    lc.parent = Some(std::process::id() as i32);
+    lc.proxy_port = ward_net::PROXY_PORT;
+    lc.set_env = crate::proxy::agent_env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    lc.cgroups = confinement.cgroups.dirs().to_vec();
+    lc.landlock = confinement.landlock;
+    if m.exec_checked() {
+        lc.watch_exec = true;
+        lc.no_execute = crate::exec::kernel_denied(m);
+    }
+    let limits = m.limits.effective();
+    lc.tmp_size = limits.tmp.as_ref().map(|(n, _)| *n);
+    lc.shm_size = limits.shm.as_ref().map(|(n, _)| *n);
+    let mut scrub_extra: Vec<String> = m.env_scrub.iter().map(|(p, _)| p.clone()).collect();
+    let scrub_keep: Vec<String> = m.env_keep.iter().map(|(k, _)| k.clone()).collect();
+    let (kept, _) = ward_sandbox::env::Scrub::default()
+        .with(&scrub_extra, &scrub_keep)
+        .apply(std::env::vars_os());
+    // Credentials whatever the variable's name (a name the manifest keeps stays: the person
+    // decided).
+    let env_credentials = crate::envscan::credentials(
+        kept.into_iter()
+            .filter(|(k, _)| !scrub_keep.iter().any(|x| k.to_str() == Some(x))),
+    );
+    scrub_extra.extend(env_credentials.iter().map(|(k, _)| k.clone()));
+    if !env_credentials.is_empty() {
+        eprintln!(
+            "ward: removed from the agent's environment, their values being credentials: {} \
+             (keep one with [env] keep in the manifest)",
+            env_credentials
+                .iter()
+                .map(|(k, r)| format!("{} ({r})", ward_core::inert::line(k)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let (_, env_removed) = ward_sandbox::env::Scrub::default()
+        .with(&scrub_extra, &scrub_keep)
+        .apply(std::env::vars_os());
+    lc.scrub_env(&scrub_extra, &scrub_keep);
+    lc.grants = m
+        .files
+        .iter()
+        .map(|g| (g.path.clone(), g.access != Access::Read))
+        .collect();
+    lc.masks = masked.to_vec();
+    lc.read_only = read_only.iter().chain(protected).cloned().collect();
+    lc.stages = stages
+        .iter()
+        .map(|st| {
+            (
+                st.grant.clone(),
+                st.upper.clone(),
+                st.upper.with_file_name("work"),
+            )
+        })
+        .collect();
+    (lc, env_credentials, env_removed)
+}
+
+/// The cgroup limits the session reached, each recorded (`sandbox.limit`): what they stopped
+/// is a denial Ward observed. Returns the counts for the end record.
+fn record_limits(
+    confinement: &mut Confinement,
+    log: &AuditLog,
+    session: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    let limits_hit: serde_json::Map<String, serde_json::Value> = confinement
+        .cgroups
+        .events()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into()))
+        .collect();
+    // What the limits stopped is a denial Ward observed: one record each, beside the counts.
+    let limit_records: Vec<Event> = limits_hit
+        .iter()
+        .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+        .map(|(k, v)| Event {
+            session: Some(session.to_string()),
+            resource: Some(k.clone()),
+            decision: Some(EventDecision {
+                result: Effect::Deny,
+                by: "sandbox.cgroup".into(),
+                reason: format!("the session reached its limit {v} time(s): {k}"),
+            }),
+            detail: Some(json!({"count": v, "limits": confinement.limits})),
+            ..Event::new("sandbox.limit")
+        })
+        .collect();
+    if !limit_records.is_empty() {
+        if let Err(e) = log.append_all(limit_records) {
+            eprintln!("ward: warning: cannot record the limits reached: {e}");
+        }
+    }
+    limits_hit
+}
+
+/// Each stage's count of changes (an unreadable stage counts as one: it is kept, whatever it
+/// holds), and the total.
+fn staged_summary(stages: &[ward_stage::Stage]) -> (Vec<serde_json::Value>, usize) {
+    let mut staged = Vec::new();
+    let mut pending = 0usize;
+    for st in stages {
+        match ward_stage::changes(st) {
+            Ok(cs) => {
+                pending += cs.len();
+                staged.push(json!({"grant": st.grant, "changes": cs.len()}));
+            }
+            Err(e) => {
+                // Unreadable stage: keep it, whatever it holds.
+                pending += 1;
+                staged.push(json!({"grant": st.grant, "error": e.to_string()}));
+            }
+        }
+    }
+    (staged, pending)
+}
+
+/// The end-of-run review the person asked for: apply everything (`--review apply`, what runs
+/// code held) or ask on the terminal.
+fn review_after_run(review: Review, session_id: &str, word: Option<String>) -> anyhow::Result<()> {
+    let this = crate::sessions::staged()?
+        .into_iter()
+        .find(|s| s.session == session_id);
+    if let Some(s) = this {
+        if review == Review::Apply {
+            for d in crate::review::apply_changes(
+                &s,
+                crate::review::Selection::All,
+                "command line (--review apply)",
+            )? {
+                eprintln!(
+                    "ward: applied {} step(s) to {}; {} held{}",
+                    d.applied,
+                    ward_core::inert::path(&d.grant),
+                    d.conflicts.len() + d.refused.len() + d.flagged.len(),
+                    if d.flagged.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " ({} would run code: `ward review {}` to apply them knowingly)",
+                            d.flagged.len(),
+                            session_id
+                        )
+                    }
+                );
+            }
+        } else {
+            let mut consent: Box<dyn ward_consent::Consent> = match ward_consent::Terminal::open() {
+                Ok(t) => match word {
+                    Some(w) => Box::new(t.with_word(w)),
+                    None => Box::new(t),
+                },
+                Err(reason) => Box::new(ward_consent::Headless { reason }),
+            };
+            crate::review::interactive(&s, consent.as_mut())?;
+        }
+    }
+    Ok(())
+}
+
+/// The session's broker: the decision point, the audit log, the person's terminal as the
+/// consent channel (its questions pause the relay and carry the session's word), "always"
+/// answers written to the user's own manifest.
+fn session_broker(
+    m: &Manifest,
+    pdp: Pdp,
+    log: &std::sync::Arc<AuditLog>,
+    session: &str,
+    agent_cmd: &[String],
+    running: Option<&crate::terminal::Running>,
+) -> ward_broker::Broker {
+    let consent: Option<Box<dyn ward_consent::Consent + Send>> =
+        ward_consent::Terminal::open().ok().map(|t| {
+            let t = match running {
+                Some(r) => t.with_relay(r.handle()).with_word(r.word.clone()),
+                None => t,
+            };
+            Box::new(t) as Box<dyn ward_consent::Consent + Send>
+        });
+    ward_broker::Broker::new(ward_broker::Config {
+        pdp,
+        log: log.clone(),
+        session: Some(session.to_string()),
+        agent: agent_cmd.first().cloned(),
+        channels: consent.into_iter().collect(),
+        ask_timeout: ward_consent::ask_timeout(std::time::Duration::from_secs(60)),
+        // "Always" answers go to the user's own manifest (a TOML file of theirs).
+        always: m.source.clone().map(|manifest| ward_broker::Always {
+            manifest,
+            managed: m.managed.clone(),
+            who: crate::review::who(),
+        }),
+    })
 }
