@@ -1,0 +1,515 @@
+//! Plain HTTP forwarding: every request decided (its line, headers and body counted as an
+//! upload), hop-by-hop headers dropped, one kept-alive upstream per client connection.
+
+use super::*;
+
+impl Proxy {
+    pub(super) async fn request(
+        &self,
+        req: Request<Incoming>,
+        conn: Arc<ClientConn>,
+    ) -> Response<ProxyBody> {
+        if req.method() == Method::CONNECT {
+            return self.connect(req).await;
+        }
+        match self.forward(req, conn).await {
+            Ok(r) => r,
+            Err(r) => refusal_response(&r),
+        }
+    }
+
+    /// A plain-HTTP proxy request (absolute-form URI): decide, forward to the vetted address,
+    /// record.
+    pub(super) async fn forward(
+        &self,
+        req: Request<Incoming>,
+        conn: Arc<ClientConn>,
+    ) -> Result<Response<ProxyBody>, Refusal> {
+        let started = Instant::now();
+        let uri = req.uri().clone();
+        let shown = uri.to_string();
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(self.bad_request(
+                    "http",
+                    &shown,
+                    "https:// URLs go through CONNECT (set HTTPS_PROXY), not as a proxy request",
+                ))
+            }
+            Some(other) => {
+                let why = format!("unsupported scheme `{other}`");
+                return Err(self.bad_request("http", &shown, &why));
+            }
+            None => {
+                return Err(self.bad_request(
+                    "http",
+                    &shown,
+                    "a proxy request needs an absolute URL (GET http://host/path); this is a \
+                     proxy, not a web server",
+                ))
+            }
+        }
+        let raw = uri.authority().map(|a| a.as_str()).unwrap_or("");
+        let auth = canon::authority(raw, Some(80))
+            .map_err(|e| self.bad_request("http", &shown, &format!("bad host in the URL: {e}")))?;
+        // The host as rules and records name it (formatted once per request).
+        let dest = auth.host.as_match();
+        // The Host header must name what the URL names: a server behind the vetted address
+        // may route on Host, so a different one would reach a host nobody decided on.
+        for h in req.headers().get_all(HOST) {
+            let same = h
+                .to_str()
+                .ok()
+                .and_then(|s| canon::authority(s, Some(80)).ok())
+                .is_some_and(|a| a == auth);
+            if !same {
+                let why = format!(
+                    "the Host header `{}` does not name the URL's host {auth}",
+                    String::from_utf8_lossy(h.as_bytes()).escape_default()
+                );
+                return Err(self.bad_request("http", &shown, &why));
+            }
+        }
+        if req.headers().contains_key(hyper::header::UPGRADE) {
+            return Err(self.bad_request(
+                "http",
+                &shown,
+                "protocol upgrades (WebSocket, h2c) through a proxy request are not supported; \
+                 use wss:// (CONNECT)",
+            ));
+        }
+        // Judge the body as an upload before anything is sent.
+        let (parts, body) = req.into_parts();
+        let hint = body.size_hint();
+        let declared = hint.exact();
+        let has_body = declared.map_or(!body.is_end_stream(), |n| n > 0);
+        let mut upload_size = None;
+        // What actually went up (a streamed body is counted as it passes).
+        let sent_up = Arc::new(AtomicU64::new(0));
+        let body: ProxyBody = if !has_body {
+            empty()
+        } else if let Some(n) = declared {
+            upload_size = Some(n);
+            Counting {
+                inner: body,
+                counter: sent_up.clone(),
+            }
+            .boxed()
+        } else if self.inner.has_upload_rules {
+            // Unknown length (chunked): hold it, up to the cap, to know its size.
+            let cap = self.inner.upload_cap;
+            let kib = (cap / 1024 + 1).min(BUFFER_BUDGET_KIB as u64) as u32;
+            let Ok(_permit) = self.inner.buffering.clone().try_acquire_many_owned(kib) else {
+                return Err(Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    socks::REP_FAILURE,
+                    "builtin:busy",
+                    "too many chunked uploads are being checked at once; retry, or send a \
+                     Content-Length",
+                ));
+            };
+            let limited = http_body_util::Limited::new(body, cap as usize);
+            let collected =
+                match tokio::time::timeout(Duration::from_secs(120), limited.collect()).await {
+                    Ok(r) => r,
+                    Err(_) => Err("the upload did not arrive within 120 s".into()),
+                };
+            match collected {
+                Ok(c) => {
+                    let b = c.to_bytes();
+                    upload_size = Some(b.len() as u64);
+                    sent_up.store(b.len() as u64, Ordering::Relaxed);
+                    Full::new(b).map_err(|e| match e {}).boxed()
+                }
+                Err(e) => {
+                    let too_big = e.is::<http_body_util::LengthLimitError>();
+                    let a = Action {
+                        dest: Some(dest.clone()),
+                        port: Some(auth.port),
+                        scheme: Some("http".into()),
+                        ..Action::new(ActionKind::NetUpload, shown.clone())
+                    };
+                    let why = if too_big {
+                        format!("chunked upload larger than {cap} bytes")
+                    } else {
+                        format!("the upload could not be read: {e}")
+                    };
+                    let d = Decision::new(Effect::Deny, self.upload_by(), why.clone());
+                    self.note(self.event(&a, &d, json!({"via": "http"})));
+                    return Err(Refusal::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        socks::REP_NOT_ALLOWED,
+                        &d.by,
+                        why,
+                    ));
+                }
+            }
+        } else {
+            Counting {
+                inner: body,
+                counter: sent_up.clone(),
+            }
+            .boxed()
+        };
+        // The destination, then (for a body) the upload.
+        let key = auth.clone();
+        let mut cached = lock(&conn.upstream).take();
+        if cached.as_ref().is_some_and(|c| c.auth != key) {
+            cached = None;
+        }
+        let reuse = cached.is_some();
+        if reuse {
+            // Already vetted and recorded when it was dialed; the name is decided again.
+            let a = Action {
+                dest: Some(dest.clone()),
+                port: Some(auth.port),
+                scheme: Some("http".into()),
+                ..Action::new(ActionKind::NetConnect, format!("http://{auth}"))
+            };
+            let d = self.policy(&a);
+            if d.effect != Effect::Allow {
+                // Asks were answered when the connection was made; anything else is a change.
+                if d.effect == Effect::Deny {
+                    self.note(self.event(&a, &d, json!({"via": "http"})));
+                    return Err(Refusal::new(
+                        StatusCode::FORBIDDEN,
+                        socks::REP_NOT_ALLOWED,
+                        &d.by,
+                        d.reason,
+                    ));
+                }
+            }
+        }
+        let vetted = if reuse {
+            None
+        } else {
+            Some(self.admit("http", "http", &auth).await?)
+        };
+        // Everything that leaves counts, per destination for the session: the request line and
+        // headers (a query string or a header can carry data too) and the body. Past the free
+        // allowance, or with a body, the upload policy and limit decide on the running total.
+        let head = request_head_len(&parts);
+        let sent_key = format!("http://{auth}");
+        let mine = head + upload_size.unwrap_or(0);
+        // Counted now, so that requests in parallel see each other; given back if refused (a
+        // refused request sends nothing).
+        let total = self.count_sent(&sent_key, mine);
+        let over_limit = self
+            .inner
+            .manifest
+            .limits
+            .upload
+            .as_ref()
+            .is_some_and(|(l, _)| total > *l);
+        if has_body || total > TUNNEL_FREE || over_limit {
+            let a = Action {
+                dest: Some(dest.clone()),
+                port: Some(auth.port),
+                scheme: Some("http".into()),
+                size: Some(total),
+                agent: self.inner.broker.agent().map(str::to_string),
+                ..Action::new(ActionKind::NetUpload, shown.clone())
+            };
+            let d = self.policy(&a);
+            let ok = d.effect == Effect::Allow;
+            if !ok {
+                let status = if over_limit {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                let d = if d.effect == Effect::Ask {
+                    Decision::new(
+                        Effect::Deny,
+                        d.by,
+                        format!("{} (uploads are not asked about yet)", d.reason),
+                    )
+                } else {
+                    d
+                };
+                self.note(self.event(
+                    &a,
+                    &d,
+                    json!({"via": "http", "body": upload_size, "request_bytes": mine}),
+                ));
+                self.refund_sent(&sent_key, mine);
+                return Err(Refusal::new(
+                    status,
+                    socks::REP_NOT_ALLOWED,
+                    &d.by,
+                    d.reason,
+                ));
+            }
+            self.note(self.event(
+                &a,
+                &d,
+                json!({"via": "http", "body": upload_size, "request_bytes": mine}),
+            ));
+        }
+        let mut up = match cached {
+            Some(c) => c,
+            None => {
+                let Some(v) = vetted else {
+                    return Err(Refusal::new(
+                        StatusCode::BAD_GATEWAY,
+                        socks::REP_FAILURE,
+                        "builtin:proxy",
+                        "no admitted destination to dial",
+                    ));
+                };
+                dial_http(&v, key.clone()).await.map_err(|e| {
+                    Refusal::new(
+                        StatusCode::BAD_GATEWAY,
+                        socks::REP_FAILURE,
+                        "builtin:dial",
+                        e,
+                    )
+                })?
+            }
+        };
+        // Origin-form upstream, our own framing, the canonical Host.
+        let mut out = Request::builder()
+            .method(parts.method.clone())
+            .uri(
+                parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/"),
+            )
+            .version(hyper::Version::HTTP_11)
+            .body(body)
+            .map_err(|e| {
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    socks::REP_FAILURE,
+                    "builtin:malformed",
+                    e.to_string(),
+                )
+            })?;
+        *out.headers_mut() = parts.headers;
+        strip_hop_by_hop(out.headers_mut());
+        let host = if auth.port == 80 {
+            dest.clone()
+        } else {
+            auth.to_string()
+        };
+        out.headers_mut().insert(
+            HOST,
+            HeaderValue::from_str(&host).unwrap_or(HeaderValue::from_static("invalid")),
+        );
+        let meter = Arc::new(Meter {
+            proxy: self.clone(),
+            action: Action {
+                dest: Some(dest.clone()),
+                port: Some(auth.port),
+                scheme: Some("http".into()),
+                agent: self.inner.broker.agent().map(str::to_string),
+                ..Action::new(ActionKind::NetConnect, shown.clone())
+            },
+            method: parts.method.to_string(),
+            addr: up.addr,
+            up: sent_up,
+            down: AtomicU64::new(0),
+            status: AtomicU64::new(0),
+            started,
+            count_after: (has_body && upload_size.is_none()).then(|| format!("http://{auth}")),
+        });
+        if up.send.ready().await.is_err() {
+            // The kept-alive upstream went away between requests: dial afresh (vetted anew).
+            let v = self.admit("http", "http", &auth).await?;
+            up = dial_http(&v, key.clone()).await.map_err(|e| {
+                Refusal::new(
+                    StatusCode::BAD_GATEWAY,
+                    socks::REP_FAILURE,
+                    "builtin:dial",
+                    e,
+                )
+            })?;
+        }
+        let resp = up.send.send_request(out).await.map_err(|e| {
+            Refusal::new(
+                StatusCode::BAD_GATEWAY,
+                socks::REP_FAILURE,
+                "builtin:upstream",
+                format!("the upstream failed: {e}"),
+            )
+        })?;
+        meter
+            .status
+            .store(resp.status().as_u16() as u64, Ordering::Relaxed);
+        *lock(&conn.upstream) = Some(up);
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let counted = Counting {
+            inner: body,
+            counter: meter,
+        };
+        Ok(Response::from_parts(parts, counted.boxed()))
+    }
+
+    // ----- SOCKS5 -----
+}
+
+pub(super) async fn dial_http(v: &Vetted, auth: Authority) -> Result<Upstream, String> {
+    let mut last = String::from("no address");
+    for a in &v.addrs {
+        match tokio::time::timeout(Duration::from_secs(15), TcpStream::connect(a)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                let (send, conn) = hyper::client::conn::http1::Builder::new()
+                    .handshake(TokioIo::new(s))
+                    .await
+                    .map_err(|e| format!("{a}: {e}"))?;
+                tokio::spawn(conn);
+                return Ok(Upstream {
+                    auth,
+                    addr: *a,
+                    send,
+                });
+            }
+            Ok(Err(e)) => last = format!("cannot connect to {a}: {e}"),
+            Err(_) => last = format!("cannot connect to {a}: timed out"),
+        }
+    }
+    Err(last)
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        if let Some(k) = &self.count_after {
+            self.proxy.count_sent(k, self.up.load(Ordering::Relaxed));
+        }
+        let d = Decision::new(Effect::Allow, "session", "request forwarded");
+        let ev = Event {
+            kind: "net.request".into(),
+            ..self.proxy.event(
+                &self.action,
+                &d,
+                json!({
+                    "via": "http", "method": self.method, "addr": self.addr.to_string(),
+                    "status": self.status.load(Ordering::Relaxed),
+                    "up": self.up.load(Ordering::Relaxed), "down": self.down.load(Ordering::Relaxed),
+                    "ms": self.started.elapsed().as_secs_f64() * 1e3,
+                }),
+            )
+        };
+        self.proxy.note(ev);
+    }
+}
+
+impl Count for AtomicU64 {
+    fn add(&self, n: u64) {
+        self.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl Count for Meter {
+    fn add(&self, n: u64) {
+        self.down.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl<C: Count> Body for Counting<C> {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    self.counter.add(d.len() as u64);
+                }
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The bytes of a request's line and headers as the client sent them (close enough: the
+/// method, target, version and each `name: value\r\n`).
+pub(super) fn request_head_len(p: &hyper::http::request::Parts) -> u64 {
+    let line = p.method.as_str().len() + p.uri.to_string().len() + 12;
+    let headers: usize = p
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    (line + headers + 2) as u64
+}
+
+impl Gate<'_> {
+    pub(super) fn add(&mut self, n: u64) -> bool {
+        let total = self.proxy.count_sent(&self.key, n);
+        self.total = total;
+        if total < self.next && self.limit.is_none_or(|l| total <= l) {
+            return true;
+        }
+        while self.next <= total {
+            self.next = self.next.saturating_mul(2);
+        }
+        let a = Action {
+            kind: ActionKind::NetUpload,
+            size: Some(total),
+            ..self.action.clone()
+        };
+        let d = self.proxy.policy(&a);
+        if d.effect == Effect::Allow {
+            return true;
+        }
+        self.refusal = Some(Decision::new(
+            Effect::Deny,
+            d.by,
+            format!(
+                "{} bytes sent to {} through tunnels this session: {} (the tunnel was closed)",
+                total, self.key, d.reason
+            ),
+        ));
+        false
+    }
+}
+
+pub(super) fn strip_hop_by_hop(h: &mut HeaderMap) {
+    use hyper::header;
+    if h.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in listed {
+            h.remove(n);
+        }
+    }
+    // Names known in advance: no parsing per request.
+    const HOP: [HeaderName; 9] = [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ];
+    for n in &HOP {
+        if h.contains_key(n) {
+            h.remove(n);
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! The proxy server: one listening socket speaking HTTP/1.1, HTTP/2 (prior knowledge) and
+//! SOCKS5, told apart by the first byte.
+
+mod admission;
+mod http;
+mod resolver;
+mod socks_server;
+mod splice;
+mod tunnel;
+
+use resolver::*;
+use splice::*;
+use tunnel::*;
+
+use crate::canon::{self, Authority, Host};
+use crate::{classify, socks, tls};
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, HOST};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use ward_audit::{AuditLog, Event};
+use ward_broker::{Broker, Outcome};
+use ward_consent::Consent;
+use ward_core::{Action, ActionKind, Consented, Decision, Effect, HostPattern, Manifest};
+use ward_policy::Pdp;
+
+/// The port the proxy listens on inside a session's network namespace (127.0.0.1).
+pub const PROXY_PORT: u16 = 3128;
+
+/// Chunked request bodies held at once, across all requests, in KiB (256 MiB).
+const BUFFER_BUDGET_KIB: usize = 256 * 1024;
+/// Connections served at once; past this, new ones are closed (and counted).
+const MAX_CONNECTIONS: usize = 4096;
+/// Refusal records per destination; past this they are only counted.
+const REFUSAL_RECORDS: u64 = 20;
+/// A tunnel with no traffic either way for this long is closed.
+const TUNNEL_IDLE: Duration = Duration::from_secs(3600);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// Where names are resolved.
+#[derive(Debug, Clone)]
+pub enum Dns {
+    /// The system's configuration (`/etc/resolv.conf`, `/etc/hosts`).
+    System,
+    /// These servers only (UDP and TCP), no hosts file.
+    Servers(Vec<SocketAddr>),
+}
+
+/// What the proxy needs.
+pub struct Config {
+    pub manifest: Manifest,
+    pub log: Arc<AuditLog>,
+    /// The session the records belong to (`ward run`), if any.
+    pub session: Option<String>,
+    pub agent: Option<String>,
+    /// Who answers `ask`; `None`: nobody, so asks are refused.
+    pub consent: Option<Box<dyn Consent + Send>>,
+    pub ask_timeout: Duration,
+    pub dns: Dns,
+    /// Bodies of unknown length (chunked) are held up to this size to be judged as uploads;
+    /// the manifest's upload limit lowers it.
+    pub max_buffered_upload: u64,
+    /// The session's broker (shared with exec and the review, so answers given once hold
+    /// everywhere). `None`: the proxy makes its own from the fields above (`ward proxy`).
+    pub broker: Option<Broker>,
+}
+
+impl Config {
+    pub fn new(manifest: Manifest, log: Arc<AuditLog>) -> Config {
+        Config {
+            manifest,
+            log,
+            session: None,
+            agent: None,
+            consent: None,
+            ask_timeout: Duration::from_secs(60),
+            dns: Dns::System,
+            max_buffered_upload: 64 << 20,
+            broker: None,
+        }
+    }
+}
+
+/// A running proxy's shared state. Cheap to clone.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Decides, asks and records every action of the proxy.
+    broker: Broker,
+    manifest: Manifest,
+    resolver: Option<hickory_resolver::TokioResolver>,
+    resolver_error: String,
+    own: Mutex<Vec<SocketAddr>>,
+    upload_cap: u64,
+    active: AtomicUsize,
+    has_upload_rules: bool,
+    admitted: AtomicU64,
+    refused: AtomicU64,
+    /// Bytes sent through tunnels this session, per destination.
+    /// What the session has sent to each destination (`scheme://host:port`): request lines,
+    /// headers and bodies of plain requests, every byte of tunnels.
+    tunnel_sent: Mutex<HashMap<String, u64>>,
+    /// Bytes of chunked bodies held right now, across all requests.
+    buffering: Arc<tokio::sync::Semaphore>,
+    /// This machine's own addresses (the proxy dials from the host's network).
+    local: Vec<IpAddr>,
+    /// Refusal records per destination (past a bound they are only counted).
+    refusals_by: Mutex<HashMap<String, u64>>,
+}
+
+/// Why something was refused: what the client is told and what the log says.
+struct Refusal {
+    status: StatusCode,
+    socks: u8,
+    by: String,
+    reason: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, socks: u8, by: &str, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            socks,
+            by: by.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A destination that passed: where to dial.
+struct Vetted {
+    addrs: Vec<SocketAddr>,
+}
+
+impl Proxy {
+    pub fn new(cfg: Config) -> anyhow::Result<Proxy> {
+        raise_fd_limit();
+        let broker = match cfg.broker {
+            Some(b) => b,
+            None => Broker::new(ward_broker::Config {
+                pdp: Pdp::new(cfg.manifest.clone())?,
+                log: cfg.log,
+                session: cfg.session,
+                agent: cfg.agent,
+                channels: cfg.consent.into_iter().collect(),
+                ask_timeout: cfg.ask_timeout,
+                always: None,
+            }),
+        };
+        let (resolver, resolver_error) = match build_resolver(&cfg.dns) {
+            Ok(r) => (Some(r), String::new()),
+            Err(e) => (None, e),
+        };
+        let limit = cfg.manifest.limits.upload.as_ref().map(|(v, _)| *v);
+        let has_upload_rules = limit.is_some()
+            || cfg
+                .manifest
+                .policies
+                .iter()
+                .any(|p| p.actions.iter().any(|k| k.matches(&ActionKind::NetUpload)));
+        Ok(Proxy {
+            inner: Arc::new(Inner {
+                broker,
+                manifest: cfg.manifest,
+                resolver,
+                resolver_error,
+                own: Mutex::new(Vec::new()),
+                upload_cap: limit
+                    .map_or(cfg.max_buffered_upload, |l| l.min(cfg.max_buffered_upload)),
+                active: AtomicUsize::new(0),
+                has_upload_rules,
+                admitted: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                tunnel_sent: Mutex::new(HashMap::new()),
+                buffering: Arc::new(tokio::sync::Semaphore::new(BUFFER_BUDGET_KIB)),
+                local: local_addresses(),
+                refusals_by: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Connections being served right now.
+    pub fn active(&self) -> usize {
+        self.inner.active.load(Ordering::Relaxed)
+    }
+
+    /// Destinations admitted and actions refused so far (for the session's end record).
+    pub fn stats(&self) -> serde_json::Value {
+        let unrecorded: u64 = lock(&self.inner.refusals_by)
+            .values()
+            .map(|n| n.saturating_sub(REFUSAL_RECORDS))
+            .sum();
+        json!({
+            "admitted": self.inner.admitted.load(Ordering::Relaxed),
+            "refused": self.inner.refused.load(Ordering::Relaxed),
+            "refusals_only_counted": unrecorded,
+        })
+    }
+
+    /// Accept and serve until the listener fails.
+    pub async fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
+        if let Ok(a) = listener.local_addr() {
+            lock(&self.inner.own).push(a);
+        }
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) if is_transient(&e) => {
+                    // Out of descriptors or memory for a moment: wait rather than spin.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if self.inner.active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                // Past the cap a connection is closed at once (and counted): descriptors stay
+                // for the audit log and the connections already served.
+                self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                drop(stream);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let p = self.clone();
+            p.inner.active.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                // Counted down however the task ends (a panic included).
+                struct Active(Proxy);
+                impl Drop for Active {
+                    fn drop(&mut self) {
+                        self.0.inner.active.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                let guard = Active(p);
+                guard.0.connection(stream).await;
+            });
+        }
+    }
+
+    async fn connection(&self, stream: TcpStream) {
+        let mut first = [0u8; 1];
+        let n = match tokio::time::timeout(Duration::from_secs(30), stream.peek(&mut first)).await {
+            Ok(Ok(n)) => n,
+            _ => return,
+        };
+        if n == 1 && first[0] == 5 {
+            self.socks(stream).await;
+            return;
+        }
+        if n == 1 && first[0] == b'C' {
+            let mut head = [0u8; 8];
+            if let Ok(Ok(8)) =
+                tokio::time::timeout(Duration::from_secs(30), stream.peek(&mut head)).await
+            {
+                if &head == b"CONNECT " {
+                    self.raw_connect(stream).await;
+                    return;
+                }
+            }
+        }
+        // hyper reads up to the HTTP/2 preface's length to tell the versions apart, with no
+        // deadline of its own: wait for those bytes here, with one.
+        const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        let enough = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut buf = [0u8; 24];
+            loop {
+                match stream.peek(&mut buf).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) if n >= PREFACE.len() || buf[..n] != PREFACE[..n] => return true,
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+        })
+        .await;
+        if enough != Ok(true) {
+            return;
+        }
+        let conn = Arc::new(ClientConn {
+            upstream: Mutex::new(None),
+        });
+        let p = self.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            let (p, conn) = (p.clone(), conn.clone());
+            async move { Ok::<_, std::convert::Infallible>(p.request(req, conn).await) }
+        });
+        let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        b.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .max_buf_size(64 * 1024);
+        b.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(100)
+            .keep_alive_interval(Duration::from_secs(60))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let _ = b
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .await;
+    }
+
+    // ----- decisions -----
+
+    fn event(&self, a: &Action, d: &Decision, detail: serde_json::Value) -> Event {
+        self.outcome_event(
+            a,
+            &Outcome {
+                decision: d.clone(),
+                consent: None,
+                channel: None,
+            },
+            detail,
+        )
+    }
+
+    fn outcome_event(&self, a: &Action, o: &Outcome, detail: serde_json::Value) -> Event {
+        self.inner.broker.event(a, o, detail)
+    }
+
+    /// Record something that already happened (or was refused): queued, not waited for.
+    fn note(&self, ev: Event) {
+        if ev
+            .decision
+            .as_ref()
+            .is_some_and(|d| d.result == Effect::Deny)
+        {
+            self.inner.refused.fetch_add(1, Ordering::Relaxed);
+            // A looping agent must not fill the disk with the same refusal: the first few per
+            // destination are recorded, the rest counted (in the session's end record).
+            let key = ev.resource.clone().unwrap_or_default();
+            let mut by = lock(&self.inner.refusals_by);
+            let known = by.contains_key(&key);
+            if !known && by.len() >= 4096 {
+                return;
+            }
+            let n = by.entry(key).or_insert(0);
+            *n += 1;
+            if *n > REFUSAL_RECORDS {
+                return;
+            }
+        }
+        self.inner.broker.note(ev);
+    }
+
+    fn bad_request(&self, via: &str, what: &str, why: &str) -> Refusal {
+        let a = Action::new(ActionKind::NetConnect, what.to_string());
+        let d = Decision::new(Effect::Deny, "builtin:malformed", why.to_string());
+        self.note(self.event(&a, &d, json!({"via": via, "malformed": true})));
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            socks::REP_FAILURE,
+            "builtin:malformed",
+            why,
+        )
+    }
+
+    fn policy(&self, a: &Action) -> Decision {
+        self.inner.broker.decide(a)
+    }
+
+    /// Ask the person about `key` (a destination) through the broker: once per session per
+    /// destination; concurrent asks for the same one wait for the first answer.
+    async fn ask(&self, d: Decision, key: String, text: String, host: String) -> Outcome {
+        let broker = self.inner.broker.clone();
+        let fallback = Outcome {
+            decision: Decision::new(
+                Effect::Deny,
+                d.by.clone(),
+                format!("{} (asked: unavailable)", d.reason),
+            ),
+            consent: Some(Consented::Unavailable),
+            channel: None,
+        };
+        let remember = ward_broker::Remember {
+            kind: ActionKind::NetConnect,
+            resource: host,
+        };
+        tokio::task::spawn_blocking(move || broker.ask(d, &key, &text, Some(remember)))
+            .await
+            .unwrap_or(fallback)
+    }
+}
+
+/// The upstream connection a client connection keeps for its next request to the same place.
+struct ClientConn {
+    /// Taken for a request and put back after it (never held across an await).
+    upstream: Mutex<Option<Upstream>>,
+}
+
+struct Upstream {
+    auth: Authority,
+    addr: SocketAddr,
+    send: hyper::client::conn::http1::SendRequest<ProxyBody>,
+}
+
+/// Counts a response body and records the request when it is done (or dropped).
+struct Meter {
+    proxy: Proxy,
+    action: Action,
+    method: String,
+    addr: SocketAddr,
+    up: Arc<AtomicU64>,
+    down: AtomicU64,
+    status: AtomicU64,
+    started: Instant,
+    /// A body whose size was not known when the request was decided: its bytes join the
+    /// session's total to this destination (`scheme://host:port`) once they have passed.
+    count_after: Option<String>,
+}
+
+/// Where a [`Counting`] body adds the bytes it passes: a plain counter (a request body on its
+/// way up) or a response's [`Meter`] (held until the body ends, when it records the request).
+trait Count {
+    fn add(&self, n: u64);
+}
+
+/// A body passed through, its data bytes counted.
+struct Counting<C: Count> {
+    inner: Incoming,
+    counter: Arc<C>,
+}
+
+enum PipeError {
+    Io(u64, u64, std::io::Error),
+    Limit(u64, u64),
+}
+
+/// A tunnel's client side: a plain socket can be spliced.
+trait Relay: AsyncRead + AsyncWrite + Unpin {
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+/// A pipe for `splice`, closed on drop, with its current capacity.
+struct SplicePipe(i32, i32, usize);
+
+/// The most a tunnel's pipe grows to.
+const SPLICE_MAX: usize = 1 << 20;
+
+const GATE_CLOSED: &str = "upload refused";
+
+/// What a session has sent through tunnels to one destination: the requests inside are
+/// encrypted, so the bytes are the upload. The first [`TUNNEL_FREE`] bytes per destination (TLS
+/// handshakes, small requests) pass unasked; past that the upload policy and limit decide
+/// with the running total as the size, again at every doubling and whenever the total passes
+/// the limit. A refusal closes the tunnel and stands for the rest of the session.
+struct Gate<'a> {
+    proxy: &'a Proxy,
+    key: String,
+    action: Action,
+    next: u64,
+    limit: Option<u64>,
+    refusal: Option<Decision>,
+    /// The session's total to this destination at the last check.
+    total: u64,
+}
+
+/// Bytes a session may send to a destination (through tunnels, or as request lines and headers
+/// of plain requests) before the upload policy is asked.
+pub const TUNNEL_FREE: u64 = 64 * 1024;
+
+fn empty() -> ProxyBody {
+    Full::new(Bytes::new()).map_err(|e| match e {}).boxed()
+}
+
+/// A refusal as raw HTTP/1.1 bytes (for the CONNECT fast path); the connection then closes.
+fn refusal_bytes(r: &Refusal) -> Vec<u8> {
+    let body = format!(
+        "ward: {}: {}\n",
+        if r.status == StatusCode::BAD_REQUEST {
+            "bad request"
+        } else {
+            "blocked"
+        },
+        r.reason
+    );
+    let by: String = r.by.chars().filter(|c| !c.is_control()).collect();
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\nx-ward-decision: deny\r\nx-ward-by: {by}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        r.status.as_u16(),
+        r.status.canonical_reason().unwrap_or(""),
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn refusal_response(r: &Refusal) -> Response<ProxyBody> {
+    let text = format!(
+        "ward: {}: {}\n",
+        if r.status == StatusCode::BAD_REQUEST {
+            "bad request"
+        } else {
+            "blocked"
+        },
+        r.reason
+    );
+    let mut resp = Response::new(Full::new(Bytes::from(text)).map_err(|e| match e {}).boxed());
+    *resp.status_mut() = r.status;
+    let h = resp.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert("x-ward-decision", HeaderValue::from_static("deny"));
+    if let Ok(v) = HeaderValue::from_str(&r.by) {
+        h.insert("x-ward-by", v);
+    }
+    resp
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn is_transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ECONNABORTED)
+    )
+}

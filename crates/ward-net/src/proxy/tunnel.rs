@@ -1,0 +1,346 @@
+//! CONNECT tunnels (HTTP and raw): the ClientHello's server name must be the decided host;
+//! then bytes both ways, counted as uploads, with an idle limit.
+
+use super::*;
+
+impl Proxy {
+    pub(super) async fn connect(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let raw = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
+        let auth = match canon::authority(&raw, None) {
+            Ok(a) => a,
+            Err(e) => {
+                let r = self.bad_request("connect", &raw, &format!("bad CONNECT target: {e}"));
+                return refusal_response(&r);
+            }
+        };
+        let vetted = match self.admit("connect", "https", &auth).await {
+            Ok(v) => v,
+            Err(r) => return refusal_response(&r),
+        };
+        let p = self.clone();
+        tokio::spawn(async move {
+            if let Ok(up) = hyper::upgrade::on(req).await {
+                p.tunnel(TokioIo::new(up), auth, vetted, "connect", Vec::new())
+                    .await
+            }
+        });
+        Response::new(empty())
+    }
+
+    /// A connection whose first request is CONNECT (what clients do): read its head here, so
+    /// that the tunnel keeps the plain socket and can move bytes with `splice` (no copies
+    /// through the proxy). The same decisions as [`Proxy::connect`].
+    pub(super) async fn raw_connect(&self, mut s: TcpStream) {
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 4096];
+        let end = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    return Some(i + 4);
+                }
+                if buf.len() > 16 * 1024 {
+                    return None;
+                }
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await;
+        let Ok(Some(end)) = end else {
+            let r = self.bad_request(
+                "connect",
+                "CONNECT",
+                "incomplete or oversized CONNECT request",
+            );
+            let _ = s.write_all(&refusal_bytes(&r)).await;
+            return;
+        };
+        let early = buf[end..].to_vec();
+        let Ok(head) = std::str::from_utf8(&buf[..end]) else {
+            let r = self.bad_request("connect", "CONNECT", "the CONNECT request is not text");
+            let _ = s.write_all(&refusal_bytes(&r)).await;
+            return;
+        };
+        let line = head.lines().next().unwrap_or("");
+        let mut parts = line.split(' ');
+        let (m, target, version) = (parts.next(), parts.next(), parts.next());
+        if m != Some("CONNECT")
+            || !matches!(version, Some("HTTP/1.1") | Some("HTTP/1.0"))
+            || parts.next().is_some()
+            || head.contains("\r\n ")
+            || head.contains("\r\n\t")
+            || head[..end.saturating_sub(4)]
+                .split("\r\n")
+                .any(|l| l.contains('\n'))
+        {
+            let r = self.bad_request("connect", line, "malformed CONNECT request");
+            let _ = s.write_all(&refusal_bytes(&r)).await;
+            return;
+        }
+        let raw = target.unwrap_or("");
+        let auth = match canon::authority(raw, None) {
+            Ok(a) => a,
+            Err(e) => {
+                let r = self.bad_request("connect", raw, &format!("bad CONNECT target: {e}"));
+                let _ = s.write_all(&refusal_bytes(&r)).await;
+                return;
+            }
+        };
+        match self.admit("connect", "https", &auth).await {
+            Ok(v) => {
+                if s.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                    .await
+                    .is_ok()
+                {
+                    self.tunnel(s, auth, v, "connect", early).await;
+                }
+            }
+            Err(r) => {
+                let _ = s.write_all(&refusal_bytes(&r)).await;
+            }
+        }
+    }
+
+    /// The body of a CONNECT or SOCKS tunnel: read the ClientHello, check its name, dial the
+    /// vetted address, pass bytes both ways, record what went through.
+    pub(super) async fn tunnel<S>(
+        &self,
+        mut client: S,
+        auth: Authority,
+        vetted: Vetted,
+        via: &str,
+        early: Vec<u8>,
+    ) where
+        S: Relay,
+    {
+        let started = Instant::now();
+        let target = format!("https://{auth}");
+        let action = Action {
+            dest: Some(auth.host.as_match()),
+            port: Some(auth.port),
+            scheme: Some("https".into()),
+            agent: self.inner.broker.agent().map(str::to_string),
+            ..Action::new(ActionKind::NetConnect, target)
+        };
+        let mut buf = early;
+        let hello = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut chunk = [0u8; 4096];
+            loop {
+                if buf.len() >= tls::need(&buf) || buf.first().is_some_and(|b| *b != 0x16) {
+                    match tls::parse(&buf) {
+                        Ok(Some(h)) => return Ok(h),
+                        Ok(None) => {}
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                if buf.len() > tls::MAX_HELLO + 1024 {
+                    return Err("ClientHello too large".into());
+                }
+                let n = client.read(&mut chunk).await.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("the client closed before its TLS ClientHello".into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err("no TLS ClientHello within 30 s".into()));
+        let refuse = |why: String| Decision::new(Effect::Deny, "builtin:sni", why);
+        let checked = match hello {
+            Err(e) => Err(refuse(format!(
+                "tunnels carry TLS only ({e}); send plain HTTP as a proxy request (HTTP_PROXY)"
+            ))),
+            Ok(h) if h.esni => Err(refuse(
+                "the ClientHello hides its server name (encrypted_server_name)".into(),
+            )),
+            Ok(h) => match (&auth.host, h.sni.as_deref()) {
+                (Host::Name(n), Some(s))
+                    if s.strip_suffix('.').unwrap_or(s).eq_ignore_ascii_case(n) =>
+                {
+                    Ok(())
+                }
+                (Host::Name(n), Some(s)) => Err(refuse(format!(
+                    "TLS server name `{}` is not the CONNECT host {n} (domain fronting)",
+                    s.escape_default()
+                ))),
+                (Host::Name(n), None) => Err(refuse(format!(
+                    "the ClientHello names no server (SNI), so {n} cannot be checked"
+                ))),
+                (Host::Ip(_), None) => Ok(()),
+                (Host::Ip(ip), Some(s)) => Err(refuse(format!(
+                    "TLS server name `{}` sent to the address {ip}",
+                    s.escape_default()
+                ))),
+            },
+        };
+        if let Err(d) = checked {
+            self.note(self.event(&action, &d, json!({"via": via, "stage": "tls"})));
+            return;
+        }
+        let mut upstream = None;
+        let mut last_err = String::new();
+        for a in &vetted.addrs {
+            match tokio::time::timeout(Duration::from_secs(15), TcpStream::connect(a)).await {
+                Ok(Ok(s)) => {
+                    upstream = Some((s, *a));
+                    break;
+                }
+                Ok(Err(e)) => last_err = format!("{a}: {e}"),
+                Err(_) => last_err = format!("{a}: timed out"),
+            }
+        }
+        let Some((mut up, addr)) = upstream else {
+            let d = Decision::new(
+                Effect::Allow,
+                "builtin:dial",
+                format!("dial failed: {last_err}"),
+            );
+            self.note(Event {
+                kind: "net.close".into(),
+                ..self.event(&action, &d, json!({"via": via, "error": last_err}))
+            });
+            return;
+        };
+        let _ = up.set_nodelay(true);
+        let limit = self.inner.manifest.limits.upload.as_ref().map(|(v, _)| *v);
+        let mut gate = Gate {
+            proxy: self,
+            key: format!("https://{auth}"),
+            action: action.clone(),
+            next: TUNNEL_FREE,
+            limit,
+            refusal: None,
+            total: 0,
+        };
+        let res = if gate.add(buf.len() as u64) {
+            async {
+                up.write_all(&buf)
+                    .await
+                    .map_err(|e| PipeError::Io(0, 0, e))?;
+                match client.tcp() {
+                    Some(c) => splice_pipe(c, &up, buf.len() as u64, |n| gate.add(n)).await,
+                    None => pipe(&mut client, &mut up, buf.len() as u64, |n| gate.add(n)).await,
+                }
+            }
+            .await
+        } else {
+            Err(PipeError::Limit(0, 0))
+        };
+        let (sent, received, end) = match res {
+            Ok((s, r)) => (s, r, "closed".to_string()),
+            Err(PipeError::Io(s, r, e)) => (s, r, format!("error: {e}")),
+            Err(PipeError::Limit(s, r)) => (s, r, "upload limit".to_string()),
+        };
+        let detail = json!({
+            "via": via, "addr": addr.to_string(), "up": sent, "down": received,
+            "ms": started.elapsed().as_secs_f64() * 1e3, "end": end,
+        });
+        if end == "upload limit" {
+            let d = gate
+                .refusal
+                .take()
+                .unwrap_or_else(|| Decision::new(Effect::Deny, self.upload_by(), "upload refused"));
+            let a = Action {
+                kind: ActionKind::NetUpload,
+                size: Some(gate.total),
+                ..action.clone()
+            };
+            self.note(self.event(&a, &d, detail));
+        } else {
+            let d = Decision::new(Effect::Allow, "session", "tunnel ended");
+            self.note(Event {
+                kind: "net.close".into(),
+                ..self.event(&action, &d, detail)
+            });
+        }
+    }
+}
+
+/// Ends with an error once `last` (seconds since `started` of the last byte either way) is
+/// [`TUNNEL_IDLE`] old.
+pub(super) async fn idle_watchdog(started: Instant, last: &AtomicU64) -> std::io::Result<()> {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        if started.elapsed().as_secs() - last.load(Ordering::Relaxed) >= TUNNEL_IDLE.as_secs() {
+            return Err(std::io::Error::other("idle"));
+        }
+    }
+}
+
+/// Copy both ways until both sides are done. `gate` sees every chunk going up before it is
+/// passed on, and stops the copy by returning `false`.
+pub(super) async fn pipe<A, B>(
+    a: &mut A,
+    b: &mut B,
+    already_up: u64,
+    mut gate: impl FnMut(u64) -> bool,
+) -> Result<(u64, u64), PipeError>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let up = AtomicU64::new(already_up);
+    let down = AtomicU64::new(0);
+    let over = std::sync::atomic::AtomicBool::new(false);
+    let started = Instant::now();
+    let last = AtomicU64::new(0);
+    let touch = || last.store(started.elapsed().as_secs(), Ordering::Relaxed);
+    let watchdog = idle_watchdog(started, &last);
+    let upward = async {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let n = ar.read(&mut buf).await?;
+            if n == 0 {
+                let _ = bw.shutdown().await;
+                return Ok::<_, std::io::Error>(());
+            }
+            touch();
+            if !gate(n as u64) {
+                over.store(true, Ordering::Relaxed);
+                return Err(std::io::Error::other("upload refused"));
+            }
+            up.fetch_add(n as u64, Ordering::Relaxed);
+            bw.write_all(&buf[..n]).await?;
+        }
+    };
+    let downward = async {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let n = br.read(&mut buf).await?;
+            if n == 0 {
+                let _ = aw.shutdown().await;
+                return Ok::<_, std::io::Error>(());
+            }
+            touch();
+            down.fetch_add(n as u64, Ordering::Relaxed);
+            aw.write_all(&buf[..n]).await?;
+        }
+    };
+    let both = async { tokio::try_join!(upward, downward) };
+    let r = tokio::select! {
+        r = both => r.map(|_| ()),
+        r = watchdog => r,
+    };
+    let (u, d) = (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed));
+    match r {
+        Ok(_) => Ok((u, d)),
+        Err(_) if over.load(Ordering::Relaxed) => Err(PipeError::Limit(u, d)),
+        Err(e) => Err(PipeError::Io(u, d, e)),
+    }
+}
+
+impl Relay for TcpStream {
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
+impl Relay for TokioIo<hyper::upgrade::Upgraded> {}
