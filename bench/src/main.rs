@@ -234,7 +234,7 @@ fn event(i: usize) -> Event {
         size: Some(4096),
         decision: Some(ward_audit::EventDecision {
             result: ward_core::Effect::Allow,
-            by: "manifest:/home/alice/ward.toml:4:8".into(),
+            by: ward_core::By::manifest("/home/alice/ward.toml:4:8"),
             reason: "inside the grant /home/alice/Documents/ProjectX (read-write staged)".into(),
         }),
         ..Event::new("file.read")
@@ -394,7 +394,7 @@ fn compact_event(i: usize) -> Event {
         resource: Some(format!("/p/src/f{i}.rs")),
         decision: Some(ward_audit::EventDecision {
             result: ward_core::Effect::Allow,
-            by: "manifest:ward.toml:4:8".into(),
+            by: ward_core::By::manifest("ward.toml:4:8"),
             reason: "in grant".into(),
         }),
         ..Event::new("file.read")

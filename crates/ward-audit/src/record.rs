@@ -47,7 +47,7 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventDecision {
     pub result: Effect,
-    pub by: String,
+    pub by: ward_core::By,
     pub reason: String,
 }
 

@@ -179,7 +179,7 @@ impl AuditLog {
             Ok(()) => decision,
             Err(e) => Decision::new(
                 Effect::Deny,
-                "builtin:audit",
+                ward_core::By::builtin("audit"),
                 format!("the audit log could not record this action, so it is denied: {e}"),
             ),
         }

@@ -150,7 +150,7 @@ fn a_decision_whose_record_fails_becomes_a_deny() {
     let f = Fixture::new();
     let log = f.open(1000);
     let a = Action::upload("uploads.acme.com", 10);
-    let allow = Decision::new(Effect::Allow, "manifest:x", "listed");
+    let allow = Decision::new(Effect::Allow, ward_core::By::manifest("x"), "listed");
     assert_eq!(log.record_decision(&a, allow.clone()), allow);
     // Break the log (see above): the same allow now comes back as a deny.
     std::fs::remove_dir_all(f.keys.dir.join("anchors")).unwrap();

@@ -216,7 +216,7 @@ impl Broker {
             _ => return false,
         };
         matches!(origin, ward_core::Origin::File { path, managed: false, .. } if *path == a.manifest)
-            && d.by == format!("manifest:{origin}")
+            && d.by == ward_core::By::manifest(origin)
     }
 
     fn write_always(&self, r: &Remember, channel: &str) {

@@ -234,22 +234,194 @@ impl FromStr for Effect {
     }
 }
 
+/// Where a decision came from: the first part of [`By`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A line of the user's manifest (or of a managed file): `manifest:FILE:LINE:COL`.
+    Manifest,
+    /// A Rego policy: `policy:FILE#RULE`.
+    Policy,
+    /// A managed file's bound on what the manifest may grant: `managed`.
+    Managed,
+    /// Nothing in the manifest spoke: `default`.
+    Default,
+    /// One of Ward's own checks: `builtin:NAME` (`ssrf`, `dns`, `audit`, `token`, ...).
+    Builtin,
+    /// The kernel sandbox refused it: `sandbox:NAME` (`seccomp`, `network`, `cgroup`, ...).
+    Sandbox,
+    /// The terminal relay: `terminal:relay`.
+    Terminal,
+    /// A person, answering: `person:NAME`.
+    Person,
+    /// The session's own bookkeeping (a tunnel's end, a request forwarded): `session`.
+    Session,
+}
+
+impl Source {
+    pub const ALL: [Source; 9] = [
+        Source::Manifest,
+        Source::Policy,
+        Source::Managed,
+        Source::Default,
+        Source::Builtin,
+        Source::Sandbox,
+        Source::Terminal,
+        Source::Person,
+        Source::Session,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Manifest => "manifest",
+            Source::Policy => "policy",
+            Source::Managed => "managed",
+            Source::Default => "default",
+            Source::Builtin => "builtin",
+            Source::Sandbox => "sandbox",
+            Source::Terminal => "terminal",
+            Source::Person => "person",
+            Source::Session => "session",
+        }
+    }
+}
+
+/// Who decided, in one grammar: `SOURCE` or `SOURCE:DETAIL` (`manifest:ward.toml:12:1`,
+/// `policy:p.rego#data.x.allow`, `builtin:ssrf`, `sandbox:seccomp`, `person:alice`,
+/// `default`). Recorded as that string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct By {
+    pub source: Source,
+    pub detail: Option<String>,
+}
+
+impl By {
+    fn with(source: Source, detail: impl fmt::Display) -> By {
+        By {
+            source,
+            detail: Some(detail.to_string()),
+        }
+    }
+    /// A manifest line, by its origin (`FILE:LINE:COL`).
+    pub fn manifest(origin: impl fmt::Display) -> By {
+        By::with(Source::Manifest, origin)
+    }
+    pub fn policy(file: impl fmt::Display, rule: &str) -> By {
+        By::with(Source::Policy, format!("{file}#{rule}"))
+    }
+    pub fn builtin(name: &str) -> By {
+        By::with(Source::Builtin, name)
+    }
+    pub fn sandbox(name: &str) -> By {
+        By::with(Source::Sandbox, name)
+    }
+    pub fn terminal(name: &str) -> By {
+        By::with(Source::Terminal, name)
+    }
+    pub fn person(who: &str) -> By {
+        By::with(Source::Person, who)
+    }
+    pub fn managed() -> By {
+        By {
+            source: Source::Managed,
+            detail: None,
+        }
+    }
+    pub fn default_rule() -> By {
+        By {
+            source: Source::Default,
+            detail: None,
+        }
+    }
+    pub fn session() -> By {
+        By {
+            source: Source::Session,
+            detail: None,
+        }
+    }
+}
+
+impl fmt::Display for By {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.detail {
+            Some(d) => write!(f, "{}:{d}", self.source.as_str()),
+            None => f.write_str(self.source.as_str()),
+        }
+    }
+}
+
+/// The error for a `by` that is not in the grammar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` does not say who decided (expected manifest:, policy:, builtin:, sandbox:, terminal:, person:, managed, default or session)")]
+pub struct BadBy(pub String);
+
+impl FromStr for By {
+    type Err = BadBy;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Records before the one grammar wrote `sandbox.seccomp` and `terminal.relay`.
+        let (head, detail) = match s.split_once(':') {
+            Some((h, d)) => (h, Some(d)),
+            None => match s.split_once('.') {
+                Some((h @ ("sandbox" | "terminal"), d)) => (h, Some(d)),
+                _ => (s, None),
+            },
+        };
+        let source = Source::ALL
+            .into_iter()
+            .find(|x| x.as_str() == head)
+            .ok_or_else(|| BadBy(s.to_string()))?;
+        Ok(By {
+            source,
+            detail: detail.map(str::to_string),
+        })
+    }
+}
+
+impl Serialize for By {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for By {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl PartialEq<str> for By {
+    fn eq(&self, other: &str) -> bool {
+        other.parse::<By>().is_ok_and(|o| o == *self)
+    }
+}
+
+impl PartialEq<String> for By {
+    fn eq(&self, other: &String) -> bool {
+        *self == *other.as_str()
+    }
+}
+
+impl PartialEq<&str> for By {
+    fn eq(&self, other: &&str) -> bool {
+        *self == **other
+    }
+}
+
 /// The answer to an [`Action`], always with what decided it and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     pub effect: Effect,
-    /// Which rule or policy decided, e.g. `manifest:ward.toml:12:1`, `policy:data.x.allow`,
-    /// `builtin:mandatory-deny`, `default`.
-    pub by: String,
+    /// Which rule, policy or check decided (see [`By`]).
+    pub by: By,
     /// A sentence a person can read.
     pub reason: String,
 }
 
 impl Decision {
-    pub fn new(effect: Effect, by: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn new(effect: Effect, by: By, reason: impl Into<String>) -> Self {
         Decision {
             effect,
-            by: by.into(),
+            by,
             reason: reason.into(),
         }
     }
@@ -314,6 +486,26 @@ mod tests {
         assert!("device.".parse::<ActionKind>().is_err());
         assert!("device.Cam era".parse::<ActionKind>().is_err());
         assert!("file.execute".parse::<ActionKind>().is_err());
+    }
+
+    #[test]
+    fn who_decided_has_one_grammar() {
+        for s in [
+            "manifest:/w/ward.toml:12:1",
+            "policy:p.rego#data.x.allow",
+            "builtin:ssrf",
+            "sandbox:seccomp",
+            "person:alice",
+            "default",
+            "managed",
+            "session",
+        ] {
+            let by: By = s.parse().unwrap();
+            assert_eq!(by.to_string(), s);
+        }
+        assert_eq!("sandbox.network".parse::<By>().unwrap(), By::sandbox("network"));
+        assert!("somebody".parse::<By>().is_err());
+        assert_eq!(By::builtin("dns"), "builtin:dns");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use crate::error::PolicyError;
 use crate::rego::RegoPolicy;
 use crate::rules::{normalized, CompiledManifest, Strictest};
 use ward_core::action::KindPattern;
-use ward_core::{Action, Decision, Effect, Manifest};
+use ward_core::{Action, By, Decision, Effect, Manifest};
 
 /// The policy decision point for one manifest. Load once (Rego compiles here), decide per
 /// action. Clone it to decide on several threads.
@@ -58,7 +58,7 @@ fn default_deny_for(a: &Action) -> impl FnOnce() -> Decision + '_ {
     move || {
         Decision::new(
             Effect::Deny,
-            "default",
+            By::default_rule(),
             format!(
                 "nothing in the manifest grants {} {}",
                 a.kind,

@@ -10,7 +10,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use ward_core::{Action, Decision, Effect};
+use ward_core::{Action, By, Decision, Effect};
 
 /// The longest a policy may run for one action before the action is denied.
 pub const EVAL_TIME_LIMIT: Duration = Duration::from_millis(250);
@@ -24,7 +24,7 @@ pub struct RegoPolicy {
     pub path: PathBuf,
     pub rule: String,
     /// `policy:<path>#<rule>`, formatted once.
-    by: String,
+    by: By,
 }
 
 impl Clone for RegoPolicy {
@@ -141,7 +141,7 @@ impl RegoPolicy {
         Ok(RegoPolicy {
             engine,
             vm,
-            by: format!("policy:{}#{rule}", path.display()),
+            by: By::policy(path.display(), rule),
             path: path.to_path_buf(),
             rule: rule.to_string(),
         })
@@ -236,7 +236,7 @@ fn timer() -> regorus::utils::limits::ExecutionTimerConfig {
 /// How a rule's value becomes a decision: `true` allows and `false` denies; a string or an
 /// object `{"effect": "allow|ask|deny", "reason": "..."}` says it outright; anything else,
 /// including an undefined rule, denies.
-fn interpret(v: &Value, rule: &str, by: String) -> Decision {
+fn interpret(v: &Value, rule: &str, by: By) -> Decision {
     match v {
         Value::Bool(true) => Decision::new(Effect::Allow, by, format!("{rule} is true")),
         Value::Bool(false) => Decision::new(Effect::Deny, by, format!("{rule} is false")),

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use ward_core::action::KindPattern;
 use ward_core::manifest::Manifest;
-use ward_core::{glob, Access, Action, ActionKind, Decision, Destination, Effect};
+use ward_core::{glob, Access, Action, ActionKind, By, Decision, Destination, Effect};
 
 /// Keeps the strictest decision seen; the first one wins a tie, so the most specific
 /// check should be offered first.
@@ -22,9 +22,9 @@ impl Strictest {
         }
     }
     /// Offer a decision built only if it would be kept.
-    fn offer_with(&mut self, effect: Effect, by: &str, reason: &str) {
+    fn offer_with(&mut self, effect: Effect, by: &By, reason: &str) {
         if self.0.as_ref().is_none_or(|cur| effect > cur.effect) {
-            self.0 = Some(Decision::new(effect, by, reason));
+            self.0 = Some(Decision::new(effect, by.clone(), reason));
         }
     }
 }
@@ -49,7 +49,7 @@ enum Matcher {
 
 struct Deny {
     matcher: Matcher,
-    by: String,
+    by: By,
     reason: String,
 }
 
@@ -116,7 +116,7 @@ fn deny(pattern: &str, origin: &ward_core::Origin) -> Deny {
     };
     Deny {
         matcher,
-        by: format!("manifest:{origin}"),
+        by: By::manifest(origin),
         reason: format!("`{pattern}` is always denied inside grants"),
     }
 }
@@ -127,7 +127,7 @@ struct Grant {
     /// the grant's denies followed by the global ones): everything in the grant is denied.
     prefix_deny: Option<usize>,
     read_only: bool,
-    by: String,
+    by: By,
     allow_reason: String,
     ro_reason: String,
     denies: Vec<Deny>,
@@ -150,21 +150,21 @@ struct Rule {
     kinds: Vec<KindPattern>,
     effect: Effect,
     pattern: Option<String>,
-    by: String,
+    by: By,
     reason: String,
 }
 
 struct Net {
     dest: Destination,
     effect: Effect,
-    by: String,
+    by: By,
     reason: String,
 }
 
 /// One managed file's limits (see [`ward_core::Ceiling`]).
 struct Ceiling {
     files: Option<Vec<Grant>>,
-    network: Option<(Vec<Net>, Effect, String)>,
+    network: Option<(Vec<Net>, Effect, By)>,
     outside: String,
 }
 
@@ -175,9 +175,9 @@ pub struct CompiledManifest {
     denies: Vec<Deny>,
     rules: Vec<Rule>,
     network: Vec<Net>,
-    unknown: (Effect, String),
-    unknown_exec: (Effect, String),
-    upload_limit: Option<(u64, String)>,
+    unknown: (Effect, By),
+    unknown_exec: (Effect, By),
+    upload_limit: Option<(u64, By)>,
 }
 
 fn grant(g: &ward_core::FileGrant, global: &[Deny]) -> Grant {
@@ -191,7 +191,7 @@ fn grant(g: &ward_core::FileGrant, global: &[Deny]) -> Grant {
         prefix,
         prefix_deny,
         read_only: g.access == Access::Read,
-        by: format!("manifest:{}", g.origin),
+        by: By::manifest(&g.origin),
         allow_reason: format!(
             "inside the grant {} ({} {})",
             g.path.display(),
@@ -207,7 +207,7 @@ fn net_entry(e: &ward_core::NetEntry) -> Net {
     Net {
         dest: e.dest.clone(),
         effect: e.effect,
-        by: format!("manifest:{}", e.origin),
+        by: By::manifest(&e.origin),
         reason: format!("{} {}", e.effect, e.dest),
     }
 }
@@ -228,7 +228,7 @@ impl CompiledManifest {
                         (
                             entries.iter().map(net_entry).collect(),
                             *effect,
-                            format!("manifest:{origin}"),
+                            By::manifest(origin),
                         )
                     }),
                     outside: format!("the managed file {} does not allow it", c.source.display()),
@@ -243,7 +243,7 @@ impl CompiledManifest {
                     kinds: r.actions.clone(),
                     effect: r.effect,
                     pattern: r.resource.clone(),
-                    by: format!("manifest:{}", r.origin),
+                    by: By::manifest(&r.origin),
                     reason: r.reason.clone().unwrap_or_else(|| {
                         format!(
                             "rule: {} {}",
@@ -256,14 +256,14 @@ impl CompiledManifest {
             network: m.network.iter().map(net_entry).collect(),
             unknown: (
                 m.unknown_network.0,
-                format!("manifest:{}", m.unknown_network.1),
+                By::manifest(&m.unknown_network.1),
             ),
-            unknown_exec: (m.unknown_exec.0, format!("manifest:{}", m.unknown_exec.1)),
+            unknown_exec: (m.unknown_exec.0, By::manifest(&m.unknown_exec.1)),
             upload_limit: m
                 .limits
                 .upload
                 .as_ref()
-                .map(|(n, o)| (*n, format!("manifest:{o}"))),
+                .map(|(n, o)| (*n, By::manifest(o))),
         }
     }
 
@@ -276,14 +276,14 @@ impl CompiledManifest {
         if let Some(Err(why)) = &net {
             return Some(Decision::new(
                 Effect::Deny,
-                "builtin:bad-destination",
+                By::builtin("bad-destination"),
                 why.clone(),
             ));
         }
         if a.kind.is_file() && !a.resource.starts_with('/') {
             return Some(Decision::new(
                 Effect::Deny,
-                "builtin:bad-path",
+                By::builtin("bad-path"),
                 format!("`{}` is not an absolute path", a.resource),
             ));
         }
@@ -309,7 +309,7 @@ impl CompiledManifest {
             let (effect, by) = &self.unknown_exec;
             best.offer(Decision::new(
                 *effect,
-                by.as_str(),
+                by.clone(),
                 format!(
                     "no exec rule names {} ({effect} other programs)",
                     a.resource
@@ -370,12 +370,12 @@ impl CompiledManifest {
                 match a.size {
                     Some(size) if size > *limit => best.offer(Decision::new(
                         Effect::Deny,
-                        by.as_str(),
+                        by.clone(),
                         format!("upload of {size} bytes exceeds the limit of {limit} bytes"),
                     )),
                     None => best.offer(Decision::new(
                         Effect::Deny,
-                        by.as_str(),
+                        by.clone(),
                         format!("upload of unknown size, and uploads are limited to {limit} bytes"),
                     )),
                     _ => {}
@@ -386,7 +386,7 @@ impl CompiledManifest {
             let (effect, by) = &self.unknown;
             best.offer(Decision::new(
                 *effect,
-                by.as_str(),
+                by.clone(),
                 format!(
                     "{}://{}:{} is not in the manifest ({effect} unknown destinations)",
                     t.scheme, t.host, t.port
@@ -401,7 +401,11 @@ impl Ceiling {
         let Some(grants) = &self.files else { return };
         let path = a.resource.as_str();
         match grants.iter().find(|g| g.rel(path).is_some()) {
-            None => best.offer(Decision::new(Effect::Deny, "managed", self.outside.clone())),
+            None => best.offer(Decision::new(
+                Effect::Deny,
+                By::managed(),
+                self.outside.clone(),
+            )),
             Some(g) if g.read_only && a.kind != ActionKind::FileRead => {
                 best.offer_with(Effect::Deny, &g.by, &g.ro_reason)
             }

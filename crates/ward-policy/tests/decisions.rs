@@ -142,12 +142,12 @@ fn file_decisions() {
     for (kind, path, want) in cases {
         let d = pdp.decide(&file(kind.clone(), &path));
         assert_eq!(d.effect, want, "{kind} {}: {d:?}", path.display());
-        assert!(!d.by.is_empty() && !d.reason.is_empty());
+        assert!(!d.by.to_string().is_empty() && !d.reason.is_empty());
     }
     let d = pdp.decide(&Action::new(ActionKind::FileRead, "relative/path"));
     assert_eq!(d.effect, Effect::Deny);
     let d = pdp.decide(&file(ActionKind::FileRead, &r.join("nowhere")));
-    assert_eq!((d.effect, d.by.as_str()), (Effect::Deny, "default"));
+    assert_eq!((d.effect, d.by.to_string().as_str()), (Effect::Deny, "default"));
 }
 
 #[test]
@@ -159,7 +159,7 @@ fn exec_and_device_rules() {
     // A program no rule names runs (`[exec] unknown` is allow unless the manifest says).
     let other = pdp.decide(&Action::new(ActionKind::Exec, "/opt/tool"));
     assert_eq!(
-        (other.effect, other.by.as_str()),
+        (other.effect, other.by.to_string().as_str()),
         (Effect::Allow, "manifest:default")
     );
     // Rules see every name the program was reached by, and a bare name is the file name.
@@ -245,7 +245,7 @@ fn uploads_go_through_limits_and_the_seed_policy() {
         Effect::Deny,
         "allowed host, but the policy only allows its two"
     );
-    assert!(api.by.starts_with("policy:"), "{api:?}");
+    assert_eq!(api.by.source, ward_core::Source::Policy, "{api:?}");
     assert_eq!(up(&mut pdp, "evil.example.com", 1).effect, Effect::Deny);
 }
 

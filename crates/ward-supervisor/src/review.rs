@@ -224,7 +224,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
                     resource: Some(st.grant.display().to_string()),
                     decision: Some(EventDecision {
                         result: Effect::Deny,
-                        by: "builtin:token".into(),
+                        by: ward_core::By::builtin("token"),
                         reason: e.to_string(),
                     }),
                     ..Event::new("review.refused")
@@ -290,7 +290,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
                 size: c.after.as_ref().map(|a| a.size),
                 decision: Some(EventDecision {
                     result: Effect::Allow,
-                    by: format!("person:{by}"),
+                    by: ward_core::By::person(&by),
                     reason: format!("approved in review ({channel})"),
                 }),
                 consent: Some("granted".into()),
@@ -333,7 +333,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
                 resource: Some(st.grant.join(&h.path).display().to_string()),
                 decision: Some(EventDecision {
                     result: Effect::Deny,
-                    by: rule.map_or("builtin:review.runs-code".into(), |d| d.by),
+                    by: rule.map_or(ward_core::By::builtin("review.runs-code"), |d| d.by),
                     reason: format!(
                         "{}; held until it is named on its own with the reason acknowledged",
                         h.reason
@@ -353,7 +353,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
                 resource: Some(st.grant.join(&h.path).display().to_string()),
                 decision: Some(EventDecision {
                     result: Effect::Deny,
-                    by: format!("builtin:review.{what}"),
+                    by: ward_core::By::builtin(&format!("review.{what}")),
                     reason: h.reason.clone(),
                 }),
                 ..Event::new("review.held")
@@ -638,7 +638,7 @@ pub fn discard_changes(s: &Staged, paths: &[PathBuf], channel: &str) -> anyhow::
                 resource: Some(st.grant.join(&c.path).display().to_string()),
                 decision: Some(EventDecision {
                     result: Effect::Deny,
-                    by: format!("person:{by}"),
+                    by: ward_core::By::person(&by),
                     reason: format!("discarded in review ({channel})"),
                 }),
                 consent: Some("refused".into()),

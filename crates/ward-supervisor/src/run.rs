@@ -754,7 +754,7 @@ fn record_denials(
                         dest: Some(d.args.clone()),
                         decision: Some(EventDecision {
                             result: Effect::Deny,
-                            by: "sandbox.network".into(),
+                            by: ward_core::By::sandbox("network"),
                             reason: if d.args.ends_with(":53") {
                                 format!(
                                     "a DNS query to {} (the sandbox has no resolver: the proxy resolves the names the manifest allows)",
@@ -782,7 +782,7 @@ fn record_denials(
                     resource: Some(d.call.clone()),
                     decision: Some(EventDecision {
                         result: Effect::Deny,
-                        by: "sandbox.seccomp".into(),
+                        by: ward_core::By::sandbox("seccomp"),
                         reason: "a system call the sandbox denies (EPERM)".into(),
                     }),
                     detail: Some(json!({"pid": d.pid, "args": d.args})),
@@ -1184,7 +1184,7 @@ fn record_limits(
             resource: Some(k.clone()),
             decision: Some(EventDecision {
                 result: Effect::Deny,
-                by: "sandbox.cgroup".into(),
+                by: ward_core::By::sandbox("cgroup"),
                 reason: format!("the session reached its limit {v} time(s): {k}"),
             }),
             detail: Some(json!({"count": v, "limits": confinement.limits})),

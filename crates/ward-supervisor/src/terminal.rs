@@ -116,7 +116,7 @@ impl AgentTerminal {
                 resource: Some(k.as_str().to_string()),
                 decision: Some(EventDecision {
                     result: Effect::Deny,
-                    by: "terminal.relay".into(),
+                    by: ward_core::By::terminal("relay"),
                     reason: "the agent's output reached beyond its own screen; dropped (recorded \
                              once per kind)"
                         .into(),

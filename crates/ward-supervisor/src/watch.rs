@@ -109,7 +109,7 @@ impl Reached<'_> {
             resource: Some(what.to_string()),
             decision: Some(EventDecision {
                 result: Effect::Deny,
-                by: "sandbox.limits".into(),
+                by: ward_core::By::sandbox("limits"),
                 reason,
             }),
             ..Event::new("sandbox.limit")

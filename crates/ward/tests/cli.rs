@@ -231,7 +231,7 @@ fn audit_verify_tail_and_export() {
     )
     .unwrap();
     let a = ward_core::Action::upload("uploads.acme.com", 20 << 20);
-    let d = ward_core::Decision::new(ward_core::Effect::Deny, "policy:p#r", "too big");
+    let d = ward_core::Decision::new(ward_core::Effect::Deny, ward_core::By::policy("p", "r"), "too big");
     for _ in 0..5 {
         log.append(ward_audit::Event::action(&a, &d)).unwrap();
     }

@@ -49,7 +49,7 @@ impl Proxy {
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 socks::REP_NOT_ALLOWED,
-                &d.by,
+                d.by.clone(),
                 d.reason,
             ));
         }
@@ -58,12 +58,12 @@ impl Proxy {
             Host::Name(n) => match self.resolve(n).await {
                 Ok(a) => a,
                 Err(why) => {
-                    let d2 = Decision::new(Effect::Deny, "builtin:dns", why.clone());
+                    let d2 = Decision::new(Effect::Deny, By::builtin("dns"), why.clone());
                     self.note(self.outcome_event(&action, &with(d2), json!({"via": via})));
                     return Err(Refusal::new(
                         StatusCode::BAD_GATEWAY,
                         socks::REP_HOST_UNREACHABLE,
-                        "builtin:dns",
+                        By::builtin("dns"),
                         why,
                     ));
                 }
@@ -105,12 +105,12 @@ impl Proxy {
                 answers.first().map(|a| Host::Ip(*a).as_match()).unwrap_or_default(),
                 auth.port
             );
-            let d2 = Decision::new(Effect::Deny, "builtin:ssrf", why.clone());
+            let d2 = Decision::new(Effect::Deny, By::builtin("ssrf"), why.clone());
             self.note(self.outcome_event(&action, &with(d2), detail));
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 socks::REP_NOT_ALLOWED,
-                "builtin:ssrf",
+                By::builtin("ssrf"),
                 why,
             ));
         }
@@ -125,13 +125,13 @@ impl Proxy {
             Ok(Err(e)) => Err(Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 socks::REP_FAILURE,
-                "builtin:audit",
+                By::builtin("audit"),
                 format!("the audit log could not record this connection, so it is refused: {e}"),
             )),
             Err(_) => Err(Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 socks::REP_FAILURE,
-                "builtin:audit",
+                By::builtin("audit"),
                 "the audit log could not record this connection",
             )),
         }
@@ -181,13 +181,12 @@ impl Proxy {
         *t
     }
 
-    pub(super) fn upload_by(&self) -> String {
+    pub(super) fn upload_by(&self) -> By {
         self.inner
             .manifest
             .limits
             .upload
             .as_ref()
-            .map(|(_, o)| o.to_string())
-            .unwrap_or_else(|| "limits.upload".into())
+            .map_or_else(|| By::builtin("upload"), |(_, o)| By::manifest(o))
     }
 }

@@ -104,7 +104,7 @@ impl Proxy {
                 return Err(Refusal::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     socks::REP_FAILURE,
-                    "builtin:busy",
+                    By::builtin("busy"),
                     "too many chunked uploads are being checked at once; retry, or send a \
                      Content-Length",
                 ));
@@ -140,7 +140,7 @@ impl Proxy {
                     return Err(Refusal::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         socks::REP_NOT_ALLOWED,
-                        &d.by,
+                        d.by.clone(),
                         why,
                     ));
                 }
@@ -175,7 +175,7 @@ impl Proxy {
                     return Err(Refusal::new(
                         StatusCode::FORBIDDEN,
                         socks::REP_NOT_ALLOWED,
-                        &d.by,
+                        d.by.clone(),
                         d.reason,
                     ));
                 }
@@ -237,7 +237,7 @@ impl Proxy {
                 return Err(Refusal::new(
                     status,
                     socks::REP_NOT_ALLOWED,
-                    &d.by,
+                    d.by.clone(),
                     d.reason,
                 ));
             }
@@ -254,7 +254,7 @@ impl Proxy {
                     return Err(Refusal::new(
                         StatusCode::BAD_GATEWAY,
                         socks::REP_FAILURE,
-                        "builtin:proxy",
+                        By::builtin("proxy"),
                         "no admitted destination to dial",
                     ));
                 };
@@ -262,7 +262,7 @@ impl Proxy {
                     Refusal::new(
                         StatusCode::BAD_GATEWAY,
                         socks::REP_FAILURE,
-                        "builtin:dial",
+                        By::builtin("dial"),
                         e,
                     )
                 })?
@@ -284,7 +284,7 @@ impl Proxy {
                 Refusal::new(
                     StatusCode::BAD_REQUEST,
                     socks::REP_FAILURE,
-                    "builtin:malformed",
+                    By::builtin("malformed"),
                     e.to_string(),
                 )
             })?;
@@ -323,7 +323,7 @@ impl Proxy {
                 Refusal::new(
                     StatusCode::BAD_GATEWAY,
                     socks::REP_FAILURE,
-                    "builtin:dial",
+                    By::builtin("dial"),
                     e,
                 )
             })?;
@@ -332,7 +332,7 @@ impl Proxy {
             Refusal::new(
                 StatusCode::BAD_GATEWAY,
                 socks::REP_FAILURE,
-                "builtin:upstream",
+                By::builtin("upstream"),
                 format!("the upstream failed: {e}"),
             )
         })?;
@@ -381,7 +381,7 @@ impl Drop for Meter {
         if let Some(k) = &self.count_after {
             self.proxy.count_sent(k, self.up.load(Ordering::Relaxed));
         }
-        let d = Decision::new(Effect::Allow, "session", "request forwarded");
+        let d = Decision::new(Effect::Allow, By::session(), "request forwarded");
         let ev = Event {
             kind: "net.request".into(),
             ..self.proxy.event(

@@ -33,7 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use ward_audit::{AuditLog, Event};
 use ward_broker::{Broker, Outcome};
 use ward_consent::Consent;
-use ward_core::{Action, ActionKind, Consented, Decision, Effect, HostPattern, Manifest};
+use ward_core::{Action, ActionKind, By, Consented, Decision, Effect, HostPattern, Manifest};
 use ward_policy::Pdp;
 
 /// The port the proxy listens on inside a session's network namespace (127.0.0.1).
@@ -129,16 +129,16 @@ struct Inner {
 struct Refusal {
     status: StatusCode,
     socks: u8,
-    by: String,
+    by: By,
     reason: String,
 }
 
 impl Refusal {
-    fn new(status: StatusCode, socks: u8, by: &str, reason: impl Into<String>) -> Refusal {
+    fn new(status: StatusCode, socks: u8, by: By, reason: impl Into<String>) -> Refusal {
         Refusal {
             status,
             socks,
-            by: by.into(),
+            by,
             reason: reason.into(),
         }
     }
@@ -359,12 +359,12 @@ impl Proxy {
 
     fn bad_request(&self, via: &str, what: &str, why: &str) -> Refusal {
         let a = Action::new(ActionKind::NetConnect, what.to_string());
-        let d = Decision::new(Effect::Deny, "builtin:malformed", why.to_string());
+        let d = Decision::new(Effect::Deny, By::builtin("malformed"), why.to_string());
         self.note(self.event(&a, &d, json!({"via": via, "malformed": true})));
         Refusal::new(
             StatusCode::BAD_REQUEST,
             socks::REP_FAILURE,
-            "builtin:malformed",
+            By::builtin("malformed"),
             why,
         )
     }
@@ -490,7 +490,7 @@ fn refusal_bytes(r: &Refusal) -> Vec<u8> {
         },
         r.reason
     );
-    let by: String = r.by.chars().filter(|c| !c.is_control()).collect();
+    let by: String = r.by.to_string().chars().filter(|c| !c.is_control()).collect();
     format!(
         "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\nx-ward-decision: deny\r\nx-ward-by: {by}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         r.status.as_u16(),
@@ -518,7 +518,7 @@ fn refusal_response(r: &Refusal) -> Response<ProxyBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     h.insert("x-ward-decision", HeaderValue::from_static("deny"));
-    if let Ok(v) = HeaderValue::from_str(&r.by) {
+    if let Ok(v) = HeaderValue::from_str(&r.by.to_string()) {
         h.insert("x-ward-by", v);
     }
     resp

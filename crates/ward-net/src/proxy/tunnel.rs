@@ -151,7 +151,7 @@ impl Proxy {
         })
         .await
         .unwrap_or_else(|_| Err("no TLS ClientHello within 30 s".into()));
-        let refuse = |why: String| Decision::new(Effect::Deny, "builtin:sni", why);
+        let refuse = |why: String| Decision::new(Effect::Deny, By::builtin("sni"), why);
         let checked = match hello {
             Err(e) => Err(refuse(format!(
                 "tunnels carry TLS only ({e}); send plain HTTP as a proxy request (HTTP_PROXY)"
@@ -198,7 +198,7 @@ impl Proxy {
         let Some((mut up, addr)) = upstream else {
             let d = Decision::new(
                 Effect::Allow,
-                "builtin:dial",
+                By::builtin("dial"),
                 format!("dial failed: {last_err}"),
             );
             self.note(Event {
@@ -253,7 +253,7 @@ impl Proxy {
             };
             self.note(self.event(&a, &d, detail));
         } else {
-            let d = Decision::new(Effect::Allow, "session", "tunnel ended");
+            let d = Decision::new(Effect::Allow, By::session(), "tunnel ended");
             self.note(Event {
                 kind: "net.close".into(),
                 ..self.event(&action, &d, detail)

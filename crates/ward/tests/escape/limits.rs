@@ -27,7 +27,7 @@ fn escape_via_fork_bomb_is_contained_by_the_pids_limit() {
     assert!(
         recs.iter().any(|r| r["kind"] == "sandbox.limit"
             && r["resource"] == "forks_refused"
-            && r["decision"]["by"] == "sandbox.cgroup"),
+            && r["decision"]["by"] == "sandbox:cgroup"),
         "no sandbox.limit record: {out}"
     );
     let start = recs.iter().find(|r| r["kind"] == "session.start").unwrap();
