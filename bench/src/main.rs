@@ -237,7 +237,10 @@ fn event(i: usize) -> Event {
             by: ward_core::By::manifest("/home/alice/ward.toml:4:8"),
             reason: "inside the grant /home/alice/Documents/ProjectX (read-write staged)".into(),
         }),
-        ..Event::new("file.read")
+        ..Event {
+            kind: "file.read".into(),
+            ..Event::default()
+        }
     }
 }
 
@@ -397,7 +400,10 @@ fn compact_event(i: usize) -> Event {
             by: ward_core::By::manifest("ward.toml:4:8"),
             reason: "in grant".into(),
         }),
-        ..Event::new("file.read")
+        ..Event {
+            kind: "file.read".into(),
+            ..Event::default()
+        }
     }
 }
 

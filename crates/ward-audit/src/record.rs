@@ -52,9 +52,9 @@ pub struct EventDecision {
 }
 
 impl Event {
-    pub fn new(kind: impl Into<String>) -> Self {
+    pub fn new(kind: ward_core::EventKind) -> Self {
         Event {
-            kind: kind.into(),
+            kind: kind.as_str().to_string(),
             ..Event::default()
         }
     }
@@ -170,7 +170,8 @@ mod tests {
         let mut out = Vec::new();
         let ev = Event {
             resource: Some("/a \"quoted\" \u{2028} path".into()),
-            ..Event::new("file.read")
+            kind: ward_core::ActionKind::FileRead.as_str(),
+            ..Event::default()
         };
         let h = encode_line(
             12,

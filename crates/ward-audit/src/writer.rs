@@ -396,7 +396,7 @@ impl State {
             }
             let open = Event {
                 detail: Some(detail),
-                ..Event::new("audit.open")
+                ..Event::new(ward_core::EventKind::AuditOpen)
             };
             self.commit_locked(vec![open], false)?;
             for a in &others {
@@ -458,7 +458,7 @@ impl State {
                             "why": "records after the signed head, left by a writer that stopped \
                                     before signing them (or appended by someone else)",
                         })),
-                        ..Event::new("audit.recovered")
+                        ..Event::new(ward_core::EventKind::AuditRecovered)
                     });
                 }
                 Ok(())
@@ -596,7 +596,7 @@ impl State {
                     "at_offset": self.len,
                     "why": "an incomplete record from an interrupted append (never acknowledged)",
                 })),
-                ..Event::new("audit.recovered")
+                ..Event::new(ward_core::EventKind::AuditRecovered)
             });
         }
         Ok(())
@@ -629,7 +629,7 @@ impl State {
         }
         let ev = Event {
             detail: Some(detail),
-            ..Event::new("audit.checkpoint")
+            ..Event::new(ward_core::EventKind::AuditCheckpoint)
         };
         self.encode(&ev);
         self.since_checkpoint = 0;

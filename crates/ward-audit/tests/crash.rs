@@ -42,7 +42,10 @@ fn crash_helper_child() {
                         detail: Some(
                             serde_json::json!({"n": n, "pad": "x".repeat((i % 300) as usize)}),
                         ),
-                        ..Event::new("test.crash")
+                        ..Event {
+                            kind: "test.crash".into(),
+                            ..Event::default()
+                        }
                     };
                     log.append(ev).unwrap();
                     use std::io::Write;
@@ -125,7 +128,11 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
     let log_path = f.dir.path().join("state/audit.jsonl");
     let keys = KeyStore::new(f.dir.path().join("keys"));
     let log = AuditLog::open(&log_path, &keys, WriterOptions::default()).unwrap();
-    log.append(Event::new("test.after")).unwrap();
+    log.append(Event {
+        kind: "test.after".into(),
+        ..Event::default()
+    })
+    .unwrap();
     log.close().unwrap();
     let id = ward_audit::log_id_of(&std::fs::read(&log_path).unwrap()).unwrap();
     let r = verify(

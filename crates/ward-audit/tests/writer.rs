@@ -166,7 +166,7 @@ fn close_with_records_the_last_event_and_the_final_checkpoint_together() {
     let f = Fixture::new();
     let log = f.open(1000);
     log.append(event(0)).unwrap();
-    log.close_with(ward_audit::Event::new("session.exit"))
+    log.close_with(ward_audit::Event::new(ward_core::EventKind::SessionExit))
         .unwrap();
     let recs = ward_audit::read_records(&f.log).unwrap();
     let kinds: Vec<&str> = recs

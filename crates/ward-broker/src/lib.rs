@@ -230,7 +230,7 @@ impl Broker {
                     "rule": rule, "kind": r.kind.as_str(), "resource": r.resource,
                     "by": a.who, "channel": channel,
                 })),
-                ..Event::new("manifest.rule_added")
+                ..Event::new(ward_core::EventKind::ManifestRuleAdded)
             },
             Err(e) => {
                 eprintln!(
@@ -243,7 +243,7 @@ impl Broker {
                     detail: Some(serde_json::json!({
                         "error": e, "kind": r.kind.as_str(), "resource": r.resource,
                     })),
-                    ..Event::new("manifest.rule_refused")
+                    ..Event::new(ward_core::EventKind::ManifestRuleRefused)
                 }
             }
         };

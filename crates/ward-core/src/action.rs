@@ -234,6 +234,140 @@ impl FromStr for Effect {
     }
 }
 
+/// The kinds of record Ward writes that are not decisions on an action (those carry the
+/// action's kind, [`ActionKind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A session began (its grants, limits and confinement).
+    SessionStart,
+    /// A session ended (exit status, counts, limits reached).
+    SessionExit,
+    /// The kill switch ended a session.
+    SessionKill,
+    /// Files or sockets that appeared during a session and were not covered.
+    SessionUncovered,
+    /// A repository created, replaced or moved in a writable grant.
+    SessionNewRepository,
+    /// A system call the sandbox denies.
+    SandboxDenied,
+    /// A limit was reached.
+    SandboxLimit,
+    /// A direct connection or DNS query past the proxy.
+    NetDirect,
+    /// A tunnel ended (its bytes and duration).
+    NetClose,
+    /// A plain HTTP request forwarded (its sizes and status).
+    NetRequest,
+    /// Terminal output that reached beyond the agent's screen, dropped.
+    TerminalFiltered,
+    /// A staged change approved by a person.
+    ReviewApprove,
+    /// A batch of approved changes applied.
+    ReviewApplied,
+    /// A staged change held back (conflict, refused, a file rule).
+    ReviewHeld,
+    /// A staged change that runs code, or that a rule asks about, held.
+    ReviewFlagged,
+    /// A staged change discarded.
+    ReviewDiscard,
+    /// Staged changes kept for later.
+    ReviewKeep,
+    /// A review refused (the grant's token).
+    ReviewRefused,
+    /// A capability token issued.
+    TokenIssue,
+    /// A capability token revoked.
+    TokenRevoke,
+    /// A grant's token rotated after a commit.
+    TokenRotate,
+    /// An "always" answer added a rule to the manifest.
+    ManifestRuleAdded,
+    /// An "always" answer could not be written.
+    ManifestRuleRefused,
+    /// `ward proxy` started.
+    ProxyStart,
+    /// `ward proxy` stopped.
+    ProxyStop,
+    /// The audit log was opened.
+    AuditOpen,
+    /// A torn tail of the log was recovered.
+    AuditRecovered,
+    /// A signed checkpoint.
+    AuditCheckpoint,
+}
+
+impl EventKind {
+    pub const ALL: &'static [EventKind] = &[
+        EventKind::SessionStart,
+        EventKind::SessionExit,
+        EventKind::SessionKill,
+        EventKind::SessionUncovered,
+        EventKind::SessionNewRepository,
+        EventKind::SandboxDenied,
+        EventKind::SandboxLimit,
+        EventKind::NetDirect,
+        EventKind::NetClose,
+        EventKind::NetRequest,
+        EventKind::TerminalFiltered,
+        EventKind::ReviewApprove,
+        EventKind::ReviewApplied,
+        EventKind::ReviewHeld,
+        EventKind::ReviewFlagged,
+        EventKind::ReviewDiscard,
+        EventKind::ReviewKeep,
+        EventKind::ReviewRefused,
+        EventKind::TokenIssue,
+        EventKind::TokenRevoke,
+        EventKind::TokenRotate,
+        EventKind::ManifestRuleAdded,
+        EventKind::ManifestRuleRefused,
+        EventKind::ProxyStart,
+        EventKind::ProxyStop,
+        EventKind::AuditOpen,
+        EventKind::AuditRecovered,
+        EventKind::AuditCheckpoint,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::SessionStart => "session.start",
+            EventKind::SessionExit => "session.exit",
+            EventKind::SessionKill => "session.kill",
+            EventKind::SessionUncovered => "session.uncovered",
+            EventKind::SessionNewRepository => "session.new_repository",
+            EventKind::SandboxDenied => "sandbox.denied",
+            EventKind::SandboxLimit => "sandbox.limit",
+            EventKind::NetDirect => "net.direct",
+            EventKind::NetClose => "net.close",
+            EventKind::NetRequest => "net.request",
+            EventKind::TerminalFiltered => "terminal.filtered",
+            EventKind::ReviewApprove => "review.approve",
+            EventKind::ReviewApplied => "review.applied",
+            EventKind::ReviewHeld => "review.held",
+            EventKind::ReviewFlagged => "review.flagged",
+            EventKind::ReviewDiscard => "review.discard",
+            EventKind::ReviewKeep => "review.keep",
+            EventKind::ReviewRefused => "review.refused",
+            EventKind::TokenIssue => "token.issue",
+            EventKind::TokenRevoke => "token.revoke",
+            EventKind::TokenRotate => "token.rotate",
+            EventKind::ManifestRuleAdded => "manifest.rule_added",
+            EventKind::ManifestRuleRefused => "manifest.rule_refused",
+            EventKind::ProxyStart => "proxy.start",
+            EventKind::ProxyStop => "proxy.stop",
+            EventKind::AuditOpen => "audit.open",
+            EventKind::AuditRecovered => "audit.recovered",
+            EventKind::AuditCheckpoint => "audit.checkpoint",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where a decision came from: the first part of [`By`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
@@ -489,6 +623,18 @@ mod tests {
     }
 
     #[test]
+    fn event_kinds_are_distinct_and_not_action_kinds() {
+        let mut seen = std::collections::HashSet::new();
+        for k in EventKind::ALL {
+            assert!(seen.insert(k.as_str()), "{k} twice");
+            assert!(
+                k.as_str().parse::<ActionKind>().is_err(),
+                "{k} is an action kind"
+            );
+        }
+    }
+
+    #[test]
     fn who_decided_has_one_grammar() {
         for s in [
             "manifest:/w/ward.toml:12:1",
@@ -503,7 +649,10 @@ mod tests {
             let by: By = s.parse().unwrap();
             assert_eq!(by.to_string(), s);
         }
-        assert_eq!("sandbox.network".parse::<By>().unwrap(), By::sandbox("network"));
+        assert_eq!(
+            "sandbox.network".parse::<By>().unwrap(),
+            By::sandbox("network")
+        );
         assert!("somebody".parse::<By>().is_err());
         assert_eq!(By::builtin("dns"), "builtin:dns");
     }

@@ -14,7 +14,7 @@ mod jsonpos;
 pub mod manifest;
 pub mod size;
 
-pub use action::{Action, ActionKind, By, Consented, Decision, Effect, Source};
+pub use action::{Action, ActionKind, By, Consented, Decision, Effect, EventKind, Source};
 pub use dest::{Destination, DestinationError, HostPattern};
 pub use manifest::{
     Access, Ceiling, Explanation, FileGrant, LoadOptions, Manifest, ManifestError, Mode, NetEntry,

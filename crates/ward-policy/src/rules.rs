@@ -254,16 +254,9 @@ impl CompiledManifest {
                 })
                 .collect(),
             network: m.network.iter().map(net_entry).collect(),
-            unknown: (
-                m.unknown_network.0,
-                By::manifest(&m.unknown_network.1),
-            ),
+            unknown: (m.unknown_network.0, By::manifest(&m.unknown_network.1)),
             unknown_exec: (m.unknown_exec.0, By::manifest(&m.unknown_exec.1)),
-            upload_limit: m
-                .limits
-                .upload
-                .as_ref()
-                .map(|(n, o)| (*n, By::manifest(o))),
+            upload_limit: m.limits.upload.as_ref().map(|(n, o)| (*n, By::manifest(o))),
         }
     }
 

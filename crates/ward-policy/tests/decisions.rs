@@ -147,7 +147,10 @@ fn file_decisions() {
     let d = pdp.decide(&Action::new(ActionKind::FileRead, "relative/path"));
     assert_eq!(d.effect, Effect::Deny);
     let d = pdp.decide(&file(ActionKind::FileRead, &r.join("nowhere")));
-    assert_eq!((d.effect, d.by.to_string().as_str()), (Effect::Deny, "default"));
+    assert_eq!(
+        (d.effect, d.by.to_string().as_str()),
+        (Effect::Deny, "default")
+    );
 }
 
 #[test]

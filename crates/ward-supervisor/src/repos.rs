@@ -142,7 +142,7 @@ pub fn report(before: &Identities, m: &Manifest, log: &AuditLog, session: &str) 
             "scan_truncated": truncated,
             "why": "git runs a repository's config (core.fsmonitor, core.hooksPath, filters) and hooks",
         })),
-        ..Event::new("session.new_repository")
+        ..Event::new(ward_core::EventKind::SessionNewRepository)
     });
     if let Err(e) = r {
         eprintln!("ward: warning: cannot record the new repositories: {e}");

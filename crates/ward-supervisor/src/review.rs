@@ -156,7 +156,7 @@ fn outcome_event(s: &Staged, grant: &Path, r: &Report, resumed: bool) -> Event {
             "conflicts": r.conflicts,
             "resumed": resumed,
         })),
-        ..Event::new("review.applied")
+        ..Event::new(ward_core::EventKind::ReviewApplied)
     }
 }
 
@@ -227,7 +227,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
                         by: ward_core::By::builtin("token"),
                         reason: e.to_string(),
                     }),
-                    ..Event::new("review.refused")
+                    ..Event::new(ward_core::EventKind::ReviewRefused)
                 })?;
                 anyhow::bail!(
                     "nothing applied to {}: {e}; the changes stay staged (`ward review --discard-all` drops them)",
@@ -304,7 +304,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
                     "flags": flags_of(c),
                     "acknowledged": !flags_of(c).is_empty(),
                 })),
-                ..Event::new("review.approve")
+                ..Event::new(ward_core::EventKind::ReviewApprove)
             })
             .collect();
         for (h, d) in &denied {
@@ -319,7 +319,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
                         d.reason
                     ),
                 }),
-                ..Event::new("review.held")
+                ..Event::new(ward_core::EventKind::ReviewHeld)
             });
         }
         for h in &flagged {
@@ -339,7 +339,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
                         h.reason
                     ),
                 }),
-                ..Event::new("review.flagged")
+                ..Event::new(ward_core::EventKind::ReviewFlagged)
             });
         }
         for (h, what) in plan
@@ -356,7 +356,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
                     by: ward_core::By::builtin(&format!("review.{what}")),
                     reason: h.reason.clone(),
                 }),
-                ..Event::new("review.held")
+                ..Event::new(ward_core::EventKind::ReviewHeld)
             });
         }
         // The approvals are on disk before the real folder changes.
@@ -393,7 +393,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
                 "new": authority.inspect(&next).map(|i| i.id).unwrap_or_default(),
                 "generation": old.generation + 1,
             })),
-            ..Event::new("token.rotate")
+            ..Event::new(ward_core::EventKind::TokenRotate)
         })?;
         let mut conflicts = plan.conflicts.clone();
         conflicts.extend(r.conflicts.iter().cloned());
@@ -643,7 +643,7 @@ pub fn discard_changes(s: &Staged, paths: &[PathBuf], channel: &str) -> anyhow::
                 }),
                 consent: Some("refused".into()),
                 detail: Some(json!({"change": c.kind.as_str()})),
-                ..Event::new("review.discard")
+                ..Event::new(ward_core::EventKind::ReviewDiscard)
             });
         }
         // On record before the stage loses them.
@@ -703,7 +703,7 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
         log.close_with(Event {
             session: Some(s.session.clone()),
             detail: Some(json!({"kept": all.len(), "why": why})),
-            ..Event::new("review.keep")
+            ..Event::new(ward_core::EventKind::ReviewKeep)
         })?;
         Ok(())
     };

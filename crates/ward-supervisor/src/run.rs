@@ -423,7 +423,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 "command": agent_cmd,
                 "cwd": cwd,
             })),
-            ..Event::new("session.start")
+            ..Event::new(ward_core::EventKind::SessionStart)
         })
         .context("cannot record the session start, so the agent does not start")?;
         // What the file rules hold read-only in direct grants, each under its rule.
@@ -444,7 +444,8 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                             ),
                         }),
                         detail: Some(json!({"enforced": "read-only", "effect": d.effect})),
-                        ..Event::new("file.write")
+                        kind: ward_core::ActionKind::FileWrite.as_str(),
+                        ..Event::default()
                     })
                     .collect(),
             )
@@ -554,7 +555,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             "staged": staged,
             "review": if pending == 0 { "nothing staged" } else if keep { "kept" } else { "discarded" },
         })),
-        ..Event::new("session.exit")
+        ..Event::new(ward_core::EventKind::SessionExit)
     };
     // The session's directory and cgroups are removed while the end record is made durable;
     // a session with changes to review keeps its stage (and `stage.json`).
@@ -636,7 +637,7 @@ fn report_appeared(
                     .collect::<Vec<_>>(),
                 "why": "a direct grant holds read-only only what exists when the agent starts",
             })),
-            ..Event::new("session.uncovered")
+            ..Event::new(ward_core::EventKind::SessionUncovered)
         });
         if let Err(e) = r {
             eprintln!("ward: warning: cannot record the uncovered files: {e}");
@@ -663,7 +664,7 @@ fn report_appeared(
             "paths": appeared,
             "why": "the sandbox covers the denied paths that exist when the agent starts",
         })),
-        ..Event::new("session.uncovered")
+        ..Event::new(ward_core::EventKind::SessionUncovered)
     });
     if let Err(e) = r {
         eprintln!("ward: warning: cannot record the uncovered files: {e}");
@@ -768,7 +769,7 @@ fn record_denials(
                             },
                         }),
                         detail: Some(json!({"pid": d.pid})),
-                        ..Event::new("net.direct")
+                        ..Event::new(ward_core::EventKind::NetDirect)
                     });
                     if let Err(e) = r {
                         eprintln!("ward: warning: cannot record a direct connection: {e}");
@@ -786,7 +787,7 @@ fn record_denials(
                         reason: "a system call the sandbox denies (EPERM)".into(),
                     }),
                     detail: Some(json!({"pid": d.pid, "args": d.args})),
-                    ..Event::new("sandbox.denied")
+                    ..Event::new(ward_core::EventKind::SandboxDenied)
                 });
                 if let Err(e) = r {
                     eprintln!(
@@ -1188,7 +1189,7 @@ fn record_limits(
                 reason: format!("the session reached its limit {v} time(s): {k}"),
             }),
             detail: Some(json!({"count": v, "limits": confinement.limits})),
-            ..Event::new("sandbox.limit")
+            ..Event::new(ward_core::EventKind::SandboxLimit)
         })
         .collect();
     if !limit_records.is_empty() {

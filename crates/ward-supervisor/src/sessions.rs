@@ -135,7 +135,7 @@ pub fn discard(s: &Staged) -> anyhow::Result<usize> {
             "changes": n,
             "grants": s.stages.iter().map(|st| &st.grant).collect::<Vec<_>>(),
         })),
-        ..Event::new("review.discard")
+        ..Event::new(ward_core::EventKind::ReviewDiscard)
     })
     .context("cannot record the discard, so nothing was discarded")?;
     crate::review::authority()?.revoke_session(&s.session)?;
@@ -184,7 +184,7 @@ pub fn kill(targets: &[SessionFile]) -> anyhow::Result<Vec<Killed>> {
         log.append(Event {
             session: Some(s.session.clone()),
             detail: Some(json!({"pid": pid, "ended": gone, "ms": ms})),
-            ..Event::new("session.kill")
+            ..Event::new(ward_core::EventKind::SessionKill)
         })
         .context("cannot record the kill")?;
         killed.push(Killed {

@@ -121,7 +121,7 @@ impl AgentTerminal {
                              once per kind)"
                         .into(),
                 }),
-                ..Event::new("terminal.filtered")
+                ..Event::new(ward_core::EventKind::TerminalFiltered)
             });
             if let Err(e) = r {
                 eprintln!("ward: warning: cannot record filtered terminal output: {e}");

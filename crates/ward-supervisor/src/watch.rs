@@ -112,7 +112,7 @@ impl Reached<'_> {
                 by: ward_core::By::sandbox("limits"),
                 reason,
             }),
-            ..Event::new("sandbox.limit")
+            ..Event::new(ward_core::EventKind::SandboxLimit)
         });
         if let Err(e) = r {
             eprintln!("ward: warning: cannot record a limit reached ({what}): {e}");

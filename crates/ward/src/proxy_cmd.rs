@@ -119,7 +119,7 @@ pub fn run(a: ProxyArgs) -> crate::Outcome {
             detail: Some(serde_json::json!({
                 "listen": addr.to_string(), "destinations": destinations, "unknown": unknown.as_str(),
             })),
-            ..Event::new("proxy.start")
+            ..Event::new(ward_core::EventKind::ProxyStart)
         })
         .context("cannot record the proxy's start")?;
         if a.json {
@@ -148,7 +148,7 @@ pub fn run(a: ProxyArgs) -> crate::Outcome {
     let stats = r?;
     let end = Event {
         detail: Some(stats),
-        ..Event::new("proxy.stop")
+        ..Event::new(ward_core::EventKind::ProxyStop)
     };
     match Arc::try_unwrap(log) {
         Ok(l) => l.close_with(end)?,

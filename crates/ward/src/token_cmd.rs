@@ -148,7 +148,7 @@ pub fn run(c: TokenCmd) -> Outcome {
                 resource: Some(folder.display().to_string()),
                 token: Some(id.clone()),
                 detail: Some(json!({"read_only": read_only, "ttl": ttl})),
-                ..Event::new("token.issue")
+                ..Event::new(ward_core::EventKind::TokenIssue)
             })?;
             if json {
                 print_json(&json!({"token": token, "id": id, "session": session}));
@@ -213,7 +213,7 @@ pub fn run(c: TokenCmd) -> Outcome {
             };
             record(Event {
                 detail: Some(json!({"revoked": ids})),
-                ..Event::new("token.revoke")
+                ..Event::new(ward_core::EventKind::TokenRevoke)
             })?;
             if json {
                 print_json(&json!({"revoked": ids}));

@@ -231,7 +231,11 @@ fn audit_verify_tail_and_export() {
     )
     .unwrap();
     let a = ward_core::Action::upload("uploads.acme.com", 20 << 20);
-    let d = ward_core::Decision::new(ward_core::Effect::Deny, ward_core::By::policy("p", "r"), "too big");
+    let d = ward_core::Decision::new(
+        ward_core::Effect::Deny,
+        ward_core::By::policy("p", "r"),
+        "too big",
+    );
     for _ in 0..5 {
         log.append(ward_audit::Event::action(&a, &d)).unwrap();
     }
@@ -313,7 +317,11 @@ fn audit_tail_follows_new_records() {
     let keys = ward_audit::KeyStore::new(s.path("config/ward/keys"));
     let log =
         ward_audit::AuditLog::open(&log_path, &keys, ward_audit::WriterOptions::default()).unwrap();
-    log.append(ward_audit::Event::new("test.before")).unwrap();
+    log.append(ward_audit::Event {
+        kind: "test.before".into(),
+        ..ward_audit::Event::default()
+    })
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
         .args(["audit", "tail", "-f", "--json", "-n", "1"])
         .env("HOME", s.path("home"))
@@ -326,7 +334,11 @@ fn audit_tail_follows_new_records() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert!(line.contains("test.before"), "{line}");
-    log.append(ward_audit::Event::new("test.after")).unwrap();
+    log.append(ward_audit::Event {
+        kind: "test.after".into(),
+        ..ward_audit::Event::default()
+    })
+    .unwrap();
     line.clear();
     out.read_line(&mut line).unwrap();
     child.kill().unwrap();

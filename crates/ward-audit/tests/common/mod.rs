@@ -43,7 +43,8 @@ pub fn event(i: usize) -> Event {
         session: Some("s-1".into()),
         resource: Some(format!("/home/alice/project/file-{i}.txt")),
         size: Some(i as u64 * 100),
-        ..Event::new("file.read")
+        kind: ward_core::ActionKind::FileRead.as_str(),
+        ..Event::default()
     }
 }
 

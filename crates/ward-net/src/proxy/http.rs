@@ -383,7 +383,7 @@ impl Drop for Meter {
         }
         let d = Decision::new(Effect::Allow, By::session(), "request forwarded");
         let ev = Event {
-            kind: "net.request".into(),
+            kind: ward_core::EventKind::NetRequest.as_str().into(),
             ..self.proxy.event(
                 &self.action,
                 &d,

@@ -490,7 +490,11 @@ fn refusal_bytes(r: &Refusal) -> Vec<u8> {
         },
         r.reason
     );
-    let by: String = r.by.to_string().chars().filter(|c| !c.is_control()).collect();
+    let by: String =
+        r.by.to_string()
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
     format!(
         "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\nx-ward-decision: deny\r\nx-ward-by: {by}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         r.status.as_u16(),

@@ -202,7 +202,7 @@ impl Proxy {
                 format!("dial failed: {last_err}"),
             );
             self.note(Event {
-                kind: "net.close".into(),
+                kind: ward_core::EventKind::NetClose.as_str().into(),
                 ..self.event(&action, &d, json!({"via": via, "error": last_err}))
             });
             return;
@@ -255,7 +255,7 @@ impl Proxy {
         } else {
             let d = Decision::new(Effect::Allow, By::session(), "tunnel ended");
             self.note(Event {
-                kind: "net.close".into(),
+                kind: ward_core::EventKind::NetClose.as_str().into(),
                 ..self.event(&action, &d, detail)
             });
         }

@@ -400,7 +400,12 @@ impl World {
 
     /// Every record so far (after making the queued ones durable).
     pub fn records(&self) -> Vec<serde_json::Value> {
-        self.log.append(Event::new("test.sync")).unwrap();
+        self.log
+            .append(Event {
+                kind: "test.sync".into(),
+                ..Event::default()
+            })
+            .unwrap();
         read_records(self.log.path())
     }
 
