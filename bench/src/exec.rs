@@ -15,22 +15,15 @@ pub fn run() {
 }
 
 fn sessions() {
-    let exe = std::env::current_exe().unwrap();
-    let ward = exe.with_file_name("ward");
-    assert!(
-        ward.exists(),
-        "build the ward binary first: cargo build --release -p ward -p ward-bench"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let proj = dir.path().join("proj");
-    std::fs::create_dir_all(&proj).unwrap();
+    let world = crate::world::World::new();
+    let (dir, proj) = (&world.home, &world.proj);
     let grant = format!(
         "name = \"bench\"\n[[files]]\npath = \"{}\"\nmode = \"direct\"\n",
         proj.display()
     );
-    std::fs::write(dir.path().join("plain.toml"), &grant).unwrap();
+    std::fs::write(dir.join("plain.toml"), &grant).unwrap();
     std::fs::write(
-        dir.path().join("rules.toml"),
+        dir.join("rules.toml"),
         format!(
             "{grant}[[rules]]\naction = \"exec\"\neffect = \"deny\"\nresource = \"/usr/bin/curl\"\n\
              [[rules]]\naction = \"exec\"\neffect = \"deny\"\nresource = \"/opt/**\"\n"
@@ -40,21 +33,17 @@ fn sessions() {
     let script = format!("i=0; while [ $i -lt {EXECS} ]; do /bin/true; i=$((i+1)); done");
     let session = |manifest: &str| -> Duration {
         let t = Instant::now();
-        let st = std::process::Command::new(&ward)
-            .args(["run", "--review", "keep", "-m"])
-            .arg(dir.path().join(manifest))
+        let manifest = dir.join(manifest);
+        let st = world
+            .ward(&["run", "--review", "keep", "-m"])
+            .arg(&manifest)
             .args(["--", "/bin/sh", "-c", &script])
-            .current_dir(&proj)
-            .env("XDG_STATE_HOME", dir.path().join("state"))
-            .env("XDG_CONFIG_HOME", dir.path().join("config"))
-            .env("HOME", dir.path())
-            .env("WARD_MANAGED", dir.path().join("none.toml"))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
             .unwrap();
-        assert!(st.success(), "{manifest}: {st}");
+        assert!(st.success(), "{}: {st}", manifest.display());
         t.elapsed()
     };
     let direct = || {

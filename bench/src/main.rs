@@ -12,6 +12,7 @@ mod exec;
 mod proxy;
 mod scan;
 mod terminal;
+mod world;
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
@@ -539,25 +540,12 @@ fn medians_interleaved(
 /// `ward run -- /bin/true` against bwrap with an equivalent set-up and a bare `/bin/true`; then
 /// `git status` on a 10,000-file tree inside and outside the sandbox.
 fn startup() {
-    let exe = std::env::current_exe().unwrap();
-    let ward = exe.with_file_name("ward");
-    assert!(
-        ward.exists(),
-        "build the ward binary first: cargo build --release -p ward -p ward-bench"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let proj = dir.path().join("proj");
-    std::fs::create_dir_all(&proj).unwrap();
-    let state = dir.path().join("state");
+    let world = world::World::new();
+    let proj = world.proj.clone();
+    let dir = &world.home;
     let ward_cmd = |args: &[&str]| {
-        let mut c = std::process::Command::new(&ward);
-        c.args(args)
-            .current_dir(&proj)
-            .env("XDG_STATE_HOME", &state)
-            .env("XDG_CONFIG_HOME", dir.path().join("config"))
-            .env("HOME", dir.path())
-            .env("WARD_MANAGED", dir.path().join("none.toml"))
-            .stdout(std::process::Stdio::null());
+        let mut c = world.ward(args);
+        c.stdout(std::process::Stdio::null());
         c
     };
     let bwrap = |cmd: &[&str]| {
@@ -585,7 +573,7 @@ fn startup() {
         c.args(cmd).stdout(std::process::Stdio::null());
         c
     };
-    let staging = dir.path().join("stage");
+    let staging = dir.join("stage");
     std::fs::create_dir_all(&staging).unwrap();
     let n = 101;
     let bare = median_run(n, || std::process::Command::new("/bin/true"));

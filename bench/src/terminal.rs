@@ -57,48 +57,26 @@ fn on_pty(mut cmd: Command) -> (std::fs::File, std::process::Child) {
     (master, child)
 }
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    ward: std::path::PathBuf,
-    proj: std::path::PathBuf,
-    state: std::path::PathBuf,
-    config: std::path::PathBuf,
-    home: std::path::PathBuf,
+/// The bench's world, and how each side is started in it.
+struct Setup(crate::world::World);
+
+impl std::ops::Deref for Setup {
+    type Target = crate::world::World;
+    fn deref(&self) -> &crate::world::World {
+        &self.0
+    }
 }
 
 impl Setup {
     fn new() -> Setup {
-        let exe = std::env::current_exe().unwrap();
-        let ward = exe.with_file_name("ward");
-        assert!(
-            ward.exists(),
-            "build the ward binary first: cargo build --release -p ward -p ward-bench"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let proj = dir.path().join("proj");
-        std::fs::create_dir_all(&proj).unwrap();
-        Setup {
-            ward,
-            state: dir.path().join("state"),
-            config: dir.path().join("config"),
-            home: dir.path().to_path_buf(),
-            proj,
-            _dir: dir,
-        }
+        Setup(crate::world::World::new())
     }
 
     /// `sh -c SCRIPT` under `ward run` (the project folder granted direct: nothing to review).
     fn ward(&self, script: &str) -> Command {
-        let mut c = Command::new(&self.ward);
-        c.args([
+        self.0.ward(&[
             "run", "--review", "keep", "--grant", ".:direct", "--", "/bin/sh", "-c", script,
         ])
-        .current_dir(&self.proj)
-        .env("XDG_STATE_HOME", &self.state)
-        .env("XDG_CONFIG_HOME", &self.config)
-        .env("HOME", &self.home)
-        .env("WARD_MANAGED", self.home.join("none.toml"));
-        c
     }
 
     /// `sh -c SCRIPT` under `script` (a plain pty relay).
