@@ -51,6 +51,14 @@ pub struct Always {
     pub who: String,
 }
 
+/// What a refusal of the sandbox's was about (see [`Broker::refused`]).
+pub enum Refused {
+    /// A call or path.
+    Resource(String),
+    /// A destination (`address:port`).
+    Dest(String),
+}
+
 /// The rule an "always" answer writes: kind and resource pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remember {
@@ -377,6 +385,42 @@ impl Broker {
             consent: o.consent.map(|c| c.as_str().to_string()),
             detail: (!detail.is_null()).then_some(detail),
             ..Event::action(a, &o.decision)
+        }
+    }
+
+    /// The record of something the sandbox refused on its own (a denied system call, a
+    /// direct connection): no decision point or person was involved, `by` says which wall.
+    /// `durable`: wait for the disk.
+    pub fn refused(
+        &self,
+        kind: ward_core::EventKind,
+        on: Refused,
+        by: ward_core::By,
+        reason: String,
+        detail: Value,
+        durable: bool,
+    ) -> Result<(), AuditError> {
+        let (resource, dest) = match on {
+            Refused::Resource(r) => (Some(r), None),
+            Refused::Dest(d) => (None, Some(d)),
+        };
+        let ev = Event {
+            session: self.inner.session.clone(),
+            agent: self.inner.agent.clone(),
+            resource,
+            dest,
+            decision: Some(ward_audit::EventDecision {
+                result: Effect::Deny,
+                by,
+                reason,
+            }),
+            detail: (!detail.is_null()).then_some(detail),
+            ..Event::new(kind)
+        };
+        if durable {
+            self.record(ev)
+        } else {
+            self.inner.log.submit(ev)
         }
     }
 

@@ -699,8 +699,6 @@ fn record_denials(
     broker: &ward_broker::Broker,
     grants: &[PathBuf],
 ) -> std::collections::BTreeMap<String, u64> {
-    let log = &**broker.log();
-    let session = broker.session().unwrap_or_default();
     // A unix socket inside a grant leads to a process outside the sandbox (the agent's own
     // belong in /tmp): those there at the start are covered, those that appear are refused.
     let unix_denied = |p: &std::path::Path| grants.iter().any(|g| p.starts_with(g));
@@ -750,27 +748,24 @@ fn record_denials(
             if d.call == "connect" {
                 // A direct connection past the proxy: one record per destination (bounded).
                 if direct.len() < DENIAL_RECORDS && direct.insert(d.args.clone()) {
-                    let r = log.submit(Event {
-                        session: Some(session.to_string()),
-                        dest: Some(d.args.clone()),
-                        decision: Some(EventDecision {
-                            result: Effect::Deny,
-                            by: ward_core::By::sandbox("network"),
-                            reason: if d.args.ends_with(":53") {
-                                format!(
-                                    "a DNS query to {} (the sandbox has no resolver: the proxy resolves the names the manifest allows)",
-                                    d.args
-                                )
-                            } else {
-                                format!(
-                                    "a direct connection to {} past the proxy (the sandbox has no route out). Programs must use HTTP_PROXY/HTTPS_PROXY",
-                                    d.args
-                                )
-                            },
-                        }),
-                        detail: Some(json!({"pid": d.pid})),
-                        ..Event::new(ward_core::EventKind::NetDirect)
-                    });
+                    let r = broker.refused(
+                        ward_core::EventKind::NetDirect,
+                        ward_broker::Refused::Dest(d.args.clone()),
+                        ward_core::By::sandbox("network"),
+                        if d.args.ends_with(":53") {
+                            format!(
+                                "a DNS query to {} (the sandbox has no resolver: the proxy resolves the names the manifest allows)",
+                                d.args
+                            )
+                        } else {
+                            format!(
+                                "a direct connection to {} past the proxy (the sandbox has no route out). Programs must use HTTP_PROXY/HTTPS_PROXY",
+                                d.args
+                            )
+                        },
+                        json!({"pid": d.pid}),
+                        false,
+                    );
                     if let Err(e) = r {
                         eprintln!("ward: warning: cannot record a direct connection: {e}");
                     }
@@ -778,17 +773,14 @@ fn record_denials(
                 return;
             }
             if *n == 1 && counts.len() <= DENIAL_RECORDS {
-                let r = log.append(Event {
-                    session: Some(session.to_string()),
-                    resource: Some(d.call.clone()),
-                    decision: Some(EventDecision {
-                        result: Effect::Deny,
-                        by: ward_core::By::sandbox("seccomp"),
-                        reason: "a system call the sandbox denies (EPERM)".into(),
-                    }),
-                    detail: Some(json!({"pid": d.pid, "args": d.args})),
-                    ..Event::new(ward_core::EventKind::SandboxDenied)
-                });
+                let r = broker.refused(
+                    ward_core::EventKind::SandboxDenied,
+                    ward_broker::Refused::Resource(d.call.clone()),
+                    ward_core::By::sandbox("seccomp"),
+                    "a system call the sandbox denies (EPERM)".into(),
+                    json!({"pid": d.pid, "args": d.args}),
+                    true,
+                );
                 if let Err(e) = r {
                     eprintln!(
                         "ward: warning: cannot record a denied call ({}): {e}",
