@@ -17,6 +17,6 @@ pub mod size;
 pub use action::{Action, ActionKind, By, Consented, Decision, Effect, EventKind, Source};
 pub use dest::{Destination, DestinationError, HostPattern};
 pub use manifest::{
-    Access, Ceiling, Explanation, FileGrant, LoadOptions, Manifest, ManifestError, Mode, NetEntry,
-    Origin, PolicyRef, Rule, DEGRADABLE,
+    Access, Ceiling, DeviceGrant, Explanation, FileGrant, LoadOptions, Manifest, ManifestError,
+    Mode, NetEntry, Origin, PolicyRef, Rule, DEGRADABLE,
 };

@@ -74,6 +74,9 @@ pub struct Config {
     pub watch_exec: bool,
     /// Files the agent may not execute by any path (Landlock; see [`Rules::no_execute`]).
     pub no_execute: Vec<PathBuf>,
+    /// Device nodes the person allowed for this session (`[[devices]]`): bound into the
+    /// sandbox at their own path, read-write.
+    pub devices: Vec<PathBuf>,
     /// Sizes of the private `/tmp` and `/dev/shm` (tmpfs; full: ENOSPC). `None`: the
     /// kernel's default (half the memory).
     pub tmp_size: Option<u64>,
@@ -217,6 +220,7 @@ impl Config {
             pty_fd: None,
             watch_exec: false,
             no_execute: vec![],
+            devices: vec![],
             tmp_size: None,
             shm_size: None,
         }
@@ -317,6 +321,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
             "--no-landlock" => cfg.landlock = false,
             "--watch-exec" => cfg.watch_exec = true,
             "--no-exec" => cfg.no_execute.push(args.next().unwrap_or_default().into()),
+            "--device" => cfg.devices.push(args.next().unwrap_or_default().into()),
             "--pty-fd" => match args.next().and_then(|v| v.parse().ok()) {
                 Some(fd) => cfg.pty_fd = Some(fd),
                 None => {
@@ -550,6 +555,7 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
         }
     }
     rules.read.push("/proc".into());
+    rules.write.extend(cfg.devices.iter().cloned());
     for (p, writable) in &cfg.grants {
         if *writable {
             rules.write.push(p.clone())
@@ -1074,6 +1080,16 @@ fn build_root(cfg: &Config) -> Result<(), SandboxError> {
     }
     for m in &cfg.masks {
         mask(root, m, &cfg.grants)?;
+    }
+    // Devices the person allowed, each at its own path (never inside a grant: the manifest
+    // refuses that, so nothing here is created on the host).
+    for d in &cfg.devices {
+        let dst = root.join(d.strip_prefix("/").unwrap_or(d));
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent).map_err(at(parent))?;
+        }
+        std::fs::write(&dst, b"").map_err(at(&dst))?;
+        mount(Some(d), &dst, None, libc::MS_BIND, None)?;
     }
     // Make sure the working directory exists inside (it may be outside every grant).
     let _ = std::fs::create_dir_all(root.join(cfg.cwd.strip_prefix("/").unwrap_or(&cfg.cwd)));

@@ -7,6 +7,7 @@
 //! Printing here is limited to warnings on stderr while a session runs; results go back to
 //! the `ward` binary, which prints them.
 
+mod devices;
 mod envscan;
 mod exec;
 mod manifest_watch;

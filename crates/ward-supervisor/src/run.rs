@@ -323,6 +323,8 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     let (proxy_ours, proxy_theirs) =
         ward_sys::socket_pair().context("cannot create the proxy socket")?;
     ward_sys::set_cloexec(proxy_theirs.as_fd(), false).context("cannot create the proxy socket")?;
+    // Devices are asked for now, before anything of the agent's exists.
+    let devices = crate::devices::decide(&m, &pdp, agent_tty.as_ref().map(|t| t.word.as_str()));
     let pty_theirs = agent_tty.as_ref().and_then(|t| t.theirs());
     let (mut lc, env_credentials, env_removed) = launcher_config(
         &m,
@@ -336,6 +338,11 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     lc.notify_fd = Some(notify_theirs.as_raw_fd());
     lc.proxy_fd = Some(proxy_theirs.as_raw_fd());
     lc.pty_fd = pty_theirs;
+    lc.devices = devices
+        .iter()
+        .filter(|d| d.granted())
+        .map(|d| PathBuf::from(&d.action.resource))
+        .collect();
     let limits = m.limits.effective();
     let mut keep = vec![
         go_read.as_raw_fd(),
@@ -426,6 +433,11 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             ..Event::new(ward_core::EventKind::SessionStart)
         })
         .context("cannot record the session start, so the agent does not start")?;
+        // Each device: allowed or not, and how.
+        if !devices.is_empty() {
+            log.append_all(devices.iter().map(|d| d.event(&session)).collect())
+                .context("cannot record the devices, so the agent does not start")?;
+        }
         // What the file rules hold read-only in direct grants, each under its rule.
         if !ruled.is_empty() {
             log.append_all(

@@ -32,6 +32,10 @@ impl Explanation<'_> {
             "unknown_network": {"effect": m.unknown_network.0, "origin": m.unknown_network.1.to_string()},
             "unknown_exec": {"effect": m.unknown_exec.0, "origin": m.unknown_exec.1.to_string()},
             "none_inside": ["device.*", "clipboard.read", "screen.capture"],
+            "devices": m.devices.iter().map(|d| json!({
+                "path": d.path.display().to_string(), "class": d.class, "reason": d.reason,
+                "origin": d.origin.to_string(), "asked": "at the start of each session",
+            })).collect::<Vec<_>>(),
             "rules": m.rules.iter().map(|r| json!({
                 "actions": kinds(&r.actions), "effect": r.effect, "resource": r.resource,
                 "reason": r.reason, "origin": r.origin.to_string(),
@@ -131,9 +135,23 @@ impl fmt::Display for Explanation<'_> {
             m.unknown_exec.1
         )?;
         writeln!(f, "\nDevices, clipboard, screen")?;
+        for d in &m.devices {
+            writeln!(
+                f,
+                "  ask   {} {} (asked at the start of each session)    <- {}",
+                d.class,
+                d.path.display(),
+                d.origin
+            )?;
+        }
         writeln!(
             f,
-            "  none available inside the sandbox (rules may only deny them)"
+            "  {} (rules may only deny them)",
+            if m.devices.is_empty() {
+                "none available inside the sandbox"
+            } else {
+                "nothing else available inside the sandbox"
+            }
         )?;
         if !m.rules.is_empty() {
             writeln!(f, "\nRules (deny > ask > allow)")?;

@@ -172,6 +172,26 @@ pub struct FileGrant {
     pub origin: Origin,
 }
 
+/// A device node granted explicitly (`[[devices]]`): a GPU render node or a camera. Mounted
+/// into the sandbox at its path only when the person allows it at the start of the session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceGrant {
+    pub path: PathBuf,
+    /// `gpu` (a DRM render node) or `camera` (video4linux), from the node's device numbers.
+    pub class: &'static str,
+    pub reason: Option<String>,
+    pub origin: Origin,
+}
+
+/// The class of the character device `rdev`, when it is one Ward can grant.
+pub fn device_class(major: u32, minor: u32) -> Option<&'static str> {
+    match (major, minor) {
+        (226, 128..) => Some("gpu"),
+        (81, _) => Some("camera"),
+        _ => None,
+    }
+}
+
 /// One network destination and what to do with it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetEntry {
@@ -304,6 +324,8 @@ pub struct Manifest {
     /// Names the built-in list would remove that the agent keeps (`env.keep`); never beats an
     /// explicit `env.scrub`.
     pub env_keep: Vec<(String, Origin)>,
+    /// Device nodes granted explicitly (each asked for at the start of a session).
+    pub devices: Vec<DeviceGrant>,
     /// What the managed file removed or narrowed, in words, for `ward manifest explain`.
     pub narrowed: Vec<String>,
     /// The managed files' limits, applied to every decision.

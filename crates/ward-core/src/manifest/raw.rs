@@ -32,6 +32,14 @@ pub struct Doc {
     pub allow_degraded: Vec<At<String>>,
     pub env_scrub: Vec<At<String>>,
     pub env_keep: Vec<At<String>>,
+    /// `[[devices]]`: device nodes granted explicitly (GPU render nodes, cameras).
+    pub devices: Vec<DeviceDoc>,
+}
+
+#[derive(Debug)]
+pub struct DeviceDoc {
+    pub path: At<String>,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug)]
@@ -114,6 +122,15 @@ struct TomlDoc {
     #[serde(default)]
     allow_degraded: Vec<Spanned<String>>,
     env: Option<TomlEnv>,
+    #[serde(default)]
+    devices: Vec<TomlDevice>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlDevice {
+    path: Spanned<String>,
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -226,6 +243,14 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
             unknown: n.unknown.map(at),
         }),
         exec_unknown: doc.exec.and_then(|e| e.unknown).map(at),
+        devices: doc
+            .devices
+            .into_iter()
+            .map(|d| DeviceDoc {
+                path: at(d.path),
+                reason: d.reason,
+            })
+            .collect(),
         rules: doc
             .rules
             .into_iter()

@@ -171,7 +171,7 @@ fn validation_errors_name_file_line_and_column() {
         ),
         (
             "colour = 1\n",
-            "[TMP]/ward.toml:1:1: unknown field `colour`, expected one of `name`, `files`, `deny_paths`, `network`, `exec`, `rules`, `policies`, `limits`, `allow_degraded`, `env`",
+            "[TMP]/ward.toml:1:1: unknown field `colour`, expected one of `name`, `files`, `deny_paths`, `network`, `exec`, `rules`, `policies`, `limits`, `allow_degraded`, `env`, `devices`",
         ),
         (
             "[[files]]\npath = 42\n",

@@ -3,8 +3,8 @@
 
 use super::raw::{self, At, Doc, Pos, SizeValue};
 use super::{
-    Access, FileGrant, Limits, LoadOptions, Manifest, ManifestError, Mode, NetEntry, Origin,
-    PolicyRef, Rule, BUILTIN_DENIES,
+    Access, DeviceGrant, FileGrant, Limits, LoadOptions, Manifest, ManifestError, Mode, NetEntry,
+    Origin, PolicyRef, Rule, BUILTIN_DENIES,
 };
 use crate::action::{Effect, KindPattern};
 use crate::dest::Destination;
@@ -100,6 +100,7 @@ pub(super) fn empty() -> Manifest {
         allow_degraded: vec![],
         env_scrub: vec![],
         env_keep: vec![],
+        devices: vec![],
         narrowed: vec![],
         ceilings: vec![],
     }
@@ -466,6 +467,57 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
         env_keep.push((k.value.clone(), cx.origin(k.pos)));
     }
 
+    let mut devices = Vec::new();
+    for d in doc.devices {
+        if cx.managed {
+            return Err(cx.err(
+                d.path.pos,
+                "the managed file can only narrow: it cannot grant devices",
+            ));
+        }
+        let path = PathBuf::from(&d.path.value);
+        if !path.is_absolute() {
+            return Err(cx.err(
+                d.path.pos,
+                "a device is named by its absolute path (/dev/...)",
+            ));
+        }
+        let class = if opts.check_paths {
+            use std::os::unix::fs::{FileTypeExt, MetadataExt};
+            let md = std::fs::metadata(&path)
+                .map_err(|e| cx.err(d.path.pos, format!("cannot use `{}`: {e}", d.path.value)))?;
+            let rdev = md.rdev();
+            let (major, minor) = (libc_major(rdev), libc_minor(rdev));
+            match super::device_class(major, minor) {
+                Some(c) if md.file_type().is_char_device() => c,
+                _ => {
+                    return Err(cx.err(
+                        d.path.pos,
+                        format!(
+                            "`{}` is not a GPU render node or a camera (device {major}:{minor}): \
+                             only those can be granted",
+                            d.path.value
+                        ),
+                    ))
+                }
+            }
+        } else {
+            "device"
+        };
+        if files.iter().any(|(g, _)| path.starts_with(&g.path)) {
+            return Err(cx.err(
+                d.path.pos,
+                "a device inside a granted folder: grant the device on its own, outside the grants",
+            ));
+        }
+        devices.push(DeviceGrant {
+            path,
+            class,
+            reason: d.reason,
+            origin: cx.origin(d.path.pos),
+        });
+    }
+
     Ok(Manifest {
         name,
         source: Some(cx.file.to_path_buf()),
@@ -481,9 +533,19 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
         allow_degraded,
         env_scrub,
         env_keep,
+        devices,
         narrowed: vec![],
         ceilings: vec![],
     })
+}
+
+/// The major and minor numbers of a device number (glibc's encoding).
+fn libc_major(dev: u64) -> u32 {
+    (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0000_0fff)) as u32
+}
+
+fn libc_minor(dev: u64) -> u32 {
+    (((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)) as u32
 }
 
 fn kinds(list: &[At<String>], cx: &Ctx) -> Result<Vec<KindPattern>, ManifestError> {

@@ -10,6 +10,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod devices;
 mod exec;
 mod files;
 mod limits;
