@@ -55,9 +55,17 @@ pub fn append_rule(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "ward.toml".into());
-    let tmp = path.with_file_name(format!(".{name}.ward-new"));
+    // A new file of a name nobody can predict, never through a link (O_EXCL): the folder may
+    // be one the agent can write to.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let tmp = path.with_file_name(format!(".{name}.ward-{}-{nonce:x}", std::process::id()));
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(new.as_bytes())?;
         f.set_permissions(std::fs::metadata(path)?.permissions())?;
         f.sync_all()

@@ -100,6 +100,8 @@ struct Inner {
     /// One question per key at a time: a second caller waits for the first's answer.
     asking_keys: Mutex<HashMap<String, Arc<Pending>>>,
     asking: AtomicUsize,
+    /// One "always" written at a time (each reads, extends and replaces the manifest).
+    writing: Mutex<()>,
 }
 
 /// A question being asked: the first channel to answer settles it.
@@ -133,6 +135,7 @@ impl Broker {
                 remembered: Mutex::new(HashMap::new()),
                 asking_keys: Mutex::new(HashMap::new()),
                 asking: AtomicUsize::new(0),
+                writing: Mutex::new(()),
             }),
         }
     }
@@ -216,8 +219,29 @@ impl Broker {
         let Some(a) = &self.inner.always else {
             return false;
         };
+        // The rule is written as a pattern: nothing an agent chose may widen it (a file named
+        // `*`), and nothing it can make lasts (a program in /tmp or in a writable grant).
+        if r.resource.contains(['*', '?', '[', ']', '{', '}', '\\']) || r.resource.is_empty() {
+            return false;
+        }
         let pdp = lock(&self.inner.pdp);
         let m = pdp.manifest();
+        if r.kind == ward_core::ActionKind::Exec {
+            let p = std::path::Path::new(&r.resource);
+            let writable = m
+                .files
+                .iter()
+                .filter(|g| g.access == ward_core::Access::ReadWrite)
+                .any(|g| p.starts_with(&g.path));
+            if !p.is_absolute()
+                || writable
+                || ["/tmp", "/dev", "/var/tmp", "/run"]
+                    .iter()
+                    .any(|t| p.starts_with(t))
+            {
+                return false;
+            }
+        }
         let origin = match r.kind {
             ward_core::ActionKind::NetConnect => &m.unknown_network.1,
             ward_core::ActionKind::Exec => &m.unknown_exec.1,
@@ -230,7 +254,11 @@ impl Broker {
     fn write_always(&self, r: &Remember, channel: &str) {
         let Some(a) = &self.inner.always else { return };
         let session = self.inner.session.as_deref().unwrap_or("-");
-        let ev = match always::append_rule(a, r, session, channel) {
+        let written = {
+            let _one = lock(&self.inner.writing);
+            always::append_rule(a, r, session, channel)
+        };
+        let ev = match written {
             Ok(rule) => Event {
                 session: self.inner.session.clone(),
                 resource: Some(a.manifest.display().to_string()),
@@ -274,6 +302,11 @@ impl Broker {
         // One question per key: later askers wait for the first one's answer.
         let (pending, first) = {
             let mut keys = lock(&inner.asking_keys);
+            // An answer may have come while we took the lock (the first asker remembers it
+            // before it lets go of the key).
+            if let Some(&yes) = lock(&inner.remembered).get(key) {
+                return (yes, Consented::Remembered, None);
+            }
             match keys.get(key) {
                 Some(p) => (p.clone(), false),
                 None => {

@@ -19,6 +19,20 @@ pub fn arg_text(raw: &[u8]) -> String {
 /// Programs that run the rest of their command line as a command, and how many of their own
 /// arguments come first (options are skipped by their leading `-`).
 fn wrapper(name: &str) -> Option<(Wrapper, &'static [&'static str])> {
+    // The dynamic loader runs the program it is given (`ld-linux-x86-64.so.2 /usr/bin/curl`).
+    if name.starts_with("ld-linux") || name.starts_with("ld-musl") || name == "ld.so" {
+        return Some((
+            Wrapper::Skip(0),
+            &[
+                "--library-path",
+                "--preload",
+                "--argv0",
+                "--audit",
+                "--glibc-hwcaps-prepend",
+                "--glibc-hwcaps-mask",
+            ],
+        ));
+    }
     Some(match name {
         "env" => (
             Wrapper::Env,
@@ -333,6 +347,16 @@ mod tests {
                 &[&["timeout", "-s", "KILL", "5", "wget", "u"], &["wget", "u"]],
             ),
             (&["xargs", "-0", "rm"], &[&["rm"]]),
+            (
+                &[
+                    "/lib64/ld-linux-x86-64.so.2",
+                    "--library-path",
+                    "/x",
+                    "/usr/bin/curl",
+                    "u",
+                ],
+                &[&["/usr/bin/curl", "u"]],
+            ),
             (
                 &["sh", "-c", "env sh -c 'nc h 1'"],
                 &[

@@ -289,7 +289,7 @@ impl CompiledManifest {
             if r.kinds.iter().any(|k| k.matches(&a.kind))
                 && r.pattern.as_deref().is_none_or(|p| {
                     if exec {
-                        exec_matches(p, a)
+                        exec_matches(p, a, r.effect)
                     } else {
                         glob::matches(p, subject)
                     }
@@ -421,14 +421,34 @@ impl Ceiling {
     }
 }
 
-/// Does the exec rule pattern `p` name the program of `a`: its path, or any other name it was
-/// reached by (the path as invoked, before links)? A pattern without `/` matches the file name
-/// (`curl` is any curl).
-fn exec_matches(p: &str, a: &Action) -> bool {
-    std::iter::once(&a.resource).chain(&a.names).any(|n| {
-        glob::matches(p, n)
-            || (!p.contains('/') && glob::matches(p, n.rsplit('/').next().unwrap_or(n)))
-    })
+/// Does the exec rule pattern `p` name the program of `a`? A deny or ask matches its path or
+/// any other name it was reached by (the path as invoked, before links), and a pattern
+/// without `/` matches the file name (`curl` is any curl). An allow matches only where the
+/// program really is, and a bare name only in the system's program folders: a copy or a link
+/// the agent made named `git` is not the git the person allowed.
+fn exec_matches(p: &str, a: &Action, effect: Effect) -> bool {
+    const SYSTEM: &[&str] = &[
+        "/usr/bin/",
+        "/usr/sbin/",
+        "/bin/",
+        "/sbin/",
+        "/usr/local/bin/",
+        "/usr/local/sbin/",
+        "/usr/libexec/",
+    ];
+    let file = |n: &str| n.rsplit('/').next().unwrap_or(n).to_string();
+    if effect == Effect::Allow {
+        let real = a.resource.as_str();
+        return glob::matches(p, real)
+            || (!p.contains('/')
+                && SYSTEM
+                    .iter()
+                    .any(|d| real.strip_prefix(d).is_some_and(|rest| !rest.contains('/')))
+                && glob::matches(p, &file(real)));
+    }
+    std::iter::once(&a.resource)
+        .chain(&a.names)
+        .any(|n| glob::matches(p, n) || (!p.contains('/') && glob::matches(p, &file(n))))
 }
 
 /// `a` with its path normalized lexically (`.`, `..`, repeated `/`) when it is a file action or

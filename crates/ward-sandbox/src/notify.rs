@@ -166,12 +166,19 @@ pub fn serve(
             let r = Responder {
                 listener: fd,
                 id: req.id,
+                sent: false,
             };
             match exec_call(fd, &req) {
-                Some(call) => exec(call, r),
-                // Unreadable (the caller died, or its arguments are not in its memory): the
-                // kernel judges it, as it would have without Ward (a bad address is EFAULT).
-                None => r.send(true),
+                Ok(call) => exec(call, r),
+                // Under exec rules nothing runs undecided: refused, and said why.
+                Err(why) => {
+                    r.send(false);
+                    on_denial(Denial {
+                        call: "execve (undecidable)".into(),
+                        args: why,
+                        pid: req.pid,
+                    });
+                }
             }
             continue;
         }
@@ -230,26 +237,59 @@ pub struct ExecCall {
     /// The program as invoked, made absolute (working directory or `execveat`'s directory
     /// joined) and normalized lexically.
     pub path: std::path::PathBuf,
-    /// Where it really is in the caller's view, links followed inside its root; `None` when
-    /// it does not resolve (the kernel will then fail the exec).
-    pub real: Option<std::path::PathBuf>,
-    /// The arguments as bytes, bounded (256 of at most 4 KiB, 64 KiB in all).
+    /// Where it really is in the caller's view.
+    pub real: Program,
+    /// The arguments as bytes, bounded (8,192 of at most 128 KiB, 1 MiB in all).
     pub argv: Vec<Vec<u8>>,
-    /// The caller's working directory and `PATH` (to find the programs a shell string names).
+    /// More arguments than that: the command line is incomplete.
+    pub truncated: bool,
+    /// The caller's working directory (to find the programs a shell string names).
     pub cwd: std::path::PathBuf,
-    pub path_env: Option<String>,
 }
 
-/// The answer to one held exec; may be sent from another thread. A held exec whose answer is
-/// never sent waits until the listener closes, then fails (`ENOSYS`).
+impl ExecCall {
+    /// The caller's `PATH` (read when a shell string names a program without a slash).
+    pub fn path_env(&self) -> Option<String> {
+        use std::io::Read;
+        let mut env = Vec::new();
+        std::fs::File::open(format!("/proc/{}/environ", self.pid))
+            .ok()?
+            .take(256 << 10)
+            .read_to_end(&mut env)
+            .ok()?;
+        Some(env).and_then(|env| {
+            env.split(|&b| b == 0)
+                .find_map(|kv| kv.strip_prefix(b"PATH="))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        })
+    }
+}
+
+/// The answer to one held exec; may be sent from another thread. Dropped unanswered, it
+/// refuses the exec (`EACCES`).
 pub struct Responder {
     listener: RawFd,
     id: u64,
+    sent: bool,
 }
 
 impl Responder {
+    /// Whether the exec is still waiting (its process may have been killed meanwhile).
+    pub fn is_live(&self) -> bool {
+        let mut id = self.id;
+        // SAFETY: the ioctl reads one u64.
+        unsafe { libc::ioctl(self.listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id) == 0 }
+    }
+
     /// Let the exec go on (`true`) or fail it with `EACCES`.
-    pub fn send(self, allow: bool) {
+    pub fn send(mut self, allow: bool) {
+        self.answer(allow);
+    }
+
+    fn answer(&mut self, allow: bool) {
+        if std::mem::replace(&mut self.sent, true) {
+            return;
+        }
         let mut resp = libc::seccomp_notif_resp {
             id: self.id,
             val: 0,
@@ -264,6 +304,12 @@ impl Responder {
         unsafe {
             libc::ioctl(self.listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp);
         }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.answer(false);
     }
 }
 
@@ -296,12 +342,25 @@ fn read_cstr(pid: u32, addr: u64, max: usize) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Arguments read per exec, and bytes per argument and in all.
-const MAX_ARGS: usize = 256;
-const MAX_ARG: usize = 4096;
-const MAX_ARGV: usize = 64 * 1024;
+/// Arguments read per exec, and bytes per argument and in all (the kernel takes at most
+/// 2 MiB for arguments and environment together); past these the command line is incomplete.
+const MAX_ARGS: usize = 8192;
+const MAX_ARG: usize = 128 * 1024;
+const MAX_ARGV: usize = 1 << 20;
 
-fn exec_call(listener: RawFd, req: &libc::seccomp_notif) -> Option<ExecCall> {
+/// Where a held exec's program is, as far as Ward can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// It exists: where it really is in the caller's view, links followed inside its root.
+    Found(std::path::PathBuf),
+    /// Nothing there (ENOENT, ENOTDIR): the kernel fails the exec itself.
+    Missing,
+    /// Ward cannot name it (a memfd, a deleted file, a path it cannot resolve): under exec
+    /// rules such an exec is refused, never let through undecided.
+    Unnamed(String),
+}
+
+fn exec_call(listener: RawFd, req: &libc::seccomp_notif) -> Result<ExecCall, String> {
     use std::os::unix::ffi::OsStrExt;
     let pid = req.pid;
     let a = &req.data.args;
@@ -311,59 +370,101 @@ fn exec_call(listener: RawFd, req: &libc::seccomp_notif) -> Option<ExecCall> {
     } else {
         (libc::AT_FDCWD, a[0], a[1])
     };
-    let raw = read_cstr(pid, path_ptr, libc::PATH_MAX as usize)?;
+    let unreadable = || "its program and arguments could not be read".to_string();
+    let raw = read_cstr(pid, path_ptr, libc::PATH_MAX as usize).ok_or_else(unreadable)?;
     let mut argv = Vec::new();
     let mut total = 0;
+    let mut truncated = false;
     if argv_ptr != 0 {
-        for i in 0..MAX_ARGS as u64 {
-            let p = read_mem(pid, argv_ptr + i * 8, 8)?;
-            let p = u64::from_ne_bytes(p.try_into().ok()?);
-            if p == 0 || total >= MAX_ARGV {
+        for i in 0..=MAX_ARGS as u64 {
+            let p = read_mem(pid, argv_ptr + i * 8, 8).ok_or_else(unreadable)?;
+            let p = u64::from_ne_bytes(p.try_into().map_err(|_| unreadable())?);
+            if p == 0 {
                 break;
             }
-            let s = read_cstr(pid, p, MAX_ARG)?;
+            if i as usize == MAX_ARGS || total >= MAX_ARGV {
+                truncated = true;
+                break;
+            }
+            let s = read_cstr(pid, p, MAX_ARG).ok_or_else(unreadable)?;
+            truncated |= s.len() >= MAX_ARG;
             total += s.len();
             argv.push(s);
         }
     }
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
-        .unwrap_or_else(|_| std::path::PathBuf::from("/"));
-    let base = if dirfd == libc::AT_FDCWD {
-        cwd.clone()
-    } else {
-        std::fs::read_link(format!("/proc/{pid}/fd/{dirfd}")).ok()?
-    };
+        .map_err(|e| format!("its working directory could not be read ({e})"))?;
     let p = std::path::Path::new(std::ffi::OsStr::from_bytes(&raw));
-    let path = if raw.is_empty() {
-        // fexecve / execveat(AT_EMPTY_PATH): the descriptor is the program.
-        lexical(&base)
-    } else if p.is_absolute() {
+    // An absolute path ignores the directory descriptor (as the kernel does).
+    let path = if p.is_absolute() {
         lexical(p)
     } else {
-        lexical(&base.join(p))
+        let base = if dirfd == libc::AT_FDCWD {
+            cwd.clone()
+        } else {
+            std::fs::read_link(format!("/proc/{pid}/fd/{dirfd}"))
+                .map_err(|e| format!("its directory descriptor could not be read ({e})"))?
+        };
+        if raw.is_empty() {
+            // fexecve / execveat(AT_EMPTY_PATH): the descriptor is the program.
+            base
+        } else {
+            lexical(&base.join(p))
+        }
     };
-    let path_env = std::fs::read(format!("/proc/{pid}/environ"))
-        .ok()
-        .and_then(|env| {
-            env.split(|&b| b == 0)
-                .find_map(|kv| kv.strip_prefix(b"PATH="))
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-        });
-    let real = resolve_in_root(pid, &path);
+    let real = program(pid, &path);
     // The process may have died and its pid been reused: the notification must still be live.
     let mut id = req.id;
     // SAFETY: the ioctl reads one u64.
     if unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id) } != 0 {
-        return None;
+        return Err("the caller is gone".into());
     }
-    Some(ExecCall {
+    Ok(ExecCall {
         pid,
         path,
         real,
         argv,
+        truncated,
         cwd,
-        path_env,
     })
+}
+
+/// Where `path` (as process `pid` sees it) leads: a descriptor's path (`/proc/self/fd/N`,
+/// `/dev/fd/N`, `/proc/PID/fd/N`) is followed through the caller's descriptor table first,
+/// since the resolver refuses magic links.
+fn program(pid: u32, path: &std::path::Path) -> Program {
+    let s = path.to_string_lossy();
+    let fd = s
+        .strip_prefix("/proc/self/fd/")
+        .or_else(|| s.strip_prefix("/dev/fd/"))
+        .or_else(|| s.strip_prefix("/proc/thread-self/fd/"))
+        .or_else(|| {
+            s.strip_prefix("/proc/")
+                .and_then(|r| r.split_once("/fd/"))
+                .filter(|(p, _)| p.bytes().all(|b| b.is_ascii_digit()))
+                .map(|(_, n)| n)
+        })
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let target = match fd {
+        Some(n) => match std::fs::read_link(format!("/proc/{pid}/fd/{n}")) {
+            Ok(t) => t,
+            Err(e) => return Program::Unnamed(format!("{s}: {e}")),
+        },
+        None => path.to_path_buf(),
+    };
+    if !target.is_absolute() {
+        // `memfd:x (deleted)`, `anon_inode:...`: nothing a rule can name.
+        return Program::Unnamed(target.to_string_lossy().into_owned());
+    }
+    match resolve_in_root_err(pid, &target) {
+        Ok(p) => Program::Found(p),
+        Err(libc::ENOENT | libc::ENOTDIR) => Program::Missing,
+        Err(e) => Program::Unnamed(format!(
+            "{}: {}",
+            target.display(),
+            std::io::Error::from_raw_os_error(e)
+        )),
+    }
 }
 
 /// Is `path` (absolute, as process `pid` sees it) something that exists there? Where it
@@ -392,16 +493,21 @@ enum Target {
 /// root with links followed the way the kernel follows them for it (`RESOLVE_IN_ROOT`),
 /// named by the descriptor's path as the supervisor sees it. `None` when it does not resolve.
 fn resolve_in_root(pid: u32, path: &std::path::Path) -> Option<std::path::PathBuf> {
+    resolve_in_root_err(pid, path).ok()
+}
+
+/// [`resolve_in_root`] with the errno of a failure.
+fn resolve_in_root_err(pid: u32, path: &std::path::Path) -> Result<std::path::PathBuf, i32> {
     use std::os::fd::{AsFd, FromRawFd, OwnedFd};
     use std::os::unix::ffi::OsStrExt;
-    let root = std::ffi::CString::new(format!("/proc/{pid}/root")).ok()?;
+    let root = std::ffi::CString::new(format!("/proc/{pid}/root")).map_err(|_| libc::EINVAL)?;
     let rel = path.strip_prefix("/").unwrap_or(path);
     let rel = std::ffi::CString::new(if rel.as_os_str().is_empty() {
         b".".to_vec()
     } else {
         rel.as_os_str().as_bytes().to_vec()
     })
-    .ok()?;
+    .map_err(|_| libc::EINVAL)?;
     // SAFETY: open of a valid C string; owned at once.
     let rfd = unsafe {
         libc::open(
@@ -410,7 +516,9 @@ fn resolve_in_root(pid: u32, path: &std::path::Path) -> Option<std::path::PathBu
         )
     };
     if rfd < 0 {
-        return None;
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
     }
     // SAFETY: just opened.
     let rfd = unsafe { OwnedFd::from_raw_fd(rfd) };
@@ -420,8 +528,8 @@ fn resolve_in_root(pid: u32, path: &std::path::Path) -> Option<std::path::PathBu
         libc::O_PATH,
         libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
     )
-    .ok()?;
-    ward_sys::fd_path(fd.as_fd()).ok()
+    .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    ward_sys::fd_path(fd.as_fd()).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// `path` with `.` and `..` resolved lexically (`..` at the root stays at the root).

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use ward_broker::{Broker, Outcome};
 use ward_core::command::{arg_text, inner_commands};
 use ward_core::{Action, ActionKind, Decision, Effect};
-use ward_sandbox::notify::{ExecCall, Responder};
+use ward_sandbox::notify::{ExecCall, Program, Responder};
 
 /// The files the manifest's exec denies name (an absolute path, a bare name found in the
 /// system's program folders, or either with wildcards in its last part only, matched against
@@ -103,12 +103,50 @@ pub fn check(
     responder: Responder,
     ask: &dyn Fn(Held),
 ) -> Option<String> {
-    if call.real.is_none() {
+    let refuse = |by: &str, reason: String| {
+        let action = Action {
+            argv: call.argv.iter().take(64).map(|a| arg_text(a)).collect(),
+            agent: broker.agent().map(str::to_string),
+            ..Action::new(ActionKind::Exec, call.path.to_string_lossy().into_owned())
+        };
+        responder_refused(
+            broker,
+            &action,
+            ward_core::By::builtin(by),
+            reason,
+            call.pid,
+        )
+    };
+    let real = match &call.real {
         // Nothing there (a shell trying each `PATH` entry): the kernel fails it (ENOENT).
-        responder.send(true);
-        return None;
+        Program::Missing => {
+            responder.send(true);
+            return None;
+        }
+        Program::Unnamed(why) => {
+            responder.send(false);
+            refuse(
+                "exec-unnamed",
+                format!(
+                    "Ward cannot name the program ({why}); under exec rules what cannot be \
+                     decided does not run"
+                ),
+            );
+            return Some(call.path.to_string_lossy().into_owned());
+        }
+        Program::Found(p) => p.clone(),
+    };
+    if call.truncated {
+        responder.send(false);
+        refuse(
+            "exec-argv",
+            "more arguments than Ward reads (8,192, 1 MiB): refused rather than decided on part \
+             of the command line"
+                .into(),
+        );
+        return Some(real.to_string_lossy().into_owned());
     }
-    let (action, decision, detail, decided_on) = decide(broker, &call);
+    let (action, decision, detail, decided_on) = decide(broker, &call, &real);
     match decision.effect {
         Effect::Ask => {
             ask(Held {
@@ -146,6 +184,10 @@ pub fn ask(broker: &Broker, held: Held) {
         detail,
         responder,
     } = held;
+    // Its process may have ended while earlier questions were open: nothing to ask.
+    if !responder.is_live() {
+        return;
+    }
     let mut text = format!(
         "The agent wants to run {}\n  ({}): {}",
         ward_core::inert::Inert(&decided_on.argv.join(" ")),
@@ -174,22 +216,45 @@ pub fn ask(broker: &Broker, held: Held) {
 }
 
 /// The action for `call` and the strictest decision over it and what it runs on its behalf.
-fn decide(broker: &Broker, call: &ExecCall) -> (Action, Decision, serde_json::Value, Action) {
+fn decide(
+    broker: &Broker,
+    call: &ExecCall,
+    real: &Path,
+) -> (Action, Decision, serde_json::Value, Action) {
     let argv: Vec<String> = call.argv.iter().map(|a| arg_text(a)).collect();
     let shown = |p: &Path| p.to_string_lossy().into_owned();
-    let outer = program_action(broker, &call.path, call.real.as_deref(), argv.clone());
+    let outer = program_action(broker, &call.path, Some(real), argv.clone());
     let mut best = broker.decide(&outer);
     let mut decided_on = outer.clone();
     let mut inner_shown = Vec::new();
     let mut inner = inner_commands(&argv);
-    // A script's interpreter runs it: `#!/usr/bin/python3 -u` is `python3 -u SCRIPT`.
-    if let Some(interp) = call.real.as_deref().and_then(|r| shebang(call.pid, r)) {
-        let mut v = interp;
-        v.push(shown(&call.path));
-        v.extend(argv.iter().skip(1).cloned());
+    // A script's interpreter runs it: `#!/usr/bin/python3 -u` is `python3 -u SCRIPT`; an
+    // interpreter that is itself a script has its own (the kernel follows up to 4 levels).
+    let mut script = real.to_path_buf();
+    // What the interpreter gets after its own words: the script as invoked, then the rest.
+    let mut run: Vec<String> = std::iter::once(shown(&call.path))
+        .chain(argv.iter().skip(1).cloned())
+        .collect();
+    let mut at = 0;
+    for _ in 0..4 {
+        let Some(mut v) = shebang(call.pid, &script) else {
+            break;
+        };
+        // A relative interpreter is found from the working directory, not `PATH`.
+        if !v[0].contains('/') {
+            v[0] = format!("./{}", v[0]);
+        }
+        v.extend(run.iter().cloned());
         // `#!/usr/bin/env python3` runs python3.
         let through = inner_commands(&v);
-        inner.splice(0..0, std::iter::once(v).chain(through));
+        let n = 1 + through.len();
+        inner.splice(at..at, std::iter::once(v.clone()).chain(through));
+        at += n;
+        match find_program(call, &v[0]) {
+            Some((_, Some(r))) => script = r,
+            _ => break,
+        }
+        run = v;
     }
     for words in inner {
         let Some(first) = words.first() else { continue };
@@ -207,9 +272,20 @@ fn decide(broker: &Broker, call: &ExecCall) -> (Action, Decision, serde_json::Va
             decided_on = a;
         }
     }
+    // The record keeps the first 4 KiB of the command line (the decision saw all of it).
+    let mut room = 4096usize;
+    let kept: Vec<String> = argv
+        .iter()
+        .map_while(|a| {
+            let n = a.len().min(room);
+            room -= n;
+            (n > 0 || a.is_empty()).then(|| a.chars().take(n).collect())
+        })
+        .collect();
     let detail = json!({
         "pid": call.pid,
-        "argv": argv,
+        "argv": kept,
+        "argc": argv.len(),
         "path": shown(&call.path),
         "cwd": shown(&call.cwd),
         "runs": inner_shown,
@@ -275,8 +351,11 @@ fn find_program(call: &ExecCall, word: &str) -> Option<(PathBuf, Option<PathBuf>
     ) {
         return None;
     }
-    for dir in call.path_env.as_deref().unwrap_or(DEFAULT_PATH).split(':') {
-        if !dir.starts_with('/') {
+    let path = call.path_env();
+    let mut seen = std::collections::HashSet::new();
+    // At most 64 folders, each once: the agent sets PATH, not the supervisor's time.
+    for dir in path.as_deref().unwrap_or(DEFAULT_PATH).split(':').take(64) {
+        if !dir.starts_with('/') || !seen.insert(dir) {
             continue;
         }
         let p = Path::new(dir).join(word);
@@ -290,8 +369,24 @@ fn find_program(call: &ExecCall, word: &str) -> Option<(PathBuf, Option<PathBuf>
 /// The interpreter and its argument of a `#!` script, read through the caller's root.
 fn shebang(pid: u32, real: &Path) -> Option<Vec<String>> {
     use std::io::Read;
-    let inside = format!("/proc/{pid}/root{}", real.display());
-    let mut f = std::fs::File::open(inside).ok()?;
+    use std::os::fd::AsFd;
+    use std::os::unix::ffi::OsStrExt;
+    // Opened inside the caller's root, never blocking (a FIFO) and never becoming Ward's
+    // terminal (a tty), and read only when it is a regular file.
+    let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
+    let rel = real.strip_prefix("/").unwrap_or(real);
+    let rel = std::ffi::CString::new(rel.as_os_str().as_bytes()).ok()?;
+    let fd = ward_sys::openat2(
+        root.as_fd(),
+        &rel,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+    .ok()?;
+    let mut f = std::fs::File::from(fd);
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
     let mut head = [0u8; 256];
     let n = f.read(&mut head).ok()?;
     let line = head[..n].strip_prefix(b"#!")?;
@@ -306,4 +401,23 @@ fn shebang(pid: u32, real: &Path) -> Option<Vec<String>> {
         v.push(rest.join(" "));
     }
     Some(v)
+}
+
+/// Record an exec refused before any rule was asked (it could not be decided).
+fn responder_refused(
+    broker: &Broker,
+    action: &Action,
+    by: ward_core::By,
+    reason: String,
+    pid: u32,
+) {
+    broker.note(broker.event(
+        action,
+        &Outcome {
+            decision: Decision::new(Effect::Deny, by, reason),
+            consent: None,
+            channel: None,
+        },
+        json!({"pid": pid}),
+    ));
 }

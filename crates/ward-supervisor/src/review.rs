@@ -505,12 +505,7 @@ impl FileRules {
 
     /// The file rules of `m` for the stages of `s`.
     pub fn from_manifest(m: &mut ward_core::Manifest, s: &Staged) -> anyhow::Result<FileRules> {
-        use ward_core::ActionKind::{FileDelete, FileWrite};
-        let speaks =
-            |k: &ward_core::action::KindPattern| k.matches(&FileWrite) || k.matches(&FileDelete);
-        if !m.rules.iter().any(|r| r.actions.iter().any(speaks))
-            && !m.policies.iter().any(|p| p.actions.iter().any(speaks))
-        {
+        if !m.has_file_rules() {
             return Ok(FileRules::none());
         }
         // The session's grants allow; rules, policies and managed ceilings decide.

@@ -80,13 +80,7 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
     // File rules: in a direct grant Ward sits at the mounts, so what they deny (or ask about:
     // nobody can be asked at the moment of a write) is read-only inside; in a staged grant the
     // review judges every change.
-    let file_rules = {
-        let speaks = |k: &ward_core::action::KindPattern| {
-            k.matches(&ActionKind::FileWrite) || k.matches(&ActionKind::FileDelete)
-        };
-        m.rules.iter().any(|r| r.actions.iter().any(speaks))
-            || m.policies.iter().any(|p| p.actions.iter().any(speaks))
-    };
+    let file_rules = m.has_file_rules();
     let mut asked_direct = Vec::new();
     let mut ruled = Vec::new();
     let mut out = Vec::new();
@@ -619,8 +613,25 @@ fn report_appeared(
     log: &AuditLog,
     session: &str,
 ) {
-    let Ok(now) = inside(m) else {
-        return;
+    let now = match inside(m) {
+        Ok(now) => now,
+        Err(e) => {
+            // The end scan failed (a folder made unreadable, too many entries): what appeared
+            // is unknown, and that is said, not passed over.
+            eprintln!(
+                "ward: warning: the grants could not be scanned at the end of the session ({e}); \
+                 files Ward denies that appeared meanwhile are not known"
+            );
+            let r = log.append(Event {
+                session: Some(session.to_string()),
+                detail: Some(json!({"error": e.to_string(), "scanned": false})),
+                ..Event::new(ward_core::EventKind::SessionUncovered)
+            });
+            if let Err(e) = r {
+                eprintln!("ward: warning: cannot record the failed scan: {e}");
+            }
+            return;
+        }
     };
     // Files a file rule denies that were written in a direct grant during the session: they
     // did not exist at the start, so nothing held them read-only.

@@ -39,9 +39,11 @@ pub fn running() -> anyhow::Result<Vec<SessionFile>> {
         }
         let v: SessionFile = match crate::state::read(&file) {
             Ok(v) => v,
-            // A session being written (or a damaged file): judged by its launcher below.
-            Err(_) if !e.path().join("stage.json").exists() => continue,
-            Err(_) => continue,
+            Err(err) => {
+                // A session being written, or a damaged file: not listed, and said so.
+                eprintln!("ward: warning: {err}");
+                continue;
+            }
         };
         if v.pid > 0 && is_launcher(v.pid, v.start_time) {
             out.push(v);

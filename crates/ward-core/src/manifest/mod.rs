@@ -343,6 +343,16 @@ pub struct ManifestError {
 }
 
 impl Manifest {
+    /// Whether any rule or policy speaks to file writes or deletions (the review judges staged
+    /// changes by them; direct grants hold what they deny read-only).
+    pub fn has_file_rules(&self) -> bool {
+        let speaks = |k: &crate::action::KindPattern| {
+            k.matches(&crate::ActionKind::FileWrite) || k.matches(&crate::ActionKind::FileDelete)
+        };
+        self.rules.iter().any(|r| r.actions.iter().any(speaks))
+            || self.policies.iter().any(|p| p.actions.iter().any(speaks))
+    }
+
     /// Whether `ward run` checks every exec: an exec rule, a policy bound to exec, or a default
     /// other than allow for programs no rule names.
     pub fn exec_checked(&self) -> bool {

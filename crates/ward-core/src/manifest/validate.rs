@@ -475,12 +475,17 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
                 "the managed file can only narrow: it cannot grant devices",
             ));
         }
-        let path = PathBuf::from(&d.path.value);
+        let mut path = PathBuf::from(&d.path.value);
         if !path.is_absolute() {
             return Err(cx.err(
                 d.path.pos,
                 "a device is named by its absolute path (/dev/...)",
             ));
+        }
+        // The node itself, not a link that could later lead elsewhere (/dev/v4l/by-id/...).
+        if opts.check_paths {
+            path = std::fs::canonicalize(&path)
+                .map_err(|e| cx.err(d.path.pos, format!("cannot use `{}`: {e}", d.path.value)))?;
         }
         let class = if opts.check_paths {
             use std::os::unix::fs::{FileTypeExt, MetadataExt};

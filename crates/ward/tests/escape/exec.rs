@@ -67,8 +67,12 @@ fn escape_via_every_way_to_reach_a_denied_program() {
         ("interpreter", r#"["./s"]"#),
         // Not visible in the string: refused when the shell execs it.
         ("expanded", r#"["sh", "-c", "C=cu; ${C}rl -V"]"#),
+        ("loader", r#"["/lib64/ld-linux-x86-64.so.2", "/usr/bin/curl", "-V"]"#),
         ("other-programs", r#"["ls"]"#),
-    ]);
+    ]) + "fd = os.open('/usr/bin/curl', os.O_RDONLY)\n\
+        try:\n    r = subprocess.run(['/dev/fd/%d' % fd, '-V'], pass_fds=[fd], stdout=subprocess.DEVNULL).returncode\n\
+        except PermissionError:\n    r = 'refused'\n\
+        print(f'descriptor={r}', flush=True)\n";
     let o = e.run_manifest(DENY_CURL, PY, &script);
     let out = text(&o);
     for way in [
@@ -79,6 +83,8 @@ fn escape_via_every_way_to_reach_a_denied_program() {
         "wrappers",
         "shell-string",
         "interpreter",
+        "loader",
+        "descriptor",
     ] {
         assert!(
             out.contains(&format!("{way}=refused")),
@@ -129,6 +135,8 @@ fn escape_via_every_way_to_reach_a_denied_program() {
 fn escape_via_a_program_the_allow_list_does_not_name() {
     let e = Env::new();
     std::fs::copy("/usr/bin/echo", e.p("proj/my-echo")).unwrap();
+    // Named like what a bare-name allow rule names: still not the program the person allowed.
+    std::fs::copy("/usr/bin/cat", e.p("proj/python3-copy")).unwrap();
     let m = r#"name = "t"
 [[files]]
 path = "PROJ"
@@ -148,6 +156,7 @@ resource = "/usr/bin/echo"
         ("echo", r#"["/bin/echo", "hi"]"#),
         ("cat", r#"["cat", "/etc/hostname"]"#),
         ("copy", r#"["./my-echo", "hi"]"#),
+        ("look-alike", r#"["./python3-copy", "/etc/hostname"]"#),
     ]);
     let o = e.run_manifest(m, PY, &script);
     let out = text(&o);
@@ -156,6 +165,7 @@ resource = "/usr/bin/echo"
         out.contains("cat=refused") && out.contains("copy=refused"),
         "{out}"
     );
+    assert!(out.contains("look-alike=refused"), "{out}");
     let recs = exec_records(&e);
     let cat = recs
         .iter()
