@@ -481,15 +481,7 @@ fn empty() -> ProxyBody {
 
 /// A refusal as raw HTTP/1.1 bytes (for the CONNECT fast path); the connection then closes.
 fn refusal_bytes(r: &Refusal) -> Vec<u8> {
-    let body = format!(
-        "ward: {}: {}\n",
-        if r.status == StatusCode::BAD_REQUEST {
-            "bad request"
-        } else {
-            "blocked"
-        },
-        r.reason
-    );
+    let body = refusal_text(r);
     let by: String =
         r.by.to_string()
             .chars()
@@ -504,8 +496,9 @@ fn refusal_bytes(r: &Refusal) -> Vec<u8> {
     .into_bytes()
 }
 
-fn refusal_response(r: &Refusal) -> Response<ProxyBody> {
-    let text = format!(
+/// What the client reads in a refusal's body.
+fn refusal_text(r: &Refusal) -> String {
+    format!(
         "ward: {}: {}\n",
         if r.status == StatusCode::BAD_REQUEST {
             "bad request"
@@ -513,7 +506,11 @@ fn refusal_response(r: &Refusal) -> Response<ProxyBody> {
             "blocked"
         },
         r.reason
-    );
+    )
+}
+
+fn refusal_response(r: &Refusal) -> Response<ProxyBody> {
+    let text = refusal_text(r);
     let mut resp = Response::new(Full::new(Bytes::from(text)).map_err(|e| match e {}).boxed());
     *resp.status_mut() = r.status;
     let h = resp.headers_mut();
