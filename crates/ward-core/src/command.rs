@@ -88,7 +88,8 @@ enum Wrapper {
     Shell,
 }
 
-fn base(p: &str) -> &str {
+/// The file name of a program path (`/usr/bin/curl` -> `curl`).
+pub fn base(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
 

@@ -436,7 +436,7 @@ fn exec_matches(p: &str, a: &Action, effect: Effect) -> bool {
         "/usr/local/sbin/",
         "/usr/libexec/",
     ];
-    let file = |n: &str| n.rsplit('/').next().unwrap_or(n).to_string();
+    let file = ward_core::command::base;
     if effect == Effect::Allow {
         let real = a.resource.as_str();
         return glob::matches(p, real)
@@ -444,11 +444,11 @@ fn exec_matches(p: &str, a: &Action, effect: Effect) -> bool {
                 && SYSTEM
                     .iter()
                     .any(|d| real.strip_prefix(d).is_some_and(|rest| !rest.contains('/')))
-                && glob::matches(p, &file(real)));
+                && glob::matches(p, file(real)));
     }
     std::iter::once(&a.resource)
         .chain(&a.names)
-        .any(|n| glob::matches(p, n) || (!p.contains('/') && glob::matches(p, &file(n))))
+        .any(|n| glob::matches(p, n) || (!p.contains('/') && glob::matches(p, file(n))))
 }
 
 /// `a` with its path normalized lexically (`.`, `..`, repeated `/`) when it is a file action or

@@ -20,7 +20,7 @@
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use ward_broker::{Broker, Outcome};
-use ward_core::command::{arg_text, inner_commands};
+use ward_core::command::{arg_text, base, inner_commands};
 use ward_core::{Action, ActionKind, Decision, Effect};
 use ward_sandbox::notify::{ExecCall, Program, Responder};
 
@@ -293,10 +293,6 @@ fn decide(
     });
     // The record names the program as exec'd; the decision says which command decided.
     (outer, best, detail, decided_on)
-}
-
-fn base(p: &str) -> &str {
-    p.rsplit('/').next().unwrap_or(p)
 }
 
 fn program_action(broker: &Broker, path: &Path, real: Option<&Path>, argv: Vec<String>) -> Action {

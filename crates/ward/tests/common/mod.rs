@@ -246,6 +246,21 @@ impl Person {
         at
     }
 
+    /// Wait for a genuine question of Ward's (its header repeats the session word) drawn after
+    /// `from`; the position after that header.
+    pub fn question(&self, from: usize) -> usize {
+        let word = self.word();
+        self.wait_for(&format!("session word: {word}"), from, 30)
+            .unwrap_or_else(|| panic!("no question: {}", self.text()))
+    }
+
+    /// Type `keys` once a person could have read the question (keys in its first moments are
+    /// taken as typed before it was seen).
+    pub fn reply(&mut self, keys: &[u8]) {
+        std::thread::sleep(Duration::from_millis(600));
+        self.type_keys(keys);
+    }
+
     pub fn type_keys(&mut self, keys: &[u8]) {
         self.master.write_all(keys).unwrap();
     }

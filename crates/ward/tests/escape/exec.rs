@@ -203,19 +203,14 @@ fn escape_via_running_a_program_the_person_must_approve() {
     c.args([PY, "-c", &script]);
     c.env("WARD_ASK_TIMEOUT", "20");
     let mut p = Person::spawn(c);
-    let word = p.word();
-    let asked = p
-        .wait_for(&format!("session word: {word}"), 0, 30)
-        .unwrap_or_else(|| panic!("no question: {}", p.text()));
+    let asked = p.question(0);
     assert!(
         p.wait_for("wants to run curl -V", asked, 5).is_some()
             && p.wait_for("run by: sh -c curl -V", asked, 5).is_some(),
         "the question does not show the command: {}",
         p.text()
     );
-    // Keys typed in the question's first moments are taken as typed before it was seen.
-    std::thread::sleep(std::time::Duration::from_millis(600));
-    p.type_keys(b"n\r");
+    p.reply(b"n\r");
     let (code, screen) = p.finish(30);
     let t = String::from_utf8_lossy(&screen).into_owned();
     assert_eq!(code, Some(0), "{t}");
@@ -335,17 +330,13 @@ fn always_writes_the_answer_into_the_manifest() {
         let mut c = e.command(&["run", "--review", "keep", "--"]);
         c.args([PY, "-c", &script]).env("WARD_ASK_TIMEOUT", "20");
         let mut p = Person::spawn(c);
-        let word = p.word();
         let mut at = 0;
         let mut questions = Vec::new();
         for k in keys {
-            let asked = p
-                .wait_for(&format!("session word: {word}"), at, 30)
-                .unwrap_or_else(|| panic!("no question: {}", p.text()));
+            let asked = p.question(at);
             let end = p.wait_for("(a letter, then Enter)", asked, 10).unwrap();
             questions.push(p.text()[asked..end].to_string());
-            std::thread::sleep(std::time::Duration::from_millis(600));
-            p.type_keys(k);
+            p.reply(k);
             at = end;
         }
         let (code, screen) = p.finish(30);

@@ -222,12 +222,9 @@ fn escape_via_a_fake_prompt_and_typeahead() {
              time.sleep(1.5)\n{FETCH}"
         );
         let mut p = run_on_terminal(&e, &["-m", &m], &script);
-        let word = p.word();
         let fake = p.wait_for("(a letter, then Enter) > ", 0, 30).unwrap();
         p.type_keys(b"y\r");
-        let real = p
-            .wait_for(&format!("session word: {word}"), fake, 30)
-            .unwrap_or_else(|| panic!("no real question: {}", p.text()));
+        let real = p.question(fake);
         // Nobody answers the real question: it times out to a refusal.
         let (code, screen) = p.finish(60);
         let t = lossy(&screen);
@@ -263,10 +260,7 @@ fn escape_via_repainting_the_screen_during_an_ask() {
              time.sleep(0.5)\n"
         );
         let mut p = run_on_terminal(&e, &["-m", &m], &script);
-        let word = p.word();
-        let asked = p
-            .wait_for(&format!("session word: {word}"), 0, 30)
-            .unwrap_or_else(|| panic!("no question: {}", p.text()));
+        let asked = p.question(0);
         std::thread::sleep(Duration::from_millis(800));
         let during = p.screen()[asked..].to_vec();
         assert!(
