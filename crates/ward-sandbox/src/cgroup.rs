@@ -2,11 +2,11 @@
 //!
 //! Each controller is found where the kernel has it: a cgroup v1 hierarchy of its own (as on
 //! this project's test machines, where v2 is mounted beside them without those controllers) or
-//! the unified v2 hierarchy. Ward makes `ward-<session>` under the cgroup it is itself in, writes
-//! the limit, and the launcher joins it before it forks anything, so that every process of the
-//! session is counted. A controller that cannot be used is an error naming it
-//! (`cgroup.memory`, `cgroup.pids`, `cgroup.cpu`): `ward run` refuses, unless the manifest lists
-//! it in `allow_degraded`.
+//! the unified v2 hierarchy. Ward makes `ward-<session>` under the cgroup it is itself in,
+//! writes the limit, and the launcher moves itself and PID 1 into it before the agent is
+//! forked, so that every process of the session is counted (see [`Joiner`]). A controller
+//! that cannot be used is an error naming it (`cgroup.memory`, `cgroup.pids`, `cgroup.cpu`):
+//! `ward run` refuses, unless the manifest lists it in `allow_degraded`.
 //!
 //! | limit | v1 | v2 |
 //! |---|---|---|
@@ -271,7 +271,7 @@ impl Cgroups {
         Ok(())
     }
 
-    /// The directories the launcher must join (each `cgroup.procs`), before it forks.
+    /// The directories the session's processes must be in (each `cgroup.procs`).
     pub fn dirs(&self) -> &[PathBuf] {
         &self.created
     }
@@ -415,16 +415,56 @@ fn v2_parent(mount: &Path, own: PathBuf, c: Controller) -> Result<PathBuf, Sandb
     }
 }
 
-/// Join each cgroup directory (the launcher calls this first thing).
-pub fn join(dirs: &[PathBuf]) -> Result<(), SandboxError> {
-    for d in dirs {
-        let p = d.join("cgroup.procs");
-        std::fs::write(&p, "0").map_err(|source| SandboxError::Path {
-            path: p.display().to_string(),
-            source,
-        })?;
+/// The session's cgroups, opened by the launcher while it is still in the host's namespaces.
+///
+/// Moving a process into a cgroup (`cgroup.procs`) takes the kernel's global threadgroup lock
+/// for writing, and the first such move after a quiet spell waits out an RCU grace period:
+/// 5-30 ms on an idle machine, more than the whole sandbox takes to build. So the launcher
+/// forks PID 1 first and then moves PID 1 and itself while PID 1 builds the root; PID 1
+/// forks nothing (the agent) until told both are in. Every process of the session is still
+/// counted: the two that existed before the move are moved, and every later one is forked
+/// inside.
+pub struct Joiner {
+    files: Vec<(PathBuf, std::fs::File)>,
+}
+
+impl Joiner {
+    /// Open each directory's `cgroup.procs` for writing (permission is checked now, with the
+    /// host's credentials and cgroup namespace).
+    pub fn open(dirs: &[PathBuf]) -> Result<Joiner, SandboxError> {
+        let mut files = Vec::with_capacity(dirs.len());
+        for d in dirs {
+            let p = d.join("cgroup.procs");
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .map_err(|source| SandboxError::Path {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+            files.push((p, f));
+        }
+        Ok(Joiner { files })
     }
-    Ok(())
+
+    /// Nothing to join.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Move process `pid` (of the caller's pid namespace; 0: the caller) into every cgroup.
+    pub fn join(&self, pid: i32) -> Result<(), SandboxError> {
+        use std::os::unix::fs::FileExt;
+        let text = pid.to_string();
+        for (p, f) in &self.files {
+            f.write_at(text.as_bytes(), 0)
+                .map_err(|source| SandboxError::Path {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -2,16 +2,20 @@
 //! agent. Called at the start of a fresh, single-threaded process (the `ward-launch` helper),
 //! because `unshare(CLONE_NEWUSER)` refuses multi-threaded callers.
 //!
-//! Layout: the launcher unshares user, mount, pid, ipc, uts, net and cgroup namespaces and
-//! maps only its own uid and gid; it forks PID 1 of the new pid namespace, which builds the
-//! root (tmpfs; read-only binds of system directories; private /dev, /proc, /tmp; the grants
-//! at their real paths), pivots into it, forks the agent as PID 2, confines it and execs it,
-//! then reaps. The launcher forwards signals to PID 1 and exits with the agent's status.
+//! Layout: the launcher unshares user, mount, pid, ipc and uts namespaces and maps only its
+//! own uid and gid; it forks PID 1 of the new pid namespace, which builds the root (tmpfs;
+//! read-only binds of system directories; private /dev, /proc, /tmp; the grants at their real
+//! paths) and pivots into it. Meanwhile the launcher moves PID 1 and itself into the session's
+//! cgroups and makes the network namespace (loopback up, the proxy's socket), which it hands
+//! to PID 1. PID 1 enters it, takes a cgroup namespace of its own, forks the agent as PID 2,
+//! confines it and execs it, then reaps; it forks nothing before. The launcher forwards
+//! signals to PID 1 and exits with the agent's status.
 
 use crate::error::SandboxError;
 use crate::landlock::{Landlock, Rules};
 use crate::seccomp::Filter;
 use std::ffi::{CString, OsStr};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -49,7 +53,8 @@ pub struct Config {
     /// A unix socket to the supervisor: the agent sends its seccomp listener over it, and the
     /// supervisor answers and records each denied call. Without it denials are plain `EPERM`.
     pub notify_fd: Option<i32>,
-    /// Cgroup directories to join before anything is forked (limits set by the supervisor).
+    /// Cgroup directories the session's processes are in (limits set by the supervisor): the
+    /// launcher and PID 1 are moved in before the agent is forked.
     pub cgroups: Vec<PathBuf>,
     /// A unix socket to the supervisor for the egress proxy: the launcher brings up loopback in
     /// the new network namespace, listens on `127.0.0.1:proxy_port` there and sends the
@@ -373,19 +378,23 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
             }
         }
     }
-    // Join the session's cgroups before the first fork, so every process is counted.
-    crate::cgroup::join(&cfg.cgroups)?;
-    // Exec checks need someone to answer: only with the notify socket.
-    let filter = Filter::with_exec(cfg.watch_exec && cfg.notify_fd.is_some())?;
+    // The session's cgroups, opened now (with the host's credentials): PID 1 and this process
+    // are moved into them while PID 1 builds the root, and the agent is forked inside.
+    let cgroups = crate::cgroup::Joiner::open(&cfg.cgroups)?;
+    // The host's /proc, held: PID 1's pivot re-roots every process of the mount namespace,
+    // this one included, so the network namespace made after it is named through this.
+    let proc = std::fs::File::open("/proc").map_err(|source| SandboxError::Path {
+        path: "/proc".into(),
+        source,
+    })?;
     // SAFETY: plain getters.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    // The network namespace comes after PID 1 is forked (see below).
     let flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWNET
-        | libc::CLONE_NEWCGROUP;
+        | libc::CLONE_NEWUTS;
     // SAFETY: unshare with constant flags; fails (and says so) if the caller is multi-threaded.
     if unsafe { libc::unshare(flags) } != 0 {
         return Err(SandboxError::Unsupported {
@@ -396,24 +405,6 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
     write_file("/proc/self/setgroups", "deny")?;
     write_file("/proc/self/uid_map", &format!("{uid} {uid} 1\n"))?;
     write_file("/proc/self/gid_map", &format!("{gid} {gid} 1\n"))?;
-    // The new network namespace has a loopback device, down. Up, for the agent's local UDP
-    // and (where Landlock does not cover TCP) TCP use; and when the supervisor runs the egress
-    // proxy, it gets a listening socket on it, the namespace's one way out.
-    loopback_up()?;
-    if let Some(sock) = cfg.proxy_fd {
-        let l = listen_loopback(cfg.proxy_port)?;
-        // SAFETY: both descriptors are open; ours to close after.
-        unsafe {
-            let r = crate::notify::send_fd(sock, l);
-            libc::close(l);
-            libc::close(sock);
-            if r != 0 {
-                return Err(os_err(
-                    "cannot hand the proxy socket to the supervisor".into(),
-                ));
-            }
-        }
-    }
 
     let mut alive = [0i32; 2];
     // SAFETY: pipe2 fills the two-element array; the read end is non-blocking so the child's
@@ -424,6 +415,22 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
     // SAFETY: fcntl on the descriptor just created.
     unsafe {
         libc::fcntl(alive[0], libc::F_SETFL, libc::O_NONBLOCK);
+    }
+    // From the launcher to PID 1, once PID 1 and the launcher are in the session's cgroups:
+    // the agent's network namespace. End of file without it: something failed, and the agent
+    // is not started.
+    let mut link = [0i32; 2];
+    // SAFETY: socketpair fills the two-element array.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            link.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(os_err("socketpair".into()));
     }
     // SAFETY: fork in a single-threaded process; the child only continues this function.
     let pid1 = unsafe { libc::fork() };
@@ -439,13 +446,14 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
         unsafe {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
             libc::close(alive[1]);
+            libc::close(link[0]);
             let mut b = 0u8;
             if libc::read(alive[0], &mut b as *mut u8 as *mut libc::c_void, 1) == 0 {
                 libc::_exit(125);
             }
             libc::close(alive[0]);
         }
-        let code = match init(cfg, &filter) {
+        let code = match init(cfg, link[1]) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("ward: cannot set up the sandbox: {e}");
@@ -454,6 +462,37 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
         };
         // SAFETY: leave the child without running the parent's atexit handlers.
         unsafe { libc::_exit(code) };
+    }
+    // While PID 1 builds the root: PID 1 and the launcher into the session's cgroups (the
+    // wait described at `Joiner`), and the agent's network namespace (creating one takes
+    // half a millisecond), which PID 1 enters before it forks the agent.
+    // SAFETY: closing PID 1's end of the link.
+    unsafe {
+        libc::close(link[1]);
+    }
+    let ready = cgroups
+        .join(0)
+        .and_then(|()| cgroups.join(pid1))
+        .and_then(|()| network(cfg, &proc));
+    // SAFETY: the namespace's descriptor to PID 1 on success; on failure PID 1 is killed before
+    // it could start anything (it waits for this message), and the error is reported.
+    unsafe {
+        let sent = match &ready {
+            Ok(ns) => crate::notify::send_fd(link[0], *ns) == 0,
+            Err(_) => false,
+        };
+        if let Ok(ns) = ready {
+            libc::close(ns);
+        }
+        libc::close(link[0]);
+        if !sent {
+            libc::kill(pid1, libc::SIGKILL);
+            let mut status = 0;
+            libc::waitpid(pid1, &mut status, 0);
+            return Err(ready
+                .err()
+                .unwrap_or_else(|| os_err("cannot hand the network namespace to PID 1".into())));
+        }
     }
     // SAFETY: closing our copy of the read end; the write end stays open for our lifetime.
     // The notify socket is the agent's to use.
@@ -469,6 +508,51 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
         }
     }
     Ok(wait_forwarding(pid1))
+}
+
+/// The agent's network namespace, made by the launcher (already in the session's user
+/// namespace, which owns it): loopback up, and when the supervisor runs the egress proxy, a
+/// listening socket on it handed over, the namespace's one way out. Returns a descriptor of
+/// the namespace, for PID 1 to enter.
+fn network(cfg: &Config, proc: &std::fs::File) -> Result<i32, SandboxError> {
+    // SAFETY: unshare with a constant flag in this single-threaded process.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(SandboxError::Unsupported {
+            feature: "network namespaces",
+            detail: format!("unshare: {}", std::io::Error::last_os_error()),
+        });
+    }
+    // The new namespace has a loopback device, down. Up, for the agent's local UDP and (where
+    // Landlock does not cover TCP) TCP use.
+    loopback_up()?;
+    if let Some(sock) = cfg.proxy_fd {
+        let l = listen_loopback(cfg.proxy_port)?;
+        // SAFETY: both descriptors are open; ours to close after.
+        unsafe {
+            let r = crate::notify::send_fd(sock, l);
+            libc::close(l);
+            libc::close(sock);
+            if r != 0 {
+                return Err(os_err(
+                    "cannot hand the proxy socket to the supervisor".into(),
+                ));
+            }
+        }
+    }
+    // SAFETY: openat under the descriptor of the host's /proc, held by `proc`.
+    let ns = unsafe {
+        libc::openat(
+            proc.as_raw_fd(),
+            c"self/ns/net".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if ns < 0 {
+        return Err(os_err(
+            "the agent's network namespace (/proc/self/ns/net)".into(),
+        ));
+    }
+    Ok(ns)
 }
 
 /// `ip link set lo up`, by ioctl.
@@ -541,7 +625,16 @@ fn listen_loopback(port: u16) -> Result<i32, SandboxError> {
 }
 
 /// PID 1 of the new pid namespace: build the root, start the agent as PID 2, reap.
-fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
+fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
+    // The proxy's socket is the launcher's to hand over.
+    if let Some(fd) = cfg.proxy_fd {
+        // SAFETY: closing PID 1's copy of a descriptor it has no use for.
+        unsafe {
+            libc::close(fd);
+        }
+    }
+    // Exec checks need someone to answer: only with the notify socket.
+    let filter = Filter::with_exec(cfg.watch_exec && cfg.notify_fd.is_some())?;
     build_root(cfg)?;
     let mut rules = Rules {
         read: vec![],
@@ -601,6 +694,34 @@ fn init(cfg: &Config, filter: &Filter) -> Result<i32, SandboxError> {
         unsafe {
             libc::close(fd);
         }
+    }
+    // Nothing is forked before PID 1 is in the session's cgroups (the launcher moves it and
+    // then sends the agent's network namespace, which PID 1 enters: until then PID 1 is in
+    // the host's, and starts nothing).
+    // SAFETY: `link` is PID 1's end of the socket pair, owned here.
+    let link = unsafe { std::os::fd::OwnedFd::from_raw_fd(link) };
+    let ns = crate::notify::recv_fd(&link)
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            SandboxError::Setup(
+                "the sandbox could not join the session's cgroups or make its network".into(),
+            )
+        })?;
+    drop(link);
+    // SAFETY: setns on the descriptor just received, owned by `ns`.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(os_err("cannot enter the agent's network namespace".into()));
+    }
+    drop(ns);
+    // The agent's cgroup namespace is rooted at the session's cgroup, now that PID 1 is in it
+    // (`/proc/self/cgroup` reads `/` inside).
+    // SAFETY: unshare with a constant flag in this single-threaded process.
+    if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+        return Err(SandboxError::Unsupported {
+            feature: "cgroup namespaces",
+            detail: format!("unshare: {}", std::io::Error::last_os_error()),
+        });
     }
 
     // SAFETY: this process is single-threaded (PID 1 of the new namespace, forked from the

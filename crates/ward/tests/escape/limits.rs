@@ -96,6 +96,70 @@ fn escape_via_outliving_a_killed_supervisor() {
     e.assert_start_recorded();
 }
 
+/// The processes below `pid`, depth first.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten();
+    for t in tasks {
+        let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        for k in kids.split_whitespace().filter_map(|k| k.parse().ok()) {
+            out.push(k);
+            out.extend(descendants(k));
+        }
+    }
+    out
+}
+
+/// The lines of `/proc/PID/cgroup` that name a session's cgroup (`.../ward-ID`).
+fn session_cgroups(pid: u32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("/ward-"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_process_of_the_session_is_in_its_cgroups() {
+    // The launcher moves PID 1 and itself into the session's cgroups while PID 1 builds the
+    // root, and PID 1 forks the agent only after: no process of the session, Ward's own
+    // included, runs outside its ceilings; `ward run` itself stays out.
+    let e = Env::new();
+    let n = 600_000 + u64::from(std::process::id());
+    let mut run = e
+        .command(&["run", "--grant", ".:direct", "--", "/bin/sh", "-c"])
+        .arg(format!("sleep {n}; true"))
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while sleepers(n) < 1 {
+        assert!(t.elapsed().as_secs() < 20, "the agent did not start");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let tree = descendants(run.id());
+    let groups: Vec<Vec<String>> = tree.iter().map(|&p| session_cgroups(p)).collect();
+    let outside = session_cgroups(run.id());
+    run.kill().unwrap();
+    run.wait().unwrap();
+    // The launcher, PID 1, the shell and its sleep.
+    assert!(tree.len() >= 4, "{tree:?}");
+    assert!(
+        !groups[0].is_empty(),
+        "the launcher is in no session cgroup: {groups:?}"
+    );
+    for (p, g) in tree.iter().zip(&groups) {
+        assert_eq!(
+            g, &groups[0],
+            "process {p} is not in the session's cgroups: {groups:?}"
+        );
+    }
+    assert!(outside.is_empty(), "ward run itself is in {outside:?}");
+}
+
 #[test]
 fn every_run_is_bounded_by_default() {
     // No manifest, no [limits]: the session still has ceilings, stated by explain and on record.
