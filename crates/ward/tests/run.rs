@@ -64,6 +64,51 @@ fn read_only_grants_refuse_writes_with_an_error() {
 }
 
 #[test]
+fn everything_but_dev_proc_tmp_and_the_grants_is_read_only_nosuid_nodev() {
+    // The system part of the root is made read-only in one step with everything mounted
+    // below it: no submount of /usr or /etc stays writable, and nothing there is setuid.
+    let e = Env::new();
+    let o = e.ward(&[
+        "run",
+        "--grant",
+        ".:direct",
+        "--",
+        "/bin/sh",
+        "-c",
+        "for f in /usr/x /etc/passwd /lib/x /x; do touch $f 2>&1; done; cat /proc/self/mountinfo",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert_eq!(out.matches("Read-only file system").count(), 4, "{out}");
+    let proj = e.p("proj").canonicalize().unwrap();
+    let mut seen = 0;
+    let mountinfo = out.lines().filter(|l| {
+        l.split(' ').count() > 6
+            && l.split(' ')
+                .next()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+    });
+    for l in mountinfo {
+        let f: Vec<&str> = l.split(' ').collect();
+        let (point, opts) = (f[4], f[5]);
+        let writable = point == "/tmp"
+            || point == "/proc"
+            || point == "/dev"
+            || point.starts_with("/dev/")
+            || std::path::Path::new(point) == proj;
+        if writable {
+            continue;
+        }
+        seen += 1;
+        let o: Vec<&str> = opts.split(',').collect();
+        for want in ["ro", "nosuid", "nodev"] {
+            assert!(o.contains(&want), "{point} is not {want}: {l}");
+        }
+    }
+    assert!(seen > 5, "{out}");
+}
+
+#[test]
 fn refusals_exit_125_with_the_reason() {
     let e = Env::new();
     let o = e.ward(&["run", "--grant", "no-such-folder", "--", "true"]);
