@@ -424,6 +424,7 @@ fn v2_parent(mount: &Path, own: PathBuf, c: Controller) -> Result<PathBuf, Sandb
 /// forks nothing (the agent) until told both are in. Every process of the session is still
 /// counted: the two that existed before the move are moved, and every later one is forked
 /// inside.
+#[derive(Default)]
 pub struct Joiner {
     files: Vec<(PathBuf, std::fs::File)>,
 }
@@ -445,6 +446,23 @@ impl Joiner {
             files.push((p, f));
         }
         Ok(Joiner { files })
+    }
+
+    /// The `cgroup.procs` files `ward run` opened and handed over (named by their place in
+    /// the list, for messages).
+    pub fn from_fds(fds: Vec<std::os::fd::OwnedFd>) -> Joiner {
+        Joiner {
+            files: fds
+                .into_iter()
+                .enumerate()
+                .map(|(i, fd)| {
+                    (
+                        PathBuf::from(format!("the session's cgroup #{}", i + 1)),
+                        std::fs::File::from(fd),
+                    )
+                })
+                .collect(),
+        }
     }
 
     /// Nothing to join.

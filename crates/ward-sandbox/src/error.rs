@@ -14,4 +14,8 @@ pub enum SandboxError {
     },
     #[error("{0}")]
     Setup(String),
+    /// `ward run` stopped before it had configured the sandbox: it reports why itself, so the
+    /// launcher ends without a word.
+    #[error("ward run stopped before the sandbox was configured")]
+    Abandoned,
 }

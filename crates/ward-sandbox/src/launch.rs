@@ -86,6 +86,19 @@ pub struct Config {
     /// kernel's default (half the memory).
     pub tmp_size: Option<u64>,
     pub shm_size: Option<u64>,
+    /// The configuration is completed later (`ward run` forks the launcher before it has
+    /// worked everything out): see [`Late`].
+    pub late: Option<Late>,
+}
+
+/// Where the rest of a configuration comes from, when the launcher starts before `ward run`
+/// has it: the session's cgroups as descriptors of their `cgroup.procs` (one message on
+/// `cgroups`, for the launcher), and the fields [`crate::late`] lists (bytes to end of file
+/// on `rest`, for PID 1, which builds the system part of the root meanwhile).
+#[derive(Debug, Clone, Copy)]
+pub struct Late {
+    pub cgroups: i32,
+    pub rest: i32,
 }
 
 /// System directories bound read-only (those that exist; symlinks are recreated as symlinks).
@@ -293,6 +306,7 @@ impl Config {
             devices: vec![],
             tmp_size: None,
             shm_size: None,
+            late: None,
         }
     }
 
@@ -321,6 +335,7 @@ impl Config {
 pub fn main(cfg: &Config) -> i32 {
     match run(cfg) {
         Ok(code) => code,
+        Err(SandboxError::Abandoned) => 125,
         Err(e) => {
             eprintln!("ward: cannot start the sandbox: {e}");
             125
@@ -430,7 +445,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
 /// Enter the sandbox and run the agent; returns its exit status (128 + signal if killed).
 /// Must be called from a single-threaded process.
 pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
-    if cfg.argv.is_empty() {
+    if cfg.argv.is_empty() && cfg.late.is_none() {
         return Err(SandboxError::Setup("no command to run".into()));
     }
     if let Some(parent) = cfg.parent {
@@ -443,9 +458,13 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
             }
         }
     }
-    // The session's cgroups, opened now (with the host's credentials): PID 1 and this process
-    // are moved into them while PID 1 builds the root, and the agent is forked inside.
-    let cgroups = crate::cgroup::Joiner::open(&cfg.cgroups)?;
+    // The session's cgroups, opened now (with the host's credentials), or received from
+    // `ward run` once it has made them: PID 1 and this process are moved into them while PID 1
+    // builds the root, and the agent is forked inside.
+    let opened = match cfg.late {
+        None => Some(crate::cgroup::Joiner::open(&cfg.cgroups)?),
+        Some(_) => None,
+    };
     // The host's /proc, held: PID 1's pivot re-roots every process of the mount namespace,
     // this one included, so the network namespace made after it is named through this.
     let proc = std::fs::File::open("/proc").map_err(|source| SandboxError::Path {
@@ -512,6 +531,9 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
             libc::close(alive[1]);
             libc::close(link[0]);
+            if let Some(late) = cfg.late {
+                libc::close(late.cgroups);
+            }
             let mut b = 0u8;
             if libc::read(alive[0], &mut b as *mut u8 as *mut libc::c_void, 1) == 0 {
                 libc::_exit(125);
@@ -520,6 +542,7 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
         }
         let code = match init(cfg, link[1]) {
             Ok(code) => code,
+            Err(SandboxError::Abandoned) => 125,
             Err(e) => {
                 eprintln!("ward: cannot set up the sandbox: {e}");
                 125
@@ -531,13 +554,20 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
     // While PID 1 builds the root: PID 1 and the launcher into the session's cgroups (the
     // wait described at `Joiner`), and the agent's network namespace (creating one takes
     // half a millisecond), which PID 1 enters before it forks the agent.
-    // SAFETY: closing PID 1's end of the link.
+    // SAFETY: closing PID 1's end of the link, and of the stream its configuration comes on.
     unsafe {
         libc::close(link[1]);
+        if let Some(late) = cfg.late {
+            libc::close(late.rest);
+        }
     }
+    let cgroups = match (opened, cfg.late) {
+        (Some(j), _) => Ok(j),
+        (None, Some(late)) => receive_cgroups(late.cgroups),
+        (None, None) => Ok(crate::cgroup::Joiner::default()),
+    };
     let ready = cgroups
-        .join(0)
-        .and_then(|()| cgroups.join(pid1))
+        .and_then(|c| c.join(0).and_then(|()| c.join(pid1)))
         .and_then(|()| network(cfg, &proc));
     // SAFETY: the namespace's descriptor to PID 1 on success; on failure PID 1 is killed before
     // it could start anything (it waits for this message), and the error is reported.
@@ -554,9 +584,9 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
             libc::kill(pid1, libc::SIGKILL);
             let mut status = 0;
             libc::waitpid(pid1, &mut status, 0);
-            return Err(ready
-                .err()
-                .unwrap_or_else(|| os_err("cannot hand the network namespace to PID 1".into())));
+            // PID 1 gone before it got the namespace has said why itself (or ward run has,
+            // when it stopped before configuring the sandbox).
+            return Err(ready.err().unwrap_or(SandboxError::Abandoned));
         }
     }
     // SAFETY: closing our copy of the read end; the write end stays open for our lifetime.
@@ -573,6 +603,20 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
         }
     }
     Ok(wait_forwarding(pid1))
+}
+
+/// The session's cgroups from `ward run`: the descriptors of their `cgroup.procs`, opened by
+/// it (permission was checked then, with its credentials and cgroup namespace).
+fn receive_cgroups(sock: i32) -> Result<crate::cgroup::Joiner, SandboxError> {
+    // SAFETY: `sock` is the launcher's end, handed over by `ward run`, owned here.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(sock) };
+    match ward_sys::recv_fds(std::os::fd::AsFd::as_fd(&sock)) {
+        Ok(Some(fds)) => Ok(crate::cgroup::Joiner::from_fds(fds)),
+        Ok(None) => Err(SandboxError::Abandoned),
+        Err(e) => Err(SandboxError::Setup(format!(
+            "cannot receive the session's cgroups: {e}"
+        ))),
+    }
 }
 
 /// The agent's network namespace, made by the launcher (already in the session's user
@@ -689,6 +733,21 @@ fn listen_loopback(port: u16) -> Result<i32, SandboxError> {
     }
 }
 
+/// The bytes of the rest of the configuration, to end of file (at most `late::MAX_LEN`).
+fn read_late(fd: i32) -> Result<Vec<u8>, SandboxError> {
+    use std::io::Read;
+    // SAFETY: `fd` is PID 1's end of the stream, handed over by `ward run`, owned here.
+    let f = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut b = Vec::new();
+    f.take(crate::late::MAX_LEN as u64 + 1)
+        .read_to_end(&mut b)
+        .map_err(|e| SandboxError::Setup(format!("cannot read the configuration: {e}")))?;
+    if b.is_empty() {
+        return Err(SandboxError::Abandoned);
+    }
+    Ok(b)
+}
+
 /// PID 1 of the new pid namespace: build the root, start the agent as PID 2, reap.
 fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
     // The proxy's socket is the launcher's to hand over.
@@ -700,7 +759,23 @@ fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
     }
     // Exec checks need someone to answer: only with the notify socket.
     let filter = Filter::with_exec(cfg.watch_exec && cfg.notify_fd.is_some())?;
-    build_root(cfg)?;
+    let system = build_system(&cfg.staging)?;
+    // The rest of the configuration, when `ward run` sends it now (see `Late`).
+    let completed;
+    let cfg = match cfg.late {
+        None => cfg,
+        Some(late) => {
+            let mut c = cfg.clone();
+            c.late = None;
+            crate::late::decode(&mut c, &read_late(late.rest)?)?;
+            if c.argv.is_empty() {
+                return Err(SandboxError::Setup("no command to run".into()));
+            }
+            completed = c;
+            &completed
+        }
+    };
+    build_rest(cfg, &system)?;
     let mut rules = Rules {
         read: vec![],
         write: vec!["/tmp".into(), "/dev".into()],
@@ -1163,8 +1238,9 @@ unsafe fn drop_capabilities() -> i32 {
     libc::syscall(libc::SYS_capset, &mut h as *mut Header, d.as_ptr()) as i32
 }
 
-fn build_root(cfg: &Config) -> Result<(), SandboxError> {
-    let root = &cfg.staging;
+/// The part of the root that is the same for every session: a tmpfs at `root` with the
+/// system directories and /etc files bound in. Returns where they were bound.
+fn build_system(root: &Path) -> Result<Vec<PathBuf>, SandboxError> {
     // Nothing mounted here leaks back to the host.
     mount(
         None,
@@ -1189,6 +1265,13 @@ fn build_root(cfg: &Config) -> Result<(), SandboxError> {
             system.extend(bind_only(root, Path::new(p))?);
         }
     }
+    Ok(system)
+}
+
+/// The rest of the root (on the part [`build_system`] made): the mount points of everything
+/// else, all read-only at once, then /dev, /proc, /tmp, the grants, devices; and the pivot.
+fn build_rest(cfg: &Config, system: &[PathBuf]) -> Result<(), SandboxError> {
+    let root = &cfg.staging;
     let dev = root.join("dev");
     let proc_ = root.join("proc");
     let tmp = root.join("tmp");
@@ -1207,7 +1290,7 @@ fn build_root(cfg: &Config) -> Result<(), SandboxError> {
     let _ = std::fs::create_dir_all(root.join(cfg.cwd.strip_prefix("/").unwrap_or(&cfg.cwd)));
     let whole = read_only_tree(root)?;
     if !whole {
-        for dst in &system {
+        for dst in system {
             mount(
                 None,
                 dst,

@@ -12,6 +12,7 @@ pub mod cgroup;
 pub mod env;
 mod error;
 pub mod landlock;
+pub mod late;
 pub mod launch;
 pub mod notify;
 pub mod seccomp;

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use serde_json::json;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use ward_audit::{AuditLog, Event, EventDecision, KeyStore, LogPaths, WriterOptions};
@@ -251,44 +251,13 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         cwd,
         review,
     } = req;
-    let Inside {
-        masked,
-        read_only,
-        protected,
-        unmapped,
-        pdp,
-        ruled,
-    } = inside(&m)?;
-    if !unmapped.is_empty() {
-        eprintln!(
-            "ward: warning: {} file(s) in staged grants belong to another user or group, which the \
-             sandbox cannot map: the agent can read them but not change them (it gets EOVERFLOW): {}{}",
-            unmapped.len(),
-            unmapped
-                .iter()
-                .take(5)
-                .map(|p| ward_core::inert::path(p))
-                .collect::<Vec<_>>()
-                .join(", "),
-            if unmapped.len() > 5 { ", ..." } else { "" }
-        );
-    }
     let session = session_id();
-    let confinement = Confinement::decide(&m, &session)?;
-    // Repositories are known by identity, not path: a `.git` renamed away with its folder and
-    // a new one made in its place is a different repository.
-    let repo_ids = crate::repos::identities(&read_only);
-
     let paths = LogPaths::default_paths()?;
     let sessions = crate::sessions::sessions_dir(&paths);
-    // What changed in the manifest since its last run is shown before the agent starts.
-    let manifest_changes =
-        crate::manifest_watch::check(&m, sessions.parent().unwrap_or(&sessions))?;
     let session_dir = sessions.join(&session);
     let staging = session_dir.join("root");
     std::fs::create_dir_all(&staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
-    let (stages, token_ids) = prepare_stages(&m, &session_dir, &session, &agent_cmd, &cwd)?;
     supervise_signals();
     // On a terminal the agent gets a pty of its own; the person's terminal stays Ward's.
     let mut agent_tty = crate::terminal::AgentTerminal::prepare()?;
@@ -296,62 +265,116 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         t.announce(&session);
     }
 
-    // The launcher builds the sandbox while the audit log is opened and the session's start is
-    // made durable; the agent starts only when the supervisor says go, after the record is on
-    // disk.
-    // The read end is left inheritable so the launcher gets it at the same number without a
-    // pre_exec hook (which would force a full fork of this multi-threaded process instead of
-    // a cheap spawn); the write end closes on exec.
+    // The launcher starts first: its namespaces, PID 1 and the system part of the root do not
+    // depend on what follows (the grant scan, the cgroups, stages, devices, the environment),
+    // which is worked out meanwhile and sent to it (see `ward_sandbox::launch::Late`). The
+    // agent starts only when the supervisor says go, after the session's start is on record.
+    // The launcher's ends are left inheritable so it gets them at the same numbers; ours close
+    // on exec.
     let (go_read, go_write) =
         ward_sys::pipe(libc::O_CLOEXEC).context("cannot create the start pipe")?;
     ward_sys::set_cloexec(go_read.as_fd(), false).context("cannot create the start pipe")?;
     let mut go_write = std::fs::File::from(go_write);
-    // The socket the agent sends its seccomp listener over: the sandbox's end is inherited
-    // like the start pipe's.
+    // The socket the agent sends its seccomp listener over.
     let (notify_ours, notify_theirs) =
         ward_sys::socket_pair().context("cannot create the denial socket")?;
-    ward_sys::set_cloexec(notify_theirs.as_fd(), false)
-        .context("cannot create the denial socket")?;
     // The socket the launcher sends the proxy's listening socket over (bound to 127.0.0.1
     // inside the session's network namespace).
     let (proxy_ours, proxy_theirs) =
         ward_sys::socket_pair().context("cannot create the proxy socket")?;
-    ward_sys::set_cloexec(proxy_theirs.as_fd(), false).context("cannot create the proxy socket")?;
-    // Devices are asked for now, before anything of the agent's exists.
-    let devices = crate::devices::decide(&m, &pdp, agent_tty.as_ref().map(|t| t.word.as_str()));
+    // The session's cgroups (to the launcher) and the rest of the configuration (to PID 1).
+    let (cgroups_ours, cgroups_theirs) =
+        ward_sys::socket_pair().context("cannot create the launcher's sockets")?;
+    let (rest_ours, rest_theirs) =
+        ward_sys::stream_pair().context("cannot create the launcher's sockets")?;
     let pty_theirs = agent_tty.as_ref().and_then(|t| t.theirs());
-    let (mut lc, env_credentials, env_removed) = launcher_config(
-        &m,
-        &staging,
-        &cwd,
-        &agent_cmd,
-        &confinement,
-        (&masked, &read_only, &protected, &stages),
-    );
-    lc.go_fd = Some(go_read.as_raw_fd());
-    lc.notify_fd = Some(notify_theirs.as_raw_fd());
-    lc.proxy_fd = Some(proxy_theirs.as_raw_fd());
-    lc.pty_fd = pty_theirs;
-    lc.devices = devices
-        .iter()
-        .filter(|d| d.granted())
-        .map(|d| PathBuf::from(&d.action.resource))
-        .collect();
-    let limits = m.limits.effective();
     let mut keep = vec![
         go_read.as_raw_fd(),
         notify_theirs.as_raw_fd(),
         proxy_theirs.as_raw_fd(),
+        cgroups_theirs.as_raw_fd(),
+        rest_theirs.as_raw_fd(),
     ];
     keep.extend(pty_theirs);
-    let mut child = Launcher::start(&lc, &keep).context("cannot start the sandbox launcher")?;
+    for fd in &keep {
+        // SAFETY: each is one of the descriptors just created, alive until the fork.
+        ward_sys::set_cloexec(unsafe { BorrowedFd::borrow_raw(*fd) }, false)
+            .context("cannot create the launcher's sockets")?;
+    }
+    let mut early = ward_sandbox::launch::Config::new(staging.clone(), cwd.clone(), vec![]);
+    early.parent = Some(std::process::id() as i32);
+    early.proxy_port = ward_net::PROXY_PORT;
+    early.watch_exec = m.exec_checked();
+    early.go_fd = Some(go_read.as_raw_fd());
+    early.notify_fd = Some(notify_theirs.as_raw_fd());
+    early.proxy_fd = Some(proxy_theirs.as_raw_fd());
+    early.pty_fd = pty_theirs;
+    early.late = Some(ward_sandbox::launch::Late {
+        cgroups: cgroups_theirs.as_raw_fd(),
+        rest: rest_theirs.as_raw_fd(),
+    });
+    let mut child = Launcher::start(&early, &keep).context("cannot start the sandbox launcher")?;
     if let Some(t) = agent_tty.as_mut() {
         t.launched();
     }
-    drop(go_read);
-    drop(notify_theirs);
-    drop(proxy_theirs);
+    drop((
+        go_read,
+        notify_theirs,
+        proxy_theirs,
+        cgroups_theirs,
+        rest_theirs,
+    ));
     LAUNCHER.store(child.id() as i32, std::sync::atomic::Ordering::Relaxed);
+
+    // Everything else, while the sandbox is built. A failure ends the launcher (it sees its
+    // sockets close) and leaves nothing behind.
+    let confinement = confine(&m, &session, cgroups_ours);
+    let prepared = confinement.and_then(|confinement| {
+        prepare(
+            &m,
+            &session,
+            &paths,
+            &session_dir,
+            (&staging, &cwd, &agent_cmd),
+            agent_tty.as_ref(),
+            confinement,
+            rest_ours,
+        )
+        .map_err(|(e, confinement)| {
+            // The cgroups go once the launcher, which may be in them, has ended.
+            let _ = child.wait();
+            drop(confinement);
+            e
+        })
+    });
+    let Prepared {
+        inside:
+            Inside {
+                masked,
+                read_only,
+                protected,
+                unmapped,
+                pdp,
+                ruled,
+            },
+        confinement,
+        repo_ids,
+        manifest_changes,
+        stages,
+        token_ids,
+        devices,
+        env_credentials,
+        env_removed,
+    } = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            drop(go_write);
+            let _ = child.wait();
+            let _ = ward_stage::deep::remove_all(&session_dir);
+            return Err(e);
+        }
+    };
+    let limits = m.limits.effective();
 
     // From here on the launcher exists: every path waits for it and records the end.
     let log = AuditLog::open(
@@ -1008,6 +1031,148 @@ impl Launcher {
 /// The staged grants of the session: an upper layer (and overlay's work folder) per grant,
 /// beside the session; a capability token each; and `stage.json`, which the review reads.
 /// Returns the stages and their tokens' ids.
+/// What `ward run` works out while the sandbox is built.
+struct Prepared {
+    inside: Inside,
+    confinement: Confinement,
+    repo_ids: crate::repos::Identities,
+    manifest_changes: Vec<serde_json::Value>,
+    stages: Vec<ward_stage::Stage>,
+    token_ids: Vec<String>,
+    devices: Vec<crate::devices::Outcome>,
+    env_credentials: Vec<(String, String)>,
+    env_removed: Vec<String>,
+}
+
+/// The session's configuration, worked out while the launcher builds the sandbox, and sent
+/// to it: the cgroups as soon as they exist (the launcher moves itself and PID 1 into them),
+/// the rest when everything is known (PID 1 completes the root with it).
+#[allow(clippy::too_many_arguments)]
+fn prepare(
+    m: &Manifest,
+    session: &str,
+    paths: &LogPaths,
+    session_dir: &Path,
+    (staging, cwd, agent_cmd): (&Path, &Path, &[String]),
+    agent_tty: Option<&crate::terminal::AgentTerminal>,
+    confinement: Confinement,
+    rest_sock: OwnedFd,
+) -> Result<Prepared, (anyhow::Error, Box<Confinement>)> {
+    let done = (|| {
+        let inside = inside(m)?;
+        if !inside.unmapped.is_empty() {
+            eprintln!(
+                "ward: warning: {} file(s) in staged grants belong to another user or group, \
+                 which the sandbox cannot map: the agent can read them but not change them (it \
+                 gets EOVERFLOW): {}{}",
+                inside.unmapped.len(),
+                inside
+                    .unmapped
+                    .iter()
+                    .take(5)
+                    .map(|p| ward_core::inert::path(p))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if inside.unmapped.len() > 5 {
+                    ", ..."
+                } else {
+                    ""
+                }
+            );
+        }
+        // Repositories are known by identity, not path: a `.git` renamed away with its
+        // folder and a new one made in its place is a different repository.
+        let repo_ids = crate::repos::identities(&inside.read_only);
+        let sessions = crate::sessions::sessions_dir(paths);
+        // What changed in the manifest since its last run is shown before the agent starts.
+        let manifest_changes =
+            crate::manifest_watch::check(m, sessions.parent().unwrap_or(&sessions))?;
+        let (stages, token_ids) = prepare_stages(m, session_dir, session, agent_cmd, cwd)?;
+        // Devices are asked for now, before anything of the agent's runs.
+        let devices = crate::devices::decide(m, &inside.pdp, agent_tty.map(|t| t.word.as_str()));
+        let (mut lc, env_credentials, env_removed) = launcher_config(
+            m,
+            staging,
+            cwd,
+            agent_cmd,
+            &confinement,
+            (
+                &inside.masked,
+                &inside.read_only,
+                &inside.protected,
+                &stages,
+            ),
+        );
+        lc.devices = devices
+            .iter()
+            .filter(|d| d.granted())
+            .map(|d| PathBuf::from(&d.action.resource))
+            .collect();
+        let mut rest = std::fs::File::from(rest_sock);
+        rest.write_all(&ward_sandbox::late::encode(&lc))
+            .context("the sandbox launcher stopped before it was configured")?;
+        drop(rest);
+        anyhow::Ok((
+            inside,
+            repo_ids,
+            manifest_changes,
+            stages,
+            token_ids,
+            devices,
+            env_credentials,
+            env_removed,
+        ))
+    })();
+    match done {
+        Ok((
+            inside,
+            repo_ids,
+            manifest_changes,
+            stages,
+            token_ids,
+            devices,
+            env_credentials,
+            env_removed,
+        )) => Ok(Prepared {
+            inside,
+            confinement,
+            repo_ids,
+            manifest_changes,
+            stages,
+            token_ids,
+            devices,
+            env_credentials,
+            env_removed,
+        }),
+        Err(e) => Err((e, Box::new(confinement))),
+    }
+}
+
+/// The session's cgroups, made, and handed to the launcher as descriptors of their
+/// `cgroup.procs` (it moves itself and PID 1 into them while the root is built).
+fn confine(m: &Manifest, session: &str, cgroups_sock: OwnedFd) -> anyhow::Result<Confinement> {
+    let confinement = Confinement::decide(m, session)?;
+    let procs = confinement
+        .cgroups
+        .dirs()
+        .iter()
+        .map(|d| {
+            let p = d.join("cgroup.procs");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .with_context(|| format!("cannot open {}", p.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    ward_sys::send_fds(
+        cgroups_sock.as_fd(),
+        &procs.iter().map(|f| f.as_fd()).collect::<Vec<_>>(),
+    )
+    .context("the sandbox launcher stopped before it could join the session's cgroups")?;
+    drop((procs, cgroups_sock));
+    Ok(confinement)
+}
+
 fn prepare_stages(
     m: &Manifest,
     session_dir: &Path,
