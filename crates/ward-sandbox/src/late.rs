@@ -1,7 +1,7 @@
 //! The part of the launcher's configuration that `ward run` works out while the sandbox is
 //! already being built: the grants and what is masked or held read-only in them, the staged
 //! layers, the agent's command, working directory and environment, the devices, the Landlock
-//! switch and sizes. `ward run` forks the launcher first (its namespaces, PID 1 and the
+//! switch, sizes and the agent's own home. `ward run` forks the launcher first (its namespaces, PID 1 and the
 //! system part of the root do not depend on any of this) and sends these bytes to PID 1 when
 //! they are ready; PID 1 reads them to end of file before it mounts anything of the agent's.
 //!
@@ -54,6 +54,11 @@ pub fn encode(cfg: &Config) -> Vec<u8> {
     e.paths(&cfg.devices);
     e.size(cfg.tmp_size);
     e.size(cfg.shm_size);
+    e.flag(cfg.home.is_some());
+    if let Some((host, inside)) = &cfg.home {
+        e.path(host);
+        e.path(inside);
+    }
     e.0
 }
 
@@ -94,6 +99,11 @@ pub fn decode(cfg: &mut Config, b: &[u8]) -> Result<(), SandboxError> {
     let devices = d.paths()?;
     let tmp_size = d.size()?;
     let shm_size = d.size()?;
+    let home = if d.flag()? {
+        Some((d.path()?, d.path()?))
+    } else {
+        None
+    };
     if d.at != b.len() {
         return Err(bad(&format!("{} bytes after the end", b.len() - d.at)));
     }
@@ -109,6 +119,7 @@ pub fn decode(cfg: &mut Config, b: &[u8]) -> Result<(), SandboxError> {
     cfg.devices = devices;
     cfg.tmp_size = tmp_size;
     cfg.shm_size = shm_size;
+    cfg.home = home;
     Ok(())
 }
 
@@ -235,6 +246,7 @@ mod tests {
         c.devices = vec!["/dev/dri/renderD128".into()];
         c.tmp_size = Some(1 << 30);
         c.shm_size = None;
+        c.home = Some(("/s/homes/default".into(), "/home/u".into()));
         // A path that is not UTF-8 travels as it is.
         c.masks.push(PathBuf::from(std::ffi::OsString::from_vec(
             b"/home/u/p/\xff.key".to_vec(),

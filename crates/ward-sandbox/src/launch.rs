@@ -86,6 +86,10 @@ pub struct Config {
     /// kernel's default (half the memory).
     pub tmp_size: Option<u64>,
     pub shm_size: Option<u64>,
+    /// The agent's own home: `(folder on the host, path inside)`, bound read-write at the path
+    /// `HOME` names (grants below it are mounted on top), so that its logins, caches and
+    /// settings work and persist without the person's real home.
+    pub home: Option<(PathBuf, PathBuf)>,
     /// The configuration is completed later (`ward run` forks the launcher before it has
     /// worked everything out): see [`Late`].
     pub late: Option<Late>,
@@ -213,6 +217,107 @@ fn bind_only(root: &Path, src: &Path) -> Result<Option<PathBuf>, SandboxError> {
     Ok(Some(dst))
 }
 
+/// Bind `src` on a place in the agent's home ([`place_in_home`]), read-only unless
+/// `writable`; the flags are set on the new mount, opened again the same way.
+fn bind_in_home(
+    src: &Path,
+    placed: &Beneath,
+    again: impl Fn() -> Result<Beneath, SandboxError>,
+    writable: bool,
+) -> Result<(), SandboxError> {
+    mount(
+        Some(src),
+        &placed.proc_path(),
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )?;
+    let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
+    if !writable {
+        flags |= libc::MS_RDONLY;
+    }
+    mount(None, &again()?.proc_path(), None, flags, None)
+}
+
+/// The agent's home (its path inside) when `p` lies below it.
+fn in_home<'a>(cfg: &'a Config, p: &Path) -> Option<&'a Path> {
+    cfg.home
+        .as_ref()
+        .map(|(_, inside)| inside.as_path())
+        .filter(|h| p.starts_with(h) && p != *h)
+}
+
+/// Make `rel` below `top` (the agent's home, mounted) a place to mount on, one component at a
+/// time, never following a symbolic link: a link where a folder is expected is refused with
+/// what to remove. Returns it opened (`O_PATH`), to mount on through `/proc/self/fd`.
+fn place_in_home(top: &Path, rel: &Path, dir: bool) -> Result<Beneath, SandboxError> {
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+    let top_c = cstr(top)?;
+    // SAFETY: open of a path we own the C string for; the descriptor is owned below.
+    let fd = unsafe {
+        libc::open(
+            top_c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(os_err(format!("open {}", top.display())));
+    }
+    // SAFETY: fd was just opened.
+    let mut cur = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let parts: Vec<&OsStr> = rel
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    for (i, name) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let c = CString::new(name.as_bytes())
+            .map_err(|_| SandboxError::Setup("path with NUL".into()))?;
+        // SAFETY: mkdirat/openat under the directory descriptor we hold, with a C string we
+        // own; O_EXCL makes a file without following a link (an existing one is left alone).
+        unsafe {
+            if last && !dir {
+                let f = libc::openat(
+                    cur.as_raw_fd(),
+                    c.as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                );
+                if f >= 0 {
+                    libc::close(f);
+                }
+            } else {
+                libc::mkdirat(cur.as_raw_fd(), c.as_ptr(), 0o755);
+            }
+        }
+        let flags = if last && !dir {
+            libc::O_PATH | libc::O_NOFOLLOW
+        } else {
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW
+        };
+        let next = ward_sys::openat2(
+            cur.as_fd(),
+            &c,
+            flags,
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+        )
+        .map_err(|e| {
+            let there: PathBuf = parts[..=i].iter().collect();
+            SandboxError::Setup(format!(
+                "the agent's home has {} where {} is to be mounted ({e}): Ward does not follow \
+                 it; remove it from the agent's home",
+                there.display(),
+                rel.display()
+            ))
+        })?;
+        cur = next;
+    }
+    Beneath::from_fd(cur)
+}
+
 /// Make `dst` a place to mount on: a directory, or an empty file. What is already there is
 /// left as it is (never truncated: it may be a real file, seen through a grant mounted before).
 fn mount_point(dst: &Path, dir: bool) -> Result<(), SandboxError> {
@@ -306,6 +411,7 @@ impl Config {
             devices: vec![],
             tmp_size: None,
             shm_size: None,
+            home: None,
             late: None,
         }
     }
@@ -789,6 +895,9 @@ fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
     }
     rules.read.push("/proc".into());
     rules.write.extend(cfg.devices.iter().cloned());
+    rules
+        .write
+        .extend(cfg.home.iter().map(|(_, inside)| inside.clone()));
     for (p, writable) in &cfg.grants {
         if *writable {
             rules.write.push(p.clone())
@@ -1045,6 +1154,16 @@ impl Beneath {
         Ok(Beneath { fd, meta })
     }
 
+    fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Beneath, SandboxError> {
+        // SAFETY: fstat fills the struct.
+        let mut meta: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat on the descriptor we own, into the struct above.
+        if unsafe { libc::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut meta) } != 0 {
+            return Err(os_err("stat a mount point".into()));
+        }
+        Ok(Beneath { fd, meta })
+    }
+
     fn proc_path(&self) -> PathBuf {
         PathBuf::from(format!(
             "/proc/self/fd/{}",
@@ -1150,9 +1269,21 @@ fn overlay_escape(p: &Path) -> Result<String, SandboxError> {
 /// Mount a staged grant: an overlay at the grant's real path, the real folder below, the
 /// session's stage above. `userxattr` keeps overlay's own bookkeeping (whiteouts, opaque
 /// folders) in `user.overlay.*` attributes, which an unprivileged user namespace may write.
-fn stage(root: &Path, grant: &Path, upper: &Path, work: &Path) -> Result<(), SandboxError> {
-    let dst = root.join(grant.strip_prefix("/").unwrap_or(grant));
-    std::fs::create_dir_all(&dst).map_err(at(&dst))?;
+fn stage(
+    root: &Path,
+    grant: &Path,
+    upper: &Path,
+    work: &Path,
+    placed: Option<&Path>,
+) -> Result<(), SandboxError> {
+    let dst = match placed {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let dst = root.join(grant.strip_prefix("/").unwrap_or(grant));
+            std::fs::create_dir_all(&dst).map_err(at(&dst))?;
+            dst
+        }
+    };
     let data = format!(
         "lowerdir={},upperdir={},workdir={},userxattr",
         overlay_escape(grant)?,
@@ -1283,6 +1414,9 @@ fn build_rest(cfg: &Config, system: &[PathBuf]) -> Result<(), SandboxError> {
         let dir = std::fs::metadata(p).map(|m| m.is_dir()).unwrap_or(true);
         mount_point(&dst, dir)?;
     }
+    if let Some((_, inside)) = &cfg.home {
+        mount_point(&root.join(inside.strip_prefix("/").unwrap_or(inside)), true)?;
+    }
     for d in cfg.devices.iter().filter(|d| !d.starts_with("/dev")) {
         mount_point(&root.join(d.strip_prefix("/").unwrap_or(d)), false)?;
     }
@@ -1367,11 +1501,42 @@ fn build_rest(cfg: &Config, system: &[PathBuf]) -> Result<(), SandboxError> {
         libc::MS_NOSUID | libc::MS_NODEV,
         Some(tmp_opts.as_deref().unwrap_or("mode=1777")),
     )?;
+    // The agent's own home, before the grants: those below it are mounted on top.
+    if let Some((host, inside)) = &cfg.home {
+        let dst = root.join(inside.strip_prefix("/").unwrap_or(inside));
+        // Made above on the read-only part; again here when it lies in /tmp.
+        mount_point(&dst, true)?;
+        mount(Some(host), &dst, None, libc::MS_BIND, None)?;
+        mount(
+            None,
+            &dst,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV,
+            None,
+        )?;
+    }
     // The grants at their real paths, with the always-denied paths inside them covered.
     for (p, writable) in &cfg.grants {
-        match cfg.stages.iter().find(|(g, _, _)| g == p) {
-            Some((_, upper, work)) => stage(root, p, upper, work)?,
-            None => bind(root, p, *writable)?,
+        // Below the agent's own home, the way to the mount point is the agent's to shape
+        // (it could have left a link there in an earlier session): it is made and opened
+        // without following any link, and mounted on through its descriptor.
+        let place = |home: &Path| {
+            place_in_home(
+                &root.join(home.strip_prefix("/").unwrap_or(home)),
+                p.strip_prefix(home).unwrap_or(p),
+                std::fs::metadata(p).map(|m| m.is_dir()).unwrap_or(true),
+            )
+        };
+        let placed = in_home(cfg, p).map(&place).transpose()?;
+        let at = placed.as_ref().map(|b| b.proc_path());
+        match (
+            cfg.stages.iter().find(|(g, _, _)| g == p),
+            &placed,
+            in_home(cfg, p),
+        ) {
+            (Some((_, upper, work)), _, _) => stage(root, p, upper, work, at.as_deref())?,
+            (None, Some(b), Some(home)) => bind_in_home(p, b, || place(home), *writable)?,
+            _ => bind(root, p, *writable)?,
         }
     }
     for p in &cfg.read_only {
@@ -1387,8 +1552,21 @@ fn build_rest(cfg: &Config, system: &[PathBuf]) -> Result<(), SandboxError> {
         mount_point(&dst, false)?;
         mount(Some(d), &dst, None, libc::MS_BIND, None)?;
     }
-    // Make sure the working directory exists inside (it may be outside every grant).
-    let _ = std::fs::create_dir_all(root.join(cfg.cwd.strip_prefix("/").unwrap_or(&cfg.cwd)));
+    // Make sure the working directory exists inside (it may be outside every grant); in the
+    // agent's home without following a link the agent left there.
+    match in_home(cfg, &cfg.cwd) {
+        Some(home) => {
+            let _ = place_in_home(
+                &root.join(home.strip_prefix("/").unwrap_or(home)),
+                cfg.cwd.strip_prefix(home).unwrap_or(&cfg.cwd),
+                true,
+            );
+        }
+        None => {
+            let _ =
+                std::fs::create_dir_all(root.join(cfg.cwd.strip_prefix("/").unwrap_or(&cfg.cwd)));
+        }
+    }
     // Pivot: the staging directory becomes /, the old root goes away entirely.
     let root_c = cstr(root)?;
     // SAFETY: valid C strings; pivot_root(".", ".") stacks the old root under the new one,

@@ -10,6 +10,7 @@
 mod devices;
 mod envscan;
 mod exec;
+mod home;
 mod manifest_watch;
 mod proxy;
 mod repos;

@@ -357,6 +357,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 pdp,
                 ruled,
             },
+        home,
         confinement,
         repo_ids,
         manifest_changes,
@@ -446,6 +447,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 "degraded": confinement.degraded,
                 "command": agent_cmd,
                 "cwd": cwd,
+                "home": home,
             })),
             ..Event::new(ward_core::EventKind::SessionStart)
         })
@@ -1034,6 +1036,8 @@ impl Launcher {
 /// What `ward run` works out while the sandbox is built.
 struct Prepared {
     inside: Inside,
+    /// The agent's own home on the host, when it has one.
+    home: Option<PathBuf>,
     confinement: Confinement,
     repo_ids: crate::repos::Identities,
     manifest_changes: Vec<serde_json::Value>,
@@ -1108,12 +1112,15 @@ fn prepare(
             .filter(|d| d.granted())
             .map(|d| PathBuf::from(&d.action.resource))
             .collect();
+        lc.home = crate::home::own(m, paths.state_dir().unwrap_or(Path::new(".")), "default")?;
+        let home = lc.home.as_ref().map(|(host, _)| host.clone());
         let mut rest = std::fs::File::from(rest_sock);
         rest.write_all(&ward_sandbox::late::encode(&lc))
             .context("the sandbox launcher stopped before it was configured")?;
         drop(rest);
         anyhow::Ok((
             inside,
+            home,
             repo_ids,
             manifest_changes,
             stages,
@@ -1126,6 +1133,7 @@ fn prepare(
     match done {
         Ok((
             inside,
+            home,
             repo_ids,
             manifest_changes,
             stages,
@@ -1135,6 +1143,7 @@ fn prepare(
             env_removed,
         )) => Ok(Prepared {
             inside,
+            home,
             confinement,
             repo_ids,
             manifest_changes,

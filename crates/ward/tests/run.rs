@@ -64,7 +64,7 @@ fn read_only_grants_refuse_writes_with_an_error() {
 }
 
 #[test]
-fn everything_but_dev_proc_tmp_and_the_grants_is_read_only_nosuid_nodev() {
+fn everything_but_dev_proc_tmp_home_and_the_grants_is_read_only_nosuid_nodev() {
     // The system part of the root is made read-only in one step with everything mounted
     // below it: no submount of /usr or /etc stays writable, and nothing there is setuid.
     let e = Env::new();
@@ -81,6 +81,8 @@ fn everything_but_dev_proc_tmp_and_the_grants_is_read_only_nosuid_nodev() {
     let out = text(&o);
     assert_eq!(out.matches("Read-only file system").count(), 4, "{out}");
     let proj = e.p("proj").canonicalize().unwrap();
+    // The agent's own home, at the path HOME names.
+    let home = e.p("home").canonicalize().unwrap();
     let mut seen = 0;
     let mountinfo = out.lines().filter(|l| {
         l.split(' ').count() > 6
@@ -95,7 +97,8 @@ fn everything_but_dev_proc_tmp_and_the_grants_is_read_only_nosuid_nodev() {
             || point == "/proc"
             || point == "/dev"
             || point.starts_with("/dev/")
-            || std::path::Path::new(point) == proj;
+            || std::path::Path::new(point) == proj
+            || std::path::Path::new(point) == home;
         if writable {
             continue;
         }
@@ -106,6 +109,82 @@ fn everything_but_dev_proc_tmp_and_the_grants_is_read_only_nosuid_nodev() {
         }
     }
     assert!(seen > 5, "{out}");
+}
+
+#[test]
+fn the_agent_has_a_home_of_its_own_that_persists() {
+    // HOME is the test's own folder, with the project inside it: the agent gets a writable
+    // home of its own at that path (logins and caches work, and stay for the next session),
+    // the person's files there stay out of reach, and the project is still mounted on top.
+    let e = Env::new();
+    let home = e.dir.path().canonicalize().unwrap();
+    std::fs::write(home.join(".real-secret"), "person's\n").unwrap();
+    let run = |script: &str| {
+        e.command(&["run", "--grant", ".:direct", "--", "/bin/sh", "-c", script])
+            .env("HOME", &home)
+            .output()
+            .unwrap()
+    };
+    let o = run(
+        "cd \"$HOME\" && echo token > .login && ls -A; cat .real-secret 2>&1; \
+         cd - >/dev/null && echo edit > in-project.txt && pwd",
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(!out.contains("person's"), "the real home is visible: {out}");
+    assert!(out.contains("No such file"), "{out}");
+    assert!(
+        out.contains(&e.p("proj").canonicalize().unwrap().display().to_string()),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/in-project.txt")).unwrap(),
+        "edit\n"
+    );
+    // Written to the agent's home under Ward's state, not the person's.
+    assert!(!home.join(".login").exists());
+    let kept = e.p("state/ward/homes/default/.login");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "token\n");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(e.p("state/ward/homes/default"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o700);
+    // The next session finds it.
+    let o = run("cat \"$HOME/.login\"");
+    assert_eq!(text(&o).trim(), "token", "{}", text(&o));
+    let start = e
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "session.start")
+        .unwrap();
+    assert!(start["detail"]["home"]
+        .as_str()
+        .is_some_and(|h| h.ends_with("homes/default")));
+}
+
+#[test]
+fn a_grant_that_is_the_home_stays_the_home() {
+    // Granting the home folder itself: the person chose it, no home of Ward's is laid over it.
+    let e = Env::new();
+    std::fs::write(e.p("proj/mine.txt"), "x").unwrap();
+    let o = e
+        .command(&[
+            "run",
+            "--grant",
+            ".:ro",
+            "--force",
+            "--",
+            "/bin/sh",
+            "-c",
+            "ls \"$HOME\"",
+        ])
+        .env("HOME", e.p("proj"))
+        .output()
+        .unwrap();
+    assert!(text(&o).contains("mine.txt"), "{}", text(&o));
+    assert!(!e.p("state/ward/homes/default").exists());
 }
 
 #[test]

@@ -405,3 +405,54 @@ reason = "hands off"
         .unwrap()
         .ends_with("/secret2.txt"));
 }
+
+#[test]
+fn escape_via_a_link_left_in_the_agents_home() {
+    // The agent's home persists between sessions and grants below HOME are mounted inside it.
+    // A link the agent leaves where a later session mounts a grant must not lead Ward's
+    // mount (and the folders it makes for it) out of the home: refused, nothing made outside.
+    let e = Env::new();
+    let home = e.dir.path().canonicalize().unwrap();
+    std::fs::create_dir_all(home.join("work/proj")).unwrap();
+    std::fs::write(home.join("work/proj/file.txt"), "project\n").unwrap();
+    let victim = e.p("outside");
+    // Session 1 works in `proj` only; the agent leaves `work -> outside` in its home.
+    let o = e
+        .command(&["run", "--grant", ".:direct", "--", "/bin/sh", "-c"])
+        .arg(format!(
+            "echo AGENT-RAN; ln -s {} \"$HOME/work\" && echo PLANTED",
+            victim.display()
+        ))
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert!(text(&o).contains("PLANTED"), "{}", text(&o));
+    // Session 2 grants work/proj: its mount point would be made through the link.
+    let o = e
+        .command(&["run", "--grant", "work/proj:direct", "--", "/bin/cat"])
+        .arg(home.join("work/proj/file.txt"))
+        .current_dir(&home)
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o));
+    assert!(
+        text(&o).contains("the agent's home has work where work/proj is to be mounted"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !victim.join("proj").exists(),
+        "a folder was made through the link"
+    );
+    assert_eq!(
+        std::fs::read_dir(&victim).unwrap().count(),
+        1,
+        "only the secret is there"
+    );
+    // On record: the second session ended with the sandbox refused (125).
+    let recs = e.records();
+    assert!(recs.iter().filter(|r| r["kind"] == "session.start").count() >= 2);
+    let last = recs.iter().rev().find(|r| r["kind"] == "session.exit");
+    assert_eq!(last.unwrap()["detail"]["exit_code"], 125, "{last:?}");
+}
