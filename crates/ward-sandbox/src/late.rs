@@ -72,25 +72,25 @@ pub fn decode(cfg: &mut Config, b: &[u8]) -> Result<(), SandboxError> {
         return Err(bad("not a Ward launcher configuration (version 1)"));
     }
     let n = d.count(5)?;
-    let mut grants = Vec::with_capacity(n);
+    let mut grants = Vec::with_capacity(n.min(1024));
     for _ in 0..n {
         grants.push((d.path()?, d.flag()?));
     }
     let masks = d.paths()?;
     let read_only = d.paths()?;
     let n = d.count(12)?;
-    let mut stages = Vec::with_capacity(n);
+    let mut stages = Vec::with_capacity(n.min(1024));
     for _ in 0..n {
         stages.push((d.path()?, d.path()?, d.path()?));
     }
     let cwd = d.path()?;
     let n = d.count(4)?;
-    let mut argv = Vec::with_capacity(n);
+    let mut argv = Vec::with_capacity(n.min(1024));
     for _ in 0..n {
         argv.push(d.text()?);
     }
     let n = d.count(8)?;
-    let mut env = Vec::with_capacity(n);
+    let mut env = Vec::with_capacity(n.min(1024));
     for _ in 0..n {
         env.push((d.text()?, d.text()?));
     }

@@ -232,11 +232,17 @@ fn bind_in_home(
         libc::MS_BIND | libc::MS_REC,
         None,
     )?;
+    let top = again()?;
+    // The home's Landlock write rule covers what is mounted below it: a read-only grant
+    // there is held by its mount flags alone, so every mount of it is made read-only.
+    if !writable && read_only_tree(&top.proc_path())? {
+        return Ok(());
+    }
     let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
     if !writable {
         flags |= libc::MS_RDONLY;
     }
-    mount(None, &again()?.proc_path(), None, flags, None)
+    mount(None, &top.proc_path(), None, flags, None)
 }
 
 /// The agent's home (its path inside) when `p` lies below it.
@@ -315,7 +321,15 @@ fn place_in_home(top: &Path, rel: &Path, dir: bool) -> Result<Beneath, SandboxEr
         })?;
         cur = next;
     }
-    Beneath::from_fd(cur)
+    let placed = Beneath::from_fd(cur)?;
+    if placed.kind() == libc::S_IFLNK {
+        return Err(SandboxError::Setup(format!(
+            "the agent's home has a link where {} is to be mounted: Ward does not follow it; \
+             remove it from the agent's home",
+            rel.display()
+        )));
+    }
+    Ok(placed)
 }
 
 /// Make `dst` a place to mount on: a directory, or an empty file. What is already there is
@@ -339,7 +353,7 @@ fn mount_point(dst: &Path, dir: bool) -> Result<(), SandboxError> {
 }
 
 /// Make the mount at `root` and every mount below it read-only, nosuid and nodev, at once
-/// (`mount_setattr`, Linux 5.12+). `false` when the kernel cannot: the caller remounts each.
+/// (`mount_setattr`, Linux 5.12+). `false` when that fails: the caller remounts each.
 fn read_only_tree(root: &Path) -> Result<bool, SandboxError> {
     /// `struct mount_attr` of the kernel's uapi.
     #[repr(C)]
@@ -371,13 +385,9 @@ fn read_only_tree(root: &Path) -> Result<bool, SandboxError> {
             std::mem::size_of::<MountAttr>(),
         )
     };
-    if r == 0 {
-        return Ok(true);
-    }
-    match std::io::Error::last_os_error().raw_os_error() {
-        Some(libc::ENOSYS) => Ok(false),
-        _ => Err(os_err(format!("make {} read-only", root.display()))),
-    }
+    // Any failure (an old kernel, or a seccomp profile around Ward that refuses the call)
+    // leaves it to the caller's remounts, which are as strict for each mount they cover.
+    Ok(r == 0)
 }
 
 fn write_file(path: &str, data: &str) -> Result<(), SandboxError> {
@@ -637,6 +647,8 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
             libc::close(alive[1]);
             libc::close(link[0]);
+            // The host's /proc is the launcher's to use.
+            libc::close(proc.as_raw_fd());
             if let Some(late) = cfg.late {
                 libc::close(late.cgroups);
             }
@@ -1409,19 +1421,33 @@ fn build_rest(cfg: &Config, system: &[PathBuf]) -> Result<(), SandboxError> {
     for d in [&dev, &proc_, &tmp] {
         mount_point(d, true)?;
     }
-    for (p, _) in &cfg.grants {
+    // Below a system folder the binds are still writable here: nothing is made there (what
+    // is missing on the host is missing inside, and its mount fails with the path).
+    let made_here = |p: &Path| {
+        !SYSTEM_RO
+            .iter()
+            .chain(ETC_FILES)
+            .any(|s| p.starts_with(s) && p != Path::new(s))
+    };
+    for (p, _) in cfg.grants.iter().filter(|(p, _)| made_here(p)) {
         let dst = root.join(p.strip_prefix("/").unwrap_or(p));
         let dir = std::fs::metadata(p).map(|m| m.is_dir()).unwrap_or(true);
         mount_point(&dst, dir)?;
     }
-    if let Some((_, inside)) = &cfg.home {
+    if let Some((_, inside)) = cfg.home.as_ref().filter(|(_, i)| made_here(i)) {
         mount_point(&root.join(inside.strip_prefix("/").unwrap_or(inside)), true)?;
     }
-    for d in cfg.devices.iter().filter(|d| !d.starts_with("/dev")) {
+    for d in cfg
+        .devices
+        .iter()
+        .filter(|d| !d.starts_with("/dev") && made_here(d))
+    {
         mount_point(&root.join(d.strip_prefix("/").unwrap_or(d)), false)?;
     }
     // The working directory, when it is outside every grant.
-    let _ = std::fs::create_dir_all(root.join(cfg.cwd.strip_prefix("/").unwrap_or(&cfg.cwd)));
+    if made_here(&cfg.cwd) {
+        let _ = std::fs::create_dir_all(root.join(cfg.cwd.strip_prefix("/").unwrap_or(&cfg.cwd)));
+    }
     let whole = read_only_tree(root)?;
     if !whole {
         for dst in system {

@@ -2,33 +2,138 @@
 //! bound read-write inside the sandbox at the path `HOME` names, so that an agent's login,
 //! caches and settings work and persist, while the person's real home stays out of reach
 //! (only what the manifest grants from it is mounted, on top).
+//!
+//! One session at a time uses a kept home (a lock beside it): a second agent writing the same
+//! folder while another session mounts grants below it could swap the folders on the way. A
+//! second session gets a fresh home in its session folder, removed at its end, and is told.
 
 use anyhow::Context;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use ward_core::Manifest;
 
-/// Where the agent's home is: `(folder on the host, path inside)`. `None` when there is no
-/// home to give: `HOME` unset, not absolute, `/`, or at or inside a grant (then the grant is
-/// the home, as the person chose).
-pub fn own(m: &Manifest, state: &Path, name: &str) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
-    let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
+/// Places a home may not be at, below or above: what the sandbox makes of its own or shows
+/// from the system (with the system folders and /etc files).
+const NOT_HOME: &[&str] = &["/dev", "/proc", "/sys", "/etc"];
+
+/// Places a home may be below but not at or above: the sandbox's /tmp is private (a home
+/// there is the agent's folder in it), and nothing of /run is shown.
+const NOT_HOME_ITSELF: &[&str] = &["/tmp", "/run"];
+
+/// The agent's home for this session.
+pub struct Home {
+    /// The folder on the host.
+    pub host: PathBuf,
+    /// The path inside (what `HOME` says).
+    pub inside: PathBuf,
+    /// Kept between sessions (`homes/NAME`), or this session's own.
+    pub kept: bool,
+    /// Held for the session: the kept home is this session's alone.
+    _lock: Option<std::fs::File>,
+}
+
+/// The agent's home, when it gets one: not when `HOME` is unset, not a plain absolute path,
+/// `/`, at or around a place the sandbox makes or shows from the system, or at or inside a
+/// grant (then the grant is the home, as the person chose); not without a state folder.
+pub fn own(
+    m: &Manifest,
+    state: Option<&Path>,
+    session_dir: &Path,
+    name: &str,
+) -> anyhow::Result<Option<Home>> {
+    let (Some(home), Some(state)) = (std::env::var_os("HOME").map(PathBuf::from), state) else {
         return Ok(None);
     };
     let plain = home.is_absolute()
         && home
             .components()
             .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-    if !plain || home == Path::new("/") {
+    let system = NOT_HOME
+        .iter()
+        .chain(ward_sandbox::launch::SYSTEM_RO)
+        .chain(ward_sandbox::launch::ETC_FILES)
+        .map(Path::new)
+        .any(|s| home.starts_with(s) || s.starts_with(&home))
+        || NOT_HOME_ITSELF
+            .iter()
+            .map(Path::new)
+            .any(|s| s.starts_with(&home));
+    if !plain || home == Path::new("/") || system {
         return Ok(None);
     }
     if m.files.iter().any(|g| home.starts_with(&g.path)) {
         return Ok(None);
     }
-    let host = state.join("homes").join(name);
-    std::fs::create_dir_all(&host)
-        .with_context(|| format!("cannot create the agent's home {}", host.display()))?;
+    let homes = state.join("homes");
+    std::fs::create_dir_all(&homes)
+        .with_context(|| format!("cannot create {}", homes.display()))?;
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(homes.join(format!("{name}.lock")))
+        .with_context(|| format!("cannot lock the agent's home in {}", homes.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    let free = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    let (host, kept, lock) = if free {
+        (homes.join(name), true, Some(lock))
+    } else {
+        eprintln!(
+            "ward: another session is using the agent's home {}; this one gets a fresh home \
+             that is not kept",
+            ward_core::inert::path(&homes.join(name))
+        );
+        (session_dir.join("home"), false, None)
+    };
+    // The home folder and the grants must not hold each other: a home the agent could reach
+    // through a grant could be swapped for a link between two sessions.
+    if m.files
+        .iter()
+        .any(|g| host.starts_with(&g.path) || g.path.starts_with(&host))
+    {
+        anyhow::bail!(
+            "the agent's home {} overlaps a grant; grant another folder, or set XDG_STATE_HOME \
+             outside the grants",
+            host.display()
+        );
+    }
+    match std::fs::create_dir(&host) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot create the agent's home {}", host.display()))
+        }
+    }
+    // Opened without following a link, and checked: a folder of this user's.
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+        .open(&host)
+        .with_context(|| format!("the agent's home {} is not a folder", host.display()))?;
+    let meta = dir.metadata()?;
+    // SAFETY: getuid has no preconditions.
+    if meta.uid() != unsafe { libc::getuid() } {
+        anyhow::bail!(
+            "the agent's home {} belongs to another user; remove it",
+            host.display()
+        );
+    }
     // The agent's logins live here: its owner's alone.
-    std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .with_context(|| format!("cannot protect the agent's home {}", host.display()))?;
-    Ok(Some((host, home)))
+    // SAFETY: fchmod on the descriptor we hold.
+    if unsafe { libc::fchmod(dir.as_raw_fd(), 0o700) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot protect the agent's home {}", host.display()));
+    }
+    Ok(Some(Home {
+        host,
+        inside: home,
+        kept,
+        _lock: lock,
+    }))
 }
+
+use std::os::unix::fs::OpenOptionsExt;

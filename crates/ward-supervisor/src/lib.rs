@@ -12,6 +12,7 @@ mod envscan;
 mod exec;
 mod home;
 mod manifest_watch;
+pub mod program;
 mod proxy;
 mod repos;
 pub mod review;

@@ -370,8 +370,12 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         Ok(p) => p,
         Err(e) => {
             drop(go_write);
-            let _ = child.wait();
+            let status = child.wait();
             let _ = ward_stage::deep::remove_all(&session_dir);
+            // The launcher ended first and said why (125): not said twice.
+            if e.is::<LauncherGone>() && status.ok().and_then(|s| s.code()) == Some(125) {
+                return Err(Reported.into());
+            }
             return Err(e);
         }
     };
@@ -447,7 +451,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 "degraded": confinement.degraded,
                 "command": agent_cmd,
                 "cwd": cwd,
-                "home": home,
+                "home": home.as_ref().map(|h| json!({"path": h.host, "kept": h.kept})),
             })),
             ..Event::new(ward_core::EventKind::SessionStart)
         })
@@ -1033,11 +1037,36 @@ impl Launcher {
 /// The staged grants of the session: an upper layer (and overlay's work folder) per grant,
 /// beside the session; a capability token each; and `stage.json`, which the review reads.
 /// Returns the stages and their tokens' ids.
+/// The launcher ended before the supervisor could hand it something (`until`).
+#[derive(Debug)]
+struct LauncherGone(&'static str);
+
+impl std::fmt::Display for LauncherGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the sandbox launcher stopped before {}", self.0)
+    }
+}
+
+impl std::error::Error for LauncherGone {}
+
+/// `ward run` failed and the reason is already on the person's terminal (the launcher said
+/// it): exit 125 without another message.
+#[derive(Debug)]
+pub struct Reported;
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the sandbox could not be set up (the reason is above)")
+    }
+}
+
+impl std::error::Error for Reported {}
+
 /// What `ward run` works out while the sandbox is built.
 struct Prepared {
     inside: Inside,
-    /// The agent's own home on the host, when it has one.
-    home: Option<PathBuf>,
+    /// The agent's own home, when it has one (held for the session).
+    home: Option<crate::home::Home>,
     confinement: Confinement,
     repo_ids: crate::repos::Identities,
     manifest_changes: Vec<serde_json::Value>,
@@ -1112,11 +1141,29 @@ fn prepare(
             .filter(|d| d.granted())
             .map(|d| PathBuf::from(&d.action.resource))
             .collect();
-        lc.home = crate::home::own(m, paths.state_dir().unwrap_or(Path::new(".")), "default")?;
-        let home = lc.home.as_ref().map(|(host, _)| host.clone());
+        let home = crate::home::own(m, paths.state_dir(), session_dir, "default")?;
+        lc.home = home.as_ref().map(|h| (h.host.clone(), h.inside.clone()));
+        // The agent's program is looked for now as the sandbox will look for it: one only on
+        // the host is explained (exit 127), not left to fail bare inside.
+        let grants: Vec<PathBuf> = m.files.iter().map(|g| g.path.clone()).collect();
+        if let Some(prog) = agent_cmd.first() {
+            crate::program::check(
+                prog,
+                lc.env
+                    .iter()
+                    .find(|(k, _)| k == "PATH")
+                    .map(|(_, v)| v.as_str()),
+                std::env::var("PATH").ok().as_deref(),
+                &crate::program::Inside {
+                    grants: &grants,
+                    home: lc.home.as_ref(),
+                    cwd,
+                },
+            )?;
+        }
         let mut rest = std::fs::File::from(rest_sock);
         rest.write_all(&ward_sandbox::late::encode(&lc))
-            .context("the sandbox launcher stopped before it was configured")?;
+            .map_err(|_| LauncherGone("it was configured"))?;
         drop(rest);
         anyhow::Ok((
             inside,
@@ -1177,7 +1224,7 @@ fn confine(m: &Manifest, session: &str, cgroups_sock: OwnedFd) -> anyhow::Result
         cgroups_sock.as_fd(),
         &procs.iter().map(|f| f.as_fd()).collect::<Vec<_>>(),
     )
-    .context("the sandbox launcher stopped before it could join the session's cgroups")?;
+    .map_err(|_| LauncherGone("it could join the session's cgroups"))?;
     drop((procs, cgroups_sock));
     Ok(confinement)
 }

@@ -63,6 +63,8 @@ pub(crate) fn forget_run(dir: &Path) {
     if dir.join("stage.json").exists() {
         let _ = std::fs::remove_file(dir.join("session.json"));
         let _ = std::fs::remove_dir(dir.join("root"));
+        // A session's own home (when the kept one was in use) goes with it.
+        let _ = ward_stage::deep::remove_all(&dir.join("home"));
         if let Ok(stages) = std::fs::read_dir(dir.join("stage")) {
             for st in stages.flatten() {
                 let _ = ward_stage::deep::remove_all(&st.path().join("work"));

@@ -53,6 +53,16 @@ pub struct RunArgs {
 pub fn run(a: RunArgs) -> u8 {
     match run_inner(a) {
         Ok(code) => code,
+        // Already said by the launcher.
+        Err(e) if e.downcast_ref::<ward_supervisor::run::Reported>().is_some() => 125,
+        // The agent's program is not inside: 127, as a shell says "not found".
+        Err(e)
+            if e.downcast_ref::<ward_supervisor::program::NotInside>()
+                .is_some() =>
+        {
+            crate::report(&e);
+            127
+        }
         Err(e) => {
             crate::report(&e);
             125

@@ -159,9 +159,65 @@ fn the_agent_has_a_home_of_its_own_that_persists() {
         .into_iter()
         .find(|r| r["kind"] == "session.start")
         .unwrap();
-    assert!(start["detail"]["home"]
+    assert!(start["detail"]["home"]["path"]
         .as_str()
         .is_some_and(|h| h.ends_with("homes/default")));
+    assert_eq!(start["detail"]["home"]["kept"], true);
+}
+
+#[test]
+fn a_second_session_at_once_gets_a_fresh_home_that_is_not_kept() {
+    // One session at a time uses the kept home: another agent writing it while a session
+    // mounts grants below it could swap folders on the way.
+    let e = Env::new();
+    let home = e.dir.path().canonicalize().unwrap();
+    let n = 700_000 + u64::from(std::process::id());
+    let mut first = e
+        .command(&["run", "--grant", ".:direct", "--", "/bin/sh", "-c"])
+        .arg(format!("touch \"$HOME/.first\"; sleep {n}; true"))
+        .env("HOME", &home)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !e.p("state/ward/homes/default/.first").exists() {
+        assert!(
+            t.elapsed().as_secs() < 20,
+            "the first session did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let o = e
+        .command(&["run", "--grant", ".:direct", "--", "/bin/sh", "-c"])
+        .arg("ls -A \"$HOME\"; touch \"$HOME/.second\"")
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("another session is using the agent's home"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !text(&o).contains(".first"),
+        "the kept home was shared: {}",
+        text(&o)
+    );
+    assert!(!e.p("state/ward/homes/default/.second").exists());
+    // The fresh home went with its session.
+    let left: Vec<_> = std::fs::read_dir(e.p("state/ward/sessions"))
+        .map(|d| {
+            d.flatten()
+                .map(|x| x.path().join("home"))
+                .filter(|h| h.exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
@@ -188,6 +244,50 @@ fn a_grant_that_is_the_home_stays_the_home() {
 }
 
 #[test]
+fn a_program_only_on_the_host_is_explained_with_the_grant_that_brings_it_in() {
+    let e = Env::new();
+    let bin = e.p("tools/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("mytool"), "#!/bin/sh\necho TOOL-RAN\n").unwrap();
+    std::fs::set_permissions(
+        bin.join("mytool"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let o = e
+        .command(&["run", "--grant", ".:direct", "--", "mytool"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(127), "{}", text(&o));
+    let tools = e.p("tools").canonicalize().unwrap();
+    assert!(
+        text(&o).contains("`mytool` is not inside the sandbox")
+            && text(&o).contains(&format!("--grant {}:ro", tools.display())),
+        "{}",
+        text(&o)
+    );
+    // Nothing started: nothing on record.
+    let log = e.p("state/ward/audit/audit.jsonl");
+    assert!(!log.exists() || e.records().iter().all(|r| r["kind"] != "session.start"));
+    // With the grant it suggests, it runs.
+    let grant = format!("{}:ro", tools.display());
+    let o = e
+        .command(&[
+            "run", "--grant", ".:direct", "--grant", &grant, "--", "mytool",
+        ])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("TOOL-RAN"), "{}", text(&o));
+    let o = e.ward(&["run", "--grant", ".:direct", "--", "no-such-program-here"]);
+    assert_eq!(o.status.code(), Some(127), "{}", text(&o));
+    assert!(text(&o).contains("is not found"), "{}", text(&o));
+}
+
+#[test]
 fn refusals_exit_125_with_the_reason() {
     let e = Env::new();
     let o = e.ward(&["run", "--grant", "no-such-folder", "--", "true"]);
@@ -196,12 +296,16 @@ fn refusals_exit_125_with_the_reason() {
     let o = e.ward(&["run", "--grant", "/:direct", "--", "true"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(text(&o).contains("refusing to grant `/`"), "{}", text(&o));
+    // A program that is not there is said so before anything starts (127, as a shell would).
     let o = e.ward(&["run", "--grant", ".:direct", "--", "/no/such/agent"]);
     assert_eq!(o.status.code(), Some(127), "{}", text(&o));
-    assert!(e
-        .records()
-        .iter()
-        .all(|r| r["kind"] != "session.start" || r["detail"]["command"][0] == "/no/such/agent"));
+    assert!(
+        text(&o).contains("`/no/such/agent` does not exist"),
+        "{}",
+        text(&o)
+    );
+    let log = e.p("state/ward/audit/audit.jsonl");
+    assert!(!log.exists() || e.records().iter().all(|r| r["kind"] != "session.start"));
 }
 
 #[test]
