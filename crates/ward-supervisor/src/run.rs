@@ -347,26 +347,28 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             e
         })
     });
-    let Prepared {
-        inside:
-            Inside {
-                masked,
-                read_only,
-                protected,
-                unmapped,
-                pdp,
-                ruled,
-            },
-        home,
+    let (
+        Prepared {
+            inside:
+                Inside {
+                    masked,
+                    read_only,
+                    protected,
+                    unmapped,
+                    pdp,
+                    ruled,
+                },
+            home,
+            repo_ids,
+            manifest_changes,
+            stages,
+            token_ids,
+            devices,
+            env_credentials,
+            env_removed,
+        },
         confinement,
-        repo_ids,
-        manifest_changes,
-        stages,
-        token_ids,
-        devices,
-        env_credentials,
-        env_removed,
-    } = match prepared {
+    ) = match prepared {
         Ok(p) => p,
         Err(e) => {
             drop(go_write);
@@ -1067,7 +1069,6 @@ struct Prepared {
     inside: Inside,
     /// The agent's own home, when it has one (held for the session).
     home: Option<crate::home::Home>,
-    confinement: Confinement,
     repo_ids: crate::repos::Identities,
     manifest_changes: Vec<serde_json::Value>,
     stages: Vec<ward_stage::Stage>,
@@ -1090,7 +1091,7 @@ fn prepare(
     agent_tty: Option<&crate::terminal::AgentTerminal>,
     confinement: Confinement,
     rest_sock: OwnedFd,
-) -> Result<Prepared, (anyhow::Error, Box<Confinement>)> {
+) -> Result<(Prepared, Confinement), (anyhow::Error, Box<Confinement>)> {
     let done = (|| {
         let inside = inside(m)?;
         if !inside.unmapped.is_empty() {
@@ -1165,7 +1166,7 @@ fn prepare(
         rest.write_all(&ward_sandbox::late::encode(&lc))
             .map_err(|_| LauncherGone("it was configured"))?;
         drop(rest);
-        anyhow::Ok((
+        anyhow::Ok(Prepared {
             inside,
             home,
             repo_ids,
@@ -1175,31 +1176,10 @@ fn prepare(
             devices,
             env_credentials,
             env_removed,
-        ))
+        })
     })();
     match done {
-        Ok((
-            inside,
-            home,
-            repo_ids,
-            manifest_changes,
-            stages,
-            token_ids,
-            devices,
-            env_credentials,
-            env_removed,
-        )) => Ok(Prepared {
-            inside,
-            home,
-            confinement,
-            repo_ids,
-            manifest_changes,
-            stages,
-            token_ids,
-            devices,
-            env_credentials,
-            env_removed,
-        }),
+        Ok(p) => Ok((p, confinement)),
         Err(e) => Err((e, Box::new(confinement))),
     }
 }
