@@ -419,6 +419,9 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 command: agent_cmd.clone(),
                 cwd: cwd.clone(),
                 started: ward_audit::time::now_rfc3339(),
+                supervisor: Some(std::process::id()),
+                supervisor_start: start_time(std::process::id()),
+                cgroups: confinement.cgroups.dirs().to_vec(),
             },
         )
         .with_context(|| format!("cannot write {}", info.display()))?;
@@ -629,6 +632,9 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     });
     started?;
     end.context("cannot record the session end")?;
+    // What sessions killed outright left behind (their cgroups, their folders) goes now,
+    // after the agent, off its start-up.
+    let _ = crate::sessions::running();
     if keep && matches!(review, Review::Ask | Review::Apply) {
         review_after_run(review, &session_id, word)?;
     }

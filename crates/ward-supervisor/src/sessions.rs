@@ -25,6 +25,27 @@ fn is_launcher(pid: u32, start: Option<u64>) -> bool {
     named && ours && start.is_some() && crate::run::start_time(pid) == start
 }
 
+/// Whether the session's `ward run` is still alive (finishing after its launcher ended).
+fn supervising(v: &SessionFile) -> bool {
+    let Some(pid) = v.supervisor else {
+        return false;
+    };
+    v.supervisor_start.is_some() && crate::run::start_time(pid) == v.supervisor_start
+}
+
+/// Remove the cgroup folders a dead session left (only its own `ward-ID` folders; one still
+/// holding a process stays).
+fn remove_cgroups(v: &SessionFile) {
+    let name = format!("ward-{}", v.session);
+    for c in v
+        .cgroups
+        .iter()
+        .filter(|c| c.file_name().is_some_and(|n| *n == *name))
+    {
+        let _ = std::fs::remove_dir(c);
+    }
+}
+
 /// The running sessions: their recorded info, for launchers still alive.
 pub fn running() -> anyhow::Result<Vec<SessionFile>> {
     let dir = sessions_dir(&LogPaths::default_paths()?);
@@ -47,9 +68,11 @@ pub fn running() -> anyhow::Result<Vec<SessionFile>> {
         };
         if v.pid > 0 && is_launcher(v.pid, v.start_time) {
             out.push(v);
-        } else {
-            // A session whose launcher is gone (crashed supervisor): clean its directory, but
-            // keep a stage for review (nothing the agent wrote is lost).
+        } else if !supervising(&v) {
+            // A session whose launcher and supervisor are gone (`ward run` killed outright):
+            // remove its cgroups and clean its directory, but keep a stage for review
+            // (nothing the agent wrote is lost). One whose supervisor lives is finishing.
+            remove_cgroups(&v);
             forget_run(&e.path());
         }
     }

@@ -28,6 +28,16 @@ pub struct SessionFile {
     pub cwd: PathBuf,
     /// RFC 3339.
     pub started: String,
+    /// `ward run`'s own pid and start time: a session whose launcher is gone is still
+    /// finishing (its record, its limits' counts) while these live.
+    #[serde(default)]
+    pub supervisor: Option<u32>,
+    #[serde(default)]
+    pub supervisor_start: Option<u64>,
+    /// The session's cgroup folders, removed by whoever finds the session dead (a `ward run`
+    /// killed outright cannot remove them itself).
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
 }
 
 /// `stage.json`: a session's staged grants, waiting for review.

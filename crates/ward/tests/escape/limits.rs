@@ -82,6 +82,22 @@ fn escape_via_outliving_a_killed_supervisor() {
         assert!(t.elapsed().as_secs() < 20, "the agent did not start");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    // What the next ward finds to clean: the session's cgroups.
+    let sessions = e.p("state/ward/sessions");
+    let info = std::fs::read_dir(&sessions)
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join("session.json"))
+        .find(|f| f.exists())
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(&info).unwrap()).unwrap();
+    let cgroups: Vec<std::path::PathBuf> = info["cgroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().into())
+        .collect();
+    assert!(!cgroups.is_empty(), "{info}");
     run.kill().unwrap();
     run.wait().unwrap();
     let t = std::time::Instant::now();
@@ -94,6 +110,18 @@ fn escape_via_outliving_a_killed_supervisor() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     e.assert_start_recorded();
+    // `ward run` could not remove its cgroups; the next `ward status` does.
+    assert!(cgroups.iter().all(|c| c.exists()));
+    let t = std::time::Instant::now();
+    loop {
+        let o = e.command(&["status"]).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        if cgroups.iter().all(|c| !c.exists()) {
+            break;
+        }
+        assert!(t.elapsed().as_secs() < 10, "left behind: {cgroups:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// The processes below `pid`, depth first.
