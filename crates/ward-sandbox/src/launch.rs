@@ -192,11 +192,18 @@ fn bind(root: &Path, src: &Path, writable: bool) -> Result<(), SandboxError> {
     let Some(dst) = bind_only(root, src)? else {
         return Ok(());
     };
-    let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
-    if !writable {
-        flags |= libc::MS_RDONLY;
+    mount(None, &dst, None, remount_flags(writable), None)
+}
+
+/// The flags a grant's bind is remounted with: nosuid, nodev, and read-only unless
+/// `writable`.
+fn remount_flags(writable: bool) -> libc::c_ulong {
+    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
+    if writable {
+        flags
+    } else {
+        flags | libc::MS_RDONLY
     }
-    mount(None, &dst, None, flags, None)
 }
 
 /// Bind `src` (and what is mounted below it) at the same path under `root`, with the flags it
@@ -238,11 +245,7 @@ fn bind_in_home(
     if !writable && read_only_tree(&top.proc_path())? {
         return Ok(());
     }
-    let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
-    if !writable {
-        flags |= libc::MS_RDONLY;
-    }
-    mount(None, &top.proc_path(), None, flags, None)
+    mount(None, &top.proc_path(), None, remount_flags(writable), None)
 }
 
 /// The agent's home (its path inside) when `p` lies below it.

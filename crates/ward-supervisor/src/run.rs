@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use serde_json::json;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use ward_audit::{AuditLog, Event, EventDecision, KeyStore, LogPaths, WriterOptions};
@@ -269,11 +269,10 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     // depend on what follows (the grant scan, the cgroups, stages, devices, the environment),
     // which is worked out meanwhile and sent to it (see `ward_sandbox::launch::Late`). The
     // agent starts only when the supervisor says go, after the session's start is on record.
-    // The launcher's ends are left inheritable so it gets them at the same numbers; ours close
-    // on exec.
+    // Every descriptor stays close-on-exec: the launcher is a fork (it keeps the ones in
+    // `keep` at their numbers), and nothing `ward run` may exec later inherits them.
     let (go_read, go_write) =
         ward_sys::pipe(libc::O_CLOEXEC).context("cannot create the start pipe")?;
-    ward_sys::set_cloexec(go_read.as_fd(), false).context("cannot create the start pipe")?;
     let mut go_write = std::fs::File::from(go_write);
     // The socket the agent sends its seccomp listener over.
     let (notify_ours, notify_theirs) =
@@ -296,11 +295,6 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         rest_theirs.as_raw_fd(),
     ];
     keep.extend(pty_theirs);
-    for fd in &keep {
-        // SAFETY: each is one of the descriptors just created, alive until the fork.
-        ward_sys::set_cloexec(unsafe { BorrowedFd::borrow_raw(*fd) }, false)
-            .context("cannot create the launcher's sockets")?;
-    }
     let mut early = ward_sandbox::launch::Config::new(staging.clone(), cwd.clone(), vec![]);
     early.parent = Some(std::process::id() as i32);
     early.proxy_port = ward_net::PROXY_PORT;
