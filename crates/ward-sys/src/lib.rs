@@ -49,36 +49,20 @@ pub fn pipe(flags: i32) -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// A connected pair of `AF_UNIX` `SOCK_SEQPACKET` sockets, both close-on-exec.
 pub fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut p = [0i32; 2];
-    // SAFETY: socketpair fills the two-element array.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            p.as_mut_ptr(),
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: two descriptors the kernel just returned, owned here alone.
-    Ok(unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) })
+    unix_pair(libc::SOCK_SEQPACKET)
 }
 
 /// A connected pair of `AF_UNIX` `SOCK_STREAM` sockets, both close-on-exec: for a message of
 /// any length, read to end of file.
 pub fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    unix_pair(libc::SOCK_STREAM)
+}
+
+fn unix_pair(kind: i32) -> io::Result<(OwnedFd, OwnedFd)> {
     let mut p = [0i32; 2];
     // SAFETY: socketpair fills the two-element array.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            p.as_mut_ptr(),
-        )
-    };
+    let r =
+        unsafe { libc::socketpair(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0, p.as_mut_ptr()) };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
