@@ -14,6 +14,8 @@ command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 # The proxy tests build a small internet in a network namespace with ip(8).
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# The real agents (Claude Code, Codex, Gemini CLI) come from npm and run on Node.js.
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
   command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
 fi
@@ -37,6 +39,9 @@ if [ "$(id -u)" -eq 0 ] && ! id wardtest >/dev/null 2>&1; then
   echo "setup: creating the unprivileged test user wardtest"
   useradd -m wardtest
 fi
+
+# The real agents, pinned, outside the clone (kept between runs).
+bash "$(dirname "$0")/agents.sh"
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"

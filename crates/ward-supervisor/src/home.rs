@@ -128,12 +128,80 @@ pub fn own(
         return Err(std::io::Error::last_os_error())
             .with_context(|| format!("cannot protect the agent's home {}", host.display()));
     }
+    // The profile's first files (its nested sandbox off), only where the home lacks them: the
+    // agent may have changed or removed them since, and its home is its own.
+    if let Some(p) = &m.profile {
+        for (rel, contents, _) in &p.seed {
+            if let Err(e) = seed(&dir, rel, contents) {
+                eprintln!(
+                    "ward: warning: cannot write ~/{rel} in the agent's home {}: {e}",
+                    ward_core::inert::path(&host)
+                );
+            }
+        }
+    }
     Ok(Some(Home {
         host,
         inside: home,
         kept,
         _lock: lock,
     }))
+}
+
+/// Write `contents` at `rel` below the home `dir` unless something is there: every folder on
+/// the way opened without following a link (the agent made them), the file created anew.
+fn seed(dir: &std::fs::File, rel: &str, contents: &str) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::io::Write;
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    let parts: Vec<&str> = rel.split('/').collect();
+    let Some((name, folders)) = parts.split_last() else {
+        return Ok(());
+    };
+    let mut cur: OwnedFd = dir.as_fd().try_clone_to_owned()?;
+    for f in folders {
+        let c = CString::new(*f)?;
+        let open = || {
+            ward_sys::openat2(
+                cur.as_fd(),
+                &c,
+                libc::O_DIRECTORY | libc::O_RDONLY,
+                libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_BENEATH,
+            )
+        };
+        cur = match open() {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // SAFETY: a directory descriptor we hold and a NUL-terminated name.
+                if unsafe { libc::mkdirat(cur.as_raw_fd(), c.as_ptr(), 0o700) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                open()?
+            }
+            Err(e) => return Err(e),
+        };
+    }
+    let c = CString::new(*name)?;
+    // SAFETY: a directory descriptor we hold and a NUL-terminated plain name; O_EXCL with
+    // O_NOFOLLOW creates a new file or fails (a link there included).
+    let fd = unsafe {
+        libc::openat(
+            cur.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: the descriptor just returned, owned here alone.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    file.write_all(contents.as_bytes())
 }
 
 use std::os::unix::fs::OpenOptionsExt;

@@ -451,6 +451,8 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 "command": agent_cmd,
                 "cwd": cwd,
                 "home": home.as_ref().map(|h| json!({"path": h.host, "kept": h.kept})),
+                "profile": m.profile.as_ref().map(|p| json!({"name": p.name, "chosen_by": p.chosen_by})),
+                "env_set": m.env_set.iter().map(|(k, _, o)| json!({"name": k, "origin": o.to_string()})).collect::<Vec<_>>(),
             })),
             ..Event::new(ward_core::EventKind::SessionStart)
         })
@@ -1142,7 +1144,12 @@ fn prepare(
             .filter(|d| d.granted())
             .map(|d| PathBuf::from(&d.action.resource))
             .collect();
-        let home = crate::home::own(m, paths.state_dir(), session_dir, "default")?;
+        let home = crate::home::own(
+            m,
+            paths.state_dir(),
+            session_dir,
+            m.profile.as_ref().map_or("default", |p| p.name.as_str()),
+        )?;
         lc.home = home.as_ref().map(|h| (h.host.clone(), h.inside.clone()));
         // The agent's program is looked for now as the sandbox will look for it: one only on
         // the host is explained (exit 127), not left to fail bare inside.
@@ -1322,6 +1329,8 @@ fn launcher_config(
     lc.set_env = crate::proxy::agent_env()
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
+        // The manifest's and the profile's `env.set` (never a name Ward sets: refused there).
+        .chain(m.env_set.iter().map(|(k, v, _)| (k.clone(), v.clone())))
         .collect();
     lc.cgroups = confinement.cgroups.dirs().to_vec();
     lc.landlock = confinement.landlock;

@@ -31,6 +31,7 @@ Examples:
   ward manifest explain -m ward.toml
   ward manifest explain                 # ./ward.toml, else the built-in default for this folder
   ward manifest explain -m ward.toml --json
+  ward manifest explain --profile claude   # what `ward run -- claude` adds, with origins
 
 The managed file (/etc/ward/managed.toml) is merged in and can only narrow what you allow.")]
     Explain {
@@ -52,6 +53,10 @@ pub struct LoadArgs {
     /// it can only narrow, never lift, what the system file sets.
     #[arg(long, value_name = "FILE", env = "WARD_MANAGED")]
     managed: Option<PathBuf>,
+    /// The agent profile to merge in: claude, codex, gemini, or none. `ward run` chooses one by
+    /// the agent's program name unless the manifest's `profile` key or this says otherwise.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
 }
 
 impl LoadArgs {
@@ -70,6 +75,11 @@ impl LoadArgs {
         if let Some(m) = &self.managed {
             o.managed.push(m.clone());
         }
+        o.profile = match self.profile.as_deref() {
+            None => ward_core::manifest::profile::Choice::Auto,
+            Some("none") => ward_core::manifest::profile::Choice::Off,
+            Some(n) => ward_core::manifest::profile::Choice::Named(n.to_string()),
+        };
         o
     }
 }

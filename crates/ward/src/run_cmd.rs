@@ -11,6 +11,12 @@ Examples:
   ward run --grant ~/notes:ro -- python3 agent.py
   ward run -m ward.toml -- codex
 
+Agents: `claude`, `codex` and `gemini` run under Ward's profile for them, chosen by the
+program's name (or --profile NAME, or `profile = \"NAME\"` in ward.toml; `none` for none):
+their API destinations allowed, their own key kept in the environment, their own sandbox
+off (Ward is it), and a home of their own under Ward's state (homes/NAME), kept between
+sessions, where they sign in once. `ward manifest explain --profile NAME` shows it all.
+Any other agent gets a home of its own too (homes/default).
 Grants: PATH (read-write, staged for review), PATH:ro, PATH:rw (staged), PATH:direct (writes
 go straight to the folder). Without -m or --grant: ./ward.toml, else the current directory,
 staged. The agent sees its staged edits; the real folder changes only through `ward review`.
@@ -86,7 +92,12 @@ pub fn on_terminal() -> bool {
 }
 
 fn run_inner(a: RunArgs) -> anyhow::Result<u8> {
-    let opts = a.load.options();
+    let mut opts = a.load.options();
+    if opts.profile == ward_core::manifest::profile::Choice::Auto {
+        if let Some(prog) = a.cmd.first() {
+            opts.profile = ward_core::manifest::profile::Choice::Program(prog.clone());
+        }
+    }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let mut m = match (&a.manifest, a.grants.is_empty()) {
         (Some(p), _) => Manifest::load(p, &opts)?,

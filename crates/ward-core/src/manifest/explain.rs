@@ -57,7 +57,14 @@ impl Explanation<'_> {
             "env": {
                 "scrub": m.env_scrub.iter().map(|(p, o)| json!({"pattern": p, "origin": o.to_string()})).collect::<Vec<_>>(),
                 "keep": m.env_keep.iter().map(|(p, o)| json!({"name": p, "origin": o.to_string()})).collect::<Vec<_>>(),
+                "set": m.env_set.iter().map(|(k, v, o)| json!({"name": k, "value": v, "origin": o.to_string()})).collect::<Vec<_>>(),
             },
+            "profile": m.profile.as_ref().map(|p| json!({
+                "name": p.name, "about": p.about, "chosen_by": p.chosen_by,
+                "home": format!("homes/{}", p.name),
+                "seed": p.seed.iter().map(|(path, _, why)| json!({"path": path, "why": why})).collect::<Vec<_>>(),
+                "never": p.never,
+            })),
             "allow_degraded": m.allow_degraded.iter().map(|(f, o)| json!({"feature": f, "origin": o.to_string()})).collect::<Vec<_>>(),
             "narrowed_by_managed": m.narrowed,
         })
@@ -86,6 +93,27 @@ impl fmt::Display for Explanation<'_> {
         }
         for p in &m.managed {
             writeln!(f, "  managed:  {} (can only narrow)", p.display())?;
+        }
+        match &m.profile {
+            Some(p) => {
+                writeln!(
+                    f,
+                    "  profile:  {} ({}), chosen by {}",
+                    p.name, p.about, p.chosen_by
+                )?;
+                writeln!(
+                    f,
+                    "            its home: homes/{} under Ward's state, kept between sessions",
+                    p.name
+                )?;
+                for (path, _, why) in &p.seed {
+                    writeln!(f, "            its home starts with ~/{path}: {why}")?;
+                }
+                for n in &p.never {
+                    writeln!(f, "            never: {n}")?;
+                }
+            }
+            None => writeln!(f, "  profile:  none")?,
         }
         writeln!(f, "\nFiles (anything not listed is denied)")?;
         if m.files.is_empty() {
@@ -206,13 +234,16 @@ impl fmt::Display for Explanation<'_> {
             Some((n, o)) => writeln!(f, "  cpu     {n}    <- {o}")?,
             None => writeln!(f, "  cpu     unlimited")?,
         }
-        if !m.env_scrub.is_empty() || !m.env_keep.is_empty() {
+        if !m.env_scrub.is_empty() || !m.env_keep.is_empty() || !m.env_set.is_empty() {
             writeln!(f, "\nEnvironment (on top of the built-in scrub list)")?;
             for (p, o) in &m.env_scrub {
                 writeln!(f, "  scrub {p}    <- {o}")?;
             }
             for (k, o) in &m.env_keep {
                 writeln!(f, "  keep  {k}    <- {o}")?;
+            }
+            for (k, v, o) in &m.env_set {
+                writeln!(f, "  set   {k}={}    <- {o}", crate::inert::line(v))?;
             }
         }
         if !m.allow_degraded.is_empty() {

@@ -7,6 +7,7 @@
 
 mod explain;
 mod managed;
+pub mod profile;
 mod raw;
 mod validate;
 
@@ -75,6 +76,8 @@ pub struct LoadOptions {
     /// Require granted paths to exist here (and resolve their symlinks). Off to check a manifest
     /// written for another machine (`ward manifest check --portable`).
     pub check_paths: bool,
+    /// Which agent profile to merge in (see [`profile`]).
+    pub profile: profile::Choice,
 }
 
 impl Default for LoadOptions {
@@ -85,6 +88,7 @@ impl Default for LoadOptions {
             home: std::env::var_os("HOME").map(PathBuf::from),
             check_paths: true,
             protected: vec![],
+            profile: profile::Choice::default(),
         }
     }
 }
@@ -101,6 +105,8 @@ pub enum Origin {
     },
     /// Ward's built-in rules (mandatory denies, the default manifest).
     Builtin,
+    /// A line of one of Ward's built-in agent profiles.
+    Profile { name: String, line: usize },
     /// A `--grant` on the command line.
     CommandLine,
     /// Nothing said anything: Ward's default applies.
@@ -121,6 +127,7 @@ impl fmt::Display for Origin {
                 }
                 write!(f, "{}:{line}:{column}", path.display())
             }
+            Origin::Profile { name, line } => write!(f, "profile {name}:{line}"),
             Origin::Builtin => f.write_str("built-in"),
             Origin::CommandLine => f.write_str("command line"),
             Origin::Default => f.write_str("default"),
@@ -324,6 +331,12 @@ pub struct Manifest {
     /// Names the built-in list would remove that the agent keeps (`env.keep`); never beats an
     /// explicit `env.scrub`.
     pub env_keep: Vec<(String, Origin)>,
+    /// Variables set for the agent (`env.set`), after the scrub: name, value, where set.
+    pub env_set: Vec<(String, String, Origin)>,
+    /// What the manifest's own `profile` key says (a profile's name, or `none`).
+    pub profile_named: Option<(String, Origin)>,
+    /// The agent profile merged in, when one applies.
+    pub profile: Option<profile::Applied>,
     /// Device nodes granted explicitly (each asked for at the start of a session).
     pub devices: Vec<DeviceGrant>,
     /// What the managed file removed or narrowed, in words, for `ward manifest explain`.
@@ -388,6 +401,7 @@ impl Manifest {
     ) -> Result<Manifest, ManifestError> {
         let json = path.extension().is_some_and(|e| e == "json");
         let mut m = validate::load_text(text, path, json, opts, false)?;
+        profile::apply(&mut m, opts)?;
         managed::apply(&mut m, opts)?;
         Ok(m)
     }
@@ -395,6 +409,7 @@ impl Manifest {
     /// The built-in default: `dir` granted read-write staged, no network, nothing else.
     pub fn builtin_default(dir: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestError> {
         let mut m = validate::builtin_default(dir, opts)?;
+        profile::apply(&mut m, opts)?;
         managed::apply(&mut m, opts)?;
         Ok(m)
     }
@@ -402,6 +417,7 @@ impl Manifest {
     /// A manifest that grants nothing (the base for `ward run --grant ...` without a manifest).
     pub fn empty(opts: &LoadOptions) -> Result<Manifest, ManifestError> {
         let mut m = validate::empty();
+        profile::apply(&mut m, opts)?;
         managed::apply(&mut m, opts)?;
         Ok(m)
     }

@@ -32,6 +32,10 @@ pub struct Doc {
     pub allow_degraded: Vec<At<String>>,
     pub env_scrub: Vec<At<String>>,
     pub env_keep: Vec<At<String>>,
+    /// `[env] set`: variables the agent gets, name and value (the position is the name's).
+    pub env_set: Vec<(At<String>, String)>,
+    /// `profile = "NAME"` (or `"none"`): the agent profile this manifest runs its agent under.
+    pub profile: Option<At<String>>,
     /// `[[devices]]`: device nodes granted explicitly (GPU render nodes, cameras).
     pub devices: Vec<DeviceDoc>,
 }
@@ -124,6 +128,7 @@ struct TomlDoc {
     env: Option<TomlEnv>,
     #[serde(default)]
     devices: Vec<TomlDevice>,
+    profile: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +145,8 @@ struct TomlEnv {
     scrub: Vec<Spanned<String>>,
     #[serde(default)]
     keep: Vec<Spanned<String>>,
+    #[serde(default)]
+    set: toml::map::Map<String, toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -216,10 +223,32 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
     })?;
     let at = |s: Spanned<String>| spanned(src, s);
     let list = |v: Vec<Spanned<String>>| v.into_iter().map(at).collect::<Vec<_>>();
-    let (env_scrub, env_keep) = match doc.env {
-        Some(e) => (Some(e.scrub), Some(e.keep)),
-        None => (None, None),
+    let (env_scrub, env_keep, env_set_raw) = match doc.env {
+        Some(e) => (Some(e.scrub), Some(e.keep), e.set),
+        None => (None, None, toml::map::Map::new()),
     };
+    // Table keys carry no span in the toml crate: each name is found in the `[env]` table's
+    // text, for the error message's position.
+    let env_at = src.find("[env]").unwrap_or(0);
+    let mut env_set = Vec::new();
+    for (name, value) in env_set_raw {
+        let pos = pos_of(
+            src,
+            src[env_at..]
+                .find(name.as_str())
+                .map_or(env_at, |i| env_at + i),
+        );
+        let toml::Value::String(value) = value else {
+            return Err(SyntaxError {
+                pos,
+                message: format!(
+                    "`env.set.{name}` is a {}; a variable's value is a string",
+                    value.type_str()
+                ),
+            });
+        };
+        env_set.push((At { value: name, pos }, value));
+    }
     Ok(Doc {
         name: doc.name.map(at),
         files: doc
@@ -314,6 +343,8 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
         allow_degraded: list(doc.allow_degraded),
         env_scrub: env_scrub.map_or(vec![], list),
         env_keep: env_keep.map_or(vec![], list),
+        env_set,
+        profile: doc.profile.map(at),
     })
 }
 

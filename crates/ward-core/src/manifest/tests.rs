@@ -35,6 +35,7 @@ impl Env {
             home: Some(self.dir.path().join("home")),
             check_paths: true,
             protected: vec![],
+            profile: profile::Choice::Auto,
         }
     }
     fn write(&self, name: &str, text: &str) -> PathBuf {
@@ -171,7 +172,7 @@ fn validation_errors_name_file_line_and_column() {
         ),
         (
             "colour = 1\n",
-            "[TMP]/ward.toml:1:1: unknown field `colour`, expected one of `name`, `files`, `deny_paths`, `network`, `exec`, `rules`, `policies`, `limits`, `allow_degraded`, `env`, `devices`",
+            "[TMP]/ward.toml:1:1: unknown field `colour`, expected one of `name`, `files`, `deny_paths`, `network`, `exec`, `rules`, `policies`, `limits`, `allow_degraded`, `env`, `devices`, `profile`",
         ),
         (
             "[[files]]\npath = 42\n",
@@ -434,6 +435,7 @@ fn explain_names_every_origin() {
     Effective permissions of `ward`
       manifest: [TMP]/ward.toml
       managed:  none
+      profile:  none
 
     Files (anything not listed is denied)
       read-write staged [TMP]/home/proj    <- [TMP]/ward.toml:2:8
@@ -593,4 +595,162 @@ fn env_scrub_takes_name_patterns_and_keep_takes_names() {
     env.write("managed.toml", "[env]\nscrub = [\"CORP_*\"]\n");
     let m = env.load("[env]\nkeep = [\"CORP_TOKEN\"]\n").unwrap();
     assert!(m.env_scrub.iter().any(|(p, _)| p == "CORP_*"));
+}
+
+#[test]
+fn every_builtin_profile_loads_with_profile_origins() {
+    let e = Env::new();
+    for p in profile::PROFILES {
+        let m = profile::load(p, &e.opts()).unwrap_or_else(|err| panic!("{}: {err}", p.name));
+        assert!(!m.network.is_empty(), "{} names its API", p.name);
+        assert!(!m.env_keep.is_empty(), "{} keeps its key", p.name);
+        for n in &m.network {
+            assert!(
+                matches!(&n.origin, Origin::Profile { name, line } if name == p.name && *line > 0),
+                "{}: {:?}",
+                p.name,
+                n.origin
+            );
+            assert_eq!(n.effect, Effect::Allow);
+        }
+        // A profile's keep never keeps another provider's key it scrubs.
+        for (k, _) in &m.env_keep {
+            assert!(
+                !m.env_scrub
+                    .iter()
+                    .any(|(pat, _)| crate::glob::component_matches(pat, k)),
+                "{} keeps and scrubs {k}",
+                p.name
+            );
+        }
+        for c in p.commands {
+            assert_eq!(
+                profile::for_command(&format!("/usr/local/bin/{c}"))
+                    .unwrap()
+                    .name,
+                p.name
+            );
+        }
+    }
+    assert!(profile::for_command("claude.sh").is_none());
+    assert!(profile::for_command("python3").is_none());
+}
+
+#[test]
+fn the_profile_is_chosen_by_flag_then_manifest_then_program() {
+    let e = Env::new();
+    let with = |choice: profile::Choice, text: &str| {
+        let mut o = e.opts();
+        o.profile = choice;
+        let p = e.write("ward.toml", text);
+        Manifest::load(&p, &o).map(|m| m.profile.map(|p| (p.name, p.chosen_by)))
+    };
+    let prog = || profile::Choice::Program("/opt/bin/codex".into());
+    assert_eq!(
+        with(prog(), "").unwrap(),
+        Some(("codex".into(), "the agent's program `codex`".into()))
+    );
+    assert_eq!(with(profile::Choice::Auto, "").unwrap(), None);
+    assert_eq!(with(prog(), "profile = \"none\"\n").unwrap(), None);
+    let (name, by) = with(prog(), "profile = \"gemini\"\n").unwrap().unwrap();
+    assert_eq!(name, "gemini");
+    assert!(
+        by.starts_with("the manifest (") && by.ends_with(":1:11)"),
+        "{by}"
+    );
+    assert_eq!(
+        with(
+            profile::Choice::Named("claude".into()),
+            "profile = \"none\"\n"
+        )
+        .unwrap(),
+        Some(("claude".into(), "--profile".into()))
+    );
+    assert_eq!(
+        with(profile::Choice::Off, "profile = \"claude\"\n").unwrap(),
+        None
+    );
+    let err = with(profile::Choice::Named("codx".into()), "")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown profile `codx`") && err.contains("`codex`"),
+        "{err}"
+    );
+    assert_eq!(
+        e.err("profile = \"cladue\"\n"),
+        "[TMP]/ward.toml:1:11: unknown profile `cladue`; Ward's profiles are `claude`, \
+         `codex`, `gemini`, or `none`"
+    );
+}
+
+#[test]
+fn the_persons_manifest_narrows_the_profile_and_the_managed_file_narrows_both() {
+    let e = Env::new();
+    let mut o = e.opts();
+    o.profile = profile::Choice::Named("claude".into());
+    let p = e.write(
+        "ward.toml",
+        "[network]\ndeny = [\"https://claude.ai\"]\n[env]\nscrub = [\"ANTHROPIC_MODEL\"]\n\
+         set = { DISABLE_AUTOUPDATER = \"0\" }\n",
+    );
+    let m = Manifest::load(&p, &o).unwrap();
+    // The person's entries come first, the profile's after: both stand, and the decision
+    // point's deny > allow makes the person's deny win.
+    let claude_ai: Vec<_> = m
+        .network
+        .iter()
+        .filter(|n| n.dest.to_string() == "https://claude.ai:443")
+        .map(|n| (n.effect, matches!(n.origin, Origin::Profile { .. })))
+        .collect();
+    assert_eq!(claude_ai, [(Effect::Deny, false), (Effect::Allow, true)]);
+    assert!(m.env_scrub.iter().any(|(p, _)| p == "ANTHROPIC_MODEL"));
+    // The person's `set` wins over the profile's for the same name.
+    let set: Vec<_> = m
+        .env_set
+        .iter()
+        .filter(|(k, _, _)| k == "DISABLE_AUTOUPDATER")
+        .map(|(_, v, o)| (v.as_str(), o.to_string().starts_with("profile")))
+        .collect();
+    assert_eq!(set, [("0", false)]);
+    // A managed network section is a ceiling for the profile's destinations too.
+    e.write(
+        "managed.toml",
+        "[network]\nallow = [\"https://api.anthropic.com\"]\n",
+    );
+    let m = Manifest::load(&p, &o).unwrap();
+    let allowed: Vec<String> = m
+        .network
+        .iter()
+        .filter(|n| n.effect == Effect::Allow)
+        .map(|n| n.dest.to_string())
+        .collect();
+    assert_eq!(allowed, ["https://api.anthropic.com:443"]);
+    let explained = m.explain().to_string();
+    assert!(explained.contains("profile:  claude (Claude Code (Anthropic)), chosen by --profile"));
+    assert!(explained
+        .contains("set   CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1    <- profile claude:"));
+}
+
+#[test]
+fn env_set_refuses_what_ward_sets_and_the_managed_file_cannot_set() {
+    let e = Env::new();
+    for (text, msg) in [
+        ("[env]\nset = { HOME = \"/x\" }\n", "`HOME` is set by Ward"),
+        (
+            "[env]\nset = { https_proxy = \"http://evil\" }\n",
+            "`https_proxy` is set by Ward",
+        ),
+        (
+            "[env]\nset = { \"A-B\" = \"1\" }\n",
+            "is not a variable name",
+        ),
+        ("[env]\nset = { N = 1 }\n", "a variable's value is a string"),
+    ] {
+        let err = e.err(text);
+        assert!(err.contains(msg), "{text}: {err}");
+    }
+    e.write("managed.toml", "[env]\nset = { X = \"1\" }\n");
+    let err = e.err("name = \"x\"\n");
+    assert!(err.contains("cannot set variables"), "{err}");
 }

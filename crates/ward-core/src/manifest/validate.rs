@@ -14,6 +14,8 @@ use std::path::{Component, Path, PathBuf};
 pub(super) struct Ctx<'a> {
     pub file: &'a Path,
     pub managed: bool,
+    /// Loading a built-in agent profile of this name.
+    pub profile: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -27,6 +29,12 @@ impl Ctx<'_> {
     }
 
     pub fn origin(&self, pos: Pos) -> Origin {
+        if let Some(name) = self.profile {
+            return Origin::Profile {
+                name: name.to_string(),
+                line: pos.line,
+            };
+        }
         Origin::File {
             path: self.file.to_path_buf(),
             line: pos.line,
@@ -43,7 +51,11 @@ pub(super) fn load_text(
     opts: &LoadOptions,
     managed: bool,
 ) -> Result<Manifest, ManifestError> {
-    let cx = Ctx { file, managed };
+    let cx = Ctx {
+        file,
+        managed,
+        profile: None,
+    };
     let doc = if json {
         raw::parse_json(text)
     } else {
@@ -57,6 +69,7 @@ pub(super) fn builtin_default(dir: &Path, opts: &LoadOptions) -> Result<Manifest
     let cx = Ctx {
         file: Path::new("<built-in default>"),
         managed: false,
+        profile: None,
     };
     let path = dir.canonicalize().map_err(|e| {
         cx.err(
@@ -100,6 +113,9 @@ pub(super) fn empty() -> Manifest {
         allow_degraded: vec![],
         env_scrub: vec![],
         env_keep: vec![],
+        env_set: vec![],
+        profile_named: None,
+        profile: None,
         devices: vec![],
         narrowed: vec![],
         ceilings: vec![],
@@ -115,6 +131,7 @@ pub(super) fn cli_grant(
     let cx = Ctx {
         file: Path::new("--grant"),
         managed: false,
+        profile: None,
     };
     let (path, suffix) = match spec.rsplit_once(':') {
         Some((p, s)) if matches!(s, "ro" | "rw" | "direct") => (p, Some(s)),
@@ -186,7 +203,7 @@ fn builtin_denies() -> Vec<(String, Origin)> {
         .collect()
 }
 
-fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestError> {
+pub(super) fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestError> {
     let name = match doc.name {
         Some(n) if n.value.trim().is_empty() => return Err(cx.err(n.pos, "`name` is empty")),
         Some(n) => n.value,
@@ -252,7 +269,11 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
         ));
     }
 
-    let mut deny_paths = if cx.managed { vec![] } else { builtin_denies() };
+    let mut deny_paths = if cx.managed || cx.profile.is_some() {
+        vec![]
+    } else {
+        builtin_denies()
+    };
     for d in &doc.deny_paths {
         deny_paths.push((deny_pattern(d, cx)?, cx.origin(d.pos)));
     }
@@ -466,6 +487,38 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
         }
         env_keep.push((k.value.clone(), cx.origin(k.pos)));
     }
+    let mut env_set = Vec::new();
+    for (k, v) in &doc.env_set {
+        if cx.managed {
+            return Err(cx.err(
+                k.pos,
+                "the managed file can only narrow: it cannot set variables (`env.scrub` removes them)",
+            ));
+        }
+        env_set_check(&k.value, v).map_err(|m| cx.err(k.pos, m))?;
+        env_set.push((k.value.clone(), v.clone(), cx.origin(k.pos)));
+    }
+    let profile_named =
+        match &doc.profile {
+            None => None,
+            Some(p) if cx.managed || cx.profile.is_some() => return Err(cx.err(
+                p.pos,
+                "`profile` chooses the agent's profile; only a manifest of the person's can say it",
+            )),
+            Some(p) if p.value == "none" || super::profile::find(&p.value).is_some() => {
+                Some((p.value.clone(), cx.origin(p.pos)))
+            }
+            Some(p) => {
+                return Err(cx.err(
+                    p.pos,
+                    format!(
+                        "unknown profile `{}`; Ward's profiles are {}, or `none`",
+                        p.value,
+                        super::profile::names()
+                    ),
+                ))
+            }
+        };
 
     let mut devices = Vec::new();
     for d in doc.devices {
@@ -538,10 +591,37 @@ fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, ManifestErr
         allow_degraded,
         env_scrub,
         env_keep,
+        env_set,
+        profile_named,
+        profile: None,
         devices,
         narrowed: vec![],
         ceilings: vec![],
     })
+}
+
+/// Names Ward sets itself or that would undo the sandbox's own view, refused in `env.set`.
+fn env_set_check(name: &str, value: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.starts_with(|c: char| c.is_ascii_digit())
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(format!(
+            "`{}` is not a variable name: letters, digits and `_`",
+            crate::inert::line(name)
+        ));
+    }
+    let upper = name.to_ascii_uppercase();
+    if upper == "HOME" || upper.ends_with("_PROXY") || upper == "NODE_USE_ENV_PROXY" {
+        return Err(format!(
+            "`{name}` is set by Ward (the agent's home and the way to its egress proxy); it \
+             cannot be set in the manifest"
+        ));
+    }
+    if value.contains('\0') {
+        return Err(format!("the value of `{name}` holds a NUL byte"));
+    }
+    Ok(())
 }
 
 /// The major and minor numbers of a device number (glibc's encoding).
