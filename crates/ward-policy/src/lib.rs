@@ -13,5 +13,5 @@ mod rules;
 pub mod testing;
 
 pub use error::PolicyError;
-pub use pdp::Pdp;
+pub use pdp::{file_grant_refusal, Pdp};
 pub use rego::{check_source, RegoPolicy};

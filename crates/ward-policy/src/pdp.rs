@@ -33,6 +33,28 @@ impl Pdp {
         &self.manifest
     }
 
+    /// The grants of single files that a mandatory deny or a rule covers (a `.env` granted
+    /// by name): refused by `ward manifest check` and `ward run` alike, with the decision.
+    pub fn denied_file_grants(&mut self) -> Vec<(std::path::PathBuf, Decision)> {
+        let files: Vec<std::path::PathBuf> = self
+            .manifest
+            .files
+            .iter()
+            .filter(|g| g.path.is_file())
+            .map(|g| g.path.clone())
+            .collect();
+        files
+            .into_iter()
+            .filter_map(|p| {
+                let d = self.decide(&Action::new(
+                    ward_core::ActionKind::FileRead,
+                    p.to_string_lossy(),
+                ));
+                (d.effect == Effect::Deny).then_some((p, d))
+            })
+            .collect()
+    }
+
     /// Decide on `action`: the strictest of what the manifest and every policy bound to its
     /// kind say; deny when none of them speaks.
     pub fn decide(&mut self, action: &Action) -> Decision {
@@ -52,6 +74,17 @@ impl Pdp {
         }
         best.0.unwrap_or_else(default_deny_for(action))
     }
+}
+
+/// Why a grant of a single file is refused: a deny covers the file itself. `ward manifest
+/// check` and `ward run` say the same.
+pub fn file_grant_refusal(p: &std::path::Path, d: &Decision) -> String {
+    format!(
+        "the grant {} is a file that is always denied ({}; {}): leave it out",
+        ward_core::inert::path(p),
+        d.reason,
+        d.by
+    )
 }
 
 fn default_deny_for(a: &Action) -> impl FnOnce() -> Decision + '_ {

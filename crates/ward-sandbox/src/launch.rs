@@ -1291,27 +1291,51 @@ fn stage(
     work: &Path,
     placed: Option<&Path>,
 ) -> Result<(), SandboxError> {
+    // A single file: its folder's overlay is mounted apart (beside the stage, outside the new
+    // root), the file alone is bound from it, and the overlay is let go: nothing else of the
+    // folder is reachable inside.
+    let file = std::fs::metadata(grant).is_ok_and(|m| m.is_file());
     let dst = match placed {
         Some(d) => d.to_path_buf(),
         None => {
             let dst = root.join(grant.strip_prefix("/").unwrap_or(grant));
-            std::fs::create_dir_all(&dst).map_err(at(&dst))?;
+            mount_point(&dst, !file)?;
             dst
         }
     };
+    let (lower, at_dir) = match (file, grant.parent(), grant.file_name()) {
+        (true, Some(parent), Some(_)) => (parent, upper.with_file_name("merged")),
+        _ => (grant, dst.clone()),
+    };
     let data = format!(
         "lowerdir={},upperdir={},workdir={},userxattr",
-        overlay_escape(grant)?,
+        overlay_escape(lower)?,
         overlay_escape(upper)?,
         overlay_escape(work)?
     );
     mount(
         Some(Path::new("overlay")),
-        &dst,
+        &at_dir,
         Some("overlay"),
         libc::MS_NOSUID | libc::MS_NODEV,
         Some(&data),
     )
+    .and_then(|()| {
+        let Some(name) = grant.file_name().filter(|_| file) else {
+            return Ok(());
+        };
+        mount(Some(&at_dir.join(name)), &dst, None, libc::MS_BIND, None)?;
+        let c = cstr(&at_dir)?;
+        // SAFETY: a NUL-terminated path of a mount this process made.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+            return Err(SandboxError::Setup(format!(
+                "cannot let go of {}: {}",
+                at_dir.display(),
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(())
+    })
     .map_err(|e| {
         SandboxError::Setup(format!(
             "{e}: the staged grant {} needs overlayfs in a user namespace (Linux 5.11+) and a \

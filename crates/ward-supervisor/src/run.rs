@@ -89,9 +89,30 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
     let mut seen = 0usize;
     // SAFETY: getuid/getgid have no preconditions.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    if let Some((p, d)) = pdp.denied_file_grants().first() {
+        bail!("{}", ward_policy::file_grant_refusal(p, d));
+    }
     for g in &m.files {
         let writable = g.access == Access::ReadWrite;
         let staged = writable && g.mode == Mode::Staged;
+        // A single file: nothing to list; a file rule on it holds a direct grant read-only,
+        // and a staged one needs the file mapped in the user namespace to be copied up.
+        if let Some(md) = std::fs::metadata(&g.path).ok().filter(|md| md.is_file()) {
+            use std::os::unix::fs::MetadataExt;
+            if staged && (md.uid() != uid || md.gid() != gid) {
+                unmapped.push(g.path.clone());
+            }
+            if writable && !staged && file_rules {
+                hold_ruled(
+                    &mut pdp,
+                    &g.path,
+                    &mut asked_direct,
+                    &mut read_only,
+                    &mut ruled,
+                );
+            }
+            continue;
+        }
         let mut stack = vec![g.path.clone()];
         while let Some(dir) = stack.pop() {
             // A folder Ward cannot list could hide a key the agent (its owner) could chmod
@@ -132,18 +153,13 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
                 if writable && crate::repos::is_repository(&path, is_dir) {
                     read_only.push(path.clone());
                 } else if writable && !staged && file_rules {
-                    let p = path.to_string_lossy();
-                    let worst = [ActionKind::FileWrite, ActionKind::FileDelete]
-                        .into_iter()
-                        .map(|k| pdp.decide(&Action::new(k, p.clone())))
-                        .max_by_key(|d| d.effect);
-                    if let Some(d) = worst.filter(|d| d.effect != Effect::Allow) {
-                        if d.effect == Effect::Ask {
-                            asked_direct.push(path.clone());
-                        }
-                        read_only.push(path.clone());
-                        ruled.push((path.clone(), d));
-                    }
+                    hold_ruled(
+                        &mut pdp,
+                        &path,
+                        &mut asked_direct,
+                        &mut read_only,
+                        &mut ruled,
+                    );
                 }
                 // Git's object store is large and holds nothing a deny names.
                 let objects = path.ends_with(".git/objects");
@@ -185,6 +201,29 @@ fn inside(m: &Manifest) -> anyhow::Result<Inside> {
         pdp,
         ruled,
     })
+}
+
+/// In a direct grant, `path` read-only when a file rule denies or asks about writing or
+/// deleting it (nobody can be asked at the moment of a write), with that rule's decision.
+fn hold_ruled(
+    pdp: &mut Pdp,
+    path: &Path,
+    asked: &mut Vec<PathBuf>,
+    read_only: &mut Vec<PathBuf>,
+    ruled: &mut Vec<(PathBuf, ward_core::Decision)>,
+) {
+    let p = path.to_string_lossy();
+    let worst = [ActionKind::FileWrite, ActionKind::FileDelete]
+        .into_iter()
+        .map(|k| pdp.decide(&Action::new(k, p.clone())))
+        .max_by_key(|d| d.effect);
+    if let Some(d) = worst.filter(|d| d.effect != Effect::Allow) {
+        if d.effect == Effect::Ask {
+            asked.push(path.to_path_buf());
+        }
+        read_only.push(path.to_path_buf());
+        ruled.push((path.to_path_buf(), d));
+    }
 }
 
 /// SHA-256 of the manifest file and each managed file, in order (`None` for the built-in
@@ -1234,11 +1273,21 @@ fn prepare_stages(
     {
         let dir = session_dir.join("stage").join(i.to_string());
         let (upper, work) = (dir.join("upper"), dir.join("work"));
-        for d in [&upper, &work] {
+        // A single file is staged in its folder's overlay (mounted apart, beside the upper),
+        // of which only the file is shown inside: the review sees a change in that folder.
+        let file = g.path.is_file();
+        let merged = file.then(|| dir.join("merged"));
+        for d in [Some(&upper), Some(&work), merged.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
         }
         stages.push(ward_stage::Stage {
-            grant: g.path.clone(),
+            grant: match g.path.parent() {
+                Some(parent) if file => parent.to_path_buf(),
+                _ => g.path.clone(),
+            },
             upper,
         });
     }
@@ -1375,11 +1424,15 @@ fn launcher_config(
         .collect();
     lc.masks = masked.to_vec();
     lc.read_only = read_only.iter().chain(protected).cloned().collect();
-    lc.stages = stages
+    // Each stage with its grant's own path (a staged file's stage is its folder's).
+    lc.stages = m
+        .files
         .iter()
-        .map(|st| {
+        .filter(|g| g.access == Access::ReadWrite && g.mode == Mode::Staged)
+        .zip(stages)
+        .map(|(g, st)| {
             (
-                st.grant.clone(),
+                g.path.clone(),
                 st.upper.clone(),
                 st.upper.with_file_name("work"),
             )

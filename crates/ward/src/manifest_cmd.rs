@@ -110,7 +110,11 @@ pub fn run(cmd: ManifestCmd) -> Outcome {
             opts.check_paths = !portable;
             let checked = Manifest::load(&file, &opts)
                 .map_err(|e| e.to_string())
-                .and_then(|m| ward_policy::Pdp::new(m).map_err(|e| e.to_string()));
+                .and_then(|m| ward_policy::Pdp::new(m).map_err(|e| e.to_string()))
+                .and_then(|mut pdp| match pdp.denied_file_grants().first() {
+                    Some((p, d)) => Err(ward_policy::file_grant_refusal(p, d)),
+                    None => Ok(pdp),
+                });
             match checked {
                 Ok(pdp) => {
                     let m = pdp.manifest();

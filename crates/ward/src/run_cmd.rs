@@ -18,8 +18,10 @@ off (Ward is it), and a home of their own under Ward's state (homes/NAME), kept 
 sessions, where they sign in once. `ward manifest explain --profile NAME` shows it all.
 Any other agent gets a home of its own too (homes/default).
 Grants: PATH (read-write, staged for review), PATH:ro, PATH:rw (staged), PATH:direct (writes
-go straight to the folder). Without -m or --grant: ./ward.toml, else the current directory,
-staged. The agent sees its staged edits; the real folder changes only through `ward review`.
+go straight to the folder). A grant is a folder or a single file (a staged file's change is
+reviewed in its folder; nothing else of that folder is shown; a program that replaces a file
+by renaming another onto it cannot: write it in place). Without -m or --grant: ./ward.toml,
+else the current directory, staged. The agent sees its staged edits; the real folder changes only through `ward review`.
 Inside a grant, keys, .env files, .git/hooks and the manifest's denies are covered, unix
 sockets too; in a direct grant a repository's .git is read-only (its config and hooks would
 run code on your machine the next time you use git there): commit from outside.

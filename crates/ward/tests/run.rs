@@ -858,3 +858,98 @@ fn the_manifest_extends_the_environment_scrub_and_the_start_names_what_went() {
         64
     );
 }
+
+#[test]
+fn single_files_are_granted_read_only_staged_or_direct() {
+    let e = Env::new();
+    // The home's own files too: a single file below HOME is placed in the agent's home.
+    std::fs::write(e.p("home/.gitconfig"), "[user]\n\tname = A\n").unwrap();
+    for name in ["ro.txt", "staged.txt", "direct.txt"] {
+        std::fs::write(e.p(&format!("other/{name}")), "before\n").unwrap();
+    }
+    let g = |name: &str, mode: &str| format!("{}:{mode}", e.p(name).display());
+    let o = e.ward(&[
+        "run",
+        "--review",
+        "keep",
+        "--grant",
+        &g("other/ro.txt", "ro"),
+        "--grant",
+        &g("other/staged.txt", "rw"),
+        "--grant",
+        &g("other/direct.txt", "direct"),
+        "--grant",
+        &g("home/.gitconfig", "ro"),
+        "--",
+        "/bin/sh",
+        "-c",
+        &format!(
+            "cd {}; for f in ro staged direct; do echo after >> $f.txt; cat $f.txt; done; \
+             git config --global user.name",
+            e.p("other").display()
+        ),
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("ro.txt: Read-only file system"), "{out}");
+    assert!(out.contains("before\nafter\n"), "{out}");
+    assert!(
+        out.contains("\nA\n"),
+        "the home's granted file is read: {out}"
+    );
+    let read = |n: &str| std::fs::read_to_string(e.p(&format!("other/{n}"))).unwrap();
+    assert_eq!(read("ro.txt"), "before\n");
+    assert_eq!(read("direct.txt"), "before\nafter\n");
+    assert_eq!(read("staged.txt"), "before\n", "staged until reviewed");
+    // The review shows the staged file's change in its folder, and applies it.
+    let r = e.ward(&["review", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let changes = &v["stages"][0]["changes"];
+    assert_eq!(changes.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(changes[0]["path"], "staged.txt");
+    let a = e.ward(&["review", "--apply-all"]);
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a));
+    assert_eq!(read("staged.txt"), "before\nafter\n");
+
+    // `ward manifest check` accepts what `ward run` can do, and refuses the same files with
+    // the same words: a file a mandatory deny covers, and what is neither a file nor a folder.
+    std::fs::write(e.p("other/.env"), "KEY=1\n").unwrap();
+    let sock = e.p("other/s.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let manifest = |path: &Path| {
+        let m = e.p("m.toml");
+        std::fs::write(&m, format!("[[files]]\npath = \"{}\"\n", path.display())).unwrap();
+        m
+    };
+    let ok = e.ward(&[
+        "manifest",
+        "check",
+        manifest(&e.p("other/ro.txt")).to_str().unwrap(),
+    ]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let env_file = e.p("other/.env");
+    let check = e.ward(&["manifest", "check", manifest(&env_file).to_str().unwrap()]);
+    let run = e.ward(&[
+        "run",
+        "-m",
+        e.p("m.toml").to_str().unwrap(),
+        "--",
+        "/bin/true",
+    ]);
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+    assert_eq!(run.status.code(), Some(125), "{}", text(&run));
+    for o in [&check, &run] {
+        assert!(
+            text(o).contains("is a file that is always denied"),
+            "{}",
+            text(o)
+        );
+    }
+    let check = e.ward(&["manifest", "check", manifest(&sock).to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+    assert!(
+        text(&check).contains("neither a folder nor a regular file"),
+        "{}",
+        text(&check)
+    );
+}

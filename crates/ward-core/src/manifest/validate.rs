@@ -252,11 +252,23 @@ pub(super) fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, 
                 ));
             }
         }
-        let deny = f
+        let deny: Vec<(String, Origin)> = f
             .deny
             .iter()
             .map(|d| deny_pattern(d, cx).map(|p| (p, cx.origin(d.pos))))
             .collect::<Result<_, _>>()?;
+        if let Some(d) = f.deny.first() {
+            if opts.check_paths && path.is_file() {
+                return Err(cx.err(
+                    d.pos,
+                    format!(
+                        "`{}` is a file: a file grant has nothing inside to deny (leave `deny` \
+                         out, or grant its folder)",
+                        f.path.value
+                    ),
+                ));
+            }
+        }
         files.push((
             FileGrant {
                 path,
@@ -689,6 +701,21 @@ fn grant_path(p: &At<String>, cx: &Ctx, opts: &LoadOptions) -> Result<PathBuf, M
     };
     if !cx.managed {
         check_sensitive(&path, written, p.pos, cx, opts)?;
+    }
+    // What `ward run` can mount: a folder or a regular file (a device has `[[devices]]`).
+    if opts.check_paths && !cx.managed {
+        if let Ok(md) = std::fs::metadata(&path) {
+            if !md.is_dir() && !md.is_file() {
+                return Err(cx.err(
+                    p.pos,
+                    format!(
+                        "grant path `{written}` is neither a folder nor a regular file (a socket, \
+                         a pipe or a device): a grant is one of those two (a GPU or a camera is \
+                         granted in [[devices]])"
+                    ),
+                ));
+            }
+        }
     }
     Ok(path)
 }

@@ -456,3 +456,64 @@ fn escape_via_a_link_left_in_the_agents_home() {
     let last = recs.iter().rev().find(|r| r["kind"] == "session.exit");
     assert_eq!(last.unwrap()["detail"]["exit_code"], 125, "{last:?}");
 }
+
+#[test]
+fn escape_via_the_folder_of_a_granted_file() {
+    // A single file granted, in each mode: its folder's other files stay out of reach, no file
+    // appears beside it on the host, and the granted file cannot be swapped or linked away.
+    for mode in ["ro", "rw", "direct"] {
+        let e = Env::new();
+        std::fs::write(e.p("outside/notes.txt"), "notes\n").unwrap();
+        let grant = format!("{}:{mode}", e.p("outside/notes.txt").display());
+        let dir = e.p("outside");
+        let o = e.run_args(
+            &["--review", "keep", "--grant", &grant],
+            "/bin/sh",
+            &format!(
+                "cd {d}; echo AGENT-RAN; cat notes.txt; cat secret && echo READ-SECRET; \
+                 ls -a . ; echo x > new && echo WROTE-NEW; mv notes.txt moved && echo MOVED; \
+                 ln notes.txt /tmp/hl && echo LINKED; umount notes.txt && echo UNMOUNTED; \
+                 rm -f notes.txt && echo REMOVED; true",
+                d = dir.display()
+            ),
+        );
+        let out = text(&o);
+        assert!(
+            out.contains("AGENT-RAN") && out.contains("notes"),
+            "{mode}: {out}"
+        );
+        // (`new` may land in the sandbox's own /tmp, where the test's folder is: not on the host.)
+        for bad in [
+            "outside secret",
+            "READ-SECRET",
+            "MOVED",
+            "UNMOUNTED",
+            "REMOVED",
+        ] {
+            assert!(!out.contains(bad), "{mode}: `{bad}` in {out}");
+        }
+        assert!(
+            !out.contains("secret\n"),
+            "{mode}: the folder is listed: {out}"
+        );
+        assert!(!e.p("outside/new").exists() && !e.p("outside/moved").exists());
+        assert_eq!(
+            std::fs::read_to_string(e.p("outside/notes.txt")).unwrap(),
+            "notes\n"
+        );
+        e.assert_recorded();
+        let start = e
+            .records()
+            .into_iter()
+            .find(|r| r["kind"] == "session.start")
+            .unwrap();
+        assert_eq!(
+            start["detail"]["grants"][0]["path"],
+            e.p("outside/notes.txt")
+                .canonicalize()
+                .unwrap()
+                .to_str()
+                .unwrap()
+        );
+    }
+}
