@@ -38,6 +38,7 @@ fn classify(kind: &str) -> (u32, &'static str, u32, &'static str, u32, &'static 
         ),
         "exec" => (1007, "Process Activity", 1, "System Activity", 1, "Launch"),
         "net.connect" => (4001, "Network Activity", 4, "Network Activity", 1, "Open"),
+        "net.failed" => (4001, "Network Activity", 4, "Network Activity", 4, "Fail"),
         "net.upload" => (4002, "HTTP Activity", 4, "Network Activity", 6, "Post"),
         _ => (6003, "API Activity", 6, "Application Activity", 99, "Other"),
     }

@@ -254,6 +254,8 @@ pub enum EventKind {
     SandboxLimit,
     /// A direct connection or DNS query past the proxy.
     NetDirect,
+    /// A destination the decision allowed could not be reached (its name did not resolve).
+    NetFailed,
     /// A tunnel ended (its bytes and duration).
     NetClose,
     /// A plain HTTP request forwarded (its sizes and status).
@@ -306,6 +308,7 @@ impl EventKind {
         EventKind::SandboxDenied,
         EventKind::SandboxLimit,
         EventKind::NetDirect,
+        EventKind::NetFailed,
         EventKind::NetClose,
         EventKind::NetRequest,
         EventKind::TerminalFiltered,
@@ -338,6 +341,7 @@ impl EventKind {
             EventKind::SandboxDenied => "sandbox.denied",
             EventKind::SandboxLimit => "sandbox.limit",
             EventKind::NetDirect => "net.direct",
+            EventKind::NetFailed => "net.failed",
             EventKind::NetClose => "net.close",
             EventKind::NetRequest => "net.request",
             EventKind::TerminalFiltered => "terminal.filtered",

@@ -14,6 +14,7 @@ mod home;
 mod manifest_watch;
 pub mod program;
 mod proxy;
+mod report;
 mod repos;
 pub mod review;
 pub mod run;

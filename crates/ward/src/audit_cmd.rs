@@ -32,7 +32,12 @@ Default paths: $XDG_STATE_HOME/ward/audit/audit.jsonl and $XDG_CONFIG_HOME/ward/
 Examples:
   ward audit tail                 # the last 20 records
   ward audit tail -n 100 --json   # raw JSON lines, for jq
-  ward audit tail -f              # follow, like tail -f")]
+  ward audit tail -f              # follow, like tail -f
+  ward audit tail --session 3f9a1c0d --denied   # what Ward refused in one session
+  ward audit tail --kind net -n 50              # network records only
+
+Filters apply before -n: the last N records that match. A destination that was allowed but
+could not be reached (its name did not resolve) is a `net.failed` record, not a refusal.")]
     Tail {
         log: Option<PathBuf>,
         #[arg(short = 'n', long, default_value_t = 20)]
@@ -41,6 +46,15 @@ Examples:
         follow: bool,
         #[arg(long)]
         json: bool,
+        /// Only this session's records (its id, or the start of it).
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+        /// Only refusals (records whose decision is deny).
+        #[arg(long)]
+        denied: bool,
+        /// Only records of this kind or family (`net`, `net.connect`, `sandbox.denied`).
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
     },
     /// Export the log for a SIEM: OCSF events (one JSON object per line) or the raw JSON lines.
     #[command(after_help = "\
@@ -130,9 +144,17 @@ pub fn run(cmd: AuditCmd) -> Outcome {
             lines,
             follow,
             json,
+            session,
+            denied,
+            kind,
         } => {
             let (log, _) = paths(log)?;
-            tail(&log, lines, follow, json)
+            let filter = Filter {
+                session,
+                denied,
+                kind,
+            };
+            tail(&log, lines, follow, json, &filter)
         }
         AuditCmd::Export {
             log,
@@ -203,7 +225,38 @@ fn print_line(raw: &[u8], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tail(log: &Path, n: usize, follow: bool, json: bool) -> Outcome {
+/// Which records `ward audit tail` prints.
+struct Filter {
+    session: Option<String>,
+    denied: bool,
+    kind: Option<String>,
+}
+
+impl Filter {
+    fn keeps(&self, line: &[u8]) -> bool {
+        if self.session.is_none() && !self.denied && self.kind.is_none() {
+            return true;
+        }
+        let Ok(r) = serde_json::from_slice::<serde_json::Value>(line) else {
+            // A line that is not a record is shown as it is only when nothing filters.
+            return false;
+        };
+        let session = self.session.as_deref().is_none_or(|s| {
+            r["session"]
+                .as_str()
+                .is_some_and(|id| !s.is_empty() && id.starts_with(s))
+        });
+        let kind = self.kind.as_deref().is_none_or(|k| {
+            r["kind"]
+                .as_str()
+                .is_some_and(|rk| rk == k || rk.strip_prefix(k).is_some_and(|t| t.starts_with('.')))
+        });
+        let denied = !self.denied || r["decision"]["result"] == "deny";
+        session && kind && denied
+    }
+}
+
+fn tail(log: &Path, n: usize, follow: bool, json: bool, filter: &Filter) -> Outcome {
     let mut f = std::fs::File::open(log)
         .with_context(|| format!("cannot read the audit log {}", log.display()))?;
     let mut data = Vec::new();
@@ -211,7 +264,7 @@ fn tail(log: &Path, n: usize, follow: bool, json: bool) -> Outcome {
     let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let lines: Vec<&[u8]> = data[..complete]
         .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
+        .filter(|l| !l.is_empty() && filter.keeps(l))
         .collect();
     for l in &lines[lines.len().saturating_sub(n)..] {
         print_line(l, json)?;
@@ -238,7 +291,9 @@ fn tail(log: &Path, n: usize, follow: bool, json: bool) -> Outcome {
         pending.extend_from_slice(&buf);
         while let Some(i) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=i).collect();
-            print_line(&line[..line.len() - 1], json)?;
+            if filter.keeps(&line[..line.len() - 1]) {
+                print_line(&line[..line.len() - 1], json)?;
+            }
         }
     }
 }

@@ -105,7 +105,12 @@ fn run_until_its_api(args: &[&str], key: (&str, &str), host: &str) -> Seen {
             && env
                 .records()
                 .iter()
-                .any(|r| r["kind"] == "net.connect" && r["resource"] == want.as_str());
+                // Allowed: connected, or (with no DNS here) failed to resolve.
+                .any(|r| {
+                    (r["kind"] == "net.connect" || r["kind"] == "net.failed")
+                        && r["resource"] == want.as_str()
+                        && r["decision"]["result"] == "allow"
+                });
         std::thread::sleep(Duration::from_millis(100));
     }
     let records = env.records();

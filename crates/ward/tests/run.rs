@@ -153,7 +153,12 @@ fn the_agent_has_a_home_of_its_own_that_persists() {
     assert_eq!(mode & 0o777, 0o700);
     // The next session finds it.
     let o = run("cat \"$HOME/.login\"");
-    assert_eq!(text(&o).trim(), "token", "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "token",
+        "{}",
+        text(&o)
+    );
     let start = e
         .records()
         .into_iter()
@@ -833,8 +838,21 @@ fn the_manifest_extends_the_environment_scrub_and_the_start_names_what_went() {
         out.contains("PLAIN=visible") && out.contains("HARMLESS_TOKEN=kept on purpose"),
         "{out}"
     );
+    let agent = String::from_utf8_lossy(&o.stdout);
     for gone in ["MY_SETTING", "MY_KEPT", "GH_TOKEN", "ghp_secret"] {
-        assert!(!out.contains(gone), "{gone} reached the agent: {out}");
+        assert!(!agent.contains(gone), "{gone} reached the agent: {out}");
+    }
+    // Ward's report names what went, never a value.
+    let report = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        report.contains("removed from the agent's environment:") && report.contains("GH_TOKEN"),
+        "{report}"
+    );
+    for value in ["ghp_secret", "private", "explicit scrub wins"] {
+        assert!(
+            !report.contains(value),
+            "{value} in Ward's report: {report}"
+        );
     }
     let start = e
         .records()
@@ -952,4 +970,57 @@ fn single_files_are_granted_read_only_staged_or_direct() {
         "{}",
         text(&check)
     );
+}
+
+#[test]
+fn audit_tail_filters_by_session_refusal_and_kind() {
+    let e = Env::new();
+    let o = e.ward(&[
+        "run",
+        "--grant",
+        ".:direct",
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        "import urllib.request as u\ntry: u.urlopen('http://refused.example/', timeout=5)\nexcept Exception as x: print('REFUSED', x)",
+    ]);
+    assert!(text(&o).contains("REFUSED"), "{}", text(&o));
+    // A second session, so that the session filter has something to leave out.
+    e.ward(&["run", "--grant", ".:direct", "--", "/bin/true"]);
+    let recs = e.records();
+    let first = recs
+        .iter()
+        .find(|r| r["kind"] == "session.start")
+        .and_then(|r| r["session"].as_str())
+        .unwrap()
+        .to_string();
+    let tail = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut a = vec!["audit", "tail", "-n", "1000", "--json"];
+        a.extend_from_slice(args);
+        let o = e.ward(&a);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let denied = tail(&["--session", &first[..8], "--denied"]);
+    assert!(!denied.is_empty());
+    assert!(denied
+        .iter()
+        .all(|r| r["session"] == first.as_str() && r["decision"]["result"] == "deny"));
+    assert!(denied
+        .iter()
+        .any(|r| r["kind"] == "net.connect" && r["resource"] == "http://refused.example:80"));
+    let sessions = tail(&["--kind", "session"]);
+    assert_eq!(
+        sessions.len(),
+        4,
+        "two starts and two ends, nothing else: {sessions:?}"
+    );
+    assert!(sessions
+        .iter()
+        .all(|r| r["kind"].as_str().unwrap().starts_with("session.")));
+    // `--kind sess` is not a family: nothing.
+    assert!(tail(&["--kind", "sess"]).is_empty());
 }

@@ -58,8 +58,15 @@ impl Proxy {
             Host::Name(n) => match self.resolve(n).await {
                 Ok(a) => a,
                 Err(why) => {
-                    let d2 = Decision::new(Effect::Deny, By::builtin("dns"), why.clone());
-                    self.note(self.outcome_event(&action, &with(d2), json!({"via": via})));
+                    // Allowed, but not reachable: a failure, not a refusal (the decision on
+                    // record is the one that allowed it).
+                    let mut ev = self.outcome_event(
+                        &action,
+                        &outcome,
+                        json!({"via": via, "failed": "dns", "error": why}),
+                    );
+                    ev.kind = ward_core::EventKind::NetFailed.as_str().into();
+                    self.note(ev);
                     return Err(Refusal::new(
                         StatusCode::BAD_GATEWAY,
                         socks::REP_HOST_UNREACHABLE,

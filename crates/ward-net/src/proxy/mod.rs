@@ -121,8 +121,19 @@ struct Inner {
     buffering: Arc<tokio::sync::Semaphore>,
     /// This machine's own addresses (the proxy dials from the host's network).
     local: Vec<IpAddr>,
-    /// Refusal records per destination (past a bound they are only counted).
-    refusals_by: Mutex<HashMap<String, u64>>,
+    /// Refusals and failures per destination (past a bound they are only counted), with the
+    /// first one's words, for the session's end record and the person's report.
+    refusals_by: Mutex<HashMap<String, Noted>>,
+}
+
+/// What the proxy refused, or failed to reach, at one destination.
+#[derive(Default)]
+struct Noted {
+    count: u64,
+    /// `net.failed` (allowed, but it could not be reached) rather than refused.
+    failed: bool,
+    by: String,
+    reason: String,
 }
 
 /// Why something was refused: what the client is told and what the log says.
@@ -203,14 +214,28 @@ impl Proxy {
 
     /// Destinations admitted and actions refused so far (for the session's end record).
     pub fn stats(&self) -> serde_json::Value {
-        let unrecorded: u64 = lock(&self.inner.refusals_by)
+        let by = lock(&self.inner.refusals_by);
+        let unrecorded: u64 = by
             .values()
-            .map(|n| n.saturating_sub(REFUSAL_RECORDS))
+            .map(|n| n.count.saturating_sub(REFUSAL_RECORDS))
             .sum();
+        // The most frequent first (and a bounded list: the end record stays small).
+        let mut listed: Vec<(&String, &Noted)> = by.iter().collect();
+        listed.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+        let list = |failed: bool| {
+            listed
+                .iter()
+                .filter(|(_, n)| n.failed == failed)
+                .take(50)
+                .map(|(r, n)| json!({"resource": r, "count": n.count, "by": n.by, "reason": n.reason}))
+                .collect::<Vec<_>>()
+        };
         json!({
             "admitted": self.inner.admitted.load(Ordering::Relaxed),
             "refused": self.inner.refused.load(Ordering::Relaxed),
             "refusals_only_counted": unrecorded,
+            "refused_destinations": list(false),
+            "failed_destinations": list(true),
         })
     }
 
@@ -334,12 +359,15 @@ impl Proxy {
 
     /// Record something that already happened (or was refused): queued, not waited for.
     fn note(&self, ev: Event) {
-        if ev
+        let failed = ev.kind == ward_core::EventKind::NetFailed.as_str();
+        let refused = ev
             .decision
             .as_ref()
-            .is_some_and(|d| d.result == Effect::Deny)
-        {
-            self.inner.refused.fetch_add(1, Ordering::Relaxed);
+            .is_some_and(|d| d.result == Effect::Deny);
+        if refused || failed {
+            if refused {
+                self.inner.refused.fetch_add(1, Ordering::Relaxed);
+            }
             // A looping agent must not fill the disk with the same refusal: the first few per
             // destination are recorded, the rest counted (in the session's end record).
             let key = ev.resource.clone().unwrap_or_default();
@@ -348,9 +376,22 @@ impl Proxy {
             if !known && by.len() >= 4096 {
                 return;
             }
-            let n = by.entry(key).or_insert(0);
-            *n += 1;
-            if *n > REFUSAL_RECORDS {
+            let n = by.entry(key).or_insert_with(|| Noted {
+                failed,
+                by: ev
+                    .decision
+                    .as_ref()
+                    .map(|d| d.by.to_string())
+                    .unwrap_or_default(),
+                reason: match (&ev.detail, &ev.decision) {
+                    (Some(d), _) if failed => d["error"].as_str().unwrap_or_default().to_string(),
+                    (_, Some(d)) => d.reason.clone(),
+                    _ => String::new(),
+                },
+                count: 0,
+            });
+            n.count += 1;
+            if n.count > REFUSAL_RECORDS {
                 return;
             }
         }

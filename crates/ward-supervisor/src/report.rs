@@ -1,0 +1,175 @@
+//! What Ward stopped, removed or hid during a session, said to the person when the agent has
+//! ended (on Ward's own stream, after the agent's): destinations refused with the manifest line
+//! that would allow each, destinations allowed but unreachable, variables removed, files hidden
+//! in the grants, limits reached. Each line names what to change; the audit log has the rest.
+//!
+//! Everything here the agent chose (a destination, a path) goes through the inert printer.
+
+use ward_core::inert;
+
+/// What the session's end knows.
+pub struct Ended<'a> {
+    pub session: &'a str,
+    /// The proxy's counts (`refused_destinations`, `failed_destinations`).
+    pub network: &'a serde_json::Value,
+    pub env_removed: &'a [String],
+    pub hidden: &'a [std::path::PathBuf],
+    pub limits_hit: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+/// At most this many items of a kind are named; the rest are counted.
+const SHOWN: usize = 8;
+
+/// `a, b, c (+N more)`.
+fn some(items: impl Iterator<Item = String>) -> String {
+    let all: Vec<String> = items.collect();
+    let mut s = all
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all.len() > SHOWN {
+        s.push_str(&format!(" (+{} more)", all.len() - SHOWN));
+    }
+    s
+}
+
+/// The manifest's way of writing a recorded destination (`https://host:443` is written
+/// `https://host`).
+pub fn manifest_dest(resource: &str) -> String {
+    for (scheme, port) in [("https://", ":443"), ("http://", ":80")] {
+        if let Some(rest) = resource.strip_prefix(scheme) {
+            if let Some(host) = rest.strip_suffix(port) {
+                return format!("{scheme}{host}");
+            }
+        }
+    }
+    resource.to_string()
+}
+
+/// The report's lines (empty when nothing was stopped, removed or hidden).
+pub fn lines(e: &Ended) -> Vec<String> {
+    let mut out = Vec::new();
+    let list = |key: &str| e.network[key].as_array().cloned().unwrap_or_default();
+    for r in list("refused_destinations") {
+        let dest = r["resource"].as_str().unwrap_or_default();
+        out.push(format!(
+            "refused  {} ({}x): {}; to allow it, add to ward.toml: [network] allow = [\"{}\"]",
+            inert::line(dest),
+            r["count"],
+            inert::line(r["reason"].as_str().unwrap_or_default()),
+            inert::line(&manifest_dest(dest)),
+        ));
+    }
+    for r in list("failed_destinations") {
+        out.push(format!(
+            "failed   {} ({}x), allowed but not reachable: {}",
+            inert::line(r["resource"].as_str().unwrap_or_default()),
+            r["count"],
+            inert::line(r["reason"].as_str().unwrap_or_default()),
+        ));
+    }
+    if !e.env_removed.is_empty() {
+        out.push(format!(
+            "removed from the agent's environment: {}; to keep one: [env] keep = [\"NAME\"]",
+            some(e.env_removed.iter().map(|k| inert::line(k).into_owned()))
+        ));
+    }
+    if !e.hidden.is_empty() {
+        out.push(format!(
+            "hidden in the grants (keys, credentials, sockets, the manifest's denies): {}",
+            some(e.hidden.iter().map(|p| inert::path(p)))
+        ));
+    }
+    let reached: Vec<String> = e
+        .limits_hit
+        .iter()
+        .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+        .map(|(k, v)| format!("{} ({v}x)", inert::line(k)))
+        .collect();
+    if !reached.is_empty() {
+        out.push(format!(
+            "limits reached: {}; raise them in ward.toml's [limits]",
+            reached.join(", ")
+        ));
+    }
+    out
+}
+
+/// Print the report on stderr, after the agent's own output.
+pub fn print(e: &Ended) {
+    let lines = lines(e);
+    if lines.is_empty() {
+        return;
+    }
+    let mut text = String::from("ward: during this session Ward\n");
+    for l in &lines {
+        text.push_str("  ");
+        text.push_str(l);
+        text.push('\n');
+    }
+    let refused = e.network["refused_destinations"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty());
+    text.push_str(&format!(
+        "  details: ward audit tail --session {}{}\n",
+        inert::line(e.session),
+        if refused { " --denied" } else { "" }
+    ));
+    eprint!("{text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_what_to_change_and_keeps_agent_text_inert() {
+        let network = json!({
+            "refused_destinations": [{"resource": "https://evil.example\u{1b}[2J:443", "count": 3,
+                "by": "default", "reason": "nothing in the manifest grants it"}],
+            "failed_destinations": [{"resource": "https://api.anthropic.com:443", "count": 6,
+                "by": "manifest", "reason": "cannot resolve api.anthropic.com"}],
+        });
+        let limits = serde_json::Map::from_iter([
+            ("memory.max".to_string(), json!(2)),
+            ("pids.max".to_string(), json!(0)),
+        ]);
+        let removed: Vec<String> = (0..10).map(|i| format!("V{i}")).collect();
+        let hidden = vec![std::path::PathBuf::from("/p/.env")];
+        let l = lines(&Ended {
+            session: "s1",
+            network: &network,
+            env_removed: &removed,
+            hidden: &hidden,
+            limits_hit: &limits,
+        });
+        assert_eq!(l.len(), 5, "{l:?}");
+        assert!(l[0].starts_with("refused  https://evil.example"));
+        assert!(!l.iter().any(|x| x.contains('\u{1b}')), "{l:?}");
+        assert!(
+            l[0].ends_with("[network] allow = [\"https://evil.example\\e[2J\"]"),
+            "{}",
+            l[0]
+        );
+        assert!(l[1].contains("allowed but not reachable: cannot resolve"));
+        assert!(l[2].contains("V0, V1") && l[2].contains("(+2 more)"));
+        assert!(l[3].contains("/p/.env"));
+        assert_eq!(
+            l[4],
+            "limits reached: memory.max (2x); raise them in ward.toml's [limits]"
+        );
+        assert!(lines(&Ended {
+            session: "s1",
+            network: &json!({}),
+            env_removed: &[],
+            hidden: &[],
+            limits_hit: &serde_json::Map::new(),
+        })
+        .is_empty());
+        assert_eq!(manifest_dest("http://h:8080"), "http://h:8080");
+        assert_eq!(manifest_dest("http://h:80"), "http://h");
+    }
+}
