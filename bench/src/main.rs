@@ -8,6 +8,7 @@
 //! Timing loops measure batches of operations (a clock read costs ~25 ns, more than a manifest
 //! decision) and report the median of the per-operation averages.
 
+mod agents;
 mod exec;
 mod proxy;
 mod scan;
@@ -53,6 +54,9 @@ fn main() {
     }
     if all || what == "exec" {
         exec::run();
+    }
+    if all || what == "agents" {
+        agents::run();
     }
     if what == "relay" {
         // relay LISTEN TARGET: the proxy bench's floor (a byte relay, see proxy.rs).
@@ -552,6 +556,30 @@ fn medians_paced(
 
 /// `ward run -- /bin/true` against bwrap with an equivalent set-up and a bare `/bin/true`; then
 /// `git status` on a 10,000-file tree inside and outside the sandbox.
+/// bwrap with a set-up like the sandbox's: every namespace, the system folders read-only,
+/// private /proc, /dev and /tmp, `proj` bound read-write and the working directory; the
+/// command to run goes after.
+fn bwrap_command(proj: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new("bwrap");
+    c.args(["--unshare-all", "--die-with-parent", "--new-session"]);
+    for d in ["/usr", "/bin", "/sbin", "/lib", "/lib64"] {
+        if std::path::Path::new(d).exists() {
+            c.args(["--ro-bind", d, d]);
+        }
+    }
+    for f in [
+        "/etc/ld.so.cache",
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/nsswitch.conf",
+    ] {
+        c.args(["--ro-bind", f, f]);
+    }
+    c.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+    c.arg("--bind").arg(proj).arg(proj).arg("--chdir").arg(proj);
+    c
+}
+
 fn startup() {
     let world = world::World::new();
     let proj = world.proj.clone();
@@ -562,27 +590,7 @@ fn startup() {
         c
     };
     let bwrap = |cmd: &[&str]| {
-        let mut c = std::process::Command::new("bwrap");
-        c.args(["--unshare-all", "--die-with-parent", "--new-session"]);
-        for d in ["/usr", "/bin", "/sbin", "/lib", "/lib64"] {
-            if std::path::Path::new(d).exists() {
-                c.args(["--ro-bind", d, d]);
-            }
-        }
-        for f in [
-            "/etc/ld.so.cache",
-            "/etc/passwd",
-            "/etc/group",
-            "/etc/nsswitch.conf",
-        ] {
-            c.args(["--ro-bind", f, f]);
-        }
-        c.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
-        c.arg("--bind")
-            .arg(&proj)
-            .arg(&proj)
-            .arg("--chdir")
-            .arg(&proj);
+        let mut c = bwrap_command(&proj);
         c.args(cmd).stdout(std::process::Stdio::null());
         c
     };

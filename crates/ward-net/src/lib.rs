@@ -16,4 +16,4 @@ mod proxy;
 pub mod socks;
 pub mod tls;
 
-pub use proxy::{Config, Dns, Proxy, PROXY_PORT};
+pub use proxy::{Config, Dns, Forward, Proxy, PROXY_PORT};

@@ -62,6 +62,10 @@ pub struct Config {
     /// Without it the namespace has loopback only and no way out.
     pub proxy_fd: Option<i32>,
     pub proxy_port: u16,
+    /// The loopback services the manifest names: the launcher listens at each address inside
+    /// the new network namespace too and sends the listeners after the proxy's; the agent may
+    /// connect to their ports.
+    pub loopback: Vec<std::net::SocketAddr>,
     /// Variables set after scrubbing (the proxy's `HTTP_PROXY` and friends).
     pub set_env: Vec<(String, String)>,
     /// Landlock on (the default). Off only when the kernel lacks it and the manifest allows
@@ -415,6 +419,7 @@ impl Config {
             notify_fd: None,
             proxy_fd: None,
             proxy_port: 3128,
+            loopback: vec![],
             set_env: vec![],
             cgroups: vec![],
             landlock: true,
@@ -757,10 +762,37 @@ fn network(cfg: &Config, proc: &std::fs::File) -> Result<i32, SandboxError> {
     loopback_up()?;
     if let Some(sock) = cfg.proxy_fd {
         let l = listen_loopback(cfg.proxy_port)?;
-        // SAFETY: both descriptors are open; ours to close after.
+        // Then one listener per loopback service the manifest names, at its own address and
+        // port (the supervisor tells them apart by their addresses). An IPv6 one where this
+        // kernel has no IPv6 is left out: nobody inside can reach ::1 then either.
+        let mut services = Vec::new();
+        for a in &cfg.loopback {
+            match std::net::TcpListener::bind(a) {
+                Ok(s) => services.push(s),
+                Err(_) if a.is_ipv6() => {}
+                Err(e) => {
+                    // SAFETY: closing descriptors this process owns.
+                    unsafe {
+                        libc::close(l);
+                        libc::close(sock);
+                    }
+                    return Err(SandboxError::Setup(format!(
+                        "cannot listen on {a} inside the sandbox for the loopback service the \
+                         manifest names: {e}"
+                    )));
+                }
+            }
+        }
+        // SAFETY: the descriptors are open; ours to close after.
         unsafe {
-            let r = crate::notify::send_fd(sock, l);
+            let mut r = crate::notify::send_fd(sock, l);
             libc::close(l);
+            for s in &services {
+                if r == 0 {
+                    r = crate::notify::send_fd(sock, s.as_raw_fd());
+                }
+            }
+            drop(services);
             libc::close(sock);
             if r != 0 {
                 return Err(os_err(
@@ -900,7 +932,12 @@ fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
     let mut rules = Rules {
         read: vec![],
         write: vec!["/tmp".into(), "/dev".into()],
-        connect_ports: cfg.proxy_fd.map(|_| cfg.proxy_port).into_iter().collect(),
+        connect_ports: cfg
+            .proxy_fd
+            .map(|_| cfg.proxy_port)
+            .into_iter()
+            .chain(cfg.loopback.iter().map(|a| a.port()))
+            .collect(),
         no_execute: cfg.no_execute.clone(),
     };
     for p in SYSTEM_RO.iter().chain(ETC_FILES) {

@@ -96,6 +96,36 @@ fn serve(
     let std_listener = unsafe {
         std::net::TcpListener::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(listener))
     };
+    // Then the loopback services' listeners, until the launcher closes its end; each known by
+    // its address.
+    let services = manifest.loopback_services();
+    let mut forwards: Vec<(std::net::TcpListener, ward_net::Forward)> = Vec::new();
+    while let Ok(Some(fd)) = ward_sandbox::notify::recv_fd(&sock) {
+        // SAFETY: a listening TCP socket we now own alone.
+        let l =
+            unsafe { std::net::TcpListener::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
+        let Some(svc) = l
+            .local_addr()
+            .ok()
+            .and_then(|a| services.iter().find(|s| s.listen == a))
+        else {
+            continue;
+        };
+        let host = match &svc.host {
+            ward_core::dest::HostPattern::Name(n) => ward_net::canon::Host::Name(n.clone()),
+            _ => ward_net::canon::Host::Ip(svc.listen.ip()),
+        };
+        forwards.push((
+            l,
+            ward_net::Forward {
+                scheme: svc.scheme.clone(),
+                to: ward_net::canon::Authority {
+                    host,
+                    port: svc.listen.port(),
+                },
+            },
+        ));
+    }
     // Nothing is started (runtime, resolver, terminal) until the agent first connects: most
     // sessions' start-up should not pay for a network they may never use.
     {
@@ -105,9 +135,17 @@ fn serve(
             events: libc::POLLIN,
             revents: 0,
         }];
+        let first_service = fds.len() + usize::from(wake.is_some());
         if let Some(w) = &wake {
             fds.push(libc::pollfd {
                 fd: w.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        for (l, _) in &forwards {
+            fds.push(libc::pollfd {
+                fd: l.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             });
@@ -128,17 +166,19 @@ fn serve(
             if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            if r < 0 || fds.get(1).is_some_and(|f| f.revents != 0) {
+            if r < 0 || (wake.is_some() && fds.get(1).is_some_and(|f| f.revents != 0)) {
                 return json!({"admitted": 0, "refused": 0, "used": false});
             }
-            if fds[0].revents != 0 {
+            if fds[0].revents != 0 || fds[first_service..].iter().any(|f| f.revents != 0) {
                 break;
             }
         }
     }
-    if let Err(e) = std_listener.set_nonblocking(true) {
-        crate::run::end_session(&format!("cannot use the proxy's socket: {e}"));
-        return json!({"error": e.to_string()});
+    for l in std::iter::once(&std_listener).chain(forwards.iter().map(|(l, _)| l)) {
+        if let Err(e) = l.set_nonblocking(true) {
+            crate::run::end_session(&format!("cannot use the proxy's socket: {e}"));
+            return json!({"error": e.to_string()});
+        }
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -169,6 +209,16 @@ fn serve(
                 return json!({"error": e.to_string()});
             }
         };
+        let mut serving = Vec::new();
+        for (l, to) in forwards {
+            match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => {
+                    let p = proxy.clone();
+                    serving.push(tokio::spawn(async move { p.serve_forward(l, to).await }));
+                }
+                Err(e) => eprintln!("ward: a loopback service's socket is unusable: {e}"),
+            }
+        }
         let p = proxy.clone();
         tokio::select! {
             r = p.serve(l) => {
@@ -177,6 +227,9 @@ fn serve(
                 }
             }
             _ = stop => {}
+        }
+        for t in &serving {
+            t.abort();
         }
         // The agent is gone, so its ends of the connections are closed: give the tunnels and
         // requests still in flight a moment to see that and write their records.

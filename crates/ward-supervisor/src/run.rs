@@ -290,6 +290,19 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         cwd,
         review,
     } = req;
+    if let Some(s) = m
+        .loopback_services()
+        .into_iter()
+        .find(|s| s.listen.port() == ward_net::PROXY_PORT)
+    {
+        bail!(
+            "{} ({}) is on port {}, where Ward's proxy listens inside the sandbox: a service \
+             on this machine at that port cannot be reached from inside; move it to another port",
+            s.listen,
+            s.origin,
+            ward_net::PROXY_PORT
+        );
+    }
     let session = session_id();
     let paths = LogPaths::default_paths()?;
     let sessions = crate::sessions::sessions_dir(&paths);
@@ -337,6 +350,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     let mut early = ward_sandbox::launch::Config::new(staging.clone(), cwd.clone(), vec![]);
     early.parent = Some(std::process::id() as i32);
     early.proxy_port = ward_net::PROXY_PORT;
+    early.loopback = m.loopback_services().iter().map(|s| s.listen).collect();
     early.watch_exec = m.exec_checked();
     early.go_fd = Some(go_read.as_raw_fd());
     early.notify_fd = Some(notify_theirs.as_raw_fd());

@@ -35,6 +35,11 @@ HTTPS_PROXY, ALL_PROXY are set to it): the manifest's [network] destinations, de
 request, never loopback/private/metadata addresses unless named, uploads within [limits]
 upload and the policies; `ask` destinations are asked about on the terminal. There is no DNS
 inside; programs that ignore the proxy variables get no route, and their attempt is recorded.
+A service on this machine's loopback that the manifest allows (`http://localhost:11434`, a
+model server; `http://127.0.0.1:5432`, a database: any protocol) is reachable inside at the
+same name, address and port, each connection decided and recorded; no other loopback port is.
+At the end Ward says what it refused (with the manifest line that would allow it), what it
+removed from the environment and what it hid (`ward audit tail --session ID --denied`).
 The audit log records the session's start and end, every system call the filter denied, every
 limit reached, and every connection, request and refusal.
 Exit codes: the agent's own; 125 Ward could not set up the sandbox (the reason is printed);

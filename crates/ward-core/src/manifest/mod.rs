@@ -345,6 +345,18 @@ pub struct Manifest {
     pub ceilings: Vec<Ceiling>,
 }
 
+/// A service on this machine's loopback the manifest allows (see
+/// [`Manifest::loopback_services`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoopbackService {
+    /// Where the sandbox listens for it (the same address and port as on this machine).
+    pub listen: std::net::SocketAddr,
+    pub scheme: String,
+    /// The host as the manifest names it (`localhost`, or the address).
+    pub host: crate::dest::HostPattern,
+    pub origin: Origin,
+}
+
 /// A manifest problem, with the file, line and column it is at.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}{}: {message}", file.display(), if *line > 0 { format!(":{line}:{column}") } else { String::new() })]
@@ -432,6 +444,38 @@ impl Manifest {
         opts: &LoadOptions,
     ) -> Result<(), ManifestError> {
         validate::cli_grant(self, spec, cwd, opts)
+    }
+
+    /// The services on this machine's loopback that `allow` entries name (`localhost`,
+    /// `127.x.y.z`, `::1`): each is reachable inside the sandbox at the same address and port,
+    /// where `ward run` listens and carries connections through the proxy's decisions. One per
+    /// address and port (the first entry wins); `localhost` listens on 127.0.0.1 and ::1.
+    pub fn loopback_services(&self) -> Vec<LoopbackService> {
+        use crate::dest::HostPattern;
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+        let mut out: Vec<LoopbackService> = Vec::new();
+        for e in self.network.iter().filter(|e| e.effect == Effect::Allow) {
+            let addrs: Vec<IpAddr> = match &e.dest.host {
+                HostPattern::Name(n) if n == "localhost" => {
+                    vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
+                }
+                HostPattern::V4(a) if a.is_loopback() => vec![(*a).into()],
+                HostPattern::V6(a) if a.is_loopback() => vec![(*a).into()],
+                _ => continue,
+            };
+            for a in addrs {
+                let listen = SocketAddr::new(a, e.dest.port);
+                if !out.iter().any(|s| s.listen == listen) {
+                    out.push(LoopbackService {
+                        listen,
+                        scheme: e.dest.scheme.clone(),
+                        host: e.dest.host.clone(),
+                        origin: e.origin.clone(),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// The grant that covers `path` (already absolute and normalized), if any.

@@ -53,8 +53,18 @@ impl Proxy {
                 d.reason,
             ));
         }
+        // `localhost` is this machine's loopback (RFC 6761), never a DNS question; it is
+        // reached only where the manifest names `localhost` itself, at this scheme and port.
+        let localhost = matches!(&auth.host, Host::Name(n) if n == "localhost")
+            && self.localhost_named(scheme, auth.port);
         let answers: Vec<IpAddr> = match &auth.host {
             Host::Ip(ip) => vec![*ip],
+            Host::Name(n) if n == "localhost" => {
+                vec![
+                    IpAddr::from([127, 0, 0, 1]),
+                    IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                ]
+            }
             Host::Name(n) => match self.resolve(n).await {
                 Ok(a) => a,
                 Err(why) => {
@@ -87,12 +97,15 @@ impl Proxy {
             {
                 refused.push(format!("{ip} (the proxy itself)"));
             } else if let Some(class) = classify::non_public(*ip) {
-                if self.named(scheme, *ip, auth.port) {
+                if self.named(scheme, *ip, auth.port) || (localhost && ip.is_loopback()) {
                     ok.push(sa);
                 } else {
                     refused.push(format!("{ip} ({class})"));
                 }
-            } else if self.inner.local.contains(ip) && !self.named(scheme, *ip, auth.port) {
+            } else if self.inner.local.contains(ip)
+                && !self.named(scheme, *ip, auth.port)
+                && !(localhost && ip.is_loopback())
+            {
                 refused.push(format!("{ip} (this machine)"));
             } else {
                 ok.push(sa);
@@ -171,6 +184,16 @@ impl Proxy {
             )
         };
         self.policy(&a).effect == Effect::Allow
+    }
+
+    /// Does an `allow` entry of the manifest name `localhost` itself at this scheme and port?
+    fn localhost_named(&self, scheme: &str, port: u16) -> bool {
+        self.inner.manifest.network.iter().any(|e| {
+            e.effect == Effect::Allow
+                && e.dest.scheme == scheme
+                && e.dest.port == port
+                && e.dest.host == HostPattern::Name("localhost".into())
+        })
     }
 
     /// Take back `n` bytes counted for a request that was refused.

@@ -160,6 +160,17 @@ struct Vetted {
     addrs: Vec<SocketAddr>,
 }
 
+/// A service on this machine's loopback the manifest names (`http://localhost:11434`),
+/// reached from inside the sandbox at the same address and port: what the connections
+/// accepted there are decided and recorded as.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    /// The manifest's scheme: `https` tunnels are checked for TLS like any CONNECT; `http`
+    /// carries any protocol (a database's too), as the person named the port.
+    pub scheme: String,
+    pub to: canon::Authority,
+}
+
 impl Proxy {
     pub fn new(cfg: Config) -> anyhow::Result<Proxy> {
         raise_fd_limit();
@@ -244,6 +255,21 @@ impl Proxy {
         if let Ok(a) = listener.local_addr() {
             lock(&self.inner.own).push(a);
         }
+        self.accept_loop(listener, None).await
+    }
+
+    /// Accept on a listener inside the sandbox at a loopback service's own address and port,
+    /// and carry each connection to that service on this machine through the same decisions
+    /// and records as a CONNECT to it ([`Forward`]).
+    pub async fn serve_forward(&self, listener: TcpListener, to: Forward) -> std::io::Result<()> {
+        self.accept_loop(listener, Some(Arc::new(to))).await
+    }
+
+    async fn accept_loop(
+        &self,
+        listener: TcpListener,
+        forward: Option<Arc<Forward>>,
+    ) -> std::io::Result<()> {
         loop {
             let (stream, _) = match listener.accept().await {
                 Ok(x) => x,
@@ -263,6 +289,7 @@ impl Proxy {
             }
             let _ = stream.set_nodelay(true);
             let p = self.clone();
+            let forward = forward.clone();
             p.inner.active.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 // Counted down however the task ends (a panic included).
@@ -273,7 +300,10 @@ impl Proxy {
                     }
                 }
                 let guard = Active(p);
-                guard.0.connection(stream).await;
+                match forward {
+                    Some(to) => guard.0.loopback(stream, &to).await,
+                    None => guard.0.connection(stream).await,
+                }
             });
         }
     }

@@ -107,11 +107,38 @@ impl Proxy {
         }
     }
 
+    /// A connection accepted at a loopback service's address inside the sandbox: decided,
+    /// recorded and carried like a tunnel to it; refused, it is closed (the client sees the
+    /// connection reset, and the record says why).
+    pub(super) async fn loopback(&self, s: TcpStream, to: &Forward) {
+        if let Ok(v) = self.admit("loopback", &to.scheme, &to.to).await {
+            let scheme = to.scheme.clone();
+            self.carry(s, &scheme, to.to.clone(), v, "loopback", vec![])
+                .await;
+        }
+    }
+
     /// The body of a CONNECT or SOCKS tunnel: read the ClientHello, check its name, dial the
     /// vetted address, pass bytes both ways, record what went through.
     pub(super) async fn tunnel<S>(
         &self,
+        client: S,
+        auth: Authority,
+        vetted: Vetted,
+        via: &str,
+        early: Vec<u8>,
+    ) where
+        S: Relay,
+    {
+        self.carry(client, "https", auth, vetted, via, early).await
+    }
+
+    /// A tunnel to `auth` over `scheme`: for `https`, only TLS whose server name is the name
+    /// decided on; for `http` (a loopback service the manifest names), the bytes as they come.
+    async fn carry<S>(
+        &self,
         mut client: S,
+        scheme: &str,
         auth: Authority,
         vetted: Vetted,
         via: &str,
@@ -120,21 +147,25 @@ impl Proxy {
         S: Relay,
     {
         let started = Instant::now();
-        let target = format!("https://{auth}");
+        let target = format!("{scheme}://{auth}");
         let action = Action {
             dest: Some(auth.host.as_match()),
             port: Some(auth.port),
-            scheme: Some("https".into()),
+            scheme: Some(scheme.into()),
             agent: self.inner.broker.agent().map(str::to_string),
-            ..Action::new(ActionKind::NetConnect, target)
+            ..Action::new(ActionKind::NetConnect, target.clone())
         };
         let mut buf = early;
+        let tls = scheme == "https";
         let hello = tokio::time::timeout(Duration::from_secs(30), async {
+            if !tls {
+                return Ok(None);
+            }
             let mut chunk = [0u8; 4096];
             loop {
                 if buf.len() >= tls::need(&buf) || buf.first().is_some_and(|b| *b != 0x16) {
                     match tls::parse(&buf) {
-                        Ok(Some(h)) => return Ok(h),
+                        Ok(Some(h)) => return Ok(Some(h)),
                         Ok(None) => {}
                         Err(e) => return Err(e.to_string()),
                     }
@@ -156,10 +187,11 @@ impl Proxy {
             Err(e) => Err(refuse(format!(
                 "tunnels carry TLS only ({e}); send plain HTTP as a proxy request (HTTP_PROXY)"
             ))),
-            Ok(h) if h.esni => Err(refuse(
+            Ok(None) => Ok(()),
+            Ok(Some(h)) if h.esni => Err(refuse(
                 "the ClientHello hides its server name (encrypted_server_name)".into(),
             )),
-            Ok(h) => match (&auth.host, h.sni.as_deref()) {
+            Ok(Some(h)) => match (&auth.host, h.sni.as_deref()) {
                 (Host::Name(n), Some(s))
                     if s.strip_suffix('.').unwrap_or(s).eq_ignore_ascii_case(n) =>
                 {
@@ -211,7 +243,7 @@ impl Proxy {
         let limit = self.inner.manifest.limits.upload.as_ref().map(|(v, _)| *v);
         let mut gate = Gate {
             proxy: self,
-            key: format!("https://{auth}"),
+            key: target,
             action: action.clone(),
             next: TUNNEL_FREE,
             limit,

@@ -12,6 +12,14 @@ use std::sync::Arc;
 pub(crate) fn with_servers<T: Send + 'static>(
     f: impl FnOnce(&[Arc<AtomicUsize>]) -> T + Send + 'static,
 ) -> Option<T> {
+    with_servers_at(&["44.1.1.1:80", "44.1.1.2:80"], f)
+}
+
+/// [`with_servers`] with servers at `addrs` (each answers `hello from ADDR`).
+pub(crate) fn with_servers_at<T: Send + 'static>(
+    addrs: &'static [&'static str],
+    f: impl FnOnce(&[Arc<AtomicUsize>]) -> T + Send + 'static,
+) -> Option<T> {
     // SAFETY: a plain getter.
     if unsafe { libc::geteuid() } != 0 {
         let msg = "SKIPPED: network escape tests need root for a network namespace";
@@ -33,7 +41,7 @@ pub(crate) fn with_servers<T: Send + 'static>(
                 "{cmd} (iproute2 installed by scripts/setup.sh)"
             );
         }
-        let counts: Vec<Arc<AtomicUsize>> = ["44.1.1.1:80", "44.1.1.2:80"]
+        let counts: Vec<Arc<AtomicUsize>> = addrs
             .iter()
             .map(|a| {
                 let l = std::net::TcpListener::bind(a).unwrap();
@@ -217,5 +225,70 @@ fn escape_via_a_tunnel_open_when_the_agent_ends_unrecorded() {
             .unwrap_or_else(|| panic!("no net.close record: {recs:?}"));
         assert!(close["detail"]["up"].as_u64().unwrap() > 0, "{close}");
         assert!(close["detail"]["down"].as_u64().unwrap() > 0, "{close}");
+    });
+}
+
+#[test]
+fn escape_via_the_hosts_loopback_beyond_the_service_the_manifest_names() {
+    // A model server on the host's loopback that the manifest names is reached inside at the
+    // same name and port by ordinary clients with the default environment (curl, Python,
+    // Node's fetch, which ignores proxy variables), through the proxy's decisions and records;
+    // another service on the same loopback is not, directly or through the proxy.
+    with_servers_at(&["127.0.0.1:11434", "127.0.0.1:5433"], |hits| {
+        let e = Env::new();
+        let manifest = "[[files]]\npath = \"PROJ\"\nmode = \"direct\"\n[network]\n\
+                        allow = [\"http://localhost:11434\"]\n";
+        let script = "curl -s -m 10 http://localhost:11434/a; echo; \
+            curl -s -m 10 http://127.0.0.1:11434/b; echo; \
+            python3 -c \"import urllib.request as u; print(u.urlopen('http://localhost:11434/c', timeout=10).read().decode())\"; \
+            node -e \"fetch('http://localhost:11434/d').then(r => r.text()).then(t => console.log(t), x => console.log('NODE-FAILED', x.cause ? x.cause.code : x))\"; \
+            curl -s -m 5 http://127.0.0.1:5433/ && echo REACHED-OTHER; \
+            curl -s -m 5 --noproxy '' -x http://127.0.0.1:3128 http://127.0.0.1:5433/ | grep -q 'hello from' && echo PROXIED-OTHER; \
+            curl -s -m 5 --noproxy '' -x http://127.0.0.1:3128 http://localhost:5433/ | grep -q 'hello from' && echo PROXIED-OTHER; \
+            true";
+        let o = e.run_manifest(manifest, "/bin/sh", script);
+        let t = text(&o);
+        let agent = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            agent.matches("hello from 127.0.0.1:11434").count(),
+            4,
+            "curl by name and address, Python, Node: {t}"
+        );
+        assert!(!agent.contains("NODE-FAILED"), "{t}");
+        assert!(
+            !agent.contains("REACHED-OTHER") && !agent.contains("PROXIED-OTHER"),
+            "{t}"
+        );
+        assert_eq!(hits[0].load(Ordering::SeqCst), 4);
+        assert_eq!(
+            hits[1].load(Ordering::SeqCst),
+            0,
+            "an unnamed service was reached"
+        );
+        e.assert_recorded();
+        let recs = e.records();
+        let via_loopback: Vec<_> = recs
+            .iter()
+            .filter(|r| r["kind"] == "net.connect" && r["detail"]["via"] == "loopback")
+            .collect();
+        assert_eq!(via_loopback.len(), 4, "{recs:?}");
+        assert!(via_loopback
+            .iter()
+            .all(|r| r["decision"]["result"] == "allow"
+                && (r["resource"] == "http://localhost:11434"
+                    || r["resource"] == "http://127.0.0.1:11434")));
+        assert!(
+            recs.iter().any(|r| r["kind"] == "net.close"
+                && r["detail"]["via"] == "loopback"
+                && r["detail"]["down"].as_u64().unwrap_or(0) > 0),
+            "{recs:?}"
+        );
+        // The attempts through the proxy are refused on record.
+        assert!(
+            recs.iter().any(|r| r["kind"] == "net.connect"
+                && r["decision"]["result"] == "deny"
+                && r["resource"].as_str().unwrap_or("").contains(":5433")),
+            "{recs:?}"
+        );
     });
 }
