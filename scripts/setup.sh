@@ -9,6 +9,8 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 # The tests drive real agents: python3 and git inside the sandbox, unshare(1) and script(1)
 # (util-linux) for overlay and terminal tests.
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# Virtual environments made inside the sandbox use Debian's python3 and its venv module.
+/usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
@@ -40,8 +42,10 @@ if [ "$(id -u)" -eq 0 ] && ! id wardtest >/dev/null 2>&1; then
   useradd -m wardtest
 fi
 
-# The real agents, pinned, outside the clone (kept between runs).
+# The real agents and the local package registries, pinned, outside the clone (kept between
+# runs).
 bash "$(dirname "$0")/agents.sh"
+bash "$(dirname "$0")/registries.sh"
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"

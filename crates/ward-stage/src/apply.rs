@@ -172,6 +172,24 @@ fn link_stays_inside(grant: &Path, rel: &Path, target: &Path) -> bool {
     ups <= depth && !target.as_os_str().is_empty()
 }
 
+/// The system's read-only folders: a link to an existing file or folder there (a virtual
+/// environment's `bin/python3 -> /usr/bin/python3`) is applied as the link it is. Links into
+/// the person's home, /tmp or anywhere else writable stay refused.
+const SYSTEM_TARGETS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
+
+/// Is `target` an absolute path, plainly written (no `.` or `..`), to something that exists
+/// in one of the system's read-only folders (through links that stay there)?
+pub fn system_target(target: &Path) -> bool {
+    let plain = target.is_absolute()
+        && target
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    let under = |p: &Path| SYSTEM_TARGETS.iter().any(|s| p.starts_with(s));
+    plain && under(target) && std::fs::canonicalize(target).is_ok_and(|real| under(&real))
+}
+
 /// The prefix of Ward's temporaries in the real folder; staged files named so are refused.
 pub const TMP_PREFIX: &str = ".ward-apply.";
 
@@ -222,7 +240,7 @@ pub fn plan(stage: &Stage, approved: &[Change], started_ns: i128) -> Plan {
                 continue;
             }
             if let (EntryType::Symlink, Some(t)) = (a.kind, &a.target) {
-                if !link_stays_inside(&stage.grant, &c.path, t) {
+                if !link_stays_inside(&stage.grant, &c.path, t) && !system_target(t) {
                     refuse(
                         &mut p,
                         c,
@@ -760,9 +778,15 @@ fn pass2(
                 libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0);
                 check(libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), tmp.as_ptr()))?;
             }
-            // Where does it really lead, through the links already in the folder?
+            // Where does it really lead, through the links already in the folder? (A link
+            // to a system file leads there whatever the folder holds.)
             let tmp_rel = path.with_file_name(std::ffi::OsStr::from_bytes(tmp.as_bytes()));
-            if let Err(e) = open_at(root, &tmp_rel, libc::O_PATH, true) {
+            let checked = if system_target(target) {
+                Ok(())
+            } else {
+                open_at(root, &tmp_rel, libc::O_PATH, true).map(drop)
+            };
+            if let Err(e) = checked {
                 if e.raw_os_error() != Some(libc::ENOENT) {
                     // SAFETY: removing our own temporary.
                     unsafe {

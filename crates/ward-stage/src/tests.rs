@@ -515,3 +515,42 @@ fn a_folder_replaced_by_a_file_lists_what_it_held() {
         ["type d", "deleted d/a.txt", "deleted d/b.txt"]
     );
 }
+
+#[test]
+fn links_to_system_files_apply_and_links_to_writable_places_do_not() {
+    // A virtual environment links its interpreter to the system's: applied as a link. Links
+    // into a home, /tmp, or out of the system folders by `..` or through a link stay refused.
+    let t = T::new();
+    let started = now_ns();
+    let s = t.stage(
+        "mkdir -p venv/bin && ln -s /usr/bin/env venv/bin/python3 && ln -s python3 venv/bin/python && \
+         ln -s /root/.bashrc home-link && ln -s /tmp/x tmp-link && ln -s /usr/../etc/shadow dots && \
+         ln -s /usr/no-such-file missing",
+    );
+    let cs = changes(&s).unwrap();
+    let p = apply::plan(&s, &cs, started);
+    let mut refused: Vec<String> = p
+        .refused
+        .iter()
+        .map(|h| h.path.display().to_string())
+        .collect();
+    refused.sort();
+    assert_eq!(
+        refused,
+        ["dots", "home-link", "missing", "tmp-link"],
+        "{p:?}"
+    );
+    let r = apply::execute(&s, &p, &t.p("journal")).unwrap();
+    assert!(r.conflicts.is_empty(), "{r:?}");
+    assert_eq!(
+        std::fs::read_link(t.p("real/venv/bin/python3")).unwrap(),
+        Path::new("/usr/bin/env")
+    );
+    assert_eq!(
+        std::fs::read_link(t.p("real/venv/bin/python")).unwrap(),
+        Path::new("python3")
+    );
+    assert!(t.p("real/home-link").symlink_metadata().is_err());
+    assert!(apply::system_target(Path::new("/usr/bin/env")));
+    assert!(!apply::system_target(Path::new("usr/bin/env")));
+}

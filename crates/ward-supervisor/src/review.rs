@@ -24,6 +24,10 @@ pub enum Selection<'a> {
     /// Exactly these changes, nothing below them (what a person approved one by one, each
     /// flagged one with its reason shown and acknowledged).
     Exact(&'a [PathBuf]),
+    /// Everything below these folders (absolute), approved folder by folder with their counts
+    /// and reasons shown: recorded as one approval per folder. `acknowledge`: the changes
+    /// below that run code go too (never what a file rule asks about: those go one by one).
+    Folders(&'a [PathBuf], bool),
 }
 
 /// What applying did, per staged grant.
@@ -163,7 +167,7 @@ fn outcome_event(s: &Staged, grant: &Path, r: &Report, resumed: bool) -> Event {
 fn selected(changes: &[Change], grant: &Path, sel: &Selection) -> Vec<Change> {
     match sel {
         Selection::All => changes.to_vec(),
-        Selection::Paths(ps, _) => changes
+        Selection::Paths(ps, _) | Selection::Folders(ps, _) => changes
             .iter()
             .filter(|c| {
                 ps.iter().any(|p| {
@@ -267,7 +271,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
         let mut flagged = Vec::new();
         chosen.retain(|c| {
             let f = flags_of(c);
-            if f.is_empty() || acknowledged(c, &st.grant, &sel) {
+            if f.is_empty() || acknowledged(c, &st.grant, &sel, f) {
                 return true;
             }
             flagged.push(Held {
@@ -281,32 +285,57 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
         }
         let plan: Plan = apply::plan(st, &chosen, started_ns);
         let log = open_log()?;
-        let mut records: Vec<Event> = plan
-            .changes
+        // Approved by folder: one record per folder for what runs no code (its count, size
+        // and a digest of every path and content), one per change for the rest.
+        let folders: &[PathBuf] = match &sel {
+            Selection::Folders(ps, _) => ps,
+            _ => &[],
+        };
+        let folder_of = |c: &Change| {
+            folders
+                .iter()
+                .find(|f| st.grant.join(&c.path).starts_with(f))
+                .filter(|_| flags_of(c).is_empty())
+        };
+        let mut records: Vec<Event> = folders
             .iter()
-            .map(|c| Event {
-                session: Some(s.session.clone()),
-                resource: Some(st.grant.join(&c.path).display().to_string()),
-                size: c.after.as_ref().map(|a| a.size),
-                decision: Some(EventDecision {
-                    result: Effect::Allow,
-                    by: ward_core::By::person(&by),
-                    reason: format!("approved in review ({channel})"),
-                }),
-                consent: Some("granted".into()),
-                token: Some(verified.id.clone()),
-                detail: Some(json!({
-                    "change": c.kind.as_str(),
-                    "from": c.from.as_ref().map(|f| st.grant.join(f)),
-                    "before_sha256": c.before.as_ref().and_then(|b| b.sha256.clone()),
-                    "after_sha256": c.after.as_ref().and_then(|a| a.sha256.clone()),
-                    "approved_by": by,
-                    "flags": flags_of(c),
-                    "acknowledged": !flags_of(c).is_empty(),
-                })),
-                ..Event::new(ward_core::EventKind::ReviewApprove)
+            .filter_map(|f| {
+                let these: Vec<&Change> = plan
+                    .changes
+                    .iter()
+                    .filter(|c| folder_of(c) == Some(f))
+                    .collect();
+                (!these.is_empty())
+                    .then(|| folder_approval(s, st, f, &these, &by, channel, &verified.id))
             })
             .collect();
+        records.extend(
+            plan.changes
+                .iter()
+                .filter(|c| folder_of(c).is_none())
+                .map(|c| Event {
+                    session: Some(s.session.clone()),
+                    resource: Some(st.grant.join(&c.path).display().to_string()),
+                    size: c.after.as_ref().map(|a| a.size),
+                    decision: Some(EventDecision {
+                        result: Effect::Allow,
+                        by: ward_core::By::person(&by),
+                        reason: format!("approved in review ({channel})"),
+                    }),
+                    consent: Some("granted".into()),
+                    token: Some(verified.id.clone()),
+                    detail: Some(json!({
+                        "change": c.kind.as_str(),
+                        "from": c.from.as_ref().map(|f| st.grant.join(f)),
+                        "before_sha256": c.before.as_ref().and_then(|b| b.sha256.clone()),
+                        "after_sha256": c.after.as_ref().and_then(|a| a.sha256.clone()),
+                        "approved_by": by,
+                        "flags": flags_of(c),
+                        "acknowledged": !flags_of(c).is_empty(),
+                    })),
+                    ..Event::new(ward_core::EventKind::ReviewApprove)
+                }),
+        );
         for (h, d) in &denied {
             records.push(Event {
                 session: Some(s.session.clone()),
@@ -414,7 +443,12 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
 
 /// Whether a flagged change may go with this selection: named on its own, one by one in the
 /// interactive review (where its reason was shown) or exactly with `--acknowledge`.
-fn acknowledged(c: &Change, grant: &Path, sel: &Selection) -> bool {
+fn acknowledged(
+    c: &Change,
+    grant: &Path,
+    sel: &Selection,
+    flags: &[ward_stage::classify::Flag],
+) -> bool {
     let named = |ps: &[PathBuf]| {
         ps.iter()
             .any(|p| p.strip_prefix(grant).unwrap_or(p) == c.path.as_path())
@@ -423,6 +457,77 @@ fn acknowledged(c: &Change, grant: &Path, sel: &Selection) -> bool {
         Selection::All => false,
         Selection::Paths(ps, ack) => *ack && named(ps),
         Selection::Exact(ps) => named(ps),
+        Selection::Folders(_, ack) => *ack && flags.iter().all(|x| x.code != RULE_ASK),
+    }
+}
+
+/// One approval record for the changes below `folder` that a person approved together:
+/// how many, of which kinds, their size, and a SHA-256 over every path and content (sorted),
+/// so that what went can be checked against a copy of the stage.
+fn folder_approval(
+    s: &Staged,
+    st: &ward_stage::Stage,
+    folder: &Path,
+    these: &[&Change],
+    by: &str,
+    channel: &str,
+    token: &str,
+) -> Event {
+    use sha2::{Digest, Sha256};
+    let mut lines: Vec<String> = these
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {}",
+                c.kind.as_str(),
+                c.path.display(),
+                c.after
+                    .as_ref()
+                    .and_then(|a| a
+                        .sha256
+                        .clone()
+                        .or(a.target.as_ref().map(|t| t.display().to_string())))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    lines.sort();
+    let mut h = Sha256::new();
+    for l in &lines {
+        h.update(l.as_bytes());
+        h.update(b"\n");
+    }
+    let mut kinds = serde_json::Map::new();
+    for c in these {
+        let n = kinds.entry(c.kind.as_str()).or_insert(json!(0));
+        *n = json!(n.as_u64().unwrap_or(0) + 1);
+    }
+    let bytes: u64 = these
+        .iter()
+        .filter_map(|c| c.after.as_ref())
+        .map(|a| a.size)
+        .sum();
+    Event {
+        session: Some(s.session.clone()),
+        resource: Some(folder.display().to_string()),
+        size: Some(bytes),
+        decision: Some(EventDecision {
+            result: Effect::Allow,
+            by: ward_core::By::person(by),
+            reason: format!("approved as a folder in review ({channel})"),
+        }),
+        consent: Some("granted".into()),
+        token: Some(token.to_string()),
+        detail: Some(json!({
+            "folder": folder,
+            "grant": st.grant,
+            "changes": these.len(),
+            "kinds": kinds,
+            "bytes": bytes,
+            "digest": format!("{:x}", h.finalize()),
+            "approved_by": by,
+        })),
+        ..Event::new(ward_core::EventKind::ReviewApprove)
     }
 }
 
@@ -590,6 +695,12 @@ pub fn line(c: &Change, f: &[ward_stage::classify::Flag]) -> String {
             l.push_str(&format!("  (mode {:o})", a.mode & 0o7777));
         }
     }
+    if let Some(t) = c.after.as_ref().and_then(|a| a.target.as_ref()) {
+        l.push_str(&format!(" -> {}", ward_stage::shown(t)));
+        if ward_stage::apply::system_target(t) {
+            l.push_str("  (a system file)");
+        }
+    }
     for (label, of_rules) in [("RUNS CODE", false), ("RULE", true)] {
         let these: Vec<_> = f
             .iter()
@@ -655,6 +766,92 @@ pub fn discard_changes(s: &Staged, paths: &[PathBuf], channel: &str) -> anyhow::
     Ok(n)
 }
 
+/// A folder with more changes than this is listed as one line (and asked about as one).
+const GROUP_LISTED: usize = 20;
+/// Below a folder's line, at most this many of its changes that run code are listed.
+const FLAGGED_LISTED: usize = 10;
+
+/// The changes of one stage under one top-level entry of the grant (a folder, or a file).
+pub struct Group {
+    pub top: PathBuf,
+    /// Indexes into the stage's changes.
+    pub idx: Vec<usize>,
+}
+
+/// The changes grouped by their first path component, in the order first seen.
+pub fn groups(changes: &[(Change, Vec<ward_stage::classify::Flag>)]) -> Vec<Group> {
+    let mut out: Vec<Group> = Vec::new();
+    for (i, (c, _)) in changes.iter().enumerate() {
+        let top: PathBuf = c.path.components().take(1).collect();
+        match out.iter_mut().find(|g| g.top == top) {
+            Some(g) => g.idx.push(i),
+            None => out.push(Group { top, idx: vec![i] }),
+        }
+    }
+    out
+}
+
+impl Group {
+    /// How many of its changes run code or are asked about by a rule.
+    pub fn runs_code(&self, changes: &[(Change, Vec<ward_stage::classify::Flag>)]) -> usize {
+        self.idx
+            .iter()
+            .filter(|&&i| !changes[i].1.is_empty())
+            .count()
+    }
+
+    /// `venv/  1,683 change(s) (1,680 added, 3 modified), 32.0 MiB; 4 run code: ...`.
+    pub fn summary(&self, changes: &[(Change, Vec<ward_stage::classify::Flag>)]) -> String {
+        let mut kinds: Vec<(&str, usize)> = Vec::new();
+        let mut bytes = 0u64;
+        let mut reasons: Vec<&str> = Vec::new();
+        for &i in &self.idx {
+            let (c, f) = &changes[i];
+            match kinds.iter_mut().find(|(k, _)| *k == c.kind.as_str()) {
+                Some((_, n)) => *n += 1,
+                None => kinds.push((c.kind.as_str(), 1)),
+            }
+            bytes += c.after.as_ref().map_or(0, |a| a.size);
+            for x in f {
+                let short = x
+                    .reason
+                    .split(['(', ':'])
+                    .next()
+                    .unwrap_or(&x.reason)
+                    .trim();
+                if !reasons.contains(&short) {
+                    reasons.push(short);
+                }
+            }
+        }
+        let runs = self.runs_code(changes);
+        format!(
+            "{}/  {} change(s) ({}), {}{}",
+            ward_stage::shown(&self.top),
+            self.idx.len(),
+            kinds
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            ward_core::size::format_size(bytes),
+            if runs > 0 {
+                format!(
+                    "; {runs} marked ! ({})",
+                    reasons
+                        .iter()
+                        .take(3)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
 /// How long a review question waits for an answer; silence keeps the changes (nothing is
 /// applied without a person).
 pub const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
@@ -666,6 +863,7 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
     let channel = consent.channel();
     let color = consent.color();
     let mut all = Vec::new();
+    let mut folder_groups = Vec::new();
     let mut listing = String::new();
     let mut rules = FileRules::of(s)?;
     for st in &s.stages {
@@ -684,9 +882,34 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
                  staged: review each to apply one knowingly.\n"
             ));
         }
-        for (c, f) in &changes {
-            listing.push_str(&format!("  {}\n", line(c, f)));
+        // A folder with many changes (an environment, node_modules) is one line, with what in
+        // it runs code listed below it.
+        for g in groups(&changes) {
+            if g.idx.len() <= GROUP_LISTED {
+                for &i in &g.idx {
+                    listing.push_str(&format!("  {}\n", line(&changes[i].0, &changes[i].1)));
+                }
+                continue;
+            }
+            listing.push_str(&format!("  {}\n", g.summary(&changes)));
+            let flagged: Vec<usize> = g
+                .idx
+                .iter()
+                .copied()
+                .filter(|&i| !changes[i].1.is_empty())
+                .collect();
+            for &i in flagged.iter().take(FLAGGED_LISTED) {
+                listing.push_str(&format!("    {}\n", line(&changes[i].0, &changes[i].1)));
+            }
+            if flagged.len() > FLAGGED_LISTED {
+                listing.push_str(&format!(
+                    "    ... and {} more marked ! (`ward review {} --list` shows every one)\n",
+                    flagged.len() - FLAGGED_LISTED,
+                    s.session
+                ));
+            }
         }
+        folder_groups.push((st.clone(), groups(&changes), changes.clone()));
         all.extend(changes.into_iter().map(|(c, f)| (st.clone(), c, f)));
     }
     if all.is_empty() {
@@ -707,6 +930,7 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
         choices: &[
             ('k', "keep them for later (`ward review`)"),
             ('a', "apply all"),
+            ('f', "choose folder by folder"),
             ('r', "review each"),
             ('d', "discard all"),
         ],
@@ -720,6 +944,60 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
         Reply::Chose('d') => {
             crate::sessions::discard(s)?;
             consent.show("Discarded.\n");
+        }
+        Reply::Chose('f') => {
+            let (mut plain, mut knowing, mut drop) = (Vec::new(), Vec::new(), Vec::new());
+            'folders: for (st, gs, changes) in &folder_groups {
+                for g in gs {
+                    let runs = g.runs_code(changes);
+                    let text = format!("{}?", g.summary(changes));
+                    let mut choices: Vec<(char, &str)> = vec![(
+                        'y',
+                        if runs > 0 {
+                            "apply what in it runs no code"
+                        } else {
+                            "apply it"
+                        },
+                    )];
+                    if runs > 0 {
+                        choices.push(('!', "apply all of it, knowing what runs code"));
+                    }
+                    choices.extend([
+                        ('s', "skip (keep it staged)"),
+                        ('n', "discard it"),
+                        ('q', "stop here (keep the rest)"),
+                    ]);
+                    let r = consent.ask(&Question {
+                        text: &text,
+                        choices: &choices,
+                        default: 's',
+                        timeout: ward_consent::ask_timeout(ASK_TIMEOUT),
+                    });
+                    let at = st.grant.join(&g.top);
+                    match r {
+                        Reply::Chose('y') => plain.push(at),
+                        Reply::Chose('!') => knowing.push(at),
+                        Reply::Chose('n') => drop.push(at),
+                        Reply::Chose('s') => {}
+                        _ => break 'folders,
+                    }
+                }
+            }
+            for (folders, ack) in [(&plain, false), (&knowing, true)] {
+                if !folders.is_empty() {
+                    report(
+                        consent,
+                        &apply_changes(s, Selection::Folders(folders, ack), channel)?,
+                    );
+                }
+            }
+            if !drop.is_empty() {
+                let n = discard_changes(s, &drop, channel)?;
+                consent.show(&format!("Discarded {n} change(s).\n"));
+            }
+            if plain.is_empty() && knowing.is_empty() && drop.is_empty() {
+                keep_note("nothing chosen")?;
+            }
         }
         Reply::Chose('r') => {
             let mut apply = Vec::new();

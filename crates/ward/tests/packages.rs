@@ -1,0 +1,158 @@
+//! Package managers inside Ward against real registries on this machine's loopback, started by
+//! the tests (scripts/registries.sh installs them outside the clone): pip into a virtual
+//! environment in a staged grant from pypiserver, reviewed folder by folder at the end of the
+//! session and still working after it is applied.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
+mod common;
+
+use common::{text, Env, Person};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The folder scripts/registries.sh installs into, or `None` (and a loud line) where it has
+/// not run; under CI it must have.
+fn registries() -> Option<PathBuf> {
+    let dir = std::env::var_os("WARD_REGISTRIES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/ward-registries")
+        });
+    if dir.join("pypi-venv/bin/pypi-server").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "REGISTRIES MISSING in {} (scripts/registries.sh installs them; scripts/setup.sh calls it)",
+        dir.display()
+    );
+    eprintln!("NOT TESTED HERE: no local registries (bash scripts/registries.sh installs them)");
+    None
+}
+
+/// A server process ended with the test.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free port on 127.0.0.1 (bound and let go: the server takes it next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// pypiserver on 127.0.0.1:`port`, serving the pinned wheels, once it answers.
+fn pypi(dir: &std::path::Path, port: u16) -> Server {
+    let child = Command::new(dir.join("pypi-venv/bin/pypi-server"))
+        .args(["run", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .arg(dir.join("pypi-packages"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "pypiserver did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+#[test]
+fn pip_installs_into_a_venv_from_a_loopback_registry_and_the_venv_works_after_review() {
+    let Some(dir) = registries() else {
+        return;
+    };
+    let port = free_port();
+    let _server = pypi(&dir, port);
+    let e = Env::new();
+    std::fs::write(
+        e.p("proj/ward.toml"),
+        format!(
+            "[[files]]\npath = \"{}\"\n[network]\nallow = [\"http://localhost:{port}\"]\n",
+            e.p("proj").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(e.p("proj/README"), "hello\n").unwrap();
+    let script = format!(
+        "/usr/bin/python3 -m venv venv && venv/bin/pip install -q --disable-pip-version-check \
+         --index-url http://localhost:{port}/simple/ six && venv/bin/python -c 'import six; \
+         print(\"INSIDE\", six.__version__)' && echo edited >> README"
+    );
+    let mut c = e.command(&["run", "--", "/bin/sh", "-c", &script]);
+    c.env("NO_COLOR", "1");
+    let mut p = Person::spawn(c);
+    // Folder by folder: all of venv (knowing what in it runs code), skip README.
+    let asked = p.answer(1, b"f\r");
+    let venv_q = p
+        .wait_for("venv/  ", asked, 60)
+        .expect("the venv's folder is asked about");
+    p.answer(2, b"!\r");
+    p.answer(3, b"s\r");
+    let (code, screen) = p.finish(120);
+    let out = String::from_utf8_lossy(&screen).into_owned();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("INSIDE 1.16.0"), "{out}");
+    // The venv is one line of the listing (not one per file), with its links' targets.
+    assert!(
+        out[..venv_q].contains("change(s) (") && out.contains("marked !"),
+        "{out}"
+    );
+    // Applied, the venv works outside Ward: its interpreter links to the system's.
+    let py = e.p("proj/venv/bin/python");
+    let target = std::fs::read_link(e.p("proj/venv/bin/python3")).unwrap();
+    assert!(target.starts_with("/usr/bin"), "{target:?}");
+    let o = Command::new(&py)
+        .args(["-c", "import six; print(six.__version__)"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "1.16.0",
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/README")).unwrap(),
+        "hello\n"
+    );
+    // One approval for the folder, one for each change in it that runs code.
+    let recs = e.records();
+    let folder: Vec<_> = recs
+        .iter()
+        .filter(|r| r["kind"] == "review.approve" && r["detail"]["folder"].is_string())
+        .collect();
+    assert_eq!(folder.len(), 1, "{folder:?}");
+    assert!(folder[0]["detail"]["changes"].as_u64().unwrap() > 100);
+    assert_eq!(folder[0]["detail"]["digest"].as_str().unwrap().len(), 64);
+    let each = recs
+        .iter()
+        .filter(|r| r["kind"] == "review.approve" && r["detail"]["folder"].is_null())
+        .count();
+    assert!((1..50).contains(&each), "{each} approvals one by one");
+    // The registry was reached through Ward's decisions.
+    assert!(recs.iter().any(|r| r["kind"] == "net.connect"
+        && r["detail"]["via"] == "loopback"
+        && r["decision"]["result"] == "allow"));
+    // README stays staged.
+    let o = e.ward(&["review", "--json"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("README"),
+        "{}",
+        text(&o)
+    );
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the local package registries the tests start on loopback, outside the clone (kept
+# between runs): $WARD_REGISTRIES, else ~/.cache/ward-registries.
+# - PyPI: pypiserver (pinned) in a venv of its own, serving pypi-packages/ (a pinned wheel).
+# An install already there is not fetched again.
+set -euo pipefail
+
+dir="${WARD_REGISTRIES:-$HOME/.cache/ward-registries}"
+mkdir -p "$dir"
+pypiserver="pypiserver==2.4.2"
+if [ "$(cat "$dir/pypi-venv/.version" 2>/dev/null || true)" != "$pypiserver" ]; then
+  echo "registries: installing $pypiserver into $dir/pypi-venv"
+  rm -rf "$dir/pypi-venv"
+  /usr/bin/python3 -m venv "$dir/pypi-venv"
+  "$dir/pypi-venv/bin/pip" install -q --disable-pip-version-check "$pypiserver"
+  echo "$pypiserver" > "$dir/pypi-venv/.version"
+fi
+wheel="six-1.16.0-py2.py3-none-any.whl"
+if [ ! -f "$dir/pypi-packages/$wheel" ]; then
+  echo "registries: fetching $wheel"
+  mkdir -p "$dir/pypi-packages"
+  "$dir/pypi-venv/bin/pip" download -q --disable-pip-version-check --no-deps \
+    --only-binary=:all: -d "$dir/pypi-packages" six==1.16.0
+fi
