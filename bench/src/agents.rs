@@ -44,7 +44,10 @@ pub fn run() {
         };
         let mut inside = || {
             let mut c = world.ward(&["run", "--grant", &grant, "--"]);
-            c.arg(&bin).arg("--version").stdout(Stdio::null());
+            c.arg(&bin)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
             c
         };
         let m = crate::medians_interleaved(n, &mut [&mut outside, &mut inside], false);
@@ -70,12 +73,12 @@ pub fn run() {
     };
     let mut plain = || {
         let mut c = world.ward(&["run", "--profile", "none", "--grant", ".:direct", "--"]);
-        c.args(["/bin/echo", "x"]);
+        c.args(["/bin/echo", "x"]).stderr(Stdio::null());
         c
     };
     let mut profiled = || {
         let mut c = world.ward(&["run", "--profile", "claude", "--grant", ".:direct", "--"]);
-        c.args(["/bin/echo", "x"]);
+        c.args(["/bin/echo", "x"]).stderr(Stdio::null());
         c
     };
     let m = crate::medians_interleaved(

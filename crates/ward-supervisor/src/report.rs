@@ -97,9 +97,54 @@ pub fn lines(e: &Ended) -> Vec<String> {
     out
 }
 
-/// Print the report on stderr, after the agent's own output.
-pub fn print(e: &Ended) {
-    let lines = lines(e);
+/// Lines about the set-up (variables removed, files hidden) are said once: a line said in
+/// one of the recent sessions is not repeated (the audit log has it every time). What the
+/// session did (refusals, failures, limits) is said every time.
+const SETUP_LINES: &[&str] = &[
+    "removed from the agent's environment:",
+    "hidden in the grants",
+];
+
+/// How many set-up lines are remembered (their SHA-256, in `state/report-said`).
+const REMEMBERED: usize = 64;
+
+/// `lines` less the set-up lines said recently; remembers the ones said now.
+fn not_said_before(lines: Vec<String>, state: Option<&std::path::Path>) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    let Some(file) = state.map(|s| s.join("report-said")) else {
+        return lines;
+    };
+    let mut said: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let before = said.len();
+    let out: Vec<String> = lines
+        .into_iter()
+        .filter(|l| {
+            if !SETUP_LINES.iter().any(|p| l.starts_with(p)) {
+                return true;
+            }
+            let h = format!("{:x}", Sha256::digest(l.as_bytes()));
+            if said.contains(&h) {
+                return false;
+            }
+            said.push(h);
+            true
+        })
+        .collect();
+    if said.len() != before {
+        let keep = said.len().saturating_sub(REMEMBERED);
+        let _ = std::fs::write(&file, said[keep..].join("\n") + "\n");
+    }
+    out
+}
+
+/// Print the report on stderr, after the agent's own output. `state`: Ward's state folder,
+/// where the set-up lines said recently are remembered.
+pub fn print(e: &Ended, state: Option<&std::path::Path>) {
+    let lines = not_said_before(lines(e), state);
     if lines.is_empty() {
         return;
     }
@@ -170,6 +215,15 @@ mod tests {
         })
         .is_empty());
         assert_eq!(manifest_dest("http://h:8080"), "http://h:8080");
+        // Set-up lines are said once; what the session did, every time.
+        let dir = tempfile::tempdir().unwrap();
+        let said = |v: &[String]| not_said_before(v.to_vec(), Some(dir.path()));
+        assert_eq!(said(&l).len(), 5);
+        let again = said(&l);
+        assert_eq!(again.len(), 3, "{again:?}");
+        assert!(!again
+            .iter()
+            .any(|x| x.starts_with("removed") || x.starts_with("hidden")));
         assert_eq!(manifest_dest("http://h:80"), "http://h");
     }
 }

@@ -618,13 +618,16 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     report_appeared(&m, &masked, &ruled, &log, &session);
     let mut confinement = confinement;
     let limits_hit = record_limits(&mut confinement, &log, &session);
-    crate::report::print(&crate::report::Ended {
-        session: &session,
-        network: &network,
-        env_removed: &env_removed,
-        hidden: &masked,
-        limits_hit: &limits_hit,
-    });
+    crate::report::print(
+        &crate::report::Ended {
+            session: &session,
+            network: &network,
+            env_removed: &env_removed,
+            hidden: &masked,
+            limits_hit: &limits_hit,
+        },
+        paths.state_dir(),
+    );
     // Staged changes: kept for `ward review` unless discarded; counted in the end record.
     let (staged, pending) = staged_summary(&stages);
     let keep = pending > 0 && review != Review::Discard;
