@@ -51,6 +51,79 @@ pub fn append_rule(
     }
     new.push('\n');
     new.push_str(&rule);
+    replace_validated(path, &new, &a.managed)?;
+    Ok(rule)
+}
+
+/// The TOML manifest `text` with `dest` added to `[network] allow`, after a comment line
+/// (Ward's words): into the `allow` array where there is one, as a new `allow` under
+/// `[network]` where the table has none, or as a new `[network]` table at the end. The caller
+/// validates the result ([`replace_validated`]).
+pub fn add_destination(text: &str, dest: &str, comment: &str) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        network: Option<toml::Spanned<Net>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Net {
+        allow: Option<toml::Spanned<Vec<String>>>,
+    }
+    let doc: Doc = toml::from_str(text).map_err(|e| e.message().trim().to_string())?;
+    let entry = toml_string(dest);
+    let comment = comment.replace(['\n', '\r'], " ");
+    match doc.network {
+        Some(net) => {
+            if let Some(allow) = net.get_ref().allow.as_ref() {
+                // The array's span starts at its `[`.
+                let at = allow.span().start;
+                if text.as_bytes().get(at) != Some(&b'[') {
+                    return Err("`network.allow` is not written as an array here".into());
+                }
+                let rest = text[at + 1..].trim_start_matches([' ', '\t']);
+                let sep = if rest.starts_with('\n') { "" } else { "  " };
+                return Ok(format!(
+                    "{}[\n  # {comment}\n  {entry},\n{sep}{rest}",
+                    &text[..at],
+                ));
+            }
+            // `[network]` without `allow`: the line after its header.
+            let header = text
+                .match_indices("[network]")
+                .map(|(i, _)| i)
+                .find(|&i| {
+                    text[..i]
+                        .rsplit('\n')
+                        .next()
+                        .is_some_and(|l| l.trim().is_empty())
+                        && text[i + 9..].split('\n').next().is_some_and(|rest| {
+                            rest.trim().is_empty() || rest.trim().starts_with('#')
+                        })
+                })
+                .ok_or("the `network` table is not written as a `[network]` header")?;
+            let eol = text[header..].find('\n').map_or(text.len(), |i| header + i);
+            let (head, tail) = text.split_at(eol);
+            let nl = if tail.is_empty() { "\n" } else { "" };
+            Ok(format!("{head}{nl}\n# {comment}\nallow = [{entry}]{tail}"))
+        }
+        None => {
+            let mut out = text.to_string();
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(&format!("\n[network]\n# {comment}\nallow = [{entry}]\n"));
+            Ok(out)
+        }
+    }
+}
+
+/// Replace the manifest at `path` with `new`: written beside it under a name nobody can
+/// predict, with its permissions, loaded as Ward would load it (the managed files included),
+/// then renamed over it. Anything that fails leaves the manifest as it was.
+pub fn replace_validated(
+    path: &std::path::Path,
+    new: &str,
+    managed: &[std::path::PathBuf],
+) -> Result<(), String> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -67,7 +140,10 @@ pub fn append_rule(
             .create_new(true)
             .open(&tmp)?;
         f.write_all(new.as_bytes())?;
-        f.set_permissions(std::fs::metadata(path)?.permissions())?;
+        // A manifest made anew (`ward allow` without one) keeps the default permissions.
+        if let Ok(m) = std::fs::metadata(path) {
+            f.set_permissions(m.permissions())?;
+        }
         f.sync_all()
     };
     if let Err(e) = write() {
@@ -75,7 +151,7 @@ pub fn append_rule(
         return Err(e.to_string());
     }
     let opts = ward_core::LoadOptions {
-        managed: a.managed.clone(),
+        managed: managed.to_vec(),
         ..ward_core::LoadOptions::default()
     };
     if let Err(e) = ward_core::Manifest::load(&tmp, &opts) {
@@ -85,13 +161,62 @@ pub fn append_rule(
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         e.to_string()
-    })?;
-    Ok(rule)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_destination_goes_into_the_allow_array_the_network_table_or_a_new_one() {
+        let c = "Added by Ward";
+        let load = |t: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("ward.toml");
+            std::fs::write(&p, t).unwrap();
+            let m = ward_core::Manifest::load(
+                &p,
+                &ward_core::LoadOptions {
+                    managed: vec![],
+                    ..Default::default()
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}\n{t}"));
+            m.network
+                .iter()
+                .map(|e| e.dest.to_string())
+                .collect::<Vec<_>>()
+        };
+        let a = add_destination(
+            "name = \"x\"\n[network]\nallow = [\"https://a.example\"] # mine\nunknown = \"ask\"\n",
+            "https://b.example",
+            c,
+        )
+        .unwrap();
+        assert_eq!(
+            load(&a),
+            ["https://b.example:443", "https://a.example:443"],
+            "{a}"
+        );
+        assert!(a.contains("# Added by Ward") && a.contains("# mine"));
+        let b = add_destination(
+            "[network] # outbound\nunknown = \"ask\"\n",
+            "http://localhost:11434",
+            c,
+        )
+        .unwrap();
+        assert_eq!(load(&b), ["http://localhost:11434"], "{b}");
+        let n = add_destination("name = \"x\"", "https://c.example", c).unwrap();
+        assert_eq!(load(&n), ["https://c.example:443"], "{n}");
+        // A value that would break out of its string stays a string.
+        let evil = add_destination("", "https://x\"]\n[[files]]", c).unwrap();
+        assert!(
+            evil.contains("\"https://x\\\"]\\u000A[[files]]\""),
+            "{evil}"
+        );
+        assert!(add_destination("network = 1", "https://c.example", c).is_err());
+    }
 
     #[test]
     fn strings_are_escaped() {

@@ -2,6 +2,7 @@
 //! to exit codes (0 success, 1 "found something / check failed / denied", 2 usage or input
 //! error). Everything testable lives in the `ward-*` crates.
 
+mod allow_cmd;
 mod audit_cmd;
 mod manifest_cmd;
 mod mapped;
@@ -46,6 +47,8 @@ enum Cmd {
     /// Run an agent confined to its grants (kernel namespaces, Landlock, seccomp; network only
     /// through Ward's egress proxy).
     Run(run_cmd::RunArgs),
+    /// Allow a destination in the manifest's [network] (validated, with who and when, recorded)
+    Allow(allow_cmd::AllowArgs),
     /// Run the egress proxy on its own: the manifest's destinations, nothing else, all on record.
     Proxy(proxy_cmd::ProxyArgs),
     /// Look for secrets and personal data in files (exit 1 when something is found).
@@ -95,6 +98,20 @@ enum Cmd {
 /// What a command reports back: the exit code it wants.
 pub type Outcome = anyhow::Result<u8>;
 
+/// Append one record to the audit log (opened, written durably, closed).
+pub fn record(ev: ward_audit::Event) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let paths = ward_audit::LogPaths::default_paths()?;
+    let log = ward_audit::AuditLog::open(
+        &paths.log,
+        &ward_audit::KeyStore::new(&paths.keys),
+        ward_audit::WriterOptions::default(),
+    )
+    .context("cannot open the audit log")?;
+    log.close_with(ev)?;
+    Ok(())
+}
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -111,6 +128,7 @@ fn main() -> ExitCode {
         Cmd::Run(a) => return ExitCode::from(run_cmd::run(a)),
         Cmd::Launch { .. } => unreachable_launch(),
         Cmd::Review(a) => review_cmd::run(a),
+        Cmd::Allow(a) => allow_cmd::run(a),
         Cmd::Proxy(a) => proxy_cmd::run(a),
         Cmd::Token(c) => token_cmd::run(c),
         Cmd::Scan(a) => scan_cmd::run(a),

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
-use ward_audit::{AuditLog, Event, KeyStore, LogPaths, WriterOptions};
+use ward_audit::Event;
 use ward_token::{attenuate, Attenuation, Grant, Right};
 
 #[derive(Subcommand)]
@@ -100,18 +100,6 @@ fn read_token(t: &str) -> anyhow::Result<String> {
     }
 }
 
-fn record(ev: Event) -> anyhow::Result<()> {
-    let paths = LogPaths::default_paths()?;
-    let log = AuditLog::open(
-        &paths.log,
-        &KeyStore::new(&paths.keys),
-        WriterOptions::default(),
-    )
-    .context("cannot open the audit log")?;
-    log.close_with(ev)?;
-    Ok(())
-}
-
 pub fn run(c: TokenCmd) -> Outcome {
     let authority = ward_supervisor::review::authority()?;
     match c {
@@ -143,7 +131,7 @@ pub fn run(c: TokenCmd) -> Outcome {
                 expires: SystemTime::now() + duration(&ttl)?,
             })?;
             let id = authority.inspect(&token)?.id;
-            record(Event {
+            crate::record(Event {
                 session: Some(session.clone()),
                 resource: Some(folder.display().to_string()),
                 token: Some(id.clone()),
@@ -211,7 +199,7 @@ pub fn run(c: TokenCmd) -> Outcome {
                 }
                 (None, None) => bail!("name a token or --session"),
             };
-            record(Event {
+            crate::record(Event {
                 detail: Some(json!({"revoked": ids})),
                 ..Event::new(ward_core::EventKind::TokenRevoke)
             })?;

@@ -1024,3 +1024,85 @@ fn audit_tail_filters_by_session_refusal_and_kind() {
     // `--kind sess` is not a family: nothing.
     assert!(tail(&["--kind", "sess"]).is_empty());
 }
+
+#[test]
+fn the_report_names_a_refusal_and_ward_allow_adds_the_line_that_lets_it_through() {
+    use std::io::{Read, Write};
+    let e = Env::new();
+    // A service on this machine's loopback.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut b = [0u8; 1024];
+            let _ = s.read(&mut b);
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nmodel",
+            );
+        }
+    });
+    let url = format!("http://localhost:{port}/");
+    let script = format!(
+        "curl -s -m 5 --noproxy '' -x http://127.0.0.1:3128 {url}; curl -s -m 5 {url}; echo"
+    );
+    let run = || e.ward(&["run", "--", "/bin/sh", "-c", &script]);
+    let o = run();
+    let report = String::from_utf8_lossy(&o.stderr).into_owned();
+    let line = format!("[network] allow = [\"http://localhost:{port}\"]");
+    assert!(
+        report.contains(&format!("refused  http://localhost:{port} (1x)"))
+            && report.contains(&line),
+        "{report}"
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("model"));
+    // `ward allow` writes it (a ward.toml with the built-in default, as there was none).
+    let dest = format!("http://localhost:{port}");
+    let a = e.ward(&["allow", &dest, "--json"]);
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a));
+    let v: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert_eq!(v["added"], true);
+    assert_eq!(v["made"], true);
+    let toml = std::fs::read_to_string(e.p("proj/ward.toml")).unwrap();
+    assert!(
+        toml.contains("[[files]]") && toml.contains(&format!("allow = [\"{dest}\"]")),
+        "{toml}"
+    );
+    let again = e.ward(&["allow", &dest]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(text(&again).contains("already allowed"), "{}", text(&again));
+    for bad in ["localhost:80", "https://x/path", "ftp://x"] {
+        assert_eq!(e.ward(&["allow", bad]).status.code(), Some(2), "{bad}");
+    }
+    // The managed file decides: what it leaves out is refused, and nothing changes.
+    std::fs::write(
+        e.p("managed.toml"),
+        format!("[network]\nallow = [\"{dest}\"]\n"),
+    )
+    .unwrap();
+    let refused = e.ward(&["allow", "https://api.example.com"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("does not allow"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/ward.toml")).unwrap(),
+        toml
+    );
+    // Now the service is reached, through the proxy and at its own address.
+    let o = run();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).matches("model").count(),
+        2,
+        "{}",
+        text(&o)
+    );
+    assert!(
+        e.records()
+            .iter()
+            .any(|r| r["kind"] == "manifest.rule_added"
+                && r["detail"]["destination"] == dest.as_str())
+    );
+}
