@@ -2,6 +2,8 @@
 # Installs the local package registries the tests start on loopback, outside the clone (kept
 # between runs): $WARD_REGISTRIES, else ~/.cache/ward-registries.
 # - PyPI: pypiserver (pinned) in a venv of its own, serving pypi-packages/ (a pinned wheel).
+# - npm: verdaccio (pinned, the last major that runs on Node.js 20), which the tests start
+#   with a storage of their own and publish to.
 # An install already there is not fetched again.
 set -euo pipefail
 
@@ -21,4 +23,12 @@ if [ ! -f "$dir/pypi-packages/$wheel" ]; then
   mkdir -p "$dir/pypi-packages"
   "$dir/pypi-venv/bin/pip" download -q --disable-pip-version-check --no-deps \
     --only-binary=:all: -d "$dir/pypi-packages" six==1.16.0
+fi
+verdaccio="verdaccio@5.33.0"
+if [ "$(cat "$dir/verdaccio/.version" 2>/dev/null || true)" != "$verdaccio" ] \
+  || [ ! -x "$dir/verdaccio/node_modules/.bin/verdaccio" ]; then
+  echo "registries: installing $verdaccio into $dir/verdaccio"
+  rm -rf "$dir/verdaccio"
+  npm install --prefix "$dir/verdaccio" --no-audit --no-fund --loglevel=error "$verdaccio"
+  echo "$verdaccio" > "$dir/verdaccio/.version"
 fi

@@ -16,6 +16,8 @@ command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 # The proxy tests build a small internet in a network namespace with ip(8).
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# Clients the network tests run inside the sandbox.
+command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
 # The real agents (Claude Code, Codex, Gemini CLI) come from npm and run on Node.js.
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then

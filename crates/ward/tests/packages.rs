@@ -1,7 +1,8 @@
 //! Package managers inside Ward against real registries on this machine's loopback, started by
 //! the tests (scripts/registries.sh installs them outside the clone): pip into a virtual
 //! environment in a staged grant from pypiserver, reviewed folder by folder at the end of the
-//! session and still working after it is applied.
+//! session and still working after it is applied; npm install from verdaccio, with its cache in
+//! the agent's own home.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
@@ -155,4 +156,145 @@ fn pip_installs_into_a_venv_from_a_loopback_registry_and_the_venv_works_after_re
         "{}",
         text(&o)
     );
+}
+
+/// verdaccio on 127.0.0.1:`port` with a storage of its own under `root`, once it answers.
+fn verdaccio(dir: &std::path::Path, root: &std::path::Path, port: u16) -> Server {
+    let config = root.join("verdaccio.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage: {}\nauth:\n  htpasswd:\n    file: {}\n    max_users: 10\nuplinks: {{}}\n\
+             packages:\n  '**':\n    access: $all\n    publish: $authenticated\n\
+             log: {{ type: stdout, format: pretty, level: error }}\n",
+            root.join("storage").display(),
+            root.join("htpasswd").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(dir.join("verdaccio/node_modules/.bin/verdaccio"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "verdaccio did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+/// Publish a package `name` whose module says `says`, as a user made for it.
+fn publish(root: &std::path::Path, port: u16, name: &str, says: &str) {
+    let user = Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "PUT",
+            "-H",
+            "content-type: application/json",
+            "-d",
+        ])
+        .arg(format!(
+            "{{\"name\":\"ward-{port}\",\"password\":\"ward-test-pass\"}}"
+        ))
+        .arg(format!(
+            "http://127.0.0.1:{port}/-/user/org.couchdb.user:ward-{port}"
+        ))
+        .output()
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&user.stdout).unwrap_or_else(|_| panic!("no user: {}", text(&user)));
+    let token = v["token"].as_str().expect("a token");
+    let rc = root.join("npmrc");
+    std::fs::write(&rc, format!("//127.0.0.1:{port}/:_authToken={token}\n")).unwrap();
+    let pkg = root.join("pkg").join(name);
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(
+        pkg.join("package.json"),
+        format!("{{\"name\":\"{name}\",\"version\":\"1.0.0\",\"main\":\"index.js\"}}"),
+    )
+    .unwrap();
+    std::fs::write(
+        pkg.join("index.js"),
+        format!("module.exports = {says:?};\n"),
+    )
+    .unwrap();
+    let o = Command::new("npm")
+        .args([
+            "publish",
+            "--registry",
+            &format!("http://127.0.0.1:{port}/"),
+            "--userconfig",
+        ])
+        .arg(&rc)
+        .current_dir(&pkg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "npm publish: {}", text(&o));
+}
+
+#[test]
+fn npm_installs_from_a_loopback_registry_with_its_cache_in_the_agents_home() {
+    let Some(dir) = registries() else {
+        return;
+    };
+    if !dir.join("verdaccio/node_modules/.bin/verdaccio").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "verdaccio missing: scripts/registries.sh"
+        );
+        eprintln!("NOT TESTED HERE: no verdaccio (bash scripts/registries.sh installs it)");
+        return;
+    }
+    let e = Env::new();
+    let port = free_port();
+    let _server = verdaccio(&dir, e.dir.path(), port);
+    publish(e.dir.path(), port, "ward-demo-dep", "dep ok");
+    std::fs::write(
+        e.p("proj/package.json"),
+        "{\"name\":\"p\",\"version\":\"1.0.0\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        e.p("proj/ward.toml"),
+        format!(
+            "[[files]]\npath = \"{}\"\n[network]\nallow = [\"http://localhost:{port}\"]\n",
+            e.p("proj").display()
+        ),
+    )
+    .unwrap();
+    let script = format!(
+        "npm install --no-audit --no-fund --registry http://localhost:{port}/ ward-demo-dep && \
+         node -e 'console.log(\"INSIDE\", require(\"ward-demo-dep\"))'"
+    );
+    let o = e.ward(&["run", "--review", "apply", "--", "/bin/sh", "-c", &script]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("INSIDE dep ok"), "{}", text(&o));
+    // Applied: the project works outside Ward.
+    let n = Command::new("node")
+        .args(["-e", "console.log(require('ward-demo-dep'))"])
+        .current_dir(e.p("proj"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&n.stdout).trim(),
+        "dep ok",
+        "{}",
+        text(&n)
+    );
+    // npm's cache is in the agent's home under Ward's state, not the person's.
+    assert!(e.p("state/ward/homes/default/.npm").is_dir());
+    assert!(!e.p("home/.npm").exists());
+    assert!(e.records().iter().any(|r| r["kind"] == "net.connect"
+        && r["detail"]["via"] == "loopback"
+        && r["resource"] == format!("http://localhost:{port}").as_str()));
 }
