@@ -12,6 +12,7 @@
 
 pub mod canon;
 pub mod classify;
+pub mod dns;
 mod proxy;
 pub mod socks;
 pub mod tls;

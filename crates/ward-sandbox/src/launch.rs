@@ -66,6 +66,9 @@ pub struct Config {
     /// the new network namespace too and sends the listeners after the proxy's; the agent may
     /// connect to their ports.
     pub loopback: Vec<std::net::SocketAddr>,
+    /// The names the manifest allows and their addresses inside (written into the sandbox's
+    /// /etc/hosts; the resolver gives the same).
+    pub hosts: Vec<(String, std::net::IpAddr)>,
     /// Variables set after scrubbing (the proxy's `HTTP_PROXY` and friends).
     pub set_env: Vec<(String, String)>,
     /// Landlock on (the default). Off only when the kernel lacks it and the manifest allows
@@ -123,7 +126,6 @@ pub const ETC_FILES: &[&str] = &[
     "/etc/group",
     "/etc/nsswitch.conf",
     "/etc/localtime",
-    "/etc/hosts",
     "/etc/alternatives",
     "/etc/ssl/certs",
     "/etc/ssl/openssl.cnf",
@@ -137,6 +139,15 @@ pub const ETC_FILES: &[&str] = &[
     "/etc/python3.11",
     "/etc/gitconfig",
 ];
+
+/// Files of /etc that Ward writes inside (readable there): the sandbox's own resolver and
+/// hosts.
+pub const ETC_MADE: &[&str] = &["/etc/resolv.conf", "/etc/hosts"];
+
+/// `/etc/resolv.conf` inside: the sandbox's resolver on its loopback, one quick try.
+pub const RESOLV_CONF: &str =
+    "# Ward: the sandbox's resolver answers for the names the manifest allows.\n\
+nameserver 127.0.0.1\noptions attempts:1 timeout:2\n";
 
 /// Device nodes bound from the host into the private /dev.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -420,6 +431,7 @@ impl Config {
             proxy_fd: None,
             proxy_port: 3128,
             loopback: vec![],
+            hosts: vec![],
             set_env: vec![],
             cgroups: vec![],
             landlock: true,
@@ -765,6 +777,13 @@ fn network(cfg: &Config, proc: &std::fs::File) -> Result<i32, SandboxError> {
         // Then one listener per loopback service the manifest names, at its own address and
         // port (the supervisor tells them apart by their addresses). An IPv6 one where this
         // kernel has no IPv6 is left out: nobody inside can reach ::1 then either.
+        // The sandbox's resolver (see ward_net::dns): UDP 127.0.0.1:53, which /etc/resolv.conf
+        // names inside.
+        let dns = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 53)).map_err(|e| {
+            SandboxError::Setup(format!(
+                "cannot listen on 127.0.0.1:53 inside the sandbox for its resolver: {e}"
+            ))
+        })?;
         let mut services = Vec::new();
         for a in &cfg.loopback {
             match std::net::TcpListener::bind(a) {
@@ -787,6 +806,10 @@ fn network(cfg: &Config, proc: &std::fs::File) -> Result<i32, SandboxError> {
         unsafe {
             let mut r = crate::notify::send_fd(sock, l);
             libc::close(l);
+            if r == 0 {
+                r = crate::notify::send_fd(sock, dns.as_raw_fd());
+            }
+            drop(dns);
             for s in &services {
                 if r == 0 {
                     r = crate::notify::send_fd(sock, s.as_raw_fd());
@@ -912,7 +935,7 @@ fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
     }
     // Exec checks need someone to answer: only with the notify socket.
     let filter = Filter::with_exec(cfg.watch_exec && cfg.notify_fd.is_some())?;
-    let system = build_system(&cfg.staging)?;
+    let system = build_system(cfg)?;
     // The rest of the configuration, when `ward run` sends it now (see `Late`).
     let completed;
     let cfg = match cfg.late {
@@ -940,7 +963,7 @@ fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
             .collect(),
         no_execute: cfg.no_execute.clone(),
     };
-    for p in SYSTEM_RO.iter().chain(ETC_FILES) {
+    for p in SYSTEM_RO.iter().chain(ETC_FILES).chain(ETC_MADE) {
         if Path::new(p).exists() {
             rules.read.push(p.into());
         }
@@ -1447,7 +1470,8 @@ unsafe fn drop_capabilities() -> i32 {
 
 /// The part of the root that is the same for every session: a tmpfs at `root` with the
 /// system directories and /etc files bound in. Returns where they were bound.
-fn build_system(root: &Path) -> Result<Vec<PathBuf>, SandboxError> {
+fn build_system(cfg: &Config) -> Result<Vec<PathBuf>, SandboxError> {
+    let root = &cfg.staging;
     // Nothing mounted here leaks back to the host.
     mount(
         None,
@@ -1472,7 +1496,50 @@ fn build_system(root: &Path) -> Result<Vec<PathBuf>, SandboxError> {
             system.extend(bind_only(root, Path::new(p))?);
         }
     }
+    // The sandbox's own resolver (the supervisor answers there for the names the manifest
+    // allows, nothing else); read-only with the rest.
+    let etc = root.join("etc");
+    std::fs::create_dir_all(&etc).map_err(at(&etc))?;
+    std::fs::write(etc.join("resolv.conf"), RESOLV_CONF).map_err(at(&etc.join("resolv.conf")))?;
+    std::fs::write(etc.join("hosts"), hosts(&cfg.hosts)).map_err(at(&etc.join("hosts")))?;
     Ok(system)
+}
+
+/// `/etc/hosts` inside: the host's loopback names (`localhost`, this machine's name), and each
+/// name the manifest allows at its address inside; a name the host's file sends elsewhere is
+/// left to the resolver (whose answer is the way out through Ward).
+fn hosts(names: &[(String, std::net::IpAddr)]) -> String {
+    let mut out = String::from("# Ward: loopback names, and the names the manifest allows.\n");
+    let host = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    for line in host.lines() {
+        let fields: Vec<&str> = line
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let Some(ip) = fields
+            .first()
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+        else {
+            continue;
+        };
+        let keep: Vec<&str> = fields[1..]
+            .iter()
+            .copied()
+            .filter(|n| !names.iter().any(|(x, _)| x.eq_ignore_ascii_case(n)))
+            .collect();
+        if ip.is_loopback() && !keep.is_empty() {
+            out.push_str(&format!("{ip} {}\n", keep.join(" ")));
+        }
+    }
+    if !out.contains(" localhost") {
+        out.push_str("127.0.0.1 localhost\n::1 localhost\n");
+    }
+    for (n, ip) in names {
+        out.push_str(&format!("{ip} {n}\n"));
+    }
+    out
 }
 
 /// The rest of the root (on the part [`build_system`] made): the mount points of everything

@@ -601,9 +601,11 @@ fn connect_target(listener: RawFd, req: &libc::seccomp_notif) -> Target {
         }
         _ => return Target::Continue,
     };
-    // DNS is refused and recorded even on loopback: the sandbox has no resolver, and a query
-    // is how a name (or a secret spelled as one) would leave.
-    if (ip.is_loopback() || ip.is_unspecified()) && port != 53 {
+    // DNS is refused and recorded even on loopback, but for the sandbox's own resolver at
+    // 127.0.0.1:53 (which answers only for the names the manifest allows, and records the
+    // rest): a query is how a name (or a secret spelled as one) would leave.
+    let resolver = ip == IpAddr::V4(Ipv4Addr::LOCALHOST) && port == 53;
+    if (ip.is_loopback() || ip.is_unspecified()) && (port != 53 || resolver) {
         return Target::Continue;
     }
     Target::Net(SocketAddr::new(ip, port))

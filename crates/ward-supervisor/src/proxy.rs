@@ -59,6 +59,24 @@ impl Handle {
     }
 }
 
+/// The type of a socket (`SOCK_STREAM`, `SOCK_DGRAM`).
+fn socket_type(fd: &OwnedFd) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    let mut t: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt into an int of the size passed, on a descriptor we own.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            &mut t as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    (r == 0).then_some(t)
+}
+
 /// Receive the listening socket from the launcher and serve it on a thread of its own.
 pub fn start(sock: OwnedFd, broker: Broker, manifest: Manifest) -> Handle {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -96,35 +114,37 @@ fn serve(
     let std_listener = unsafe {
         std::net::TcpListener::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(listener))
     };
-    // Then the loopback services' listeners, until the launcher closes its end; each known by
-    // its address.
+    // Then the resolver's socket and the listeners of the loopback services and of the names
+    // the resolver gives addresses, until the launcher closes its end; each known by its
+    // type and address.
     let services = manifest.loopback_services();
+    let names = ward_net::dns::names(&manifest);
     let mut forwards: Vec<(std::net::TcpListener, ward_net::Forward)> = Vec::new();
+    let mut dns: Option<std::net::UdpSocket> = None;
     while let Ok(Some(fd)) = ward_sandbox::notify::recv_fd(&sock) {
-        // SAFETY: a listening TCP socket we now own alone.
-        let l =
-            unsafe { std::net::TcpListener::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
-        let Some(svc) = l
-            .local_addr()
-            .ok()
-            .and_then(|a| services.iter().find(|s| s.listen == a))
-        else {
+        if socket_type(&fd) == Some(libc::SOCK_DGRAM) {
+            dns = Some(std::net::UdpSocket::from(fd));
+            continue;
+        }
+        let l = std::net::TcpListener::from(fd);
+        let Ok(at) = l.local_addr() else {
             continue;
         };
-        let host = match &svc.host {
-            ward_core::dest::HostPattern::Name(n) => ward_net::canon::Host::Name(n.clone()),
-            _ => ward_net::canon::Host::Ip(svc.listen.ip()),
+        let to = |host, port, scheme: &str, via| ward_net::Forward {
+            scheme: scheme.to_string(),
+            to: ward_net::canon::Authority { host, port },
+            via,
         };
-        forwards.push((
-            l,
-            ward_net::Forward {
-                scheme: svc.scheme.clone(),
-                to: ward_net::canon::Authority {
-                    host,
-                    port: svc.listen.port(),
-                },
-            },
-        ));
+        if let Some(svc) = services.iter().find(|s| s.listen == at) {
+            let host = match &svc.host {
+                ward_core::dest::HostPattern::Name(n) => ward_net::canon::Host::Name(n.clone()),
+                _ => ward_net::canon::Host::Ip(at.ip()),
+            };
+            forwards.push((l, to(host, at.port(), &svc.scheme, "loopback")));
+        } else if let Some(n) = names.iter().find(|n| n.at == at) {
+            let host = ward_net::canon::Host::Name(n.name.clone());
+            forwards.push((l, to(host, at.port(), &n.scheme, "name")));
+        }
     }
     // Nothing is started (runtime, resolver, terminal) until the agent first connects: most
     // sessions' start-up should not pay for a network they may never use.
@@ -143,9 +163,13 @@ fn serve(
                 revents: 0,
             });
         }
-        for (l, _) in &forwards {
+        for fd in forwards
+            .iter()
+            .map(|(l, _)| l.as_raw_fd())
+            .chain(dns.as_ref().map(|d| d.as_raw_fd()))
+        {
             fds.push(libc::pollfd {
-                fd: l.as_raw_fd(),
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             });
@@ -177,6 +201,12 @@ fn serve(
     for l in std::iter::once(&std_listener).chain(forwards.iter().map(|(l, _)| l)) {
         if let Err(e) = l.set_nonblocking(true) {
             crate::run::end_session(&format!("cannot use the proxy's socket: {e}"));
+            return json!({"error": e.to_string()});
+        }
+    }
+    if let Some(d) = &dns {
+        if let Err(e) = d.set_nonblocking(true) {
+            crate::run::end_session(&format!("cannot use the resolver's socket: {e}"));
             return json!({"error": e.to_string()});
         }
     }
@@ -218,6 +248,11 @@ fn serve(
                 }
                 Err(e) => eprintln!("ward: a loopback service's socket is unusable: {e}"),
             }
+        }
+        if let Some(d) = dns.and_then(|d| tokio::net::UdpSocket::from_std(d).ok()) {
+            let p = proxy.clone();
+            let names = names.clone();
+            serving.push(tokio::spawn(async move { p.serve_dns(d, names).await }));
         }
         let p = proxy.clone();
         tokio::select! {

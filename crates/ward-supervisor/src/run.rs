@@ -350,7 +350,17 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     let mut early = ward_sandbox::launch::Config::new(staging.clone(), cwd.clone(), vec![]);
     early.parent = Some(std::process::id() as i32);
     early.proxy_port = ward_net::PROXY_PORT;
-    early.loopback = m.loopback_services().iter().map(|s| s.listen).collect();
+    early.loopback = m
+        .loopback_services()
+        .iter()
+        .map(|s| s.listen)
+        .chain(ward_net::dns::names(&m).iter().map(|n| n.at))
+        .collect();
+    for n in ward_net::dns::names(&m) {
+        if !early.hosts.iter().any(|(x, _)| *x == n.name) {
+            early.hosts.push((n.name, n.at.ip()));
+        }
+    }
     early.watch_exec = m.exec_checked();
     early.go_fd = Some(go_read.as_raw_fd());
     early.notify_fd = Some(notify_theirs.as_raw_fd());
@@ -873,7 +883,7 @@ fn record_denials(
                         ward_core::By::sandbox("network"),
                         if d.args.ends_with(":53") {
                             format!(
-                                "a DNS query to {} (the sandbox has no resolver: the proxy resolves the names the manifest allows)",
+                                "a DNS query to {} (the sandbox's resolver is 127.0.0.1:53, which answers for the names the manifest allows; no other is reachable)",
                                 d.args
                             )
                         } else {

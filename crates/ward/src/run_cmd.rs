@@ -33,8 +33,11 @@ manifest's [limits] (memory, pids, cpu; cgroups). A feature this machine lacks s
 Network: the sandbox has loopback only. Its one way out is Ward's egress proxy (HTTP_PROXY,
 HTTPS_PROXY, ALL_PROXY are set to it): the manifest's [network] destinations, decided per
 request, never loopback/private/metadata addresses unless named, uploads within [limits]
-upload and the policies; `ask` destinations are asked about on the terminal. There is no DNS
-inside; programs that ignore the proxy variables get no route, and their attempt is recorded.
+upload and the policies; `ask` destinations are asked about on the terminal. Programs that
+ignore the proxy variables (Node 20's fetch, Go) resolve the names the manifest allows through
+the sandbox's own resolver and /etc/hosts to addresses inside, where Ward carries them to the
+real name with the same decisions; every other name is NXDOMAIN and recorded, and a direct
+connection anywhere else has no route and is recorded.
 A service on this machine's loopback that the manifest allows (`http://localhost:11434`, a
 model server; `http://127.0.0.1:5432`, a database: any protocol) is reachable inside at the
 same name, address and port, each connection decided and recorded; no other loopback port is.

@@ -169,6 +169,9 @@ pub struct Forward {
     /// carries any protocol (a database's too), as the person named the port.
     pub scheme: String,
     pub to: canon::Authority,
+    /// How the agent came (`loopback`: a service on this machine; `name`: an address the
+    /// sandbox's resolver gave), on the records.
+    pub via: &'static str,
 }
 
 impl Proxy {
@@ -263,6 +266,52 @@ impl Proxy {
     /// and records as a CONNECT to it ([`Forward`]).
     pub async fn serve_forward(&self, listener: TcpListener, to: Forward) -> std::io::Result<()> {
         self.accept_loop(listener, Some(Arc::new(to))).await
+    }
+
+    /// Answer the sandbox's DNS queries on `sock` (see [`crate::dns`]) until it fails: the
+    /// names in `names` get their address inside; every other name is NXDOMAIN, on record.
+    pub async fn serve_dns(
+        &self,
+        sock: tokio::net::UdpSocket,
+        names: Vec<crate::dns::Named>,
+    ) -> std::io::Result<()> {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let (n, from) = sock.recv_from(&mut buf).await?;
+            let lookup = |q: &str| {
+                names
+                    .iter()
+                    .find(|x| x.name == q)
+                    .and_then(|x| match x.at.ip() {
+                        IpAddr::V4(ip) => Some(ip),
+                        IpAddr::V6(_) => None,
+                    })
+            };
+            let Some((reply, asked)) = crate::dns::respond(&buf[..n], lookup) else {
+                continue;
+            };
+            let _ = sock.send_to(&reply, from).await;
+            if let Some(a) = asked.filter(|a| a.address.is_none()) {
+                let name = a.question.name;
+                let action = Action {
+                    dest: Some(name.clone()),
+                    ..Action::new(ActionKind::NetConnect, name.clone())
+                };
+                let d = Decision::new(
+                    Effect::Deny,
+                    By::builtin("dns"),
+                    "the sandbox's resolver answers only for the names the manifest allows \
+                     (NXDOMAIN)",
+                );
+                let mut ev = self.event(
+                    &action,
+                    &d,
+                    json!({"via": "dns", "qtype": a.question.qtype}),
+                );
+                ev.kind = ward_core::EventKind::NetDirect.as_str().into();
+                self.note(ev);
+            }
+        }
     }
 
     async fn accept_loop(

