@@ -95,14 +95,20 @@ pub struct Named {
     pub scheme: String,
 }
 
-/// The names of `m`'s `allow` and `ask` destinations (not wildcards, not `localhost`, not
-/// addresses), each with its address inside, one per name, in the manifest's order; one
-/// listener per name and port.
+/// The names of `m`'s `https` `allow` and `ask` destinations (not wildcards, not `localhost`,
+/// not addresses), each with its address inside, one per name, in the manifest's order; one
+/// listener per name and port. Only `https`: a connection to such an address is a tunnel whose
+/// TLS server name must be the name, as through the proxy; a plain `http` name is reached
+/// through the proxy only, where every request's Host and upload are decided.
 pub fn names(m: &ward_core::Manifest) -> Vec<Named> {
     use ward_core::{Effect, HostPattern};
     let mut ips: Vec<(String, Ipv4Addr)> = Vec::new();
     let mut out: Vec<Named> = Vec::new();
-    for e in m.network.iter().filter(|e| e.effect != Effect::Deny) {
+    for e in m
+        .network
+        .iter()
+        .filter(|e| e.effect != Effect::Deny && e.dest.scheme == "https")
+    {
         let HostPattern::Name(n) = &e.dest.host else {
             continue;
         };
@@ -153,6 +159,8 @@ pub fn respond(
     lookup: impl Fn(&str) -> Option<Ipv4Addr>,
 ) -> Option<(Vec<u8>, Option<Answered>)> {
     let (id, flags) = match q {
+        // A response is never answered (two resolvers must not talk each other into a loop).
+        [_, _, f, ..] if f & 0x80 != 0 => return None,
         [a, b, f, ..] => (u16::from_be_bytes([*a, *b]), *f),
         _ => return None,
     };
@@ -240,8 +248,11 @@ mod tests {
         q[12] = 0xc0; // a pointer in the question
         assert_eq!(respond(&q, lookup).unwrap().0[3] & 0x0f, 1);
         let mut r = query(1, "a.b", 1);
-        r[2] |= 0x80; // a response
-        assert_eq!(respond(&r, lookup).unwrap().0[3] & 0x0f, 4);
+        r[2] |= 0x80; // a response: no answer
+        assert!(respond(&r, lookup).is_none());
+        let mut u = query(1, "a.b", 1);
+        u[2] |= 0x28; // an UPDATE
+        assert_eq!(respond(&u, lookup).unwrap().0[3] & 0x0f, 4);
         assert_eq!(address(65_535), None);
         assert_eq!(address(65_534), Some(Ipv4Addr::new(127, 77, 255, 255)));
         assert_eq!(address(1), Some(Ipv4Addr::new(127, 77, 0, 2)));

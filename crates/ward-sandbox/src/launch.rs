@@ -1354,7 +1354,15 @@ fn stage(
     // A single file: its folder's overlay is mounted apart (beside the stage, outside the new
     // root), the file alone is bound from it, and the overlay is let go: nothing else of the
     // folder is reachable inside.
-    let file = std::fs::metadata(grant).is_ok_and(|m| m.is_file());
+    // Decided on the path itself: a link put there since the manifest was read is refused.
+    let kind = std::fs::symlink_metadata(grant).map_err(at(grant))?;
+    if kind.file_type().is_symlink() {
+        return Err(SandboxError::Setup(format!(
+            "the staged grant {} became a link after the manifest was read; grant it again",
+            grant.display()
+        )));
+    }
+    let file = kind.is_file();
     let dst = match placed {
         Some(d) => d.to_path_buf(),
         None => {
@@ -1533,7 +1541,10 @@ fn hosts(names: &[(String, std::net::IpAddr)]) -> String {
             out.push_str(&format!("{ip} {}\n", keep.join(" ")));
         }
     }
-    if !out.contains(" localhost") {
+    if !out
+        .lines()
+        .any(|l| l.split_whitespace().skip(1).any(|n| n == "localhost"))
+    {
         out.push_str("127.0.0.1 localhost\n::1 localhost\n");
     }
     for (n, ip) in names {

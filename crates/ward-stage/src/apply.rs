@@ -186,7 +186,9 @@ pub fn system_target(target: &Path) -> bool {
         && target
             .components()
             .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-    let under = |p: &Path| SYSTEM_TARGETS.iter().any(|s| p.starts_with(s));
+    // (/usr/local is often the person's own to write.)
+    let under =
+        |p: &Path| SYSTEM_TARGETS.iter().any(|s| p.starts_with(s)) && !p.starts_with("/usr/local");
     plain && under(target) && std::fs::canonicalize(target).is_ok_and(|real| under(&real))
 }
 

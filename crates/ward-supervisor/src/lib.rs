@@ -10,6 +10,7 @@
 mod devices;
 mod envscan;
 mod exec;
+mod guard;
 mod home;
 mod manifest_watch;
 pub mod program;

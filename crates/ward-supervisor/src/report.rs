@@ -62,6 +62,27 @@ pub fn lines(e: &Ended) -> Vec<String> {
             inert::line(&manifest_dest(dest)),
         ));
     }
+    let names = list("refused_names");
+    if !names.is_empty() {
+        let total = e.network["refused_names_total"].as_u64().unwrap_or(0);
+        out.push(format!(
+            "refused by the sandbox's resolver (names no destination allows): {}{}",
+            names
+                .iter()
+                .take(SHOWN)
+                .map(|r| format!(
+                    "{} ({}x)",
+                    inert::line(r["name"].as_str().unwrap_or_default()),
+                    r["count"]
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+            match total.saturating_sub(SHOWN as u64) {
+                0 => String::new(),
+                n => format!(" (+{n} more)"),
+            }
+        ));
+    }
     for r in list("failed_destinations") {
         out.push(format!(
             "failed   {} ({}x), allowed but not reachable: {}",

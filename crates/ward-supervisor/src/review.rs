@@ -167,7 +167,20 @@ fn outcome_event(s: &Staged, grant: &Path, r: &Report, resumed: bool) -> Event {
 fn selected(changes: &[Change], grant: &Path, sel: &Selection) -> Vec<Change> {
     match sel {
         Selection::All => changes.to_vec(),
-        Selection::Paths(ps, _) | Selection::Folders(ps, _) => changes
+        // A folder approved in the folder-by-folder review: what it showed under that folder
+        // (its path), and a rename only when both of its ends are in approved folders.
+        Selection::Folders(ps, _) => {
+            let under = |p: &Path| {
+                ps.iter()
+                    .any(|f| p.starts_with(f.strip_prefix(grant).unwrap_or(f)))
+            };
+            changes
+                .iter()
+                .filter(|c| under(&c.path) && c.from.as_ref().is_none_or(|f| under(f)))
+                .cloned()
+                .collect()
+        }
+        Selection::Paths(ps, _) => changes
             .iter()
             .filter(|c| {
                 ps.iter().any(|p| {
@@ -194,7 +207,7 @@ fn selected(changes: &[Change], grant: &Path, sel: &Selection) -> Vec<Change> {
 pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Result<Vec<Applied>> {
     let _lock = lock(s)?;
     resume_locked(s)?;
-    let started_ns = i128::from(s.info.started_ns);
+
     let by = who();
     let authority = authority()?;
     let mut rules = FileRules::of(s)?;
@@ -283,7 +296,7 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
         if chosen.is_empty() && flagged.is_empty() && denied.is_empty() {
             continue;
         }
-        let plan: Plan = apply::plan(st, &chosen, started_ns);
+        let plan: Plan = apply::plan(st, &chosen, i128::from(s.info.started_of(i)));
         let log = open_log()?;
         // Approved by folder: one record per folder for what runs no code (its count, size
         // and a digest of every path and content), one per change for the rest.
@@ -480,7 +493,8 @@ fn folder_approval(
             format!(
                 "{} {} {}",
                 c.kind.as_str(),
-                c.path.display(),
+                // The name's bytes, escaped: two names never give one line.
+                c.path.as_os_str().as_encoded_bytes().escape_ascii(),
                 c.after
                     .as_ref()
                     .and_then(|a| a
@@ -950,6 +964,14 @@ pub fn interactive(s: &Staged, consent: &mut dyn Consent) -> anyhow::Result<()> 
             'folders: for (st, gs, changes) in &folder_groups {
                 for g in gs {
                     let runs = g.runs_code(changes);
+                    if runs > FLAGGED_LISTED {
+                        // "All of it, knowingly" is asked only about what was shown: each one.
+                        let mut each = format!("\nIn {}/, marked !:\n", ward_stage::shown(&g.top));
+                        for &i in g.idx.iter().filter(|&&i| !changes[i].1.is_empty()) {
+                            each.push_str(&format!("  {}\n", line(&changes[i].0, &changes[i].1)));
+                        }
+                        consent.show(&each);
+                    }
                     let text = format!("{}?", g.summary(changes));
                     let mut choices: Vec<(char, &str)> = vec![(
                         'y',

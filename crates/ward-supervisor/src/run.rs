@@ -290,11 +290,20 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         cwd,
         review,
     } = req;
-    if let Some(s) = m
-        .loopback_services()
-        .into_iter()
-        .find(|s| s.listen.port() == ward_net::PROXY_PORT)
-    {
+    if let Some(s) = m.loopback_services().into_iter().find(
+        |s| matches!(s.listen.ip(), std::net::IpAddr::V4(ip) if ip.octets()[..2] == [127, 77]),
+    ) {
+        bail!(
+            "{} ({}) is in 127.77.0.0/16, where the sandbox's resolver gives the names the \
+             manifest allows their addresses inside: name the service at another loopback address",
+            s.listen,
+            s.origin
+        );
+    }
+    if let Some(s) = m.loopback_services().into_iter().find(|s| {
+        s.listen
+            == std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, ward_net::PROXY_PORT))
+    }) {
         bail!(
             "{} ({}) is on port {}, where Ward's proxy listens inside the sandbox: a service \
              on this machine at that port cannot be reached from inside; move it to another port",
@@ -423,6 +432,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             devices,
             env_credentials,
             env_removed,
+            guarded,
         },
         confinement,
     ) = match prepared {
@@ -639,6 +649,13 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         paths.state_dir(),
     );
     // Staged changes: kept for `ward review` unless discarded; counted in the end record.
+    // The agent's own settings that run code later: what it changed is put back and held.
+    let mut stages = stages;
+    if let (Some(snap), Some(h)) = (&guarded, &home) {
+        if let Err(e) = hold_home_settings(snap, h, &session_dir, &session, &mut stages, &log) {
+            eprintln!("ward: warning: cannot hold the agent's changed settings for review: {e}");
+        }
+    }
     let (staged, pending) = staged_summary(&stages);
     let keep = pending > 0 && review != Review::Discard;
     match review {
@@ -708,6 +725,95 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         review_after_run(review, &session_id, word)?;
     }
     Ok(u8::try_from(code).unwrap_or(125))
+}
+
+/// Put back the guarded settings the agent changed in its home and hold its versions in a
+/// stage of the home (its own capability token, beginning now), said and recorded.
+fn hold_home_settings(
+    snap: &crate::guard::Snapshot,
+    home: &crate::home::Home,
+    session_dir: &Path,
+    session: &str,
+    stages: &mut Vec<ward_stage::Stage>,
+    log: &AuditLog,
+) -> anyhow::Result<()> {
+    let upper = session_dir.join("stage").join("home").join("upper");
+    let held = crate::guard::hold(snap, &upper);
+    if held.is_empty() {
+        return Ok(());
+    }
+    let records: Vec<Event> = held
+        .iter()
+        .map(|h| Event {
+            session: Some(session.to_string()),
+            resource: Some(home.host.join(&h.rel).display().to_string()),
+            decision: Some(EventDecision {
+                result: Effect::Deny,
+                by: ward_core::By::builtin("home.guard"),
+                reason: format!(
+                    "the agent changed its own settings that run code in later sessions: {}",
+                    h.what
+                ),
+            }),
+            ..Event::new(ward_core::EventKind::ReviewHeld)
+        })
+        .collect();
+    log.append_all(records)?;
+    let copied = upper.exists();
+    if copied {
+        let info_path = session_dir.join("stage.json");
+        let mut info: crate::state::StageFile = match crate::state::read(&info_path) {
+            Ok(i) => i,
+            Err(_) => crate::state::StageFile {
+                version: crate::state::VERSION,
+                session: session.to_string(),
+                started: ward_audit::time::now_rfc3339(),
+                started_ns: 0,
+                command: vec![],
+                cwd: home.host.clone(),
+                stages: vec![],
+                tokens: vec![],
+                manifest: None,
+                managed: vec![],
+                stage_started_ns: vec![],
+            },
+        };
+        let stage = ward_stage::Stage {
+            grant: home.host.clone(),
+            upper,
+        };
+        let authority = crate::review::authority()?;
+        let token = authority.issue(&ward_token::Grant {
+            folder: stage.grant.clone(),
+            rights: vec![ward_token::Right::Read, ward_token::Right::Write],
+            session: session.to_string(),
+            generation: 1,
+            expires: std::time::SystemTime::now() + crate::review::TOKEN_TTL,
+        })?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        info.stage_started_ns.resize(info.stages.len(), None);
+        info.stage_started_ns.push(Some(now));
+        info.stages.push(stage.clone());
+        info.tokens.push(token);
+        crate::state::write(&info_path, &info)?;
+        stages.push(stage);
+    }
+    eprintln!(
+        "ward: the agent changed its own settings that run code in its later sessions (hooks, \
+         MCP servers, permissions, shell start-up): {}{}",
+        held.iter()
+            .map(|h| format!("~/{} ({})", ward_core::inert::line(&h.rel), h.what))
+            .collect::<Vec<_>>()
+            .join("; "),
+        if copied {
+            format!("; `ward review {session}` shows them")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
 }
 
 /// Denied paths (and sockets) in the grants now that were not there, so not covered, when the
@@ -1151,6 +1257,8 @@ struct Prepared {
     devices: Vec<crate::devices::Outcome>,
     env_credentials: Vec<(String, String)>,
     env_removed: Vec<String>,
+    /// The agent's settings that run code later, as they were at the start (a kept home).
+    guarded: Option<crate::guard::Snapshot>,
 }
 
 /// The session's configuration, worked out while the launcher builds the sandbox, and sent
@@ -1246,7 +1354,14 @@ fn prepare(
         rest.write_all(&ward_sandbox::late::encode(&lc))
             .map_err(|_| LauncherGone("it was configured"))?;
         drop(rest);
+        let guarded = home.as_ref().filter(|h| h.kept).and_then(|h| {
+            crate::guard::snapshot(
+                &h.host,
+                m.profile.as_ref().map_or(&[][..], |p| p.guard.as_slice()),
+            )
+        });
         anyhow::Ok(Prepared {
+            guarded,
             inside,
             home,
             repo_ids,
@@ -1309,7 +1424,7 @@ fn prepare_stages(
         let (upper, work) = (dir.join("upper"), dir.join("work"));
         // A single file is staged in its folder's overlay (mounted apart, beside the upper),
         // of which only the file is shown inside: the review sees a change in that folder.
-        let file = g.path.is_file();
+        let file = std::fs::symlink_metadata(&g.path).is_ok_and(|m| m.is_file());
         let merged = file.then(|| dir.join("merged"));
         for d in [Some(&upper), Some(&work), merged.as_ref()]
             .into_iter()
@@ -1372,6 +1487,7 @@ fn prepare_stages(
                 // The review judges the changes by this manifest's file rules.
                 manifest: m.source.clone(),
                 managed: m.managed.clone(),
+                stage_started_ns: vec![],
             },
         )
         .with_context(|| format!("cannot write {}", info.display()))?;

@@ -60,6 +60,21 @@ pub struct StageFile {
     pub manifest: Option<PathBuf>,
     #[serde(default)]
     pub managed: Vec<PathBuf>,
+    /// Per stage, when it began (nanoseconds), where that differs from `started_ns`: the
+    /// agent's settings held at the end of the session begin when they were put back.
+    #[serde(default)]
+    pub stage_started_ns: Vec<Option<u64>>,
+}
+
+impl StageFile {
+    /// When stage `i` began: what is older than this in its real folder was not changed.
+    pub fn started_of(&self, i: usize) -> u64 {
+        self.stage_started_ns
+            .get(i)
+            .copied()
+            .flatten()
+            .unwrap_or(self.started_ns)
+    }
 }
 
 /// Read one of these files; a damaged file or one from a newer Ward is an error naming it.

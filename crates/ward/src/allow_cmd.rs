@@ -73,17 +73,13 @@ pub fn run(a: AllowArgs) -> Outcome {
         }
     };
     let current = Manifest::from_text(&text, &path, &opts)?;
-    if let Some(e) = current
-        .network
-        .iter()
-        .find(|e| e.effect == Effect::Allow && e.dest == dest)
-    {
+    if let Some(by) = allows(&current, &dest)? {
         if a.json {
             print_json(
-                &json!({"added": false, "already": true, "destination": dest.to_string(), "origin": e.origin.to_string()}),
+                &json!({"added": false, "already": true, "destination": dest.to_string(), "origin": by}),
             );
         } else {
-            println!("{dest} is already allowed ({})", e.origin);
+            println!("{dest} is already allowed ({by})");
         }
         return Ok(0);
     }
@@ -99,21 +95,29 @@ pub fn run(a: AllowArgs) -> Outcome {
     // narrow it away.
     let after = Manifest::from_text(&new, &path, &opts)
         .map_err(|e| anyhow::anyhow!("the manifest with {dest} does not load: {e}"))?;
-    if !after
-        .network
-        .iter()
-        .any(|e| e.effect == Effect::Allow && e.dest == dest)
-    {
-        let by = after
-            .managed
+    if allows(&after, &dest)?.is_none() {
+        // Say what still decides against it: a deny or ask of the manifest's, a rule, a
+        // policy, or the managed file.
+        let kept = after
+            .network
             .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+            .any(|e| e.effect == Effect::Allow && e.dest == dest);
+        let why = match decision(&after, &dest)? {
+            Some(d) if kept => format!("{} ({})", d.reason, d.by),
+            _ => format!(
+                "the managed file ({}) does not allow it",
+                after
+                    .managed
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         return refuse(
             &a,
             &path,
-            &format!("the managed file ({by}) does not allow {dest}; nothing changed"),
+            &format!("with it, {dest} would still not be allowed: {why}; nothing changed"),
         );
     }
     ward_broker::always::replace_validated(&path, &new, &opts.managed)
@@ -139,6 +143,37 @@ pub fn run(a: AllowArgs) -> Outcome {
         );
     }
     Ok(0)
+}
+
+/// What the decision point says of reaching `d` (not for a wildcard destination).
+fn decision(m: &Manifest, d: &Destination) -> anyhow::Result<Option<ward_core::Decision>> {
+    if matches!(d.host, ward_core::HostPattern::Wildcard(_)) {
+        return Ok(None);
+    }
+    let host = d.host.to_string();
+    let a = ward_core::Action {
+        dest: Some(host.clone()),
+        port: Some(d.port),
+        scheme: Some(d.scheme.clone()),
+        ..ward_core::Action::new(
+            ward_core::ActionKind::NetConnect,
+            format!("{}://{host}:{}", d.scheme, d.port),
+        )
+    };
+    Ok(Some(ward_policy::Pdp::new(m.clone())?.decide(&a)))
+}
+
+/// Whether `m` allows reaching `d`, and by what: the decision point for a name or address
+/// (rules, policies and the managed file included), an entry naming it for a wildcard.
+fn allows(m: &Manifest, d: &Destination) -> anyhow::Result<Option<String>> {
+    Ok(match decision(m, d)? {
+        Some(dec) => (dec.effect == Effect::Allow).then(|| dec.by.to_string()),
+        None => m
+            .network
+            .iter()
+            .find(|e| e.effect == Effect::Allow && e.dest == *d)
+            .map(|e| e.origin.to_string()),
+    })
 }
 
 /// The manifest's way of writing `d` (the default port left out).

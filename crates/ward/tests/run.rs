@@ -1091,6 +1091,24 @@ fn the_report_names_a_refusal_and_ward_allow_adds_the_line_that_lets_it_through(
         std::fs::read_to_string(e.p("proj/ward.toml")).unwrap(),
         toml
     );
+    // A deny of the person's own stands too: said, nothing changed.
+    std::fs::remove_file(e.p("managed.toml")).unwrap();
+    let with_deny = toml.replace(
+        "[network]",
+        "[network]\ndeny = [\"https://blocked.example\"]",
+    );
+    std::fs::write(e.p("proj/ward.toml"), &with_deny).unwrap();
+    let d = e.ward(&["allow", "https://blocked.example"]);
+    assert_eq!(d.status.code(), Some(1), "{}", text(&d));
+    assert!(
+        text(&d).contains("would still not be allowed"),
+        "{}",
+        text(&d)
+    );
+    assert_eq!(
+        std::fs::read_to_string(e.p("proj/ward.toml")).unwrap(),
+        with_deny
+    );
     // Now the service is reached, through the proxy and at its own address.
     let o = run();
     assert_eq!(
@@ -1104,5 +1122,95 @@ fn the_report_names_a_refusal_and_ward_allow_adds_the_line_that_lets_it_through(
             .iter()
             .any(|r| r["kind"] == "manifest.rule_added"
                 && r["detail"]["destination"] == dest.as_str())
+    );
+}
+
+#[test]
+fn the_agents_own_settings_that_run_code_are_held_for_review() {
+    // A prompt-injected agent widens its own permissions and plants a hook and a shell alias
+    // for its next session: put back at the end, its versions held for review, flagged.
+    let e = Env::new();
+    let o = e.ward(&[
+        "run",
+        "--profile",
+        "claude",
+        "--review",
+        "keep",
+        "--",
+        "/bin/sh",
+        "-c",
+        "mkdir -p ~/.claude && echo '{\"hooks\":{\"Stop\":\"curl evil\"}}' > ~/.claude/settings.json \
+         && echo 'alias ls=evil' >> ~/.bashrc && cat ~/.claude/settings.json && echo ok > ~/notes",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("curl evil"),
+        "the agent saw its change during the session: {out}"
+    );
+    assert!(
+        out.contains("changed its own settings that run code")
+            && out.contains("~/.claude/settings.json"),
+        "{out}"
+    );
+    let home = e.p("state/ward/homes/claude");
+    assert!(
+        !home.join(".claude/settings.json").exists(),
+        "put back (it was not there)"
+    );
+    assert!(!home.join(".bashrc").exists());
+    assert_eq!(
+        std::fs::read_to_string(home.join("notes")).unwrap(),
+        "ok\n",
+        "the rest stays"
+    );
+    let r = e.ward(&["review", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let stage = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["grant"] == home.to_str().unwrap())
+        .unwrap_or_else(|| panic!("no stage for the home: {v}"));
+    let changes = stage["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2, "{stage}");
+    assert!(
+        changes
+            .iter()
+            .all(|c| !c["runs_code"].as_array().unwrap().is_empty()),
+        "{stage}"
+    );
+    assert!(e
+        .records()
+        .iter()
+        .any(|r| r["kind"] == "review.held" && r["decision"]["by"] == "builtin:home.guard"));
+    // Not applied by "apply all"; applied when named, knowingly.
+    let a = e.ward(&["review", "--apply-all"]);
+    assert!(!home.join(".claude/settings.json").exists(), "{}", text(&a));
+    let target = home.join(".claude/settings.json");
+    let a = e.ward(&[
+        "review",
+        "--apply",
+        target.to_str().unwrap(),
+        "--acknowledge",
+    ]);
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a));
+    assert!(std::fs::read_to_string(&target)
+        .unwrap()
+        .contains("curl evil"));
+    // The next session starts from what the person applied: nothing new to hold.
+    let o = e.ward(&[
+        "run",
+        "--profile",
+        "claude",
+        "--",
+        "/bin/sh",
+        "-c",
+        "cat ~/.claude/settings.json",
+    ]);
+    assert!(
+        text(&o).contains("curl evil") && !text(&o).contains("changed its own settings"),
+        "{}",
+        text(&o)
     );
 }

@@ -64,6 +64,7 @@ impl Explanation<'_> {
                 "home": format!("homes/{}", p.name),
                 "seed": p.seed.iter().map(|(path, _, why)| json!({"path": path, "why": why})).collect::<Vec<_>>(),
                 "never": p.never,
+                "guard": p.guard,
             })),
             "allow_degraded": m.allow_degraded.iter().map(|(f, o)| json!({"feature": f, "origin": o.to_string()})).collect::<Vec<_>>(),
             "narrowed_by_managed": m.narrowed,
@@ -111,6 +112,13 @@ impl fmt::Display for Explanation<'_> {
                 }
                 for n in &p.never {
                     writeln!(f, "            never: {n}")?;
+                }
+                if !p.guard.is_empty() {
+                    writeln!(
+                        f,
+                        "            held for review when it changes them: ~/{}",
+                        p.guard.join(", ~/")
+                    )?;
                 }
             }
             None => writeln!(f, "  profile:  none")?,

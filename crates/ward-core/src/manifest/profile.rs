@@ -31,6 +31,9 @@ pub struct Profile {
     pub seed: &'static [Seed],
     /// What the agent never gets, in words (each is enforced by the fragment or by Ward).
     pub never: &'static [&'static str],
+    /// Files in its home whose changes run code in its later sessions (hooks, MCP servers,
+    /// permission allow-lists): held for review at the end of a session, not written through.
+    pub guard: &'static [&'static str],
 }
 
 /// A file the agent's home starts with.
@@ -80,6 +83,7 @@ set = { CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_AUTOUPDATER = "1
             "a sandbox of its own: Claude Code's is off unless its settings turn it on, and it \
              cannot nest inside Ward's",
         ],
+        guard: &[".claude/settings.json", ".claude/settings.local.json"],
     },
     Profile {
         name: "codex",
@@ -117,6 +121,7 @@ scrub = ["ANTHROPIC_*", "CLAUDE_*", "GEMINI_*", "GOOGLE_API_KEY"]
             "other providers' keys (ANTHROPIC_*, CLAUDE_*, GEMINI_*, GOOGLE_API_KEY)",
             "its own sandbox (bubblewrap): Ward is its sandbox",
         ],
+        guard: &[".codex/config.toml"],
     },
     Profile {
         name: "gemini",
@@ -155,6 +160,7 @@ set = { GEMINI_SANDBOX = "false" }
             "other providers' keys (ANTHROPIC_*, CLAUDE_*, OPENAI_*, CODEX_*)",
             "its own sandbox (GEMINI_SANDBOX=false): Ward is its sandbox",
         ],
+        guard: &[".gemini/settings.json"],
     },
 ];
 
@@ -203,6 +209,8 @@ pub struct Applied {
     /// Files the agent's home starts with: path below the home, contents, why.
     pub seed: Vec<(String, String, String)>,
     pub never: Vec<String>,
+    /// Files in its home held for review when the agent changes them.
+    pub guard: Vec<String>,
 }
 
 /// The profile `opts` and the manifest choose, merged into `m` (before the managed file).
@@ -246,6 +254,7 @@ pub(super) fn apply(m: &mut Manifest, opts: &LoadOptions) -> Result<(), Manifest
             .map(|s| (s.path.into(), s.contents.into(), s.why.into()))
             .collect(),
         never: p.never.iter().map(|s| s.to_string()).collect(),
+        guard: p.guard.iter().map(|s| s.to_string()).collect(),
     });
     Ok(())
 }

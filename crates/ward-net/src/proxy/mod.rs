@@ -124,7 +124,15 @@ struct Inner {
     /// Refusals and failures per destination (past a bound they are only counted), with the
     /// first one's words, for the session's end record and the person's report.
     refusals_by: Mutex<HashMap<String, Noted>>,
+    /// Refusals past the bound of destinations (only counted).
+    unrecorded: AtomicU64,
+    /// Names the sandbox's resolver refused, and how often (a bound of their own).
+    dns_refused: Mutex<HashMap<String, u64>>,
+    dns_unrecorded: AtomicU64,
 }
+
+/// At most this many distinct names refused by the resolver are recorded.
+const DNS_NAMES_RECORDED: usize = 1024;
 
 /// What the proxy refused, or failed to reach, at one destination.
 #[derive(Default)]
@@ -217,6 +225,9 @@ impl Proxy {
                 buffering: Arc::new(tokio::sync::Semaphore::new(BUFFER_BUDGET_KIB)),
                 local: local_addresses(),
                 refusals_by: Mutex::new(HashMap::new()),
+                unrecorded: AtomicU64::new(0),
+                dns_refused: Mutex::new(HashMap::new()),
+                dns_unrecorded: AtomicU64::new(0),
             }),
         })
     }
@@ -244,12 +255,20 @@ impl Proxy {
                 .map(|(r, n)| json!({"resource": r, "count": n.count, "by": n.by, "reason": n.reason}))
                 .collect::<Vec<_>>()
         };
+        let mut names: Vec<(String, u64)> = lock(&self.inner.dns_refused)
+            .iter()
+            .map(|(n, c)| (n.clone(), *c))
+            .collect();
+        names.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         json!({
             "admitted": self.inner.admitted.load(Ordering::Relaxed),
             "refused": self.inner.refused.load(Ordering::Relaxed),
-            "refusals_only_counted": unrecorded,
+            "refusals_only_counted": unrecorded + self.inner.unrecorded.load(Ordering::Relaxed),
             "refused_destinations": list(false),
             "failed_destinations": list(true),
+            "refused_names": names.iter().take(50).map(|(n, c)| json!({"name": n, "count": c})).collect::<Vec<_>>(),
+            "refused_names_total": names.len(),
+            "names_only_counted": self.inner.dns_unrecorded.load(Ordering::Relaxed),
         })
     }
 
@@ -293,9 +312,37 @@ impl Proxy {
             let _ = sock.send_to(&reply, from).await;
             if let Some(a) = asked.filter(|a| a.address.is_none()) {
                 let name = a.question.name;
+                // A name the manifest allows by a wildcard (or `localhost`) is not a refusal:
+                // it is reached through the proxy (or at the loopback), only not by address.
+                let allowed = name == "localhost"
+                    || self
+                        .inner
+                        .manifest
+                        .network
+                        .iter()
+                        .any(|e| e.effect != Effect::Deny && e.dest.host.matches(&name));
+                if allowed {
+                    continue;
+                }
+                // Apart from the proxy's refusals (their own bound): a flood of made-up names
+                // must not crowd out the records of destinations.
+                {
+                    let mut by = lock(&self.inner.dns_refused);
+                    let known = by.contains_key(&name);
+                    if !known && by.len() >= DNS_NAMES_RECORDED {
+                        self.inner.dns_unrecorded.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let n = by.entry(name.clone()).or_insert(0);
+                    *n += 1;
+                    if *n > REFUSAL_RECORDS {
+                        self.inner.dns_unrecorded.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
                 let action = Action {
                     dest: Some(name.clone()),
-                    ..Action::new(ActionKind::NetConnect, name.clone())
+                    ..Action::new(ActionKind::NetConnect, format!("dns:{name}"))
                 };
                 let d = Decision::new(
                     Effect::Deny,
@@ -309,7 +356,7 @@ impl Proxy {
                     json!({"via": "dns", "qtype": a.question.qtype}),
                 );
                 ev.kind = ward_core::EventKind::NetDirect.as_str().into();
-                self.note(ev);
+                self.inner.broker.note(ev);
             }
         }
     }
@@ -453,6 +500,7 @@ impl Proxy {
             let mut by = lock(&self.inner.refusals_by);
             let known = by.contains_key(&key);
             if !known && by.len() >= 4096 {
+                self.inner.unrecorded.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             let n = by.entry(key).or_insert_with(|| Noted {

@@ -233,9 +233,14 @@ impl Proxy {
                 By::builtin("dial"),
                 format!("dial failed: {last_err}"),
             );
+            // Allowed, but nobody answered there: a failure (and in the person's report).
             self.note(Event {
-                kind: ward_core::EventKind::NetClose.as_str().into(),
-                ..self.event(&action, &d, json!({"via": via, "error": last_err}))
+                kind: ward_core::EventKind::NetFailed.as_str().into(),
+                ..self.event(
+                    &action,
+                    &d,
+                    json!({"via": via, "failed": "dial", "error": last_err}),
+                )
             });
             return;
         };

