@@ -4,6 +4,7 @@
 # - PyPI: pypiserver (pinned) in a venv of its own, serving pypi-packages/ (a pinned wheel).
 # - npm: verdaccio (pinned, the last major that runs on Node.js 20), which the tests start
 #   with a storage of their own and publish to.
+# - crates: a pinned .crate file, served by the tests as a sparse registry.
 # An install already there is not fetched again.
 set -euo pipefail
 
@@ -31,4 +32,15 @@ if [ "$(cat "$dir/verdaccio/.version" 2>/dev/null || true)" != "$verdaccio" ] \
   rm -rf "$dir/verdaccio"
   npm install --prefix "$dir/verdaccio" --no-audit --no-fund --loglevel=error "$verdaccio"
   echo "$verdaccio" > "$dir/verdaccio/.version"
+fi
+# The crate (its sha256 checked).
+crate="itoa-1.0.11.crate"
+sum="49f1f14873335454500d59611f1cf4a4b0f786f9ac11f4312a78e4cf2566695b"
+if [ "$(sha256sum "$dir/crates/$crate" 2>/dev/null | cut -d' ' -f1)" != "$sum" ]; then
+  echo "registries: fetching $crate"
+  mkdir -p "$dir/crates"
+  curl -sSfL -o "$dir/crates/$crate.part" "https://static.crates.io/crates/itoa/$crate"
+  [ "$(sha256sum "$dir/crates/$crate.part" | cut -d' ' -f1)" = "$sum" ] \
+    || { echo "registries: $crate does not have its pinned sha256" >&2; exit 1; }
+  mv "$dir/crates/$crate.part" "$dir/crates/$crate"
 fi

@@ -298,3 +298,144 @@ fn npm_installs_from_a_loopback_registry_with_its_cache_in_the_agents_home() {
         && r["detail"]["via"] == "loopback"
         && r["resource"] == format!("http://localhost:{port}").as_str()));
 }
+
+/// The real cargo binary (rustup's proxy resolved to its toolchain's), and the folder to grant
+/// for it when it is not in a system folder.
+fn cargo() -> Option<(PathBuf, Option<PathBuf>)> {
+    let found = Command::new("rustup")
+        .args(["which", "cargo"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .or_else(|| {
+            let o = Command::new("sh")
+                .args(["-c", "command -v cargo"])
+                .output()
+                .ok()?;
+            Some(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        })?
+        .canonicalize()
+        .ok()?;
+    let dir = found.parent()?.to_path_buf();
+    let system = ["/usr/", "/bin/"].iter().any(|s| found.starts_with(s));
+    Some((found, (!system).then_some(dir)))
+}
+
+#[test]
+fn cargo_fetches_from_a_sparse_registry_on_loopback_into_the_agents_home() {
+    let Some(dir) = registries() else {
+        return;
+    };
+    let krate = dir.join("crates/itoa-1.0.11.crate");
+    if !krate.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the pinned crate is missing: scripts/registries.sh"
+        );
+        eprintln!("NOT TESTED HERE: no pinned crate (bash scripts/registries.sh fetches it)");
+        return;
+    }
+    let (cargo, grant) = cargo().expect("cargo, which builds these tests");
+    let e = Env::new();
+    let port = free_port();
+    // A sparse registry as static files (config.json, the index line, the .crate), served by
+    // a real HTTP server.
+    let reg = e.p("registry");
+    std::fs::create_dir_all(reg.join("it/oa")).unwrap();
+    std::fs::create_dir_all(reg.join("crates")).unwrap();
+    std::fs::copy(&krate, reg.join("crates/itoa-1.0.11.crate")).unwrap();
+    let sum = ward_stage::sha256_file(&krate).unwrap();
+    std::fs::write(
+        reg.join("config.json"),
+        format!("{{\"dl\":\"http://localhost:{port}/crates/{{crate}}-{{version}}.crate\"}}"),
+    )
+    .unwrap();
+    std::fs::write(
+        reg.join("it/oa/itoa"),
+        format!(
+            "{{\"name\":\"itoa\",\"vers\":\"1.0.11\",\"deps\":[],\"cksum\":\"{sum}\",\"features\":{{}},\"yanked\":false}}\n"
+        ),
+    )
+    .unwrap();
+    let _server = Server(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(&reg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the registry did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::create_dir_all(e.p("proj/src")).unwrap();
+    std::fs::create_dir_all(e.p("proj/.cargo")).unwrap();
+    std::fs::write(
+        e.p("proj/Cargo.toml"),
+        "[package]\nname = \"p\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"=1.0.11\"\n",
+    )
+    .unwrap();
+    std::fs::write(e.p("proj/src/main.rs"), "fn main() {}\n").unwrap();
+    std::fs::write(
+        e.p("proj/.cargo/config.toml"),
+        format!(
+            "[source.crates-io]\nreplace-with = \"local\"\n\n[source.local]\nregistry = \"sparse+http://localhost:{port}/\"\n"
+        ),
+    )
+    .unwrap();
+    let mut toml = format!(
+        "[[files]]\npath = \"{}\"\n[network]\nallow = [\"http://localhost:{port}\"]\n",
+        e.p("proj").display()
+    );
+    // A toolchain outside the system folders: its bin (cargo, rustc) and lib (rustc's
+    // libraries), read-only.
+    if let Some(g) = &grant {
+        for d in [g.clone(), g.with_file_name("lib")] {
+            toml.push_str(&format!(
+                "\n[[files]]\npath = \"{}\"\naccess = \"read\"\n",
+                d.display()
+            ));
+        }
+    }
+    std::fs::write(e.p("proj/ward.toml"), toml).unwrap();
+    // (The test runner's own CARGO_HOME points outside this test's home.)
+    let o = e
+        .command(&[
+            "run",
+            "--review",
+            "keep",
+            "--",
+            cargo.to_str().unwrap(),
+            "fetch",
+        ])
+        .env_remove("CARGO_HOME")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env("RUSTC", cargo.with_file_name("rustc"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // In the agent's home (its CARGO_HOME), not the person's.
+    let cached = std::fs::read_dir(e.p("state/ward/homes/default/.cargo/registry/cache"))
+        .unwrap()
+        .flatten()
+        .any(|d| d.path().join("itoa-1.0.11.crate").exists());
+    assert!(cached, "{}", text(&o));
+    assert!(!e.p("home/.cargo").exists());
+    assert!(e.records().iter().any(|r| r["kind"] == "net.connect"
+        && r["detail"]["via"] == "loopback"
+        && r["decision"]["result"] == "allow"));
+}
