@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub enum DestinationError {
     #[error("missing scheme: write `https://{0}` (or `http://`)")]
     MissingScheme(String),
-    #[error("unsupported scheme `{0}` (expected http or https)")]
+    #[error("unsupported scheme `{0}` (expected http, https, or ssh for git over SSH)")]
     Scheme(String),
     #[error("a destination is scheme://host[:port]; remove the path, query or fragment `{0}`")]
     Path(String),
@@ -101,6 +101,9 @@ impl Destination {
         let default_port = match scheme.as_str() {
             "https" => 443,
             "http" => 80,
+            // Reached by name through the sandbox's resolver (git over SSH: the client checks
+            // the server's host key itself).
+            "ssh" => 22,
             _ => return Err(DestinationError::Scheme(scheme)),
         };
         // A single trailing slash is what people paste from a browser; anything more is a path.

@@ -95,11 +95,12 @@ pub struct Named {
     pub scheme: String,
 }
 
-/// The names of `m`'s `https` `allow` and `ask` destinations (not wildcards, not `localhost`,
-/// not addresses), each with its address inside, one per name, in the manifest's order; one
-/// listener per name and port. Only `https`: a connection to such an address is a tunnel whose
-/// TLS server name must be the name, as through the proxy; a plain `http` name is reached
-/// through the proxy only, where every request's Host and upload are decided.
+/// The names of `m`'s `https` and `ssh` `allow` and `ask` destinations (not wildcards, not
+/// `localhost`, not addresses), each with its address inside, one per name, in the manifest's
+/// order; one listener per name and port. An `https` connection there is a tunnel whose TLS
+/// server name must be the name, as through the proxy; an `ssh` one carries SSH, whose client
+/// checks the server's host key. A plain `http` name is reached through the proxy only, where
+/// every request's Host and upload are decided.
 pub fn names(m: &ward_core::Manifest) -> Vec<Named> {
     use ward_core::{Effect, HostPattern};
     let mut ips: Vec<(String, Ipv4Addr)> = Vec::new();
@@ -107,7 +108,7 @@ pub fn names(m: &ward_core::Manifest) -> Vec<Named> {
     for e in m
         .network
         .iter()
-        .filter(|e| e.effect != Effect::Deny && e.dest.scheme == "https")
+        .filter(|e| e.effect != Effect::Deny && matches!(e.dest.scheme.as_str(), "https" | "ssh"))
     {
         let HostPattern::Name(n) = &e.dest.host else {
             continue;

@@ -14,14 +14,16 @@ use ward_core::{Destination, Effect, LoadOptions, Manifest};
 Examples:
   ward allow https://api.example.com          # add it to ./ward.toml's [network] allow
   ward allow http://localhost:11434           # a model server on this machine
+  ward allow ssh://github.com                 # git over SSH
   ward allow -m team.toml https://pypi.org --json
 
 Without ./ward.toml (the built-in default: this folder, staged), one is made with that default
-and the destination. A destination is scheme://host[:port] (http or https; `*.` for
-subdomains). The managed file still decides: a destination it does not allow is refused and
-nothing changes. Ward's report at the end of `ward run` names the refused destinations.
-Exit codes: 0 added (or already allowed); 1 refused (the managed file, a JSON manifest); 2 a
-destination or manifest Ward cannot read.")]
+and the destination. A destination is scheme://host[:port] (http, https, or ssh for git over
+SSH; `*.` for subdomains). The decision point still decides: a destination that your own deny,
+a rule or the managed file keeps out is refused, and nothing changes. Ward's report at the end
+of `ward run` names the refused destinations.
+Exit codes: 0 added (or already allowed); 1 refused (still not allowed with it, a JSON
+manifest); 2 a destination or manifest Ward cannot read.")]
 pub struct AllowArgs {
     /// The destination, e.g. https://api.example.com.
     dest: String,
@@ -181,6 +183,7 @@ fn dest_as_written(d: &Destination) -> String {
     let default = match d.scheme.as_str() {
         "https" => 443,
         "http" => 80,
+        "ssh" => 22,
         _ => 0,
     };
     let host = d.host.to_string();

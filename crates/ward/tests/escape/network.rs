@@ -307,28 +307,7 @@ fn escape_via_dns_past_the_sandboxs_resolver() {
     with_servers_at(&["44.1.1.1:443", "44.1.1.2:443"], |hits| {
         // On this side, `model.test` is the first test server (a private /etc/hosts for this
         // thread's processes: ward's proxy resolves with it).
-        // SAFETY: unshare for this thread only.
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNS) }, 0);
-        let hosts = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(
-            hosts.path(),
-            "127.0.0.1 localhost\n44.1.1.1 model.test\n44.1.1.2 other.test\n",
-        )
-        .unwrap();
-        for cmd in [
-            "mount --make-rprivate /".to_string(),
-            format!("mount --bind {} /etc/hosts", hosts.path().display()),
-        ] {
-            assert!(
-                Command::new("sh")
-                    .arg("-c")
-                    .arg(&cmd)
-                    .status()
-                    .unwrap()
-                    .success(),
-                "{cmd}"
-            );
-        }
+        let _hosts = private_hosts("44.1.1.1 model.test\n44.1.1.2 other.test\n");
         let e = Env::new();
         // (The test server is on this network namespace's own address, which the manifest
         // must name as well for the proxy to reach it. Its "TLS" is plain text: the
@@ -389,5 +368,70 @@ fn escape_via_dns_past_the_sandboxs_resolver() {
                 && t.contains("c2vjcmv0.exfil.example (1x)"),
             "{t}"
         );
+    });
+}
+
+/// For this thread's processes (ward and its proxy), an /etc/hosts of the test's: `localhost`
+/// and `lines`. Returns the file, which must outlive them.
+fn private_hosts(lines: &str) -> tempfile::NamedTempFile {
+    // SAFETY: unshare for this thread only.
+    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNS) }, 0);
+    let hosts = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(hosts.path(), format!("127.0.0.1 localhost\n{lines}")).unwrap();
+    for cmd in [
+        "mount --make-rprivate /".to_string(),
+        format!("mount --bind {} /etc/hosts", hosts.path().display()),
+    ] {
+        assert!(
+            Command::new("sh")
+                .arg("-c")
+                .arg(&cmd)
+                .status()
+                .unwrap()
+                .success(),
+            "{cmd}"
+        );
+    }
+    hosts
+}
+
+#[test]
+fn escape_via_ssh_to_hosts_the_manifest_does_not_name() {
+    // git over SSH to an allowed host:22 reaches it by name through the sandbox's resolver
+    // (ssh ignores proxy variables); another host's port 22 is not reached.
+    with_servers_at(&["44.1.1.1:22", "44.1.1.2:22"], |hits| {
+        let _hosts = private_hosts("44.1.1.1 git.test\n44.1.1.2 other.test\n");
+        let e = Env::new();
+        let manifest = "[[files]]\npath = \"PROJ\"\nmode = \"direct\"\n[network]\n\
+                        allow = [\"ssh://git.test\", \"ssh://44.1.1.1\"]\n";
+        // The test server is no SSH server: it answers the client's banner with text, and the
+        // client gives up; what matters is where the bytes went.
+        let script = "GIT_SSH_COMMAND='ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o ConnectTimeout=5' \
+            git ls-remote ssh://git@git.test/repo.git 2>&1 | head -3; \
+            ssh -o BatchMode=yes -o ConnectTimeout=5 git@other.test 2>&1 | head -2; \
+            ssh -o BatchMode=yes -o ConnectTimeout=5 git@44.1.1.2 2>&1 | head -2; true";
+        let o = e.run_manifest(manifest, "/bin/sh", script);
+        let t = text(&o);
+        assert_eq!(
+            hits[0].load(Ordering::SeqCst),
+            1,
+            "git's ssh reached git.test: {t}"
+        );
+        assert_eq!(
+            hits[1].load(Ordering::SeqCst),
+            0,
+            "another host's port 22 was reached: {t}"
+        );
+        e.assert_recorded();
+        let recs = e.records();
+        assert!(
+            recs.iter().any(|r| r["kind"] == "net.connect"
+                && r["detail"]["via"] == "name"
+                && r["resource"] == "ssh://git.test:22"
+                && r["decision"]["result"] == "allow"),
+            "{recs:?}"
+        );
+        assert!(recs.iter().any(|r| r["kind"] == "net.direct"
+            && (r["resource"] == "dns:other.test" || r["dest"] == "44.1.1.2:22")));
     });
 }
