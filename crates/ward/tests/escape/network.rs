@@ -435,3 +435,62 @@ fn escape_via_ssh_to_hosts_the_manifest_does_not_name() {
             && (r["resource"] == "dns:other.test" || r["dest"] == "44.1.1.2:22")));
     });
 }
+
+#[test]
+fn escape_via_a_connect_tunnel_to_an_http_destination() {
+    // A WebSocket (ws://) to an allowed http destination goes through a CONNECT tunnel; the
+    // tunnel carries that and nothing else: plain HTTP in it (past the per-request decisions)
+    // and a WebSocket to another Host (fronting) are refused inside it, on record.
+    with_servers(|hits| {
+        let e = Env::new();
+        let script = r#"
+import socket
+def tunnel(first):
+    s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+    s.sendall(b"CONNECT 44.1.1.1:80 HTTP/1.1\r\nHost: 44.1.1.1:80\r\n\r\n")
+    r = s.recv(4096)
+    if b" 200 " not in r.split(b"\r\n")[0]:
+        return "NO-TUNNEL " + r.split(b"\r\n")[0].decode()
+    s.sendall(first)
+    out = b""
+    while True:
+        c = s.recv(4096)
+        if not c: break
+        out += c
+    return out.decode(errors="replace")
+ws = b"GET /chat HTTP/1.1\r\nHost: 44.1.1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+print("WS", tunnel(ws))
+print("PLAIN", tunnel(b"GET / HTTP/1.1\r\nHost: 44.1.1.1\r\n\r\n"))
+print("FRONTED", tunnel(ws.replace(b"Host: 44.1.1.1", b"Host: evil.example")))
+"#;
+        let o = e.run_manifest(MANIFEST, PY, script);
+        let t = text(&o);
+        let line = |tag: &str| {
+            let agent = String::from_utf8_lossy(&o.stdout).into_owned();
+            let i = agent.find(tag).unwrap_or_else(|| panic!("{tag}: {t}"));
+            agent[i..].lines().take(8).collect::<Vec<_>>().join("\n")
+        };
+        assert!(line("WS ").contains("hello from 44.1.1.1:80"), "{t}");
+        for tag in ["PLAIN ", "FRONTED "] {
+            let l = line(tag);
+            assert!(l.contains("403") && !l.contains("hello from"), "{tag}: {t}");
+        }
+        assert_eq!(
+            hits[0].load(Ordering::SeqCst),
+            1,
+            "only the WebSocket reached the server"
+        );
+        e.assert_recorded();
+        let recs = e.records();
+        let refused: Vec<_> = recs
+            .iter()
+            .filter(|r| {
+                r["decision"]["by"] == "builtin:websocket" && r["decision"]["result"] == "deny"
+            })
+            .collect();
+        assert_eq!(refused.len(), 2, "{recs:?}");
+        assert!(recs
+            .iter()
+            .any(|r| r["kind"] == "net.close" && r["detail"]["via"] == "websocket"));
+    });
+}
