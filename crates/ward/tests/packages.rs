@@ -42,6 +42,37 @@ impl Drop for Server {
     }
 }
 
+/// `cmd` started as a server of the test's, once it answers on 127.0.0.1:`port`.
+fn start(mut cmd: Command, port: u16, what: &str) -> Server {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let begun = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            begun.elapsed() < Duration::from_secs(60),
+            "{what} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// The project staged, and the registry on this machine's loopback allowed.
+fn allow_registry(e: &Env, port: u16) {
+    std::fs::write(
+        e.p("proj/ward.toml"),
+        format!(
+            "[[files]]\npath = \"{}\"\n[network]\nallow = [\"http://localhost:{port}\"]\n",
+            e.p("proj").display()
+        ),
+    )
+    .unwrap();
+}
+
 /// A free port on 127.0.0.1 (bound and let go: the server takes it next).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -53,23 +84,10 @@ fn free_port() -> u16 {
 
 /// pypiserver on 127.0.0.1:`port`, serving the pinned wheels, once it answers.
 fn pypi(dir: &std::path::Path, port: u16) -> Server {
-    let child = Command::new(dir.join("pypi-venv/bin/pypi-server"))
-        .args(["run", "-i", "127.0.0.1", "-p", &port.to_string()])
-        .arg(dir.join("pypi-packages"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "pypiserver did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
+    let mut c = Command::new(dir.join("pypi-venv/bin/pypi-server"));
+    c.args(["run", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .arg(dir.join("pypi-packages"));
+    start(c, port, "pypiserver")
 }
 
 #[test]
@@ -80,14 +98,7 @@ fn pip_installs_into_a_venv_from_a_loopback_registry_and_the_venv_works_after_re
     let port = free_port();
     let _server = pypi(&dir, port);
     let e = Env::new();
-    std::fs::write(
-        e.p("proj/ward.toml"),
-        format!(
-            "[[files]]\npath = \"{}\"\n[network]\nallow = [\"http://localhost:{port}\"]\n",
-            e.p("proj").display()
-        ),
-    )
-    .unwrap();
+    allow_registry(&e, port);
     std::fs::write(e.p("proj/README"), "hello\n").unwrap();
     let script = format!(
         "/usr/bin/python3 -m venv venv && venv/bin/pip install -q --disable-pip-version-check \
@@ -172,24 +183,11 @@ fn verdaccio(dir: &std::path::Path, root: &std::path::Path, port: u16) -> Server
         ),
     )
     .unwrap();
-    let child = Command::new(dir.join("verdaccio/node_modules/.bin/verdaccio"))
-        .arg("--config")
+    let mut c = Command::new(dir.join("verdaccio/node_modules/.bin/verdaccio"));
+    c.arg("--config")
         .arg(&config)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "verdaccio did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    server
+        .args(["--listen", &format!("127.0.0.1:{port}")]);
+    start(c, port, "verdaccio")
 }
 
 /// Publish a package `name` whose module says `says`, as a user made for it.
@@ -264,14 +262,7 @@ fn npm_installs_from_a_loopback_registry_with_its_cache_in_the_agents_home() {
         "{\"name\":\"p\",\"version\":\"1.0.0\"}\n",
     )
     .unwrap();
-    std::fs::write(
-        e.p("proj/ward.toml"),
-        format!(
-            "[[files]]\npath = \"{}\"\n[network]\nallow = [\"http://localhost:{port}\"]\n",
-            e.p("proj").display()
-        ),
-    )
-    .unwrap();
+    allow_registry(&e, port);
     let script = format!(
         "npm install --no-audit --no-fund --registry http://localhost:{port}/ ward-demo-dep && \
          node -e 'console.log(\"INSIDE\", require(\"ward-demo-dep\"))'"
@@ -358,30 +349,17 @@ fn cargo_fetches_from_a_sparse_registry_on_loopback_into_the_agents_home() {
         ),
     )
     .unwrap();
-    let _server = Server(
-        Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
-            .arg(&reg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the registry did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut http = Command::new("python3");
+    http.args([
+        "-m",
+        "http.server",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+    ])
+    .arg(&reg);
+    let _server = start(http, port, "the registry");
     std::fs::create_dir_all(e.p("proj/src")).unwrap();
     std::fs::create_dir_all(e.p("proj/.cargo")).unwrap();
     std::fs::write(

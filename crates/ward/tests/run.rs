@@ -1080,34 +1080,28 @@ fn the_report_names_a_refusal_and_ward_allow_adds_the_line_that_lets_it_through(
         format!("[network]\nallow = [\"{dest}\"]\n"),
     )
     .unwrap();
-    let refused = e.ward(&["allow", "https://api.example.com"]);
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    assert!(
-        text(&refused).contains("does not allow"),
-        "{}",
-        text(&refused)
-    );
-    assert_eq!(
-        std::fs::read_to_string(e.p("proj/ward.toml")).unwrap(),
-        toml
-    );
-    // A deny of the person's own stands too: said, nothing changed.
+    // Refused, with the reason, and the manifest left as it was.
+    let refused = |dest: &str, says: &str, manifest: &str| {
+        let o = e.ward(&["allow", dest]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(text(&o).contains(says), "{}", text(&o));
+        assert_eq!(
+            std::fs::read_to_string(e.p("proj/ward.toml")).unwrap(),
+            manifest
+        );
+    };
+    refused("https://api.example.com", "does not allow", &toml);
+    // A deny of the person's own stands too.
     std::fs::remove_file(e.p("managed.toml")).unwrap();
     let with_deny = toml.replace(
         "[network]",
         "[network]\ndeny = [\"https://blocked.example\"]",
     );
     std::fs::write(e.p("proj/ward.toml"), &with_deny).unwrap();
-    let d = e.ward(&["allow", "https://blocked.example"]);
-    assert_eq!(d.status.code(), Some(1), "{}", text(&d));
-    assert!(
-        text(&d).contains("would still not be allowed"),
-        "{}",
-        text(&d)
-    );
-    assert_eq!(
-        std::fs::read_to_string(e.p("proj/ward.toml")).unwrap(),
-        with_deny
+    refused(
+        "https://blocked.example",
+        "would still not be allowed",
+        &with_deny,
     );
     // Now the service is reached, through the proxy and at its own address.
     let o = run();

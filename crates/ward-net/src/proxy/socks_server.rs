@@ -53,7 +53,7 @@ impl Proxy {
         match self.admit("socks", "https", &auth).await {
             Ok(v) => {
                 if s.write_all(&socks::reply(socks::REP_OK)).await.is_ok() {
-                    self.tunnel(s, auth, v, "socks", early).await;
+                    self.carry(s, "https", auth, v, "socks", early).await;
                 }
             }
             Err(r) => {

@@ -24,8 +24,15 @@ impl Proxy {
         let p = self.clone();
         tokio::spawn(async move {
             if let Ok(up) = hyper::upgrade::on(req).await {
-                p.tunnel(TokioIo::new(up), auth, vetted, "connect", Vec::new())
-                    .await
+                p.carry(
+                    TokioIo::new(up),
+                    "https",
+                    auth,
+                    vetted,
+                    "connect",
+                    Vec::new(),
+                )
+                .await
             }
         });
         Response::new(empty())
@@ -36,23 +43,8 @@ impl Proxy {
     /// through the proxy). The same decisions as [`Proxy::connect`].
     pub(super) async fn raw_connect(&self, mut s: TcpStream) {
         let mut buf = Vec::with_capacity(1024);
-        let mut chunk = [0u8; 4096];
-        let end = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    return Some(i + 4);
-                }
-                if buf.len() > 16 * 1024 {
-                    return None;
-                }
-                match s.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-        })
-        .await;
-        let Ok(Some(end)) = end else {
+        let end = read_head(&mut s, &mut buf).await;
+        let Some(end) = end else {
             let r = self.bad_request(
                 "connect",
                 "CONNECT",
@@ -108,7 +100,7 @@ impl Proxy {
                     if scheme == "http" {
                         self.websocket(s, auth, v, early).await;
                     } else {
-                        self.tunnel(s, auth, v, "connect", early).await;
+                        self.carry(s, "https", auth, v, "connect", early).await;
                     }
                 }
             }
@@ -150,24 +142,7 @@ impl Proxy {
     /// each one is decided.
     async fn websocket(&self, mut s: TcpStream, auth: Authority, vetted: Vetted, early: Vec<u8>) {
         let mut buf = early;
-        let mut chunk = [0u8; 4096];
-        let head_end = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    return Some(i + 4);
-                }
-                if buf.len() > 16 * 1024 {
-                    return None;
-                }
-                match s.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-        })
-        .await
-        .ok()
-        .flatten();
+        let head_end = read_head(&mut s, &mut buf).await;
         let why = match head_end.map(|end| websocket_request(&buf[..end], &auth)) {
             Some(Ok(())) => None,
             Some(Err(why)) => Some(why),
@@ -200,24 +175,11 @@ impl Proxy {
         self.carry(s, "http", auth, vetted, "websocket", buf).await;
     }
 
-    /// The body of a CONNECT or SOCKS tunnel: read the ClientHello, check its name, dial the
-    /// vetted address, pass bytes both ways, record what went through.
-    pub(super) async fn tunnel<S>(
-        &self,
-        client: S,
-        auth: Authority,
-        vetted: Vetted,
-        via: &str,
-        early: Vec<u8>,
-    ) where
-        S: Relay,
-    {
-        self.carry(client, "https", auth, vetted, via, early).await
-    }
-
-    /// A tunnel to `auth` over `scheme`: for `https`, only TLS whose server name is the name
-    /// decided on; for `http` (a loopback service the manifest names), the bytes as they come.
-    async fn carry<S>(
+    /// The body of a CONNECT or SOCKS tunnel to `auth` over `scheme`, dialled at the vetted
+    /// address, bytes passed both ways, what went through recorded: for `https`, only TLS whose
+    /// ClientHello names the name decided on; otherwise (a loopback service, `ssh`, a checked
+    /// WebSocket) the bytes as they come.
+    pub(super) async fn carry<S>(
         &self,
         mut client: S,
         scheme: &str,
@@ -463,6 +425,29 @@ impl Relay for TcpStream {
 }
 
 impl Relay for TokioIo<hyper::upgrade::Upgraded> {}
+
+/// Read from `s` into `buf` until a request head ends (its blank line), within 30 s and
+/// 16 KiB; where it ends.
+async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    let mut chunk = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Some(i + 4);
+            }
+            if buf.len() > 16 * 1024 {
+                return None;
+            }
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
 
 /// Is `head` (a request head, through its blank line) a WebSocket opening to `auth`? The
 /// reason when not.
