@@ -18,10 +18,16 @@ pub const ALWAYS: &[&str] = &[
     ".bashrc",
     ".bash_profile",
     ".bash_login",
+    ".bash_logout",
     ".profile",
     ".zshrc",
     ".zshenv",
     ".zprofile",
+    ".zlogin",
+    ".zlogout",
+    ".config/fish/config.fish",
+    ".gitconfig",
+    ".ssh/config",
 ];
 
 /// A guarded file larger than this is not copied: it is held whole if it changed.
@@ -32,8 +38,19 @@ const LIMIT: u64 = 1 << 20;
 enum Was {
     Missing,
     File(Vec<u8>),
-    /// A link, a folder, something too large or unreadable: compared by being the same kind.
+    /// A file too large to copy, by its SHA-256.
+    Large(String),
+    /// A link, by its target.
+    Link(Vec<u8>),
+    /// A folder, a link on the way, something unreadable: never equal to anything, so a
+    /// change cannot hide behind it.
     Other,
+}
+
+impl Was {
+    fn same(&self, other: &Was) -> bool {
+        *self != Was::Other && self == other
+    }
 }
 
 /// The guarded files of a home at the start of a session.
@@ -62,6 +79,31 @@ fn read(dir: &OwnedFd, rel: &str) -> Was {
     let Ok(c) = CString::new(rel) else {
         return Was::Other;
     };
+    // A link as the last part: its target (the folders on the way follow no link).
+    let (parent, name) = rel.rsplit_once('/').unwrap_or((".", rel));
+    if let (Ok(p), Ok(n)) = (CString::new(parent), CString::new(name)) {
+        if let Ok(pfd) = ward_sys::openat2(
+            dir.as_fd(),
+            &p,
+            libc::O_PATH | libc::O_DIRECTORY,
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+        ) {
+            let mut target = vec![0u8; 4096];
+            // SAFETY: readlinkat into a buffer of the length passed.
+            let r = unsafe {
+                libc::readlinkat(
+                    pfd.as_raw_fd(),
+                    n.as_ptr(),
+                    target.as_mut_ptr() as *mut libc::c_char,
+                    target.len(),
+                )
+            };
+            if r >= 0 {
+                target.truncate(r as usize);
+                return Was::Link(target);
+            }
+        }
+    }
     match ward_sys::openat2(
         dir.as_fd(),
         &c,
@@ -78,6 +120,15 @@ fn read(dir: &OwnedFd, rel: &str) -> Was {
                         Err(_) => Was::Other,
                     }
                 }
+                Ok(m) if m.is_file() => {
+                    use sha2::{Digest, Sha256};
+                    let mut h = Sha256::new();
+                    let mut f = f;
+                    match std::io::copy(&mut f, &mut h) {
+                        Ok(_) => Was::Large(format!("{:x}", h.finalize())),
+                        Err(_) => Was::Other,
+                    }
+                }
                 _ => Was::Other,
             }
         }
@@ -86,13 +137,19 @@ fn read(dir: &OwnedFd, rel: &str) -> Was {
     }
 }
 
-/// The guarded files of `home` now: `profile`'s and [`ALWAYS`].
-pub fn snapshot(home: &Path, profile: &[String]) -> Option<Snapshot> {
+/// The guarded files of `home` now: `profile`'s and [`ALWAYS`], less those `granted` (a
+/// grant mounted there is the person's file, not the agent's).
+pub fn snapshot(
+    home: &Path,
+    profile: &[String],
+    granted: impl Fn(&str) -> bool,
+) -> Option<Snapshot> {
     let dir = beneath(home).ok()?;
     let files = ALWAYS
         .iter()
         .map(|s| s.to_string())
         .chain(profile.iter().cloned())
+        .filter(|rel| !granted(rel))
         .map(|rel| {
             let was = read(&dir, &rel);
             (rel, was)
@@ -109,6 +166,8 @@ pub struct Held {
     pub rel: String,
     /// What Ward did with the agent's version.
     pub what: &'static str,
+    /// Put back as it was (else the agent's version is still in the home).
+    pub restored: bool,
 }
 
 /// The folder of `rel` below `dir` (made when missing, never through a link) and its name.
@@ -205,8 +264,29 @@ fn restore(dir: &OwnedFd, rel: &str, was: &Was) -> std::io::Result<()> {
             }
             Ok(())
         }
-        // Not restorable to what it was: left as it is (said and recorded by the caller).
-        Was::Other => Err(std::io::ErrorKind::Unsupported.into()),
+        Was::Link(t) => {
+            let t = CString::new(t.clone())?;
+            let tmp = CString::new(format!(".ward-restore-{}", std::process::id()))?;
+            // SAFETY: symlinkat/renameat within one directory we hold.
+            unsafe {
+                libc::unlinkat(parent.as_raw_fd(), tmp.as_ptr(), 0);
+                if libc::symlinkat(t.as_ptr(), parent.as_raw_fd(), tmp.as_ptr()) != 0
+                    || libc::renameat(
+                        parent.as_raw_fd(),
+                        tmp.as_ptr(),
+                        parent.as_raw_fd(),
+                        name.as_ptr(),
+                    ) != 0
+                {
+                    let e = std::io::Error::last_os_error();
+                    libc::unlinkat(parent.as_raw_fd(), tmp.as_ptr(), 0);
+                    return Err(e);
+                }
+            }
+            Ok(())
+        }
+        // Not restorable to what it was: left as it is (the caller fails closed).
+        Was::Large(_) | Was::Other => Err(std::io::ErrorKind::Unsupported.into()),
     }
 }
 
@@ -214,12 +294,17 @@ fn restore(dir: &OwnedFd, rel: &str, was: &Was) -> std::io::Result<()> {
 /// version copied to `upper` (a stage of the home, for review). Returns what was held.
 pub fn hold(s: &Snapshot, upper: &Path) -> Vec<Held> {
     let Ok(dir) = beneath(&s.home) else {
-        return vec![];
+        // The agent made its home unreadable to Ward: nothing can be checked or put back.
+        return vec![Held {
+            rel: ".".into(),
+            what: "the home itself could not be opened (its permissions changed?)",
+            restored: false,
+        }];
     };
     let mut out = Vec::new();
     for (rel, was) in &s.files {
         let now = read(&dir, rel);
-        if now == *was {
+        if now.same(was) {
             continue;
         }
         // The agent's version, for review (a file; anything else is only reported).
@@ -233,17 +318,19 @@ pub fn hold(s: &Snapshot, upper: &Path) -> Vec<Held> {
             }
             _ => false,
         };
-        let what = match (restore(&dir, rel, was), copied) {
-            (Ok(()), true) => "put back as it was; the agent's version is held for review",
-            (Ok(()), false) => "put back as it was (the agent's version was not a file)",
-            (Err(_), true) => {
+        let restored = restore(&dir, rel, was).is_ok();
+        let what = match (restored, copied) {
+            (true, true) => "put back as it was; the agent's version is held for review",
+            (true, false) => "put back as it was (the agent's version was not a file)",
+            (false, true) => {
                 "left as the agent made it (it could not be put back); a copy is held for review"
             }
-            (Err(_), false) => "left as the agent made it (it could not be put back)",
+            (false, false) => "left as the agent made it (it could not be put back)",
         };
         out.push(Held {
             rel: rel.clone(),
             what,
+            restored,
         });
     }
     out
@@ -266,7 +353,7 @@ mod tests {
             ".claude/settings.json".to_string(),
             ".gemini/settings.json".to_string(),
         ];
-        let snap = snapshot(&home, &rels).unwrap();
+        let snap = snapshot(&home, &rels, |_| false).unwrap();
         // The agent: a hook in its settings, a new settings file, a .bashrc made a link out.
         std::fs::write(home.join(".claude/settings.json"), "{\"hooks\":1}").unwrap();
         std::fs::create_dir_all(home.join(".gemini")).unwrap();
@@ -279,6 +366,7 @@ mod tests {
             names,
             [".bashrc", ".claude/settings.json", ".gemini/settings.json"]
         );
+        assert!(held.iter().all(|h| h.restored));
         assert_eq!(
             std::fs::read_to_string(home.join(".claude/settings.json")).unwrap(),
             "{}"
@@ -301,7 +389,7 @@ mod tests {
             "a link's target is never copied"
         );
         // Nothing changed: nothing held.
-        let snap = snapshot(&home, &rels).unwrap();
+        let snap = snapshot(&home, &rels, |_| false).unwrap();
         assert!(hold(&snap, &d.path().join("upper2")).is_empty());
     }
 }

@@ -100,6 +100,20 @@ pub fn own(
             host.display()
         );
     }
+    // A home the last session left settings in that Ward could not put back is closed until
+    // a person has looked at them (see `guard`).
+    let mark = unsettled_mark(&host);
+    if kept && mark.exists() {
+        let what = std::fs::read_to_string(&mark).unwrap_or_default();
+        anyhow::bail!(
+            "the agent's home {} holds settings that run code and that Ward could not put back \
+             at the end of an earlier session ({}); check them, then remove {} to use this home \
+             again",
+            ward_core::inert::path(&host),
+            ward_core::inert::line(what.trim()),
+            ward_core::inert::path(&mark)
+        );
+    }
     match std::fs::create_dir(&host) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -146,6 +160,13 @@ pub fn own(
         kept,
         _lock: lock,
     }))
+}
+
+/// The mark of a home closed for settings Ward could not put back (beside it).
+pub fn unsettled_mark(home: &Path) -> PathBuf {
+    let mut m = home.as_os_str().to_owned();
+    m.push(".unsettled");
+    PathBuf::from(m)
 }
 
 /// Write `contents` at `rel` below the home `dir` unless something is there: every folder on

@@ -652,7 +652,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     // The agent's own settings that run code later: what it changed is put back and held.
     let mut stages = stages;
     if let (Some(snap), Some(h)) = (&guarded, &home) {
-        if let Err(e) = hold_home_settings(snap, h, &session_dir, &session, &mut stages, &log) {
+        if let Err(e) = hold_home_settings(snap, h, &m, &session_dir, &session, &mut stages, &log) {
             eprintln!("ward: warning: cannot hold the agent's changed settings for review: {e}");
         }
     }
@@ -732,6 +732,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
 fn hold_home_settings(
     snap: &crate::guard::Snapshot,
     home: &crate::home::Home,
+    m: &Manifest,
     session_dir: &Path,
     session: &str,
     stages: &mut Vec<ward_stage::Stage>,
@@ -755,10 +756,36 @@ fn hold_home_settings(
                     h.what
                 ),
             }),
+            detail: Some(json!({"restored": h.restored})),
             ..Event::new(ward_core::EventKind::ReviewHeld)
         })
         .collect();
     log.append_all(records)?;
+    // What could not be put back stays in the home, so the home is closed until a person
+    // has looked: the next session with it refuses to start (fail closed).
+    let unsettled: Vec<&str> = held
+        .iter()
+        .filter(|h| !h.restored)
+        .map(|h| h.rel.as_str())
+        .collect();
+    if !unsettled.is_empty() {
+        let mark = crate::home::unsettled_mark(&home.host);
+        std::fs::write(
+            &mark,
+            format!("session {session}: {}\n", unsettled.join(", ")),
+        )?;
+        eprintln!(
+            "ward: WARNING: the agent left settings in its home that Ward could not put back: {}. \
+             The home {} is closed: check them, then remove {}",
+            unsettled
+                .iter()
+                .map(|r| format!("~/{}", ward_core::inert::line(r)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            ward_core::inert::path(&home.host),
+            ward_core::inert::path(&mark)
+        );
+    }
     let copied = upper.exists();
     if copied {
         let info_path = session_dir.join("stage.json");
@@ -773,8 +800,8 @@ fn hold_home_settings(
                 cwd: home.host.clone(),
                 stages: vec![],
                 tokens: vec![],
-                manifest: None,
-                managed: vec![],
+                manifest: m.source.clone(),
+                managed: m.managed.clone(),
                 stage_started_ns: vec![],
             },
         };
@@ -1358,6 +1385,12 @@ fn prepare(
             crate::guard::snapshot(
                 &h.host,
                 m.profile.as_ref().map_or(&[][..], |p| p.guard.as_slice()),
+                |rel| {
+                    let inside = h.inside.join(rel);
+                    m.files
+                        .iter()
+                        .any(|g| inside.starts_with(&g.path) || g.path.starts_with(&inside))
+                },
             )
         });
         anyhow::Ok(Prepared {

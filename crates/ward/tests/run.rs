@@ -1208,3 +1208,32 @@ fn the_agents_own_settings_that_run_code_are_held_for_review() {
         text(&o)
     );
 }
+
+#[test]
+fn a_home_with_settings_ward_could_not_put_back_is_closed_until_a_person_looks() {
+    // The agent makes a guarded start-up file a folder with something in it: Ward cannot put
+    // it back, says so, and the next session with that home refuses to start.
+    let e = Env::new();
+    let o = e.ward(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "mkdir -p ~/.bash_login && echo x > ~/.bash_login/keep",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("could not put back"), "{}", text(&o));
+    let mark = e.p("state/ward/homes/default.unsettled");
+    assert!(mark.exists());
+    let again = e.ward(&["run", "--", "/bin/true"]);
+    assert_eq!(again.status.code(), Some(125), "{}", text(&again));
+    assert!(text(&again).contains("remove"), "{}", text(&again));
+    assert!(e
+        .records()
+        .iter()
+        .any(|r| r["kind"] == "review.held" && r["detail"]["restored"] == false));
+    // Looked at and cleared by the person: the home opens again.
+    std::fs::remove_dir_all(e.p("state/ward/homes/default/.bash_login")).unwrap();
+    std::fs::remove_file(&mark).unwrap();
+    assert_eq!(e.ward(&["run", "--", "/bin/true"]).status.code(), Some(0));
+}

@@ -84,24 +84,13 @@ impl Proxy {
                 return;
             }
         };
-        // A tunnel carries TLS; to a destination the manifest allows only as `http`, it may
-        // carry one thing more: a WebSocket (`ws://`), checked before it opens upstream.
-        let scheme = if self.http_only(&auth) {
-            "http"
-        } else {
-            "https"
-        };
-        match self.admit("connect", scheme, &auth).await {
+        match self.admit("connect", "https", &auth).await {
             Ok(v) => {
                 if s.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
                     .await
                     .is_ok()
                 {
-                    if scheme == "http" {
-                        self.websocket(s, auth, v, early).await;
-                    } else {
-                        self.carry(s, "https", auth, v, "connect", early).await;
-                    }
+                    self.carry(s, "https", auth, v, "connect", early).await;
                 }
             }
             Err(r) => {
@@ -121,64 +110,10 @@ impl Proxy {
         }
     }
 
-    /// Whether `auth` is refused as `https` but not as `http`: a CONNECT for a WebSocket.
-    fn http_only(&self, auth: &Authority) -> bool {
-        let decide = |scheme: &str| {
-            self.policy(&Action {
-                dest: Some(auth.host.as_match()),
-                port: Some(auth.port),
-                scheme: Some(scheme.into()),
-                ..Action::new(ActionKind::NetConnect, format!("{scheme}://{auth}"))
-            })
-            .effect
-        };
-        decide("https") == Effect::Deny && decide("http") != Effect::Deny
-    }
-
-    /// A CONNECT to an `http` destination: its first request must open a WebSocket (`GET`,
-    /// `Upgrade: websocket`) to the very host decided on (Host == the CONNECT host, no
-    /// fronting); then the bytes go as they come, as in any tunnel. Anything else is refused
-    /// inside the tunnel with the reason, on record: plain HTTP goes as proxy requests, where
-    /// each one is decided.
-    async fn websocket(&self, mut s: TcpStream, auth: Authority, vetted: Vetted, early: Vec<u8>) {
-        let mut buf = early;
-        let head_end = read_head(&mut s, &mut buf).await;
-        let why = match head_end.map(|end| websocket_request(&buf[..end], &auth)) {
-            Some(Ok(())) => None,
-            Some(Err(why)) => Some(why),
-            None => Some("no complete request in the tunnel within 30 s".to_string()),
-        };
-        if let Some(why) = why {
-            let target = format!("http://{auth}");
-            let action = Action {
-                dest: Some(auth.host.as_match()),
-                port: Some(auth.port),
-                scheme: Some("http".into()),
-                agent: self.inner.broker.agent().map(str::to_string),
-                ..Action::new(ActionKind::NetConnect, target)
-            };
-            let reason = format!(
-                "a tunnel to an http destination carries a WebSocket only ({why}); send plain \
-                 HTTP as a proxy request (HTTP_PROXY)"
-            );
-            let d = Decision::new(Effect::Deny, By::builtin("websocket"), reason.clone());
-            self.note(self.event(&action, &d, json!({"via": "connect", "stage": "websocket"})));
-            let r = Refusal::new(
-                StatusCode::FORBIDDEN,
-                socks::REP_NOT_ALLOWED,
-                By::builtin("websocket"),
-                reason,
-            );
-            let _ = s.write_all(&refusal_bytes(&r)).await;
-            return;
-        }
-        self.carry(s, "http", auth, vetted, "websocket", buf).await;
-    }
-
     /// The body of a CONNECT or SOCKS tunnel to `auth` over `scheme`, dialled at the vetted
     /// address, bytes passed both ways, what went through recorded: for `https`, only TLS whose
-    /// ClientHello names the name decided on; otherwise (a loopback service, `ssh`, a checked
-    /// WebSocket) the bytes as they come.
+    /// ClientHello names the name decided on; otherwise (a loopback service, `ssh`) the bytes as
+    /// they come.
     pub(super) async fn carry<S>(
         &self,
         mut client: S,
@@ -447,49 +382,4 @@ async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
     .await
     .ok()
     .flatten()
-}
-
-/// Is `head` (a request head, through its blank line) a WebSocket opening to `auth`? The
-/// reason when not.
-fn websocket_request(head: &[u8], auth: &Authority) -> Result<(), String> {
-    let text = std::str::from_utf8(head).map_err(|_| "the request is not text".to_string())?;
-    let mut lines = text.split("\r\n");
-    let first = lines.next().unwrap_or("");
-    let mut parts = first.split(' ');
-    if parts.next() != Some("GET") || parts.next().is_none_or(|p| !p.starts_with('/')) {
-        return Err("not a GET of a path".into());
-    }
-    let mut host = None;
-    let (mut upgrade, mut connection) = (false, false);
-    for l in lines.take_while(|l| !l.is_empty()) {
-        let Some((name, value)) = l.split_once(':') else {
-            return Err("a malformed header".into());
-        };
-        let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "host" if host.is_some() => return Err("two Host headers".into()),
-            "host" => host = Some(value.to_ascii_lowercase()),
-            "upgrade" => upgrade = value.eq_ignore_ascii_case("websocket"),
-            "connection" => {
-                connection = value
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            }
-            _ => {}
-        }
-    }
-    if !(upgrade && connection) {
-        return Err("not a WebSocket upgrade".into());
-    }
-    let host = host.ok_or("no Host header")?;
-    let name = auth.host.to_string().to_ascii_lowercase();
-    let with_port = format!("{name}:{}", auth.port);
-    if host == with_port || (auth.port == 80 && host == name) {
-        Ok(())
-    } else {
-        Err(format!(
-            "Host `{}` is not the CONNECT host {with_port}",
-            host.escape_default()
-        ))
-    }
 }
