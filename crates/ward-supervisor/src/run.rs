@@ -290,7 +290,11 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         cwd,
         review,
     } = req;
-    if let Some(s) = m.loopback_services().into_iter().find(
+    // The network inside, worked out once: the loopback services and the names the resolver
+    // gives addresses (the launcher listens at each).
+    let services = m.loopback_services();
+    let names = ward_net::dns::names(&m);
+    if let Some(s) = services.iter().find(
         |s| matches!(s.listen.ip(), std::net::IpAddr::V4(ip) if ip.octets()[..2] == [127, 77]),
     ) {
         bail!(
@@ -300,7 +304,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             s.origin
         );
     }
-    if let Some(s) = m.loopback_services().into_iter().find(|s| {
+    if let Some(s) = services.iter().find(|s| {
         s.listen
             == std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, ward_net::PROXY_PORT))
     }) {
@@ -359,15 +363,14 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     let mut early = ward_sandbox::launch::Config::new(staging.clone(), cwd.clone(), vec![]);
     early.parent = Some(std::process::id() as i32);
     early.proxy_port = ward_net::PROXY_PORT;
-    early.loopback = m
-        .loopback_services()
+    early.loopback = services
         .iter()
         .map(|s| s.listen)
-        .chain(ward_net::dns::names(&m).iter().map(|n| n.at))
+        .chain(names.iter().map(|n| n.at))
         .collect();
-    for n in ward_net::dns::names(&m) {
+    for n in &names {
         if !early.hosts.iter().any(|(x, _)| *x == n.name) {
-            early.hosts.push((n.name, n.at.ip()));
+            early.hosts.push((n.name.clone(), n.at.ip()));
         }
     }
     early.watch_exec = m.exec_checked();
