@@ -71,29 +71,13 @@ pub fn decode(cfg: &mut Config, b: &[u8]) -> Result<(), SandboxError> {
     if d.take(MAGIC.len())? != MAGIC {
         return Err(bad("not a Ward launcher configuration (version 1)"));
     }
-    let n = d.count(5)?;
-    let mut grants = Vec::with_capacity(n.min(1024));
-    for _ in 0..n {
-        grants.push((d.path()?, d.flag()?));
-    }
+    let grants = d.list(5, |d| Ok((d.path()?, d.flag()?)))?;
     let masks = d.paths()?;
     let read_only = d.paths()?;
-    let n = d.count(12)?;
-    let mut stages = Vec::with_capacity(n.min(1024));
-    for _ in 0..n {
-        stages.push((d.path()?, d.path()?, d.path()?));
-    }
+    let stages = d.list(12, |d| Ok((d.path()?, d.path()?, d.path()?)))?;
     let cwd = d.path()?;
-    let n = d.count(4)?;
-    let mut argv = Vec::with_capacity(n.min(1024));
-    for _ in 0..n {
-        argv.push(d.text()?);
-    }
-    let n = d.count(8)?;
-    let mut env = Vec::with_capacity(n.min(1024));
-    for _ in 0..n {
-        env.push((d.text()?, d.text()?));
-    }
+    let argv = d.list(4, |d| d.text())?;
+    let env = d.list(8, |d| Ok((d.text()?, d.text()?)))?;
     let landlock = d.flag()?;
     let no_execute = d.paths()?;
     let devices = d.paths()?;
@@ -196,9 +180,22 @@ impl<'a> Dec<'a> {
     fn path(&mut self) -> Result<PathBuf, SandboxError> {
         Ok(PathBuf::from(OsStr::from_bytes(self.bytes()?)))
     }
+    /// A count, then that many items, each at least `min` bytes (the count is checked
+    /// against what follows before anything is allocated).
+    fn list<T>(
+        &mut self,
+        min: usize,
+        mut one: impl FnMut(&mut Self) -> Result<T, SandboxError>,
+    ) -> Result<Vec<T>, SandboxError> {
+        let n = self.count(min)?;
+        let mut out = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            out.push(one(self)?);
+        }
+        Ok(out)
+    }
     fn paths(&mut self) -> Result<Vec<PathBuf>, SandboxError> {
-        let n = self.count(4)?;
-        (0..n).map(|_| self.path()).collect()
+        self.list(4, |d| d.path())
     }
     fn text(&mut self) -> Result<String, SandboxError> {
         let at = self.at;

@@ -24,7 +24,8 @@ pub struct Flag {
 /// Config files larger than this are not read (a repository's config is a few hundred bytes).
 pub const CONFIG_LIMIT: u64 = 64 << 10;
 
-const SHELL_RC: &[&str] = &[
+/// Shell start-up files, by name (fish's at any depth: `config.fish`).
+pub const SHELL_RC: &[&str] = &[
     ".bashrc",
     ".bash_profile",
     ".bash_login",

@@ -13,22 +13,20 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-/// Files in every agent's home that run code in its later sessions: shell start-up files.
-pub const ALWAYS: &[&str] = &[
-    ".bashrc",
-    ".bash_profile",
-    ".bash_login",
-    ".bash_logout",
-    ".profile",
-    ".zshrc",
-    ".zshenv",
-    ".zprofile",
-    ".zlogin",
-    ".zlogout",
-    ".config/fish/config.fish",
-    ".gitconfig",
-    ".ssh/config",
-];
+/// Files in every agent's home that run code in its later sessions, besides the shell start-up
+/// files ([`ward_stage::classify::SHELL_RC`], the review's own list): git's and ssh's settings.
+const ALSO: &[&str] = &[".gitconfig", ".ssh/config"];
+
+/// Every agent's guarded files, as paths below its home.
+pub fn always() -> impl Iterator<Item = String> {
+    ward_stage::classify::SHELL_RC
+        .iter()
+        .map(|n| match *n {
+            "config.fish" => ".config/fish/config.fish".to_string(),
+            n => n.to_string(),
+        })
+        .chain(ALSO.iter().map(|s| s.to_string()))
+}
 
 /// A guarded file larger than this is not copied: it is held whole if it changed.
 const LIMIT: u64 = 1 << 20;
@@ -137,7 +135,7 @@ fn read(dir: &OwnedFd, rel: &str) -> Was {
     }
 }
 
-/// The guarded files of `home` now: `profile`'s and [`ALWAYS`], less those `granted` (a
+/// The guarded files of `home` now: `profile`'s and [`always`], less those `granted` (a
 /// grant mounted there is the person's file, not the agent's).
 pub fn snapshot(
     home: &Path,
@@ -145,9 +143,7 @@ pub fn snapshot(
     granted: impl Fn(&str) -> bool,
 ) -> Option<Snapshot> {
     let dir = beneath(home).ok()?;
-    let files = ALWAYS
-        .iter()
-        .map(|s| s.to_string())
+    let files = always()
         .chain(profile.iter().cloned())
         .filter(|rel| !granted(rel))
         .map(|rel| {
