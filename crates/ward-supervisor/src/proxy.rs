@@ -77,8 +77,16 @@ fn socket_type(fd: &OwnedFd) -> Option<i32> {
     (r == 0).then_some(t)
 }
 
+/// What the launcher listens at inside the sandbox besides the proxy, as `ward run` worked it
+/// out from the manifest: the loopback services and the resolver's names.
+#[derive(Clone)]
+pub struct Listened {
+    pub services: Vec<ward_core::manifest::LoopbackService>,
+    pub names: Vec<ward_net::dns::Named>,
+}
+
 /// Receive the listening socket from the launcher and serve it on a thread of its own.
-pub fn start(sock: OwnedFd, broker: Broker, manifest: Manifest) -> Handle {
+pub fn start(sock: OwnedFd, broker: Broker, manifest: Manifest, listened: Listened) -> Handle {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (wake_r, wake_w) = match ward_sys::pipe(libc::O_CLOEXEC) {
         Ok((r, w)) => (Some(r), Some(w)),
@@ -86,7 +94,7 @@ pub fn start(sock: OwnedFd, broker: Broker, manifest: Manifest) -> Handle {
     };
     let thread = std::thread::Builder::new()
         .name("ward-proxy".into())
-        .spawn(move || serve(sock, broker, manifest, rx, wake_r))
+        .spawn(move || serve(sock, broker, manifest, listened, rx, wake_r))
         .ok();
     Handle {
         stop: Some(tx),
@@ -99,6 +107,7 @@ fn serve(
     sock: OwnedFd,
     broker: Broker,
     manifest: Manifest,
+    Listened { services, names }: Listened,
     mut stop: tokio::sync::oneshot::Receiver<()>,
     wake: Option<OwnedFd>,
 ) -> serde_json::Value {
@@ -117,8 +126,6 @@ fn serve(
     // Then the resolver's socket and the listeners of the loopback services and of the names
     // the resolver gives addresses, until the launcher closes its end; each known by its
     // type and address.
-    let services = manifest.loopback_services();
-    let names = ward_net::dns::names(&manifest);
     let mut forwards: Vec<(std::net::TcpListener, ward_net::Forward)> = Vec::new();
     let mut dns: Option<std::net::UdpSocket> = None;
     while let Ok(Some(fd)) = ward_sandbox::notify::recv_fd(&sock) {

@@ -572,7 +572,12 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     // The one path every action of the session takes: the proxy, exec and the denied-call
     // recorder decide, ask and record through it.
     let broker = session_broker(&m, pdp, &log, &session, &agent_cmd, running.as_ref());
-    let proxy = crate::proxy::start(proxy_ours, broker.clone(), m.clone());
+    let proxy = crate::proxy::start(
+        proxy_ours,
+        broker.clone(),
+        m.clone(),
+        crate::proxy::Listened { services, names },
+    );
     let stop = std::sync::atomic::AtomicBool::new(false);
     let watch = crate::watch::Watch {
         launcher: child.id(),
