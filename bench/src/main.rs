@@ -683,16 +683,27 @@ fn startup() {
         c
     };
     let mut m_run = || ward_cmd(&["run", "--grant", ".:direct", "--", "/bin/echo", "x"]);
+    // WARD_BENCH_BEFORE=PATH: another build of ward (the one before a change), measured in the
+    // same interleaved rounds.
+    let before = std::env::var_os("WARD_BENCH_BEFORE").map(std::path::PathBuf::from);
+    let mut m_before = || {
+        let mut c = world.ward_at(
+            before.as_deref().unwrap_or(std::path::Path::new("ward")),
+            &["run", "--grant", ".:direct", "--", "/bin/echo", "x"],
+        );
+        c.stdout(std::process::Stdio::null());
+        c
+    };
     for (label, rounds, pause) in [
         ("back to back", n, Duration::ZERO),
         ("each after 100 ms idle", 41, Duration::from_millis(100)),
     ] {
-        let v = medians_paced(
-            rounds,
-            &mut [&mut m_bare, &mut m_bw, &mut m_bwcg, &mut m_run],
-            true,
-            pause,
-        );
+        let mut makers: Vec<&mut dyn FnMut() -> std::process::Command> =
+            vec![&mut m_bare, &mut m_bw, &mut m_bwcg, &mut m_run];
+        if before.is_some() {
+            makers.push(&mut m_before);
+        }
+        let v = medians_paced(rounds, &mut makers, true, pause);
         let (fb_bare, fb_bw, fb_bwcg, fb_run) = (v[0], v[1], v[2], v[3]);
         let over = |d: Duration| d.saturating_sub(fb_bare).as_secs_f64() * 1e3;
         println!(
@@ -718,6 +729,15 @@ fn startup() {
             over(fb_run) / over(fb_bw),
             over(fb_run) / over(fb_bwcg)
         );
+        if let (Some(b), Some(d)) = (&before, v.get(4)) {
+            println!(
+                "{:<48} {:>7.2} ms   overhead {:>6.2} ms   ({:.2}x bwrap)",
+                format!("ward run, WARD_BENCH_BEFORE ({})", b.display()),
+                d.as_secs_f64() * 1e3,
+                over(*d),
+                over(*d) / over(fb_bw)
+            );
+        }
         groups.borrow_mut().clear();
     }
 

@@ -36,7 +36,12 @@ impl World {
 
     /// `ward ARGS` in the project folder, in this world.
     pub fn ward(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.ward);
+        self.ward_at(&self.ward, args)
+    }
+
+    /// The same command run by another `ward` binary (a build to compare with).
+    pub fn ward_at(&self, bin: &std::path::Path, args: &[&str]) -> Command {
+        let mut c = Command::new(bin);
         c.args(args)
             .current_dir(&self.proj)
             .env("XDG_STATE_HOME", &self.state)

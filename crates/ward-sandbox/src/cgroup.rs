@@ -415,27 +415,43 @@ fn v2_parent(mount: &Path, own: PathBuf, c: Controller) -> Result<PathBuf, Sandb
     }
 }
 
-/// The session's cgroups, opened by the launcher while it is still in the host's namespaces.
+/// The file a single-threaded process writes `0` to in order to move itself into the cgroup
+/// `dir`: `tasks` on a v1 hierarchy, `cgroup.procs` on v2.
 ///
-/// Moving a process into a cgroup (`cgroup.procs`) takes the kernel's global threadgroup lock
-/// for writing, and the first such move after a quiet spell waits out an RCU grace period:
-/// 5-30 ms on an idle machine, more than the whole sandbox takes to build. So the launcher
-/// forks PID 1 first and then moves PID 1 and itself while PID 1 builds the root; PID 1
-/// forks nothing (the agent) until told both are in. Every process of the session is still
-/// counted: the two that existed before the move are moved, and every later one is forked
-/// inside.
+/// Moving a whole process (`cgroup.procs`, or any pid but the writer's own) takes the
+/// kernel's global threadgroup lock for writing, and the first such move after a quiet spell
+/// waits out an RCU grace period: 4-30 ms on an idle machine, more than the whole sandbox
+/// takes to build. A thread moving only itself (`0` to a v1 `tasks` file) needs no such lock
+/// (the kernel's `cgroup_procs_write_start`: "if we migrate a single thread ... we can skip
+/// the global lock"), and for a single-threaded process that is the whole process. A v2
+/// hierarchy moves single threads only inside a threaded subtree, so there it stays
+/// `cgroup.procs`.
+pub fn join_file(dir: &Path) -> PathBuf {
+    let tasks = dir.join("tasks");
+    if tasks.exists() {
+        tasks
+    } else {
+        dir.join("cgroup.procs")
+    }
+}
+
+/// The session's cgroups, opened while the opener still has the host's credentials and
+/// cgroup namespace (see [`join_file`]). The launcher and PID 1 each move themselves into
+/// them (both are single-threaded); PID 1 forks nothing (the agent) until it is in. Every
+/// process of the session is counted: the two that existed before the move move themselves,
+/// and every later one is forked inside.
 #[derive(Default)]
 pub struct Joiner {
     files: Vec<(PathBuf, std::fs::File)>,
 }
 
 impl Joiner {
-    /// Open each directory's `cgroup.procs` for writing (permission is checked now, with the
-    /// host's credentials and cgroup namespace).
+    /// Open each directory's [`join_file`] for writing (permission is checked now, with the
+    /// opener's credentials).
     pub fn open(dirs: &[PathBuf]) -> Result<Joiner, SandboxError> {
         let mut files = Vec::with_capacity(dirs.len());
         for d in dirs {
-            let p = d.join("cgroup.procs");
+            let p = join_file(d);
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&p)
@@ -448,8 +464,8 @@ impl Joiner {
         Ok(Joiner { files })
     }
 
-    /// The `cgroup.procs` files `ward run` opened and handed over (named by their place in
-    /// the list, for messages).
+    /// The files `ward run` opened and handed over (named by their place in the list, for
+    /// messages).
     pub fn from_fds(fds: Vec<std::os::fd::OwnedFd>) -> Joiner {
         Joiner {
             files: fds
@@ -470,16 +486,21 @@ impl Joiner {
         self.files.is_empty()
     }
 
-    /// Move process `pid` (of the caller's pid namespace; 0: the caller) into every cgroup.
-    pub fn join(&self, pid: i32) -> Result<(), SandboxError> {
+    /// The open files, to hand on to another process of the session.
+    pub fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.files.iter().map(|(_, f)| f.as_fd()).collect()
+    }
+
+    /// Move the calling process into every cgroup. It must be single-threaded: on a v1
+    /// hierarchy only the calling thread moves (see [`join_file`]).
+    pub fn join_self(&self) -> Result<(), SandboxError> {
         use std::os::unix::fs::FileExt;
-        let text = pid.to_string();
         for (p, f) in &self.files {
-            f.write_at(text.as_bytes(), 0)
-                .map_err(|source| SandboxError::Path {
-                    path: p.display().to_string(),
-                    source,
-                })?;
+            f.write_at(b"0", 0).map_err(|source| SandboxError::Path {
+                path: p.display().to_string(),
+                source,
+            })?;
         }
         Ok(())
     }

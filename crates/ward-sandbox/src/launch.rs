@@ -15,7 +15,7 @@ use crate::error::SandboxError;
 use crate::landlock::{Landlock, Rules};
 use crate::seccomp::Filter;
 use std::ffi::{CString, OsStr};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -689,9 +689,10 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
         // SAFETY: leave the child without running the parent's atexit handlers.
         unsafe { libc::_exit(code) };
     }
-    // While PID 1 builds the root: PID 1 and the launcher into the session's cgroups (the
-    // wait described at `Joiner`), and the agent's network namespace (creating one takes
-    // half a millisecond), which PID 1 enters before it forks the agent.
+    // While PID 1 builds the root: the agent's network namespace (creating one takes half a
+    // millisecond, done while `ward run` still makes the cgroups), then the launcher into the
+    // session's cgroups; both go to PID 1, which moves itself in and enters the namespace
+    // before it forks the agent.
     // SAFETY: closing PID 1's end of the link, and of the stream its configuration comes on.
     unsafe {
         libc::close(link[1]);
@@ -699,23 +700,34 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
             libc::close(late.rest);
         }
     }
-    let cgroups = match (opened, cfg.late) {
-        (Some(j), _) => Ok(j),
-        (None, Some(late)) => receive_cgroups(late.cgroups),
-        (None, None) => Ok(crate::cgroup::Joiner::default()),
-    };
-    let ready = cgroups
-        .and_then(|c| c.join(0).and_then(|()| c.join(pid1)))
-        .and_then(|()| network(cfg, &proc));
+    let ready = network(cfg, &proc).and_then(|ns| {
+        let cgroups = match (opened, cfg.late) {
+            (Some(j), _) => Ok(j),
+            (None, Some(late)) => receive_cgroups(late.cgroups),
+            (None, None) => Ok(crate::cgroup::Joiner::default()),
+        };
+        match cgroups.and_then(|c| c.join_self().map(|()| c)) {
+            Ok(c) => Ok((ns, c)),
+            Err(e) => {
+                // SAFETY: closing the namespace's descriptor, ours alone.
+                unsafe { libc::close(ns) };
+                Err(e)
+            }
+        }
+    });
     // SAFETY: the namespace's descriptor to PID 1 on success; on failure PID 1 is killed before
     // it could start anything (it waits for this message), and the error is reported.
     unsafe {
         let sent = match &ready {
-            Ok(ns) => crate::notify::send_fd(link[0], *ns) == 0,
+            Ok((ns, c)) => {
+                let mut fds = vec![std::os::fd::BorrowedFd::borrow_raw(*ns)];
+                fds.extend(c.fds());
+                ward_sys::send_fds(std::os::fd::BorrowedFd::borrow_raw(link[0]), &fds).is_ok()
+            }
             Err(_) => false,
         };
-        if let Ok(ns) = ready {
-            libc::close(ns);
+        if let Ok((ns, _)) = &ready {
+            libc::close(*ns);
         }
         libc::close(link[0]);
         if !sent {
@@ -1004,35 +1016,25 @@ fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
     if let Some(sock) = cfg.pty_fd {
         agent_pty(sock)?;
     }
-    if let Some(fd) = cfg.go_fd {
-        let mut b = 0u8;
-        // SAFETY: a blocking one-byte read into a local.
-        let n = unsafe { libc::read(fd, &mut b as *mut u8 as *mut libc::c_void, 1) };
-        if n != 1 {
-            return Err(SandboxError::Setup(
-                "the supervisor did not let the agent start (its start could not be recorded)"
-                    .into(),
-            ));
-        }
-        // SAFETY: closing the descriptor we were handed.
-        unsafe {
-            libc::close(fd);
-        }
-    }
-    // Nothing is forked before PID 1 is in the session's cgroups (the launcher moves it and
-    // then sends the agent's network namespace, which PID 1 enters: until then PID 1 is in
-    // the host's, and starts nothing).
+    // Nothing is forked before PID 1 is in the session's cgroups: the launcher sends them
+    // beside the agent's network namespace, and PID 1 moves itself in and enters the
+    // namespace (until then it is in the host's, and starts nothing). The agent is then forked and confined at once, and
+    // waits for the supervisor's go (the session's start on record) only to exec: the go is
+    // on the path to the agent's first output, its fork and confinement are not.
     // SAFETY: `link` is PID 1's end of the socket pair, owned here.
     let link = unsafe { std::os::fd::OwnedFd::from_raw_fd(link) };
-    let ns = crate::notify::recv_fd(&link)
+    let mut fds = ward_sys::recv_fds(link.as_fd())
         .ok()
         .flatten()
+        .filter(|f| !f.is_empty())
         .ok_or_else(|| {
             SandboxError::Setup(
                 "the sandbox could not join the session's cgroups or make its network".into(),
             )
         })?;
     drop(link);
+    let ns = fds.remove(0);
+    crate::cgroup::Joiner::from_fds(fds).join_self()?;
     // SAFETY: setns on the descriptor just received, owned by `ns`.
     if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
         return Err(os_err("cannot enter the agent's network namespace".into()));
@@ -1101,8 +1103,16 @@ fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
             if drop_capabilities() != 0 {
                 die(b"ward: cannot drop the agent's capabilities\n");
             }
+            // Confined, the agent waits for the go: one byte once the session's start is on
+            // record; end of file means the supervisor could not record it (and has said so).
+            if let Some(fd) = cfg.go_fd {
+                let mut b = 0u8;
+                if libc::read(fd, &mut b as *mut u8 as *mut libc::c_void, 1) != 1 {
+                    libc::_exit(125);
+                }
+            }
             // Nothing leaks in by inheritance: every descriptor but stdio is closed (after the
-            // ruleset's own descriptor was consumed above).
+            // ruleset's own descriptor was consumed above, and the go read).
             libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
             libc::execve(prog.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr());
             let e = *libc::__errno_location();
@@ -1111,8 +1121,8 @@ fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
     }
     // PID 1 of a namespace ignores signals it has no handler for; pass them to the agent
     // (its own session and process group) instead.
-    if let Some(fd) = cfg.notify_fd {
-        // SAFETY: PID 1 has no use for the notify socket once the agent has it.
+    for fd in [cfg.notify_fd, cfg.go_fd].into_iter().flatten() {
+        // SAFETY: PID 1 has no use for the notify socket or the go once the agent has them.
         unsafe {
             libc::close(fd);
         }

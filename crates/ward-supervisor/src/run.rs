@@ -290,6 +290,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         cwd,
         review,
     } = req;
+
     // The network inside, worked out once: the loopback services and the names the resolver
     // gives addresses (the launcher listens at each).
     let services = m.loopback_services();
@@ -396,9 +397,22 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     LAUNCHER.store(child.id() as i32, std::sync::atomic::Ordering::Relaxed);
 
     // Everything else, while the sandbox is built. A failure ends the launcher (it sees its
-    // sockets close) and leaves nothing behind.
-    let confinement = confine(&m, &session, cgroups_ours);
-    let prepared = confinement.and_then(|confinement| {
+    // sockets close) and leaves nothing behind. The audit log is opened meanwhile (its key and
+    // anchors) on a thread of its own.
+    let opening = {
+        let paths = paths.clone();
+        std::thread::spawn(move || {
+            AuditLog::open(
+                &paths.log,
+                &KeyStore::new(&paths.keys),
+                WriterOptions::default(),
+            )
+        })
+    };
+    // PID 1 needs the rest of its configuration to finish the root: it is worked out and
+    // sent first; the cgroups are made after it (the launcher and PID 1 need them only before
+    // the agent is forked).
+    let prepared = Confinement::decide(&m, &session).and_then(|confinement| {
         prepare(
             &m,
             &session,
@@ -409,6 +423,10 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             confinement,
             rest_ours,
         )
+        .and_then(|(p, mut c)| match c.make_cgroups(&m, cgroups_ours) {
+            Ok(()) => Ok((p, c)),
+            Err(e) => Err((e, Box::new(c))),
+        })
         .map_err(|(e, confinement)| {
             // The cgroups go once the launcher, which may be in them, has ended.
             let _ = child.wait();
@@ -416,6 +434,35 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             e
         })
     });
+    // `session.json` is written on a thread of its own while the log is opened and the
+    // session's start recorded (made durable before the go, as the start is).
+    let describing = prepared.as_ref().ok().map(|(_, c)| {
+        let info = session_dir.join("session.json");
+        let file = crate::state::SessionFile {
+            version: crate::state::VERSION,
+            session: session.clone(),
+            pid: child.id(),
+            start_time: start_time(child.id()),
+            command: agent_cmd.clone(),
+            cwd: cwd.clone(),
+            started: ward_audit::time::now_rfc3339(),
+            supervisor: Some(std::process::id()),
+            supervisor_start: start_time(std::process::id()),
+            cgroups: c.cgroups.dirs().to_vec(),
+        };
+        std::thread::spawn(move || {
+            crate::state::write(&info, &file)
+                .with_context(|| format!("cannot write {}", info.display()))
+        })
+    });
+    // Both threads end before anything of the session is removed or started.
+    let described = move || -> anyhow::Result<()> {
+        match describing.map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => bail!("cannot write the session's state (its thread failed)"),
+            None => Ok(()),
+        }
+    };
     let (
         Prepared {
             inside:
@@ -443,6 +490,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         Err(e) => {
             drop(go_write);
             let status = child.wait();
+            let _ = described();
             let _ = ward_stage::deep::remove_all(&session_dir);
             // The launcher ended first and said why (125): not said twice.
             if e.is::<LauncherGone>() && status.ok().and_then(|s| s.code()) == Some(125) {
@@ -454,11 +502,12 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     let limits = m.limits.effective();
 
     // From here on the launcher exists: every path waits for it and records the end.
-    let log = AuditLog::open(
-        &paths.log,
-        &KeyStore::new(&paths.keys),
-        WriterOptions::default(),
-    )
+    let log = match opening.join() {
+        Ok(r) => r,
+        Err(_) => Err(ward_audit::AuditError::Config(
+            "the thread opening the log failed".into(),
+        )),
+    }
     .context("cannot open the audit log, and Ward does not run agents unrecorded");
     let log = log.map(std::sync::Arc::new).and_then(|log| {
         // The relay starts before the agent may: nothing it writes reaches the person unfiltered.
@@ -473,34 +522,19 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             // No go: the launcher sees the pipe close and ends without starting the agent.
             drop(go_write);
             let _ = child.wait();
+            let _ = described();
             let _ = ward_stage::deep::remove_all(&session_dir);
             return Err(e);
         }
     };
     let started = (|| -> anyhow::Result<()> {
-        let info = session_dir.join("session.json");
-        crate::state::write(
-            &info,
-            &crate::state::SessionFile {
-                version: crate::state::VERSION,
-                session: session.clone(),
-                pid: child.id(),
-                start_time: start_time(child.id()),
-                command: agent_cmd.clone(),
-                cwd: cwd.clone(),
-                started: ward_audit::time::now_rfc3339(),
-                supervisor: Some(std::process::id()),
-                supervisor_start: start_time(std::process::id()),
-                cgroups: confinement.cgroups.dirs().to_vec(),
-            },
-        )
-        .with_context(|| format!("cannot write {}", info.display()))?;
-        let grants: Vec<_> = m
+        let recorded = (|| -> anyhow::Result<()> {
+            let grants: Vec<_> = m
             .files
             .iter()
             .map(|g| json!({"path": g.path, "access": g.access.as_str(), "mode": g.mode.as_str(), "origin": g.origin.to_string()}))
             .collect();
-        log.append(Event {
+            log.append(Event {
             session: Some(session.clone()),
             agent: agent_cmd.first().cloned(),
             detail: Some(json!({
@@ -533,36 +567,42 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             ..Event::new(ward_core::EventKind::SessionStart)
         })
         .context("cannot record the session start, so the agent does not start")?;
-        // Each device: allowed or not, and how.
-        if !devices.is_empty() {
-            log.append_all(devices.iter().map(|d| d.event(&session)).collect())
-                .context("cannot record the devices, so the agent does not start")?;
-        }
-        // What the file rules hold read-only in direct grants, each under its rule.
-        if !ruled.is_empty() {
-            log.append_all(
-                ruled
-                    .iter()
-                    .take(DENIAL_RECORDS)
-                    .map(|(p, d)| Event {
-                        session: Some(session.clone()),
-                        resource: Some(p.display().to_string()),
-                        decision: Some(EventDecision {
-                            result: Effect::Deny,
-                            by: d.by.clone(),
-                            reason: format!(
-                                "{} (read-only inside the sandbox for this session)",
-                                d.reason
-                            ),
-                        }),
-                        detail: Some(json!({"enforced": "read-only", "effect": d.effect})),
-                        kind: ward_core::ActionKind::FileWrite.as_str(),
-                        ..Event::default()
-                    })
-                    .collect(),
-            )
-            .context("cannot record the file rules, so the agent does not start")?;
-        }
+            // Each device: allowed or not, and how.
+            if !devices.is_empty() {
+                log.append_all(devices.iter().map(|d| d.event(&session)).collect())
+                    .context("cannot record the devices, so the agent does not start")?;
+            }
+            // What the file rules hold read-only in direct grants, each under its rule.
+            if !ruled.is_empty() {
+                log.append_all(
+                    ruled
+                        .iter()
+                        .take(DENIAL_RECORDS)
+                        .map(|(p, d)| Event {
+                            session: Some(session.clone()),
+                            resource: Some(p.display().to_string()),
+                            decision: Some(EventDecision {
+                                result: Effect::Deny,
+                                by: d.by.clone(),
+                                reason: format!(
+                                    "{} (read-only inside the sandbox for this session)",
+                                    d.reason
+                                ),
+                            }),
+                            detail: Some(json!({"enforced": "read-only", "effect": d.effect})),
+                            kind: ward_core::ActionKind::FileWrite.as_str(),
+                            ..Event::default()
+                        })
+                        .collect(),
+                )
+                .context("cannot record the file rules, so the agent does not start")?;
+            }
+            Ok(())
+        })();
+        // The state file's thread ends here, whatever happened to the records.
+        let described = described();
+        recorded?;
+        described?;
         go_write
             .write_all(b"g")
             .context("the sandbox launcher stopped before the agent could start")
@@ -1091,39 +1131,76 @@ struct Confinement {
 }
 
 impl Confinement {
+    /// Landlock, decided; the cgroups are made later ([`Confinement::make_cgroups`]): PID 1
+    /// needs the rest of its configuration first, and nothing waits on them until the agent.
     fn decide(m: &Manifest, session: &str) -> anyhow::Result<Confinement> {
         let mut degraded = Vec::new();
-        let mut allow = |e: SandboxError| -> anyhow::Result<()> {
-            if let SandboxError::Unsupported { feature, detail } = &e {
-                let (feature, detail) = (*feature, detail.clone());
-                if let Some((_, origin)) = m.allow_degraded.iter().find(|(f, _)| f == feature) {
-                    eprintln!(
-                        "ward: warning: running without {feature} (allow_degraded, {origin}): {detail}"
-                    );
-                    degraded.push(json!({
-                        "feature": feature, "reason": detail, "allowed_by": origin.to_string(),
-                    }));
-                    return Ok(());
-                }
-                return Err(anyhow::Error::new(e).context(format!(
-                    "Ward does not run agents with less confinement than asked for; list \"{feature}\" \
-                     in the manifest's allow_degraded to run without it (recorded in the audit log)"
-                )));
-            }
-            Err(e.into())
-        };
         let abi = ward_sandbox::landlock::kernel_abi();
         let mut landlock = true;
         if abi < 1 {
-            allow(SandboxError::Unsupported {
-                feature: "landlock",
-                detail: "this kernel has no Landlock (Linux 5.13+ with CONFIG_SECURITY_LANDLOCK \
-                         and `landlock` in the lsm= boot list)"
-                    .into(),
-            })?;
+            Confinement::allow(
+                m,
+                &mut degraded,
+                SandboxError::Unsupported {
+                    feature: "landlock",
+                    detail:
+                        "this kernel has no Landlock (Linux 5.13+ with CONFIG_SECURITY_LANDLOCK \
+                             and `landlock` in the lsm= boot list)"
+                            .into(),
+                },
+            )?;
             landlock = false;
         }
-        let mut cgroups = Cgroups::new(session);
+        let l = m.limits.effective();
+        let limits = json!({
+            "memory": l.memory.as_ref().map(|(b, _)| b),
+            "pids": l.pids.as_ref().map(|(n, _)| n),
+            "cpu": l.cpu.as_ref().map(|(c, _)| c),
+            "tmp": l.tmp.as_ref().map(|(b, _)| b),
+            "shm": l.shm.as_ref().map(|(b, _)| b),
+            "stage": l.stage.as_ref().map(|(b, _)| b),
+            "stage_entries": l.stage_entries.as_ref().map(|(n, _)| n),
+        });
+        Ok(Confinement {
+            landlock,
+            abi,
+            cgroups: Cgroups::new(session),
+            limits,
+            degraded,
+        })
+    }
+
+    /// A feature the kernel lacks: allowed when the manifest's `allow_degraded` lists it
+    /// (said, and kept for the record), refused otherwise.
+    fn allow(
+        m: &Manifest,
+        degraded: &mut Vec<serde_json::Value>,
+        e: SandboxError,
+    ) -> anyhow::Result<()> {
+        if let SandboxError::Unsupported { feature, detail } = &e {
+            let (feature, detail) = (*feature, detail.clone());
+            if let Some((_, origin)) = m.allow_degraded.iter().find(|(f, _)| f == feature) {
+                eprintln!(
+                    "ward: warning: running without {feature} (allow_degraded, {origin}): {detail}"
+                );
+                degraded.push(json!({
+                    "feature": feature, "reason": detail, "allowed_by": origin.to_string(),
+                }));
+                return Ok(());
+            }
+            return Err(anyhow::Error::new(e).context(format!(
+                    "Ward does not run agents with less confinement than asked for; list \"{feature}\" \
+                     in the manifest's allow_degraded to run without it (recorded in the audit log)"
+                )));
+        }
+        Err(e.into())
+    }
+
+    /// The session's cgroups, made with the manifest's limits, and handed to the launcher as
+    /// descriptors of the files a process writes to move itself in
+    /// (`ward_sandbox::cgroup::join_file`): the launcher and PID 1 each move themselves.
+    fn make_cgroups(&mut self, m: &Manifest, sock: OwnedFd) -> anyhow::Result<()> {
+        let cgroups = &mut self.cgroups;
         let l = m.limits.effective();
         let mut without_default = Vec::new();
         let wanted = [
@@ -1146,26 +1223,28 @@ impl Confinement {
                         "feature": feature, "reason": detail, "allowed_by": "default limit",
                     }));
                 }
-                Err(e) => allow(e)?,
+                Err(e) => Confinement::allow(m, &mut self.degraded, e)?,
             }
         }
-        degraded.extend(without_default);
-        let limits = json!({
-            "memory": l.memory.as_ref().map(|(b, _)| b),
-            "pids": l.pids.as_ref().map(|(n, _)| n),
-            "cpu": l.cpu.as_ref().map(|(c, _)| c),
-            "tmp": l.tmp.as_ref().map(|(b, _)| b),
-            "shm": l.shm.as_ref().map(|(b, _)| b),
-            "stage": l.stage.as_ref().map(|(b, _)| b),
-            "stage_entries": l.stage_entries.as_ref().map(|(n, _)| n),
-        });
-        Ok(Confinement {
-            landlock,
-            abi,
-            cgroups,
-            limits,
-            degraded,
-        })
+        self.degraded.extend(without_default);
+        let files = self
+            .cgroups
+            .dirs()
+            .iter()
+            .map(|d| {
+                let p = ward_sandbox::cgroup::join_file(d);
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .with_context(|| format!("cannot open {}", p.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        ward_sys::send_fds(
+            sock.as_fd(),
+            &files.iter().map(|f| f.as_fd()).collect::<Vec<_>>(),
+        )
+        .map_err(|_| LauncherGone("it could join the session's cgroups"))?;
+        Ok(())
     }
 }
 
@@ -1418,31 +1497,6 @@ fn prepare(
         Ok(p) => Ok((p, confinement)),
         Err(e) => Err((e, Box::new(confinement))),
     }
-}
-
-/// The session's cgroups, made, and handed to the launcher as descriptors of their
-/// `cgroup.procs` (it moves itself and PID 1 into them while the root is built).
-fn confine(m: &Manifest, session: &str, cgroups_sock: OwnedFd) -> anyhow::Result<Confinement> {
-    let confinement = Confinement::decide(m, session)?;
-    let procs = confinement
-        .cgroups
-        .dirs()
-        .iter()
-        .map(|d| {
-            let p = d.join("cgroup.procs");
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&p)
-                .with_context(|| format!("cannot open {}", p.display()))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    ward_sys::send_fds(
-        cgroups_sock.as_fd(),
-        &procs.iter().map(|f| f.as_fd()).collect::<Vec<_>>(),
-    )
-    .map_err(|_| LauncherGone("it could join the session's cgroups"))?;
-    drop((procs, cgroups_sock));
-    Ok(confinement)
 }
 
 fn prepare_stages(

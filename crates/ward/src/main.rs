@@ -112,9 +112,6 @@ pub fn record(ev: ward_audit::Event) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     restore_sigpipe();
     // The launcher must stay single-threaded: it is dispatched before anything else runs.
