@@ -16,5 +16,6 @@ pub mod dns;
 mod proxy;
 pub mod socks;
 pub mod tls;
+pub mod ws;
 
 pub use proxy::{Config, Dns, Forward, Proxy, PROXY_PORT};

@@ -5,10 +5,11 @@
 //! Layout: the launcher unshares user, mount, pid, ipc and uts namespaces and maps only its
 //! own uid and gid; it forks PID 1 of the new pid namespace, which builds the root (tmpfs;
 //! read-only binds of system directories; private /dev, /proc, /tmp; the grants at their real
-//! paths) and pivots into it. Meanwhile the launcher moves PID 1 and itself into the session's
-//! cgroups and makes the network namespace (loopback up, the proxy's socket), which it hands
-//! to PID 1. PID 1 enters it, takes a cgroup namespace of its own, forks the agent as PID 2,
-//! confines it and execs it, then reaps; it forks nothing before. The launcher forwards
+//! paths) and pivots into it. Meanwhile the launcher makes the network namespace (loopback up,
+//! the proxy's socket) and moves itself into the session's cgroups, and hands both to PID 1.
+//! PID 1 moves itself in, enters the namespace, takes a cgroup namespace of its own, forks the
+//! agent as PID 2 and confines it; the agent execs at the supervisor's go. PID 1 forks nothing
+//! before, and then reaps. The launcher forwards
 //! signals to PID 1 and exits with the agent's status.
 
 use crate::error::SandboxError;
@@ -103,7 +104,8 @@ pub struct Config {
 }
 
 /// Where the rest of a configuration comes from, when the launcher starts before `ward run`
-/// has it: the session's cgroups as descriptors of their `cgroup.procs` (one message on
+/// has it: the session's cgroups as descriptors of the files a process moves itself in by
+/// ([`crate::cgroup::join_file`]; one message on
 /// `cgroups`, for the launcher), and the fields [`crate::late`] lists (bytes to end of file
 /// on `rest`, for PID 1, which builds the system part of the root meanwhile).
 #[derive(Debug, Clone, Copy)]
@@ -636,9 +638,9 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
     unsafe {
         libc::fcntl(alive[0], libc::F_SETFL, libc::O_NONBLOCK);
     }
-    // From the launcher to PID 1, once PID 1 and the launcher are in the session's cgroups:
-    // the agent's network namespace. End of file without it: something failed, and the agent
-    // is not started.
+    // From the launcher to PID 1, once the launcher is in the session's cgroups: the agent's
+    // network namespace and the cgroups. End of file without them: something failed, and the
+    // agent is not started.
     let mut link = [0i32; 2];
     // SAFETY: socketpair fills the two-element array.
     if unsafe {
@@ -726,9 +728,12 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
             }
             Err(_) => false,
         };
-        if let Ok((ns, _)) = &ready {
-            libc::close(*ns);
-        }
+        // Both are PID 1's now: the namespace's descriptor and the cgroups' files are closed
+        // here (nothing here writes to those again).
+        let ready = ready.map(|(ns, c)| {
+            libc::close(ns);
+            drop(c);
+        });
         libc::close(link[0]);
         if !sent {
             libc::kill(pid1, libc::SIGKILL);
@@ -755,7 +760,7 @@ pub fn run(cfg: &Config) -> Result<i32, SandboxError> {
     Ok(wait_forwarding(pid1))
 }
 
-/// The session's cgroups from `ward run`: the descriptors of their `cgroup.procs`, opened by
+/// The session's cgroups from `ward run`: the descriptors of their join files, opened by
 /// it (permission was checked then, with its credentials and cgroup namespace).
 fn receive_cgroups(sock: i32) -> Result<crate::cgroup::Joiner, SandboxError> {
     // SAFETY: `sock` is the launcher's end, handed over by `ward run`, owned here.
@@ -1113,7 +1118,9 @@ fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
             }
             // Nothing leaks in by inheritance: every descriptor but stdio is closed (after the
             // ruleset's own descriptor was consumed above, and the go read).
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+                die(b"ward: cannot close the agent's inherited descriptors (close_range)\n");
+            }
             libc::execve(prog.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr());
             let e = *libc::__errno_location();
             libc::_exit(if e == libc::ENOENT { 127 } else { 126 });

@@ -127,7 +127,7 @@ enum Ret {
 }
 
 impl Ret {
-    const ALL: [Ret; 5] = [Ret::Allow, Ret::Eperm, Ret::Enosys, Ret::Notify, Ret::Kill];
+    const ALL: [Ret; 4] = [Ret::Allow, Ret::Eperm, Ret::Enosys, Ret::Notify];
 
     fn k(self) -> u32 {
         match self {
@@ -234,7 +234,7 @@ fn entries(deny: Ret, watched: &[i64]) -> std::collections::BTreeMap<u32, Entry>
 /// The layout: the architecture check, the x32 bit (x86_64), a binary search over the
 /// system call numbers that have rules (depth log2(n), where a list of comparisons costs one
 /// per entry: the kernel runs the program once per call number when it is installed, to
-/// find the calls it always allows), each rule's comparisons, and one return per answer.
+/// find the calls it always allows), one return per answer, then each rule's comparisons.
 struct Program {
     items: Vec<Item>,
     labels: usize,
@@ -280,9 +280,16 @@ impl Program {
         let rets: Vec<(Ret, usize)> = Ret::ALL.iter().map(|r| (*r, p.label())).collect();
         let ret = |r: Ret| rets.iter().find(|(x, _)| *x == r).map_or(0, |(_, l)| *l);
         // struct seccomp_data { int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6]; }
+        // Another architecture's numbering: killed at once (a return right here keeps every
+        // later jump short).
         p.ld(4);
-        let nr = p.label();
-        p.jump(libc::BPF_JEQ, AUDIT_ARCH, nr, ret(Ret::Kill));
+        let (nr, kill) = (p.label(), p.label());
+        p.jump(libc::BPF_JEQ, AUDIT_ARCH, nr, kill);
+        p.items.push(Item::Label(kill));
+        p.items.push(Item::Stmt(
+            (libc::BPF_RET | libc::BPF_K) as u16,
+            Ret::Kill.k(),
+        ));
         p.items.push(Item::Label(nr));
         p.ld(0);
         #[cfg(target_arch = "x86_64")]
@@ -293,6 +300,14 @@ impl Program {
         }
         let bodies: Vec<usize> = entries.iter().map(|_| p.label()).collect();
         p.search(&entries, &bodies, 0, entries.len(), &ret);
+        // The answers right after the search, the rules' comparisons after them (each rule
+        // returns its own answer): every conditional jump stays short, and the rules are
+        // reached with unconditional jumps.
+        for (r, l) in &rets {
+            p.items.push(Item::Label(*l));
+            p.items
+                .push(Item::Stmt((libc::BPF_RET | libc::BPF_K) as u16, r.k()));
+        }
         for ((_, e), body) in entries.iter().zip(&bodies) {
             let Entry::When(rules, then) = e else {
                 continue;
@@ -318,15 +333,14 @@ impl Program {
                     }
                     p.items.push(Item::Label(ok));
                 }
-                p.items.push(Item::Goto(ret(*then)));
+                p.items
+                    .push(Item::Stmt((libc::BPF_RET | libc::BPF_K) as u16, then.k()));
                 p.items.push(Item::Label(next));
             }
-            p.items.push(Item::Goto(ret(Ret::Allow)));
-        }
-        for (r, l) in &rets {
-            p.items.push(Item::Label(*l));
-            p.items
-                .push(Item::Stmt((libc::BPF_RET | libc::BPF_K) as u16, r.k()));
+            p.items.push(Item::Stmt(
+                (libc::BPF_RET | libc::BPF_K) as u16,
+                Ret::Allow.k(),
+            ));
         }
         p.resolve()
     }
@@ -342,11 +356,16 @@ impl Program {
         ret: &dyn Fn(Ret) -> usize,
     ) {
         if hi - lo == 1 {
-            let to = match &entries[lo].1 {
-                Entry::Always(r) => ret(*r),
-                Entry::When(..) => bodies[lo],
-            };
-            self.jump(libc::BPF_JEQ, entries[lo].0, to, ret(Ret::Allow));
+            let nr = entries[lo].0;
+            match &entries[lo].1 {
+                Entry::Always(r) => self.jump(libc::BPF_JEQ, nr, ret(*r), ret(Ret::Allow)),
+                Entry::When(..) => {
+                    let rules = self.label();
+                    self.jump(libc::BPF_JEQ, nr, rules, ret(Ret::Allow));
+                    self.items.push(Item::Label(rules));
+                    self.items.push(Item::Goto(bodies[lo]));
+                }
+            }
             return;
         }
         let mid = lo + (hi - lo) / 2;
@@ -894,5 +913,8 @@ mod tests {
             "{} instructions against {before}",
             f.notify.len()
         );
+        // Conditional jumps reach 255 instructions ahead at most: room is left for more rules.
+        let longest = f.notify.iter().map(|i| i.jt.max(i.jf)).max().unwrap_or(0);
+        assert!(longest < 160, "the longest jump is {longest}");
     }
 }

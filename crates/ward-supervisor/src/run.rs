@@ -455,7 +455,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 .with_context(|| format!("cannot write {}", info.display()))
         })
     });
-    // Both threads end before anything of the session is removed or started.
+    // This thread and the log's end before anything of the session is removed or started.
     let described = move || -> anyhow::Result<()> {
         match describing.map(|t| t.join()) {
             Some(Ok(r)) => r,
@@ -491,6 +491,8 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             drop(go_write);
             let status = child.wait();
             let _ = described();
+            // The log's thread may be making its key or first record: it finishes first.
+            let _ = opening.join();
             let _ = ward_stage::deep::remove_all(&session_dir);
             // The launcher ended first and said why (125): not said twice.
             if e.is::<LauncherGone>() && status.ok().and_then(|s| s.code()) == Some(125) {
@@ -1626,7 +1628,6 @@ fn launcher_config(
         // The manifest's and the profile's `env.set` (never a name Ward sets: refused there).
         .chain(m.env_set.iter().map(|(k, v, _)| (k.clone(), v.clone())))
         .collect();
-    lc.cgroups = confinement.cgroups.dirs().to_vec();
     lc.landlock = confinement.landlock;
     if m.exec_checked() {
         lc.watch_exec = true;

@@ -99,6 +99,10 @@ pub fn write<T: Serialize>(path: &Path, v: &T) -> anyhow::Result<()> {
     std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, path)?;
+    // The new name is on disk too.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
     Ok(())
 }
 

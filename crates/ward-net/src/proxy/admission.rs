@@ -5,6 +5,17 @@
 use super::*;
 
 impl Proxy {
+    /// The action of reaching `auth` over `scheme` (what is decided and recorded).
+    pub(super) fn net_action(&self, scheme: &str, auth: &Authority) -> Action {
+        Action {
+            dest: Some(auth.host.as_match()),
+            port: Some(auth.port),
+            scheme: Some(scheme.to_string()),
+            agent: self.inner.broker.agent().map(str::to_string),
+            ..Action::new(ActionKind::NetConnect, format!("{scheme}://{auth}"))
+        }
+    }
+
     /// Decide on reaching `auth` over `scheme`, resolve it once, vet every address, and record
     /// the outcome. Allowed destinations are recorded durably before this returns.
     pub(super) async fn admit(
@@ -15,13 +26,7 @@ impl Proxy {
     ) -> Result<Vetted, Refusal> {
         let started = Instant::now();
         let target = format!("{scheme}://{auth}");
-        let action = Action {
-            dest: Some(auth.host.as_match()),
-            port: Some(auth.port),
-            scheme: Some(scheme.to_string()),
-            agent: self.inner.broker.agent().map(str::to_string),
-            ..Action::new(ActionKind::NetConnect, target.clone())
-        };
+        let action = self.net_action(scheme, auth);
         let d = self.policy(&action);
         let outcome = if d.effect == Effect::Ask {
             let text = format!(

@@ -1,4 +1,5 @@
-//! CONNECT tunnels (HTTP and raw): the ClientHello's server name must be the decided host;
+//! CONNECT tunnels (HTTP and raw): the ClientHello's server name must be the decided host
+//! (or, in a tunnel for a `ws://` WebSocket, one checked upgrade request: [`crate::ws`]);
 //! then bytes both ways, counted as uploads, with an idle limit.
 
 use super::*;
@@ -17,7 +18,8 @@ impl Proxy {
                 return refusal_response(&r);
             }
         };
-        let vetted = match self.admit("connect", "https", &auth).await {
+        let scheme = self.tunnel_scheme(&auth);
+        let vetted = match self.admit("connect", scheme, &auth).await {
             Ok(v) => v,
             Err(r) => return refusal_response(&r),
         };
@@ -26,7 +28,7 @@ impl Proxy {
             if let Ok(up) = hyper::upgrade::on(req).await {
                 p.carry(
                     TokioIo::new(up),
-                    "https",
+                    scheme,
                     auth,
                     vetted,
                     "connect",
@@ -84,18 +86,32 @@ impl Proxy {
                 return;
             }
         };
-        match self.admit("connect", "https", &auth).await {
+        let scheme = self.tunnel_scheme(&auth);
+        match self.admit("connect", scheme, &auth).await {
             Ok(v) => {
                 if s.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
                     .await
                     .is_ok()
                 {
-                    self.carry(s, "https", auth, v, "connect", early).await;
+                    self.carry(s, scheme, auth, v, "connect", early).await;
                 }
             }
             Err(r) => {
                 let _ = s.write_all(&refusal_bytes(&r)).await;
             }
+        }
+    }
+
+    /// What a CONNECT tunnel to `auth` carries: TLS (`https`), unless the manifest allows the
+    /// destination over plain `http` and not `https`: then it is a `ws://` WebSocket, which
+    /// clients tunnel through CONNECT too, and the tunnel passes one checked upgrade request
+    /// before the frames ([`crate::ws`]).
+    fn tunnel_scheme(&self, auth: &Authority) -> &'static str {
+        let effect = |scheme: &str| self.policy(&self.net_action(scheme, auth)).effect;
+        if effect("https") == Effect::Deny && effect("http") != Effect::Deny {
+            "http"
+        } else {
+            "https"
         }
     }
 
@@ -127,15 +143,48 @@ impl Proxy {
     {
         let started = Instant::now();
         let target = format!("{scheme}://{auth}");
-        let action = Action {
-            dest: Some(auth.host.as_match()),
-            port: Some(auth.port),
-            scheme: Some(scheme.into()),
-            agent: self.inner.broker.agent().map(str::to_string),
-            ..Action::new(ActionKind::NetConnect, target.clone())
-        };
+        let action = self.net_action(scheme, &auth);
         let mut buf = early;
         let tls = scheme == "https";
+        // A `ws://` tunnel: the client's one request, read and checked before anything is
+        // dialled (see `crate::ws`).
+        let ws = scheme == "http" && via == "connect";
+        let mut head = 0;
+        if ws {
+            let mut chunk = [0u8; 4096];
+            let got = tokio::time::timeout(Duration::from_secs(30), async {
+                loop {
+                    if crate::ws::head_end(&buf).is_some() {
+                        return crate::ws::check_request(&buf, &auth);
+                    }
+                    if buf.len() > crate::ws::MAX_HEAD {
+                        return Err("the upgrade request's head is too large".into());
+                    }
+                    let n = client.read(&mut chunk).await.map_err(|e| e.to_string())?;
+                    if n == 0 {
+                        return Err("the client closed before its upgrade request".into());
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+            })
+            .await
+            .unwrap_or_else(|_| Err("no upgrade request within 30 s".into()));
+            match got {
+                Ok(n) => head = n,
+                Err(why) => {
+                    let d = Decision::new(Effect::Deny, By::builtin("websocket"), why);
+                    self.note(self.event(&action, &d, json!({"via": via, "stage": "websocket"})));
+                    let r = Refusal::new(
+                        StatusCode::FORBIDDEN,
+                        socks::REP_NOT_ALLOWED,
+                        d.by,
+                        d.reason,
+                    );
+                    let _ = client.write_all(&refusal_bytes(&r)).await;
+                    return;
+                }
+            }
+        }
         let hello = tokio::time::timeout(Duration::from_secs(30), async {
             if !tls {
                 return Ok(None);
@@ -224,6 +273,38 @@ impl Proxy {
             return;
         };
         let _ = up.set_nodelay(true);
+        // The upgrade goes up alone; what the client sent after it waits for the switch.
+        let mut switched = 0;
+        if ws {
+            match self.switch(&mut up, &buf[..head]).await {
+                Ok(resp) => {
+                    if client.write_all(&resp).await.is_err() {
+                        return;
+                    }
+                    switched = resp.len() as u64;
+                    buf.drain(..head);
+                }
+                Err(why) => {
+                    let d = Decision::new(Effect::Allow, By::builtin("websocket"), why.clone());
+                    self.note(Event {
+                        kind: ward_core::EventKind::NetFailed.as_str().into(),
+                        ..self.event(
+                            &action,
+                            &d,
+                            json!({"via": via, "failed": "websocket", "error": why}),
+                        )
+                    });
+                    let r = Refusal::new(
+                        StatusCode::BAD_GATEWAY,
+                        socks::REP_FAILURE,
+                        By::builtin("websocket"),
+                        why,
+                    );
+                    let _ = client.write_all(&refusal_bytes(&r)).await;
+                    return;
+                }
+            }
+        }
         let limit = self.inner.manifest.limits.upload.as_ref().map(|(v, _)| *v);
         let mut gate = Gate {
             proxy: self,
@@ -234,29 +315,34 @@ impl Proxy {
             refusal: None,
             total: 0,
         };
-        let res = if gate.add(buf.len() as u64) {
+        let already = (head + buf.len()) as u64;
+        let res = if gate.add(already) {
             async {
                 up.write_all(&buf)
                     .await
                     .map_err(|e| PipeError::Io(0, 0, e))?;
                 match client.tcp() {
-                    Some(c) => splice_pipe(c, &up, buf.len() as u64, |n| gate.add(n)).await,
-                    None => pipe(&mut client, &mut up, buf.len() as u64, |n| gate.add(n)).await,
+                    Some(c) => splice_pipe(c, &up, already, |n| gate.add(n)).await,
+                    None => pipe(&mut client, &mut up, already, |n| gate.add(n)).await,
                 }
             }
             .await
         } else {
             Err(PipeError::Limit(0, 0))
         };
+        let res = res.map(|(s, r)| (s, r + switched));
         let (sent, received, end) = match res {
             Ok((s, r)) => (s, r, "closed".to_string()),
             Err(PipeError::Io(s, r, e)) => (s, r, format!("error: {e}")),
             Err(PipeError::Limit(s, r)) => (s, r, "upload limit".to_string()),
         };
-        let detail = json!({
+        let mut detail = json!({
             "via": via, "addr": addr.to_string(), "up": sent, "down": received,
             "ms": started.elapsed().as_secs_f64() * 1e3, "end": end,
         });
+        if ws {
+            detail["websocket"] = json!(true);
+        }
         if end == "upload limit" {
             let d = gate
                 .refusal
@@ -275,6 +361,39 @@ impl Proxy {
                 ..self.event(&action, &d, detail)
             });
         }
+    }
+}
+
+impl Proxy {
+    /// Send the checked upgrade `head` to the server and read its answer: the response head
+    /// (with any frames that came with it) when it switched protocols (101), why not otherwise.
+    async fn switch(&self, up: &mut TcpStream, head: &[u8]) -> Result<Vec<u8>, String> {
+        up.write_all(head).await.map_err(|e| e.to_string())?;
+        let mut resp = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 4096];
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if crate::ws::head_end(&resp).is_some() {
+                    return match crate::ws::response_status(&resp)? {
+                        (101, _) => Ok(std::mem::take(&mut resp)),
+                        (status, _) => Err(format!(
+                            "the server answered the WebSocket upgrade with {status}, not 101 \
+                             Switching Protocols"
+                        )),
+                    };
+                }
+                if resp.len() > crate::ws::MAX_HEAD {
+                    return Err("the server's response head is too large".into());
+                }
+                let n = up.read(&mut chunk).await.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("the server closed before answering the upgrade".into());
+                }
+                resp.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err("the server did not answer the upgrade within 30 s".into()))
     }
 }
 

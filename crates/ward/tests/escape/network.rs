@@ -435,3 +435,164 @@ fn escape_via_ssh_to_hosts_the_manifest_does_not_name() {
             && (r["resource"] == "dns:other.test" || r["dest"] == "44.1.1.2:22")));
     });
 }
+
+/// A WebSocket server at 44.1.1.3:80 (Python's standard library, outside the sandbox): it
+/// logs every request head it receives, answers an upgrade with 101 and echoes one frame in
+/// capitals, and answers `/notws` with a plain 200.
+const WS_SERVER: &str = r#"
+import socket, hashlib, base64, sys
+log = sys.argv[1]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('44.1.1.3', 80))
+s.listen()
+print('ready', flush=True)
+while True:
+    c, _ = s.accept()
+    c.settimeout(5)
+    data = b''
+    try:
+        while True:
+            d = c.recv(4096)
+            if not d:
+                break
+            data += d
+            if b'\r\n\r\n' in data:
+                head, _, rest = data.partition(b'\r\n\r\n')
+                with open(log, 'ab') as f:
+                    f.write(head + b'\n--\n')
+                if b'/notws' in head.split(b'\r\n')[0]:
+                    c.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+                    data = rest
+                    continue
+                key = [l.split(b':', 1)[1].strip() for l in head.split(b'\r\n') if l.lower().startswith(b'sec-websocket-key:')][0]
+                acc = base64.b64encode(hashlib.sha1(key + b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest())
+                c.sendall(b'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ' + acc + b'\r\n\r\n')
+                frame = rest
+                while len(frame) < 2 or len(frame) < 6 + (frame[1] & 0x7f):
+                    frame += c.recv(4096)
+                n = frame[1] & 0x7f
+                mask = frame[2:6]
+                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(frame[6:6 + n]))
+                c.sendall(bytes([0x81, n]) + payload.upper())
+                break
+    except Exception:
+        pass
+    c.close()
+"#;
+
+/// The agent's side: a WebSocket client through the proxy in HTTP_PROXY, as Python's
+/// websockets and websocket-client do it (CONNECT, then the upgrade inside the tunnel).
+const WS_CLIENT: &str = r#"
+import os, socket, base64, hashlib
+proxy = os.environ['http_proxy'].split('//')[1].rstrip('/')
+ph, pp = proxy.rsplit(':', 1)
+def tunnel(request):
+    s = socket.create_connection((ph, int(pp)), timeout=20)
+    s.sendall(b'CONNECT 44.1.1.3:80 HTTP/1.1\r\nHost: 44.1.1.3:80\r\n\r\n')
+    r = b''
+    while b'\r\n\r\n' not in r:
+        r += s.recv(4096)
+    assert r.startswith(b'HTTP/1.1 200'), r
+    s.sendall(request)
+    got = b''
+    try:
+        while b'\r\n\r\n' not in got:
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+    except Exception:
+        pass
+    return s, got
+key = base64.b64encode(os.urandom(16))
+up = b'GET /chat HTTP/1.1\r\nHost: 44.1.1.3\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ' + key + b'\r\nSec-WebSocket-Version: 13\r\n\r\n'
+s, got = tunnel(up)
+want = base64.b64encode(hashlib.sha1(key + b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest())
+assert got.startswith(b'HTTP/1.1 101') and want in got, got
+mask = os.urandom(4)
+msg = b'hello'
+s.sendall(bytes([0x81, 0x80 | len(msg)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(msg)))
+echo = got.partition(b'\r\n\r\n')[2]
+while len(echo) < 2 + len(msg):
+    echo += s.recv(4096)
+print('ECHO', echo[2:2 + len(msg)].decode())
+for name, req in [
+    ('plain', b'GET /plain HTTP/1.1\r\nHost: 44.1.1.3\r\n\r\n'),
+    ('host', up.replace(b'Host: 44.1.1.3', b'Host: 44.1.1.1')),
+    ('notws', up.replace(b'/chat', b'/notws') + b'GET /smuggled HTTP/1.1\r\nHost: 44.1.1.1\r\n\r\n'),
+]:
+    _, got = tunnel(req)
+    print(name, got.split(b'\r\n')[0].decode())
+"#;
+
+#[test]
+fn websockets_over_plain_http_pass_one_checked_upgrade_and_nothing_else() {
+    with_servers(|_| {
+        let e = Env::new();
+        let log = e.p("ws-server.log");
+        let st = Command::new("ip")
+            .args(["addr", "add", "44.1.1.3/32", "dev", "lo"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let mut server = Command::new(PY)
+            .args(["-c", WS_SERVER])
+            .arg(&log)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = [0u8; 5];
+        server
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut ready)
+            .unwrap();
+        let manifest = MANIFEST.replace(
+            r#"allow = ["http://44.1.1.1", "https://44.1.1.1"]"#,
+            r#"allow = ["http://44.1.1.3"]"#,
+        );
+        let o = e.run_manifest(&manifest, PY, WS_CLIENT);
+        let _ = server.kill();
+        let _ = server.wait();
+        let t = text(&o);
+        let agent = String::from_utf8_lossy(&o.stdout);
+        assert!(agent.contains("ECHO HELLO"), "the WebSocket works: {t}");
+        assert!(agent.contains("plain HTTP/1.1 403"), "{t}");
+        assert!(agent.contains("host HTTP/1.1 403"), "{t}");
+        assert!(agent.contains("notws HTTP/1.1 502"), "{t}");
+        // The server saw the two upgrades and nothing else: not the plain request, not the
+        // one naming another host, not what followed the upgrade it refused.
+        let seen = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(seen.matches("\n--\n").count(), 2, "{seen}");
+        assert!(
+            seen.contains("GET /chat ") && seen.contains("GET /notws "),
+            "{seen}"
+        );
+        assert!(
+            !seen.contains("/plain") && !seen.contains("/smuggled") && !seen.contains("44.1.1.1"),
+            "{seen}"
+        );
+        e.assert_recorded();
+        let recs = e.records();
+        assert!(
+            recs.iter().any(|r| r["kind"] == "net.close"
+                && r["resource"] == "http://44.1.1.3:80"
+                && r["detail"]["websocket"] == true),
+            "{recs:?}"
+        );
+        let refused: Vec<_> = recs
+            .iter()
+            .filter(|r| {
+                r["decision"]["result"] == "deny" && r["decision"]["by"] == "builtin:websocket"
+            })
+            .collect();
+        assert_eq!(refused.len(), 2, "{recs:?}");
+        assert!(
+            recs.iter()
+                .any(|r| r["kind"] == "net.failed" && r["detail"]["failed"] == "websocket"),
+            "{recs:?}"
+        );
+    });
+}
