@@ -4,7 +4,7 @@
 //!
 //! The agent side ([`send_fd`]) runs between `fork` and `exec`: no allocation.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -19,93 +19,26 @@ pub struct Denial {
     pub pid: u32,
 }
 
-const CMSG_SPACE: usize = 24; // CMSG_SPACE(sizeof(int)) on 64-bit Linux
-
-#[repr(C)]
-union CmsgBuf {
-    buf: [u8; CMSG_SPACE],
-    _align: libc::cmsghdr,
-}
-
-/// Send `fd` over the unix socket `sock` (agent side; async-signal-safe). Returns 0 or -1.
+/// Send `fd` over the unix socket `sock` (agent side; async-signal-safe: `ward_sys::send_fds`
+/// allocates nothing for one descriptor). Returns 0 or -1.
 ///
 /// # Safety
 /// `sock` and `fd` must be open descriptors.
 pub unsafe fn send_fd(sock: RawFd, fd: RawFd) -> i32 {
-    let mut byte = [b'l'];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
-        iov_len: 1,
-    };
-    let mut cbuf = CmsgBuf {
-        buf: [0; CMSG_SPACE],
-    };
-    let mut msg: libc::msghdr = std::mem::zeroed();
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.buf.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as usize;
-    let cmsg = libc::CMSG_FIRSTHDR(&msg);
-    if cmsg.is_null() {
-        return -1;
-    }
-    (*cmsg).cmsg_level = libc::SOL_SOCKET;
-    (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-    (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as usize;
-    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut i32, fd);
-    if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) == 1 {
-        0
-    } else {
-        -1
+    match ward_sys::send_fds(BorrowedFd::borrow_raw(sock), &[BorrowedFd::borrow_raw(fd)]) {
+        Ok(()) => 0,
+        Err(_) => -1,
     }
 }
 
-/// Wait for the listener descriptor on `sock` (supervisor side). `Ok(None)` when the other end
-/// closed without sending one (the agent never started).
+/// Wait for one descriptor on `sock` (supervisor side; close-on-exec). `Ok(None)` when the
+/// other end closed without sending one (the agent never started).
 pub fn recv_fd(sock: &OwnedFd) -> std::io::Result<Option<OwnedFd>> {
-    let mut byte = [0u8];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
-        iov_len: 1,
-    };
-    let mut cbuf = CmsgBuf {
-        buf: [0; CMSG_SPACE],
-    };
-    // SAFETY: msghdr is plain data; every pointer set below outlives the recvmsg call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    // SAFETY: the union's byte view covers the whole buffer.
-    msg.msg_control = unsafe { cbuf.buf.as_mut_ptr() } as *mut libc::c_void;
-    msg.msg_controllen = CMSG_SPACE;
-    loop {
-        // SAFETY: see above; MSG_CMSG_CLOEXEC keeps the descriptor from leaking into children.
-        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Ok(None);
-        }
-        break;
-    }
-    // SAFETY: the kernel filled msg; CMSG_FIRSTHDR/CMSG_DATA walk inside msg_control.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null()
-            || (*cmsg).cmsg_level != libc::SOL_SOCKET
-            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
-        {
-            return Err(std::io::Error::other(
-                "the sandbox sent no seccomp listener",
-            ));
-        }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const i32);
-        Ok(Some(OwnedFd::from_raw_fd(fd)))
+    match ward_sys::recv_fds(sock.as_fd())? {
+        None => Ok(None),
+        Some(fds) => fds.into_iter().next().map(Some).ok_or_else(|| {
+            std::io::Error::other("the sandbox sent a message without a descriptor")
+        }),
     }
 }
 

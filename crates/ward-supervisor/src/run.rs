@@ -290,7 +290,6 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         cwd,
         review,
     } = req;
-
     // The network inside, worked out once: the loopback services and the names the resolver
     // gives addresses (the launcher listens at each).
     let services = m.loopback_services();
@@ -529,14 +528,13 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             return Err(e);
         }
     };
-    let started = (|| -> anyhow::Result<()> {
-        let recorded = (|| -> anyhow::Result<()> {
-            let grants: Vec<_> = m
+    let recorded = (|| -> anyhow::Result<()> {
+        let grants: Vec<_> = m
             .files
             .iter()
             .map(|g| json!({"path": g.path, "access": g.access.as_str(), "mode": g.mode.as_str(), "origin": g.origin.to_string()}))
             .collect();
-            log.append(Event {
+        log.append(Event {
             session: Some(session.clone()),
             agent: agent_cmd.first().cloned(),
             detail: Some(json!({
@@ -569,46 +567,46 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             ..Event::new(ward_core::EventKind::SessionStart)
         })
         .context("cannot record the session start, so the agent does not start")?;
-            // Each device: allowed or not, and how.
-            if !devices.is_empty() {
-                log.append_all(devices.iter().map(|d| d.event(&session)).collect())
-                    .context("cannot record the devices, so the agent does not start")?;
-            }
-            // What the file rules hold read-only in direct grants, each under its rule.
-            if !ruled.is_empty() {
-                log.append_all(
-                    ruled
-                        .iter()
-                        .take(DENIAL_RECORDS)
-                        .map(|(p, d)| Event {
-                            session: Some(session.clone()),
-                            resource: Some(p.display().to_string()),
-                            decision: Some(EventDecision {
-                                result: Effect::Deny,
-                                by: d.by.clone(),
-                                reason: format!(
-                                    "{} (read-only inside the sandbox for this session)",
-                                    d.reason
-                                ),
-                            }),
-                            detail: Some(json!({"enforced": "read-only", "effect": d.effect})),
-                            kind: ward_core::ActionKind::FileWrite.as_str(),
-                            ..Event::default()
-                        })
-                        .collect(),
-                )
-                .context("cannot record the file rules, so the agent does not start")?;
-            }
-            Ok(())
-        })();
-        // The state file's thread ends here, whatever happened to the records.
-        let described = described();
-        recorded?;
-        described?;
+        // Each device: allowed or not, and how.
+        if !devices.is_empty() {
+            log.append_all(devices.iter().map(|d| d.event(&session)).collect())
+                .context("cannot record the devices, so the agent does not start")?;
+        }
+        // What the file rules hold read-only in direct grants, each under its rule.
+        if !ruled.is_empty() {
+            log.append_all(
+                ruled
+                    .iter()
+                    .take(DENIAL_RECORDS)
+                    .map(|(p, d)| Event {
+                        session: Some(session.clone()),
+                        resource: Some(p.display().to_string()),
+                        decision: Some(EventDecision {
+                            result: Effect::Deny,
+                            by: d.by.clone(),
+                            reason: format!(
+                                "{} (read-only inside the sandbox for this session)",
+                                d.reason
+                            ),
+                        }),
+                        detail: Some(json!({"enforced": "read-only", "effect": d.effect})),
+                        kind: ward_core::ActionKind::FileWrite.as_str(),
+                        ..Event::default()
+                    })
+                    .collect(),
+            )
+            .context("cannot record the file rules, so the agent does not start")?;
+        }
+        Ok(())
+    })();
+    // The state file's thread ends here, whatever happened to the records; the go only when
+    // both are on disk.
+    let described = described();
+    let started = recorded.and(described).and_then(|()| {
         go_write
             .write_all(b"g")
             .context("the sandbox launcher stopped before the agent could start")
-    })();
+    });
     drop(go_write);
     let word = running.as_ref().map(|r| r.word.clone());
     // The one path every action of the session takes: the proxy, exec and the denied-call
@@ -1229,23 +1227,9 @@ impl Confinement {
             }
         }
         self.degraded.extend(without_default);
-        let files = self
-            .cgroups
-            .dirs()
-            .iter()
-            .map(|d| {
-                let p = ward_sandbox::cgroup::join_file(d);
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&p)
-                    .with_context(|| format!("cannot open {}", p.display()))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        ward_sys::send_fds(
-            sock.as_fd(),
-            &files.iter().map(|f| f.as_fd()).collect::<Vec<_>>(),
-        )
-        .map_err(|_| LauncherGone("it could join the session's cgroups"))?;
+        let files = ward_sandbox::cgroup::Joiner::open(self.cgroups.dirs())?;
+        ward_sys::send_fds(sock.as_fd(), &files.fds())
+            .map_err(|_| LauncherGone("it could join the session's cgroups"))?;
         Ok(())
     }
 }

@@ -45,8 +45,7 @@ impl Proxy {
     /// through the proxy). The same decisions as [`Proxy::connect`].
     pub(super) async fn raw_connect(&self, mut s: TcpStream) {
         let mut buf = Vec::with_capacity(1024);
-        let end = read_head(&mut s, &mut buf).await;
-        let Some(end) = end else {
+        let Ok(end) = read_head(&mut s, &mut buf).await else {
             let r = self.bad_request(
                 "connect",
                 "CONNECT",
@@ -151,24 +150,10 @@ impl Proxy {
         let ws = scheme == "http" && via == "connect";
         let mut head = 0;
         if ws {
-            let mut chunk = [0u8; 4096];
-            let got = tokio::time::timeout(Duration::from_secs(30), async {
-                loop {
-                    if crate::ws::head_end(&buf).is_some() {
-                        return crate::ws::check_request(&buf, &auth);
-                    }
-                    if buf.len() > crate::ws::MAX_HEAD {
-                        return Err("the upgrade request's head is too large".into());
-                    }
-                    let n = client.read(&mut chunk).await.map_err(|e| e.to_string())?;
-                    if n == 0 {
-                        return Err("the client closed before its upgrade request".into());
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-            })
-            .await
-            .unwrap_or_else(|_| Err("no upgrade request within 30 s".into()));
+            let got = match read_head(&mut client, &mut buf).await {
+                Ok(_) => crate::ws::check_request(&buf, &auth),
+                Err(e) => Err(e.why("the upgrade request", "the client")),
+            };
             match got {
                 Ok(n) => head = n,
                 Err(why) => {
@@ -276,7 +261,7 @@ impl Proxy {
         // The upgrade goes up alone; what the client sent after it waits for the switch.
         let mut switched = 0;
         if ws {
-            match self.switch(&mut up, &buf[..head]).await {
+            match switch(&mut up, &buf[..head]).await {
                 Ok(resp) => {
                     if client.write_all(&resp).await.is_err() {
                         return;
@@ -364,36 +349,20 @@ impl Proxy {
     }
 }
 
-impl Proxy {
-    /// Send the checked upgrade `head` to the server and read its answer: the response head
-    /// (with any frames that came with it) when it switched protocols (101), why not otherwise.
-    async fn switch(&self, up: &mut TcpStream, head: &[u8]) -> Result<Vec<u8>, String> {
-        up.write_all(head).await.map_err(|e| e.to_string())?;
-        let mut resp = Vec::with_capacity(1024);
-        let mut chunk = [0u8; 4096];
-        tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                if crate::ws::head_end(&resp).is_some() {
-                    return match crate::ws::response_status(&resp)? {
-                        (101, _) => Ok(std::mem::take(&mut resp)),
-                        (status, _) => Err(format!(
-                            "the server answered the WebSocket upgrade with {status}, not 101 \
-                             Switching Protocols"
-                        )),
-                    };
-                }
-                if resp.len() > crate::ws::MAX_HEAD {
-                    return Err("the server's response head is too large".into());
-                }
-                let n = up.read(&mut chunk).await.map_err(|e| e.to_string())?;
-                if n == 0 {
-                    return Err("the server closed before answering the upgrade".into());
-                }
-                resp.extend_from_slice(&chunk[..n]);
-            }
-        })
+/// Send the checked upgrade `head` to the server and read its answer: the response head
+/// (with any frames that came with it) when it switched protocols (101), why not otherwise.
+async fn switch(up: &mut TcpStream, head: &[u8]) -> Result<Vec<u8>, String> {
+    up.write_all(head).await.map_err(|e| e.to_string())?;
+    let mut resp = Vec::with_capacity(1024);
+    read_head(up, &mut resp)
         .await
-        .unwrap_or_else(|_| Err("the server did not answer the upgrade within 30 s".into()))
+        .map_err(|e| e.why("the answer to the WebSocket upgrade", "the server"))?;
+    match crate::ws::response_status(&resp)? {
+        (101, _) => Ok(resp),
+        (status, _) => Err(format!(
+            "the server answered the WebSocket upgrade with {status}, not 101 Switching \
+             Protocols"
+        )),
     }
 }
 
@@ -480,25 +449,46 @@ impl Relay for TcpStream {
 
 impl Relay for TokioIo<hyper::upgrade::Upgraded> {}
 
-/// Read from `s` into `buf` until a request head ends (its blank line), within 30 s and
-/// 16 KiB; where it ends.
-async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+/// Why an HTTP head (a request's or a response's) could not be read.
+enum Unread {
+    TooLarge,
+    Closed,
+    Slow,
+    Io(std::io::Error),
+}
+
+impl Unread {
+    /// Say so, naming the head (`what`) and the peer that was to send it (`who`).
+    fn why(&self, what: &str, who: &str) -> String {
+        match self {
+            Unread::TooLarge => format!("{what} is larger than {} KiB", crate::ws::MAX_HEAD / 1024),
+            Unread::Closed => format!("{who} closed before sending {what}"),
+            Unread::Slow => format!("{what} did not arrive within 30 s"),
+            Unread::Io(e) => format!("{what} could not be read: {e}"),
+        }
+    }
+}
+
+/// Read from `s` into `buf` (which may already hold the start) until a head ends (its blank
+/// line), within 30 s and [`crate::ws::MAX_HEAD`]; where it ends. What follows it stays in
+/// `buf`.
+async fn read_head<R: AsyncRead + Unpin>(s: &mut R, buf: &mut Vec<u8>) -> Result<usize, Unread> {
     let mut chunk = [0u8; 4096];
     tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                return Some(i + 4);
+            if let Some(end) = crate::ws::head_end(buf) {
+                return Ok(end);
             }
-            if buf.len() > 16 * 1024 {
-                return None;
+            if buf.len() > crate::ws::MAX_HEAD {
+                return Err(Unread::TooLarge);
             }
             match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return None,
+                Ok(0) => return Err(Unread::Closed),
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(Unread::Io(e)),
             }
         }
     })
     .await
-    .ok()
-    .flatten()
+    .unwrap_or(Err(Unread::Slow))
 }
