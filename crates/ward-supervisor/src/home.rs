@@ -169,6 +169,14 @@ pub fn unsettled_mark(home: &Path) -> PathBuf {
     PathBuf::from(m)
 }
 
+/// Where Ward keeps what it last accepted of a home's guarded settings (beside it, out of the
+/// agent's reach): see `guard`.
+pub fn guard_store(home: &Path) -> PathBuf {
+    let mut m = home.as_os_str().to_owned();
+    m.push(".guard");
+    PathBuf::from(m)
+}
+
 /// Write `contents` at `rel` below the home `dir` unless something is there: every folder on
 /// the way opened without following a link (the agent made them), the file created anew.
 fn seed(dir: &std::fs::File, rel: &str, contents: &str) -> std::io::Result<()> {

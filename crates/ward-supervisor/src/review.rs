@@ -418,6 +418,23 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
         let r = apply::execute(st, &plan, &journal_of(st))
             .with_context(|| format!("the commit to {} stopped", st.grant.display()))?;
         log.append(outcome_event(s, &st.grant, &r, false))?;
+        // The stage of an agent's home: what the person applied there is what Ward accepts
+        // of its guarded settings from now on.
+        let store = crate::home::guard_store(&st.grant);
+        if store.exists() {
+            let rels: Vec<String> = plan
+                .changes
+                .iter()
+                .flat_map(|c| std::iter::once(&c.path).chain(c.from.as_ref()))
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            if let Err(e) = crate::guard::accept(&st.grant, &store, &rels) {
+                eprintln!(
+                    "ward: warning: applied, but Ward could not note it as accepted ({e}); the \
+                     next session will hold these settings again"
+                );
+            }
+        }
         // Rotate: the next generation replaces the token, the old one is revoked.
         let (next, old) = authority
             .next_generation(&token, &st.grant, TOKEN_TTL)

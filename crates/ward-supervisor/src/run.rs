@@ -775,6 +775,47 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     Ok(u8::try_from(code).unwrap_or(125))
 }
 
+/// The agent's settings in its kept home as the session starts: compared with what Ward last
+/// accepted (a change made while no session watched is put back now, said, and held with the
+/// session's own at its end). A home that cannot be guarded is not used.
+fn guard_home(
+    h: &crate::home::Home,
+    m: &Manifest,
+    session_dir: &Path,
+) -> anyhow::Result<crate::guard::Snapshot> {
+    let snap = crate::guard::snapshot(
+        &h.host,
+        &h.inside,
+        &crate::home::guard_store(&h.host),
+        m.profile.as_ref().map_or(&[][..], |p| p.guard.as_slice()),
+        |rel| {
+            let inside = h.inside.join(rel);
+            m.files
+                .iter()
+                .any(|g| inside.starts_with(&g.path) || g.path.starts_with(&inside))
+        },
+        &session_dir.join("stage").join("home").join("upper"),
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "the agent's settings in its home cannot be checked, so the home is not used: {e}"
+        )
+    })?;
+    if !snap.at_start.is_empty() {
+        eprintln!(
+            "ward: the agent's settings that run code changed while no Ward session watched them \
+             (an earlier session ended without its check): {}; the agent starts with what Ward \
+             last accepted, and `ward review` shows the changed version after this session",
+            snap.at_start
+                .iter()
+                .map(|h| format!("~/{} ({})", ward_core::inert::line(&h.rel), h.what))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    Ok(snap)
+}
+
 /// Put back the guarded settings the agent changed in its home and hold its versions in a
 /// stage of the home (its own capability token, beginning now), said and recorded.
 fn hold_home_settings(
@@ -1454,18 +1495,10 @@ fn prepare(
         rest.write_all(&ward_sandbox::late::encode(&lc))
             .map_err(|_| LauncherGone("it was configured"))?;
         drop(rest);
-        let guarded = home.as_ref().filter(|h| h.kept).and_then(|h| {
-            crate::guard::snapshot(
-                &h.host,
-                m.profile.as_ref().map_or(&[][..], |p| p.guard.as_slice()),
-                |rel| {
-                    let inside = h.inside.join(rel);
-                    m.files
-                        .iter()
-                        .any(|g| inside.starts_with(&g.path) || g.path.starts_with(&inside))
-                },
-            )
-        });
+        let guarded = match home.as_ref().filter(|h| h.kept) {
+            Some(h) => Some(guard_home(h, m, session_dir)?),
+            None => None,
+        };
         anyhow::Ok(Prepared {
             guarded,
             inside,

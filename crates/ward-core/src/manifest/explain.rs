@@ -114,11 +114,31 @@ impl fmt::Display for Explanation<'_> {
                     writeln!(f, "            never: {n}")?;
                 }
                 if !p.guard.is_empty() {
+                    // `rel#/a/*/b` entries of one file on one line: "~/.claude.json (keys
+                    // mcpServers, projects.*.allowedTools)".
+                    let mut shown: Vec<(String, Vec<String>)> = Vec::new();
+                    for g in &p.guard {
+                        let (rel, key) = match g.split_once('#') {
+                            Some((r, k)) => (r, Some(k.trim_start_matches('/').replace('/', "."))),
+                            None => (g.as_str(), None),
+                        };
+                        match shown.iter_mut().find(|(r, _)| r == rel) {
+                            Some((_, keys)) => keys.extend(key),
+                            None => shown.push((rel.to_string(), key.into_iter().collect())),
+                        }
+                    }
                     writeln!(
                         f,
-                        "            held for review when it changes them: ~/{}",
-                        p.guard.join(", ~/")
+                        "            held for review when it changes them (and the files they \
+                         name in its home):"
                     )?;
+                    for (rel, keys) in shown {
+                        if keys.is_empty() {
+                            writeln!(f, "              ~/{rel}")?;
+                        } else {
+                            writeln!(f, "              ~/{rel} (keys {})", keys.join(", "))?;
+                        }
+                    }
                 }
             }
             None => writeln!(f, "  profile:  none")?,

@@ -31,8 +31,10 @@ pub struct Profile {
     pub seed: &'static [Seed],
     /// What the agent never gets, in words (each is enforced by the fragment or by Ward).
     pub never: &'static [&'static str],
-    /// Files in its home whose changes run code in its later sessions (hooks, MCP servers,
-    /// permission allow-lists): held for review at the end of a session, not written through.
+    /// What in its home runs code in its later sessions (hooks, MCP servers, permission
+    /// allow-lists): held for review at the end of a session, not written through. `rel` is a
+    /// file, `rel/` a folder and all it holds, `rel#/a/*/b` some keys of a JSON file (`*`: any
+    /// key); the files these name in the home are held too.
     pub guard: &'static [&'static str],
 }
 
@@ -83,7 +85,26 @@ set = { CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_AUTOUPDATER = "1
             "a sandbox of its own: Claude Code's is off unless its settings turn it on, and it \
              cannot nest inside Ward's",
         ],
-        guard: &[".claude/settings.json", ".claude/settings.local.json"],
+        guard: &[
+            ".claude/settings.json",
+            ".claude/settings.local.json",
+            // Its own state file, rewritten all the time: only the keys that start servers,
+            // run a helper, set variables or widen permissions are held.
+            ".claude.json#/mcpServers",
+            ".claude.json#/apiKeyHelper",
+            ".claude.json#/env",
+            ".claude.json#/projects/*/mcpServers",
+            ".claude.json#/projects/*/allowedTools",
+            ".claude.json#/projects/*/enabledMcpjsonServers",
+            ".claude.json#/projects/*/enableAllProjectMcpServers",
+            // Plugins (hooks, servers), skills (scripts), commands (`!` runs the shell),
+            // subagents (their tools) and the usual folder of hook scripts.
+            ".claude/plugins/",
+            ".claude/skills/",
+            ".claude/commands/",
+            ".claude/agents/",
+            ".claude/hooks/",
+        ],
     },
     Profile {
         name: "codex",
@@ -121,7 +142,13 @@ scrub = ["ANTHROPIC_*", "CLAUDE_*", "GEMINI_*", "GOOGLE_API_KEY"]
             "other providers' keys (ANTHROPIC_*, CLAUDE_*, GEMINI_*, GOOGLE_API_KEY)",
             "its own sandbox (bubblewrap): Ward is its sandbox",
         ],
-        guard: &[".codex/config.toml"],
+        guard: &[
+            ".codex/config.toml",
+            // Its hooks, and its rules of commands it may run without asking.
+            ".codex/hooks.json",
+            ".codex/rules/",
+            ".codex/skills/",
+        ],
     },
     Profile {
         name: "gemini",
@@ -160,7 +187,14 @@ set = { GEMINI_SANDBOX = "false" }
             "other providers' keys (ANTHROPIC_*, CLAUDE_*, OPENAI_*, CODEX_*)",
             "its own sandbox (GEMINI_SANDBOX=false): Ward is its sandbox",
         ],
-        guard: &[".gemini/settings.json"],
+        guard: &[
+            ".gemini/settings.json",
+            // Folders whose own settings (servers, hooks) it trusts.
+            ".gemini/trustedFolders.json",
+            // Extensions (servers, commands) and commands (`!{...}` runs the shell).
+            ".gemini/extensions/",
+            ".gemini/commands/",
+        ],
     },
 ];
 
