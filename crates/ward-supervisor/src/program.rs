@@ -100,20 +100,284 @@ pub fn check(
     }))
 }
 
-/// The grant to suggest for a program at `p`: its folder, or the folder above a `bin`.
-fn advice(p: &Path) -> String {
+/// The folder to grant for a program at `p`: its folder, or the folder above a `bin`.
+fn grant_for(p: &Path) -> PathBuf {
     let real = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let dir = real.parent().unwrap_or(Path::new("/"));
-    let dir = if dir.file_name().is_some_and(|n| n == "bin") {
-        dir.parent().unwrap_or(dir)
+    if dir.file_name().is_some_and(|n| n == "bin") {
+        dir.parent().unwrap_or(dir).to_path_buf()
     } else {
-        dir
-    };
-    let shown = ward_core::inert::path(dir);
+        dir.to_path_buf()
+    }
+}
+
+/// The grant to suggest for a program at `p`, in words.
+fn advice(p: &Path) -> String {
+    let shown = ward_core::inert::path(&grant_for(p));
     format!(
         "Grant its folder read-only: `ward run --grant {shown}:ro -- ...`, or in ward.toml: \
          [[files]] path = \"{shown}\" access = \"read\""
     )
+}
+
+/// Programs on the host's `PATH` that the sandbox does not show, by the folder they are in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Outside {
+    /// The folder on the host.
+    pub dir: PathBuf,
+    /// The folder to grant to bring them in.
+    pub grant: PathBuf,
+    pub names: Vec<String>,
+}
+
+/// At most this many programs are named to a shell inside (the rest get the shell's plain
+/// "command not found").
+const MAX_NAMED: usize = 400;
+
+/// A name a shell's `case` can hold in single quotes, and a program name people type.
+fn plain_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && !n.starts_with('-')
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+}
+
+/// A host folder that can be quoted in single quotes and printed as it is.
+fn plain_path(p: &Path) -> bool {
+    p.to_str().is_some_and(|s| {
+        s.len() <= 512
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && !b"'\\`$\"%".contains(&b))
+    })
+}
+
+fn dirs_of(p: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for d in p
+        .split(':')
+        .filter(|d| d.starts_with('/'))
+        .map(PathBuf::from)
+    {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// What the answer of [`outside`] depends on: the two `PATH`s, what is shown, and each folder
+/// looked at (by its change time: a program added or removed changes its folder's).
+fn inputs(path: &str, host_path: &str, inside: &Inside) -> (String, Vec<PathBuf>) {
+    let mut key = format!("{path}\0{host_path}\0");
+    for g in inside.grants {
+        key.push_str(&format!("{}\0", g.display()));
+    }
+    if let Some((h, i)) = inside.home {
+        key.push_str(&format!("{}\0{}\0", h.display(), i.display()));
+    }
+    let mut folders = dirs_of(path);
+    for d in dirs_of(host_path) {
+        if !folders.contains(&d) {
+            folders.push(d);
+        }
+    }
+    // The agent's own folders in its home, on the host.
+    if let Some((h, i)) = inside.home {
+        for d in dirs_of(path) {
+            if let Ok(rel) = d.strip_prefix(i) {
+                folders.push(h.join(rel));
+            }
+        }
+    }
+    (key, folders)
+}
+
+fn stamps(folders: &[PathBuf]) -> Vec<(i64, i64, u64)> {
+    folders
+        .iter()
+        .map(|d| {
+            std::fs::metadata(d).map_or((0, 0, 0), |m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.ctime(), m.ctime_nsec(), m.ino())
+            })
+        })
+        .collect()
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cached {
+    key: String,
+    stamps: Vec<(i64, i64, u64)>,
+    outside: Vec<Outside>,
+}
+
+/// [`outside`], remembered in `state` (`path-outside.json`) until a `PATH`, what is shown or a
+/// folder looked at changes: listing the system's program folders takes milliseconds, on every
+/// start.
+pub fn outside_cached(
+    state: Option<&Path>,
+    path: Option<&str>,
+    host_path: Option<&str>,
+    inside: &Inside,
+) -> Vec<Outside> {
+    let path = path.unwrap_or("/usr/local/bin:/usr/bin:/bin");
+    let host_path = host_path.unwrap_or(path);
+    let (key, folders) = inputs(path, host_path, inside);
+    let now = stamps(&folders);
+    let file = state.map(|s| s.join("path-outside.json"));
+    if let Some(c) = file
+        .as_ref()
+        .and_then(|f| std::fs::read(f).ok())
+        .and_then(|b| serde_json::from_slice::<Cached>(&b).ok())
+        .filter(|c| c.key == key && c.stamps == now)
+    {
+        return c.outside;
+    }
+    let out = outside(path, host_path, inside);
+    if let Some(f) = file {
+        let c = Cached {
+            key,
+            stamps: now,
+            outside: out.clone(),
+        };
+        if let Ok(b) = serde_json::to_vec(&c) {
+            let tmp = f.with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::write(&tmp, b).is_ok() && std::fs::rename(&tmp, &f).is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+    }
+    out
+}
+
+/// The programs on the host's `PATH` that the agent's `PATH` will not find inside: what a
+/// shell inside explains when one is not found.
+pub fn outside(path: &str, host_path: &str, inside: &Inside) -> Vec<Outside> {
+    let home = inside.home.map(|(h, i)| (h.as_path(), i.as_path()));
+    let granted = |d: &Path| inside.grants.iter().any(|g| d.starts_with(g));
+    let in_home = |d: &Path| home.is_some_and(|(_, i)| d.starts_with(i)) && !granted(d);
+    let shown =
+        |d: &Path| granted(d) || (SYSTEM_RO.iter().any(|s| d.starts_with(s)) && !in_home(d));
+    // Every name the agent's PATH finds inside (its folders listed once each).
+    let mut found = std::collections::HashSet::new();
+    for d in dirs_of(path) {
+        let host = match home {
+            Some((h, i)) if in_home(&d) => d.strip_prefix(i).map(|r| h.join(r)).ok(),
+            _ if shown(&d) => Some(d.clone()),
+            _ => None,
+        };
+        if let Some(Ok(rd)) = host.map(std::fs::read_dir) {
+            found.extend(
+                rd.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok()),
+            );
+        }
+    }
+    let mut out: Vec<Outside> = Vec::new();
+    let mut named = 0;
+    for d in dirs_of(host_path) {
+        if shown(&d) || !plain_path(&d) || named >= MAX_NAMED {
+            continue;
+        }
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let mut names: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| plain_name(n) && !found.contains(n))
+            .filter(|n| !out.iter().any(|o| o.names.contains(n)))
+            .filter(|n| {
+                std::fs::metadata(d.join(n)).is_ok_and(|m| {
+                    m.is_file()
+                        && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+                })
+            })
+            .collect();
+        names.sort();
+        names.truncate(MAX_NAMED - named);
+        if names.is_empty() {
+            continue;
+        }
+        let grant = grant_for(&d.join(&names[0]));
+        if !plain_path(&grant) {
+            continue;
+        }
+        named += names.len();
+        out.push(Outside {
+            dir: d.clone(),
+            grant,
+            names,
+        });
+    }
+    out
+}
+
+/// Where a shell inside notes the commands it did not find (below the agent's own home), for
+/// the end-of-session report.
+pub const NOT_FOUND_FILE: &str = ".ward-not-found";
+
+/// bash's `command_not_found_handle`, exported to every bash inside (as
+/// `BASH_FUNC_command_not_found_handle%%`): a program only on the host is explained at once,
+/// with the folder that would bring it in, and noted for the report when the agent has a home
+/// of Ward's (`record`); any other is bash's own "command not found". Exit status 127 either
+/// way.
+pub fn handler(outside: &[Outside], record: bool) -> String {
+    let mut f = String::from("() { case \"$1\" in\n");
+    for o in outside {
+        let dir = o.dir.display();
+        let grant = o.grant.display();
+        f.push_str(&format!(
+            "  '{}') printf 'bash: %s: command not found\\nward: `%s` is not inside the \
+             sandbox: on this machine it is in {dir}, which no grant brings in; the person \
+             running Ward can grant it read-only (ward run --grant {grant}:ro)\\n' \"$1\" \"$1\" \
+             >&2;;\n",
+            o.names.join("'|'")
+        ));
+    }
+    f.push_str("  *) printf 'bash: %s: command not found\\n' \"$1\" >&2; return 127;;\nesac\n");
+    if record {
+        f.push_str(&format!(
+            "printf '%s\\n' \"$1\" >> \"$HOME/{NOT_FOUND_FILE}\" 2>/dev/null\n"
+        ));
+    }
+    f.push_str("return 127; }");
+    f
+}
+
+/// The commands a shell inside noted as not found (read from the agent's home without
+/// following a link, then removed) that are among `outside`: `(name, folder to grant)`.
+pub fn noted(home: &Path, outside: &[Outside]) -> Vec<(String, PathBuf)> {
+    use std::io::Read;
+    let Ok(dir) = std::fs::File::open(home) else {
+        return Vec::new();
+    };
+    let Ok(name) = std::ffi::CString::new(NOT_FOUND_FILE) else {
+        return Vec::new();
+    };
+    let mut text = Vec::new();
+    if let Ok(fd) = ward_sys::openat2(
+        std::os::fd::AsFd::as_fd(&dir),
+        &name,
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+    ) {
+        let _ = std::fs::File::from(fd)
+            .take(64 << 10)
+            .read_to_end(&mut text);
+    }
+    // SAFETY: unlinkat below a directory we hold, a NUL-terminated name.
+    unsafe { libc::unlinkat(std::os::fd::AsRawFd::as_raw_fd(&dir), name.as_ptr(), 0) };
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for n in String::from_utf8_lossy(&text).lines() {
+        if let Some(o) = outside.iter().find(|o| o.names.iter().any(|x| x == n)) {
+            if !out.iter().any(|(x, _)| x == n) {
+                out.push((n.to_string(), o.grant.clone()));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -165,5 +429,97 @@ mod tests {
             cwd: &d,
         };
         assert!(check("mytool", Some(&path), None, &inside).is_ok());
+    }
+
+    #[test]
+    fn programs_only_on_the_host_are_listed_for_shells_inside_and_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().canonicalize().unwrap();
+        let exe = |p: PathBuf| {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        };
+        exe(d.join("tools/bin/mytool"));
+        std::fs::write(d.join("tools/bin/notes.txt"), "").unwrap();
+        exe(d.join("tools/bin/sh"));
+        // The person's home on the host, and the agent's own home (Ward's).
+        exe(d.join("home/.local/bin/hostonly"));
+        exe(d.join("home/.local/bin/own"));
+        exe(d.join("state/homes/default/.local/bin/own"));
+        let home = (d.join("state/homes/default"), d.join("home"));
+        let path = format!(
+            "{}:{}/.local/bin:/usr/bin:/bin",
+            d.join("tools/bin").display(),
+            d.join("home").display()
+        );
+        let none: Vec<PathBuf> = vec![];
+        let inside = Inside {
+            grants: &none,
+            home: Some(&home),
+            cwd: &d,
+        };
+        let want = vec![
+            Outside {
+                dir: d.join("tools/bin"),
+                grant: d.join("tools"),
+                names: vec!["mytool".into()],
+            },
+            Outside {
+                dir: d.join("home/.local/bin"),
+                grant: d.join("home/.local"),
+                names: vec!["hostonly".into()],
+            },
+        ];
+        let state = d.join("state");
+        assert_eq!(
+            outside_cached(Some(&state), Some(&path), None, &inside),
+            want
+        );
+        assert!(state.join("path-outside.json").exists());
+        assert_eq!(
+            outside_cached(Some(&state), Some(&path), None, &inside),
+            want
+        );
+        // A program added: the folder changed, the list with it.
+        exe(d.join("tools/bin/another"));
+        let now = outside_cached(Some(&state), Some(&path), None, &inside);
+        assert_eq!(now[0].names, ["another", "mytool"]);
+        // Granted: nothing of it is outside.
+        let grants = vec![d.join("tools")];
+        let inside = Inside {
+            grants: &grants,
+            home: Some(&home),
+            cwd: &d,
+        };
+        assert_eq!(
+            outside_cached(Some(&state), Some(&path), None, &inside),
+            want[1..]
+        );
+        // The handler names them in single quotes and records what it was asked.
+        let f = handler(&want, true);
+        assert!(f.starts_with("() { case \"$1\" in"), "{f}");
+        assert!(f.contains("'mytool')") && f.contains("'hostonly')"), "{f}");
+        assert!(
+            f.contains(NOT_FOUND_FILE) && f.ends_with("return 127; }"),
+            "{f}"
+        );
+        assert!(!handler(&want, false).contains(NOT_FOUND_FILE));
+        // Noted names are reported when they are among the programs outside, once each.
+        let agent_home = d.join("state/homes/default");
+        std::fs::write(
+            agent_home.join(NOT_FOUND_FILE),
+            "mytool\nnope\nmytool\nhostonly\n",
+        )
+        .unwrap();
+        assert_eq!(
+            noted(&agent_home, &want),
+            [
+                ("mytool".to_string(), d.join("tools")),
+                ("hostonly".to_string(), d.join("home/.local"))
+            ]
+        );
+        assert!(!agent_home.join(NOT_FOUND_FILE).exists());
     }
 }

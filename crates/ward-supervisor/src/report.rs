@@ -13,6 +13,8 @@ pub struct Ended<'a> {
     /// The proxy's counts (`refused_destinations`, `failed_destinations`).
     pub network: &'a serde_json::Value,
     pub env_removed: &'a [String],
+    /// Commands shells inside did not find that are on the host: (name, folder to grant).
+    pub not_found: &'a [(String, std::path::PathBuf)],
     pub hidden: &'a [std::path::PathBuf],
     pub limits_hit: &'a serde_json::Map<String, serde_json::Value>,
 }
@@ -95,6 +97,27 @@ pub fn lines(e: &Ended) -> Vec<String> {
         out.push(format!(
             "removed from the agent's environment: {}; to keep one: [env] keep = [\"NAME\"]",
             some(e.env_removed.iter().map(|k| inert::line(k).into_owned()))
+        ));
+    }
+    let mut grants: Vec<&std::path::Path> = Vec::new();
+    for (_, g) in e.not_found {
+        if !grants.contains(&g.as_path()) {
+            grants.push(g);
+        }
+    }
+    for g in grants {
+        out.push(format!(
+            "not found inside: {}, on this machine under {}; to bring them in: --grant {}:ro, or in \
+             ward.toml: [[files]] path = \"{}\" access = \"read\"",
+            some(
+                e.not_found
+                    .iter()
+                    .filter(|(_, x)| x == g)
+                    .map(|(n, _)| inert::line(n).into_owned())
+            ),
+            inert::path(g),
+            inert::path(g),
+            inert::path(g)
         ));
     }
     if !e.hidden.is_empty() {
@@ -209,10 +232,29 @@ mod tests {
             session: "s1",
             network: &network,
             env_removed: &removed,
+            not_found: &[
+                ("cargo".into(), "/h/.cargo".into()),
+                ("x\u{1b}]0;t".into(), "/h/tools".into()),
+                ("rustc".into(), "/h/.cargo".into()),
+            ],
             hidden: &hidden,
             limits_hit: &limits,
         });
-        assert_eq!(l.len(), 5, "{l:?}");
+        assert_eq!(l.len(), 7, "{l:?}");
+        let nf: Vec<&String> = l
+            .iter()
+            .filter(|x| x.starts_with("not found inside"))
+            .collect();
+        assert_eq!(nf.len(), 2, "{l:?}");
+        assert!(
+            nf[0].starts_with("not found inside: cargo, rustc, on this machine under /h/.cargo; to bring them in: --grant /h/.cargo:ro"),
+            "{}",
+            nf[0]
+        );
+        let l: Vec<String> = l
+            .into_iter()
+            .filter(|x| !x.starts_with("not found"))
+            .collect();
         assert!(l[0].starts_with("refused  https://evil.example"));
         assert!(!l.iter().any(|x| x.contains('\u{1b}')), "{l:?}");
         assert!(
@@ -231,6 +273,7 @@ mod tests {
             session: "s1",
             network: &json!({}),
             env_removed: &[],
+            not_found: &[],
             hidden: &[],
             limits_hit: &serde_json::Map::new(),
         })

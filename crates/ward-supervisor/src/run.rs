@@ -482,6 +482,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             env_credentials,
             env_removed,
             guarded,
+            outside,
         },
         confinement,
     ) = match prepared {
@@ -691,6 +692,10 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             session: &session,
             network: &network,
             env_removed: &env_removed,
+            not_found: &home
+                .as_ref()
+                .map(|h| crate::program::noted(&h.host, &outside))
+                .unwrap_or_default(),
             hidden: &masked,
             limits_hit: &limits_hit,
         },
@@ -1400,6 +1405,8 @@ struct Prepared {
     env_removed: Vec<String>,
     /// The agent's settings that run code later, as they were at the start (a kept home).
     guarded: Option<crate::guard::Snapshot>,
+    /// Programs on the host's PATH the sandbox does not show (explained by shells inside).
+    outside: Vec<crate::program::Outside>,
 }
 
 /// The session's configuration, worked out while the launcher builds the sandbox, and sent
@@ -1476,21 +1483,37 @@ fn prepare(
         // The agent's program is looked for now as the sandbox will look for it: one only on
         // the host is explained (exit 127), not left to fail bare inside.
         let grants: Vec<PathBuf> = m.files.iter().map(|g| g.path.clone()).collect();
+        let agent_path = lc
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone());
+        let host_path = std::env::var("PATH").ok();
+        let seen_inside = crate::program::Inside {
+            grants: &grants,
+            home: lc.home.as_ref(),
+            cwd,
+        };
         if let Some(prog) = agent_cmd.first() {
             crate::program::check(
                 prog,
-                lc.env
-                    .iter()
-                    .find(|(k, _)| k == "PATH")
-                    .map(|(_, v)| v.as_str()),
-                std::env::var("PATH").ok().as_deref(),
-                &crate::program::Inside {
-                    grants: &grants,
-                    home: lc.home.as_ref(),
-                    cwd,
-                },
+                agent_path.as_deref(),
+                host_path.as_deref(),
+                &seen_inside,
             )?;
         }
+        // A command a shell inside does not find is explained at once when it is only on the
+        // host (bash's command_not_found_handle, exported), and noted for the report.
+        let outside = crate::program::outside_cached(
+            paths.state_dir(),
+            agent_path.as_deref(),
+            host_path.as_deref(),
+            &seen_inside,
+        );
+        lc.env.push((
+            "BASH_FUNC_command_not_found_handle%%".into(),
+            crate::program::handler(&outside, home.is_some()),
+        ));
         let mut rest = std::fs::File::from(rest_sock);
         rest.write_all(&ward_sandbox::late::encode(&lc))
             .map_err(|_| LauncherGone("it was configured"))?;
@@ -1501,6 +1524,7 @@ fn prepare(
         };
         anyhow::Ok(Prepared {
             guarded,
+            outside,
             inside,
             home,
             repo_ids,

@@ -290,6 +290,40 @@ fn a_program_only_on_the_host_is_explained_with_the_grant_that_brings_it_in() {
     let o = e.ward(&["run", "--grant", ".:direct", "--", "no-such-program-here"]);
     assert_eq!(o.status.code(), Some(127), "{}", text(&o));
     assert!(text(&o).contains("is not found"), "{}", text(&o));
+    // Asked for by a shell inside: explained to the agent at once, and to the person at the
+    // end; a command missing everywhere is bash's plain "command not found".
+    let o = e
+        .command(&["run", "--grant", ".:direct", "--", "/bin/bash", "-c"])
+        .arg("mytool; echo \"rc=$?\"; no-such-program-here; echo \"rc=$?\"; mytool; true")
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert_eq!(out.matches("rc=127").count(), 2, "{out}");
+    assert!(!out.contains("TOOL-RAN"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "ward: `mytool` is not inside the sandbox: on this machine it is in {}",
+            bin.canonicalize().unwrap().display()
+        )) && out.contains(&format!("--grant {}:ro", tools.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains("bash: no-such-program-here: command not found")
+            && !out.contains("`no-such-program-here`"),
+        "{out}"
+    );
+    let report = out
+        .lines()
+        .find(|l| l.contains("not found inside:"))
+        .unwrap_or_else(|| panic!("no report line: {out}"));
+    assert!(
+        report.contains("mytool")
+            && !report.contains("no-such")
+            && report.matches("mytool").count() == 1,
+        "{report}"
+    );
 }
 
 #[test]
