@@ -41,6 +41,8 @@ pub fn always() -> impl Iterator<Item = String> {
             n => n.to_string(),
         })
         .chain(ALSO.iter().map(|s| s.to_string()))
+        // fish runs every file there at start.
+        .chain(std::iter::once(".config/fish/conf.d/".to_string()))
 }
 
 /// A guarded folder holding more entries than this closes the session's start: Ward will not
@@ -48,11 +50,12 @@ pub fn always() -> impl Iterator<Item = String> {
 const MAX_ENTRIES: usize = 20_000;
 /// Folders deeper than this below a guarded folder are not walked (the start refuses).
 const MAX_DEPTH: usize = 32;
-/// A file larger than this is compared by its digest but not copied beside the home: if the
-/// agent changes it, it cannot be put back, and the home is closed (fail closed).
-const KEEP_LIMIT: u64 = 16 << 20;
-/// At most this many files named by the guarded settings are guarded besides them.
-const MAX_REFS: usize = 64;
+/// A guarded file larger than this is not read: it never counts as unchanged, cannot be put
+/// back, and closes the home (fail closed). Settings and scripts are far smaller.
+const LIMIT: u64 = 64 << 20;
+/// At most this many files named by the guarded settings are guarded besides them; settings
+/// naming more close the home.
+const MAX_REFS: usize = 256;
 
 /// One thing guarded in the home, as a profile or [`always`] names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +184,14 @@ impl Seen {
 struct Baseline {
     version: u32,
     entries: BTreeMap<String, Seen>,
+    /// What is guarded (as a profile names it), the home's path inside and the grants below
+    /// it: what `ward review` needs to accept a change the way a session would check it.
+    #[serde(default)]
+    guard: Vec<String>,
+    #[serde(default)]
+    inside: PathBuf,
+    #[serde(default)]
+    grants: Vec<String>,
 }
 
 impl crate::state::Versioned for Baseline {
@@ -189,15 +200,76 @@ impl crate::state::Versioned for Baseline {
     }
 }
 
+/// What a home's guard works from.
+#[derive(Clone)]
+struct Ctx {
+    specs: Vec<Spec>,
+    /// The profile's list, as given.
+    guard: Vec<String>,
+    /// The home's path inside.
+    inside: PathBuf,
+    /// Grants mounted below the home (paths below it): the person's, not guarded.
+    grants: Vec<String>,
+}
+
+impl Ctx {
+    fn new(guard: &[String], inside: &Path, grants: &[String]) -> Ctx {
+        let granted = |rel: &str| {
+            grants.iter().any(|g| {
+                rel == g
+                    || rel
+                        .strip_prefix(g.as_str())
+                        .is_some_and(|t| t.starts_with('/'))
+            })
+        };
+        Ctx {
+            specs: specs(guard)
+                .into_iter()
+                .filter(|s| !granted(s.rel()))
+                .collect(),
+            guard: guard.to_vec(),
+            inside: inside.to_path_buf(),
+            grants: grants.to_vec(),
+        }
+    }
+
+    fn granted(&self, rel: &str) -> bool {
+        self.grants.iter().any(|g| {
+            rel == g
+                || rel
+                    .strip_prefix(g.as_str())
+                    .is_some_and(|t| t.starts_with('/'))
+        })
+    }
+
+    /// Whether a spec (not only a file a setting names) covers `rel`.
+    fn covered(&self, rel: &str) -> bool {
+        self.specs.iter().any(|s| s.covers(rel))
+    }
+}
+
 /// The guarded entries of a home as the session started.
 pub struct Snapshot {
     home: PathBuf,
     store: PathBuf,
-    specs: Vec<Spec>,
+    ctx: Ctx,
     seen: BTreeMap<String, Seen>,
     /// Changes made while no session watched, found and put back at the start.
     pub at_start: Vec<Held>,
 }
+
+/// Something changed while no session watched could not be put back: the home must be closed
+/// until a person looks.
+#[derive(Debug)]
+pub struct NotPutBack(pub String);
+
+impl std::fmt::Display for NotPutBack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotPutBack {}
 
 /// One guarded thing the agent changed, held.
 #[derive(Debug, Clone)]
@@ -234,21 +306,14 @@ fn open_at(dir: &OwnedFd, rel: &str, flags: i32) -> std::io::Result<OwnedFd> {
 }
 
 /// The folder `rel` lies in (opened, without following a link) and its last name; `None`
-/// when a folder on the way is missing.
+/// when a folder on the way is missing; an error when one is a link or not a folder.
 fn parent(dir: &OwnedFd, rel: &str) -> std::io::Result<Option<(OwnedFd, CString)>> {
     let (p, name) = rel.rsplit_once('/').unwrap_or((".", rel));
     match open_at(dir, p, libc::O_PATH | libc::O_DIRECTORY) {
         Ok(fd) => Ok(Some((fd, CString::new(name)?))),
-        // Nothing there, or nothing reachable without following a link: missing (a guarded
-        // folder made a link is itself a change).
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
-            ) =>
-        {
-            Ok(None)
-        }
+        // Nothing there. A link or a file on the way (ELOOP, ENOTDIR) is not "missing": it is
+        // something the agent put there, seen as `Other`, so never unchanged.
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -322,6 +387,9 @@ fn look(dir: &OwnedFd, rel: &str, known: Option<&Seen>) -> Seen {
             if let Some(k) = known.filter(|k| k.kind == Kind::File && k.stamp == Some(stamp(&st))) {
                 return k.clone();
             }
+            if st.st_size as u64 > LIMIT {
+                return Seen::of(Kind::Other);
+            }
             let opened = ward_sys::openat2(
                 pfd.as_fd(),
                 &name,
@@ -339,7 +407,10 @@ fn look(dir: &OwnedFd, rel: &str, known: Option<&Seen>) -> Seen {
             if unsafe { libc::fstat(f.as_raw_fd(), &mut st) } != 0 {
                 return Seen::of(Kind::Other);
             }
-            match sha_of(&mut f) {
+            if st.st_size as u64 > LIMIT {
+                return Seen::of(Kind::Other);
+            }
+            match sha_of(&mut (&mut f).take(LIMIT)) {
                 Ok(sha) => Seen {
                     sha,
                     stamp: Some(stamp(&st)),
@@ -374,6 +445,11 @@ fn names(dir: &OwnedFd, rel: &str) -> std::io::Result<Vec<String>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))? {
         let e = e?;
+        if out.len() >= MAX_ENTRIES {
+            return Err(std::io::Error::other(format!(
+                "more than {MAX_ENTRIES} entries"
+            )));
+        }
         // A name that is not UTF-8 cannot be kept in the baseline: it makes the folder
         // unreadable to the guard, which fails closed.
         match e.file_name().into_string() {
@@ -465,7 +541,7 @@ fn named(text: &[u8], inside: &Path) -> Vec<String> {
                 .unwrap_or(rest.len());
             let rel = String::from_utf8_lossy(&rest[..end]);
             let rel = rel.trim_end_matches(['/', '.', ',']);
-            if plain(rel) && !out.iter().any(|o| o == rel) && out.len() < MAX_REFS {
+            if plain(rel) && !out.iter().any(|o| o == rel) {
                 out.push(rel.to_string());
             }
         }
@@ -553,17 +629,26 @@ fn blob(store: &Path, sha: &str) -> PathBuf {
     store.join("blobs").join(sha)
 }
 
-/// Keep a copy of the file `rel` (seen as `s`) beside the home, unless one is there or it is
-/// too large. The copy is checked against the digest: what is kept is what was compared.
-fn keep(dir: &OwnedFd, store: &Path, rel: &str, s: &Seen) -> std::io::Result<()> {
-    if s.kind != Kind::File || s.stamp.is_some_and(|st| st[2] > KEEP_LIMIT) {
+/// A kept copy, checked against its digest.
+fn read_blob(store: &Path, sha: &str) -> std::io::Result<Vec<u8>> {
+    let bytes = std::fs::read(blob(store, sha))?;
+    if sha_of(&mut bytes.as_slice())? != sha {
+        return Err(std::io::Error::other("Ward's copy of it is damaged"));
+    }
+    Ok(bytes)
+}
+
+/// Keep a copy of the file `rel` (seen as `s`) beside the home, unless one is there. The copy
+/// is checked against the digest: what is kept is what was compared.
+fn keep(dir: &OwnedFd, store: &Path, rel: &str, s: &Seen, sync: bool) -> std::io::Result<()> {
+    if s.kind != Kind::File {
         return Ok(());
     }
     let dst = blob(store, &s.sha);
     if dst.exists() {
         return Ok(());
     }
-    let bytes = contents(dir, rel, KEEP_LIMIT + 1)?;
+    let bytes = contents(dir, rel, LIMIT + 1)?;
     if sha_of(&mut bytes.as_slice())? != s.sha {
         return Err(std::io::Error::other(format!(
             "~/{rel} changed while Ward read it"
@@ -571,7 +656,11 @@ fn keep(dir: &OwnedFd, store: &Path, rel: &str, s: &Seen) -> std::io::Result<()>
     }
     std::fs::create_dir_all(store.join("blobs"))?;
     let tmp = dst.with_extension("tmp");
-    std::fs::write(&tmp, &bytes)?;
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&bytes)?;
+    if sync {
+        f.sync_all()?;
+    }
     std::fs::rename(&tmp, &dst)
 }
 
@@ -581,16 +670,25 @@ fn keep(dir: &OwnedFd, store: &Path, rel: &str, s: &Seen) -> std::io::Result<()>
 fn save(
     dir: &OwnedFd,
     store: &Path,
+    ctx: &Ctx,
     seen: &BTreeMap<String, Seen>,
     sync: bool,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(store)?;
     for (rel, s) in seen {
-        keep(dir, store, rel, s)?;
+        keep(dir, store, rel, s, sync)?;
+    }
+    if sync {
+        std::fs::File::open(store.join("blobs"))
+            .and_then(|d| d.sync_all())
+            .ok();
     }
     let b = Baseline {
         version: crate::state::VERSION,
         entries: seen.clone(),
+        guard: ctx.guard.clone(),
+        inside: ctx.inside.clone(),
+        grants: ctx.grants.clone(),
     };
     let path = store.join("seen.json");
     if sync {
@@ -600,10 +698,10 @@ fn save(
         std::fs::write(&tmp, serde_json::to_vec(&b)?)?;
         std::fs::rename(&tmp, &path)?;
     }
+    let used: std::collections::HashSet<&str> = seen.values().map(|s| s.sha.as_str()).collect();
     if let Ok(rd) = std::fs::read_dir(store.join("blobs")) {
         for e in rd.flatten() {
-            let n = e.file_name();
-            if !seen.values().any(|s| n.to_str() == Some(s.sha.as_str())) {
+            if !e.file_name().to_str().is_some_and(|n| used.contains(n)) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -611,10 +709,31 @@ fn save(
     Ok(())
 }
 
-fn load(store: &Path) -> anyhow::Result<Option<BTreeMap<String, Seen>>> {
+/// A SHA-256 in hex: what a copy's name may be.
+fn is_sha(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+fn load(store: &Path) -> anyhow::Result<Option<Baseline>> {
     let path = store.join("seen.json");
     match crate::state::read::<Baseline>(&path) {
-        Ok(b) => Ok(Some(b.entries)),
+        Ok(b) => {
+            if let Some((rel, _)) = b
+                .entries
+                .iter()
+                .find(|(rel, s)| !plain(rel) || (s.kind == Kind::File && !is_sha(&s.sha)))
+            {
+                anyhow::bail!(
+                    "{} is damaged (its entry {rel:?}); remove the folder {} to start the agent's \
+                     settings afresh",
+                    path.display(),
+                    store.display()
+                );
+            }
+            Ok(Some(b))
+        }
         Err(e)
             if e.downcast_ref::<std::io::Error>()
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
@@ -628,82 +747,137 @@ fn load(store: &Path) -> anyhow::Result<Option<BTreeMap<String, Seen>>> {
 /// Take the home's guarded entries at the start of a session: compare them with what Ward last
 /// accepted (changes made while no session watched are put back and their versions copied to
 /// `upper` for review, in [`Snapshot::at_start`]), and keep the result as the baseline.
-/// `granted` paths (a grant mounted there is the person's, not the agent's) are left out.
-/// Err: the home cannot be guarded (the session must not start).
+/// `grants`: grants mounted below the home (paths below it), the person's, left out.
+/// Err: the home cannot be guarded, or something changed meanwhile could not be put back (the
+/// session must not start; the baseline is left as it was).
 pub fn snapshot(
     home: &Path,
     inside: &Path,
     store: &Path,
     profile: &[String],
-    granted: impl Fn(&str) -> bool,
+    grants: &[String],
     upper: &Path,
 ) -> anyhow::Result<Snapshot> {
     let dir = beneath(home).map_err(|e| {
         anyhow::anyhow!("the agent's home {} cannot be opened: {e}", home.display())
     })?;
-    let specs: Vec<Spec> = specs(profile)
-        .into_iter()
-        .filter(|s| !granted(s.rel()))
-        .collect();
-    let base = load(store)?;
+    let ctx = Ctx::new(profile, inside, grants);
+    let base = load(store)?.map(|b| b.entries);
     let known = base.clone().unwrap_or_default();
-    let mut now = survey(&dir, &specs, &[], &known).map_err(|e| anyhow::anyhow!(e))?;
-    let extra = referenced(&dir, &specs, &now, inside, &granted);
-    if !extra.is_empty() {
-        now = survey(&dir, &specs, &extra, &known).map_err(|e| anyhow::anyhow!(e))?;
+    let mut now = survey(&dir, &ctx.specs, &[], &known).map_err(anyhow::Error::msg)?;
+    // The files the settings name, in the settings as they are and as Ward last accepted them
+    // (a file named only by a setting changed meanwhile is new, so held).
+    let mut extra = referenced(&dir, &ctx, &now, None).map_err(anyhow::Error::msg)?;
+    if let Some(base) = &base {
+        for r in referenced(&dir, &ctx, base, Some(store)).map_err(anyhow::Error::msg)? {
+            if !extra.contains(&r) {
+                extra.push(r);
+            }
+        }
     }
+    now = survey(&dir, &ctx.specs, &extra, &known).map_err(anyhow::Error::msg)?;
     let mut at_start = Vec::new();
     if let Some(base) = &base {
-        at_start = settle(&dir, store, &specs, base, &now, upper);
+        at_start = settle(&dir, store, &ctx, base, &now, upper);
+        if let Some(h) = at_start.iter().find(|h| !h.restored) {
+            return Err(NotPutBack(format!(
+                "~/{} changed while no Ward session watched it and could not be put back ({})",
+                ward_core::inert::line(&h.rel),
+                h.what
+            ))
+            .into());
+        }
         if !at_start.is_empty() {
-            now = survey(&dir, &specs, &extra, &known).map_err(|e| anyhow::anyhow!(e))?;
+            now = survey(&dir, &ctx.specs, &extra, &known).map_err(anyhow::Error::msg)?;
         }
     }
     if base.as_ref() != Some(&now) {
-        save(&dir, store, &now, false)?;
+        save(&dir, store, &ctx, &now, false)?;
     }
     Ok(Snapshot {
         home: home.to_path_buf(),
         store: store.to_path_buf(),
-        specs,
+        ctx,
         seen: now,
         at_start,
     })
 }
 
-/// The files the guarded settings (whole files and keyed ones, not what guarded folders
-/// hold) name, not guarded already.
+/// The files below the home that the guarded settings in `seen` name (whole files and the
+/// guarded keys of keyed ones; not what guarded folders hold), and what guarded links point
+/// to there; not guarded already. Read from the home, or from Ward's copies (`kept`). Err when
+/// they name more than [`MAX_REFS`].
 fn referenced(
     dir: &OwnedFd,
-    specs: &[Spec],
-    now: &BTreeMap<String, Seen>,
-    inside: &Path,
-    granted: &impl Fn(&str) -> bool,
-) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for spec in specs.iter().filter(|s| !matches!(s, Spec::Tree(_))) {
+    ctx: &Ctx,
+    seen: &BTreeMap<String, Seen>,
+    kept: Option<&Path>,
+) -> Result<Vec<String>, String> {
+    let mut found: Vec<String> = Vec::new();
+    for spec in ctx.specs.iter().filter(|s| !matches!(s, Spec::Tree(_))) {
         let rel = spec.rel();
-        let Some(s) = now.get(rel) else {
+        let Some(s) = seen.get(rel).filter(|s| s.kind == Kind::File) else {
             continue;
         };
-        if s.kind != Kind::File || s.stamp.is_some_and(|st| st[2] > (1 << 20)) {
-            continue;
-        }
-        let Ok(text) = contents(dir, rel, 1 << 20) else {
+        let text = match kept {
+            Some(store) => read_blob(store, &s.sha),
+            None => contents(dir, rel, LIMIT),
+        };
+        let Ok(text) = text else {
             continue;
         };
-        for r in named(&text, inside) {
-            if out.len() < MAX_REFS
-                && !specs.iter().any(|s| s.covers(&r))
-                && !now.contains_key(&r)
-                && !granted(&r)
-                && !out.contains(&r)
-            {
-                out.push(r);
-            }
+        let text = match spec {
+            // Only what the guarded keys hold: the agent's bookkeeping cannot crowd them out.
+            Spec::Keys(_, pats) => keyed(&text, pats)
+                .map(|k| serde_json::to_vec(&k.values().collect::<Vec<_>>()).unwrap_or_default())
+                .unwrap_or_default(),
+            _ => text,
+        };
+        found.extend(named(&text, &ctx.inside));
+    }
+    // A guarded link's target in the home is what runs.
+    for (rel, s) in seen.iter().filter(|(_, s)| s.kind == Kind::Link) {
+        if let Some(t) = link_target(rel, &s.target, &ctx.inside) {
+            found.push(t);
         }
     }
-    out
+    let mut out: Vec<String> = Vec::new();
+    for r in found {
+        if !ctx.covered(&r) && !ctx.granted(&r) && !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    if out.len() > MAX_REFS {
+        return Err(format!(
+            "the agent's guarded settings name more than {MAX_REFS} files in its home"
+        ));
+    }
+    Ok(out)
+}
+
+/// Where the link `rel` (target `target`) points below the home, as a path below it.
+fn link_target(rel: &str, target: &[u8], inside: &Path) -> Option<String> {
+    let t = std::str::from_utf8(target).ok()?;
+    let start = match t.strip_prefix(&format!("{}/", inside.display())) {
+        Some(r) => r.to_string(),
+        None if !t.starts_with('/') => match rel.rsplit_once('/') {
+            Some((p, _)) => format!("{p}/{t}"),
+            None => t.to_string(),
+        },
+        None => return None,
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for c in start.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    let out = parts.join("/");
+    plain(&out).then_some(out)
 }
 
 /// Put back what changed from `base` to `now` and copy the changed versions to `upper`.
@@ -711,11 +885,12 @@ fn referenced(
 fn settle(
     dir: &OwnedFd,
     store: &Path,
-    specs: &[Spec],
+    ctx: &Ctx,
     base: &BTreeMap<String, Seen>,
     now: &BTreeMap<String, Seen>,
     upper: &Path,
 ) -> Vec<Held> {
+    let specs = &ctx.specs;
     let missing = Seen::of(Kind::Missing);
     // The guarded folder an entry is in, when Ward saw that folder before: a new entry there
     // was missing then.
@@ -731,7 +906,9 @@ fn settle(
         let was = match base.get(rel) {
             Some(w) => w,
             None if tree_of(rel).is_some_and(|t| base.contains_key(&t)) => &missing,
-            // Never seen: the first look takes it.
+            // A file a setting names that Ward has not seen is new.
+            None if !ctx.covered(rel) => &missing,
+            // A guarded path Ward never saw (its guard is new): the first look takes it.
             None => continue,
         };
         let cur = now.get(rel).unwrap_or(&missing);
@@ -744,10 +921,10 @@ fn settle(
         if let Some(Spec::Keys(_, pats)) = specs.iter().find(|s| s.rel() == rel) {
             if cur.kind == Kind::File && matches!(was.kind, Kind::File | Kind::Missing) {
                 let old = match was.kind {
-                    Kind::File => std::fs::read(blob(store, &was.sha)).ok(),
+                    Kind::File => read_blob(store, &was.sha).ok(),
                     _ => Some(Vec::new()),
                 };
-                let new = contents(dir, rel, KEEP_LIMIT + 1).ok();
+                let new = contents(dir, rel, LIMIT + 1).ok();
                 if let (Some(old), Some(new)) = (old, new) {
                     let old_keys = keyed(&old, pats).unwrap_or_default();
                     match keyed(&new, pats) {
@@ -763,30 +940,26 @@ fn settle(
     if changed.is_empty() {
         return Vec::new();
     }
-    // The agent's versions, for review (files; a link's target is never followed).
+    // The agent's versions, for review (files; a link's target is never followed). One that
+    // cannot be copied is left where it is (nothing is lost unseen), which closes the home.
     let mut copied = std::collections::BTreeSet::new();
+    let mut failed = std::collections::BTreeSet::new();
     for (rel, _, cur, _) in &changed {
         if cur.kind == Kind::File {
-            let dst = upper.join(rel);
-            let ok = contents(dir, rel, u64::MAX).ok().is_some_and(|bytes| {
-                dst.parent()
-                    .map_or(Ok(()), std::fs::create_dir_all)
-                    .and_then(|()| std::fs::write(&dst, bytes))
-                    .is_ok()
-            });
-            if ok {
+            if copy_out(dir, rel, &upper.join(rel)).is_ok() {
                 copied.insert(rel.clone());
+            } else {
+                failed.insert(rel.clone());
             }
         }
     }
-    let mut failed = std::collections::BTreeSet::new();
     // What the agent made where something else was (or nothing): removed, deepest first.
     let mut order: Vec<&(String, Seen, Seen, Option<Vec<u8>>)> = changed.iter().collect();
     order.sort_by_key(|(rel, ..)| std::cmp::Reverse(rel.matches('/').count()));
     for (rel, was, cur, _) in &order {
         let replace =
             cur.kind != Kind::Missing && (cur.kind != was.kind || cur.kind == Kind::Other);
-        if replace && remove(dir, rel).is_err() {
+        if replace && !failed.contains(rel) && remove(dir, rel).is_err() {
             failed.insert(rel.clone());
         }
     }
@@ -801,15 +974,9 @@ fn settle(
             (Kind::Missing, None) => Ok(()),
             (Kind::Dir, None) => put_dir(dir, rel),
             (Kind::Link, None) => put_link(dir, rel, &was.target),
-            (Kind::File, None) => std::fs::read(blob(store, &was.sha))
-                .and_then(|bytes| {
-                    if sha_of(&mut bytes.as_slice())? == was.sha {
-                        Ok(bytes)
-                    } else {
-                        Err(std::io::Error::other("Ward's copy is damaged"))
-                    }
-                })
-                .and_then(|bytes| put_file(dir, rel, &bytes)),
+            (Kind::File, None) => {
+                read_blob(store, &was.sha).and_then(|bytes| put_file(dir, rel, &bytes))
+            }
             (Kind::Other, None) => Err(std::io::ErrorKind::Unsupported.into()),
         };
         if r.is_err() {
@@ -869,53 +1036,71 @@ fn settle(
 /// the home's baseline. Returns what was held, those found at the start first.
 pub fn hold(s: &Snapshot, upper: &Path) -> Vec<Held> {
     let mut out = s.at_start.clone();
+    let failed = |what: String| Held {
+        rel: ".".into(),
+        what,
+        restored: false,
+    };
     let Ok(dir) = beneath(&s.home) else {
         // The agent made its home unreadable to Ward: nothing can be checked or put back.
-        out.push(Held {
-            rel: ".".into(),
-            what: "the home itself could not be opened (its permissions changed?)".into(),
-            restored: false,
-        });
+        out.push(failed(
+            "the home itself could not be opened (its permissions changed?)".into(),
+        ));
         return out;
     };
-    let extra: Vec<String> = s.seen.keys().cloned().collect();
-    let now = match survey(&dir, &s.specs, &extra, &s.seen) {
+    // What the agent's settings name now is held with them: a new hook's script is new.
+    let mut extra: Vec<String> = s.seen.keys().cloned().collect();
+    let now = survey(&dir, &s.ctx.specs, &extra, &s.seen)
+        .and_then(|now| referenced(&dir, &s.ctx, &now, None))
+        .and_then(|named| {
+            extra.extend(named.into_iter().filter(|n| !s.seen.contains_key(n)));
+            survey(&dir, &s.ctx.specs, &extra, &s.seen)
+        });
+    let now = match now {
         Ok(n) => n,
         Err(e) => {
-            out.push(Held {
-                rel: ".".into(),
-                what: format!("could not be checked: {e}"),
-                restored: false,
-            });
+            out.push(failed(format!("could not be checked: {e}")));
             return out;
         }
     };
-    out.extend(settle(&dir, &s.store, &s.specs, &s.seen, &now, upper));
+    out.extend(settle(&dir, &s.store, &s.ctx, &s.seen, &now, upper));
     // What the home holds now is what the next session is compared with.
-    let after = survey(&dir, &s.specs, &extra, &now);
-    match after
+    let after = survey(&dir, &s.ctx.specs, &extra, &now);
+    if let Err(e) = after
         .map_err(anyhow::Error::msg)
-        .and_then(|a| save(&dir, &s.store, &a, true))
+        .and_then(|a| save(&dir, &s.store, &s.ctx, &a, true))
     {
-        Ok(()) => {}
-        Err(e) => out.push(Held {
-            rel: ".".into(),
-            what: format!("Ward could not keep what it checked ({e})"),
-            restored: false,
-        }),
+        out.push(failed(format!("Ward could not keep what it checked ({e})")));
     }
     out
 }
 
-/// A person applied `rels` (paths below the home) in review: what is there now is what Ward
-/// accepts for them, so the next start does not take them back. Folders on the way inside a
-/// guarded folder are accepted with them. Nothing to do for a home Ward never guarded.
-pub fn accept(home: &Path, store: &Path, rels: &[String]) -> anyhow::Result<()> {
-    let Some(mut entries) = load(store)? else {
+/// A person applied changes to a home's guarded settings in review: `(path below the home,
+/// the SHA-256 approved, or None for a removal)`. Each is accepted where the home holds
+/// exactly what was approved (a change the apply did not make, or one made since, is not), so
+/// the next start does not take it back; folders on the way inside a guarded folder, and the
+/// files the accepted settings name, are accepted as they are. The caller holds the home's
+/// lock. Nothing to do for a home Ward never guarded.
+pub fn accept(
+    home: &Path,
+    store: &Path,
+    approved: &[(String, Option<String>)],
+) -> anyhow::Result<()> {
+    let Some(b) = load(store)? else {
         return Ok(());
     };
+    let ctx = Ctx::new(&b.guard, &b.inside, &b.grants);
+    let mut entries = b.entries;
     let dir = beneath(home)?;
-    for rel in rels.iter().filter(|r| plain(r)) {
+    for (rel, sha) in approved.iter().filter(|(r, _)| plain(r)) {
+        let seen = look(&dir, rel, None);
+        let as_approved = match sha {
+            Some(sha) => seen.kind == Kind::File && seen.sha == *sha,
+            None => seen.kind == Kind::Missing,
+        };
+        if !as_approved {
+            continue;
+        }
         let mut at = String::new();
         for part in rel.split('/') {
             let under_known = entries.iter().any(|(k, s)| {
@@ -928,13 +1113,35 @@ pub fn accept(home: &Path, store: &Path, rels: &[String]) -> anyhow::Result<()> 
                 at.push('/');
             }
             at.push_str(part);
-            if at == *rel || under_known {
-                let seen = look(&dir, &at, None);
-                entries.insert(at.clone(), seen);
+            if at != *rel && under_known {
+                let d = look(&dir, &at, None);
+                entries.insert(at.clone(), d);
             }
         }
+        entries.insert(rel.clone(), seen);
     }
-    save(&dir, store, &entries, true)
+    for r in referenced(&dir, &ctx, &entries, None).map_err(anyhow::Error::msg)? {
+        if let std::collections::btree_map::Entry::Vacant(v) = entries.entry(r) {
+            let seen = look(&dir, v.key(), None);
+            v.insert(seen);
+        }
+    }
+    save(&dir, store, &ctx, &entries, true)
+}
+
+/// Copy the file `rel` (not following a link) to `dst`, a fresh file in Ward's stage.
+fn copy_out(dir: &OwnedFd, rel: &str, dst: &Path) -> std::io::Result<()> {
+    let src = open_at(
+        dir,
+        rel,
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+    )?;
+    if let Some(p) = dst.parent() {
+        std::fs::create_dir_all(p)?;
+    }
+    let mut out = std::fs::File::create(dst)?;
+    std::io::copy(&mut std::fs::File::from(src).take(LIMIT), &mut out)?;
+    Ok(())
 }
 
 /// The folder of `rel` below `dir` (made when missing, never through a link) and its name.
@@ -964,8 +1171,20 @@ fn parent_made(dir: &OwnedFd, rel: &str) -> std::io::Result<(OwnedFd, CString)> 
     Ok((cur, CString::new(*name)?))
 }
 
+/// A temporary name no one can have made ahead (the agent could leave a folder at a
+/// predictable one).
 fn tmp_name() -> CString {
-    CString::new(format!(".ward-restore-{}", std::process::id())).unwrap_or_default()
+    let mut r = [0u8; 8];
+    // SAFETY: getrandom into a buffer of the length passed.
+    let n = unsafe { libc::getrandom(r.as_mut_ptr().cast(), r.len(), 0) };
+    let tag = if n == 8 {
+        u64::from_le_bytes(r)
+    } else {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    };
+    CString::new(format!(".ward-restore-{}-{tag:016x}", std::process::id())).unwrap_or_default()
 }
 
 /// Put the file `rel` back: a new file renamed over whatever is there (a folder there stays,
@@ -976,7 +1195,6 @@ fn put_file(dir: &OwnedFd, rel: &str, bytes: &[u8]) -> std::io::Result<()> {
     // SAFETY: a directory descriptor we hold and a plain name; O_EXCL with O_NOFOLLOW makes a
     // new file or fails.
     let fd = unsafe {
-        libc::unlinkat(parent.as_raw_fd(), tmp.as_ptr(), 0);
         libc::openat(
             parent.as_raw_fd(),
             tmp.as_ptr(),
@@ -989,8 +1207,11 @@ fn put_file(dir: &OwnedFd, rel: &str, bytes: &[u8]) -> std::io::Result<()> {
     }
     // SAFETY: the descriptor just returned, ours alone.
     let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    f.write_all(bytes)?;
-    f.sync_all()?;
+    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+        // SAFETY: unlinkat below a directory descriptor we hold.
+        unsafe { libc::unlinkat(parent.as_raw_fd(), tmp.as_ptr(), 0) };
+        return Err(e);
+    }
     rename_in(&parent, &tmp, &name)
 }
 
@@ -1020,7 +1241,6 @@ fn put_link(dir: &OwnedFd, rel: &str, target: &[u8]) -> std::io::Result<()> {
     let tmp = tmp_name();
     // SAFETY: symlinkat within one directory we hold.
     unsafe {
-        libc::unlinkat(parent.as_raw_fd(), tmp.as_ptr(), 0);
         if libc::symlinkat(t.as_ptr(), parent.as_raw_fd(), tmp.as_ptr()) != 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -1040,11 +1260,52 @@ fn put_dir(dir: &OwnedFd, rel: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Remove the first link among the folders on the way to `rel` (a file there stays: it fails).
+fn clear_way(dir: &OwnedFd, rel: &str) -> std::io::Result<()> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    for i in 1..parts.len() {
+        let at = parts[..i].join("/");
+        let (p, name) = parent(dir, &at)?.ok_or(std::io::ErrorKind::NotFound)?;
+        // SAFETY: plain data, filled by fstatat.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a directory descriptor we hold, a NUL-terminated name, a stat buffer.
+        if unsafe {
+            libc::fstatat(
+                p.as_raw_fd(),
+                name.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        } != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => continue,
+            libc::S_IFLNK => {
+                // SAFETY: unlinkat of a link below a directory descriptor we hold.
+                if unsafe { libc::unlinkat(p.as_raw_fd(), name.as_ptr(), 0) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                return Ok(());
+            }
+            _ => return Err(std::io::ErrorKind::NotADirectory.into()),
+        }
+    }
+    Err(std::io::ErrorKind::NotFound.into())
+}
+
 /// Remove `rel` without following a link: a file, a link, or an empty folder (a folder with
 /// what Ward did not survey in it stays, and the call fails: nothing is lost unseen).
 fn remove(dir: &OwnedFd, rel: &str) -> std::io::Result<()> {
-    let Some((p, name)) = parent(dir, rel)? else {
-        return Ok(());
+    let (p, name) = match parent(dir, rel) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(()),
+        // A link on the way (the agent's): removed, which removes `rel` from the home's view.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+            return clear_way(dir, rel).map_err(|_| e)
+        }
+        Err(e) => return Err(e),
     };
     // SAFETY: unlinkat below a directory descriptor we hold.
     if unsafe { libc::unlinkat(p.as_raw_fd(), name.as_ptr(), 0) } == 0 {
@@ -1071,7 +1332,7 @@ mod tests {
 
     fn snap(home: &Path, store: &Path, rels: &[&str], upper: &Path) -> Snapshot {
         let rels: Vec<String> = rels.iter().map(|s| s.to_string()).collect();
-        snapshot(home, Path::new("/home/u"), store, &rels, |_| false, upper).unwrap()
+        snapshot(home, Path::new("/home/u"), store, &rels, &[], upper).unwrap()
     }
 
     #[test]
@@ -1272,6 +1533,172 @@ mod tests {
             "echo done\n"
         );
         assert!(!home.join("bin/x").exists());
+    }
+
+    #[test]
+    fn a_link_or_a_file_on_the_way_is_never_missing() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path().join("home");
+        let store = d.path().join("home.guard");
+        std::fs::create_dir_all(&home).unwrap();
+        let rels = [".claude/settings.json"];
+        let s = snap(&home, &store, &rels, &d.path().join("u0"));
+        // The agent: its settings in another folder, reached through a link where .claude was.
+        std::fs::create_dir_all(home.join(".c2")).unwrap();
+        std::fs::write(home.join(".c2/settings.json"), "{\"hooks\":1}").unwrap();
+        std::os::unix::fs::symlink(".c2", home.join(".claude")).unwrap();
+        let held = hold(&s, &d.path().join("u1"));
+        assert_eq!(held.len(), 1, "{held:?}");
+        assert!(held[0].restored, "{held:?}");
+        assert!(
+            home.join(".claude").symlink_metadata().is_err(),
+            "the link is gone"
+        );
+        assert!(
+            home.join(".c2/settings.json").exists(),
+            "the agent's folder stays"
+        );
+        // Between sessions, a file where the folder is: it cannot be put back; the start fails.
+        let s = snap(&home, &store, &rels, &d.path().join("u2"));
+        drop(s);
+        std::fs::write(home.join(".claude"), "x").unwrap();
+        let e = snapshot(
+            home.as_path(),
+            Path::new("/home/u"),
+            &store,
+            &rels.map(String::from),
+            &[],
+            &d.path().join("u3"),
+        )
+        .err()
+        .expect("a start over what cannot be put back");
+        assert!(e.downcast_ref::<NotPutBack>().is_some(), "{e}");
+        // The baseline is still the one from before: nothing was taken as accepted.
+        std::fs::remove_file(home.join(".claude")).unwrap();
+        let s = snap(&home, &store, &rels, &d.path().join("u4"));
+        assert!(s.at_start.is_empty());
+    }
+
+    #[test]
+    fn a_script_named_by_a_new_setting_is_held_with_it() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path().join("home");
+        let store = d.path().join("home.guard");
+        std::fs::create_dir_all(home.join(".claude")).unwrap();
+        std::fs::write(home.join(".claude/settings.json"), "{}").unwrap();
+        let rels = [".claude/settings.json"];
+        let s = snap(&home, &store, &rels, &d.path().join("u0"));
+        std::fs::write(
+            home.join(".claude/settings.json"),
+            "{\"hooks\":\"sh ~/tools/x.sh\"}",
+        )
+        .unwrap();
+        std::fs::create_dir_all(home.join("tools")).unwrap();
+        std::fs::write(home.join("tools/x.sh"), "evil").unwrap();
+        let upper = d.path().join("u1");
+        let held = hold(&s, &upper);
+        let names: Vec<&str> = held.iter().map(|h| h.rel.as_str()).collect();
+        assert_eq!(names, [".claude/settings.json", "tools/x.sh"], "{held:?}");
+        assert!(!home.join("tools/x.sh").exists());
+        assert_eq!(
+            std::fs::read_to_string(upper.join("tools/x.sh")).unwrap(),
+            "evil"
+        );
+        // The same, left by a session that was killed: found at the next start.
+        let s = snap(&home, &store, &rels, &d.path().join("u2"));
+        drop(s);
+        std::fs::write(
+            home.join(".claude/settings.json"),
+            "{\"hooks\":\"sh ~/tools/y.sh\"}",
+        )
+        .unwrap();
+        std::fs::write(home.join("tools/y.sh"), "evil").unwrap();
+        let s = snap(&home, &store, &rels, &d.path().join("u3"));
+        let names: Vec<&str> = s.at_start.iter().map(|h| h.rel.as_str()).collect();
+        assert_eq!(
+            names,
+            [".claude/settings.json", "tools/y.sh"],
+            "{:?}",
+            s.at_start
+        );
+        assert!(!home.join("tools/y.sh").exists());
+    }
+
+    #[test]
+    fn bookkeeping_cannot_crowd_out_a_named_script_and_link_targets_are_guarded() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path().join("home");
+        let store = d.path().join("home.guard");
+        std::fs::create_dir_all(home.join(".dotfiles")).unwrap();
+        let decoys: Vec<String> = (0..400).map(|i| format!("~/a{i}")).collect();
+        std::fs::write(
+            home.join(".claude.json"),
+            serde_json::to_vec(&serde_json::json!({
+                "history": decoys,
+                "mcpServers": {"m": {"command": "node", "args": ["~/mcp.js"]}}
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        std::fs::write(home.join("mcp.js"), "ok").unwrap();
+        std::fs::write(home.join(".dotfiles/bashrc"), "ok").unwrap();
+        std::os::unix::fs::symlink(".dotfiles/bashrc", home.join(".bashrc")).unwrap();
+        let rels = [".claude.json#/mcpServers"];
+        let s = snap(&home, &store, &rels, &d.path().join("u0"));
+        assert!(s.seen.contains_key("mcp.js") && s.seen.contains_key(".dotfiles/bashrc"));
+        assert!(!s.seen.contains_key("a1"));
+        std::fs::write(home.join("mcp.js"), "evil").unwrap();
+        std::fs::write(home.join(".dotfiles/bashrc"), "evil").unwrap();
+        let held = hold(&s, &d.path().join("u1"));
+        let names: Vec<&str> = held.iter().map(|h| h.rel.as_str()).collect();
+        assert_eq!(names, [".dotfiles/bashrc", "mcp.js"], "{held:?}");
+        assert_eq!(std::fs::read_to_string(home.join("mcp.js")).unwrap(), "ok");
+    }
+
+    #[test]
+    fn a_huge_file_in_a_guarded_folder_is_never_read() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path().join("home");
+        let store = d.path().join("home.guard");
+        std::fs::create_dir_all(home.join(".claude/skills")).unwrap();
+        let rels = [".claude/skills/"];
+        let s = snap(&home, &store, &rels, &d.path().join("u0"));
+        let f = std::fs::File::create(home.join(".claude/skills/big")).unwrap();
+        f.set_len(LIMIT + 1).unwrap();
+        let held = hold(&s, &d.path().join("u1"));
+        assert_eq!(held.len(), 1, "{held:?}");
+        // Removed: it was not there before (nothing of it is read).
+        assert!(held[0].restored, "{held:?}");
+        assert!(!home.join(".claude/skills/big").exists());
+    }
+
+    #[test]
+    fn review_accepts_only_what_was_approved() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path().join("home");
+        let store = d.path().join("home.guard");
+        std::fs::create_dir_all(home.join(".claude")).unwrap();
+        let rels = [".claude/settings.json", ".gemini/settings.json"];
+        let s = snap(&home, &store, &rels, &d.path().join("u0"));
+        drop(s);
+        // The person applies one file; the other is not what was approved.
+        std::fs::write(home.join(".claude/settings.json"), "{\"a\":1}").unwrap();
+        std::fs::create_dir_all(home.join(".gemini")).unwrap();
+        std::fs::write(home.join(".gemini/settings.json"), "{\"b\":1}").unwrap();
+        let sha = |t: &str| sha_of(&mut t.as_bytes()).unwrap();
+        accept(
+            &home,
+            &store,
+            &[
+                (".claude/settings.json".into(), Some(sha("{\"a\":1}"))),
+                (".gemini/settings.json".into(), Some(sha("{\"other\":1}"))),
+            ],
+        )
+        .unwrap();
+        let s = snap(&home, &store, &rels, &d.path().join("u1"));
+        let names: Vec<&str> = s.at_start.iter().map(|h| h.rel.as_str()).collect();
+        assert_eq!(names, [".gemini/settings.json"], "{:?}", s.at_start);
+        assert!(home.join(".claude/settings.json").exists());
     }
 
     #[test]

@@ -169,6 +169,24 @@ pub fn unsettled_mark(home: &Path) -> PathBuf {
     PathBuf::from(m)
 }
 
+/// The lock of a kept home (beside it), taken when no session holds it; Err when one does.
+pub fn lock_idle(home: &Path) -> anyhow::Result<std::fs::File> {
+    let mut p = home.as_os_str().to_owned();
+    p.push(".lock");
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(PathBuf::from(p))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!("its lock is held");
+    }
+    Ok(lock)
+}
+
 /// Where Ward keeps what it last accepted of a home's guarded settings (beside it, out of the
 /// agent's reach): see `guard`.
 pub fn guard_store(home: &Path) -> PathBuf {

@@ -296,6 +296,19 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
         if chosen.is_empty() && flagged.is_empty() && denied.is_empty() {
             continue;
         }
+        // The stage of an agent's kept home: applied only while no session uses that home
+        // (its end check would take the change back), and what is applied is then accepted.
+        let home_store = Some(crate::home::guard_store(&st.grant)).filter(|p| p.exists());
+        let _home_lock = match &home_store {
+            Some(_) => Some(crate::home::lock_idle(&st.grant).with_context(|| {
+                format!(
+                    "nothing applied to {}: a session is using this agent's home; apply its \
+                     changes after that session ends",
+                    st.grant.display()
+                )
+            })?),
+            None => None,
+        };
         let plan: Plan = apply::plan(st, &chosen, i128::from(s.info.started_of(i)));
         let log = open_log()?;
         // Approved by folder: one record per folder for what runs no code (its count, size
@@ -420,15 +433,20 @@ pub fn apply_changes(s: &Staged, sel: Selection, channel: &str) -> anyhow::Resul
         log.append(outcome_event(s, &st.grant, &r, false))?;
         // The stage of an agent's home: what the person applied there is what Ward accepts
         // of its guarded settings from now on.
-        let store = crate::home::guard_store(&st.grant);
-        if store.exists() {
-            let rels: Vec<String> = plan
+        if let Some(store) = &home_store {
+            let approved: Vec<(String, Option<String>)> = plan
                 .changes
                 .iter()
-                .flat_map(|c| std::iter::once(&c.path).chain(c.from.as_ref()))
-                .map(|p| p.to_string_lossy().into_owned())
+                .flat_map(|c| {
+                    let after = c.after.as_ref().and_then(|a| a.sha256.clone());
+                    let from = c
+                        .from
+                        .as_ref()
+                        .map(|f| (f.to_string_lossy().into_owned(), None));
+                    std::iter::once((c.path.to_string_lossy().into_owned(), after)).chain(from)
+                })
                 .collect();
-            if let Err(e) = crate::guard::accept(&st.grant, &store, &rels) {
+            if let Err(e) = crate::guard::accept(&st.grant, store, &approved) {
                 eprintln!(
                     "ward: warning: applied, but Ward could not note it as accepted ({e}); the \
                      next session will hold these settings again"

@@ -788,20 +788,35 @@ fn guard_home(
     m: &Manifest,
     session_dir: &Path,
 ) -> anyhow::Result<crate::guard::Snapshot> {
+    // Grants mounted below the home are the person's: their paths below it.
+    let grants: Vec<String> = m
+        .files
+        .iter()
+        .filter_map(|g| g.path.strip_prefix(&h.inside).ok())
+        .map(|r| r.to_string_lossy().into_owned())
+        .filter(|r| !r.is_empty())
+        .collect();
     let snap = crate::guard::snapshot(
         &h.host,
         &h.inside,
         &crate::home::guard_store(&h.host),
         m.profile.as_ref().map_or(&[][..], |p| p.guard.as_slice()),
-        |rel| {
-            let inside = h.inside.join(rel);
-            m.files
-                .iter()
-                .any(|g| inside.starts_with(&g.path) || g.path.starts_with(&inside))
-        },
+        &grants,
         &session_dir.join("stage").join("home").join("upper"),
     )
     .map_err(|e| {
+        // What could not be put back stays in the home: closed until a person has looked.
+        if let Some(n) = e.downcast_ref::<crate::guard::NotPutBack>() {
+            let mark = crate::home::unsettled_mark(&h.host);
+            if let Err(w) = std::fs::write(&mark, format!("{n}\n")) {
+                eprintln!("ward: warning: cannot write {}: {w}", mark.display());
+            }
+            return anyhow::anyhow!(
+                "{n}; the agent's home {} is closed: check it, then remove {}",
+                ward_core::inert::path(&h.host),
+                ward_core::inert::path(&mark)
+            );
+        }
         anyhow::anyhow!(
             "the agent's settings in its home cannot be checked, so the home is not used: {e}"
         )
