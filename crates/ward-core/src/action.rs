@@ -252,6 +252,9 @@ pub enum EventKind {
     SandboxDenied,
     /// A limit was reached.
     SandboxLimit,
+    /// A file the sandbox hides (always denied, or denied by the manifest) that a program
+    /// inside opened: it read nothing (an empty file), and the person is told.
+    SandboxHidden,
     /// A direct connection or DNS query past the proxy.
     NetDirect,
     /// A destination the decision allowed could not be reached (its name did not resolve).
@@ -307,6 +310,7 @@ impl EventKind {
         EventKind::SessionNewRepository,
         EventKind::SandboxDenied,
         EventKind::SandboxLimit,
+        EventKind::SandboxHidden,
         EventKind::NetDirect,
         EventKind::NetFailed,
         EventKind::NetClose,
@@ -340,6 +344,7 @@ impl EventKind {
             EventKind::SessionNewRepository => "session.new_repository",
             EventKind::SandboxDenied => "sandbox.denied",
             EventKind::SandboxLimit => "sandbox.limit",
+            EventKind::SandboxHidden => "sandbox.hidden",
             EventKind::NetDirect => "net.direct",
             EventKind::NetFailed => "net.failed",
             EventKind::NetClose => "net.close",

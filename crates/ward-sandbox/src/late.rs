@@ -1,7 +1,7 @@
 //! The part of the launcher's configuration that `ward run` works out while the sandbox is
 //! already being built: the grants and what is masked or held read-only in them, the staged
 //! layers, the agent's command, working directory and environment, the devices, the Landlock
-//! switch, sizes and the agent's own home. `ward run` forks the launcher first (its namespaces, PID 1 and the
+//! switch, sizes, the agent's own home and the folder of the masks' own empty files. `ward run` forks the launcher first (its namespaces, PID 1 and the
 //! system part of the root do not depend on any of this) and sends these bytes to PID 1 when
 //! they are ready; PID 1 reads them to end of file before it mounts anything of the agent's.
 //!
@@ -59,6 +59,10 @@ pub fn encode(cfg: &Config) -> Vec<u8> {
         e.path(host);
         e.path(inside);
     }
+    e.flag(cfg.mask_from.is_some());
+    if let Some(d) = &cfg.mask_from {
+        e.path(d);
+    }
     e.0
 }
 
@@ -88,6 +92,7 @@ pub fn decode(cfg: &mut Config, b: &[u8]) -> Result<(), SandboxError> {
     } else {
         None
     };
+    let mask_from = if d.flag()? { Some(d.path()?) } else { None };
     if d.at != b.len() {
         return Err(bad(&format!("{} bytes after the end", b.len() - d.at)));
     }
@@ -104,6 +109,7 @@ pub fn decode(cfg: &mut Config, b: &[u8]) -> Result<(), SandboxError> {
     cfg.tmp_size = tmp_size;
     cfg.shm_size = shm_size;
     cfg.home = home;
+    cfg.mask_from = mask_from;
     Ok(())
 }
 
@@ -244,6 +250,7 @@ mod tests {
         c.tmp_size = Some(1 << 30);
         c.shm_size = None;
         c.home = Some(("/s/homes/default".into(), "/home/u".into()));
+        c.mask_from = Some("/s/masks".into());
         // A path that is not UTF-8 travels as it is.
         c.masks.push(PathBuf::from(std::ffi::OsString::from_vec(
             b"/home/u/p/\xff.key".to_vec(),

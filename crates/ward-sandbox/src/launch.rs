@@ -28,6 +28,10 @@ pub struct Config {
     /// Paths inside the grants that are always denied (keys, `.env`, git hooks): covered with
     /// an empty read-only file or directory, so the agent can neither read nor replace them.
     pub masks: Vec<PathBuf>,
+    /// A folder on the host with an empty file per masked file, named by its index in
+    /// `masks` (`0`, `1`, ...): each covers its own path instead of the shared `/dev/null`, so
+    /// that the supervisor can see (inotify) which hidden file a program opened.
+    pub mask_from: Option<PathBuf>,
     /// Paths inside writable grants that stay read-only (a repository's `.git`: its config and
     /// hooks run code on the host the next time the user runs git). Being mount points, they
     /// cannot be renamed away either.
@@ -426,6 +430,7 @@ impl Config {
             env: vec![],
             go_fd: None,
             masks: vec![],
+            mask_from: None,
             read_only: vec![],
             stages: vec![],
             parent: None,
@@ -1270,7 +1275,12 @@ impl Beneath {
 
 /// Cover an always-denied path inside a grant: an empty read-only tmpfs over a directory, a
 /// read-only bind of the sandbox's /dev/null over anything else (a file, a socket).
-fn mask(root: &Path, m: &Path, grants: &[(PathBuf, bool)]) -> Result<(), SandboxError> {
+fn mask(
+    root: &Path,
+    m: &Path,
+    grants: &[(PathBuf, bool)],
+    own: Option<&Path>,
+) -> Result<(), SandboxError> {
     let target = Beneath::open(root, m, grants)?;
     if target.kind() == libc::S_IFLNK {
         // A mount cannot cover a symlink; refuse rather than leave it replaceable.
@@ -1290,13 +1300,8 @@ fn mask(root: &Path, m: &Path, grants: &[(PathBuf, bool)]) -> Result<(), Sandbox
             Some("mode=0000,size=4k"),
         )
     } else {
-        mount(
-            Some(&root.join("dev/null")),
-            &dst,
-            None,
-            libc::MS_BIND,
-            None,
-        )?;
+        let null = root.join("dev/null");
+        mount(Some(own.unwrap_or(&null)), &dst, None, libc::MS_BIND, None)?;
         // The new mount sits on top of the path: remount it by name, re-resolved beneath.
         let top = Beneath::open(root, m, grants)?;
         mount(
@@ -1727,8 +1732,14 @@ fn build_rest(cfg: &Config, system: &[PathBuf]) -> Result<(), SandboxError> {
     for p in &cfg.read_only {
         protect(root, p, &cfg.grants)?;
     }
-    for m in &cfg.masks {
-        mask(root, m, &cfg.grants)?;
+    for (i, m) in cfg.masks.iter().enumerate() {
+        // Its own empty file when the supervisor made one (a plain file, never a link).
+        let own = cfg
+            .mask_from
+            .as_ref()
+            .map(|d| d.join(i.to_string()))
+            .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file()));
+        mask(root, m, &cfg.grants, own.as_deref())?;
     }
     // Devices the person allowed, each at its own path (never inside a grant: the manifest
     // refuses that, so nothing here is created on the host).

@@ -169,6 +169,37 @@ pub fn unsettled_mark(home: &Path) -> PathBuf {
     PathBuf::from(m)
 }
 
+/// Settings files tools read from the home, and whether a grant may bring one in (those that
+/// can hold credentials are always hidden: only their settings can be passed, another way).
+const TOOL_SETTINGS: &[(&str, bool)] = &[
+    (".gitconfig", true),
+    (".config/git/config", true),
+    (".config/pip/pip.conf", true),
+    (".pip/pip.conf", true),
+    (".cargo/config.toml", true),
+    (".condarc", true),
+    (".yarnrc.yml", true),
+    (".npmrc", false),
+    (".pypirc", false),
+    (".netrc", false),
+];
+
+/// Tools' settings files in the person's home (the path `HOME` names, on the host) that the
+/// agent's own home does not have and no grant brings in: `(~/path, can be granted)`. Tools
+/// inside run without them (npm with its default registry, git without a name).
+pub fn settings_left_out(h: &Home, m: &Manifest) -> Vec<(String, bool)> {
+    TOOL_SETTINGS
+        .iter()
+        .filter(|(rel, _)| {
+            let real = h.inside.join(rel);
+            std::fs::symlink_metadata(&real).is_ok_and(|t| t.is_file())
+                && std::fs::symlink_metadata(h.host.join(rel)).is_err()
+                && !m.files.iter().any(|g| real.starts_with(&g.path))
+        })
+        .map(|(rel, grantable)| (format!("~/{rel}"), *grantable))
+        .collect()
+}
+
 /// The lock of a kept home (beside it), taken when no session holds it; Err when one does.
 pub fn lock_idle(home: &Path) -> anyhow::Result<std::fs::File> {
     let mut p = home.as_os_str().to_owned();

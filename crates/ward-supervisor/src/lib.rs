@@ -11,6 +11,7 @@ mod devices;
 mod envscan;
 mod exec;
 mod guard;
+mod hidden;
 mod home;
 mod manifest_watch;
 pub mod program;

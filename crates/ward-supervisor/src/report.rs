@@ -16,6 +16,11 @@ pub struct Ended<'a> {
     /// Commands shells inside did not find that are on the host: (name, folder to grant).
     pub not_found: &'a [(String, std::path::PathBuf)],
     pub hidden: &'a [std::path::PathBuf],
+    /// Hidden files a program inside opened (and read nothing from).
+    pub looked_for: &'a [std::path::PathBuf],
+    /// Tools' settings in the person's home that the agent's home lacks: (`~/path`, whether a
+    /// grant can bring it in).
+    pub left_out: &'a [(String, bool)],
     pub limits_hit: &'a serde_json::Map<String, serde_json::Value>,
 }
 
@@ -120,6 +125,33 @@ pub fn lines(e: &Ended) -> Vec<String> {
             inert::path(g)
         ));
     }
+    if !e.looked_for.is_empty() {
+        out.push(format!(
+            "looked for by programs inside, but hidden (they read an empty file): {}; Ward \
+             never shows keys and credentials; what a tool needs from such a file goes in \
+             ward.toml's [env] set (npm_config_registry, PIP_INDEX_URL, ...) or a file \
+             without secrets",
+            some(e.looked_for.iter().map(|p| inert::path(p)))
+        ));
+    }
+    let grantable: Vec<&(String, bool)> = e.left_out.iter().filter(|(_, g)| *g).collect();
+    let secret: Vec<&(String, bool)> = e.left_out.iter().filter(|(_, g)| !*g).collect();
+    if let Some((first, _)) = grantable.first() {
+        out.push(format!(
+            "tools inside ran without your {} (not in the agent's own home); to let it read \
+             one: --grant {}:ro",
+            some(grantable.iter().map(|(p, _)| inert::line(p).into_owned())),
+            inert::line(first)
+        ));
+    }
+    if !secret.is_empty() {
+        out.push(format!(
+            "tools inside ran without your {} (they can hold credentials, so no grant brings \
+             them in); what a tool needs from them goes in ward.toml's [env] set \
+             (npm_config_registry, PIP_INDEX_URL, ...)",
+            some(secret.iter().map(|(p, _)| inert::line(p).into_owned()))
+        ));
+    }
     if !e.hidden.is_empty() {
         out.push(format!(
             "hidden in the grants (keys, credentials, sockets, the manifest's denies): {}",
@@ -147,6 +179,7 @@ pub fn lines(e: &Ended) -> Vec<String> {
 const SETUP_LINES: &[&str] = &[
     "removed from the agent's environment:",
     "hidden in the grants",
+    "tools inside ran without your",
 ];
 
 /// How many set-up lines are remembered (their SHA-256, in `state/report-said`).
@@ -238,9 +271,11 @@ mod tests {
                 ("rustc".into(), "/h/.cargo".into()),
             ],
             hidden: &hidden,
+            looked_for: &[],
+            left_out: &[("~/.gitconfig".into(), true), ("~/.npmrc".into(), false)],
             limits_hit: &limits,
         });
-        assert_eq!(l.len(), 7, "{l:?}");
+        assert_eq!(l.len(), 9, "{l:?}");
         let nf: Vec<&String> = l
             .iter()
             .filter(|x| x.starts_with("not found inside"))
@@ -251,9 +286,16 @@ mod tests {
             "{}",
             nf[0]
         );
+        let left: Vec<&String> = l
+            .iter()
+            .filter(|x| x.starts_with("tools inside ran without"))
+            .collect();
+        assert_eq!(left.len(), 2, "{l:?}");
+        assert!(left[0].contains("~/.gitconfig") && left[0].ends_with("--grant ~/.gitconfig:ro"));
+        assert!(left[1].contains("~/.npmrc") && left[1].contains("[env] set"));
         let l: Vec<String> = l
             .into_iter()
-            .filter(|x| !x.starts_with("not found"))
+            .filter(|x| !x.starts_with("not found") && !x.starts_with("tools inside"))
             .collect();
         assert!(l[0].starts_with("refused  https://evil.example"));
         assert!(!l.iter().any(|x| x.contains('\u{1b}')), "{l:?}");
@@ -275,6 +317,8 @@ mod tests {
             env_removed: &[],
             not_found: &[],
             hidden: &[],
+            looked_for: &[],
+            left_out: &[],
             limits_hit: &serde_json::Map::new(),
         })
         .is_empty());

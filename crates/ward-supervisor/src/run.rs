@@ -483,6 +483,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             env_removed,
             guarded,
             outside,
+            hidden,
         },
         confinement,
     ) = match prepared {
@@ -687,6 +688,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     report_appeared(&m, &masked, &ruled, &log, &session);
     let mut confinement = confinement;
     let limits_hit = record_limits(&mut confinement, &log, &session);
+    let looked_for = record_hidden_opened(hidden, &ruled, &log, &session);
     crate::report::print(
         &crate::report::Ended {
             session: &session,
@@ -697,6 +699,11 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
                 .map(|h| crate::program::noted(&h.host, &outside))
                 .unwrap_or_default(),
             hidden: &masked,
+            looked_for: &looked_for,
+            left_out: &home
+                .as_ref()
+                .map(|h| crate::home::settings_left_out(h, &m))
+                .unwrap_or_default(),
             limits_hit: &limits_hit,
         },
         paths.state_dir(),
@@ -834,6 +841,43 @@ fn guard_home(
         );
     }
     Ok(snap)
+}
+
+/// The hidden files the agent's programs opened (they read an empty file): recorded, one
+/// record each, under the rule that hides it.
+fn record_hidden_opened(
+    hidden: Option<crate::hidden::Watch>,
+    ruled: &[(PathBuf, ward_core::Decision)],
+    log: &AuditLog,
+    session: &str,
+) -> Vec<PathBuf> {
+    let opened = hidden.map(crate::hidden::Watch::opened).unwrap_or_default();
+    let records: Vec<Event> = opened
+        .iter()
+        .map(|p| {
+            let (by, reason) = match ruled.iter().find(|(r, _)| r == p) {
+                Some((_, d)) => (d.by.clone(), d.reason.clone()),
+                None => (
+                    ward_core::By::builtin("deny-list"),
+                    "always hidden: it can hold keys or credentials".to_string(),
+                ),
+            };
+            Event {
+                session: Some(session.to_string()),
+                resource: Some(p.display().to_string()),
+                decision: Some(EventDecision {
+                    result: Effect::Deny,
+                    by,
+                    reason: format!("{reason}; a program inside opened it and read nothing"),
+                }),
+                ..Event::new(ward_core::EventKind::SandboxHidden)
+            }
+        })
+        .collect();
+    if let Err(e) = log.append_all(records) {
+        eprintln!("ward: warning: cannot record the hidden files programs opened: {e}");
+    }
+    opened
 }
 
 /// Put back the guarded settings the agent changed in its home and hold its versions in a
@@ -1422,6 +1466,8 @@ struct Prepared {
     guarded: Option<crate::guard::Snapshot>,
     /// Programs on the host's PATH the sandbox does not show (explained by shells inside).
     outside: Vec<crate::program::Outside>,
+    /// The hidden files' watched covers.
+    hidden: Option<crate::hidden::Watch>,
 }
 
 /// The session's configuration, worked out while the launcher builds the sandbox, and sent
@@ -1495,6 +1541,12 @@ fn prepare(
             m.profile.as_ref().map_or("default", |p| p.name.as_str()),
         )?;
         lc.home = home.as_ref().map(|h| (h.host.clone(), h.inside.clone()));
+        // Each hidden file gets an empty cover of its own, watched: the report names the ones
+        // the agent's tools looked for.
+        let hidden = crate::hidden::watch(&session_dir.join("masks"), &inside.masked);
+        if hidden.is_some() {
+            lc.mask_from = Some(session_dir.join("masks"));
+        }
         // The agent's program is looked for now as the sandbox will look for it: one only on
         // the host is explained (exit 127), not left to fail bare inside.
         let grants: Vec<PathBuf> = m.files.iter().map(|g| g.path.clone()).collect();
@@ -1540,6 +1592,7 @@ fn prepare(
         anyhow::Ok(Prepared {
             guarded,
             outside,
+            hidden,
             inside,
             home,
             repo_ids,

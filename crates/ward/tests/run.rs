@@ -1357,6 +1357,54 @@ fn escape_via_settings_left_by_a_session_killed_before_its_check() {
 }
 
 #[test]
+fn tools_settings_left_out_of_the_agents_home_are_named_once_with_the_grant() {
+    // git inside has no name without the person's ~/.gitconfig: Ward says so (once), with the
+    // grant that brings it in; ~/.npmrc can hold credentials: named, never grantable.
+    let e = Env::new();
+    let home = e.p("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join(".gitconfig"), "[user]\n\tname = Person Example\n").unwrap();
+    std::fs::write(home.join(".npmrc"), "//r.example/:_authToken=SECRET\n").unwrap();
+    let o = e.ward(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "git config user.name; cat ~/.npmrc; true",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        !out.contains("Person Example") && !out.contains("SECRET"),
+        "{out}"
+    );
+    let grant = format!("--grant {}:ro", "~/.gitconfig");
+    assert!(
+        out.contains("tools inside ran without your ~/.gitconfig") && out.contains(&grant),
+        "{out}"
+    );
+    assert!(
+        out.contains("~/.npmrc (they can hold credentials, so no grant brings them in)"),
+        "{out}"
+    );
+    // Said once.
+    let o = e.ward(&["run", "--", "/bin/true"]);
+    assert!(!text(&o).contains("ran without"), "{}", text(&o));
+    // With the grant it names, git has its name.
+    let g = format!("{}:ro", home.join(".gitconfig").display());
+    let o = e.ward(&[
+        "run",
+        "--grant",
+        &g,
+        "--",
+        "/bin/sh",
+        "-c",
+        "git config user.name",
+    ]);
+    assert!(text(&o).contains("Person Example"), "{}", text(&o));
+}
+
+#[test]
 fn a_home_with_settings_ward_could_not_put_back_is_closed_until_a_person_looks() {
     // The agent makes a guarded start-up file a folder with something in it: Ward cannot put
     // it back, says so, and the next session with that home refuses to start.

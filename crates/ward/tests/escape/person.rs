@@ -681,6 +681,31 @@ fn escape_via_credential_files_people_really_have() {
     ] {
         assert!(masked.contains(f), "{f} not covered: {masked}");
     }
+    // Each hidden file the agent opened is recorded, under the rule that hides it, and named
+    // to the person at the end.
+    let hidden: Vec<String> = e
+        .records()
+        .into_iter()
+        .filter(|r| r["kind"] == "sandbox.hidden" && r["decision"]["result"] == "deny")
+        .map(|r| r["resource"].as_str().unwrap().to_string())
+        .collect();
+    for f in [
+        ".git-credentials",
+        ".vault-token",
+        ".pgpass",
+        "infra/terraform.tfstate",
+        "keys/credentials.json",
+        ".docker/config.json",
+    ] {
+        assert!(
+            hidden.iter().any(|h| h.ends_with(f)),
+            "{f} opened but not recorded: {hidden:?}"
+        );
+    }
+    assert!(
+        t.contains("looked for by programs inside, but hidden") && t.contains(".pgpass"),
+        "{t}"
+    );
 }
 
 #[test]
