@@ -1300,13 +1300,20 @@ fn mask(
             Some("mode=0000,size=4k"),
         )
     } else {
+        // The folder it is in, pinned first: the new mount is reached through it by name,
+        // never opened (an open of a watched cover, even O_PATH, is an inotify event on older
+        // kernels, and would count as the agent's).
+        let (Some(folder), Some(name)) = (m.parent(), m.file_name()) else {
+            return Err(SandboxError::Setup(format!("{}: no folder", m.display())));
+        };
+        let folder = Beneath::open(root, folder, grants)?;
         let null = root.join("dev/null");
         mount(Some(own.unwrap_or(&null)), &dst, None, libc::MS_BIND, None)?;
-        // The new mount sits on top of the path: remount it by name, re-resolved beneath.
-        let top = Beneath::open(root, m, grants)?;
+        // The new mount sits on top of the path: remount it read-only by name, below the
+        // pinned folder (nothing of the agent's runs yet to swap it).
         mount(
             None,
-            &top.proc_path(),
+            &folder.proc_path().join(name),
             None,
             libc::MS_BIND | libc::MS_REMOUNT | ro,
             None,

@@ -52,6 +52,8 @@ pub fn watch(dir: &Path, masks: &[PathBuf]) -> Option<Watch> {
             .open(&cover)
             .and_then(|f| f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444)));
         let Ok(c) = made.and_then(|()| Ok(CString::new(cover.as_os_str().as_bytes())?)) else {
+            // Not made as it must be: no cover of its own (it shares /dev/null).
+            let _ = std::fs::remove_file(&cover);
             continue;
         };
         // SAFETY: a descriptor we hold and a NUL-terminated path.

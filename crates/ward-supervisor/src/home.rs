@@ -178,7 +178,7 @@ const TOOL_SETTINGS: &[(&str, bool)] = &[
     (".pip/pip.conf", true),
     (".cargo/config.toml", true),
     (".condarc", true),
-    (".yarnrc.yml", true),
+    (".yarnrc.yml", false),
     (".npmrc", false),
     (".pypirc", false),
     (".netrc", false),
@@ -192,7 +192,8 @@ pub fn settings_left_out(h: &Home, m: &Manifest) -> Vec<(String, bool)> {
         .iter()
         .filter(|(rel, _)| {
             let real = h.inside.join(rel);
-            std::fs::symlink_metadata(&real).is_ok_and(|t| t.is_file())
+            // The person's own files may be links (stow, chezmoi): followed.
+            std::fs::metadata(&real).is_ok_and(|t| t.is_file())
                 && std::fs::symlink_metadata(h.host.join(rel)).is_err()
                 && !m.files.iter().any(|g| real.starts_with(&g.path))
         })

@@ -3,6 +3,7 @@
 //! the agent's own home). A program that is only on the host (`cargo` in `~/.cargo/bin`) is
 //! explained at once, with the grant that would bring it in, instead of a bare exit 127.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use ward_sandbox::launch::SYSTEM_RO;
 
@@ -100,14 +101,17 @@ pub fn check(
     }))
 }
 
-/// The folder to grant for a program at `p`: its folder, or the folder above a `bin`.
+/// The folder to grant for a program at `p`: its folder, or the folder above a `bin` (not
+/// above `~/.local/bin`: `~/.local` holds Ward's own state and more than programs).
 fn grant_for(p: &Path) -> PathBuf {
     let real = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let dir = real.parent().unwrap_or(Path::new("/"));
-    if dir.file_name().is_some_and(|n| n == "bin") {
-        dir.parent().unwrap_or(dir).to_path_buf()
-    } else {
-        dir.to_path_buf()
+    let local = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local"));
+    match dir.parent() {
+        Some(up) if dir.file_name().is_some_and(|n| n == "bin") && Some(up) != local.as_deref() => {
+            up.to_path_buf()
+        }
+        _ => dir.to_path_buf(),
     }
 }
 
@@ -169,7 +173,7 @@ fn dirs_of(p: &str) -> Vec<PathBuf> {
 /// What the answer of [`outside`] depends on: the two `PATH`s, what is shown, and each folder
 /// looked at (by its change time: a program added or removed changes its folder's).
 fn inputs(path: &str, host_path: &str, inside: &Inside) -> (String, Vec<PathBuf>) {
-    let mut key = format!("{path}\0{host_path}\0");
+    let mut key = format!("{}\0{path}\0{host_path}\0", env!("CARGO_PKG_VERSION"));
     for g in inside.grants {
         key.push_str(&format!("{}\0", g.display()));
     }
@@ -197,10 +201,19 @@ fn stamps(folders: &[PathBuf]) -> Vec<(i64, i64, u64)> {
     folders
         .iter()
         .map(|d| {
-            std::fs::metadata(d).map_or((0, 0, 0), |m| {
-                use std::os::unix::fs::MetadataExt;
-                (m.ctime(), m.ctime_nsec(), m.ino())
-            })
+            // A link is stamped as a link (not followed): the agent's own folders may be.
+            std::fs::symlink_metadata(d)
+                .and_then(|m| {
+                    if m.is_symlink() {
+                        Ok(m)
+                    } else {
+                        std::fs::metadata(d)
+                    }
+                })
+                .map_or((0, 0, 0), |m| {
+                    use std::os::unix::fs::MetadataExt;
+                    (m.ctime(), m.ctime_nsec(), m.ino())
+                })
         })
         .collect()
 }
@@ -226,11 +239,31 @@ pub fn outside_cached(
     let (key, folders) = inputs(path, host_path, inside);
     let now = stamps(&folders);
     let file = state.map(|s| s.join("path-outside.json"));
+    // Only a cache that is this user's own plain file, and only names and folders that pass
+    // the same checks as when they were found: they go into a shell function.
+    let mine = |f: &std::fs::File| {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no failure mode.
+        let me = unsafe { libc::geteuid() };
+        f.metadata().is_ok_and(|m| m.is_file() && m.uid() == me)
+    };
     if let Some(c) = file
         .as_ref()
-        .and_then(|f| std::fs::read(f).ok())
-        .and_then(|b| serde_json::from_slice::<Cached>(&b).ok())
+        .and_then(|f| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(f)
+                .ok()
+        })
+        .filter(mine)
+        .and_then(|f| serde_json::from_reader::<_, Cached>(std::io::BufReader::new(f)).ok())
         .filter(|c| c.key == key && c.stamps == now)
+        .filter(|c| {
+            c.outside.iter().all(|o| {
+                plain_path(&o.dir) && plain_path(&o.grant) && o.names.iter().all(|n| plain_name(n))
+            })
+        })
     {
         return c.outside;
     }
@@ -243,7 +276,12 @@ pub fn outside_cached(
         };
         if let Ok(b) = serde_json::to_vec(&c) {
             let tmp = f.with_extension(format!("tmp{}", std::process::id()));
-            if std::fs::write(&tmp, b).is_ok() && std::fs::rename(&tmp, &f).is_err() {
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .and_then(|mut t| std::io::Write::write_all(&mut t, &b));
+            if written.is_err() || std::fs::rename(&tmp, &f).is_err() {
                 let _ = std::fs::remove_file(&tmp);
             }
         }
@@ -259,20 +297,20 @@ pub fn outside(path: &str, host_path: &str, inside: &Inside) -> Vec<Outside> {
     let in_home = |d: &Path| home.is_some_and(|(_, i)| d.starts_with(i)) && !granted(d);
     let shown =
         |d: &Path| granted(d) || (SYSTEM_RO.iter().any(|s| d.starts_with(s)) && !in_home(d));
-    // Every name the agent's PATH finds inside (its folders listed once each).
+    // Every name the agent's PATH finds inside (its folders listed once each; those in the
+    // agent's own home without following a link it left there).
     let mut found = std::collections::HashSet::new();
     for d in dirs_of(path) {
-        let host = match home {
-            Some((h, i)) if in_home(&d) => d.strip_prefix(i).map(|r| h.join(r)).ok(),
-            _ if shown(&d) => Some(d.clone()),
+        let listed = match home {
+            Some((h, i)) if in_home(&d) => d.strip_prefix(i).ok().and_then(|r| list_beneath(h, r)),
+            _ if shown(&d) => std::fs::read_dir(&d).ok().map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            }),
             _ => None,
         };
-        if let Some(Ok(rd)) = host.map(std::fs::read_dir) {
-            found.extend(
-                rd.flatten()
-                    .filter_map(|e| e.file_name().into_string().ok()),
-            );
-        }
+        found.extend(listed.unwrap_or_default());
     }
     let mut out: Vec<Outside> = Vec::new();
     let mut named = 0;
@@ -297,21 +335,45 @@ pub fn outside(path: &str, host_path: &str, inside: &Inside) -> Vec<Outside> {
             .collect();
         names.sort();
         names.truncate(MAX_NAMED - named);
-        if names.is_empty() {
-            continue;
-        }
-        let grant = grant_for(&d.join(&names[0]));
-        if !plain_path(&grant) {
-            continue;
-        }
         named += names.len();
-        out.push(Outside {
-            dir: d.clone(),
-            grant,
-            names,
-        });
+        // Each program's own grant (pipx's links in one folder lead to many).
+        for n in names {
+            let grant = grant_for(&d.join(&n));
+            if !plain_path(&grant) {
+                continue;
+            }
+            match out.iter_mut().find(|o| o.dir == d && o.grant == grant) {
+                Some(o) => o.names.push(n),
+                None => out.push(Outside {
+                    dir: d.clone(),
+                    grant,
+                    names: vec![n],
+                }),
+            }
+        }
     }
     out
+}
+
+/// The names in the folder `rel` below `top` (the agent's home), reached without following a
+/// link; None when it is not there.
+fn list_beneath(top: &Path, rel: &Path) -> Option<Vec<String>> {
+    use std::os::fd::AsRawFd;
+    let top = std::fs::File::open(top).ok()?;
+    let rel = std::ffi::CString::new(rel.as_os_str().as_encoded_bytes()).ok()?;
+    let fd = ward_sys::openat2(
+        std::os::fd::AsFd::as_fd(&top),
+        &rel,
+        libc::O_RDONLY | libc::O_DIRECTORY,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+    )
+    .ok()?;
+    let rd = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    Some(
+        rd.flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect(),
+    )
 }
 
 /// Where a shell inside notes the commands it did not find (below the agent's own home), for
@@ -326,6 +388,10 @@ pub const NOT_FOUND_FILE: &str = ".ward-not-found";
 pub fn handler(outside: &[Outside], record: bool) -> String {
     let mut f = String::from("() { case \"$1\" in\n");
     for o in outside {
+        // The environment has room for it (the kernel's limit is 128 KiB a string).
+        if f.len() > 48 << 10 {
+            break;
+        }
         let dir = o.dir.display();
         let grant = o.grant.display();
         f.push_str(&format!(
@@ -339,7 +405,7 @@ pub fn handler(outside: &[Outside], record: bool) -> String {
     f.push_str("  *) printf 'bash: %s: command not found\\n' \"$1\" >&2; return 127;;\nesac\n");
     if record {
         f.push_str(&format!(
-            "printf '%s\\n' \"$1\" >> \"$HOME/{NOT_FOUND_FILE}\" 2>/dev/null\n"
+            "printf '%s\\n' \"$1\" 2>/dev/null >> \"$HOME/{NOT_FOUND_FILE}\"\n"
         ));
     }
     f.push_str("return 127; }");

@@ -139,7 +139,7 @@ pub fn lines(e: &Ended) -> Vec<String> {
     if let Some((first, _)) = grantable.first() {
         out.push(format!(
             "tools inside ran without your {} (not in the agent's own home); to let it read \
-             one: --grant {}:ro",
+             one (check first that it holds no token): --grant {}:ro",
             some(grantable.iter().map(|(p, _)| inert::line(p).into_owned())),
             inert::line(first)
         ));

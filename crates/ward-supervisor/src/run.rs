@@ -1577,10 +1577,16 @@ fn prepare(
             host_path.as_deref(),
             &seen_inside,
         );
-        lc.env.push((
-            "BASH_FUNC_command_not_found_handle%%".into(),
-            crate::program::handler(&outside, home.is_some()),
-        ));
+        // Exported only when there is something to explain (bash's own message otherwise),
+        // in place of any the environment had.
+        const HANDLER: &str = "BASH_FUNC_command_not_found_handle%%";
+        if !outside.is_empty() {
+            lc.env.retain(|(k, _)| k != HANDLER);
+            lc.env.push((
+                HANDLER.into(),
+                crate::program::handler(&outside, home.is_some()),
+            ));
+        }
         let mut rest = std::fs::File::from(rest_sock);
         rest.write_all(&ward_sandbox::late::encode(&lc))
             .map_err(|_| LauncherGone("it was configured"))?;

@@ -65,6 +65,19 @@ pub struct RunArgs {
     cmd: Vec<String>,
 }
 
+/// What `ward run` is, in `ward --help` and `ward run --help`.
+pub const ABOUT: &str = "Run an agent confined to its grants (kernel namespaces, Landlock, \
+                         seccomp; network only through Ward's egress proxy)";
+
+/// `ward run`'s arguments (`args[0]` is `run`), parsed with its own command alone: usage
+/// errors and `--help` exit here as clap prints them.
+pub fn parse(args: &[std::ffi::OsString]) -> RunArgs {
+    use clap::FromArgMatches;
+    let cmd = RunArgs::augment_args(clap::Command::new("run").bin_name("ward run").about(ABOUT));
+    let m = cmd.get_matches_from(args);
+    RunArgs::from_arg_matches(&m).unwrap_or_else(|e| e.exit())
+}
+
 /// `ward run`: returns the agent's exit status, or 125 with the reason on stderr.
 pub fn run(a: RunArgs) -> u8 {
     match run_inner(a) {

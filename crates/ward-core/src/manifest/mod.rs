@@ -57,6 +57,8 @@ pub const BUILTIN_DENIES: &[&str] = &[
     "service-account*.json",
     "client_secret*.json",
     "credentials.tfrc.json",
+    "**/.cargo/credentials",
+    "**/.cargo/credentials.toml",
 ];
 
 /// How a manifest is loaded.

@@ -653,10 +653,17 @@ fn escape_via_credential_files_people_really_have() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, format!("SECRET-IN-{f}\n")).unwrap();
     }
+    // One hidden file nobody opens (a stat is not an open): never reported as looked for.
+    std::fs::write(
+        e.p("proj").join(".netrc"),
+        "machine x password SECRET-IN-netrc\n",
+    )
+    .unwrap();
     let script = files
         .iter()
         .map(|f| format!("cat '{f}' 2>/dev/null;"))
-        .collect::<String>();
+        .collect::<String>()
+        + "test -e .netrc;";
     let o = e.run("/bin/sh", &script);
     let t = text(&o);
     assert!(!t.contains("SECRET-IN"), "{t}");
@@ -705,6 +712,10 @@ fn escape_via_credential_files_people_really_have() {
     assert!(
         t.contains("looked for by programs inside, but hidden") && t.contains(".pgpass"),
         "{t}"
+    );
+    assert!(
+        !hidden.iter().any(|h| h.ends_with(".netrc")),
+        "a hidden file nobody opened is reported: {hidden:?}"
     );
 }
 
