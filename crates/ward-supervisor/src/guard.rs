@@ -1064,12 +1064,16 @@ pub fn hold(s: &Snapshot, upper: &Path) -> Vec<Held> {
         }
     };
     out.extend(settle(&dir, &s.store, &s.ctx, &s.seen, &now, upper));
-    // What the home holds now is what the next session is compared with.
+    // What the home holds now is what the next session is compared with (written when it
+    // differs from what the session started with).
     let after = survey(&dir, &s.ctx.specs, &extra, &now);
-    if let Err(e) = after
-        .map_err(anyhow::Error::msg)
-        .and_then(|a| save(&dir, &s.store, &s.ctx, &a, true))
-    {
+    if let Err(e) = after.map_err(anyhow::Error::msg).and_then(|a| {
+        if a == s.seen {
+            Ok(())
+        } else {
+            save(&dir, &s.store, &s.ctx, &a, true)
+        }
+    }) {
         out.push(failed(format!("Ward could not keep what it checked ({e})")));
     }
     out

@@ -409,32 +409,63 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         })
     };
     // PID 1 needs the rest of its configuration to finish the root: it is worked out and
-    // sent first; the cgroups are made after it (the launcher and PID 1 need them only before
-    // the agent is forked).
+    // sent while the cgroups are made on a thread of their own (the launcher and PID 1 need
+    // them only before the agent is forked, and the start record needs what they came to).
     let prepared = Confinement::decide(&m, &session).and_then(|confinement| {
-        prepare(
-            &m,
-            &session,
-            &paths,
-            &session_dir,
-            (&staging, &cwd, &agent_cmd),
-            agent_tty.as_ref(),
-            confinement,
-            rest_ours,
-        )
-        .and_then(|(p, mut c)| match c.make_cgroups(&m, cgroups_ours) {
-            Ok(()) => Ok((p, c)),
-            Err(e) => Err((e, Box::new(c))),
-        })
-        .map_err(|(e, confinement)| {
-            // The cgroups go once the launcher, which may be in them, has ended.
-            let _ = child.wait();
-            drop(confinement);
-            e
-        })
+        let Confinement {
+            landlock,
+            abi,
+            mut cgroups,
+            limits,
+            mut degraded,
+        } = confinement;
+        let (p, made, cgroups, degraded) = std::thread::scope(|s| {
+            let m = &m;
+            // The socket stays open until both are done: a launcher told nothing yet keeps
+            // reading PID 1's configuration, so the first failure is the one said.
+            let sock = cgroups_ours.as_fd();
+            let making = s.spawn(move || {
+                let r = make_cgroups(m, &mut cgroups, &mut degraded, sock);
+                (r, cgroups, degraded)
+            });
+            let p = prepare(
+                m,
+                &session,
+                &paths,
+                &session_dir,
+                (&staging, &cwd, &agent_cmd),
+                agent_tty.as_ref(),
+                landlock,
+                rest_ours,
+            );
+            let (made, cgroups, degraded) = match making.join() {
+                Ok(v) => v,
+                Err(_) => std::panic::resume_unwind(Box::new("the cgroups' thread failed")),
+            };
+            (p, made, cgroups, degraded)
+        });
+        drop(cgroups_ours);
+        let confinement = Confinement {
+            landlock,
+            abi,
+            cgroups,
+            limits,
+            degraded,
+        };
+        match p.and_then(|p| made.map(|()| p)) {
+            Ok(p) => Ok((p, confinement)),
+            Err(e) => {
+                // The cgroups go once the launcher, which may be in them, has ended.
+                let _ = child.wait();
+                drop(confinement);
+                Err(e)
+            }
+        }
     });
-    // `session.json` is written on a thread of its own while the log is opened and the
-    // session's start recorded (made durable before the go, as the start is).
+    // `session.json` is written on a thread of its own while the session's start is recorded;
+    // the go waits for it to be in place (`ward status` and `ward kill` find the session by
+    // it), not for it to reach the disk: that follows on the same thread (nothing it names
+    // outlives a power cut, and a damaged one from before the last boot is cleaned).
     let describing = prepared.as_ref().ok().map(|(_, c)| {
         let info = session_dir.join("session.json");
         let file = crate::state::SessionFile {
@@ -449,14 +480,22 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             supervisor_start: start_time(std::process::id()),
             cgroups: c.cgroups.dirs().to_vec(),
         };
+        let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            crate::state::write(&info, &file)
-                .with_context(|| format!("cannot write {}", info.display()))
-        })
+            let r = crate::state::write_in_place(&info, &file)
+                .with_context(|| format!("cannot write {}", info.display()));
+            let placed = r.is_ok();
+            let _ = tx.send(r);
+            if placed {
+                crate::state::sync(&info);
+            }
+        });
+        rx
     });
-    // This thread and the log's end before anything of the session is removed or started.
+    // The thread has put the file in place (or failed) before anything of the session is
+    // removed or started.
     let described = move || -> anyhow::Result<()> {
-        match describing.map(|t| t.join()) {
+        match describing.map(|rx| rx.recv()) {
             Some(Ok(r)) => r,
             Some(Err(_)) => bail!("cannot write the session's state (its thread failed)"),
             None => Ok(()),
@@ -1236,8 +1275,8 @@ struct Confinement {
 }
 
 impl Confinement {
-    /// Landlock, decided; the cgroups are made later ([`Confinement::make_cgroups`]): PID 1
-    /// needs the rest of its configuration first, and nothing waits on them until the agent.
+    /// Landlock, decided; the cgroups are made next ([`make_cgroups`], on a thread of their
+    /// own beside PID 1's configuration): nothing waits on them until the agent.
     fn decide(m: &Manifest, session: &str) -> anyhow::Result<Confinement> {
         let mut degraded = Vec::new();
         let abi = ward_sandbox::landlock::kernel_abi();
@@ -1300,43 +1339,47 @@ impl Confinement {
         }
         Err(e.into())
     }
+}
 
-    /// The session's cgroups, made with the manifest's limits, and handed to the launcher as
-    /// descriptors of the files a process writes to move itself in
-    /// (`ward_sandbox::cgroup::join_file`): the launcher and PID 1 each move themselves.
-    fn make_cgroups(&mut self, m: &Manifest, sock: OwnedFd) -> anyhow::Result<()> {
-        let cgroups = &mut self.cgroups;
-        let l = m.limits.effective();
-        let mut without_default = Vec::new();
-        let wanted = [
-            l.memory.as_ref().map(|(b, o)| (Limit::Memory(*b), o)),
-            l.pids.as_ref().map(|(n, o)| (Limit::Pids(*n), o)),
-            l.cpu.as_ref().map(|(c, o)| (Limit::Cpu(*c), o)),
-        ];
-        for (limit, origin) in wanted.into_iter().flatten() {
-            match cgroups.apply(limit) {
-                Ok(()) => {}
-                // A default ceiling (the manifest asked for none) on a machine that cannot
-                // enforce it: run without it, saying so and recording it.
-                Err(SandboxError::Unsupported { feature, detail })
-                    if *origin == ward_core::Origin::Default =>
-                {
-                    eprintln!(
-                        "ward: warning: running without the default {feature} ceiling: {detail}"
-                    );
-                    without_default.push(json!({
-                        "feature": feature, "reason": detail, "allowed_by": "default limit",
-                    }));
-                }
-                Err(e) => Confinement::allow(m, &mut self.degraded, e)?,
+/// Make the session's cgroups with the manifest's limits (a default ceiling this machine
+/// cannot enforce is run without, said and kept in `degraded`; anything else not allowed
+/// degraded is an error) and hand them to the launcher over `sock`, as descriptors of the
+/// files a process writes to move itself in (`ward_sandbox::cgroup::join_file`): the launcher
+/// and PID 1 each move themselves.
+fn make_cgroups(
+    m: &Manifest,
+    cgroups: &mut Cgroups,
+    degraded: &mut Vec<serde_json::Value>,
+    sock: std::os::fd::BorrowedFd<'_>,
+) -> anyhow::Result<()> {
+    let l = m.limits.effective();
+    let mut without_default = Vec::new();
+    let wanted = [
+        l.memory.as_ref().map(|(b, o)| (Limit::Memory(*b), o)),
+        l.pids.as_ref().map(|(n, o)| (Limit::Pids(*n), o)),
+        l.cpu.as_ref().map(|(c, o)| (Limit::Cpu(*c), o)),
+    ];
+    for (limit, origin) in wanted.into_iter().flatten() {
+        match cgroups.apply(limit) {
+            Ok(()) => {}
+            // A default ceiling (the manifest asked for none) on a machine that cannot
+            // enforce it: run without it, saying so and recording it.
+            Err(SandboxError::Unsupported { feature, detail })
+                if *origin == ward_core::Origin::Default =>
+            {
+                eprintln!("ward: warning: running without the default {feature} ceiling: {detail}");
+                without_default.push(json!({
+                    "feature": feature, "reason": detail, "allowed_by": "default limit",
+                }));
             }
+            Err(e) => Confinement::allow(m, degraded, e)?,
         }
-        self.degraded.extend(without_default);
-        let files = ward_sandbox::cgroup::Joiner::open(self.cgroups.dirs())?;
-        ward_sys::send_fds(sock.as_fd(), &files.fds())
-            .map_err(|_| LauncherGone("it could join the session's cgroups"))?;
-        Ok(())
     }
+    degraded.extend(without_default);
+    let files = ward_sandbox::cgroup::Joiner::open(cgroups.dirs())?;
+    ward_sys::send_fds(sock, &files.fds())
+        .map_err(|_| LauncherGone("it could join the session's cgroups"))?;
+    Ok(())
 }
 
 /// The launcher's process name (`/proc/PID/comm`), by which `ward status` and `ward kill`
@@ -1481,10 +1524,10 @@ fn prepare(
     session_dir: &Path,
     (staging, cwd, agent_cmd): (&Path, &Path, &[String]),
     agent_tty: Option<&crate::terminal::AgentTerminal>,
-    confinement: Confinement,
+    landlock: bool,
     rest_sock: OwnedFd,
-) -> Result<(Prepared, Confinement), (anyhow::Error, Box<Confinement>)> {
-    let done = (|| {
+) -> anyhow::Result<Prepared> {
+    (|| {
         let inside = inside(m)?;
         if !inside.unmapped.is_empty() {
             eprintln!(
@@ -1521,7 +1564,7 @@ fn prepare(
             staging,
             cwd,
             agent_cmd,
-            &confinement,
+            landlock,
             (
                 &inside.masked,
                 &inside.read_only,
@@ -1609,11 +1652,7 @@ fn prepare(
             env_credentials,
             env_removed,
         })
-    })();
-    match done {
-        Ok(p) => Ok((p, confinement)),
-        Err(e) => Err((e, Box::new(confinement))),
-    }
+    })()
 }
 
 fn prepare_stages(
@@ -1717,7 +1756,7 @@ fn launcher_config(
     staging: &Path,
     cwd: &Path,
     agent_cmd: &[String],
-    confinement: &Confinement,
+    landlock: bool,
     (masked, read_only, protected, stages): (
         &[PathBuf],
         &[PathBuf],
@@ -1743,7 +1782,7 @@ fn launcher_config(
         // The manifest's and the profile's `env.set` (never a name Ward sets: refused there).
         .chain(m.env_set.iter().map(|(k, v, _)| (k.clone(), v.clone())))
         .collect();
-    lc.landlock = confinement.landlock;
+    lc.landlock = landlock;
     if m.exec_checked() {
         lc.watch_exec = true;
         lc.no_execute = crate::exec::kernel_denied(m);

@@ -60,6 +60,12 @@ pub fn running() -> anyhow::Result<Vec<SessionFile>> {
         }
         let v: SessionFile = match crate::state::read(&file) {
             Ok(v) => v,
+            // Written before this machine last started (a power cut before it reached the
+            // disk): no process of it can be alive; its directory is cleaned (a stage stays).
+            Err(_) if from_before_boot(&file) => {
+                forget_run(&e.path());
+                continue;
+            }
             Err(err) => {
                 // A session being written, or a damaged file: not listed, and said so.
                 eprintln!("ward: warning: {err}");
@@ -78,6 +84,19 @@ pub fn running() -> anyhow::Result<Vec<SessionFile>> {
     }
     out.sort_by(|a, b| a.started.cmp(&b.started));
     Ok(out)
+}
+
+/// Whether `file` was last changed before this machine started (`btime` in /proc/stat).
+fn from_before_boot(file: &Path) -> bool {
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    });
+    let changed = std::fs::metadata(file)
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::mtime(&m));
+    matches!((boot, changed), (Some(b), Some(c)) if c < b)
 }
 
 /// Remove what a finished session no longer needs: everything, or, when it has a stage, all

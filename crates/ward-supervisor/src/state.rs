@@ -106,6 +106,23 @@ pub fn write<T: Serialize>(path: &Path, v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Write `v` to `path` atomically (a temporary file renamed over it) without waiting for the
+/// disk: see [`sync`].
+pub fn write_in_place<T: Serialize>(path: &Path, v: &T) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Make a file written by [`write_in_place`] durable, with its name (best effort).
+pub fn sync(path: &Path) {
+    let _ = std::fs::File::open(path).and_then(|f| f.sync_all());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+}
+
 /// The version a state file says it is.
 pub trait Versioned {
     fn version(&self) -> u32;
