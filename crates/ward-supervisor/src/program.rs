@@ -218,6 +218,9 @@ fn stamps(folders: &[PathBuf]) -> Vec<(i64, i64, u64)> {
         .collect()
 }
 
+/// How many set-ups' answers are remembered.
+const CACHED: usize = 8;
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Cached {
     key: String,
@@ -247,7 +250,7 @@ pub fn outside_cached(
         let me = unsafe { libc::geteuid() };
         f.metadata().is_ok_and(|m| m.is_file() && m.uid() == me)
     };
-    if let Some(c) = file
+    let mut kept: Vec<Cached> = file
         .as_ref()
         .and_then(|f| {
             std::fs::OpenOptions::new()
@@ -257,24 +260,31 @@ pub fn outside_cached(
                 .ok()
         })
         .filter(mine)
-        .and_then(|f| serde_json::from_reader::<_, Cached>(std::io::BufReader::new(f)).ok())
-        .filter(|c| c.key == key && c.stamps == now)
-        .filter(|c| {
-            c.outside.iter().all(|o| {
+        .and_then(|f| serde_json::from_reader(std::io::BufReader::new(f)).ok())
+        .unwrap_or_default();
+    if let Some(c) = kept.iter().find(|c| {
+        c.key == key
+            && c.stamps == now
+            && c.outside.iter().all(|o| {
                 plain_path(&o.dir) && plain_path(&o.grant) && o.names.iter().all(|n| plain_name(n))
             })
-        })
-    {
-        return c.outside;
+    }) {
+        return c.outside.clone();
     }
     let out = outside(path, host_path, inside);
     if let Some(f) = file {
-        let c = Cached {
-            key,
-            stamps: now,
-            outside: out.clone(),
-        };
-        if let Ok(b) = serde_json::to_vec(&c) {
+        // One entry per set-up (each profile's home, each set of grants), the latest first.
+        kept.retain(|c| c.key != key);
+        kept.insert(
+            0,
+            Cached {
+                key,
+                stamps: now,
+                outside: out.clone(),
+            },
+        );
+        kept.truncate(CACHED);
+        if let Ok(b) = serde_json::to_vec(&kept) {
             let tmp = f.with_extension(format!("tmp{}", std::process::id()));
             let written = std::fs::OpenOptions::new()
                 .write(true)
