@@ -573,6 +573,11 @@ mod tests {
             outside_cached(Some(&state), Some(&path), None, &inside),
             want[1..]
         );
+        // Both set-ups are remembered, each by its own key.
+        let kept: Vec<serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(state.join("path-outside.json")).unwrap())
+                .unwrap();
+        assert_eq!(kept.len(), 2);
         // The handler names them in single quotes and records what it was asked.
         let f = handler(&want, true);
         assert!(f.starts_with("() { case \"$1\" in"), "{f}");
