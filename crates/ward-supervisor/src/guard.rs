@@ -254,6 +254,8 @@ pub struct Snapshot {
     store: PathBuf,
     ctx: Ctx,
     seen: BTreeMap<String, Seen>,
+    /// The start wrote the baseline (not yet durable: the end makes it so).
+    saved: bool,
     /// Changes made while no session watched, found and put back at the start.
     pub at_start: Vec<Held>,
 }
@@ -471,22 +473,24 @@ fn names(dir: &OwnedFd, rel: &str) -> std::io::Result<Vec<String>> {
 /// missing). Err when a guarded folder is too large or deep to guard whole.
 fn survey(
     dir: &OwnedFd,
-    specs: &[Spec],
+    ctx: &Ctx,
     extra: &[String],
     known: &BTreeMap<String, Seen>,
 ) -> Result<BTreeMap<String, Seen>, String> {
     let mut out = BTreeMap::new();
-    for s in specs {
+    for s in &ctx.specs {
         let rel = s.rel();
         let seen = look(dir, rel, known.get(rel));
         let is_dir = seen.kind == Kind::Dir;
         out.insert(rel.to_string(), seen);
         if let (Spec::Tree(_), true) = (s, is_dir) {
-            walk(dir, rel, 0, known, &mut out)?;
+            walk(dir, ctx, rel, 0, known, &mut out)?;
         }
     }
+    // A grant mounted in the home is the person's (and its mount point is Ward's), whatever
+    // was guarded there before.
     for rel in extra.iter().chain(known.keys()) {
-        if !out.contains_key(rel) {
+        if !out.contains_key(rel) && !ctx.granted(rel) {
             out.insert(rel.clone(), look(dir, rel, known.get(rel)));
         }
     }
@@ -495,6 +499,7 @@ fn survey(
 
 fn walk(
     dir: &OwnedFd,
+    ctx: &Ctx,
     rel: &str,
     depth: usize,
     known: &BTreeMap<String, Seen>,
@@ -509,11 +514,14 @@ fn walk(
             return Err(format!("~/{rel} holds more than {MAX_ENTRIES} entries"));
         }
         let child = format!("{rel}/{n}");
+        if ctx.granted(&child) {
+            continue;
+        }
         let seen = look(dir, &child, known.get(&child));
         let is_dir = seen.kind == Kind::Dir;
         out.insert(child.clone(), seen);
         if is_dir {
-            walk(dir, &child, depth + 1, known, out)?;
+            walk(dir, ctx, &child, depth + 1, known, out)?;
         }
     }
     Ok(())
@@ -639,8 +647,9 @@ fn read_blob(store: &Path, sha: &str) -> std::io::Result<Vec<u8>> {
 }
 
 /// Keep a copy of the file `rel` (seen as `s`) beside the home, unless one is there. The copy
-/// is checked against the digest: what is kept is what was compared.
-fn keep(dir: &OwnedFd, store: &Path, rel: &str, s: &Seen, sync: bool) -> std::io::Result<()> {
+/// is checked against the digest: what is kept is what was compared. Made durable at once
+/// (copies are written only for new contents, and one that exists is never written again).
+fn keep(dir: &OwnedFd, store: &Path, rel: &str, s: &Seen) -> std::io::Result<()> {
     if s.kind != Kind::File {
         return Ok(());
     }
@@ -658,10 +667,9 @@ fn keep(dir: &OwnedFd, store: &Path, rel: &str, s: &Seen, sync: bool) -> std::io
     let tmp = dst.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(&bytes)?;
-    if sync {
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &dst)
+    f.sync_all()?;
+    std::fs::rename(&tmp, &dst)?;
+    std::fs::File::open(store.join("blobs")).and_then(|d| d.sync_all())
 }
 
 /// Write what Ward accepts now as the home's baseline, with a copy of every file in it, and
@@ -676,12 +684,7 @@ fn save(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(store)?;
     for (rel, s) in seen {
-        keep(dir, store, rel, s, sync)?;
-    }
-    if sync {
-        std::fs::File::open(store.join("blobs"))
-            .and_then(|d| d.sync_all())
-            .ok();
+        keep(dir, store, rel, s)?;
     }
     let b = Baseline {
         version: crate::state::VERSION,
@@ -764,7 +767,7 @@ pub fn snapshot(
     let ctx = Ctx::new(profile, inside, grants);
     let base = load(store)?.map(|b| b.entries);
     let known = base.clone().unwrap_or_default();
-    let mut now = survey(&dir, &ctx.specs, &[], &known).map_err(anyhow::Error::msg)?;
+    let mut now = survey(&dir, &ctx, &[], &known).map_err(anyhow::Error::msg)?;
     // The files the settings name, in the settings as they are and as Ward last accepted them
     // (a file named only by a setting changed meanwhile is new, so held).
     let mut extra = referenced(&dir, &ctx, &now, None).map_err(anyhow::Error::msg)?;
@@ -775,7 +778,7 @@ pub fn snapshot(
             }
         }
     }
-    now = survey(&dir, &ctx.specs, &extra, &known).map_err(anyhow::Error::msg)?;
+    now = survey(&dir, &ctx, &extra, &known).map_err(anyhow::Error::msg)?;
     let mut at_start = Vec::new();
     if let Some(base) = &base {
         at_start = settle(&dir, store, &ctx, base, &now, upper);
@@ -788,10 +791,11 @@ pub fn snapshot(
             .into());
         }
         if !at_start.is_empty() {
-            now = survey(&dir, &ctx.specs, &extra, &known).map_err(anyhow::Error::msg)?;
+            now = survey(&dir, &ctx, &extra, &known).map_err(anyhow::Error::msg)?;
         }
     }
-    if base.as_ref() != Some(&now) {
+    let saved = base.as_ref() != Some(&now);
+    if saved {
         save(&dir, store, &ctx, &now, false)?;
     }
     Ok(Snapshot {
@@ -799,6 +803,7 @@ pub fn snapshot(
         store: store.to_path_buf(),
         ctx,
         seen: now,
+        saved,
         at_start,
     })
 }
@@ -903,6 +908,9 @@ fn settle(
     let mut changed: Vec<(String, Seen, Seen, Option<Vec<u8>>)> = Vec::new();
     let rels: std::collections::BTreeSet<&String> = base.keys().chain(now.keys()).collect();
     for rel in rels {
+        if ctx.granted(rel) {
+            continue;
+        }
         let was = match base.get(rel) {
             Some(w) => w,
             None if tree_of(rel).is_some_and(|t| base.contains_key(&t)) => &missing,
@@ -1050,11 +1058,11 @@ pub fn hold(s: &Snapshot, upper: &Path) -> Vec<Held> {
     };
     // What the agent's settings name now is held with them: a new hook's script is new.
     let mut extra: Vec<String> = s.seen.keys().cloned().collect();
-    let now = survey(&dir, &s.ctx.specs, &extra, &s.seen)
+    let now = survey(&dir, &s.ctx, &extra, &s.seen)
         .and_then(|now| referenced(&dir, &s.ctx, &now, None))
         .and_then(|named| {
             extra.extend(named.into_iter().filter(|n| !s.seen.contains_key(n)));
-            survey(&dir, &s.ctx.specs, &extra, &s.seen)
+            survey(&dir, &s.ctx, &extra, &s.seen)
         });
     let now = match now {
         Ok(n) => n,
@@ -1064,11 +1072,11 @@ pub fn hold(s: &Snapshot, upper: &Path) -> Vec<Held> {
         }
     };
     out.extend(settle(&dir, &s.store, &s.ctx, &s.seen, &now, upper));
-    // What the home holds now is what the next session is compared with (written when it
-    // differs from what the session started with).
-    let after = survey(&dir, &s.ctx.specs, &extra, &now);
+    // What the home holds now is what the next session is compared with (written, durably,
+    // when it differs from what the session started with or the start wrote it).
+    let after = survey(&dir, &s.ctx, &extra, &now);
     if let Err(e) = after.map_err(anyhow::Error::msg).and_then(|a| {
-        if a == s.seen {
+        if a == s.seen && !s.saved {
             Ok(())
         } else {
             save(&dir, &s.store, &s.ctx, &a, true)
@@ -1703,6 +1711,35 @@ mod tests {
         let names: Vec<&str> = s.at_start.iter().map(|h| h.rel.as_str()).collect();
         assert_eq!(names, [".gemini/settings.json"], "{:?}", s.at_start);
         assert!(home.join(".claude/settings.json").exists());
+    }
+
+    #[test]
+    fn a_grant_in_the_home_is_not_guarded_whatever_was_there_before() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path().join("home");
+        let store = d.path().join("home.guard");
+        std::fs::create_dir_all(home.join(".claude/skills")).unwrap();
+        let rels: Vec<String> = [".gitconfig", ".claude/skills/"].map(String::from).to_vec();
+        let at = |grants: &[String], u: &str| {
+            snapshot(
+                &home,
+                Path::new("/home/u"),
+                &store,
+                &rels,
+                grants,
+                &d.path().join(u),
+            )
+            .unwrap()
+        };
+        drop(at(&[], "u0"));
+        // The launcher makes mount points for grants there: an empty file, an empty folder.
+        let grants = [".gitconfig".to_string(), ".claude/skills/mine".to_string()];
+        std::fs::write(home.join(".gitconfig"), "").unwrap();
+        std::fs::create_dir_all(home.join(".claude/skills/mine")).unwrap();
+        let s = at(&grants, "u1");
+        assert!(s.at_start.is_empty(), "{:?}", s.at_start);
+        assert!(hold(&s, &d.path().join("u2")).is_empty());
+        assert!(home.join(".gitconfig").exists() && home.join(".claude/skills/mine").exists());
     }
 
     #[test]

@@ -411,57 +411,65 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     // PID 1 needs the rest of its configuration to finish the root: it is worked out and
     // sent while the cgroups are made on a thread of their own (the launcher and PID 1 need
     // them only before the agent is forked, and the start record needs what they came to).
-    let prepared = Confinement::decide(&m, &session).and_then(|confinement| {
-        let Confinement {
-            landlock,
-            abi,
-            mut cgroups,
-            limits,
-            mut degraded,
-        } = confinement;
-        let (p, made, cgroups, degraded) = std::thread::scope(|s| {
-            let m = &m;
-            // The socket stays open until both are done: a launcher told nothing yet keeps
-            // reading PID 1's configuration, so the first failure is the one said.
-            let sock = cgroups_ours.as_fd();
-            let making = s.spawn(move || {
-                let r = make_cgroups(m, &mut cgroups, &mut degraded, sock);
-                (r, cgroups, degraded)
-            });
-            let p = prepare(
-                m,
-                &session,
-                &paths,
-                &session_dir,
-                (&staging, &cwd, &agent_cmd),
-                agent_tty.as_ref(),
+    // On an error, the confinement made so far comes back with it: its cgroups go only once
+    // the go pipe is closed and the launcher (which may be in them, with an agent waiting for
+    // the go) has ended.
+    let prepared = match Confinement::decide(&m, &session) {
+        Err(e) => Err((e, None)),
+        Ok(confinement) => {
+            let Confinement {
                 landlock,
-                rest_ours,
-            );
-            let (made, cgroups, degraded) = match making.join() {
-                Ok(v) => v,
-                Err(_) => std::panic::resume_unwind(Box::new("the cgroups' thread failed")),
+                abi,
+                mut cgroups,
+                limits,
+                mut degraded,
+            } = confinement;
+            let (p, made, cgroups, degraded) = std::thread::scope(|s| {
+                let m = &m;
+                // The socket stays open until both are done: a launcher told nothing yet keeps
+                // reading PID 1's configuration, so the first failure is the one said.
+                let sock = cgroups_ours.as_fd();
+                let making = s.spawn(move || {
+                    let r = make_cgroups(m, &mut cgroups, &mut degraded, sock);
+                    (r, cgroups, degraded)
+                });
+                let p = prepare(
+                    m,
+                    &session,
+                    &paths,
+                    &session_dir,
+                    (&staging, &cwd, &agent_cmd),
+                    agent_tty.as_ref(),
+                    landlock,
+                    rest_ours,
+                );
+                let (made, cgroups, degraded) = match making.join() {
+                    Ok(v) => v,
+                    // Said like any other failure (its own cgroups went as it unwound).
+                    Err(_) => (
+                        Err(anyhow::anyhow!(
+                            "the thread making the session's cgroups failed"
+                        )),
+                        Cgroups::new(&session),
+                        Vec::new(),
+                    ),
+                };
+                (p, made, cgroups, degraded)
+            });
+            drop(cgroups_ours);
+            let confinement = Confinement {
+                landlock,
+                abi,
+                cgroups,
+                limits,
+                degraded,
             };
-            (p, made, cgroups, degraded)
-        });
-        drop(cgroups_ours);
-        let confinement = Confinement {
-            landlock,
-            abi,
-            cgroups,
-            limits,
-            degraded,
-        };
-        match p.and_then(|p| made.map(|()| p)) {
-            Ok(p) => Ok((p, confinement)),
-            Err(e) => {
-                // The cgroups go once the launcher, which may be in them, has ended.
-                let _ = child.wait();
-                drop(confinement);
-                Err(e)
+            match p.and_then(|p| made.map(|()| p)) {
+                Ok(p) => Ok((p, confinement)),
+                Err(e) => Err((e, Some(confinement))),
             }
         }
-    });
+    };
     // `session.json` is written on a thread of its own while the session's start is recorded;
     // the go waits for it to be in place (`ward status` and `ward kill` find the session by
     // it), not for it to reach the disk: that follows on the same thread (nothing it names
@@ -527,9 +535,10 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         confinement,
     ) = match prepared {
         Ok(p) => p,
-        Err(e) => {
+        Err((e, confinement)) => {
             drop(go_write);
             let status = child.wait();
+            drop(confinement);
             let _ = described();
             // The log's thread may be making its key or first record: it finishes first.
             let _ = opening.join();

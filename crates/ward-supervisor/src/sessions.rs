@@ -60,9 +60,11 @@ pub fn running() -> anyhow::Result<Vec<SessionFile>> {
         }
         let v: SessionFile = match crate::state::read(&file) {
             Ok(v) => v,
-            // Written before this machine last started (a power cut before it reached the
-            // disk): no process of it can be alive; its directory is cleaned (a stage stays).
-            Err(_) if from_before_boot(&file) => {
+            // Not JSON at all, and written before this machine last started (a power cut
+            // before it reached the disk: a live session's file is always whole, being
+            // renamed into place): no process of it can be alive; its directory is cleaned (a
+            // stage stays).
+            Err(_) if not_json(&file) && from_before_boot(&file) => {
                 forget_run(&e.path());
                 continue;
             }
@@ -84,6 +86,11 @@ pub fn running() -> anyhow::Result<Vec<SessionFile>> {
     }
     out.sort_by(|a, b| a.started.cmp(&b.started));
     Ok(out)
+}
+
+/// Whether `file` can be read and is not JSON (empty, cut short).
+fn not_json(file: &Path) -> bool {
+    std::fs::read(file).is_ok_and(|b| serde_json::from_slice::<serde_json::Value>(&b).is_err())
 }
 
 /// Whether `file` was last changed before this machine started (`btime` in /proc/stat).

@@ -1405,6 +1405,46 @@ fn tools_settings_left_out_of_the_agents_home_are_named_once_with_the_grant() {
 }
 
 #[test]
+fn a_home_that_cannot_be_guarded_refuses_the_session_at_once() {
+    // The sandbox is built and the agent waits for the go when the home's guard fails: Ward
+    // says why, ends the launcher (no go) and leaves nothing behind, without hanging.
+    let e = Env::new();
+    let store = e.p("state/ward/homes/default.guard");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(store.join("seen.json"), "{ damaged").unwrap();
+    let mut c = e.command(&["run", "--", "/bin/echo", "AGENT-RAN"]);
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed().as_secs() > 30 {
+            child.kill().unwrap();
+            panic!("ward run hung when the home could not be guarded");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let o = child.wait_with_output().unwrap();
+    let out = text(&o);
+    assert_eq!(status.code(), Some(125), "{out}");
+    assert!(
+        out.contains("damaged") && !out.contains("AGENT-RAN"),
+        "{out}"
+    );
+    let sessions = e.p("state/ward/sessions");
+    assert_eq!(
+        std::fs::read_dir(&sessions).map(|d| d.count()).unwrap_or(0),
+        0,
+        "a session folder was left"
+    );
+}
+
+#[test]
 fn a_home_with_settings_ward_could_not_put_back_is_closed_until_a_person_looks() {
     // The agent makes a guarded start-up file a folder with something in it: Ward cannot put
     // it back, says so, and the next session with that home refuses to start.

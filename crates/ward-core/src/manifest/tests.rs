@@ -473,6 +473,8 @@ fn explain_names_every_origin() {
       service-account*.json <- built-in
       client_secret*.json <- built-in
       credentials.tfrc.json <- built-in
+      **/.cargo/credentials <- built-in
+      **/.cargo/credentials.toml <- built-in
 
     Network
       allow https://api.acme.com:443    <- [TMP]/ward.toml:4:10
