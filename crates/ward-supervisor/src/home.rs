@@ -68,16 +68,9 @@ pub fn own(
     let homes = state.join("homes");
     std::fs::create_dir_all(&homes)
         .with_context(|| format!("cannot create {}", homes.display()))?;
-    let lock = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(homes.join(format!("{name}.lock")))
+    let lock = open_lock(&homes.join(name))
         .with_context(|| format!("cannot lock the agent's home in {}", homes.display()))?;
-    // SAFETY: flock on a descriptor we own.
-    let free = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    let free = try_lock(&lock);
     let (host, kept, lock) = if free {
         (homes.join(name), true, Some(lock))
     } else {
@@ -201,19 +194,29 @@ pub fn settings_left_out(h: &Home, m: &Manifest) -> Vec<(String, bool)> {
         .collect()
 }
 
-/// The lock of a kept home (beside it), taken when no session holds it; Err when one does.
-pub fn lock_idle(home: &Path) -> anyhow::Result<std::fs::File> {
+/// The lock file of a kept home (beside it: `homes/NAME.lock`), opened, not taken.
+fn open_lock(home: &Path) -> std::io::Result<std::fs::File> {
     let mut p = home.as_os_str().to_owned();
     p.push(".lock");
-    let lock = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(PathBuf::from(p))?;
+        .open(PathBuf::from(p))
+}
+
+/// Take `lock` when no one holds it (a session holds its home's for its whole run).
+fn try_lock(lock: &std::fs::File) -> bool {
     // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// The lock of a kept home, taken when no session holds it; Err when one does.
+pub fn lock_idle(home: &Path) -> anyhow::Result<std::fs::File> {
+    let lock = open_lock(home)?;
+    if !try_lock(&lock) {
         anyhow::bail!("its lock is held");
     }
     Ok(lock)
