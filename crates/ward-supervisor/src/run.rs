@@ -795,20 +795,23 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     // a session with changes to review keeps its stage (and `stage.json`).
     let end = std::thread::scope(|s| {
         s.spawn(|| {
-            if keep {
-                crate::sessions::forget_run(&session_dir);
-            } else {
-                let _ = ward_stage::deep::remove_all(&session_dir);
-            }
+            // The cgroups first: while one still holds a process being reaped, the session's
+            // folder (its session.json names them) stays for the next `ward` command to
+            // remove them, instead of leaving them where nothing would find them.
             let left = confinement.cgroups.remove();
             if !left.is_empty() {
                 eprintln!(
-                    "ward: warning: could not remove the session's cgroups: {}",
+                    "ward: warning: could not remove the session's cgroups yet: {}; the next \
+                     `ward status` or `ward run` removes them",
                     left.iter()
                         .map(|p| ward_core::inert::path(p))
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
+            } else if keep {
+                crate::sessions::forget_run(&session_dir);
+            } else {
+                let _ = ward_stage::deep::remove_all(&session_dir);
             }
         });
         // The proxy has stopped; a consent question still open on the terminal may hold the

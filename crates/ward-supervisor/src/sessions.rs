@@ -138,6 +138,9 @@ pub struct Staged {
 /// The sessions with a stage, oldest first; running sessions are left out (their stage is
 /// still changing).
 pub fn staged() -> anyhow::Result<Vec<Staged>> {
+    // Sessions that ended without cleaning up (killed, or cgroups still busy) are swept
+    // first: their stages are then reviewable.
+    let _ = running();
     let dir = sessions_dir(&LogPaths::default_paths()?);
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(&dir) else {

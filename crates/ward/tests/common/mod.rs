@@ -88,6 +88,34 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    fn drop(&mut self) {
+        sweep_sessions(self.dir.path());
+    }
+}
+
+/// Before a test's folder goes: a session it killed (`ward run` killed outright) leaves its
+/// cgroups to the next `ward` command, which finds them by the session's `session.json`. Once
+/// the folder is gone nothing would, so `ward status` sweeps them first, as soon as the
+/// killed session's processes have ended (at most a few seconds).
+pub fn sweep_sessions(root: &Path) {
+    let sessions = root.join("state/ward/sessions");
+    let left = || {
+        std::fs::read_dir(&sessions)
+            .is_ok_and(|d| d.flatten().any(|e| e.path().join("session.json").exists()))
+    };
+    let t = std::time::Instant::now();
+    while left() && t.elapsed() < std::time::Duration::from_secs(5) {
+        let _ = ward_in(Path::new(env!("CARGO_BIN_EXE_ward")), root, &["status"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if left() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
 /// `PROGRAM ARGS` (a ward binary) in `root/proj`, with home, state, keys and managed file of its
 /// own under `root`: how every test runs ward.
 pub fn ward_in(program: &Path, root: &Path, args: &[&str]) -> Command {

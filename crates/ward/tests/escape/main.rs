@@ -27,6 +27,12 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
+impl Drop for Env {
+    fn drop(&mut self) {
+        common::sweep_sessions(self.dir.path());
+    }
+}
+
 impl Default for Env {
     fn default() -> Self {
         Self::new()
