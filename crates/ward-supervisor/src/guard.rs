@@ -1157,7 +1157,7 @@ fn copy_out(dir: &OwnedFd, rel: &str, dst: &Path) -> std::io::Result<()> {
 }
 
 /// The folder of `rel` below `dir` (made when missing, never through a link) and its name.
-fn parent_made(dir: &OwnedFd, rel: &str) -> std::io::Result<(OwnedFd, CString)> {
+pub(crate) fn parent_made(dir: &OwnedFd, rel: &str) -> std::io::Result<(OwnedFd, CString)> {
     let parts: Vec<&str> = rel.split('/').collect();
     let Some((name, folders)) = parts.split_last() else {
         return Err(std::io::ErrorKind::InvalidInput.into());
@@ -1183,6 +1183,25 @@ fn parent_made(dir: &OwnedFd, rel: &str) -> std::io::Result<(OwnedFd, CString)> 
     Ok((cur, CString::new(*name)?))
 }
 
+/// A new file `name` in the folder `parent` (mode 0600, for writing): O_EXCL with O_NOFOLLOW
+/// makes a new file or fails, a link there included.
+pub(crate) fn create_new_at(parent: &OwnedFd, name: &CStr) -> std::io::Result<OwnedFd> {
+    // SAFETY: a directory descriptor we hold and a NUL-terminated plain name.
+    let fd = unsafe {
+        libc::openat(
+            parent.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor just returned, ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// A temporary name no one can have made ahead (the agent could leave a folder at a
 /// predictable one).
 fn tmp_name() -> CString {
@@ -1204,21 +1223,7 @@ fn tmp_name() -> CString {
 fn put_file(dir: &OwnedFd, rel: &str, bytes: &[u8]) -> std::io::Result<()> {
     let (parent, name) = parent_made(dir, rel)?;
     let tmp = tmp_name();
-    // SAFETY: a directory descriptor we hold and a plain name; O_EXCL with O_NOFOLLOW makes a
-    // new file or fails.
-    let fd = unsafe {
-        libc::openat(
-            parent.as_raw_fd(),
-            tmp.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the descriptor just returned, ours alone.
-    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut f = std::fs::File::from(create_new_at(&parent, &tmp)?);
     if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
         // SAFETY: unlinkat below a directory descriptor we hold.
         unsafe { libc::unlinkat(parent.as_raw_fd(), tmp.as_ptr(), 0) };

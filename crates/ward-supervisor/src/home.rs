@@ -233,57 +233,15 @@ pub fn guard_store(home: &Path) -> PathBuf {
 /// Write `contents` at `rel` below the home `dir` unless something is there: every folder on
 /// the way opened without following a link (the agent made them), the file created anew.
 fn seed(dir: &std::fs::File, rel: &str, contents: &str) -> std::io::Result<()> {
-    use std::ffi::CString;
     use std::io::Write;
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-    let parts: Vec<&str> = rel.split('/').collect();
-    let Some((name, folders)) = parts.split_last() else {
-        return Ok(());
-    };
-    let mut cur: OwnedFd = dir.as_fd().try_clone_to_owned()?;
-    for f in folders {
-        let c = CString::new(*f)?;
-        let open = || {
-            ward_sys::openat2(
-                cur.as_fd(),
-                &c,
-                libc::O_DIRECTORY | libc::O_RDONLY,
-                libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_BENEATH,
-            )
-        };
-        cur = match open() {
-            Ok(fd) => fd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // SAFETY: a directory descriptor we hold and a NUL-terminated name.
-                if unsafe { libc::mkdirat(cur.as_raw_fd(), c.as_ptr(), 0o700) } != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                open()?
-            }
-            Err(e) => return Err(e),
-        };
+    use std::os::fd::AsFd;
+    let (parent, name) = crate::guard::parent_made(&dir.as_fd().try_clone_to_owned()?, rel)?;
+    match crate::guard::create_new_at(&parent, &name) {
+        Ok(f) => std::fs::File::from(f).write_all(contents.as_bytes()),
+        // Something there already (a link included): the agent's, left as it is.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
-    let c = CString::new(*name)?;
-    // SAFETY: a directory descriptor we hold and a NUL-terminated plain name; O_EXCL with
-    // O_NOFOLLOW creates a new file or fails (a link there included).
-    let fd = unsafe {
-        libc::openat(
-            cur.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600,
-        )
-    };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.kind() {
-            std::io::ErrorKind::AlreadyExists => Ok(()),
-            _ => Err(e),
-        };
-    }
-    // SAFETY: the descriptor just returned, owned here alone.
-    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    file.write_all(contents.as_bytes())
 }
 
 use std::os::unix::fs::OpenOptionsExt;
