@@ -778,7 +778,12 @@ pub fn snapshot(
             }
         }
     }
-    now = survey(&dir, &ctx, &extra, &known).map_err(anyhow::Error::msg)?;
+    for r in &extra {
+        if !now.contains_key(r) && !ctx.granted(r) {
+            let seen = look(&dir, r, known.get(r));
+            now.insert(r.clone(), seen);
+        }
+    }
     let mut at_start = Vec::new();
     if let Some(base) = &base {
         at_start = settle(&dir, store, &ctx, base, &now, upper);
@@ -1058,12 +1063,16 @@ pub fn hold(s: &Snapshot, upper: &Path) -> Vec<Held> {
     };
     // What the agent's settings name now is held with them: a new hook's script is new.
     let mut extra: Vec<String> = s.seen.keys().cloned().collect();
-    let now = survey(&dir, &s.ctx, &extra, &s.seen)
-        .and_then(|now| referenced(&dir, &s.ctx, &now, None))
-        .and_then(|named| {
-            extra.extend(named.into_iter().filter(|n| !s.seen.contains_key(n)));
-            survey(&dir, &s.ctx, &extra, &s.seen)
-        });
+    let now = survey(&dir, &s.ctx, &extra, &s.seen).and_then(|mut now| {
+        for n in referenced(&dir, &s.ctx, &now, None)? {
+            if !now.contains_key(&n) && !s.ctx.granted(&n) {
+                let seen = look(&dir, &n, None);
+                now.insert(n.clone(), seen);
+                extra.push(n);
+            }
+        }
+        Ok(now)
+    });
     let now = match now {
         Ok(n) => n,
         Err(e) => {
