@@ -214,23 +214,18 @@ struct Ctx {
 
 impl Ctx {
     fn new(guard: &[String], inside: &Path, grants: &[String]) -> Ctx {
-        let granted = |rel: &str| {
-            grants.iter().any(|g| {
-                rel == g
-                    || rel
-                        .strip_prefix(g.as_str())
-                        .is_some_and(|t| t.starts_with('/'))
-            })
-        };
-        Ctx {
-            specs: specs(guard)
-                .into_iter()
-                .filter(|s| !granted(s.rel()))
-                .collect(),
+        let mut ctx = Ctx {
+            specs: specs(guard),
             guard: guard.to_vec(),
             inside: inside.to_path_buf(),
             grants: grants.to_vec(),
-        }
+        };
+        let specs = std::mem::take(&mut ctx.specs);
+        ctx.specs = specs
+            .into_iter()
+            .filter(|s| !ctx.granted(s.rel()))
+            .collect();
+        ctx
     }
 
     fn granted(&self, rel: &str) -> bool {
@@ -772,7 +767,14 @@ pub fn snapshot(
     // (a file named only by a setting changed meanwhile is new, so held).
     let mut extra = referenced(&dir, &ctx, &now, None).map_err(anyhow::Error::msg)?;
     if let Some(base) = &base {
-        for r in referenced(&dir, &ctx, base, Some(store)).map_err(anyhow::Error::msg)? {
+        // Only settings that changed since can name something the ones there now do not
+        // (the unchanged ones' kept copies need not be read).
+        let changed: BTreeMap<String, Seen> = base
+            .iter()
+            .filter(|(rel, was)| now.get(*rel) != Some(*was))
+            .map(|(rel, was)| (rel.clone(), was.clone()))
+            .collect();
+        for r in referenced(&dir, &ctx, &changed, Some(store)).map_err(anyhow::Error::msg)? {
             if !extra.contains(&r) {
                 extra.push(r);
             }
