@@ -538,10 +538,14 @@ fn medians_paced(
     for m in makers.iter_mut() {
         run(&mut m());
     }
-    let mut all: Vec<Vec<Duration>> = vec![Vec::with_capacity(n); makers.len()];
-    for _ in 0..n {
-        for (i, m) in makers.iter_mut().enumerate() {
-            let mut c = m();
+    // Each round starts one maker further on: whatever one run leaves behind (a cgroup being
+    // freed, a cold cache) falls on every maker in turn, not always on the one that follows it.
+    let k = makers.len();
+    let mut all: Vec<Vec<Duration>> = vec![Vec::with_capacity(n); k];
+    for r in 0..n {
+        for j in 0..k {
+            let i = (r + j) % k;
+            let mut c = makers[i]();
             std::thread::sleep(pause);
             all[i].push(run(&mut c));
         }

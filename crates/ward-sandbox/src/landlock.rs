@@ -9,10 +9,12 @@
 
 use crate::error::SandboxError;
 use landlock::{
-    Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset,
+    Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, Ruleset,
     RulesetAttr, RulesetCreated, RulesetCreatedAttr, Scope, ABI,
 };
-use std::path::PathBuf;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 /// Paths the agent may use, and how.
 #[derive(Debug, Clone, Default)]
@@ -58,18 +60,42 @@ fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> SandboxError + '
     move |e| SandboxError::Setup(format!("landlock: {what}: {e}"))
 }
 
-/// Grant `access` beneath `p` (directory-only rights dropped for a file).
+/// `p`, opened to name it in a rule (following links, as the kernel judges the file a link
+/// leads to by where that file is); `None` when nothing is there and `missing_ok`.
+fn open_path(p: &Path, missing_ok: bool) -> Result<Option<OwnedFd>, SandboxError> {
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| SandboxError::Path {
+        path: p.display().to_string(),
+        source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+    })?;
+    // SAFETY: a valid C string; the descriptor returned is owned below.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if missing_ok && e.kind() == std::io::ErrorKind::NotFound {
+            return Ok(None);
+        }
+        return Err(SandboxError::Path {
+            path: p.display().to_string(),
+            source: e,
+        });
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Grant `access` beneath the file `fd` names (directory-only rights dropped for a file).
 fn add(
     created: RulesetCreated,
-    p: &std::path::Path,
+    fd: OwnedFd,
     access: landlock::BitFlags<AccessFs>,
     abi: ABI,
 ) -> Result<RulesetCreated, SandboxError> {
-    let fd = PathFd::new(p).map_err(|e| SandboxError::Path {
-        path: p.display().to_string(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    let access = if p.is_dir() {
+    // SAFETY: fstat on the descriptor owned by `fd`, into a zeroed stat buffer.
+    let dir = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(fd.as_raw_fd(), &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR
+    };
+    let access = if dir {
         access
     } else {
         access & AccessFs::from_file(abi)
@@ -84,7 +110,7 @@ fn add(
 /// they lead to by where that file is.
 fn around(
     mut created: RulesetCreated,
-    dir: &std::path::Path,
+    dir: &Path,
     denied: &[&PathBuf],
     abi: ABI,
 ) -> Result<RulesetCreated, SandboxError> {
@@ -100,17 +126,42 @@ fn around(
         }
         if ft.is_dir() && denied.iter().any(|d| d.starts_with(&p)) {
             created = around(created, &p, denied, abi)?;
-        } else {
-            created = add(created, &p, AccessFs::Execute.into(), abi)?;
+        } else if let Some(fd) = open_path(&p, true)? {
+            created = add(created, fd, AccessFs::Execute.into(), abi)?;
         }
     }
     Ok(created)
+}
+
+fn canonical(paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect()
+}
+
+/// A ruleset being built: rules are added in parts (PID 1 adds the system's folders while
+/// `ward run` still works out the grants), and [`Building::done`] gives it to enforce.
+pub struct Building {
+    created: RulesetCreated,
+    abi: ABI,
+    v: i32,
+    /// The files that may not be executed, by their real paths.
+    no_exec: Vec<PathBuf>,
 }
 
 impl Landlock {
     /// Build the ruleset for `rules` with every right the running ABI supports (required, not
     /// best-effort: a right the kernel claims and cannot enforce is an error).
     pub fn prepare(rules: &Rules) -> Result<Landlock, SandboxError> {
+        Ok(Landlock::begin(&rules.no_execute, &rules.connect_ports)?
+            .allow(&rules.read, &rules.write)?
+            .done())
+    }
+
+    /// A ruleset that handles every right the running ABI supports, with its port rules and
+    /// no path rule yet (see [`Rules`] for `no_execute` and `connect_ports`).
+    pub fn begin(no_execute: &[PathBuf], connect_ports: &[u16]) -> Result<Building, SandboxError> {
         let v = kernel_abi();
         if v < 1 {
             return Err(SandboxError::Unsupported {
@@ -136,43 +187,94 @@ impl Landlock {
             rs = rs.scope(Scope::from_all(abi)).map_err(setup("scopes"))?;
         }
         let mut created = rs.create().map_err(setup("create"))?;
-        let no_exec: Vec<PathBuf> = rules
-            .no_execute
-            .iter()
-            .filter_map(|p| std::fs::canonicalize(p).ok())
-            .collect();
-        for (paths, access) in [
-            (&rules.read, AccessFs::from_read(abi)),
-            (&rules.write, AccessFs::from_all(abi)),
-        ] {
-            for p in paths {
-                let canon = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-                let under: Vec<&PathBuf> =
-                    no_exec.iter().filter(|d| d.starts_with(&canon)).collect();
-                let access = if under.is_empty() {
-                    access
-                } else {
-                    access & !AccessFs::Execute
-                };
-                created = add(created, p, access, abi)?;
-                if !under.is_empty() {
-                    created = around(created, &canon, &under, abi)?;
-                }
-            }
-        }
         if v >= 4 {
-            for port in &rules.connect_ports {
+            for port in connect_ports {
                 created = created
                     .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
                     .map_err(setup("port rule"))?;
             }
         }
-        Ok(Landlock {
-            created: Some(created),
-            abi: v,
+        Ok(Building {
+            created,
+            abi,
+            v,
+            no_exec: canonical(no_execute),
         })
     }
+}
 
+impl Building {
+    /// Read (and execute) beneath each of `read`, every right beneath each of `write`; a path
+    /// that is not there is an error.
+    pub fn allow(self, read: &[PathBuf], write: &[PathBuf]) -> Result<Building, SandboxError> {
+        let read = read.iter().map(|p| (p.as_path(), false));
+        let write = write.iter().map(|p| (p.as_path(), true));
+        self.add_all(read.chain(write), false)
+    }
+
+    /// Read (and execute) beneath each of `paths` that is there (the system's folders and
+    /// files, which differ between machines).
+    pub fn allow_read_present<'a>(
+        self,
+        paths: impl IntoIterator<Item = &'a Path>,
+    ) -> Result<Building, SandboxError> {
+        self.add_all(paths.into_iter().map(|p| (p, false)), true)
+    }
+
+    fn add_all<'a>(
+        mut self,
+        paths: impl Iterator<Item = (&'a Path, bool)>,
+        missing_ok: bool,
+    ) -> Result<Building, SandboxError> {
+        let abi = self.abi;
+        for (p, writable) in paths {
+            let Some(fd) = open_path(p, missing_ok)? else {
+                continue;
+            };
+            let access = if writable {
+                AccessFs::from_all(abi)
+            } else {
+                AccessFs::from_read(abi)
+            };
+            // Only a tree holding a file that may not be executed is looked at more closely.
+            let canon = if self.no_exec.is_empty() {
+                None
+            } else {
+                Some(std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()))
+            };
+            let under: Vec<&PathBuf> = canon
+                .as_ref()
+                .map(|c| self.no_exec.iter().filter(|d| d.starts_with(c)).collect())
+                .unwrap_or_default();
+            if under.is_empty() {
+                self.created = add(self.created, fd, access, abi)?;
+            } else {
+                self.created = add(self.created, fd, access & !AccessFs::Execute, abi)?;
+                if let Some(c) = &canon {
+                    self.created = around(self.created, c, &under, abi)?;
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// The files that may not be executed, looked up again from where the next rules are
+    /// added (after a pivot, paths name other files than before it).
+    pub fn looked_up_again(mut self, no_execute: &[PathBuf]) -> Building {
+        self.no_exec = canonical(no_execute);
+        self
+    }
+
+    /// The ruleset, ready to be enforced.
+    pub fn done(self) -> Landlock {
+        Landlock {
+            created: Some(self.created),
+            abi: self.v,
+        }
+    }
+}
+
+impl Landlock {
     /// Restrict the calling process (call it in the child, before `exec`). Also sets
     /// `no_new_privs`, which Landlock requires.
     pub fn enforce(&mut self) -> std::io::Result<()> {

@@ -1,11 +1,13 @@
 //! The part of the launcher's configuration that `ward run` works out while the sandbox is
 //! already being built: the grants and what is masked or held read-only in them, the staged
-//! layers, the agent's command, working directory and environment, the devices, the Landlock
-//! switch, sizes, the agent's own home and the folder of the masks' own empty files. `ward run` forks the launcher first (its namespaces, PID 1 and the
-//! system part of the root do not depend on any of this) and sends these bytes to PID 1 when
-//! they are ready; PID 1 reads them to end of file before it mounts anything of the agent's.
+//! layers, the agent's command, working directory and environment, the devices, sizes, the
+//! agent's own home and the folder of the masks' own empty files. `ward run` forks the
+//! launcher first (its namespaces, PID 1, the system part of the root and its Landlock rules
+//! do not depend on any of this: whether Landlock is on and what may not be executed come from
+//! the manifest alone, in the first configuration) and sends these bytes to PID 1 when they
+//! are ready; PID 1 reads them to end of file before it mounts anything of the agent's.
 //!
-//! The format is Ward's own and versioned: `WARDLATE1`, then each field in a fixed order.
+//! The format is Ward's own and versioned: `WARDLATE2`, then each field in a fixed order.
 //! A list is a 32-bit little-endian count and its items; a path or text is a 32-bit length
 //! and its bytes (texts UTF-8); a flag is one byte 0 or 1; an optional size is a flag and a
 //! 64-bit little-endian number. Anything else (a short read, a count longer than what is
@@ -18,7 +20,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-const MAGIC: &[u8] = b"WARDLATE1";
+const MAGIC: &[u8] = b"WARDLATE2";
 
 /// The most bytes PID 1 reads (a larger configuration is refused, not cut).
 pub const MAX_LEN: usize = 64 << 20;
@@ -49,8 +51,6 @@ pub fn encode(cfg: &Config) -> Vec<u8> {
         e.bytes(k.as_bytes());
         e.bytes(v.as_bytes());
     }
-    e.flag(cfg.landlock);
-    e.paths(&cfg.no_execute);
     e.paths(&cfg.devices);
     e.size(cfg.tmp_size);
     e.size(cfg.shm_size);
@@ -73,7 +73,7 @@ pub fn decode(cfg: &mut Config, b: &[u8]) -> Result<(), SandboxError> {
     }
     let mut d = Dec { b, at: 0 };
     if d.take(MAGIC.len())? != MAGIC {
-        return Err(bad("not a Ward launcher configuration (version 1)"));
+        return Err(bad("not a Ward launcher configuration (version 2)"));
     }
     let grants = d.list(5, |d| Ok((d.path()?, d.flag()?)))?;
     let masks = d.paths()?;
@@ -82,8 +82,6 @@ pub fn decode(cfg: &mut Config, b: &[u8]) -> Result<(), SandboxError> {
     let cwd = d.path()?;
     let argv = d.list(4, |d| d.text())?;
     let env = d.list(8, |d| Ok((d.text()?, d.text()?)))?;
-    let landlock = d.flag()?;
-    let no_execute = d.paths()?;
     let devices = d.paths()?;
     let tmp_size = d.size()?;
     let shm_size = d.size()?;
@@ -103,8 +101,6 @@ pub fn decode(cfg: &mut Config, b: &[u8]) -> Result<(), SandboxError> {
     cfg.cwd = cwd;
     cfg.argv = argv;
     cfg.env = env;
-    cfg.landlock = landlock;
-    cfg.no_execute = no_execute;
     cfg.devices = devices;
     cfg.tmp_size = tmp_size;
     cfg.shm_size = shm_size;
@@ -244,8 +240,6 @@ mod tests {
             ("PATH".into(), "/usr/bin".into()),
             ("X".into(), String::new()),
         ];
-        c.landlock = false;
-        c.no_execute = vec!["/usr/bin/curl".into()];
         c.devices = vec!["/dev/dri/renderD128".into()];
         c.tmp_size = Some(1 << 30);
         c.shm_size = None;

@@ -13,7 +13,7 @@
 //! signals to PID 1 and exits with the agent's status.
 
 use crate::error::SandboxError;
-use crate::landlock::{Landlock, Rules};
+use crate::landlock::Landlock;
 use crate::seccomp::Filter;
 use std::ffi::{CString, OsStr};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd};
@@ -89,7 +89,7 @@ pub struct Config {
     /// Every exec of the agent's processes goes to the supervisor to be decided (the
     /// manifest has exec rules).
     pub watch_exec: bool,
-    /// Files the agent may not execute by any path (Landlock; see [`Rules::no_execute`]).
+    /// Files the agent may not execute by any path (Landlock; see [`crate::landlock::Rules::no_execute`]).
     pub no_execute: Vec<PathBuf>,
     /// Device nodes the person allowed for this session (`[[devices]]`): bound into the
     /// sandbox at their own path, read-write.
@@ -958,6 +958,23 @@ fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
     // Exec checks need someone to answer: only with the notify socket.
     let filter = Filter::with_exec(cfg.watch_exec && cfg.notify_fd.is_some())?;
     let system = build_system(cfg)?;
+    // Landlock's rules for the system's folders and /etc files, added while `ward run` still
+    // works out the rest: they are the host's own, bound read-only, so the files opened here
+    // (before the pivot) are the very ones the agent sees.
+    let building = if cfg.landlock {
+        let ports: Vec<u16> = cfg
+            .proxy_fd
+            .map(|_| cfg.proxy_port)
+            .into_iter()
+            .chain(cfg.loopback.iter().map(|a| a.port()))
+            .collect();
+        Some(
+            Landlock::begin(&cfg.no_execute, &ports)?
+                .allow_read_present(SYSTEM_RO.iter().chain(ETC_FILES).map(Path::new))?,
+        )
+    } else {
+        None
+    };
     // The rest of the configuration, when `ward run` sends it now (see `Late`).
     let completed;
     let cfg = match cfg.late {
@@ -974,38 +991,29 @@ fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
         }
     };
     build_rest(cfg, &system)?;
-    let mut rules = Rules {
-        read: vec![],
-        write: vec!["/tmp".into(), "/dev".into()],
-        connect_ports: cfg
-            .proxy_fd
-            .map(|_| cfg.proxy_port)
-            .into_iter()
-            .chain(cfg.loopback.iter().map(|a| a.port()))
-            .collect(),
-        no_execute: cfg.no_execute.clone(),
-    };
-    for p in SYSTEM_RO.iter().chain(ETC_FILES).chain(ETC_MADE) {
-        if Path::new(p).exists() {
-            rules.read.push(p.into());
+    // The rest of the rules, inside the new root: Ward's own /etc files, /proc, /tmp, /dev,
+    // the devices, the agent's home and the grants.
+    let mut landlock = match building {
+        Some(b) => {
+            let mut read: Vec<PathBuf> = vec!["/proc".into()];
+            let mut write: Vec<PathBuf> = vec!["/tmp".into(), "/dev".into()];
+            write.extend(cfg.devices.iter().cloned());
+            write.extend(cfg.home.iter().map(|(_, inside)| inside.clone()));
+            for (p, writable) in &cfg.grants {
+                if *writable {
+                    write.push(p.clone())
+                } else {
+                    read.push(p.clone())
+                }
+            }
+            Some(
+                b.looked_up_again(&cfg.no_execute)
+                    .allow_read_present(ETC_MADE.iter().map(Path::new))?
+                    .allow(&read, &write)?
+                    .done(),
+            )
         }
-    }
-    rules.read.push("/proc".into());
-    rules.write.extend(cfg.devices.iter().cloned());
-    rules
-        .write
-        .extend(cfg.home.iter().map(|(_, inside)| inside.clone()));
-    for (p, writable) in &cfg.grants {
-        if *writable {
-            rules.write.push(p.clone())
-        } else {
-            rules.read.push(p.clone())
-        }
-    }
-    let mut landlock = if cfg.landlock {
-        Some(Landlock::prepare(&rules)?)
-    } else {
-        None
+        None => None,
     };
     let argv: Vec<CString> = cfg
         .argv

@@ -317,6 +317,9 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         );
     }
     let session = session_id();
+    // Landlock and the limits, decided before anything is made: PID 1 adds the system's
+    // Landlock rules while the rest is worked out.
+    let confinement = Confinement::decide(&m, &session)?;
     let paths = LogPaths::default_paths()?;
     let sessions = crate::sessions::sessions_dir(&paths);
     let session_dir = sessions.join(&session);
@@ -374,6 +377,10 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         }
     }
     early.watch_exec = m.exec_checked();
+    early.landlock = confinement.landlock;
+    if m.exec_checked() {
+        early.no_execute = crate::exec::kernel_denied(&m);
+    }
     early.go_fd = Some(go_read.as_raw_fd());
     early.notify_fd = Some(notify_theirs.as_raw_fd());
     early.proxy_fd = Some(proxy_theirs.as_raw_fd());
@@ -414,66 +421,64 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
     // On an error, the confinement made so far comes back with it: its cgroups go only once
     // the go pipe is closed and the launcher (which may be in them, with an agent waiting for
     // the go) has ended.
-    let prepared = match Confinement::decide(&m, &session) {
-        Err(e) => Err((e, None)),
-        Ok(confinement) => {
-            let Confinement {
-                landlock,
-                abi,
-                mut cgroups,
-                limits,
-                mut degraded,
-            } = confinement;
-            let (p, made, cgroups, degraded) = std::thread::scope(|s| {
-                let m = &m;
-                // The socket stays open until both are done: a launcher told nothing yet keeps
-                // reading PID 1's configuration, so the first failure is the one said.
-                let sock = cgroups_ours.as_fd();
-                let making = s.spawn(move || {
-                    let r = make_cgroups(m, &mut cgroups, &mut degraded, sock);
-                    (r, cgroups, degraded)
-                });
-                let p = prepare(
-                    m,
-                    &session,
-                    &paths,
-                    &session_dir,
-                    (&staging, &cwd, &agent_cmd),
-                    agent_tty.as_ref(),
-                    landlock,
-                    rest_ours,
-                );
-                let (made, cgroups, degraded) = match making.join() {
-                    Ok(v) => v,
-                    // Said like any other failure (its own cgroups went as it unwound).
-                    Err(_) => (
-                        Err(anyhow::anyhow!(
-                            "the thread making the session's cgroups failed"
-                        )),
-                        Cgroups::new(&session),
-                        Vec::new(),
-                    ),
-                };
-                (p, made, cgroups, degraded)
+    let prepared = {
+        let Confinement {
+            landlock,
+            abi,
+            mut cgroups,
+            limits,
+            mut degraded,
+        } = confinement;
+        let (p, made, cgroups, degraded) = std::thread::scope(|s| {
+            let m = &m;
+            // The socket stays open until both are done: a launcher told nothing yet keeps
+            // reading PID 1's configuration, so the first failure is the one said.
+            let sock = cgroups_ours.as_fd();
+            let making = s.spawn(move || {
+                let r = make_cgroups(m, &mut cgroups, &mut degraded, sock);
+                (r, cgroups, degraded)
             });
-            drop(cgroups_ours);
-            let confinement = Confinement {
-                landlock,
-                abi,
-                cgroups,
-                limits,
-                degraded,
+            let p = prepare(
+                m,
+                &session,
+                &paths,
+                &session_dir,
+                (&staging, &cwd, &agent_cmd),
+                agent_tty.as_ref(),
+                rest_ours,
+            );
+            let (made, cgroups, degraded) = match making.join() {
+                Ok(v) => v,
+                // Said like any other failure (its own cgroups went as it unwound).
+                Err(_) => (
+                    Err(anyhow::anyhow!(
+                        "the thread making the session's cgroups failed"
+                    )),
+                    Cgroups::new(&session),
+                    Vec::new(),
+                ),
             };
-            match p.and_then(|p| made.map(|()| p)) {
-                Ok(p) => Ok((p, confinement)),
-                Err(e) => Err((e, Some(confinement))),
-            }
+            (p, made, cgroups, degraded)
+        });
+        drop(cgroups_ours);
+        let confinement = Confinement {
+            landlock,
+            abi,
+            cgroups,
+            limits,
+            degraded,
+        };
+        match p.and_then(|p| made.map(|()| p)) {
+            Ok(p) => Ok((p, confinement)),
+            Err(e) => Err((e, confinement)),
         }
     };
     // `session.json` is written on a thread of its own while the session's start is recorded;
     // the go waits for it to be in place (`ward status` and `ward kill` find the session by
-    // it), not for it to reach the disk: that follows on the same thread (nothing it names
+    // it), not for it to reach the disk: that follows on the same thread once the go is given,
+    // so that its sync does not share the disk with the start record's (nothing it names
     // outlives a power cut, and a damaged one from before the last boot is cleaned).
+    let (went, go_seen) = std::sync::mpsc::channel::<()>();
     let describing = prepared.as_ref().ok().map(|(_, c)| {
         let info = session_dir.join("session.json");
         let file = crate::state::SessionFile {
@@ -495,6 +500,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             let placed = r.is_ok();
             let _ = tx.send(r);
             if placed {
+                let _ = go_seen.recv();
                 crate::state::sync(&info);
             }
         });
@@ -658,6 +664,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             .context("the sandbox launcher stopped before the agent could start")
     });
     drop(go_write);
+    drop(went);
     let word = running.as_ref().map(|r| r.word.clone());
     // The one path every action of the session takes: the proxy, exec and the denied-call
     // recorder decide, ask and record through it.
@@ -1536,7 +1543,6 @@ fn prepare(
     session_dir: &Path,
     (staging, cwd, agent_cmd): (&Path, &Path, &[String]),
     agent_tty: Option<&crate::terminal::AgentTerminal>,
-    landlock: bool,
     rest_sock: OwnedFd,
 ) -> anyhow::Result<Prepared> {
     (|| {
@@ -1576,7 +1582,6 @@ fn prepare(
             staging,
             cwd,
             agent_cmd,
-            landlock,
             (
                 &inside.masked,
                 &inside.read_only,
@@ -1768,7 +1773,6 @@ fn launcher_config(
     staging: &Path,
     cwd: &Path,
     agent_cmd: &[String],
-    landlock: bool,
     (masked, read_only, protected, stages): (
         &[PathBuf],
         &[PathBuf],
@@ -1794,10 +1798,8 @@ fn launcher_config(
         // The manifest's and the profile's `env.set` (never a name Ward sets: refused there).
         .chain(m.env_set.iter().map(|(k, v, _)| (k.clone(), v.clone())))
         .collect();
-    lc.landlock = landlock;
     if m.exec_checked() {
         lc.watch_exec = true;
-        lc.no_execute = crate::exec::kernel_denied(m);
     }
     let limits = m.limits.effective();
     lc.tmp_size = limits.tmp.as_ref().map(|(n, _)| *n);
