@@ -13,6 +13,7 @@
 pub mod canon;
 pub mod classify;
 pub mod dns;
+pub mod intercept;
 mod proxy;
 pub mod socks;
 pub mod tls;
