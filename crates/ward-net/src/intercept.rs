@@ -6,7 +6,8 @@
 //! names; verification is never turned off).
 //!
 //! Nothing here decides: the proxy asks for a server configuration only for a name it has
-//! already allowed, and the agent's ClientHello must name that same host (or none).
+//! already allowed, after checking that the agent's ClientHello names that same host
+//! ([`crate::tls`]); the configuration itself serves whatever name it is asked for.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -24,8 +25,8 @@ pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// oldest again when it comes back).
 const KEPT: usize = 1024;
 
-/// How long the session's authority and its leaves are valid: a session longer than that
-/// gets new leaves from a new authority when it is restarted.
+/// How long the session's authority is valid; its leaves end with it. A session that runs
+/// longer has its inspected connections refused by their clients from then on.
 const VALID: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Why a certificate or a trust store could not be had.
@@ -50,6 +51,8 @@ pub struct Authority {
     leaf_key: rcgen::KeyPair,
     alpn: Vec<Vec<u8>>,
     kept: Mutex<Kept>,
+    sessions: Arc<dyn rustls::server::StoresServerSessions>,
+    not_after: time::OffsetDateTime,
 }
 
 #[derive(Default)]
@@ -101,6 +104,8 @@ impl Authority {
             leaf_key,
             alpn: alpn.iter().map(|a| a.to_vec()).collect(),
             kept: Mutex::new(Kept::default()),
+            sessions: rustls::server::ServerSessionMemoryCache::new(KEPT),
+            not_after,
         })
     }
 
@@ -152,6 +157,26 @@ impl Authority {
             name: name.to_string(),
             reason,
         };
+        let leaf = self.leaf(name)?;
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.serialize_der()));
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| err(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf, self.ca_der.clone()], key)
+            .map_err(|e| err(e.to_string()))?;
+        cfg.alpn_protocols = self.alpn.clone();
+        // One bounded store of resumable sessions for every name.
+        cfg.session_storage = self.sessions.clone();
+        Ok(cfg)
+    }
+
+    /// A new leaf certificate for `name` (already a [`certified_name`]).
+    fn leaf(&self, name: &str) -> Result<CertificateDer<'static>, InterceptError> {
+        let err = |reason: String| InterceptError::Leaf {
+            name: name.to_string(),
+            reason,
+        };
         let mut p =
             rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| err(e.to_string()))?;
         p.subject_alt_names = vec![match name.parse::<std::net::IpAddr>() {
@@ -163,28 +188,48 @@ impl Authority {
             ),
         }];
         p.distinguished_name = rcgen::DistinguishedName::new();
-        p.distinguished_name
-            .push(rcgen::DnType::CommonName, name.to_string());
+        // The subject alternative name is what clients check; a common name is at most 64.
+        if name.len() <= 64 {
+            p.distinguished_name
+                .push(rcgen::DnType::CommonName, name.to_string());
+        }
+        // Each leaf its own random serial (one issuer, one key: a serial derived from the key
+        // would repeat, which NSS refuses).
+        let mut serial = [0u8; 16];
+        random(&mut serial).map_err(|e| err(e.to_string()))?;
+        serial[0] &= 0x7f;
+        serial[0] |= 0x40;
+        p.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
         p.is_ca = rcgen::IsCa::ExplicitNoCa;
         p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         p.use_authority_key_identifier_extension = true;
-        let (not_before, not_after) = validity();
-        p.not_before = not_before;
-        p.not_after = not_after;
+        // Never past the authority's own end.
+        p.not_before = validity().0;
+        p.not_after = self.not_after;
         let leaf = p
             .signed_by(&self.leaf_key, &self.issuer)
             .map_err(|e| err(e.to_string()))?;
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.serialize_der()));
-        let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| err(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(vec![leaf.der().clone(), self.ca_der.clone()], key)
-            .map_err(|e| err(e.to_string()))?;
-        cfg.alpn_protocols = self.alpn.clone();
-        Ok(cfg)
+        Ok(leaf.der().clone())
     }
+}
+
+/// `buf` filled from the kernel's random source.
+fn random(buf: &mut [u8]) -> std::io::Result<()> {
+    let mut at = 0;
+    while at < buf.len() {
+        // SAFETY: getrandom writes at most the given length into the buffer's remaining part.
+        let n = unsafe { libc::getrandom(buf[at..].as_mut_ptr().cast(), buf.len() - at, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+            continue;
+        }
+        at += n as usize;
+    }
+    Ok(())
 }
 
 /// From an hour ago (clocks inside and out may differ a little) for [`VALID`].
@@ -203,12 +248,12 @@ fn validity() -> (time::OffsetDateTime, time::OffsetDateTime) {
 pub fn certified_name(name: &str) -> Result<String, InterceptError> {
     let bad = || InterceptError::Name(name.chars().take(80).collect());
     let n = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
-    if let Ok(ip) = n
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<std::net::IpAddr>()
-    {
-        return Ok(ip.to_string());
+    if let Some(inner) = n.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        let v6: std::net::Ipv6Addr = inner.parse().map_err(|_| bad())?;
+        return Ok(std::net::IpAddr::V6(v6).to_canonical().to_string());
+    }
+    if let Ok(ip) = n.parse::<std::net::IpAddr>() {
+        return Ok(ip.to_canonical().to_string());
     }
     let label_ok = |l: &str| {
         !l.is_empty()
@@ -221,11 +266,46 @@ pub fn certified_name(name: &str) -> Result<String, InterceptError> {
     if n.is_empty() || n.len() > 253 || !n.split('.').all(label_ok) {
         return Err(bad());
     }
-    // A name of digits and dots alone that is not an address is no host name either.
-    if n.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+    // A last label that is a number (decimal, or hex after 0x) makes the whole an IPv4
+    // address to a URL parser (WHATWG): not a host name, whatever else it is.
+    let last = n.rsplit('.').next().unwrap_or("");
+    let hex = last
+        .strip_prefix("0x")
+        .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if last.bytes().all(|b| b.is_ascii_digit()) || hex {
         return Err(bad());
     }
     Ok(n)
+}
+
+/// The most a certificate file may hold (the system's bundle is ~200 KiB).
+const MAX_PEM: u64 = 4 << 20;
+
+/// A regular file's bytes, at most [`MAX_PEM`] (a device or a pipe is refused, never waited
+/// on).
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let md = f.metadata()?;
+    if !md.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if md.len() > MAX_PEM {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB",
+            MAX_PEM >> 20
+        )));
+    }
+    let mut out = Vec::with_capacity(md.len() as usize);
+    f.take(MAX_PEM + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > MAX_PEM {
+        return Err(std::io::Error::other("grew past the limit while read"));
+    }
+    Ok(out)
 }
 
 /// The certificates in the PEM file at `path` (the system's roots, or a manifest's
@@ -235,7 +315,7 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, In
         path: path.display().to_string(),
         reason,
     };
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let bytes = read_bounded(path).map_err(|e| err(e.to_string()))?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(format!("not a PEM bundle ({e})")))?;
@@ -370,6 +450,44 @@ mod tests {
         handshake(ip, &[a.ca_der().clone()], "127.0.0.1", &[]).unwrap();
     }
 
+    /// The serial number of a certificate (DER: the certificate's and the TBS's SEQUENCE
+    /// headers, the explicit version, then the INTEGER).
+    fn serial(der: &[u8]) -> Vec<u8> {
+        fn header(b: &[u8]) -> (usize, usize) {
+            let l = b[1] as usize;
+            if l < 0x80 {
+                (2, l)
+            } else {
+                let n = l & 0x7f;
+                (
+                    2 + n,
+                    b[2..2 + n].iter().fold(0, |a, &x| a << 8 | x as usize),
+                )
+            }
+        }
+        let (h, _) = header(der);
+        let tbs = &der[h..];
+        let (h, _) = header(tbs);
+        let mut at = &tbs[h..];
+        if at[0] == 0xa0 {
+            let (h, l) = header(at);
+            at = &at[h + l..];
+        }
+        assert_eq!(at[0], 0x02, "an INTEGER");
+        let (h, l) = header(at);
+        at[h..h + l].to_vec()
+    }
+
+    #[test]
+    fn every_leaf_has_its_own_random_serial() {
+        let a = Authority::new("s", &[]).unwrap();
+        let one = serial(&a.leaf("a.example").unwrap());
+        let two = serial(&a.leaf("a.example").unwrap());
+        assert_eq!(one.len(), 16);
+        assert_ne!(one, two);
+        assert_ne!(serial(a.ca_der()), one);
+    }
+
     #[test]
     fn leaves_are_kept_per_name_and_bounded() {
         let a = Authority::new("s", &[]).unwrap();
@@ -395,6 +513,11 @@ mod tests {
             "a..example",
             "-a.example",
             "1.2.3",
+            "a.0x7f",
+            "0x7f.0.0.1",
+            "x.1",
+            "[1.2.3.4]",
+            "[[::1]]",
             "exa\u{0}mple.com",
             "ex\u{e4}mple.com",
             &"a".repeat(64),
@@ -406,6 +529,8 @@ mod tests {
             );
         }
         assert_eq!(certified_name("[::1]").unwrap(), "::1");
+        assert_eq!(certified_name("[::ffff:1.2.3.4]").unwrap(), "1.2.3.4");
+        assert_eq!(certified_name("0x7f.example").unwrap(), "0x7f.example");
         assert_eq!(
             certified_name("Xn--Bcher-kva.Example.").unwrap(),
             "xn--bcher-kva.example"
@@ -424,6 +549,18 @@ mod tests {
         std::fs::write(&empty, "nothing here\n").unwrap();
         let e = upstream_config(&empty, &[], &[]).unwrap_err().to_string();
         assert!(e.contains("no certificate"), "{e}");
+        for special in ["/dev/zero", "/dev/null"] {
+            let e = upstream_config(Path::new(special), &[], &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not a regular file"), "{e}");
+        }
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = upstream_config(&fifo, &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
         let e = upstream_config(&dir.path().join("missing"), &[], &[])
             .unwrap_err()
             .to_string();

@@ -4,7 +4,8 @@
 //! denied outright (the way out is the egress proxy, over an inherited socket), and, from ABI 6,
 //! abstract unix sockets and signals scoped to the sandbox.
 //!
-//! [`Landlock::prepare`] builds the ruleset in the parent; [`Landlock::enforce`] applies it in
+//! [`Landlock::prepare`] (or [`Landlock::begin`] and [`Building`], in parts) builds the ruleset
+//! before the fork; [`Landlock::enforce`] applies it in
 //! the child after `fork` (two syscalls, nothing allocated).
 
 use crate::error::SandboxError;
@@ -60,30 +61,31 @@ fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> SandboxError + '
     move |e| SandboxError::Setup(format!("landlock: {what}: {e}"))
 }
 
-/// `p`, opened to name it in a rule (following links, as the kernel judges the file a link
-/// leads to by where that file is); `None` when nothing is there and `missing_ok`.
-fn open_path(p: &Path, missing_ok: bool) -> Result<Option<OwnedFd>, SandboxError> {
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| SandboxError::Path {
-        path: p.display().to_string(),
-        source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
-    })?;
+/// `p`, opened to name it in a rule: following links (the kernel judges the file a link
+/// leads to by where that file is), or, with `nofollow`, the entry itself (a link is then
+/// given no rule by [`add`]).
+fn open_path(p: &Path, nofollow: bool) -> std::io::Result<OwnedFd> {
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let flags = libc::O_PATH | libc::O_CLOEXEC | if nofollow { libc::O_NOFOLLOW } else { 0 };
     // SAFETY: a valid C string; the descriptor returned is owned below.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    let fd = unsafe { libc::open(c.as_ptr(), flags) };
     if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        if missing_ok && e.kind() == std::io::ErrorKind::NotFound {
-            return Ok(None);
-        }
-        return Err(SandboxError::Path {
-            path: p.display().to_string(),
-            source: e,
-        });
+        return Err(std::io::Error::last_os_error());
     }
     // SAFETY: `fd` was just opened and is owned by nothing else.
-    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Grant `access` beneath the file `fd` names (directory-only rights dropped for a file).
+fn path_error(p: &Path) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
+    move |source| SandboxError::Path {
+        path: p.display().to_string(),
+        source,
+    }
+}
+
+/// Grant `access` beneath the file `fd` names (directory-only rights dropped for a file; a
+/// link, opened as itself, gets nothing).
 fn add(
     created: RulesetCreated,
     fd: OwnedFd,
@@ -91,11 +93,20 @@ fn add(
     abi: ABI,
 ) -> Result<RulesetCreated, SandboxError> {
     // SAFETY: fstat on the descriptor owned by `fd`, into a zeroed stat buffer.
-    let dir = unsafe {
+    let mode = unsafe {
         let mut st: libc::stat = std::mem::zeroed();
-        libc::fstat(fd.as_raw_fd(), &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR
+        if libc::fstat(fd.as_raw_fd(), &mut st) != 0 {
+            return Err(SandboxError::Setup(format!(
+                "landlock: cannot stat a path of a rule: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        st.st_mode & libc::S_IFMT
     };
-    let access = if dir {
+    if mode == libc::S_IFLNK {
+        return Ok(created);
+    }
+    let access = if mode == libc::S_IFDIR {
         access
     } else {
         access & AccessFs::from_file(abi)
@@ -107,17 +118,15 @@ fn add(
 
 /// Grant execution beneath every entry of `dir` but the `denied` files (and, for a folder
 /// holding one, beneath its entries in turn). Links get no rule: the kernel judges the file
-/// they lead to by where that file is.
+/// they lead to by where that file is (an entry is opened as itself, so one swapped for a
+/// link meanwhile gets nothing either).
 fn around(
     mut created: RulesetCreated,
     dir: &Path,
     denied: &[&PathBuf],
     abi: ABI,
 ) -> Result<RulesetCreated, SandboxError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| SandboxError::Path {
-        path: dir.display().to_string(),
-        source: e,
-    })?;
+    let entries = std::fs::read_dir(dir).map_err(path_error(dir))?;
     for e in entries.flatten() {
         let p = e.path();
         let Ok(ft) = e.file_type() else { continue };
@@ -126,27 +135,21 @@ fn around(
         }
         if ft.is_dir() && denied.iter().any(|d| d.starts_with(&p)) {
             created = around(created, &p, denied, abi)?;
-        } else if let Some(fd) = open_path(&p, true)? {
+        } else if let Ok(fd) = open_path(&p, true) {
             created = add(created, fd, AccessFs::Execute.into(), abi)?;
         }
     }
     Ok(created)
 }
 
-fn canonical(paths: &[PathBuf]) -> Vec<PathBuf> {
-    paths
-        .iter()
-        .filter_map(|p| std::fs::canonicalize(p).ok())
-        .collect()
-}
-
-/// A ruleset being built: rules are added in parts (PID 1 adds the system's folders while
-/// `ward run` still works out the grants), and [`Building::done`] gives it to enforce.
+/// A ruleset being built: rules are added in parts (PID 1 adds the system's bind mounts
+/// while `ward run` still works out the grants), and [`Building::done`] gives it to enforce.
 pub struct Building {
     created: RulesetCreated,
     abi: ABI,
     v: i32,
-    /// The files that may not be executed, by their real paths.
+    /// The files that may not be executed, by their real paths (see
+    /// [`Building::with_no_execute`]).
     no_exec: Vec<PathBuf>,
 }
 
@@ -154,14 +157,15 @@ impl Landlock {
     /// Build the ruleset for `rules` with every right the running ABI supports (required, not
     /// best-effort: a right the kernel claims and cannot enforce is an error).
     pub fn prepare(rules: &Rules) -> Result<Landlock, SandboxError> {
-        Ok(Landlock::begin(&rules.no_execute, &rules.connect_ports)?
+        Ok(Landlock::begin(&rules.connect_ports)?
+            .with_no_execute(&rules.no_execute)
             .allow(&rules.read, &rules.write)?
             .done())
     }
 
     /// A ruleset that handles every right the running ABI supports, with its port rules and
-    /// no path rule yet (see [`Rules`] for `no_execute` and `connect_ports`).
-    pub fn begin(no_execute: &[PathBuf], connect_ports: &[u16]) -> Result<Building, SandboxError> {
+    /// no path rule yet (see [`Rules`] for `connect_ports`).
+    pub fn begin(connect_ports: &[u16]) -> Result<Building, SandboxError> {
         let v = kernel_abi();
         if v < 1 {
             return Err(SandboxError::Unsupported {
@@ -198,12 +202,40 @@ impl Landlock {
             created,
             abi,
             v,
-            no_exec: canonical(no_execute),
+            no_exec: Vec::new(),
         })
     }
 }
 
 impl Building {
+    /// Read (and execute) beneath each of `mounts`, bind mounts made for the agent and
+    /// named where they are mounted (not through any link): the very files the agent will
+    /// see, whatever the paths lead to on the host. Only before any file that may not be
+    /// executed is known (a tree holding one gets execution entry by entry, worked out from
+    /// the agent's view).
+    pub fn allow_read_mounts(mut self, mounts: &[PathBuf]) -> Result<Building, SandboxError> {
+        if !self.no_exec.is_empty() {
+            return Err(SandboxError::Setup(
+                "landlock: mounts are named before the files that may not be executed".into(),
+            ));
+        }
+        let abi = self.abi;
+        for m in mounts {
+            let fd = open_path(m, true).map_err(path_error(m))?;
+            self.created = add(self.created, fd, AccessFs::from_read(abi), abi)?;
+        }
+        Ok(self)
+    }
+
+    /// The files that may not be executed, looked up from where the next rules are added.
+    pub fn with_no_execute(mut self, no_execute: &[PathBuf]) -> Building {
+        self.no_exec = no_execute
+            .iter()
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .collect();
+        self
+    }
+
     /// Read (and execute) beneath each of `read`, every right beneath each of `write`; a path
     /// that is not there is an error.
     pub fn allow(self, read: &[PathBuf], write: &[PathBuf]) -> Result<Building, SandboxError> {
@@ -212,8 +244,8 @@ impl Building {
         self.add_all(read.chain(write), false)
     }
 
-    /// Read (and execute) beneath each of `paths` that is there (the system's folders and
-    /// files, which differ between machines).
+    /// Read (and execute) beneath each of `paths` that can be opened (the system's folders
+    /// and files, which differ between machines).
     pub fn allow_read_present<'a>(
         self,
         paths: impl IntoIterator<Item = &'a Path>,
@@ -224,12 +256,14 @@ impl Building {
     fn add_all<'a>(
         mut self,
         paths: impl Iterator<Item = (&'a Path, bool)>,
-        missing_ok: bool,
+        present_only: bool,
     ) -> Result<Building, SandboxError> {
         let abi = self.abi;
         for (p, writable) in paths {
-            let Some(fd) = open_path(p, missing_ok)? else {
-                continue;
+            let fd = match open_path(p, false) {
+                Ok(fd) => fd,
+                Err(_) if present_only => continue,
+                Err(e) => return Err(path_error(p)(e)),
             };
             let access = if writable {
                 AccessFs::from_all(abi)
@@ -256,13 +290,6 @@ impl Building {
             }
         }
         Ok(self)
-    }
-
-    /// The files that may not be executed, looked up again from where the next rules are
-    /// added (after a pivot, paths name other files than before it).
-    pub fn looked_up_again(mut self, no_execute: &[PathBuf]) -> Building {
-        self.no_exec = canonical(no_execute);
-        self
     }
 
     /// The ruleset, ready to be enforced.

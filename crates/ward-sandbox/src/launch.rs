@@ -958,9 +958,11 @@ fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
     // Exec checks need someone to answer: only with the notify socket.
     let filter = Filter::with_exec(cfg.watch_exec && cfg.notify_fd.is_some())?;
     let system = build_system(cfg)?;
-    // Landlock's rules for the system's folders and /etc files, added while `ward run` still
-    // works out the rest: they are the host's own, bound read-only, so the files opened here
-    // (before the pivot) are the very ones the agent sees.
+    // Landlock's rules for the system's bind mounts, added while `ward run` still works out
+    // the rest: each is named at its mount point in the new root, so the rule is on the very
+    // files the agent sees. Not when some file may not be executed: the tree holding it gets
+    // execution entry by entry, worked out after the pivot from the agent's view.
+    let early_mounts = cfg.no_execute.is_empty();
     let building = if cfg.landlock {
         let ports: Vec<u16> = cfg
             .proxy_fd
@@ -968,10 +970,12 @@ fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
             .into_iter()
             .chain(cfg.loopback.iter().map(|a| a.port()))
             .collect();
-        Some(
-            Landlock::begin(&cfg.no_execute, &ports)?
-                .allow_read_present(SYSTEM_RO.iter().chain(ETC_FILES).map(Path::new))?,
-        )
+        let b = Landlock::begin(&ports)?;
+        Some(if early_mounts {
+            b.allow_read_mounts(&system)?
+        } else {
+            b
+        })
     } else {
         None
     };
@@ -1006,9 +1010,25 @@ fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
                     read.push(p.clone())
                 }
             }
+            // The system's paths not mounted above (links, made as links inside; all of
+            // them when some file may not be executed), as the agent sees them now.
+            let mounted: Vec<PathBuf> = if early_mounts {
+                system
+                    .iter()
+                    .filter_map(|d| d.strip_prefix(&cfg.staging).ok())
+                    .map(|r| Path::new("/").join(r))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let rest = SYSTEM_RO
+                .iter()
+                .chain(ETC_FILES)
+                .map(Path::new)
+                .filter(|p| !mounted.iter().any(|m| m == p));
             Some(
-                b.looked_up_again(&cfg.no_execute)
-                    .allow_read_present(ETC_MADE.iter().map(Path::new))?
+                b.with_no_execute(&cfg.no_execute)
+                    .allow_read_present(rest.chain(ETC_MADE.iter().map(Path::new)))?
                     .allow(&read, &write)?
                     .done(),
             )
