@@ -19,4 +19,4 @@ pub mod socks;
 pub mod tls;
 pub mod ws;
 
-pub use proxy::{Config, Dns, Forward, Proxy, PROXY_PORT};
+pub use proxy::{Config, Dns, Forward, Intercept, Proxy, PROXY_PORT};

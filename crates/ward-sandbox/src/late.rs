@@ -1,7 +1,8 @@
 //! The part of the launcher's configuration that `ward run` works out while the sandbox is
 //! already being built: the grants and what is masked or held read-only in them, the staged
 //! layers, the agent's command, working directory and environment, the devices, sizes, the
-//! agent's own home and the folder of the masks' own empty files. `ward run` forks the
+//! agent's own home, the folder of the masks' own empty files and the certificates the agent
+//! trusts. `ward run` forks the
 //! launcher first (its namespaces, PID 1, the system part of the root and its Landlock rules
 //! do not depend on any of this: whether Landlock is on and what may not be executed come from
 //! the manifest alone, in the first configuration) and sends these bytes to PID 1 when they
@@ -63,6 +64,10 @@ pub fn encode(cfg: &Config) -> Vec<u8> {
     if let Some(d) = &cfg.mask_from {
         e.path(d);
     }
+    e.flag(cfg.trust.is_some());
+    if let Some(t) = &cfg.trust {
+        e.path(t);
+    }
     e.0
 }
 
@@ -91,6 +96,7 @@ pub fn decode(cfg: &mut Config, b: &[u8]) -> Result<(), SandboxError> {
         None
     };
     let mask_from = if d.flag()? { Some(d.path()?) } else { None };
+    let trust = if d.flag()? { Some(d.path()?) } else { None };
     if d.at != b.len() {
         return Err(bad(&format!("{} bytes after the end", b.len() - d.at)));
     }
@@ -106,6 +112,7 @@ pub fn decode(cfg: &mut Config, b: &[u8]) -> Result<(), SandboxError> {
     cfg.shm_size = shm_size;
     cfg.home = home;
     cfg.mask_from = mask_from;
+    cfg.trust = trust;
     Ok(())
 }
 
@@ -245,6 +252,7 @@ mod tests {
         c.shm_size = None;
         c.home = Some(("/s/homes/default".into(), "/home/u".into()));
         c.mask_from = Some("/s/masks".into());
+        c.trust = Some("/s/trust.pem".into());
         // A path that is not UTF-8 travels as it is.
         c.masks.push(PathBuf::from(std::ffi::OsString::from_vec(
             b"/home/u/p/\xff.key".to_vec(),

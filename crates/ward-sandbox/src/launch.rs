@@ -32,6 +32,10 @@ pub struct Config {
     /// `masks` (`0`, `1`, ...): each covers its own path instead of the shared `/dev/null`, so
     /// that the supervisor can see (inotify) which hidden file a program opened.
     pub mask_from: Option<PathBuf>,
+    /// A file on the host with the certificates the agent trusts (the system's roots and the
+    /// session's own authority, when the proxy inspects TLS): bound read-only over
+    /// [`TRUST_BUNDLE`] inside.
+    pub trust: Option<PathBuf>,
     /// Paths inside writable grants that stay read-only (a repository's `.git`: its config and
     /// hooks run code on the host the next time the user runs git). Being mount points, they
     /// cannot be renamed away either.
@@ -145,6 +149,10 @@ pub const ETC_FILES: &[&str] = &[
     "/etc/python3.11",
     "/etc/gitconfig",
 ];
+
+/// Where the system's trusted certificates are inside (Debian's bundle), and where the
+/// session's own bundle is bound when the proxy inspects TLS.
+pub const TRUST_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Files of /etc that Ward writes inside (readable there): the sandbox's own resolver and
 /// hosts.
@@ -431,6 +439,7 @@ impl Config {
             go_fd: None,
             masks: vec![],
             mask_from: None,
+            trust: None,
             read_only: vec![],
             stages: vec![],
             parent: None,
@@ -1775,6 +1784,30 @@ fn build_rest(cfg: &Config, system: &[PathBuf]) -> Result<(), SandboxError> {
             .map(|d| d.join(i.to_string()))
             .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file()));
         mask(root, m, &cfg.grants, own.as_deref())?;
+    }
+    // The certificates the agent trusts, when the proxy inspects TLS: over the system's
+    // bundle (bound from the host, so it is there), read-only.
+    if let Some(trust) = &cfg.trust {
+        let dst = root.join(TRUST_BUNDLE.trim_start_matches('/'));
+        if !dst.is_file() {
+            return Err(SandboxError::Setup(format!(
+                "{TRUST_BUNDLE} is missing on this machine (Debian: apt install \
+                 ca-certificates); inspecting TLS needs it"
+            )));
+        }
+        mount(Some(trust), &dst, None, libc::MS_BIND, None)?;
+        mount(
+            None,
+            &dst,
+            None,
+            libc::MS_BIND
+                | libc::MS_REMOUNT
+                | libc::MS_RDONLY
+                | libc::MS_NOSUID
+                | libc::MS_NODEV
+                | libc::MS_NOEXEC,
+            None,
+        )?;
     }
     // Devices the person allowed, each at its own path (never inside a grant: the manifest
     // refuses that, so nothing here is created on the host).

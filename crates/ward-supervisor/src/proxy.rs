@@ -28,10 +28,65 @@ pub fn agent_env() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The variables clients read for the certificates they trust, pointed at the session's
+/// bundle when TLS is inspected (OpenSSL and Go, Python requests and pip, curl, Node, git).
+pub const TRUST_VARS: &[&str] = &[
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "GIT_SSL_CAINFO",
+];
+
+/// TLS inspection for a session whose manifest turns it on: the session's own certificate
+/// authority (its key only in this process), the client toward the real servers (the
+/// system's roots and the manifest's `ca_file`s), and the bundle the agent trusts (the
+/// system's roots and the session's authority) written to `dir/trust.pem`.
+pub fn interception(
+    m: &Manifest,
+    session: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<Option<(ward_net::Intercept, std::path::PathBuf)>> {
+    use anyhow::Context;
+    use ward_net::intercept;
+    if m.inspect.is_none() {
+        return Ok(None);
+    }
+    let system = std::path::Path::new(intercept::SYSTEM_ROOTS);
+    let roots = std::fs::read_to_string(system).with_context(|| {
+        format!(
+            "inspecting TLS ([network] inspect) needs the system's certificates at {} \
+             (Debian: apt install ca-certificates)",
+            system.display()
+        )
+    })?;
+    let mut extra = Vec::new();
+    for (p, o) in &m.ca_files {
+        extra.extend(
+            intercept::read_certificates(p).with_context(|| format!("network.ca_file ({o})"))?,
+        );
+    }
+    let alpn: &[&[u8]] = &[b"http/1.1"];
+    let upstream = intercept::upstream_config(system, &extra, alpn)?;
+    let authority = std::sync::Arc::new(intercept::Authority::new(session, alpn)?);
+    let path = dir.join("trust.pem");
+    std::fs::write(&path, intercept::trust_bundle(&roots, &authority))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(Some((
+        ward_net::Intercept {
+            authority,
+            upstream,
+        },
+        path,
+    )))
+}
+
 /// What the session's start record says about the network.
 pub fn describe(m: &Manifest) -> serde_json::Value {
     json!({
         "proxy": format!("127.0.0.1:{}", ward_net::PROXY_PORT),
+        "inspect": m.inspect.is_some(),
         "destinations": m.network.iter().map(|e| json!({"dest": e.dest.to_string(), "effect": e.effect.as_str()})).collect::<Vec<_>>(),
         "unknown": m.unknown_network.0.as_str(),
     })
@@ -86,7 +141,13 @@ pub struct Listened {
 }
 
 /// Receive the listening socket from the launcher and serve it on a thread of its own.
-pub fn start(sock: OwnedFd, broker: Broker, manifest: Manifest, listened: Listened) -> Handle {
+pub fn start(
+    sock: OwnedFd,
+    broker: Broker,
+    manifest: Manifest,
+    listened: Listened,
+    intercept: Option<ward_net::Intercept>,
+) -> Handle {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (wake_r, wake_w) = match ward_sys::pipe(libc::O_CLOEXEC) {
         Ok((r, w)) => (Some(r), Some(w)),
@@ -94,7 +155,7 @@ pub fn start(sock: OwnedFd, broker: Broker, manifest: Manifest, listened: Listen
     };
     let thread = std::thread::Builder::new()
         .name("ward-proxy".into())
-        .spawn(move || serve(sock, broker, manifest, listened, rx, wake_r))
+        .spawn(move || serve(sock, broker, manifest, listened, intercept, rx, wake_r))
         .ok();
     Handle {
         stop: Some(tx),
@@ -108,6 +169,7 @@ fn serve(
     broker: Broker,
     manifest: Manifest,
     Listened { services, names }: Listened,
+    intercept: Option<ward_net::Intercept>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
     wake: Option<OwnedFd>,
 ) -> serde_json::Value {
@@ -231,6 +293,7 @@ fn serve(
     };
     let mut cfg = ward_net::Config::new(manifest, broker.log().clone());
     cfg.broker = Some(broker);
+    cfg.intercept = intercept;
     let stats = rt.block_on(async move {
         let proxy = match ward_net::Proxy::new(cfg) {
             Ok(p) => p,

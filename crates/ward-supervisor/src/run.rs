@@ -537,6 +537,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             guarded,
             outside,
             hidden,
+            intercept,
         },
         confinement,
     ) = match prepared {
@@ -674,6 +675,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         broker.clone(),
         m.clone(),
         crate::proxy::Listened { services, names },
+        intercept,
     );
     let stop = std::sync::atomic::AtomicBool::new(false);
     let watch = crate::watch::Watch {
@@ -1530,6 +1532,8 @@ struct Prepared {
     outside: Vec<crate::program::Outside>,
     /// The hidden files' watched covers.
     hidden: Option<crate::hidden::Watch>,
+    /// TLS inspection, when the manifest turns it on.
+    intercept: Option<ward_net::Intercept>,
 }
 
 /// The session's configuration, worked out while the launcher builds the sandbox, and sent
@@ -1601,6 +1605,10 @@ fn prepare(
             m.profile.as_ref().map_or("default", |p| p.name.as_str()),
         )?;
         lc.home = home.as_ref().map(|h| (h.host.clone(), h.inside.clone()));
+        // TLS inspection: the session's authority, and the bundle the agent trusts.
+        let intercept = crate::proxy::interception(m, session, session_dir)?;
+        lc.trust = intercept.as_ref().map(|(_, t)| t.clone());
+        let intercept = intercept.map(|(i, _)| i);
         // Each hidden file gets an empty cover of its own, watched: the report names the ones
         // the agent's tools looked for.
         let hidden = crate::hidden::watch(&session_dir.join("masks"), &inside.masked);
@@ -1656,6 +1664,7 @@ fn prepare(
             None => None,
         };
         anyhow::Ok(Prepared {
+            intercept,
             guarded,
             outside,
             hidden,
@@ -1798,6 +1807,18 @@ fn launcher_config(
         // The manifest's and the profile's `env.set` (never a name Ward sets: refused there).
         .chain(m.env_set.iter().map(|(k, v, _)| (k.clone(), v.clone())))
         .collect();
+    // With TLS inspected, clients that read a variable for their trusted certificates are
+    // pointed at the session's bundle (unless the manifest sets the variable itself).
+    if m.inspect.is_some() {
+        for k in crate::proxy::TRUST_VARS {
+            if !m.env_set.iter().any(|(s, _, _)| s.as_str() == *k) {
+                lc.set_env.push((
+                    k.to_string(),
+                    ward_sandbox::launch::TRUST_BUNDLE.to_string(),
+                ));
+            }
+        }
+    }
     if m.exec_checked() {
         lc.watch_exec = true;
     }

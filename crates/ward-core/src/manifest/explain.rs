@@ -30,6 +30,8 @@ impl Explanation<'_> {
                 "effect": e.effect, "destination": e.dest.to_string(), "origin": e.origin.to_string(),
             })).collect::<Vec<_>>(),
             "unknown_network": {"effect": m.unknown_network.0, "origin": m.unknown_network.1.to_string()},
+            "inspect": m.inspect.as_ref().map(|o| json!({"origin": o.to_string()})),
+            "ca_files": m.ca_files.iter().map(|(p, o)| json!({"path": p.display().to_string(), "origin": o.to_string()})).collect::<Vec<_>>(),
             "unknown_exec": {"effect": m.unknown_exec.0, "origin": m.unknown_exec.1.to_string()},
             "none_inside": ["device.*", "clipboard.read", "screen.capture"],
             "devices": m.devices.iter().map(|d| json!({
@@ -180,6 +182,20 @@ impl fmt::Display for Explanation<'_> {
             m.unknown_network.0.as_str(),
             m.unknown_network.1
         )?;
+        if let Some(o) = &m.inspect {
+            writeln!(
+                f,
+                "  TLS to allowed https destinations is opened and each request inside decided \
+                 (the session's own certificate authority, trusted inside only)    <- {o}"
+            )?;
+        }
+        for (p, o) in &m.ca_files {
+            writeln!(
+                f,
+                "  real servers may also be verified against {}    <- {o}",
+                crate::inert::path(p)
+            )?;
+        }
         writeln!(
             f,
             "\nPrograms (checked at every exec when an exec rule exists)"

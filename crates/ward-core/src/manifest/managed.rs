@@ -141,6 +141,11 @@ fn merge(m: &mut Manifest, admin: Manifest, has_files: bool, has_network: bool) 
     net.append(&mut m.network);
     m.network = net;
 
+    // Inspection an administrator turns on stays on; their certificate files count too.
+    if m.inspect.is_none() {
+        m.inspect = admin.inspect;
+    }
+    m.ca_files.extend(admin.ca_files);
     // A managed file without a network section says nothing about unknown destinations.
     if has_network && admin.unknown_network.0 > m.unknown_network.0 {
         m.unknown_network = admin.unknown_network;

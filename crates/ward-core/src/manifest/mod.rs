@@ -317,6 +317,12 @@ pub struct Manifest {
     pub network: Vec<NetEntry>,
     /// What happens to a destination no entry names.
     pub unknown_network: (Effect, Origin),
+    /// TLS interception of the allowed `https` destinations (`[network] inspect`): `None`
+    /// when no file turns it on.
+    pub inspect: Option<Origin>,
+    /// Certificate files (PEM) that real servers may be verified against beside the system's
+    /// roots (`[network] ca_file`), each with where it was named.
+    pub ca_files: Vec<(PathBuf, Origin)>,
     /// What happens to a program no exec rule names (`[exec] unknown`): allow by default, so
     /// exec rules deny or ask for the programs they name; `deny` makes the exec rules an
     /// allow-list.

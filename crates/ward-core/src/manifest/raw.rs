@@ -60,6 +60,11 @@ pub struct NetworkDoc {
     pub ask: Vec<At<String>>,
     pub deny: Vec<At<String>>,
     pub unknown: Option<At<String>>,
+    /// `inspect`: TLS interception of allowed `https` destinations.
+    pub inspect: Option<At<bool>>,
+    /// `ca_file`: certificates (PEM) that real servers may be verified against, beside the
+    /// system's roots.
+    pub ca_file: Option<At<String>>,
 }
 
 #[derive(Debug)]
@@ -169,6 +174,8 @@ struct TomlNetwork {
     #[serde(default)]
     deny: Vec<Spanned<String>>,
     unknown: Option<Spanned<String>>,
+    inspect: Option<Spanned<bool>>,
+    ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -270,6 +277,8 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
             ask: list(n.ask),
             deny: list(n.deny),
             unknown: n.unknown.map(at),
+            inspect: n.inspect.map(|s| spanned(src, s)),
+            ca_file: n.ca_file.map(at),
         }),
         exec_unknown: doc.exec.and_then(|e| e.unknown).map(at),
         devices: doc

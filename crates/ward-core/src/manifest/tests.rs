@@ -235,6 +235,22 @@ fn validation_errors_name_file_line_and_column() {
             "[TMP]/ward.toml:2:8: bad network destination `https://a*.com`: a wildcard is only allowed as a whole leading label (`*.example.com`), not in `a*.com`",
         ),
         (
+            "[network]\ninspect = true\nca_file = \"missing.pem\"\n",
+            "[TMP]/ward.toml:3:11: `network.ca_file` `missing.pem`: cannot be read (No such file or directory (os error 2)) (paths are relative to the manifest's folder)",
+        ),
+        (
+            "[network]\nca_file = \"/dev/zero\"\n",
+            "[TMP]/ward.toml:2:11: `network.ca_file` `/dev/zero`: is not a regular file (paths are relative to the manifest's folder)",
+        ),
+        (
+            "[network]\nca_file = \"ward.toml\"\n",
+            "[TMP]/ward.toml:2:11: `network.ca_file` `ward.toml`: holds no PEM certificate (-----BEGIN CERTIFICATE-----) (paths are relative to the manifest's folder)",
+        ),
+        (
+            "[network]\ninspect = \"yes\"\n",
+            "[TMP]/ward.toml:2:11: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
             "[network]\nunknown = \"allow\"\n",
             "[TMP]/ward.toml:2:11: `network.unknown` is `allow`; expected `deny` or `ask` (an allowlist that allows unknown destinations is not one)",
         ),

@@ -106,6 +106,8 @@ pub(super) fn empty() -> Manifest {
         deny_paths: builtin_denies(),
         network: vec![],
         unknown_network: (Effect::Deny, Origin::Default),
+        inspect: None,
+        ca_files: vec![],
         unknown_exec: (Effect::Allow, Origin::Default),
         rules: vec![],
         policies: vec![],
@@ -292,7 +294,28 @@ pub(super) fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, 
 
     let mut network = Vec::new();
     let mut unknown_network = (Effect::Deny, Origin::Default);
+    let mut inspect = None;
+    let mut ca_files = Vec::new();
     if let Some(net) = doc.network {
+        if let Some(i) = &net.inspect {
+            if i.value {
+                inspect = Some(cx.origin(i.pos));
+            }
+        }
+        if let Some(c) = &net.ca_file {
+            let path = cx.file.parent().unwrap_or(Path::new(".")).join(&c.value);
+            // A file the proxy could not use is said now.
+            if let Err(e) = certificate_file(&path) {
+                return Err(cx.err(
+                    c.pos,
+                    format!(
+                        "`network.ca_file` `{}`: {e} (paths are relative to the manifest's folder)",
+                        c.value
+                    ),
+                ));
+            }
+            ca_files.push((path, cx.origin(c.pos)));
+        }
         for (effect, list) in [
             (Effect::Deny, &net.deny),
             (Effect::Ask, &net.ask),
@@ -596,6 +619,8 @@ pub(super) fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, 
         deny_paths,
         network,
         unknown_network,
+        inspect,
+        ca_files,
         unknown_exec,
         rules,
         policies,
@@ -610,6 +635,36 @@ pub(super) fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, 
         narrowed: vec![],
         ceilings: vec![],
     })
+}
+
+/// The most a certificate file may hold (the proxy reads no more).
+pub const MAX_CA_FILE: u64 = 4 << 20;
+
+/// Whether `path` is a regular file of PEM certificates the proxy can read (at most
+/// [`MAX_CA_FILE`]; a device or a pipe is refused, never waited on).
+fn certificate_file(path: &Path) -> Result<(), String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot be read ({e})"))?;
+    let md = f.metadata().map_err(|e| format!("cannot be read ({e})"))?;
+    if !md.is_file() {
+        return Err("is not a regular file".into());
+    }
+    if md.len() > MAX_CA_FILE {
+        return Err(format!("is larger than {} MiB", MAX_CA_FILE >> 20));
+    }
+    let mut text = String::new();
+    f.take(MAX_CA_FILE)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot be read as text ({e})"))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(())
 }
 
 /// Names Ward sets itself or that would undo the sandbox's own view, refused in `env.set`.

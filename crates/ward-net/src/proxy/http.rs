@@ -12,38 +12,42 @@ impl Proxy {
         if req.method() == Method::CONNECT {
             return self.connect(req).await;
         }
-        match self.forward(req, conn).await {
+        match self.forward(req, conn, "http", "http").await {
             Ok(r) => r,
             Err(r) => refusal_response(&r),
         }
     }
 
-    /// A plain-HTTP proxy request (absolute-form URI): decide, forward to the vetted address,
-    /// record.
+    /// A request with an absolute-form URI of `scheme`: a plain-HTTP proxy request (`http`,
+    /// via `http`), or one inside an inspected tunnel (`https`, via `inspected`, its URI made
+    /// from the tunnel's host): decide, forward to the vetted address, record.
     pub(super) async fn forward(
         &self,
         req: Request<Incoming>,
         conn: Arc<ClientConn>,
+        scheme: &'static str,
+        via: &'static str,
     ) -> Result<Response<ProxyBody>, Refusal> {
         let started = Instant::now();
         let uri = req.uri().clone();
         let shown = uri.to_string();
+        let default_port = if scheme == "https" { 443 } else { 80 };
         match uri.scheme_str() {
-            Some("http") => {}
+            Some(s) if s == scheme => {}
             Some("https") => {
                 return Err(self.bad_request(
-                    "http",
+                    via,
                     &shown,
                     "https:// URLs go through CONNECT (set HTTPS_PROXY), not as a proxy request",
                 ))
             }
             Some(other) => {
                 let why = format!("unsupported scheme `{other}`");
-                return Err(self.bad_request("http", &shown, &why));
+                return Err(self.bad_request(via, &shown, &why));
             }
             None => {
                 return Err(self.bad_request(
-                    "http",
+                    via,
                     &shown,
                     "a proxy request needs an absolute URL (GET http://host/path); this is a \
                      proxy, not a web server",
@@ -51,8 +55,8 @@ impl Proxy {
             }
         }
         let raw = uri.authority().map(|a| a.as_str()).unwrap_or("");
-        let auth = canon::authority(raw, Some(80))
-            .map_err(|e| self.bad_request("http", &shown, &format!("bad host in the URL: {e}")))?;
+        let auth = canon::authority(raw, Some(default_port))
+            .map_err(|e| self.bad_request(via, &shown, &format!("bad host in the URL: {e}")))?;
         // The host as rules and records name it (formatted once per request).
         let dest = auth.host.as_match();
         // The Host header must name what the URL names: a server behind the vetted address
@@ -61,19 +65,19 @@ impl Proxy {
             let same = h
                 .to_str()
                 .ok()
-                .and_then(|s| canon::authority(s, Some(80)).ok())
+                .and_then(|s| canon::authority(s, Some(default_port)).ok())
                 .is_some_and(|a| a == auth);
             if !same {
                 let why = format!(
                     "the Host header `{}` does not name the URL's host {auth}",
                     String::from_utf8_lossy(h.as_bytes()).escape_default()
                 );
-                return Err(self.bad_request("http", &shown, &why));
+                return Err(self.bad_request(via, &shown, &why));
             }
         }
         if req.headers().contains_key(hyper::header::UPGRADE) {
             return Err(self.bad_request(
-                "http",
+                via,
                 &shown,
                 "protocol upgrades (WebSocket, h2c) through a proxy request are not supported; \
                  use wss:// (CONNECT)",
@@ -127,7 +131,7 @@ impl Proxy {
                     let a = Action {
                         dest: Some(dest.clone()),
                         port: Some(auth.port),
-                        scheme: Some("http".into()),
+                        scheme: Some(scheme.into()),
                         ..Action::new(ActionKind::NetUpload, shown.clone())
                     };
                     let why = if too_big {
@@ -136,7 +140,7 @@ impl Proxy {
                         format!("the upload could not be read: {e}")
                     };
                     let d = Decision::new(Effect::Deny, self.upload_by(), why.clone());
-                    self.note(self.event(&a, &d, json!({"via": "http"})));
+                    self.note(self.event(&a, &d, json!({"via": via})));
                     return Err(Refusal::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         socks::REP_NOT_ALLOWED,
@@ -164,14 +168,14 @@ impl Proxy {
             let a = Action {
                 dest: Some(dest.clone()),
                 port: Some(auth.port),
-                scheme: Some("http".into()),
-                ..Action::new(ActionKind::NetConnect, format!("http://{auth}"))
+                scheme: Some(scheme.into()),
+                ..Action::new(ActionKind::NetConnect, format!("{scheme}://{auth}"))
             };
             let d = self.policy(&a);
             if d.effect != Effect::Allow {
                 // Asks were answered when the connection was made; anything else is a change.
                 if d.effect == Effect::Deny {
-                    self.note(self.event(&a, &d, json!({"via": "http"})));
+                    self.note(self.event(&a, &d, json!({"via": via})));
                     return Err(Refusal::new(
                         StatusCode::FORBIDDEN,
                         socks::REP_NOT_ALLOWED,
@@ -184,13 +188,13 @@ impl Proxy {
         let vetted = if reuse {
             None
         } else {
-            Some(self.admit("http", "http", &auth).await?)
+            Some(self.admit(via, scheme, &auth).await?)
         };
         // Everything that leaves counts, per destination for the session: the request line and
         // headers (a query string or a header can carry data too) and the body. Past the free
         // allowance, or with a body, the upload policy and limit decide on the running total.
         let head = request_head_len(&parts);
-        let sent_key = format!("http://{auth}");
+        let sent_key = format!("{scheme}://{auth}");
         let mine = head + upload_size.unwrap_or(0);
         // Counted now, so that requests in parallel see each other; given back if refused (a
         // refused request sends nothing).
@@ -206,7 +210,7 @@ impl Proxy {
             let a = Action {
                 dest: Some(dest.clone()),
                 port: Some(auth.port),
-                scheme: Some("http".into()),
+                scheme: Some(scheme.into()),
                 size: Some(total),
                 agent: self.inner.broker.agent().map(str::to_string),
                 ..Action::new(ActionKind::NetUpload, shown.clone())
@@ -231,7 +235,7 @@ impl Proxy {
                 self.note(self.event(
                     &a,
                     &d,
-                    json!({"via": "http", "body": upload_size, "request_bytes": mine}),
+                    json!({"via": via, "body": upload_size, "request_bytes": mine}),
                 ));
                 self.refund_sent(&sent_key, mine);
                 return Err(Refusal::new(
@@ -244,7 +248,7 @@ impl Proxy {
             self.note(self.event(
                 &a,
                 &d,
-                json!({"via": "http", "body": upload_size, "request_bytes": mine}),
+                json!({"via": via, "body": upload_size, "request_bytes": mine}),
             ));
         }
         let mut up = match cached {
@@ -258,7 +262,7 @@ impl Proxy {
                         "no admitted destination to dial",
                     ));
                 };
-                dial_http(&v, key.clone()).await.map_err(|e| {
+                self.dial(&v, key.clone(), scheme).await.map_err(|e| {
                     Refusal::new(
                         StatusCode::BAD_GATEWAY,
                         socks::REP_FAILURE,
@@ -290,7 +294,7 @@ impl Proxy {
             })?;
         *out.headers_mut() = parts.headers;
         strip_hop_by_hop(out.headers_mut());
-        let host = if auth.port == 80 {
+        let host = if auth.port == default_port {
             dest.clone()
         } else {
             auth.to_string()
@@ -304,22 +308,23 @@ impl Proxy {
             action: Action {
                 dest: Some(dest.clone()),
                 port: Some(auth.port),
-                scheme: Some("http".into()),
+                scheme: Some(scheme.into()),
                 agent: self.inner.broker.agent().map(str::to_string),
                 ..Action::new(ActionKind::NetConnect, shown.clone())
             },
             method: parts.method.to_string(),
+            via,
             addr: up.addr,
             up: sent_up,
             down: AtomicU64::new(0),
             status: AtomicU64::new(0),
             started,
-            count_after: (has_body && upload_size.is_none()).then(|| format!("http://{auth}")),
+            count_after: (has_body && upload_size.is_none()).then(|| format!("{scheme}://{auth}")),
         });
         if up.send.ready().await.is_err() {
             // The kept-alive upstream went away between requests: dial afresh (vetted anew).
-            let v = self.admit("http", "http", &auth).await?;
-            up = dial_http(&v, key.clone()).await.map_err(|e| {
+            let v = self.admit(via, scheme, &auth).await?;
+            up = self.dial(&v, key.clone(), scheme).await.map_err(|e| {
                 Refusal::new(
                     StatusCode::BAD_GATEWAY,
                     socks::REP_FAILURE,
@@ -352,28 +357,72 @@ impl Proxy {
     // ----- SOCKS5 -----
 }
 
-pub(super) async fn dial_http(v: &Vetted, auth: Authority) -> Result<Upstream, String> {
-    let mut last = String::from("no address");
-    for a in &v.addrs {
-        match tokio::time::timeout(Duration::from_secs(15), TcpStream::connect(a)).await {
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
+impl Proxy {
+    /// A kept-alive HTTP/1.1 connection to the vetted address: plain for `http`, TLS for
+    /// `https` (an inspected tunnel's), the server's certificate verified for `auth`'s host.
+    pub(super) async fn dial(
+        &self,
+        v: &Vetted,
+        auth: Authority,
+        scheme: &str,
+    ) -> Result<Upstream, String> {
+        let mut last = String::from("no address");
+        for a in &v.addrs {
+            let s = match tokio::time::timeout(Duration::from_secs(15), TcpStream::connect(a)).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    last = format!("cannot connect to {a}: {e}");
+                    continue;
+                }
+                Err(_) => {
+                    last = format!("cannot connect to {a}: timed out");
+                    continue;
+                }
+            };
+            let _ = s.set_nodelay(true);
+            let send = if scheme == "https" {
+                let Some(i) = self.inner.intercept.as_ref() else {
+                    return Err("no TLS client for inspected tunnels".into());
+                };
+                let name = match &auth.host {
+                    Host::Name(n) => {
+                        tokio_rustls::rustls::pki_types::ServerName::try_from(n.clone())
+                            .map_err(|e| format!("{n}: {e}"))?
+                    }
+                    Host::Ip(ip) => {
+                        tokio_rustls::rustls::pki_types::ServerName::IpAddress((*ip).into())
+                    }
+                };
+                let tls = tokio::time::timeout(
+                    Duration::from_secs(15),
+                    tokio_rustls::TlsConnector::from(i.upstream.clone()).connect(name, s),
+                )
+                .await
+                .map_err(|_| format!("TLS with {auth} at {a}: timed out"))?
+                .map_err(|e| format!("TLS with {auth} at {a} failed: {e}"))?;
+                let (send, conn) = hyper::client::conn::http1::Builder::new()
+                    .handshake(TokioIo::new(tls))
+                    .await
+                    .map_err(|e| format!("{a}: {e}"))?;
+                tokio::spawn(conn);
+                send
+            } else {
                 let (send, conn) = hyper::client::conn::http1::Builder::new()
                     .handshake(TokioIo::new(s))
                     .await
                     .map_err(|e| format!("{a}: {e}"))?;
                 tokio::spawn(conn);
-                return Ok(Upstream {
-                    auth,
-                    addr: *a,
-                    send,
-                });
-            }
-            Ok(Err(e)) => last = format!("cannot connect to {a}: {e}"),
-            Err(_) => last = format!("cannot connect to {a}: timed out"),
+                send
+            };
+            return Ok(Upstream {
+                auth,
+                addr: *a,
+                send,
+            });
         }
+        Err(last)
     }
-    Err(last)
 }
 
 impl Drop for Meter {
@@ -388,7 +437,7 @@ impl Drop for Meter {
                 &self.action,
                 &d,
                 json!({
-                    "via": "http", "method": self.method, "addr": self.addr.to_string(),
+                    "via": self.via, "method": self.method, "addr": self.addr.to_string(),
                     "status": self.status.load(Ordering::Relaxed),
                     "up": self.up.load(Ordering::Relaxed), "down": self.down.load(Ordering::Relaxed),
                     "ms": self.started.elapsed().as_secs_f64() * 1e3,

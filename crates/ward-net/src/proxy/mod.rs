@@ -77,6 +77,19 @@ pub struct Config {
     /// The session's broker (shared with exec and the review, so answers given once hold
     /// everywhere). `None`: the proxy makes its own from the fields above (`ward proxy`).
     pub broker: Option<Broker>,
+    /// TLS interception: tunnels to `https` destinations are opened, each request inside
+    /// decided like a plain one. `None`: tunnels stay closed boxes (SNI checked, bytes counted).
+    pub intercept: Option<Intercept>,
+}
+
+/// What inspecting tunnels takes: the session's certificate authority (which the agent's
+/// clients must trust) and the client side toward the real servers.
+#[derive(Clone)]
+pub struct Intercept {
+    pub authority: Arc<crate::intercept::Authority>,
+    /// Verifies the real servers (system roots, or a manifest's `ca_file`); its ALPN must be
+    /// `http/1.1` (requests go up over HTTP/1.1).
+    pub upstream: Arc<tokio_rustls::rustls::ClientConfig>,
 }
 
 impl Config {
@@ -91,6 +104,7 @@ impl Config {
             dns: Dns::System,
             max_buffered_upload: 64 << 20,
             broker: None,
+            intercept: None,
         }
     }
 }
@@ -129,6 +143,7 @@ struct Inner {
     /// Names the sandbox's resolver refused, and how often (a bound of their own).
     dns_refused: Mutex<HashMap<String, u64>>,
     dns_unrecorded: AtomicU64,
+    intercept: Option<Intercept>,
 }
 
 /// At most this many distinct names refused by the resolver are recorded.
@@ -228,6 +243,7 @@ impl Proxy {
                 unrecorded: AtomicU64::new(0),
                 dns_refused: Mutex::new(HashMap::new()),
                 dns_unrecorded: AtomicU64::new(0),
+                intercept: cfg.intercept,
             }),
         })
     }
@@ -580,6 +596,8 @@ struct Upstream {
 struct Meter {
     proxy: Proxy,
     action: Action,
+    /// How the request came: `http` (a proxy request) or `inspected` (inside a tunnel).
+    via: &'static str,
     method: String,
     addr: SocketAddr,
     up: Arc<AtomicU64>,

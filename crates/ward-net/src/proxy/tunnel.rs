@@ -228,6 +228,9 @@ impl Proxy {
             self.note(self.event(&action, &d, json!({"via": via, "stage": "tls"})));
             return;
         }
+        if tls && self.inner.intercept.is_some() {
+            return self.inspect(client, buf, auth, vetted, via, &action).await;
+        }
         let mut upstream = None;
         let mut last_err = String::new();
         for a in &vetted.addrs {
@@ -491,4 +494,160 @@ async fn read_head<R: AsyncRead + Unpin>(s: &mut R, buf: &mut Vec<u8>) -> Result
     })
     .await
     .unwrap_or(Err(Unread::Slow))
+}
+
+/// A stream whose first bytes were already read (a ClientHello looked at): they are read
+/// again first.
+struct Prefixed<S> {
+    head: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.at < self.head.len() {
+            let n = buf.remaining().min(self.head.len() - self.at);
+            let at = self.at;
+            buf.put_slice(&self.head[at..at + n]);
+            self.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl Proxy {
+    /// An inspected tunnel to `auth` (its ClientHello, in `hello`, already checked to name
+    /// it): TLS ends here with a certificate from the session's authority, the real server is
+    /// reached over TLS verified against the system's roots, and every request inside is one
+    /// more request, decided, counted and recorded like a plain one ([`Proxy::forward`]), its
+    /// Host the tunnel's host.
+    async fn inspect<S: Relay>(
+        &self,
+        client: S,
+        hello: Vec<u8>,
+        auth: Authority,
+        vetted: Vetted,
+        via: &str,
+        action: &Action,
+    ) {
+        let Some(i) = self.inner.intercept.clone() else {
+            return;
+        };
+        let failed = |what: &str, why: String| {
+            let d = Decision::new(Effect::Allow, By::builtin("inspect"), why.clone());
+            self.note(Event {
+                kind: ward_core::EventKind::NetFailed.as_str().into(),
+                ..self.event(
+                    action,
+                    &d,
+                    json!({"via": via, "failed": what, "error": why}),
+                )
+            });
+        };
+        let cfg = match i.authority.server_config(&auth.host.as_match()) {
+            Ok(c) => c,
+            Err(e) => return failed("certificate", e.to_string()),
+        };
+        let accepted = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio_rustls::TlsAcceptor::from(cfg).accept(Prefixed {
+                head: hello,
+                at: 0,
+                inner: client,
+            }),
+        )
+        .await;
+        let tls = match accepted {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                return failed(
+                    "tls",
+                    format!(
+                        "the client's TLS with Ward failed: {e} (inside the sandbox, clients \
+                         must trust the session's certificate authority)"
+                    ),
+                )
+            }
+            Err(_) => return failed("tls", "no TLS handshake within 30 s".into()),
+        };
+        // The real server, reached now: a failure is recorded, and each request then tries
+        // again (admitted anew) and is answered 502 with the reason.
+        let conn = Arc::new(ClientConn {
+            upstream: Mutex::new(None),
+        });
+        match self.dial(&vetted, auth.clone(), "https").await {
+            Ok(u) => *lock(&conn.upstream) = Some(u),
+            Err(e) => failed("dial", e),
+        }
+        let p = self.clone();
+        let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            let (p, conn, auth) = (p.clone(), conn.clone(), auth.clone());
+            async move {
+                let r = match inside_uri(&req, &auth) {
+                    Ok(u) => {
+                        *req.uri_mut() = u;
+                        p.forward(req, conn, "https", "inspected").await
+                    }
+                    Err(why) => Err(p.bad_request("inspected", &req.uri().to_string(), &why)),
+                };
+                Ok::<_, std::convert::Infallible>(r.unwrap_or_else(|r| refusal_response(&r)))
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .max_buf_size(64 * 1024)
+            .serve_connection(TokioIo::new(tls), svc)
+            .await;
+    }
+}
+
+/// The absolute URI of a request inside a tunnel to `auth`: its path on the tunnel's host
+/// (a request in absolute form must name that host itself).
+fn inside_uri(req: &Request<Incoming>, auth: &Authority) -> Result<hyper::Uri, String> {
+    let u = req.uri();
+    if let Some(a) = u.authority() {
+        let same = u.scheme_str() == Some("https")
+            && canon::authority(a.as_str(), Some(443)).is_ok_and(|x| x == *auth);
+        if !same {
+            return Err(format!(
+                "a request for `{}` inside the tunnel to {auth}",
+                u.to_string().escape_default()
+            ));
+        }
+    }
+    let path = u.path_and_query().map_or("/", |p| p.as_str());
+    if !path.starts_with('/') {
+        return Err(format!(
+            "request target `{}` is not a path",
+            path.escape_default()
+        ));
+    }
+    format!("https://{}:{}{path}", auth.host.as_match(), auth.port)
+        .parse()
+        .map_err(|e| format!("request target `{}`: {e}", path.escape_default()))
 }

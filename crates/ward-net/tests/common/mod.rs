@@ -578,3 +578,121 @@ pub async fn echo_server(addr: &str) -> Arc<std::sync::atomic::AtomicU64> {
     });
     n
 }
+
+/// An HTTPS server for `names` on `addr` with a certificate of its own (returned, DER): it
+/// answers every request like [`http_server`] (`hello from ... host=... path=... body=...`),
+/// over HTTP/1.1. Counts requests.
+pub async fn https_server(addr: &str, names: &[&str]) -> (Arc<AtomicUsize>, Vec<u8>) {
+    let ck =
+        rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let cert_der = ck.cert.der().to_vec();
+    let key = tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(
+        ck.signing_key.serialize_der().into(),
+    );
+    let mut cfg = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert_der.clone().into()], key)
+    .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = bind(addr);
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let local = s.local_addr().unwrap();
+            let (acceptor, c) = (acceptor.clone(), c.clone());
+            tokio::spawn(async move {
+                let Ok(t) = acceptor.accept(s).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let host = req
+                            .headers()
+                            .get("host")
+                            .map(|h| h.to_str().unwrap_or("?").to_string())
+                            .unwrap_or_default();
+                        let path = req.uri().to_string();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes().len())
+                            .unwrap_or(0);
+                        let text =
+                            format!("hello from {local} host={host} path={path} body={body}");
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                            text,
+                        ))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(t), svc)
+                    .await;
+            });
+        }
+    });
+    (count, cert_der)
+}
+
+/// Over `s` (a tunnel), TLS for `sni` trusting only `root` (DER), then one HTTP/1.1 request
+/// `method path` with `Host: host` and `body`: the status and the response body.
+pub async fn tls_request<S>(
+    s: S,
+    sni: &str,
+    root: &[u8],
+    (method, path, host, body): (&str, &str, &str, Vec<u8>),
+) -> Result<(u16, String), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots.add(root.to_vec().into()).map_err(|e| e.to_string())?;
+    let mut cfg = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(sni.to_string())
+        .map_err(|e| e.to_string())?;
+    let t = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, s),
+    )
+    .await
+    .map_err(|_| "handshake timed out".to_string())?
+    .map_err(|e| format!("handshake: {e}"))?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(t))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
+        .await
+        .map_err(|_| "request timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let b = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&b).into_owned()))
+}

@@ -596,3 +596,112 @@ fn websockets_over_plain_http_pass_one_checked_upgrade_and_nothing_else() {
         );
     });
 }
+
+/// An HTTPS server on `addr` (in the test's network namespace) for `localhost`, with a
+/// certificate from an authority of its own (returned as PEM): it answers every request with
+/// `hello tls path=PATH`. Counts requests.
+fn https_origin(addr: &'static str) -> (Arc<AtomicUsize>, String) {
+    let ca = ward_net::intercept::Authority::new("origin", &[b"http/1.1"]).unwrap();
+    let cfg = ca.server_config("localhost").unwrap();
+    let l = std::net::TcpListener::bind(addr).unwrap();
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { return };
+            let cfg = cfg.clone();
+            let n = n2.clone();
+            std::thread::spawn(move || {
+                let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+                    return;
+                };
+                let mut t = rustls::StreamOwned::new(conn, s);
+                loop {
+                    // One request head at a time (no bodies in this test).
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match t.read(&mut b) {
+                            Ok(1) => head.push(b[0]),
+                            _ => return,
+                        }
+                    }
+                    n.fetch_add(1, Ordering::SeqCst);
+                    let line = String::from_utf8_lossy(&head)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    let path = line.split(' ').nth(1).unwrap_or("?").to_string();
+                    let body = format!("hello tls path={path}");
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if t.write_all(resp.as_bytes())
+                        .and_then(|_| t.flush())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (n, ca.ca_pem().to_string())
+}
+
+#[test]
+fn inspected_tls_is_opened_and_each_request_decided_and_recorded() {
+    // `[network] inspect = true`: curl, Python and Node inside trust the session's own
+    // authority through the bundle Ward binds over the system's (and the variables), the
+    // proxy verifies the real server against the manifest's `ca_file`, and every request
+    // inside is on record by its path. A client that pins the real server's certificate
+    // cannot talk past Ward: it refuses Ward's, and nothing reaches the server.
+    let Some(()) = with_servers_at(&["44.1.1.1:80"], |_| {
+        let (hits, origin_ca) = https_origin("127.0.0.1:8443");
+        let e = Env::new();
+        std::fs::write(e.p("origin-ca.pem"), &origin_ca).unwrap();
+        std::fs::write(e.p("proj/origin-ca.pem"), &origin_ca).unwrap();
+        let manifest = "[[files]]\npath = \"PROJ\"\nmode = \"direct\"\n[network]\n\
+                        allow = [\"https://localhost:8443\"]\ninspect = true\n\
+                        ca_file = \"origin-ca.pem\"\n";
+        let script = "curl -sS -m 10 https://localhost:8443/curl; echo; \
+            python3 -c \"import urllib.request as u; print(u.urlopen('https://localhost:8443/py', timeout=10).read().decode())\"; \
+            node -e \"fetch('https://localhost:8443/node').then(r => r.text()).then(t => console.log(t), x => console.log('NODE-FAILED', x.cause ? x.cause.code : x))\"; \
+            curl -sS -m 10 --cacert origin-ca.pem https://localhost:8443/pinned && echo PINNED-REACHED; \
+            true";
+        let o = e.run_manifest(manifest, "/bin/sh", script);
+        let t = text(&o);
+        let agent = String::from_utf8_lossy(&o.stdout);
+        for p in ["/curl", "/py", "/node"] {
+            assert!(agent.contains(&format!("hello tls path={p}")), "{p}: {t}");
+        }
+        assert!(
+            !agent.contains("NODE-FAILED") && !agent.contains("PINNED-REACHED"),
+            "{t}"
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 3, "{t}");
+        e.assert_recorded();
+        let recs = e.records();
+        for p in ["/curl", "/py", "/node"] {
+            assert!(
+                recs.iter().any(|r| r["kind"] == "net.request"
+                    && r["detail"]["via"] == "inspected"
+                    && r["resource"].as_str().is_some_and(|s| s.ends_with(p))),
+                "{p}: {recs:?}"
+            );
+        }
+        assert!(
+            recs.iter().any(|r| r["kind"] == "net.failed"
+                && r["detail"]["error"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("the client's TLS with Ward failed"))),
+            "{recs:?}"
+        );
+        let start = recs.iter().find(|r| r["kind"] == "session.start").unwrap();
+        assert_eq!(start["detail"]["network"]["inspect"], true, "{start}");
+    }) else {
+        return;
+    };
+}

@@ -1,0 +1,173 @@
+//! Inspected tunnels (TLS interception): the agent's TLS ends at the proxy with a certificate
+//! from the session's authority, the real server is verified, and every request inside is
+//! decided and recorded like a plain one. Each bypass attempt is refused, reaches no server
+//! and is on record.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
+mod common;
+use common::*;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use ward_net::intercept::Authority;
+
+const ALLOW_API: &str = r#"
+name = "t"
+[network]
+allow = ["https://api.test"]
+unknown = "deny"
+[limits]
+upload = "64KiB"
+"#;
+
+/// A proxy inspecting tunnels, trusting `origin` (DER) as the real servers' authority.
+async fn inspecting(manifest: &str, origin: Option<&[u8]>) -> (World, Arc<Authority>) {
+    let authority = Arc::new(Authority::new("test", &[b"http/1.1"]).unwrap());
+    let a = authority.clone();
+    let dir = tempfile::tempdir().unwrap();
+    // The system's roots stand for an unrelated authority; the test's origin is trusted (as
+    // a manifest's `ca_file` would be) or not.
+    let roots = dir.path().join("roots.pem");
+    std::fs::write(&roots, Authority::new("unrelated", &[]).unwrap().ca_pem()).unwrap();
+    let extra: Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> =
+        origin.map(|d| vec![d.to_vec().into()]).unwrap_or_default();
+    let upstream = ward_net::intercept::upstream_config(&roots, &extra, &[b"http/1.1"]).unwrap();
+    let w = World::start_with(manifest, &[], move |c| {
+        c.intercept = Some(ward_net::Intercept {
+            authority: a,
+            upstream,
+        })
+    })
+    .await;
+    (w, authority)
+}
+
+#[test]
+fn requests_inside_an_inspected_tunnel_are_decided_and_recorded_one_by_one() {
+    in_netns(|| {
+        rt().block_on(async {
+            let (hits, origin) = https_server(&format!("{API}:443"), &["api.test"]).await;
+            let (w, authority) = inspecting(ALLOW_API, Some(&origin)).await;
+            w.stub.set("api.test", vec![vec![API]]);
+            let ca = authority.ca_der().to_vec();
+
+            // A request passes, seen by the proxy in the clear.
+            let (st, s) = w.connect("api.test:443").await;
+            assert_eq!(st, 200);
+            let (status, body) = tls_request(
+                s,
+                "api.test",
+                &ca,
+                ("GET", "/repos/acme/x?y=1", "api.test", vec![]),
+            )
+            .await
+            .unwrap();
+            assert_eq!(status, 200, "{body}");
+            assert!(
+                body.contains("host=api.test path=/repos/acme/x?y=1"),
+                "{body}"
+            );
+            assert_eq!(hits.load(Ordering::SeqCst), 1);
+            let r = w.find("net.request", "/repos/acme/x?y=1");
+            assert_eq!(r.len(), 1, "{r:?}");
+            assert_eq!(r[0]["detail"]["via"], "inspected", "{r:?}");
+            assert_eq!(r[0]["detail"]["method"], "GET", "{r:?}");
+
+            // Domain fronting inside TLS: the Host names another server.
+            let (_, s) = w.connect("api.test:443").await;
+            let (status, body) =
+                tls_request(s, "api.test", &ca, ("GET", "/", "other.test", vec![]))
+                    .await
+                    .unwrap();
+            assert_eq!(status, 400, "{body}");
+            assert!(body.contains("does not name the URL's host"), "{body}");
+            assert_eq!(hits.load(Ordering::SeqCst), 1, "the origin saw it");
+            assert!(!w
+                .find("net.connect", "does not name the URL's host")
+                .is_empty());
+
+            // A request in absolute form for another host.
+            let (_, s) = w.connect("api.test:443").await;
+            let (status, body) = tls_request(
+                s,
+                "api.test",
+                &ca,
+                ("GET", "https://other.test/", "api.test", vec![]),
+            )
+            .await
+            .unwrap();
+            assert_eq!(status, 400, "{body}");
+            assert!(body.contains("inside the tunnel to api.test:443"), "{body}");
+            assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+            // An upload past the limit, inside the tunnel: refused before it leaves.
+            let (_, s) = w.connect("api.test:443").await;
+            let (status, body) = tls_request(
+                s,
+                "api.test",
+                &ca,
+                ("POST", "/upload", "api.test", vec![b'x'; 100 * 1024]),
+            )
+            .await
+            .unwrap();
+            assert_eq!(status, 413, "{body}");
+            assert_eq!(
+                hits.load(Ordering::SeqCst),
+                1,
+                "the upload reached the origin"
+            );
+            let up = w.find("net.upload", "/upload");
+            assert_eq!(up[0]["decision"]["result"], "deny", "{up:?}");
+
+            // A client that trusts only the real server's certificate does not accept Ward's
+            // (it is not fooled into talking to the origin either).
+            let (_, s) = w.connect("api.test:443").await;
+            let e = tls_request(s, "api.test", &origin, ("GET", "/", "api.test", vec![]))
+                .await
+                .unwrap_err();
+            assert!(e.contains("handshake"), "{e}");
+            assert_eq!(hits.load(Ordering::SeqCst), 1);
+            // The proxy learns of it from the client's alert, a moment later.
+            let mut seen = false;
+            for _ in 0..100 {
+                seen = !w
+                    .find("net.failed", "the client's TLS with Ward failed")
+                    .is_empty();
+                if seen {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            assert!(seen, "{:?}", w.records());
+        })
+    });
+}
+
+#[test]
+fn a_server_whose_certificate_is_not_trusted_is_never_spoken_to() {
+    in_netns(|| {
+        rt().block_on(async {
+            let (hits, _origin) = https_server(&format!("{API}:443"), &["api.test"]).await;
+            // The proxy's roots do not include the origin's certificate.
+            let (w, authority) = inspecting(ALLOW_API, None).await;
+            w.stub.set("api.test", vec![vec![API]]);
+            let (_, s) = w.connect("api.test:443").await;
+            let (status, body) = tls_request(
+                s,
+                "api.test",
+                authority.ca_der(),
+                ("GET", "/secret?k=1", "api.test", vec![]),
+            )
+            .await
+            .unwrap();
+            assert_eq!(status, 502, "{body}");
+            assert!(body.contains("failed"), "{body}");
+            assert_eq!(
+                hits.load(Ordering::SeqCst),
+                0,
+                "a request reached the origin"
+            );
+            let f = w.find("net.failed", "TLS with api.test:443");
+            assert!(!f.is_empty(), "{:?}", w.records());
+        })
+    });
+}
