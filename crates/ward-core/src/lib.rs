@@ -6,6 +6,7 @@
 //! the paths they grant. Start from [`Manifest::load`].
 
 pub mod action;
+pub mod bounded;
 pub mod command;
 pub mod dest;
 pub mod glob;

@@ -279,33 +279,12 @@ pub fn certified_name(name: &str) -> Result<String, InterceptError> {
 }
 
 /// The most a certificate file may hold (the system's bundle is ~200 KiB).
-const MAX_PEM: u64 = 4 << 20;
+pub const MAX_PEM: u64 = 4 << 20;
 
 /// A regular file's bytes, at most [`MAX_PEM`] (a device or a pipe is refused, never waited
 /// on).
-fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    let md = f.metadata()?;
-    if !md.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    if md.len() > MAX_PEM {
-        return Err(std::io::Error::other(format!(
-            "larger than {} MiB",
-            MAX_PEM >> 20
-        )));
-    }
-    let mut out = Vec::with_capacity(md.len() as usize);
-    f.take(MAX_PEM + 1).read_to_end(&mut out)?;
-    if out.len() as u64 > MAX_PEM {
-        return Err(std::io::Error::other("grew past the limit while read"));
-    }
-    Ok(out)
+pub fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    ward_core::bounded::read_regular(path, MAX_PEM)
 }
 
 /// The certificates in the PEM file at `path` (the system's roots, or a manifest's

@@ -37,6 +37,10 @@ pub fn need(buf: &[u8]) -> usize {
     let mut at = 0;
     let mut payload = 0usize;
     let mut message: Option<usize> = None;
+    // The handshake header (type, 24-bit length), which may itself span records, as
+    // [`parse`] reassembles it.
+    let mut header = [0u8; 4];
+    let mut got = 0;
     for _ in 0..=MAX_RECORDS {
         // The handshake message is complete in the records so far (anything after it is the
         // client's next bytes, not more hello).
@@ -51,8 +55,14 @@ pub fn need(buf: &[u8]) -> usize {
         if end > buf.len() {
             return end;
         }
-        if at == 0 && len >= 4 {
-            message = Some(((buf[6] as usize) << 16) | ((buf[7] as usize) << 8) | buf[8] as usize);
+        for &b in buf[at + 5..end].iter().take(4 - got) {
+            header[got] = b;
+            got += 1;
+        }
+        if message.is_none() && got == 4 {
+            message = Some(
+                ((header[1] as usize) << 16) | ((header[2] as usize) << 8) | header[3] as usize,
+            );
         }
         payload += len;
         at = end;
@@ -265,6 +275,33 @@ mod tests {
         assert_eq!(need(&more), h.len());
         assert_eq!(need(&h[..3]), 5);
         assert_eq!(need(&h[..10]), h.len());
+    }
+
+    #[test]
+    fn a_handshake_header_split_over_records_is_read_like_parse_reads_it() {
+        // Found by the fuzzer: the hello's header in one-byte records. `parse` reassembles it
+        // and finds a whole (empty) hello; `need` must not then ask for the bytes after it.
+        let mut b = Vec::new();
+        for byte in [1u8, 0, 0, 1, 0] {
+            b.extend_from_slice(&[0x16, 3, 1, 0, 1, byte]);
+        }
+        b.extend_from_slice(&[0x16, 3, 1, 0x40, 0]); // the start of the client's next record
+        let parsed = parse(&b);
+        if let Ok(Some(_)) = parsed {
+            assert!(need(&b) <= b.len());
+        }
+        assert_eq!(need(&b), 30, "the hello ends after the fifth record");
+        // The fuzzer's own input.
+        let mut f = Vec::new();
+        for _ in 0..3 {
+            f.extend_from_slice(&[0x16, 3, 1, 0, 1, 1, 0x16, 3, 1, 0, 1, 0]);
+        }
+        f.extend_from_slice(&[0x16, 3, 1, 1, 0, 0x5b, 0x5d, 1, 0, 0x16, 3, 1, 0, 1, 1]);
+        f.extend_from_slice(&[0x16, 3, 1, 0, 1, 0]);
+        f.extend_from_slice(&[0; 200]);
+        if let Ok(Some(_)) = parse(&f) {
+            assert!(need(&f) <= f.len());
+        }
     }
 
     #[test]

@@ -72,6 +72,62 @@ fn requests_inside_an_inspected_tunnel_are_decided_and_recorded_one_by_one() {
             assert_eq!(r[0]["detail"]["via"], "inspected", "{r:?}");
             assert_eq!(r[0]["detail"]["method"], "GET", "{r:?}");
 
+            // More requests on the same connection: each decided again, and headers that name
+            // another host to route by never reach the server; an upgrade (a WebSocket) is
+            // refused for now; two uploads that pass alone count together.
+            let (_, s) = w.connect("api.test:443").await;
+            let r = tls_requests(
+                s,
+                "api.test",
+                &ca,
+                vec![
+                    ("GET", "/one", "api.test", vec![], &[]),
+                    (
+                        "GET",
+                        "/two",
+                        "api.test",
+                        vec![],
+                        &[
+                            ("x-forwarded-host", "other.test"),
+                            ("forwarded", "host=other.test"),
+                        ],
+                    ),
+                    (
+                        "GET",
+                        "/ws",
+                        "api.test",
+                        vec![],
+                        &[("connection", "upgrade"), ("upgrade", "websocket")],
+                    ),
+                ],
+            )
+            .await
+            .unwrap();
+            assert_eq!(r[0].0, 200, "{r:?}");
+            assert!(
+                r[1].1.contains("path=/two") && r[1].1.ends_with("xfh="),
+                "{r:?}"
+            );
+            assert_eq!(r[2].0, 400, "{r:?}");
+            assert!(r[2].1.contains("protocol upgrades"), "{r:?}");
+            assert_eq!(hits.load(Ordering::SeqCst), 3);
+            assert_eq!(w.find("net.request", "/one").len(), 1);
+            assert_eq!(w.find("net.request", "/two").len(), 1);
+            let (_, s) = w.connect("api.test:443").await;
+            let r = tls_requests(
+                s,
+                "api.test",
+                &ca,
+                vec![
+                    ("POST", "/a", "api.test", vec![b'x'; 40 * 1024], &[]),
+                    ("POST", "/b", "api.test", vec![b'x'; 40 * 1024], &[]),
+                ],
+            )
+            .await
+            .unwrap();
+            assert_eq!((r[0].0, r[1].0), (200, 413), "{r:?}");
+            assert_eq!(hits.load(Ordering::SeqCst), 4);
+
             // Domain fronting inside TLS: the Host names another server.
             let (_, s) = w.connect("api.test:443").await;
             let (status, body) =
@@ -80,7 +136,7 @@ fn requests_inside_an_inspected_tunnel_are_decided_and_recorded_one_by_one() {
                     .unwrap();
             assert_eq!(status, 400, "{body}");
             assert!(body.contains("does not name the URL's host"), "{body}");
-            assert_eq!(hits.load(Ordering::SeqCst), 1, "the origin saw it");
+            assert_eq!(hits.load(Ordering::SeqCst), 4, "the origin saw it");
             assert!(!w
                 .find("net.connect", "does not name the URL's host")
                 .is_empty());
@@ -97,7 +153,7 @@ fn requests_inside_an_inspected_tunnel_are_decided_and_recorded_one_by_one() {
             .unwrap();
             assert_eq!(status, 400, "{body}");
             assert!(body.contains("inside the tunnel to api.test:443"), "{body}");
-            assert_eq!(hits.load(Ordering::SeqCst), 1);
+            assert_eq!(hits.load(Ordering::SeqCst), 4);
 
             // An upload past the limit, inside the tunnel: refused before it leaves.
             let (_, s) = w.connect("api.test:443").await;
@@ -112,7 +168,7 @@ fn requests_inside_an_inspected_tunnel_are_decided_and_recorded_one_by_one() {
             assert_eq!(status, 413, "{body}");
             assert_eq!(
                 hits.load(Ordering::SeqCst),
-                1,
+                4,
                 "the upload reached the origin"
             );
             let up = w.find("net.upload", "/upload");
@@ -125,7 +181,7 @@ fn requests_inside_an_inspected_tunnel_are_decided_and_recorded_one_by_one() {
                 .await
                 .unwrap_err();
             assert!(e.contains("handshake"), "{e}");
-            assert_eq!(hits.load(Ordering::SeqCst), 1);
+            assert_eq!(hits.load(Ordering::SeqCst), 4);
             // The proxy learns of it from the client's alert, a moment later.
             let mut seen = false;
             for _ in 0..100 {

@@ -8,7 +8,7 @@
 //! the manifest alone, in the first configuration) and sends these bytes to PID 1 when they
 //! are ready; PID 1 reads them to end of file before it mounts anything of the agent's.
 //!
-//! The format is Ward's own and versioned: `WARDLATE2`, then each field in a fixed order.
+//! The format is Ward's own and versioned: `WARDLATE3`, then each field in a fixed order.
 //! A list is a 32-bit little-endian count and its items; a path or text is a 32-bit length
 //! and its bytes (texts UTF-8); a flag is one byte 0 or 1; an optional size is a flag and a
 //! 64-bit little-endian number. Anything else (a short read, a count longer than what is
@@ -21,7 +21,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-const MAGIC: &[u8] = b"WARDLATE2";
+const MAGIC: &[u8] = b"WARDLATE3";
 
 /// The most bytes PID 1 reads (a larger configuration is refused, not cut).
 pub const MAX_LEN: usize = 64 << 20;
@@ -78,7 +78,7 @@ pub fn decode(cfg: &mut Config, b: &[u8]) -> Result<(), SandboxError> {
     }
     let mut d = Dec { b, at: 0 };
     if d.take(MAGIC.len())? != MAGIC {
-        return Err(bad("not a Ward launcher configuration (version 2)"));
+        return Err(bad("not a Ward launcher configuration (version 3)"));
     }
     let grants = d.list(5, |d| Ok((d.path()?, d.flag()?)))?;
     let masks = d.paths()?;

@@ -1786,19 +1786,28 @@ fn build_rest(cfg: &Config, system: &[PathBuf]) -> Result<(), SandboxError> {
         mask(root, m, &cfg.grants, own.as_deref())?;
     }
     // The certificates the agent trusts, when the proxy inspects TLS: over the system's
-    // bundle (bound from the host, so it is there), read-only.
+    // bundle as the agent will see it (found in the new root without following any link, so
+    // never a host path a link leads to), read-only.
     if let Some(trust) = &cfg.trust {
-        let dst = root.join(TRUST_BUNDLE.trim_start_matches('/'));
-        if !dst.is_file() {
-            return Err(SandboxError::Setup(format!(
-                "{TRUST_BUNDLE} is missing on this machine (Debian: apt install \
-                 ca-certificates); inspecting TLS needs it"
-            )));
-        }
-        mount(Some(trust), &dst, None, libc::MS_BIND, None)?;
+        let bundle = Path::new(TRUST_BUNDLE);
+        let whole = [(PathBuf::from("/"), false)];
+        let target = Beneath::open(root, bundle, &whole)
+            .ok()
+            .filter(|t| t.kind() == libc::S_IFREG)
+            .ok_or_else(|| {
+                SandboxError::Setup(format!(
+                    "{TRUST_BUNDLE} is not a plain file on this machine (Debian: apt install \
+                     ca-certificates); inspecting TLS binds the session's certificates there"
+                ))
+            })?;
+        let (Some(folder), Some(name)) = (bundle.parent(), bundle.file_name()) else {
+            return Err(SandboxError::Setup(format!("{TRUST_BUNDLE}: no folder")));
+        };
+        let folder = Beneath::open(root, folder, &whole)?;
+        mount(Some(trust), &target.proc_path(), None, libc::MS_BIND, None)?;
         mount(
             None,
-            &dst,
+            &folder.proc_path().join(name),
             None,
             libc::MS_BIND
                 | libc::MS_REMOUNT

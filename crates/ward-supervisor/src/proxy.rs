@@ -54,15 +54,33 @@ pub fn interception(
         return Ok(None);
     }
     let system = std::path::Path::new(intercept::SYSTEM_ROOTS);
-    let roots = std::fs::read_to_string(system).with_context(|| {
-        format!(
-            "inspecting TLS ([network] inspect) needs the system's certificates at {} \
-             (Debian: apt install ca-certificates)",
-            system.display()
-        )
-    })?;
+    let roots = intercept::read_bounded(system)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .with_context(|| {
+            format!(
+                "inspecting TLS ([network] inspect) needs the system's certificates at {} \
+                 (Debian: apt install ca-certificates)",
+                system.display()
+            )
+        })?;
     let mut extra = Vec::new();
     for (p, o) in &m.ca_files {
+        // A file the agent can write would let it choose whom Ward trusts next time.
+        let real = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        if let Some(g) = m.files.iter().find(|g| {
+            g.access == ward_core::manifest::Access::ReadWrite
+                && std::fs::canonicalize(&g.path)
+                    .map(|c| real.starts_with(c))
+                    .unwrap_or(false)
+        }) {
+            anyhow::bail!(
+                "network.ca_file {} ({o}) is inside the writable grant {} ({}): the agent \
+                 could choose the certificates Ward trusts; keep it outside every writable grant",
+                ward_core::inert::path(p),
+                ward_core::inert::path(&g.path),
+                g.origin
+            );
+        }
         extra.extend(
             intercept::read_certificates(p).with_context(|| format!("network.ca_file ({o})"))?,
         );
@@ -71,8 +89,19 @@ pub fn interception(
     let upstream = intercept::upstream_config(system, &extra, alpn)?;
     let authority = std::sync::Arc::new(intercept::Authority::new(session, alpn)?);
     let path = dir.join("trust.pem");
-    std::fs::write(&path, intercept::trust_bundle(&roots, &authority))
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // A new file of Ward's own (never through a link), read-only.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .and_then(|mut f| f.write_all(intercept::trust_bundle(&roots, &authority).as_bytes()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     Ok(Some((
         ward_net::Intercept {
             authority,

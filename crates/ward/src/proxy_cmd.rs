@@ -59,6 +59,15 @@ pub fn run(a: ProxyArgs) -> crate::Outcome {
             Manifest::empty(&opts)?
         }
     };
+    // Inspection needs the agent to trust the session's authority, which only `ward run`
+    // arranges: a standalone proxy would break every client silently.
+    if let Some(o) = &m.inspect {
+        anyhow::bail!(
+            "`[network] inspect` ({o}) works under `ward run`, which makes the sandbox trust \
+             the session's own certificate authority; `ward proxy` does not inspect TLS: \
+             remove it for this command"
+        );
+    }
     let dns = if a.dns.is_empty() {
         ward_net::Dns::System
     } else {

@@ -239,12 +239,16 @@ fn validation_errors_name_file_line_and_column() {
             "[TMP]/ward.toml:3:11: `network.ca_file` `missing.pem`: cannot be read (No such file or directory (os error 2)) (paths are relative to the manifest's folder)",
         ),
         (
-            "[network]\nca_file = \"/dev/zero\"\n",
-            "[TMP]/ward.toml:2:11: `network.ca_file` `/dev/zero`: is not a regular file (paths are relative to the manifest's folder)",
+            "[network]\ninspect = true\nca_file = \"/dev/zero\"\n",
+            "[TMP]/ward.toml:3:11: `network.ca_file` `/dev/zero`: cannot be read (not a regular file) (paths are relative to the manifest's folder)",
+        ),
+        (
+            "[network]\ninspect = true\nca_file = \"ward.toml\"\n",
+            "[TMP]/ward.toml:3:11: `network.ca_file` `ward.toml`: holds no PEM certificate (-----BEGIN CERTIFICATE-----) (paths are relative to the manifest's folder)",
         ),
         (
             "[network]\nca_file = \"ward.toml\"\n",
-            "[TMP]/ward.toml:2:11: `network.ca_file` `ward.toml`: holds no PEM certificate (-----BEGIN CERTIFICATE-----) (paths are relative to the manifest's folder)",
+            "[TMP]/ward.toml:2:11: `network.ca_file` is used only to verify servers when TLS is inspected: add `inspect = true`, or remove it",
         ),
         (
             "[network]\ninspect = \"yes\"\n",

@@ -303,6 +303,14 @@ pub(super) fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, 
             }
         }
         if let Some(c) = &net.ca_file {
+            if net.inspect.as_ref().is_none_or(|i| !i.value) {
+                return Err(cx.err(
+                    c.pos,
+                    "`network.ca_file` is used only to verify servers when TLS is inspected: \
+                     add `inspect = true`, or remove it"
+                        .to_string(),
+                ));
+            }
             let path = cx.file.parent().unwrap_or(Path::new(".")).join(&c.value);
             // A file the proxy could not use is said now.
             if let Err(e) = certificate_file(&path) {
@@ -640,28 +648,11 @@ pub(super) fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, 
 /// The most a certificate file may hold (the proxy reads no more).
 pub const MAX_CA_FILE: u64 = 4 << 20;
 
-/// Whether `path` is a regular file of PEM certificates the proxy can read (at most
-/// [`MAX_CA_FILE`]; a device or a pipe is refused, never waited on).
+/// Whether `path` is a regular file of PEM certificates the proxy can read.
 fn certificate_file(path: &Path) -> Result<(), String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
+    let bytes = crate::bounded::read_regular(path, MAX_CA_FILE)
         .map_err(|e| format!("cannot be read ({e})"))?;
-    let md = f.metadata().map_err(|e| format!("cannot be read ({e})"))?;
-    if !md.is_file() {
-        return Err("is not a regular file".into());
-    }
-    if md.len() > MAX_CA_FILE {
-        return Err(format!("is larger than {} MiB", MAX_CA_FILE >> 20));
-    }
-    let mut text = String::new();
-    f.take(MAX_CA_FILE)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot be read as text ({e})"))?;
-    if !text.contains("-----BEGIN CERTIFICATE-----") {
+    if !String::from_utf8_lossy(&bytes).contains("-----BEGIN CERTIFICATE-----") {
         return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
     }
     Ok(())

@@ -262,14 +262,9 @@ impl Proxy {
                         "no admitted destination to dial",
                     ));
                 };
-                self.dial(&v, key.clone(), scheme).await.map_err(|e| {
-                    Refusal::new(
-                        StatusCode::BAD_GATEWAY,
-                        socks::REP_FAILURE,
-                        By::builtin("dial"),
-                        e,
-                    )
-                })?
+                self.dial(&v, key.clone(), scheme)
+                    .await
+                    .map_err(|e| self.unreachable(scheme, &auth, via, "dial", e))?
             }
         };
         // Origin-form upstream, our own framing, the canonical Host.
@@ -294,6 +289,11 @@ impl Proxy {
             })?;
         *out.headers_mut() = parts.headers;
         strip_hop_by_hop(out.headers_mut());
+        // Headers some servers and fronts route by instead of Host: the request goes to the
+        // host decided on, and says nothing else.
+        for h in ROUTING {
+            out.headers_mut().remove(h);
+        }
         let host = if auth.port == default_port {
             dest.clone()
         } else {
@@ -324,20 +324,17 @@ impl Proxy {
         if up.send.ready().await.is_err() {
             // The kept-alive upstream went away between requests: dial afresh (vetted anew).
             let v = self.admit(via, scheme, &auth).await?;
-            up = self.dial(&v, key.clone(), scheme).await.map_err(|e| {
-                Refusal::new(
-                    StatusCode::BAD_GATEWAY,
-                    socks::REP_FAILURE,
-                    By::builtin("dial"),
-                    e,
-                )
-            })?;
+            up = self
+                .dial(&v, key.clone(), scheme)
+                .await
+                .map_err(|e| self.unreachable(scheme, &auth, via, "dial", e))?;
         }
         let resp = up.send.send_request(out).await.map_err(|e| {
-            Refusal::new(
-                StatusCode::BAD_GATEWAY,
-                socks::REP_FAILURE,
-                By::builtin("upstream"),
+            self.unreachable(
+                scheme,
+                &auth,
+                via,
+                "upstream",
                 format!("the upstream failed: {e}"),
             )
         })?;
@@ -354,7 +351,43 @@ impl Proxy {
         Ok(Response::from_parts(parts, counted.boxed()))
     }
 
+    /// An allowed destination that could not be reached, or failed mid-request: recorded
+    /// (a failure, not a refusal), and the client told why.
+    fn unreachable(
+        &self,
+        scheme: &str,
+        auth: &Authority,
+        via: &str,
+        what: &'static str,
+        why: String,
+    ) -> Refusal {
+        let a = self.net_action(scheme, auth);
+        let d = Decision::new(Effect::Allow, By::builtin(what), why.clone());
+        self.note(Event {
+            kind: ward_core::EventKind::NetFailed.as_str().into(),
+            ..self.event(&a, &d, json!({"via": via, "failed": what, "error": why}))
+        });
+        Refusal::new(
+            StatusCode::BAD_GATEWAY,
+            socks::REP_FAILURE,
+            By::builtin(what),
+            why,
+        )
+    }
+
     // ----- SOCKS5 -----
+}
+
+/// An HTTP/1.1 client connection over `io`, its driver spawned.
+async fn http1<IO>(io: IO) -> hyper::Result<hyper::client::conn::http1::SendRequest<ProxyBody>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await?;
+    tokio::spawn(conn);
+    Ok(send)
 }
 
 impl Proxy {
@@ -401,19 +434,9 @@ impl Proxy {
                 .await
                 .map_err(|_| format!("TLS with {auth} at {a}: timed out"))?
                 .map_err(|e| format!("TLS with {auth} at {a} failed: {e}"))?;
-                let (send, conn) = hyper::client::conn::http1::Builder::new()
-                    .handshake(TokioIo::new(tls))
-                    .await
-                    .map_err(|e| format!("{a}: {e}"))?;
-                tokio::spawn(conn);
-                send
+                http1(tls).await.map_err(|e| format!("{a}: {e}"))?
             } else {
-                let (send, conn) = hyper::client::conn::http1::Builder::new()
-                    .handshake(TokioIo::new(s))
-                    .await
-                    .map_err(|e| format!("{a}: {e}"))?;
-                tokio::spawn(conn);
-                send
+                http1(s).await.map_err(|e| format!("{a}: {e}"))?
             };
             return Ok(Upstream {
                 auth,
@@ -429,6 +452,10 @@ impl Drop for Meter {
     fn drop(&mut self) {
         if let Some(k) = &self.count_after {
             self.proxy.count_sent(k, self.up.load(Ordering::Relaxed));
+        }
+        // No answer came: the failure is on record already (`net.failed`).
+        if self.status.load(Ordering::Relaxed) == 0 {
+            return;
         }
         let d = Decision::new(Effect::Allow, By::session(), "request forwarded");
         let ev = Event {
@@ -529,6 +556,18 @@ impl Gate<'_> {
         false
     }
 }
+
+/// Request headers that name another host or path to route to (reverse proxies, CDNs and
+/// frameworks honour them): never sent up.
+const ROUTING: [HeaderName; 7] = [
+    HeaderName::from_static("forwarded"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-host"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-http-host-override"),
+];
 
 pub(super) fn strip_hop_by_hop(h: &mut HeaderMap) {
     use hyper::header;

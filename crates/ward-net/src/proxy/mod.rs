@@ -642,7 +642,8 @@ const SPLICE_MAX: usize = 1 << 20;
 const GATE_CLOSED: &str = "upload refused";
 
 /// What a session has sent through tunnels to one destination: the requests inside are
-/// encrypted, so the bytes are the upload. The first [`TUNNEL_FREE`] bytes per destination (TLS
+/// encrypted (unless the proxy inspects TLS: then each request counts, under the same key),
+/// so the bytes are the upload. The first [`TUNNEL_FREE`] bytes per destination (TLS
 /// handshakes, small requests) pass unasked; past that the upload policy and limit decide
 /// with the running total as the size, again at every doubling and whenever the total passes
 /// the limit. A refusal closes the tunnel and stands for the rest of the session.

@@ -1,6 +1,7 @@
 //! CONNECT tunnels (HTTP and raw): the ClientHello's server name must be the decided host
 //! (or, in a tunnel for a `ws://` WebSocket, one checked upgrade request: [`crate::ws`]);
-//! then bytes both ways, counted as uploads, with an idle limit.
+//! then bytes both ways, counted as uploads, with an idle limit; or, when the proxy inspects
+//! TLS, the requests inside, each decided like a plain one ([`Proxy::inspect`]).
 
 use super::*;
 
@@ -127,8 +128,8 @@ impl Proxy {
 
     /// The body of a CONNECT or SOCKS tunnel to `auth` over `scheme`, dialled at the vetted
     /// address, bytes passed both ways, what went through recorded: for `https`, only TLS whose
-    /// ClientHello names the name decided on; otherwise (a loopback service, `ssh`) the bytes as
-    /// they come.
+    /// ClientHello names the name decided on (opened and served request by request when the
+    /// proxy inspects TLS); otherwise (a loopback service, `ssh`) the bytes as they come.
     pub(super) async fn carry<S>(
         &self,
         mut client: S,
@@ -603,9 +604,13 @@ impl Proxy {
             Ok(u) => *lock(&conn.upstream) = Some(u),
             Err(e) => failed("dial", e),
         }
+        let started = Instant::now();
+        let requests = Arc::new(AtomicU64::new(0));
         let p = self.clone();
+        let counted = requests.clone();
         let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let (p, conn, auth) = (p.clone(), conn.clone(), auth.clone());
+            counted.fetch_add(1, Ordering::Relaxed);
             async move {
                 let r = match inside_uri(&req, &auth) {
                     Ok(u) => {
@@ -617,12 +622,30 @@ impl Proxy {
                 Ok::<_, std::convert::Infallible>(r.unwrap_or_else(|r| refusal_response(&r)))
             }
         });
-        let _ = hyper::server::conn::http1::Builder::new()
+        let served = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(30))
             .max_buf_size(64 * 1024)
             .serve_connection(TokioIo::new(tls), svc)
             .await;
+        // Each request is on record by itself; the tunnel's end says how many and how.
+        let d = Decision::new(Effect::Allow, By::session(), "tunnel ended");
+        self.note(Event {
+            kind: ward_core::EventKind::NetClose.as_str().into(),
+            ..self.event(
+                action,
+                &d,
+                json!({
+                    "via": via, "inspected": true,
+                    "requests": requests.load(Ordering::Relaxed),
+                    "ms": started.elapsed().as_secs_f64() * 1e3,
+                    "end": match served {
+                        Ok(()) => "closed".to_string(),
+                        Err(e) => format!("error: {e}"),
+                    },
+                }),
+            )
+        });
     }
 }
 

@@ -615,11 +615,13 @@ pub async fn https_server(addr: &str, names: &[&str]) -> (Arc<AtomicUsize>, Vec<
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     c.fetch_add(1, Ordering::SeqCst);
                     async move {
-                        let host = req
-                            .headers()
-                            .get("host")
-                            .map(|h| h.to_str().unwrap_or("?").to_string())
-                            .unwrap_or_default();
+                        let header = |n: &str| {
+                            req.headers()
+                                .get(n)
+                                .map(|h| h.to_str().unwrap_or("?").to_string())
+                                .unwrap_or_default()
+                        };
+                        let (host, xfh) = (header("host"), header("x-forwarded-host"));
                         let path = req.uri().to_string();
                         let body = req
                             .into_body()
@@ -627,8 +629,9 @@ pub async fn https_server(addr: &str, names: &[&str]) -> (Arc<AtomicUsize>, Vec<
                             .await
                             .map(|b| b.to_bytes().len())
                             .unwrap_or(0);
-                        let text =
-                            format!("hello from {local} host={host} path={path} body={body}");
+                        let text = format!(
+                            "hello from {local} host={host} path={path} body={body} xfh={xfh}"
+                        );
                         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
                             text,
                         ))))
@@ -643,6 +646,9 @@ pub async fn https_server(addr: &str, names: &[&str]) -> (Arc<AtomicUsize>, Vec<
     (count, cert_der)
 }
 
+/// One request of [`tls_requests`]: method, path, `Host`, body, more headers.
+pub type Req<'a> = (&'a str, &'a str, &'a str, Vec<u8>, &'a [(&'a str, &'a str)]);
+
 /// Over `s` (a tunnel), TLS for `sni` trusting only `root` (DER), then one HTTP/1.1 request
 /// `method path` with `Host: host` and `body`: the status and the response body.
 pub async fn tls_request<S>(
@@ -651,6 +657,20 @@ pub async fn tls_request<S>(
     root: &[u8],
     (method, path, host, body): (&str, &str, &str, Vec<u8>),
 ) -> Result<(u16, String), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut r = tls_requests(s, sni, root, vec![(method, path, host, body, &[])]).await?;
+    Ok(r.remove(0))
+}
+
+/// [`tls_request`] for several requests, one after the other on the same connection.
+pub async fn tls_requests<S>(
+    s: S,
+    sni: &str,
+    root: &[u8],
+    reqs: Vec<Req<'_>>,
+) -> Result<Vec<(u16, String)>, String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -677,22 +697,29 @@ where
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", host)
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
-        .await
-        .map_err(|_| "request timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let b = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, String::from_utf8_lossy(&b).into_owned()))
+    let mut out = Vec::new();
+    for (method, path, host, body, more) in reqs {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host);
+        for (k, v) in more {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).unwrap();
+        send.ready().await.map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
+            .await
+            .map_err(|_| "request timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let b = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        out.push((status, String::from_utf8_lossy(&b).into_owned()));
+    }
+    Ok(out)
 }

@@ -705,3 +705,23 @@ fn inspected_tls_is_opened_and_each_request_decided_and_recorded() {
         return;
     };
 }
+
+#[test]
+fn a_certificate_file_the_agent_could_write_refuses_the_session() {
+    // A `ca_file` inside a writable grant would let the agent choose whom Ward trusts in the
+    // next session: the session is refused, saying why, before anything starts.
+    let e = Env::new();
+    let ca = ward_net::intercept::Authority::new("planted", &[]).unwrap();
+    std::fs::write(e.p("proj/ca.pem"), ca.ca_pem()).unwrap();
+    let manifest = "[[files]]\npath = \"PROJ\"\nmode = \"direct\"\n[network]\n\
+                    allow = [\"https://localhost:8443\"]\ninspect = true\n\
+                    ca_file = \"proj/ca.pem\"\n";
+    let o = e.run_manifest(manifest, "/bin/sh", "echo STARTED");
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(125), "{t}");
+    assert!(t.contains("inside the writable grant"), "{t}");
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("STARTED"),
+        "{t}"
+    );
+}
