@@ -10,6 +10,7 @@
 
 mod agents;
 mod exec;
+mod inspect;
 mod proxy;
 mod scan;
 mod terminal;
@@ -45,6 +46,9 @@ fn main() {
     }
     if all || what == "proxy" {
         proxy::run();
+    }
+    if all || what == "inspect" {
+        inspect::run();
     }
     if all || what == "scan" {
         scan::run();

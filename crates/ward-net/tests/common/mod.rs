@@ -272,8 +272,9 @@ pub async fn http_server(addr: &str) -> Arc<AtomicUsize> {
     count
 }
 
-/// A TLS server for `names` on `addr`: after the handshake it writes `tls ok <sni>\n`.
-pub async fn tls_server(addr: &str, names: &[&str]) -> (Arc<AtomicUsize>, Vec<u8>) {
+/// A server's TLS side for `names` with a self-signed certificate (returned, DER), offering
+/// `alpn`.
+fn self_signed(names: &[&str], alpn: &[&[u8]]) -> (tokio_rustls::TlsAcceptor, Vec<u8>) {
     let ck =
         rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .unwrap();
@@ -281,7 +282,7 @@ pub async fn tls_server(addr: &str, names: &[&str]) -> (Arc<AtomicUsize>, Vec<u8
     let key = tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(
         ck.signing_key.serialize_der().into(),
     );
-    let cfg = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+    let mut cfg = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
         tokio_rustls::rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
@@ -289,7 +290,13 @@ pub async fn tls_server(addr: &str, names: &[&str]) -> (Arc<AtomicUsize>, Vec<u8
     .with_no_client_auth()
     .with_single_cert(vec![cert_der.clone().into()], key)
     .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(cfg)), cert_der)
+}
+
+/// A TLS server for `names` on `addr`: after the handshake it writes `tls ok <sni>\n`.
+pub async fn tls_server(addr: &str, names: &[&str]) -> (Arc<AtomicUsize>, Vec<u8>) {
+    let (acceptor, cert_der) = self_signed(names, &[]);
     let l = bind(addr);
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();
@@ -583,23 +590,7 @@ pub async fn echo_server(addr: &str) -> Arc<std::sync::atomic::AtomicU64> {
 /// answers every request like [`http_server`] (`hello from ... host=... path=... body=...`),
 /// over HTTP/1.1. Counts requests.
 pub async fn https_server(addr: &str, names: &[&str]) -> (Arc<AtomicUsize>, Vec<u8>) {
-    let ck =
-        rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .unwrap();
-    let cert_der = ck.cert.der().to_vec();
-    let key = tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(
-        ck.signing_key.serialize_der().into(),
-    );
-    let mut cfg = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
-        tokio_rustls::rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert_der.clone().into()], key)
-    .unwrap();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let (acceptor, cert_der) = self_signed(names, &[b"http/1.1"]);
     let l = bind(addr);
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();
