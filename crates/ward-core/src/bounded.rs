@@ -9,7 +9,7 @@ use std::path::Path;
 pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(path)?;
     let md = f.metadata()?;
     if !md.is_file() {

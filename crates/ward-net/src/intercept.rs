@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+pub use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// Where Debian (and Ubuntu, Alpine with ca-certificates) keep the system's roots, one PEM
 /// bundle.
@@ -295,7 +296,19 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, In
         reason,
     };
     let bytes = read_bounded(path).map_err(|e| err(e.to_string()))?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
+    certificates_in(&bytes, &path.display().to_string())
+}
+
+/// The certificates in `bytes` (PEM), read from `path` (for the error).
+pub fn certificates_in(
+    bytes: &[u8],
+    path: &str,
+) -> Result<Vec<CertificateDer<'static>>, InterceptError> {
+    let err = |reason: String| InterceptError::Roots {
+        path: path.to_string(),
+        reason,
+    };
+    let certs = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(format!("not a PEM bundle ({e})")))?;
     if certs.is_empty() {

@@ -1791,15 +1791,19 @@ fn build_rest(cfg: &Config, system: &[PathBuf]) -> Result<(), SandboxError> {
     if let Some(trust) = &cfg.trust {
         let bundle = Path::new(TRUST_BUNDLE);
         let whole = [(PathBuf::from("/"), false)];
-        let target = Beneath::open(root, bundle, &whole)
-            .ok()
-            .filter(|t| t.kind() == libc::S_IFREG)
-            .ok_or_else(|| {
-                SandboxError::Setup(format!(
-                    "{TRUST_BUNDLE} is not a plain file on this machine (Debian: apt install \
-                     ca-certificates); inspecting TLS binds the session's certificates there"
-                ))
-            })?;
+        let target = Beneath::open(root, bundle, &whole).map_err(|e| {
+            SandboxError::Setup(format!(
+                "inspecting TLS binds the session's certificates over {TRUST_BUNDLE}, which \
+                 cannot be used here ({e}); it must be a plain file on this machine, not a link \
+                 (Debian: apt install ca-certificates)"
+            ))
+        })?;
+        if target.kind() != libc::S_IFREG {
+            return Err(SandboxError::Setup(format!(
+                "inspecting TLS binds the session's certificates over {TRUST_BUNDLE}, which is \
+                 not a plain file on this machine"
+            )));
+        }
         let (Some(folder), Some(name)) = (bundle.parent(), bundle.file_name()) else {
             return Err(SandboxError::Setup(format!("{TRUST_BUNDLE}: no folder")));
         };

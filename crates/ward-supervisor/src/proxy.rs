@@ -47,6 +47,7 @@ pub fn interception(
     m: &Manifest,
     session: &str,
     dir: &std::path::Path,
+    home: Option<&std::path::Path>,
 ) -> anyhow::Result<Option<(ward_net::Intercept, std::path::PathBuf)>> {
     use anyhow::Context;
     use ward_net::intercept;
@@ -65,25 +66,7 @@ pub fn interception(
         })?;
     let mut extra = Vec::new();
     for (p, o) in &m.ca_files {
-        // A file the agent can write would let it choose whom Ward trusts next time.
-        let real = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-        if let Some(g) = m.files.iter().find(|g| {
-            g.access == ward_core::manifest::Access::ReadWrite
-                && std::fs::canonicalize(&g.path)
-                    .map(|c| real.starts_with(c))
-                    .unwrap_or(false)
-        }) {
-            anyhow::bail!(
-                "network.ca_file {} ({o}) is inside the writable grant {} ({}): the agent \
-                 could choose the certificates Ward trusts; keep it outside every writable grant",
-                ward_core::inert::path(p),
-                ward_core::inert::path(&g.path),
-                g.origin
-            );
-        }
-        extra.extend(
-            intercept::read_certificates(p).with_context(|| format!("network.ca_file ({o})"))?,
-        );
+        extra.extend(ca_file(m, p, home).with_context(|| format!("network.ca_file ({o})"))?);
     }
     let alpn: &[&[u8]] = &[b"http/1.1"];
     let upstream = intercept::upstream_config(system, &extra, alpn)?;
@@ -109,6 +92,82 @@ pub fn interception(
         },
         path,
     )))
+}
+
+/// The certificates of a manifest's `ca_file`, from a file the agent cannot have written: not
+/// inside a writable grant or the agent's home by its name or its real path, not a second
+/// name of another file (a hard link), read from the one descriptor opened along its real
+/// path without following any link.
+fn ca_file(
+    m: &Manifest,
+    p: &std::path::Path,
+    home: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<ward_net::intercept::CertificateDer<'static>>> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let real = std::fs::canonicalize(p)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ward_core::inert::path(p)))?;
+    let writable = m
+        .files
+        .iter()
+        .filter(|g| g.access == ward_core::manifest::Access::ReadWrite)
+        .map(|g| {
+            (
+                g.path.clone(),
+                format!(
+                    "the writable grant {} ({})",
+                    ward_core::inert::path(&g.path),
+                    g.origin
+                ),
+            )
+        })
+        .chain(home.map(|h| (h.to_path_buf(), "the agent's home".to_string())));
+    for (w, what) in writable {
+        let w_real = std::fs::canonicalize(&w).unwrap_or_else(|_| w.clone());
+        if p.starts_with(&w) || real.starts_with(&w_real) || real.starts_with(&w) {
+            anyhow::bail!(
+                "{} is inside {what}: the agent could choose the certificates Ward trusts; keep \
+                 it outside every writable grant",
+                ward_core::inert::path(p)
+            );
+        }
+    }
+    let root = std::fs::File::open("/")?;
+    let rel = std::ffi::CString::new(
+        real.strip_prefix("/")
+            .unwrap_or(&real)
+            .as_os_str()
+            .as_encoded_bytes(),
+    )?;
+    let fd = ward_sys::openat2(
+        std::os::fd::AsFd::as_fd(&root),
+        &rel,
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC,
+        libc::RESOLVE_NO_SYMLINKS,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e} (changed while read?)", ward_core::inert::path(p)))?;
+    let f = std::fs::File::from(fd);
+    let md = f.metadata()?;
+    if !md.is_file() {
+        anyhow::bail!("{} is not a regular file", ward_core::inert::path(p));
+    }
+    if md.nlink() > 1 {
+        anyhow::bail!(
+            "{} has other names (hard links), any of which could be written: copy it to a \
+             file of its own",
+            ward_core::inert::path(p)
+        );
+    }
+    let mut bytes = Vec::new();
+    f.take(ward_net::intercept::MAX_PEM + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > ward_net::intercept::MAX_PEM {
+        anyhow::bail!("{} is too large", ward_core::inert::path(p));
+    }
+    Ok(ward_net::intercept::certificates_in(
+        &bytes,
+        &p.display().to_string(),
+    )?)
 }
 
 /// What the session's start record says about the network.

@@ -1606,7 +1606,12 @@ fn prepare(
         )?;
         lc.home = home.as_ref().map(|h| (h.host.clone(), h.inside.clone()));
         // TLS inspection: the session's authority, and the bundle the agent trusts.
-        let intercept = crate::proxy::interception(m, session, session_dir)?;
+        let intercept = crate::proxy::interception(
+            m,
+            session,
+            session_dir,
+            home.as_ref().map(|h| h.host.as_path()),
+        )?;
         lc.trust = intercept.as_ref().map(|(_, t)| t.clone());
         let intercept = intercept.map(|(i, _)| i);
         // Each hidden file gets an empty cover of its own, watched: the report names the ones

@@ -262,9 +262,10 @@ impl Proxy {
                         "no admitted destination to dial",
                     ));
                 };
-                self.dial(&v, key.clone(), scheme)
-                    .await
-                    .map_err(|e| self.unreachable(scheme, &auth, via, "dial", e))?
+                self.dial(&v, key.clone(), scheme).await.map_err(|e| {
+                    self.refund_sent(&sent_key, mine);
+                    self.unreachable(scheme, &auth, via, "dial", e)
+                })?
             }
         };
         // Origin-form upstream, our own framing, the canonical Host.
@@ -318,24 +319,32 @@ impl Proxy {
             up: sent_up,
             down: AtomicU64::new(0),
             status: AtomicU64::new(0),
+            failed: std::sync::atomic::AtomicBool::new(false),
             started,
             count_after: (has_body && upload_size.is_none()).then(|| format!("{scheme}://{auth}")),
         });
         if up.send.ready().await.is_err() {
             // The kept-alive upstream went away between requests: dial afresh (vetted anew).
             let v = self.admit(via, scheme, &auth).await?;
-            up = self
-                .dial(&v, key.clone(), scheme)
-                .await
-                .map_err(|e| self.unreachable(scheme, &auth, via, "dial", e))?;
+            up = self.dial(&v, key.clone(), scheme).await.map_err(|e| {
+                meter.failed.store(true, Ordering::Relaxed);
+                self.refund_sent(&sent_key, mine);
+                self.unreachable(scheme, &auth, via, "dial", e)
+            })?;
         }
         let resp = up.send.send_request(out).await.map_err(|e| {
+            meter.failed.store(true, Ordering::Relaxed);
             self.unreachable(
                 scheme,
                 &auth,
                 via,
                 "upstream",
-                format!("the upstream failed: {e}"),
+                format!(
+                    "the upstream failed ({} {}, {} bytes of body sent): {e}",
+                    parts.method,
+                    shown,
+                    meter.up.load(Ordering::Relaxed)
+                ),
             )
         })?;
         meter
@@ -453,8 +462,9 @@ impl Drop for Meter {
         if let Some(k) = &self.count_after {
             self.proxy.count_sent(k, self.up.load(Ordering::Relaxed));
         }
-        // No answer came: the failure is on record already (`net.failed`).
-        if self.status.load(Ordering::Relaxed) == 0 {
+        // The upstream failed: that is on record already (`net.failed`). A request left with
+        // no answer otherwise (the client gone meanwhile) is recorded with status 0.
+        if self.failed.load(Ordering::Relaxed) {
             return;
         }
         let d = Decision::new(Effect::Allow, By::session(), "request forwarded");
@@ -559,7 +569,7 @@ impl Gate<'_> {
 
 /// Request headers that name another host or path to route to (reverse proxies, CDNs and
 /// frameworks honour them): never sent up.
-const ROUTING: [HeaderName; 7] = [
+const ROUTING: [HeaderName; 9] = [
     HeaderName::from_static("forwarded"),
     HeaderName::from_static("x-forwarded-host"),
     HeaderName::from_static("x-forwarded-server"),
@@ -567,6 +577,8 @@ const ROUTING: [HeaderName; 7] = [
     HeaderName::from_static("x-original-url"),
     HeaderName::from_static("x-rewrite-url"),
     HeaderName::from_static("x-http-host-override"),
+    HeaderName::from_static("x-original-host"),
+    HeaderName::from_static("x-forwarded-prefix"),
 ];
 
 pub(super) fn strip_hop_by_hop(h: &mut HeaderMap) {

@@ -603,6 +603,8 @@ struct Meter {
     up: Arc<AtomicU64>,
     down: AtomicU64,
     status: AtomicU64,
+    /// The upstream failed before it answered: that is on record (`net.failed`) instead.
+    failed: std::sync::atomic::AtomicBool,
     started: Instant,
     /// A body whose size was not known when the request was decided: its bytes join the
     /// session's total to this destination (`scheme://host:port`) once they have passed.

@@ -724,4 +724,19 @@ fn a_certificate_file_the_agent_could_write_refuses_the_session() {
         !String::from_utf8_lossy(&o.stdout).contains("STARTED"),
         "{t}"
     );
+    // The same file by a second name outside the grant (a hard link the agent could have
+    // made): refused too.
+    std::fs::hard_link(e.p("proj/ca.pem"), e.p("ca-link.pem")).unwrap();
+    let o = e.run_manifest(
+        &manifest.replace("proj/ca.pem", "ca-link.pem"),
+        "/bin/sh",
+        "echo STARTED",
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(125), "{t}");
+    assert!(t.contains("hard links"), "{t}");
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("STARTED"),
+        "{t}"
+    );
 }
