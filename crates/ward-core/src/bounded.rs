@@ -11,6 +11,11 @@ pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(path)?;
+    read_open(f, max)
+}
+
+/// The bytes of the open file `f`, which must be a regular file, at most `max`.
+pub fn read_open(f: std::fs::File, max: u64) -> std::io::Result<Vec<u8>> {
     let md = f.metadata()?;
     if !md.is_file() {
         return Err(std::io::Error::other("not a regular file"));

@@ -1337,25 +1337,44 @@ fn mask(
             Some("mode=0000,size=4k"),
         )
     } else {
-        // The folder it is in, pinned first: the new mount is reached through it by name,
-        // never opened (an open of a watched cover, even O_PATH, is an inotify event on older
-        // kernels, and would count as the agent's).
-        let (Some(folder), Some(name)) = (m.parent(), m.file_name()) else {
-            return Err(SandboxError::Setup(format!("{}: no folder", m.display())));
-        };
-        let folder = Beneath::open(root, folder, grants)?;
+        // A file: its own empty cover, or /dev/null.
         let null = root.join("dev/null");
-        mount(Some(own.unwrap_or(&null)), &dst, None, libc::MS_BIND, None)?;
-        // The new mount sits on top of the path: remount it read-only by name, below the
-        // pinned folder (nothing of the agent's runs yet to swap it).
-        mount(
-            None,
-            &folder.proc_path().join(name),
-            None,
-            libc::MS_BIND | libc::MS_REMOUNT | ro,
-            None,
-        )
+        cover_file(root, m, grants, &target, own.unwrap_or(&null))
     }
+}
+
+/// Bind `with` over the file `path` (opened beneath `root` as `target`), read-only: the new
+/// mount is reached through its pinned folder by name, never opened (an open of a watched
+/// cover, even O_PATH, is an inotify event on older kernels, and would count as the agent's).
+fn cover_file(
+    root: &Path,
+    path: &Path,
+    grants: &[(PathBuf, bool)],
+    target: &Beneath,
+    with: &Path,
+) -> Result<(), SandboxError> {
+    let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(SandboxError::Setup(format!(
+            "{}: no folder",
+            path.display()
+        )));
+    };
+    let folder = Beneath::open(root, folder, grants)?;
+    mount(Some(with), &target.proc_path(), None, libc::MS_BIND, None)?;
+    // The new mount sits on top of the path: remount it read-only by name, below the pinned
+    // folder (nothing of the agent's runs yet to swap it).
+    mount(
+        None,
+        &folder.proc_path().join(name),
+        None,
+        libc::MS_BIND
+            | libc::MS_REMOUNT
+            | libc::MS_NOSUID
+            | libc::MS_NODEV
+            | libc::MS_NOEXEC
+            | libc::MS_RDONLY,
+        None,
+    )
 }
 
 /// Say why the agent cannot start (async-signal-safe: one write) and end with 125.
@@ -1804,23 +1823,7 @@ fn build_rest(cfg: &Config, system: &[PathBuf]) -> Result<(), SandboxError> {
                  not a plain file on this machine"
             )));
         }
-        let (Some(folder), Some(name)) = (bundle.parent(), bundle.file_name()) else {
-            return Err(SandboxError::Setup(format!("{TRUST_BUNDLE}: no folder")));
-        };
-        let folder = Beneath::open(root, folder, &whole)?;
-        mount(Some(trust), &target.proc_path(), None, libc::MS_BIND, None)?;
-        mount(
-            None,
-            &folder.proc_path().join(name),
-            None,
-            libc::MS_BIND
-                | libc::MS_REMOUNT
-                | libc::MS_RDONLY
-                | libc::MS_NOSUID
-                | libc::MS_NODEV
-                | libc::MS_NOEXEC,
-            None,
-        )?;
+        cover_file(root, bundle, &whole, &target, trust)?;
     }
     // Devices the person allowed, each at its own path (never inside a grant: the manifest
     // refuses that, so nothing here is created on the host).

@@ -103,7 +103,6 @@ fn ca_file(
     p: &std::path::Path,
     home: Option<&std::path::Path>,
 ) -> anyhow::Result<Vec<ward_net::intercept::CertificateDer<'static>>> {
-    use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let real = std::fs::canonicalize(p)
         .map_err(|e| anyhow::anyhow!("{}: {e}", ward_core::inert::path(p)))?;
@@ -158,12 +157,8 @@ fn ca_file(
             ward_core::inert::path(p)
         );
     }
-    let mut bytes = Vec::new();
-    f.take(ward_net::intercept::MAX_PEM + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > ward_net::intercept::MAX_PEM {
-        anyhow::bail!("{} is too large", ward_core::inert::path(p));
-    }
+    let bytes = ward_core::bounded::read_open(f, ward_net::intercept::MAX_PEM)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ward_core::inert::path(p)))?;
     Ok(ward_net::intercept::certificates_in(
         &bytes,
         &p.display().to_string(),

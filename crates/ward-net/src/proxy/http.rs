@@ -372,10 +372,7 @@ impl Proxy {
     ) -> Refusal {
         let a = self.net_action(scheme, auth);
         let d = Decision::new(Effect::Allow, By::builtin(what), why.clone());
-        self.note(Event {
-            kind: ward_core::EventKind::NetFailed.as_str().into(),
-            ..self.event(&a, &d, json!({"via": via, "failed": what, "error": why}))
-        });
+        self.note_failed(&a, &d, json!({"via": via, "failed": what, "error": why}));
         Refusal::new(
             StatusCode::BAD_GATEWAY,
             socks::REP_FAILURE,

@@ -499,6 +499,15 @@ impl Proxy {
         self.inner.broker.event(a, o, detail)
     }
 
+    /// Record that an allowed destination could not be reached, or failed on the way: a
+    /// failure (`net.failed`, in the person's report), not a refusal.
+    fn note_failed(&self, a: &Action, d: &Decision, detail: serde_json::Value) {
+        self.note(Event {
+            kind: ward_core::EventKind::NetFailed.as_str().into(),
+            ..self.event(a, d, detail)
+        });
+    }
+
     /// Record something that already happened (or was refused): queued, not waited for.
     fn note(&self, ev: Event) {
         let failed = ev.kind == ward_core::EventKind::NetFailed.as_str();

@@ -250,15 +250,12 @@ impl Proxy {
                 By::builtin("dial"),
                 format!("dial failed: {last_err}"),
             );
-            // Allowed, but nobody answered there: a failure (and in the person's report).
-            self.note(Event {
-                kind: ward_core::EventKind::NetFailed.as_str().into(),
-                ..self.event(
-                    &action,
-                    &d,
-                    json!({"via": via, "failed": "dial", "error": last_err}),
-                )
-            });
+            // Allowed, but nobody answered there.
+            self.note_failed(
+                &action,
+                &d,
+                json!({"via": via, "failed": "dial", "error": last_err}),
+            );
             return;
         };
         let _ = up.set_nodelay(true);
@@ -275,14 +272,11 @@ impl Proxy {
                 }
                 Err(why) => {
                     let d = Decision::new(Effect::Allow, By::builtin("websocket"), why.clone());
-                    self.note(Event {
-                        kind: ward_core::EventKind::NetFailed.as_str().into(),
-                        ..self.event(
-                            &action,
-                            &d,
-                            json!({"via": via, "failed": "websocket", "error": why}),
-                        )
-                    });
+                    self.note_failed(
+                        &action,
+                        &d,
+                        json!({"via": via, "failed": "websocket", "error": why}),
+                    );
                     let r = Refusal::new(
                         StatusCode::BAD_GATEWAY,
                         socks::REP_FAILURE,
@@ -560,14 +554,11 @@ impl Proxy {
         };
         let failed = |what: &str, why: String| {
             let d = Decision::new(Effect::Allow, By::builtin("inspect"), why.clone());
-            self.note(Event {
-                kind: ward_core::EventKind::NetFailed.as_str().into(),
-                ..self.event(
-                    action,
-                    &d,
-                    json!({"via": via, "failed": what, "error": why}),
-                )
-            });
+            self.note_failed(
+                action,
+                &d,
+                json!({"via": via, "failed": what, "error": why}),
+            );
         };
         let cfg = match i.authority.server_config(&auth.host.as_match()) {
             Ok(c) => c,
