@@ -227,3 +227,46 @@ fn a_server_whose_certificate_is_not_trusted_is_never_spoken_to() {
         })
     });
 }
+
+#[test]
+fn a_credential_inside_inspected_tls_is_refused_and_recorded_masked() {
+    const PAT: &str = "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";
+    in_netns(|| {
+        rt().block_on(async {
+            let (hits, origin) = https_server(&format!("{API}:443"), &["api.test"]).await;
+            let (w, authority) = inspecting(ALLOW_API, Some(&origin)).await;
+            w.stub.set("api.test", vec![vec![API]]);
+            let ca = authority.ca_der().to_vec();
+            let (_, s) = w.connect("api.test:443").await;
+            let body = format!("{{\"note\":\"deploy with {PAT}\"}}").into_bytes();
+            let r = tls_requests(
+                s,
+                "api.test",
+                &ca,
+                vec![
+                    ("POST", "/v1/messages", "api.test", body, &[]),
+                    ("GET", "/fine", "api.test", vec![], &[]),
+                ],
+            )
+            .await
+            .unwrap();
+            assert_eq!(r[0].0, 403, "{r:?}");
+            assert!(
+                r[0].1.contains("rule github-pat") && !r[0].1.contains(PAT),
+                "{r:?}"
+            );
+            // The connection carries on; the next request is its own.
+            assert_eq!(r[1].0, 200, "{r:?}");
+            assert_eq!(
+                hits.load(Ordering::SeqCst),
+                1,
+                "only the clean request arrived"
+            );
+            let d = w.find("net.upload", "github-pat");
+            assert_eq!(d.len(), 1, "{d:?}");
+            assert_eq!(d[0]["decision"]["result"], "deny");
+            assert_eq!(d[0]["detail"]["via"], "inspected");
+            assert!(!w.records().iter().any(|r| r.to_string().contains(PAT)));
+        })
+    });
+}

@@ -68,6 +68,7 @@ struct Compiled {
     context_required: bool,
     how: Window,
     generic: bool,
+    hosts: Vec<String>,
 }
 
 struct Built {
@@ -246,6 +247,7 @@ impl Scanner {
                 context_required: r.context_required,
                 how,
                 generic: r.generic,
+                hosts: r.hosts.clone(),
             });
         }
         for v in &mut by_keyword {
@@ -269,6 +271,20 @@ impl Scanner {
 
     pub fn rule_count(&self) -> usize {
         self.rules.len()
+    }
+
+    /// Where the credential a rule finds is meant to go (its `hosts`); empty for an unknown
+    /// rule or one that names none.
+    pub fn hosts(&self, rule: &str) -> &[String] {
+        self.rules
+            .iter()
+            .find(|c| c.id == rule)
+            .map_or(&[], |c| c.hosts.as_slice())
+    }
+
+    /// Whether `rule` is a catch-all (gives way to specific rules).
+    pub fn is_generic(&self, rule: &str) -> bool {
+        self.rules.iter().any(|c| c.id == rule && c.generic)
     }
 
     /// The most bytes one rule looks at around a keyword.

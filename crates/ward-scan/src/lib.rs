@@ -15,6 +15,7 @@
 //!
 //! Not here: deciding what to do with a finding (that is policy).
 
+pub mod decode;
 mod engine;
 mod prefilter;
 mod rules;

@@ -63,6 +63,10 @@ pub struct Rule {
     /// A catch-all rule: dropped where a specific rule found the same bytes.
     #[serde(default)]
     pub generic: bool,
+    /// Where this credential is meant to go (`api.github.com`, `*.github.com`): sent to one
+    /// of these hosts it is the credential in use, not a leak. Empty: nowhere in particular.
+    #[serde(default)]
+    pub hosts: Vec<String>,
     /// Texts the rule must find something in (checked by the test suite).
     #[serde(default)]
     pub examples: Vec<String>,
@@ -228,6 +232,21 @@ fn check(r: &Rule) -> Result<(), RuleError> {
     }
     if r.before.is_some_and(|b| b > MAX_WINDOW) {
         return Err(bad(format!("before must be at most {MAX_WINDOW} bytes")));
+    }
+    for h in &r.hosts {
+        let name = h.strip_prefix("*.").unwrap_or(h);
+        let ok = !name.is_empty()
+            && h.len() <= 253
+            && name.split('.').all(|l| {
+                !l.is_empty()
+                    && l.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            });
+        if !ok {
+            return Err(bad(format!(
+                "host {h:?} must be a lower-case DNS name, optionally starting with `*.`"
+            )));
+        }
     }
     if r.context_required && r.context.is_empty() {
         return Err(bad("context_required without context words".into()));

@@ -56,6 +56,12 @@ impl<'s> StreamScanner<'s> {
         self.scan(end)
     }
 
+    /// Bytes before this offset cannot be part of a finding still to be reported: every
+    /// finding that touches them has been returned by [`push`](Self::push).
+    pub fn cleared(&self) -> usize {
+        self.done.saturating_sub(self.reach)
+    }
+
     /// Bytes seen so far.
     pub fn offset(&self) -> usize {
         self.base + self.buf.len()

@@ -31,6 +31,7 @@ impl Explanation<'_> {
             })).collect::<Vec<_>>(),
             "unknown_network": {"effect": m.unknown_network.0, "origin": m.unknown_network.1.to_string()},
             "inspect": m.inspect.as_ref().map(|o| json!({"origin": o.to_string()})),
+            "findings": m.findings.levels().iter().map(|(level, (r, o))| (level.to_string(), json!({"reaction": r.as_str(), "origin": o.to_string()}))).collect::<serde_json::Map<_, _>>(),
             "ca_files": m.ca_files.iter().map(|(p, o)| json!({"path": p.display().to_string(), "origin": o.to_string()})).collect::<Vec<_>>(),
             "unknown_exec": {"effect": m.unknown_exec.0, "origin": m.unknown_exec.1.to_string()},
             "none_inside": ["device.*", "clipboard.read", "screen.capture"],
@@ -188,6 +189,13 @@ impl fmt::Display for Explanation<'_> {
                 "  TLS to allowed https destinations is opened and each request inside decided \
                  (the session's own certificate authority, trusted inside only)    <- {o}"
             )?;
+        }
+        writeln!(
+            f,
+            "  a secret or personal data found in a request (plain, or inside inspected TLS):"
+        )?;
+        for (level, (r, o)) in m.findings.levels() {
+            writeln!(f, "    {level:<6} confidence: {:<6}    <- {o}", r.as_str())?;
         }
         for (p, o) in &m.ca_files {
             writeln!(

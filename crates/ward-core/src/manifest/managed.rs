@@ -146,6 +146,15 @@ fn merge(m: &mut Manifest, admin: Manifest, has_files: bool, has_network: bool) 
         m.inspect = admin.inspect;
     }
     m.ca_files.extend(admin.ca_files);
+    // What a finding does: the stricter word holds, level by level (where the managed file
+    // says something).
+    for (level, (r, o)) in admin.findings.levels() {
+        if let Some(mine) = m.findings.level_mut(level) {
+            if *o != Origin::Default && *r > mine.0 {
+                *mine = (*r, o.clone());
+            }
+        }
+    }
     // A managed file without a network section says nothing about unknown destinations.
     if has_network && admin.unknown_network.0 > m.unknown_network.0 {
         m.unknown_network = admin.unknown_network;

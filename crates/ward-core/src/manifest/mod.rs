@@ -323,6 +323,8 @@ pub struct Manifest {
     /// Certificate files (PEM) that real servers may be verified against beside the system's
     /// roots (`[network] ca_file`), each with where it was named.
     pub ca_files: Vec<(PathBuf, Origin)>,
+    /// What a finding of the scanner in a request does, by its confidence (`[network.findings]`).
+    pub findings: Findings,
     /// What happens to a program no exec rule names (`[exec] unknown`): allow by default, so
     /// exec rules deny or ask for the programs they name; `deny` makes the exec rules an
     /// allow-list.
@@ -351,6 +353,82 @@ pub struct Manifest {
     pub narrowed: Vec<String>,
     /// The managed files' limits, applied to every decision.
     pub ceilings: Vec<Ceiling>,
+}
+
+/// What a secret or personal data found in a request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reaction {
+    /// Let it through unrecorded.
+    Allow,
+    /// Let it through; the request's record carries the finding.
+    Record,
+    /// Ask the person; refused when nobody can answer.
+    Ask,
+    /// Refuse the request.
+    Deny,
+}
+
+impl Reaction {
+    pub const NAMES: &'static str = "deny, ask, record or allow";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reaction::Allow => "allow",
+            Reaction::Record => "record",
+            Reaction::Ask => "ask",
+            Reaction::Deny => "deny",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Reaction> {
+        Some(match s {
+            "allow" => Reaction::Allow,
+            "record" => Reaction::Record,
+            "ask" => Reaction::Ask,
+            "deny" => Reaction::Deny,
+            _ => return None,
+        })
+    }
+}
+
+/// [`Reaction`]s by a finding's confidence, each with where it was set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Findings {
+    pub high: (Reaction, Origin),
+    pub medium: (Reaction, Origin),
+    pub low: (Reaction, Origin),
+}
+
+impl Default for Findings {
+    /// A credential the rules are sure of is refused, a likely one asked about, a possible one
+    /// recorded.
+    fn default() -> Findings {
+        Findings {
+            high: (Reaction::Deny, Origin::Default),
+            medium: (Reaction::Ask, Origin::Default),
+            low: (Reaction::Record, Origin::Default),
+        }
+    }
+}
+
+impl Findings {
+    /// The setting for `level` (`high`, `medium` or `low`).
+    pub fn level_mut(&mut self, level: &str) -> Option<&mut (Reaction, Origin)> {
+        match level {
+            "high" => Some(&mut self.high),
+            "medium" => Some(&mut self.medium),
+            "low" => Some(&mut self.low),
+            _ => None,
+        }
+    }
+
+    pub fn levels(&self) -> [(&'static str, &(Reaction, Origin)); 3] {
+        [
+            ("high", &self.high),
+            ("medium", &self.medium),
+            ("low", &self.low),
+        ]
+    }
 }
 
 /// A service on this machine's loopback the manifest allows (see

@@ -65,6 +65,9 @@ pub struct NetworkDoc {
     /// `ca_file`: certificates (PEM) that real servers may be verified against, beside the
     /// system's roots.
     pub ca_file: Option<At<String>>,
+    /// `findings`: what a secret or personal data found in a request does, by the finding's
+    /// confidence (`high`, `medium`, `low`).
+    pub findings: Vec<(&'static str, At<String>)>,
 }
 
 #[derive(Debug)]
@@ -176,6 +179,15 @@ struct TomlNetwork {
     unknown: Option<Spanned<String>>,
     inspect: Option<Spanned<bool>>,
     ca_file: Option<Spanned<String>>,
+    findings: Option<TomlFindings>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlFindings {
+    high: Option<Spanned<String>>,
+    medium: Option<Spanned<String>>,
+    low: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -279,6 +291,15 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
             unknown: n.unknown.map(at),
             inspect: n.inspect.map(|s| spanned(src, s)),
             ca_file: n.ca_file.map(at),
+            findings: n
+                .findings
+                .map(|f| {
+                    [("high", f.high), ("medium", f.medium), ("low", f.low)]
+                        .into_iter()
+                        .filter_map(|(k, v)| v.map(|v| (k, at(v))))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }),
         exec_unknown: doc.exec.and_then(|e| e.unknown).map(at),
         devices: doc

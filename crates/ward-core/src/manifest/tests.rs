@@ -251,6 +251,14 @@ fn validation_errors_name_file_line_and_column() {
             "[TMP]/ward.toml:2:11: `network.ca_file` is used only to verify servers when TLS is inspected: add `inspect = true`, or remove it",
         ),
         (
+            "[network]\nfindings = { high = \"maybe\" }\n",
+            "[TMP]/ward.toml:2:21: `network.findings.high` must be deny, ask, record or allow, not `maybe`",
+        ),
+        (
+            "[network]\nfindings = { severe = \"deny\" }\n",
+            "[TMP]/ward.toml:2:14: unknown field `severe`, expected one of `high`, `medium`, `low`",
+        ),
+        (
             "[network]\ninspect = \"yes\"\n",
             "[TMP]/ward.toml:2:11: invalid type: string \"yes\", expected a boolean",
         ),
@@ -499,6 +507,10 @@ fn explain_names_every_origin() {
     Network
       allow https://api.acme.com:443    <- [TMP]/ward.toml:4:10
       deny  any other destination    <- default
+      a secret or personal data found in a request (plain, or inside inspected TLS):
+        high   confidence: deny      <- default
+        medium confidence: ask       <- default
+        low    confidence: record    <- default
 
     Programs (checked at every exec when an exec rule exists)
       allow any program no exec rule names    <- default
@@ -775,4 +787,24 @@ fn env_set_refuses_what_ward_sets_and_the_managed_file_cannot_set() {
     e.write("managed.toml", "[env]\nset = { X = \"1\" }\n");
     let err = e.err("name = \"x\"\n");
     assert!(err.contains("cannot set variables"), "{err}");
+}
+
+#[test]
+fn managed_findings_only_get_stricter() {
+    let env = Env::new();
+    env.write(
+        "managed.toml",
+        "[network]\nfindings = { medium = \"deny\", low = \"allow\" }\n",
+    );
+    let p = env.write(
+        "ward.toml",
+        "[network]\nfindings = { high = \"record\", medium = \"record\", low = \"ask\" }\n",
+    );
+    let m = Manifest::load(&p, &env.opts()).unwrap();
+    // The managed file said nothing of high: the user's word holds.
+    assert_eq!(m.findings.high.0, crate::Reaction::Record);
+    // It is stricter on medium, laxer on low: only the stricter word counts.
+    assert_eq!(m.findings.medium.0, crate::Reaction::Deny);
+    assert!(m.findings.medium.1.to_string().starts_with("managed "));
+    assert_eq!(m.findings.low.0, crate::Reaction::Ask);
 }

@@ -3,8 +3,8 @@
 
 use super::raw::{self, At, Doc, Pos, SizeValue};
 use super::{
-    Access, DeviceGrant, FileGrant, Limits, LoadOptions, Manifest, ManifestError, Mode, NetEntry,
-    Origin, PolicyRef, Rule, BUILTIN_DENIES,
+    Access, DeviceGrant, FileGrant, Findings, Limits, LoadOptions, Manifest, ManifestError, Mode,
+    NetEntry, Origin, PolicyRef, Reaction, Rule, BUILTIN_DENIES,
 };
 use crate::action::{Effect, KindPattern};
 use crate::dest::Destination;
@@ -108,6 +108,7 @@ pub(super) fn empty() -> Manifest {
         unknown_network: (Effect::Deny, Origin::Default),
         inspect: None,
         ca_files: vec![],
+        findings: Findings::default(),
         unknown_exec: (Effect::Allow, Origin::Default),
         rules: vec![],
         policies: vec![],
@@ -296,7 +297,23 @@ pub(super) fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, 
     let mut unknown_network = (Effect::Deny, Origin::Default);
     let mut inspect = None;
     let mut ca_files = Vec::new();
+    let mut findings = Findings::default();
     if let Some(net) = doc.network {
+        for (level, v) in &net.findings {
+            let Some(r) = Reaction::parse(&v.value) else {
+                return Err(cx.err(
+                    v.pos,
+                    format!(
+                        "`network.findings.{level}` must be {}, not `{}`",
+                        Reaction::NAMES,
+                        v.value.escape_default()
+                    ),
+                ));
+            };
+            if let Some(slot) = findings.level_mut(level) {
+                *slot = (r, cx.origin(v.pos));
+            }
+        }
         if let Some(i) = &net.inspect {
             if i.value {
                 inspect = Some(cx.origin(i.pos));
@@ -629,6 +646,7 @@ pub(super) fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, 
         unknown_network,
         inspect,
         ca_files,
+        findings,
         unknown_exec,
         rules,
         policies,

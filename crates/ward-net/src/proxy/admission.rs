@@ -34,7 +34,7 @@ impl Proxy {
                 ward_core::inert::Inert(&target),
                 ward_core::inert::Inert(&d.reason)
             );
-            self.ask(d, target.clone(), text, auth.host.as_match())
+            self.ask(d, target.clone(), text, Some(auth.host.as_match()))
                 .await
         } else {
             Outcome {
@@ -57,6 +57,26 @@ impl Proxy {
                 d.by.clone(),
                 d.reason,
             ));
+        }
+        // A name that carries data (DNS exfiltration) is judged before it is looked up,
+        // unless the manifest names that very host.
+        let mut host_leaks = Vec::new();
+        if let Host::Name(n) = &auth.host {
+            let named = self
+                .inner
+                .manifest
+                .network
+                .iter()
+                .any(|e| matches!(&e.dest.host, HostPattern::Name(x) if x == n));
+            if self.scanning() && !named {
+                if let Some(leak) = crate::dlp::host(n) {
+                    let a = Action {
+                        kind: ActionKind::NetUpload,
+                        ..action.clone()
+                    };
+                    host_leaks = self.react(&a, vec![leak], via).await?;
+                }
+            }
         }
         // `localhost` is this machine's loopback (RFC 6761), never a DNS question; it is
         // reached only where the manifest names `localhost` itself, at this scheme and port.
@@ -116,12 +136,15 @@ impl Proxy {
                 ok.push(sa);
             }
         }
-        let detail = json!({
+        let mut detail = json!({
             "via": via,
             "addresses": answers.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "refused": refused,
             "ms": started.elapsed().as_secs_f64() * 1e3,
         });
+        if !host_leaks.is_empty() {
+            detail["findings"] = host_leaks.iter().map(crate::dlp::Leak::json).collect();
+        }
         if ok.is_empty() {
             let why = format!(
                 "{} resolves only to addresses the manifest does not name: {}; name the address itself (e.g. {scheme}://{}:{}) to allow it",

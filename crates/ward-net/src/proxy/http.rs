@@ -1,7 +1,9 @@
 //! Plain HTTP forwarding: every request decided (its line, headers and body counted as an
 //! upload), hop-by-hop headers dropped, one kept-alive upstream per client connection.
 
+use super::findings::{gather, Found, Prefixed, Scanning, SCAN_HOLD};
 use super::*;
+use crate::dlp;
 
 impl Proxy {
     pub(super) async fn request(
@@ -30,7 +32,7 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, Refusal> {
         let started = Instant::now();
         let uri = req.uri().clone();
-        let shown = uri.to_string();
+        let mut shown = uri.to_string();
         let default_port = if scheme == "https" { 443 } else { 80 };
         match uri.scheme_str() {
             Some(s) if s == scheme => {}
@@ -84,77 +86,105 @@ impl Proxy {
             ));
         }
         // Judge the body as an upload before anything is sent.
-        let (parts, body) = req.into_parts();
+        let (parts, mut body) = req.into_parts();
+        let scanning = self.scanning();
+        // The target and headers are read first: a URL that carries a secret is never written
+        // to a record as it is.
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let head_leaks = if scanning {
+            dlp::head(target, &parts.headers, &dest)
+        } else {
+            Vec::new()
+        };
+        if head_leaks.iter().any(|l| l.place.starts_with("target")) {
+            shown = format!("{scheme}://{auth}{}", dlp::redact(target));
+        }
         let hint = body.size_hint();
         let declared = hint.exact();
         let has_body = declared.map_or(!body.is_end_stream(), |n| n > 0);
         let mut upload_size = None;
         // What actually went up (a streamed body is counted as it passes).
         let sent_up = Arc::new(AtomicU64::new(0));
-        let body: ProxyBody = if !has_body {
-            empty()
-        } else if let Some(n) = declared {
-            upload_size = Some(n);
-            Counting {
-                inner: body,
-                counter: sent_up.clone(),
-            }
-            .boxed()
-        } else if self.inner.has_upload_rules {
-            // Unknown length (chunked): hold it, up to the cap, to know its size.
-            let cap = self.inner.upload_cap;
-            let kib = (cap / 1024 + 1).min(BUFFER_BUDGET_KIB as u64) as u32;
+        // A body read before anything is sent: to know its size (unknown length, and upload
+        // rules to judge it by: whole, up to the cap), or to scan it (up to SCAN_HOLD; past
+        // that the rest streams through the scan).
+        let whole = self.inner.has_upload_rules && declared.is_none();
+        let hold = if !has_body {
+            None
+        } else if whole {
+            Some(self.inner.upload_cap as usize)
+        } else if scanning && declared.is_none_or(|n| n <= SCAN_HOLD as u64) {
+            Some(SCAN_HOLD)
+        } else {
+            None
+        };
+        let mut held: Option<(Bytes, bool)> = None;
+        if let Some(limit) = hold {
+            let want = declared.map_or(limit, |n| n as usize).min(limit);
+            let kib = (want / 1024 + 1).min(BUFFER_BUDGET_KIB) as u32;
             let Ok(_permit) = self.inner.buffering.clone().try_acquire_many_owned(kib) else {
                 return Err(Refusal::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     socks::REP_FAILURE,
                     By::builtin("busy"),
-                    "too many chunked uploads are being checked at once; retry, or send a \
-                     Content-Length",
+                    "too many uploads are being checked at once; retry",
                 ));
             };
-            let limited = http_body_util::Limited::new(body, cap as usize);
-            let collected =
-                match tokio::time::timeout(Duration::from_secs(120), limited.collect()).await {
-                    Ok(r) => r,
-                    Err(_) => Err("the upload did not arrive within 120 s".into()),
+            let got = gather(&mut body, limit, Duration::from_secs(120)).await;
+            let why = match got {
+                Ok((_, false)) if whole => {
+                    Some(format!("chunked upload larger than {limit} bytes"))
+                }
+                Ok(b) => {
+                    held = Some(b);
+                    None
+                }
+                Err(e) => Some(e),
+            };
+            if let Some(why) = why {
+                let a = Action {
+                    dest: Some(dest.clone()),
+                    port: Some(auth.port),
+                    scheme: Some(scheme.into()),
+                    ..Action::new(ActionKind::NetUpload, shown.clone())
                 };
-            match collected {
-                Ok(c) => {
-                    let b = c.to_bytes();
-                    upload_size = Some(b.len() as u64);
-                    sent_up.store(b.len() as u64, Ordering::Relaxed);
-                    Full::new(b).map_err(|e| match e {}).boxed()
-                }
-                Err(e) => {
-                    let too_big = e.is::<http_body_util::LengthLimitError>();
-                    let a = Action {
-                        dest: Some(dest.clone()),
-                        port: Some(auth.port),
-                        scheme: Some(scheme.into()),
-                        ..Action::new(ActionKind::NetUpload, shown.clone())
-                    };
-                    let why = if too_big {
-                        format!("chunked upload larger than {cap} bytes")
-                    } else {
-                        format!("the upload could not be read: {e}")
-                    };
-                    let d = Decision::new(Effect::Deny, self.upload_by(), why.clone());
-                    self.note(self.event(&a, &d, json!({"via": via})));
-                    return Err(Refusal::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        socks::REP_NOT_ALLOWED,
-                        d.by.clone(),
-                        why,
-                    ));
-                }
+                let d = Decision::new(Effect::Deny, self.upload_by(), why.clone());
+                self.note(self.event(&a, &d, json!({"via": via})));
+                return Err(Refusal::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    socks::REP_NOT_ALLOWED,
+                    d.by.clone(),
+                    why,
+                ));
             }
-        } else {
-            Counting {
-                inner: body,
-                counter: sent_up.clone(),
+        }
+        let body: ProxyBody = match &held {
+            None if !has_body => empty(),
+            None => {
+                upload_size = declared;
+                Counting {
+                    inner: body,
+                    counter: sent_up.clone(),
+                }
+                .boxed()
             }
-            .boxed()
+            Some((b, true)) => {
+                upload_size = Some(b.len() as u64);
+                sent_up.store(b.len() as u64, Ordering::Relaxed);
+                Full::new(b.clone()).map_err(|e| match e {}).boxed()
+            }
+            // Longer than held: the held part, then the rest as it comes.
+            Some((b, false)) => {
+                sent_up.store(b.len() as u64, Ordering::Relaxed);
+                Prefixed {
+                    first: Some(b.clone()),
+                    rest: Counting {
+                        inner: body,
+                        counter: sent_up.clone(),
+                    },
+                }
+                .boxed()
+            }
         };
         // The destination, then (for a body) the upload.
         let key = auth.clone();
@@ -190,6 +220,72 @@ impl Proxy {
         } else {
             Some(self.admit(via, scheme, &auth).await?)
         };
+        // What the request carries (its target, headers and body: held, read whole and
+        // decoded; streamed, as it passes), judged before anything is sent. Not toward a
+        // service on this machine's loopback: nothing leaves.
+        let local = match (&cached, &vetted) {
+            (Some(c), _) => c.addr.ip().is_loopback(),
+            (None, Some(v)) => v.addrs.iter().all(|a| a.ip().is_loopback()),
+            (None, None) => false,
+        };
+        let found = Arc::new(Found::default());
+        let mut body = body;
+        if scanning && !local {
+            let upload = Action {
+                dest: Some(dest.clone()),
+                port: Some(auth.port),
+                scheme: Some(scheme.into()),
+                agent: self.inner.broker.agent().map(str::to_string),
+                ..Action::new(ActionKind::NetUpload, shown.clone())
+            };
+            let mut leaks = head_leaks;
+            let encoding = parts
+                .headers
+                .get(hyper::header::CONTENT_ENCODING)
+                .map(|v| v.as_bytes());
+            let ended = matches!(held, Some((_, true)));
+            let unread = if has_body && encoding.is_some() && !ended {
+                Some(format!(
+                    "a compressed upload larger than {} MiB cannot be inspected; send it \
+                     uncompressed",
+                    SCAN_HOLD >> 20
+                ))
+            } else if let Some((b, _)) = &held {
+                match dlp::body(b, encoding, &dest) {
+                    Ok(scan) => {
+                        leaks.extend(scan.leaks);
+                        found.partly.store(scan.partly, Ordering::Relaxed);
+                        None
+                    }
+                    Err(e) => Some(format!("{e}; an upload Ward cannot read does not leave")),
+                }
+            } else {
+                None
+            };
+            if let Some(why) = unread {
+                let d = Decision::new(Effect::Deny, By::builtin("findings"), why.clone());
+                self.note(self.event(&upload, &d, json!({"via": via, "unread": true})));
+                return Err(Refusal::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    socks::REP_NOT_ALLOWED,
+                    d.by,
+                    why,
+                ));
+            }
+            let kept = self.react(&upload, leaks, via).await?;
+            *lock(&found.kept) = kept;
+            if has_body && !ended {
+                let seen = held.as_ref().map(|(b, _)| b.clone()).unwrap_or_default();
+                body = Scanning::new(
+                    body,
+                    &seen,
+                    self.inner.manifest.findings.clone(),
+                    dest.clone(),
+                    found.clone(),
+                )
+                .boxed();
+            }
+        }
         // Everything that leaves counts, per destination for the session: the request line and
         // headers (a query string or a header can carry data too) and the body. Past the free
         // allowance, or with a body, the upload policy and limit decide on the running total.
@@ -322,6 +418,7 @@ impl Proxy {
             failed: std::sync::atomic::AtomicBool::new(false),
             started,
             count_after: (has_body && upload_size.is_none()).then(|| format!("{scheme}://{auth}")),
+            found,
         });
         if up.send.ready().await.is_err() {
             // The kept-alive upstream went away between requests: dial afresh (vetted anew).
@@ -334,6 +431,13 @@ impl Proxy {
         }
         let resp = up.send.send_request(out).await.map_err(|e| {
             meter.failed.store(true, Ordering::Relaxed);
+            if let Some(leak) = lock(&meter.found.stopped).take() {
+                let a = Action {
+                    kind: ActionKind::NetUpload,
+                    ..meter.action.clone()
+                };
+                return self.stopped(&a, &leak, via);
+            }
             self.unreachable(
                 scheme,
                 &auth,
@@ -465,18 +569,23 @@ impl Drop for Meter {
             return;
         }
         let d = Decision::new(Effect::Allow, By::session(), "request forwarded");
+        let mut detail = json!({
+            "via": self.via, "method": self.method, "addr": self.addr.to_string(),
+            "status": self.status.load(Ordering::Relaxed),
+            "up": self.up.load(Ordering::Relaxed), "down": self.down.load(Ordering::Relaxed),
+            "ms": self.started.elapsed().as_secs_f64() * 1e3,
+        });
+        let kept = lock(&self.found.kept);
+        if !kept.is_empty() {
+            detail["findings"] = kept.iter().map(crate::dlp::Leak::json).collect();
+        }
+        if self.found.partly.load(Ordering::Relaxed) {
+            detail["inspected"] = json!("partly");
+        }
+        drop(kept);
         let ev = Event {
             kind: ward_core::EventKind::NetRequest.as_str().into(),
-            ..self.proxy.event(
-                &self.action,
-                &d,
-                json!({
-                    "via": self.via, "method": self.method, "addr": self.addr.to_string(),
-                    "status": self.status.load(Ordering::Relaxed),
-                    "up": self.up.load(Ordering::Relaxed), "down": self.down.load(Ordering::Relaxed),
-                    "ms": self.started.elapsed().as_secs_f64() * 1e3,
-                }),
-            )
+            ..self.proxy.event(&self.action, &d, detail)
         };
         self.proxy.note(ev);
     }

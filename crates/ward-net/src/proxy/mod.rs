@@ -2,6 +2,7 @@
 //! SOCKS5, told apart by the first byte.
 
 mod admission;
+mod findings;
 mod http;
 mod resolver;
 mod socks_server;
@@ -568,7 +569,7 @@ impl Proxy {
 
     /// Ask the person about `key` (a destination) through the broker: once per session per
     /// destination; concurrent asks for the same one wait for the first answer.
-    async fn ask(&self, d: Decision, key: String, text: String, host: String) -> Outcome {
+    async fn ask(&self, d: Decision, key: String, text: String, host: Option<String>) -> Outcome {
         let broker = self.inner.broker.clone();
         let fallback = Outcome {
             decision: Decision::new(
@@ -579,11 +580,11 @@ impl Proxy {
             consent: Some(Consented::Unavailable),
             channel: None,
         };
-        let remember = ward_broker::Remember {
+        let remember = host.map(|resource| ward_broker::Remember {
             kind: ActionKind::NetConnect,
-            resource: host,
-        };
-        tokio::task::spawn_blocking(move || broker.ask(d, &key, &text, Some(remember)))
+            resource,
+        });
+        tokio::task::spawn_blocking(move || broker.ask(d, &key, &text, remember))
             .await
             .unwrap_or(fallback)
     }
@@ -618,6 +619,8 @@ struct Meter {
     /// A body whose size was not known when the request was decided: its bytes join the
     /// session's total to this destination (`scheme://host:port`) once they have passed.
     count_after: Option<String>,
+    /// What the scan of the request found and let through.
+    found: Arc<findings::Found>,
 }
 
 /// Where a [`Counting`] body adds the bytes it passes: a plain counter (a request body on its
