@@ -6,12 +6,17 @@
 //!   tunnel against inspected (the leaf certificate kept after the first); the time added
 //!   (target <= 1 ms p50).
 //!
+//! - uploads: 1 MiB JSON bodies POSTed over one kept-alive inspected connection, with the
+//!   data-loss scan (the default `[network.findings]`) against without it (every finding
+//!   `allow`: nothing read); the ratio (target: the scan costs <= 10%). Toward this machine's
+//!   own non-loopback address: nothing sent to loopback is scanned (it does not leave).
+//!
 //! `WARD_BENCH_INSPECT_MB` (default 128) per download, `WARD_BENCH_ROUNDS` rounds.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, SizeHint};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -64,8 +69,10 @@ impl hyper::body::Body for Chunks {
 
 /// The origin: HTTPS on loopback with a self-signed certificate for 127.0.0.1; `/big` is
 /// `mb` MiB, anything else `ok`.
-async fn origin(mb: usize) -> (SocketAddr, CertificateDer<'static>, String) {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+async fn origin(mb: usize, also: Option<IpAddr>) -> (SocketAddr, CertificateDer<'static>, String) {
+    let mut names = vec!["127.0.0.1".to_string()];
+    names.extend(also.map(|a| a.to_string()));
+    let ck = rcgen::generate_simple_self_signed(names).unwrap();
     let der = ck.cert.der().clone();
     let pem = ck.cert.pem();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
@@ -77,8 +84,8 @@ async fn origin(mb: usize) -> (SocketAddr, CertificateDer<'static>, String) {
         .unwrap();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
+    let l = TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], l.local_addr().unwrap().port()));
     let chunk = Bytes::from(vec![b'x'; CHUNK]);
     tokio::spawn(async move {
         loop {
@@ -89,23 +96,32 @@ async fn origin(mb: usize) -> (SocketAddr, CertificateDer<'static>, String) {
                 let Ok(t) = acceptor.accept(s).await else {
                     return;
                 };
-                let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
-                    let chunk = chunk.clone();
-                    async move {
-                        let body: Body = if req.uri().path() == "/big" {
-                            Chunks {
-                                left: mb * (1 << 20) / CHUNK,
-                                chunk,
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let chunk = chunk.clone();
+                        async move {
+                            if req.method() == hyper::Method::POST {
+                                // Read what was sent before answering.
+                                let _ = req.into_body().collect().await;
+                                let ok =
+                                    Full::new(Bytes::from_static(b"ok")).map_err(|e| match e {});
+                                return Ok(hyper::Response::new(ok.boxed()));
                             }
-                            .boxed()
-                        } else {
-                            Full::new(Bytes::from_static(b"ok"))
-                                .map_err(|e| match e {})
+                            let body: Body = if req.uri().path() == "/big" {
+                                Chunks {
+                                    left: mb * (1 << 20) / CHUNK,
+                                    chunk,
+                                }
                                 .boxed()
-                        };
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
-                    }
-                });
+                            } else {
+                                Full::new(Bytes::from_static(b"ok"))
+                                    .map_err(|e| match e {})
+                                    .boxed()
+                            };
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
+                        }
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(t), svc)
                     .await;
@@ -120,14 +136,14 @@ async fn proxy(
     dir: &std::path::Path,
     origin: SocketAddr,
     origin_pem: &str,
-    inspect: bool,
+    (inspect, name, more): (bool, &str, &str),
 ) -> (SocketAddr, Option<CertificateDer<'static>>) {
-    let sub = dir.join(if inspect { "inspect" } else { "plain" });
+    let sub = dir.join(name);
     std::fs::create_dir_all(&sub).unwrap();
     let mpath = sub.join("ward.toml");
     std::fs::write(
         &mpath,
-        format!("name = \"bench\"\n[network]\nallow = [\"https://{origin}\"]\n"),
+        format!("name = \"bench\"\n[network]\nallow = [\"https://{origin}\"]\n{more}"),
     )
     .unwrap();
     let opts = ward_core::LoadOptions {
@@ -250,9 +266,10 @@ async fn bench() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     let dir = tempfile::tempdir().unwrap();
-    let (origin, origin_der, origin_pem) = origin(mb).await;
-    let (plain, _) = proxy(dir.path(), origin, &origin_pem, false).await;
-    let (inspecting, ca) = proxy(dir.path(), origin, &origin_pem, true).await;
+    let outer = outer_address();
+    let (origin, origin_der, origin_pem) = origin(mb, outer).await;
+    let (plain, _) = proxy(dir.path(), origin, &origin_pem, (false, "plain", "")).await;
+    let (inspecting, ca) = proxy(dir.path(), origin, &origin_pem, (true, "inspect", "")).await;
     let ca = ca.unwrap();
     // Each mode: (name, proxy, the root its client trusts).
     let modes: [(&str, Option<SocketAddr>, &CertificateDer<'static>); 3] = [
@@ -310,4 +327,170 @@ async fn bench() {
         "inspected - plain tunnel {:+.3} ms (target <= 1 ms, the leaf certificate kept)",
         f[2] - f[1]
     );
+    match outer {
+        Some(ip) => uploads(dir.path(), SocketAddr::new(ip, origin.port()), &origin_pem, rounds).await,
+        None => println!(
+            "== uploads: SKIPPED, this machine has no address but loopback (requests to loopback are not scanned) =="
+        ),
+    }
+}
+
+/// This machine's first IPv4 address that is not loopback.
+fn outer_address() -> Option<IpAddr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a list that freeifaddrs releases below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut cur = list;
+    while !cur.is_null() {
+        // SAFETY: `cur` is an entry of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: a non-null ifa_addr points to a sockaddr; its family says which.
+            let family = unsafe { (*ifa.ifa_addr).sa_family } as i32;
+            if family == libc::AF_INET {
+                // SAFETY: an AF_INET address is a sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                if !ip.is_loopback() {
+                    found = Some(IpAddr::V4(ip));
+                    break;
+                }
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: the list getifaddrs returned, freed once.
+    unsafe { libc::freeifaddrs(list) };
+    found
+}
+
+/// 1 MiB JSON bodies POSTed over one inspected connection to `origin`, scanned and not.
+async fn uploads(dir: &std::path::Path, origin: SocketAddr, origin_pem: &str, rounds: usize) {
+    let none = "findings = { high = \"allow\", medium = \"allow\", low = \"allow\" }\n";
+    let (unscanned, ca1) = proxy(dir, origin, origin_pem, (true, "unscanned", none)).await;
+    let (scanned, ca2) = proxy(dir, origin, origin_pem, (true, "scanned", "")).await;
+    let body = json_body(1 << 20);
+    let per = 32;
+    let modes = [
+        ("inspected, not scanned", unscanned, ca1.unwrap()),
+        ("inspected and scanned", scanned, ca2.unwrap()),
+    ];
+    for (_, via, ca) in &modes {
+        post_many(open(origin, Some(*via)).await, ca, origin, 2, &body).await;
+    }
+    let mut rates = vec![Vec::new(); modes.len()];
+    for r in 0..rounds {
+        for j in 0..modes.len() {
+            let i = (r + j) % modes.len();
+            let (_, via, ca) = &modes[i];
+            let t = Instant::now();
+            post_many(open(origin, Some(*via)).await, ca, origin, per, &body).await;
+            rates[i].push((per * body.len()) as f64 / t.elapsed().as_secs_f64() / (1 << 20) as f64);
+        }
+    }
+    println!(
+        "== uploads: {per} POSTs of 1 MiB JSON on one inspected connection to {}, median of {rounds} interleaved rounds ==",
+        origin.ip()
+    );
+    let r: Vec<f64> = rates.into_iter().map(median).collect();
+    for ((name, _, _), v) in modes.iter().zip(&r) {
+        println!("{name:<34} {v:>8.0} MiB/s");
+    }
+    println!(
+        "scanned / not scanned {:.2}x (target >= 0.90x: the scan costs <= 10%)",
+        r[1] / r[0]
+    );
+}
+
+/// A JSON body of about `n` bytes, like a model request: messages of ordinary words, with no
+/// secret in them.
+fn json_body(n: usize) -> Bytes {
+    const WORDS: &[&str] = &[
+        "the",
+        "file",
+        "function",
+        "returns",
+        "error",
+        "when",
+        "path",
+        "is",
+        "missing",
+        "test",
+        "build",
+        "fails",
+        "because",
+        "config",
+        "value",
+        "expected",
+        "string",
+        "found",
+        "number",
+        "please",
+        "update",
+        "module",
+        "import",
+        "from",
+        "src/lib.rs",
+        "line",
+        "42",
+        "and",
+    ];
+    let mut s = String::from("{\"model\":\"m\",\"messages\":[");
+    let mut k = 7usize;
+    while s.len() < n - 200 {
+        s.push_str("{\"role\":\"user\",\"content\":\"");
+        for _ in 0..200 {
+            k = k
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            s.push_str(WORDS[(k >> 33) % WORDS.len()]);
+            s.push(' ');
+        }
+        s.push_str("\\n\"},");
+    }
+    s.push_str("{\"role\":\"user\",\"content\":\"end\"}]}");
+    Bytes::from(s)
+}
+
+/// `n` POSTs of `body` over TLS (trusting `root`) on `s`, one after the other.
+async fn post_many(
+    s: impl Io,
+    root: &CertificateDer<'static>,
+    origin: SocketAddr,
+    n: usize,
+    body: &Bytes,
+) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = ServerName::IpAddress(origin.ip().into());
+    let t = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, s)
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(t))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..n {
+        send.ready().await.unwrap();
+        let req = hyper::Request::builder()
+            .method("POST")
+            .uri("/v1/messages")
+            .header("host", origin.to_string())
+            .header("content-type", "application/json")
+            .body(Full::new(body.clone()))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200, "{:?}", resp.headers());
+        let _ = resp.into_body().collect().await;
+    }
 }

@@ -85,15 +85,40 @@ pub fn level(c: Confidence) -> &'static str {
     }
 }
 
-/// Whether `host` is one of `patterns` (`name` exactly, `*.suffix` any name under it).
-fn home(patterns: &[String], host: &str) -> bool {
+/// Whether `host` is one of `patterns`: `Some(true)` for a name listed exactly, `Some(false)`
+/// for one under a `*.suffix`, `None` for neither.
+fn home(patterns: &[String], host: &str) -> Option<bool> {
     let host = host.trim_end_matches('.');
-    patterns.iter().any(|p| match p.strip_prefix("*.") {
-        Some(suffix) => host
-            .strip_suffix(suffix)
-            .is_some_and(|front| front.len() > 1 && front.ends_with('.')),
-        None => p.eq_ignore_ascii_case(host),
-    })
+    let mut under = false;
+    for p in patterns {
+        match p.strip_prefix("*.") {
+            Some(suffix) => {
+                under |= host
+                    .strip_suffix(suffix)
+                    .is_some_and(|front| front.len() > 1 && front.ends_with('.'));
+            }
+            None if p.eq_ignore_ascii_case(host) => return Some(true),
+            None => {}
+        }
+    }
+    under.then_some(false)
+}
+
+/// Rules that name a kind of credential rather than a credential (a bearer token, a JWT, a
+/// generic key): in a header meant for credentials they say only that the header does its job.
+fn describes_a_header(s: &Scanner, rule: &str) -> bool {
+    s.is_generic(rule) || matches!(rule, "jwt" | "authorization-bearer" | "authorization-basic")
+}
+
+/// What running out of decoding budget is: data Ward did not read in full.
+fn unread(place: &str) -> Leak {
+    Leak {
+        rule: "unread-encoding".into(),
+        description: "more encoded data than Ward decodes for one request".into(),
+        confidence: Confidence::Medium,
+        place: place.to_string(),
+        excerpt: String::new(),
+    }
 }
 
 /// Findings gathered for one request toward one host.
@@ -106,13 +131,17 @@ impl Gather<'_> {
     fn add(&mut self, found: Vec<Finding>, place: &str, credential_header: bool) {
         let s = scanner();
         for f in found {
-            let hosts = s.hosts(&f.rule);
-            if home(hosts, self.dest) {
-                // The credential going where it belongs.
-                continue;
+            // The credential going where it belongs: in a header meant for it to any of its
+            // issuer's hosts; anywhere else in the request only to a host its rule names
+            // exactly (`*.amazonaws.com` takes in buckets anyone can own, and a token in the
+            // body of a request to its own service can be a paste).
+            match home(s.hosts(&f.rule), self.dest) {
+                Some(exact) if exact || credential_header => continue,
+                _ => {}
             }
-            let confidence = if credential_header && hosts.is_empty() {
-                // A token of no known issuer in a header meant for one: on record only.
+            let confidence = if credential_header && describes_a_header(s, &f.rule) {
+                // A bearer token or a JWT of no known issuer in a header meant for one: on
+                // record only.
                 Confidence::Low
             } else {
                 f.confidence
@@ -134,10 +163,16 @@ impl Gather<'_> {
         }
     }
 
-    /// `data` and its decoded views.
+    /// `data` and its decoded views; running out of budget is a finding.
     fn all(&mut self, data: &[u8], place: &str, credential_header: bool, budget: &mut Budget) {
         let s = scanner();
         self.add(s.scan(data), place, credential_header);
+        self.views(data, place, credential_header, budget);
+    }
+
+    /// The decoded views of `data` only.
+    fn views(&mut self, data: &[u8], place: &str, credential_header: bool, budget: &mut Budget) {
+        let s = scanner();
         let mut views = Vec::new();
         decode::views(data, budget, &mut |v, how| {
             let found = s.scan(v);
@@ -148,6 +183,9 @@ impl Gather<'_> {
         for (found, place) in views {
             self.add(found, &place, credential_header);
         }
+        if budget.exhausted && !self.out.iter().any(|l| l.rule == "unread-encoding") {
+            self.out.push(unread(place));
+        }
     }
 }
 
@@ -157,9 +195,14 @@ pub fn head(target: &str, headers: &HeaderMap, dest: &str) -> Vec<Leak> {
         dest,
         out: Vec::new(),
     };
-    // Headers are small; a generous budget for their decoded forms.
-    let mut budget = Budget::new(64 * 1024 + 4 * target.len());
-    g.all(target.as_bytes(), "target", false, &mut budget);
+    // Each part its own budget (one padded header cannot hide another's content).
+    let budget = |n: usize| Budget::new(64 * 1024 + 4 * n);
+    g.all(
+        target.as_bytes(),
+        "target",
+        false,
+        &mut budget(target.len()),
+    );
     for (name, value) in headers {
         let n = name.as_str();
         let cred = CREDENTIAL_HEADERS.contains(&n);
@@ -168,7 +211,7 @@ pub fn head(target: &str, headers: &HeaderMap, dest: &str) -> Vec<Leak> {
         line.extend_from_slice(n.as_bytes());
         line.extend_from_slice(b": ");
         line.extend_from_slice(value.as_bytes());
-        g.all(&line, &format!("header {n}"), cred, &mut budget);
+        g.all(&line, &format!("header {n}"), cred, &mut budget(line.len()));
     }
     g.out
 }
@@ -233,6 +276,34 @@ pub fn body(data: &[u8], encoding: Option<&[u8]>, dest: &str) -> Result<BodyScan
     })
 }
 
+/// Findings in the decoded forms of a window of a streamed body (the plain scan runs on the
+/// stream itself).
+pub fn streamed_views(window: &[u8], dest: &str) -> Vec<Leak> {
+    let mut g = Gather {
+        dest,
+        out: Vec::new(),
+    };
+    let mut budget = Budget::new(4 * window.len() + (64 << 10));
+    g.views(window, "body", false, &mut budget);
+    g.out
+}
+
+/// Whether a request target carries a finding (wherever it is going): such a target is
+/// never written to a record as it is.
+pub fn target_carries(target: &str) -> bool {
+    let mut g = Gather {
+        dest: "",
+        out: Vec::new(),
+    };
+    g.all(
+        target.as_bytes(),
+        "target",
+        false,
+        &mut Budget::new(64 * 1024 + 4 * target.len()),
+    );
+    !g.out.is_empty()
+}
+
 /// Findings of a plain scan over a piece of a streamed body (no decoded forms).
 pub fn streamed(found: Vec<Finding>, dest: &str) -> Vec<Leak> {
     let mut g = Gather {
@@ -284,13 +355,20 @@ pub fn host(host: &str) -> Option<Leak> {
         }
     });
     if let Some((label, why)) = whole.into_iter().chain(labels).next() {
-        let shown: String = label.chars().take(6).collect();
+        // The label, and every label before it, masked (the data may span several); of a
+        // name too long as a whole, all but its last two labels.
+        let at = if why.ends_with("-character name") {
+            host.match_indices('.').rev().nth(1).map_or(0, |(i, _)| i)
+        } else {
+            host.find(label).unwrap_or(0) + label.len()
+        };
+        let shown: String = host.chars().take(4).collect();
         return Some(Leak {
             rule: "dns-exfiltration".into(),
             description: format!("data in a host name: {why}"),
             confidence: Confidence::Medium,
             place: "host name".into(),
-            excerpt: format!("{shown}****.{}", host.split_once('.').map_or("", |x| x.1)),
+            excerpt: format!("{shown}****{}", &host[at..]),
         });
     }
     None
@@ -340,6 +418,26 @@ mod tests {
         // Elsewhere it is a leak, credential header or not.
         let l = head("/", &h, "github.com.evil.example");
         assert_eq!(l[0].confidence, Confidence::High, "{l:?}");
+        assert!(head("/", &h, "evilgithub.com")[0].confidence == Confidence::High);
+        // In a body or the query it passes only to a host named exactly: not to a host
+        // under a wildcard (anyone's bucket, a gist).
+        let body_to = |dest| body(format!("{{\"t\":\"{PAT}\"}}").as_bytes(), None, dest);
+        assert!(body_to("github.com").unwrap().leaks.is_empty());
+        assert_eq!(body_to("api.github.com").unwrap().leaks.len(), 1);
+        assert_eq!(
+            head(&format!("/?t={PAT}"), &HeaderMap::new(), "api.github.com").len(),
+            1
+        );
+        // A known service's key in an Authorization header to another host is no bearer
+        // token of that host.
+        let key = "Bearer sk_live_yfFvwg4bZh5b3YtdgBZbvbb5fAivMluhjSsrhwlkB36DqCrxwqpaE48jRUrkh";
+        let l = head("/", &headers(&[("authorization", key)]), "x.example");
+        assert!(
+            l.iter()
+                .any(|l| l.rule == "stripe-live-secret-key" && l.confidence == Confidence::High),
+            "{l:?}"
+        );
+        assert!(head("/", &headers(&[("authorization", key)]), "api.stripe.com").is_empty());
     }
 
     #[test]
@@ -395,6 +493,7 @@ mod tests {
         assert!(host("0b9c7d4a-1234-4abc-9def-0123456789ab.example.com").is_none());
         // Many short labels add up.
         let many = format!("{}attacker.example", "abcdefgh.".repeat(14));
-        assert!(host(&many).is_some());
+        let l = host(&many).unwrap();
+        assert_eq!(l.excerpt, "abcd****.attacker.example");
     }
 }

@@ -107,6 +107,7 @@ impl Budget {
     }
 
     fn take(&mut self, n: usize) -> bool {
+        let n = n + VIEW_COST;
         if n > self.left {
             self.exhausted = true;
             return false;
@@ -119,53 +120,90 @@ impl Budget {
 /// How a view was made from its input: the encodings undone, outermost first.
 pub type How = Vec<&'static str>;
 
+/// What each view costs beyond its bytes (so that many tiny views cannot make many scans).
+const VIEW_COST: usize = 64;
+
 /// Call `f` with every decoded view of `data` (not `data` itself), views of views up to
-/// [`MAX_DEPTH`], within `budget`.
+/// [`MAX_DEPTH`], within `budget`. Breadth first: every view of one level before any of the
+/// next, so that padding nested deep cannot use up the budget before the plain runs of the
+/// top level are read.
 pub fn views(data: &[u8], budget: &mut Budget, f: &mut dyn FnMut(&[u8], &How)) {
-    let mut how = Vec::new();
-    walk(data, 0, budget, &mut how, f);
+    let mut level: Vec<(Vec<u8>, How)> = Vec::new();
+    direct(data, budget, &Vec::new(), &mut level);
+    for depth in 1..=MAX_DEPTH {
+        let mut next = Vec::new();
+        for (v, how) in &level {
+            f(v, how);
+            if depth < MAX_DEPTH {
+                direct(v, budget, how, &mut next);
+            }
+        }
+        level = next;
+    }
 }
 
-fn walk(
-    data: &[u8],
-    depth: u8,
-    budget: &mut Budget,
-    how: &mut How,
-    f: &mut dyn FnMut(&[u8], &How),
-) {
-    if depth >= MAX_DEPTH {
-        return;
-    }
-    let mut emit = |v: Vec<u8>, what: &'static str, budget: &mut Budget, how: &mut How| {
-        how.push(what);
-        f(&v, how);
-        walk(&v, depth + 1, budget, how, f);
-        how.pop();
+/// The views of `data` one encoding down.
+fn direct(data: &[u8], budget: &mut Budget, how: &How, out: &mut Vec<(Vec<u8>, How)>) {
+    let mut emit = |v: Vec<u8>, what: &'static str| {
+        let mut h = how.clone();
+        h.push(what);
+        out.push((v, h));
     };
     if let Some(v) = percent(data, budget) {
-        emit(v, "url", budget, how);
+        emit(v, "url");
     }
     if let Some(v) = escapes(data, budget) {
-        emit(v, "escapes", budget, how);
+        emit(v, "escapes");
     }
-    // Runs: each decoded alone (they are usually separate values).
-    let mut i = 0;
-    while i < data.len() {
-        if !is_b64(data[i]) {
-            i += 1;
+    let depth = how.len();
+    // Runs: each decoded alone (they are usually separate values). Most runs are words: a
+    // tight pass skips them, and only a long one (or one a line break may continue, as MIME
+    // wraps base64) is measured in full.
+    //
+    // A segment of MIN_SEGMENT (>= 15) characters holds a whole aligned block of 8: only
+    // blocks that are all base64 characters (checked without branches) are looked at.
+    let n = data.len();
+    let mut blk = 0;
+    while blk + 8 <= n {
+        let block = &data[blk..blk + 8];
+        let mut all = 1u8;
+        for &b in block {
+            all &= B64[b as usize] as u8;
+        }
+        if all == 0 {
+            blk += 8;
             continue;
         }
-        let (start, end, chars) = run(data, i);
-        i = end.max(i + 1);
+        let mut s = blk;
+        while s > 0 && B64[data[s - 1] as usize] {
+            s -= 1;
+        }
+        let mut e = blk + 8;
+        while e < n && B64[data[e] as usize] {
+            e += 1;
+        }
+        if e - s < MIN_SEGMENT {
+            blk = e.next_multiple_of(8);
+            continue;
+        }
+        let (start, end, chars) = run(data, s);
+        blk = end.max(e).next_multiple_of(8);
         let text = &data[start..end];
         if chars >= MIN_HEX && chars.is_multiple_of(2) && text.iter().all(|b| b.is_ascii_hexdigit())
         {
             if let Some(v) = hex(text, budget) {
-                emit(v, "hex", budget, how);
+                emit(v, "hex");
             }
             continue;
         }
-        if chars < MIN_BASE64 {
+        // Base64 of anything worth hiding has both cases; a run with one (a UUID, a
+        // lower-case identifier, a hash in hex) is not decoded.
+        let (mut upper, mut lower) = (false, false);
+        for &b in text {
+            upper |= b.is_ascii_uppercase();
+            lower |= b.is_ascii_lowercase();
+        }
+        if chars < MIN_BASE64 || !(upper && lower) {
             continue;
         }
         // Where the encoded value starts inside the run is unknown (`key` glued to it): at
@@ -173,15 +211,31 @@ fn walk(
         let shifts = if depth == 0 { 4 } else { 1 };
         for shift in 0..shifts {
             if let Some(v) = base64(text, shift, budget) {
-                emit(v, "base64", budget, how);
+                emit(v, "base64");
             }
         }
     }
 }
 
 fn is_b64(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
+    B64[b as usize]
 }
+
+/// The bytes of either base64 alphabet.
+static B64: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_');
+        b += 1;
+    }
+    t
+};
+
+/// A run's first segment (before any line break) shorter than this is not looked at further:
+/// a word. (MIME's lines are 76 characters; any encoder's are at least this long.)
+const MIN_SEGMENT: usize = 16;
 
 /// The base64 run starting at `i`: its end (after up to two `=`), continuing across line
 /// breaks (MIME wraps base64 at 76 characters), and how many base64 characters it has.
@@ -255,9 +309,9 @@ fn hex(text: &[u8], budget: &mut Budget) -> Option<Vec<u8>> {
 /// `%XX` decoded (and `+` as a space), when there is any.
 fn percent(data: &[u8], budget: &mut Budget) -> Option<Vec<u8>> {
     let hexval = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let first = data
-        .windows(3)
-        .position(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())?;
+    let first = memchr::memchr_iter(b'%', data).find(|&i| {
+        i + 2 < data.len() && data[i + 1].is_ascii_hexdigit() && data[i + 2].is_ascii_hexdigit()
+    })?;
     if !budget.take(data.len()) {
         return None;
     }
@@ -291,9 +345,8 @@ fn percent(data: &[u8], budget: &mut Budget) -> Option<Vec<u8>> {
 /// JSON and JavaScript escapes undone (`\u0067`, `\x67`, `\/`, `\"`, ...), when there is one
 /// that could hide part of a secret (`\n` and friends cannot: no secret has a line break).
 fn escapes(data: &[u8], budget: &mut Budget) -> Option<Vec<u8>> {
-    let first = data
-        .windows(2)
-        .position(|w| w[0] == b'\\' && matches!(w[1], b'u' | b'x' | b'/'))?;
+    let first = memchr::memchr_iter(b'\\', data)
+        .find(|&i| i + 1 < data.len() && matches!(data[i + 1], b'u' | b'x' | b'/'))?;
     if !budget.take(data.len()) {
         return None;
     }

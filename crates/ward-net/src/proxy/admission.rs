@@ -70,8 +70,11 @@ impl Proxy {
                 .any(|e| matches!(&e.dest.host, HostPattern::Name(x) if x == n));
             if self.scanning() && !named {
                 if let Some(leak) = crate::dlp::host(n) {
+                    // On record by the masked name only.
                     let a = Action {
                         kind: ActionKind::NetUpload,
+                        resource: format!("{scheme}://{}:{}", leak.excerpt, auth.port),
+                        dest: Some(leak.excerpt.clone()),
                         ..action.clone()
                     };
                     host_leaks = self.react(&a, vec![leak], via).await?;

@@ -81,8 +81,11 @@ impl Proxy {
                     ward_core::inert::Inert(&a.resource),
                     ward_core::inert::Inert(&worst.summary()),
                 );
-                let dest = a.dest.clone().unwrap_or_default();
-                self.ask(d, format!("finding {} {dest}", worst.rule), text, None)
+                // Each question its own: a yes to one masked excerpt is not a yes to every
+                // later secret of that kind.
+                static ASKED: AtomicU64 = AtomicU64::new(0);
+                let n = ASKED.fetch_add(1, Ordering::Relaxed);
+                self.ask(d, format!("finding {} #{n}", worst.rule), text, None)
                     .await
             }
         };
@@ -148,7 +151,17 @@ pub(super) struct Scanning {
     dest: String,
     found: Arc<Found>,
     ended: bool,
+    /// Bytes not yet read for encoded forms (base64, escapes, ...), behind the last
+    /// [`VIEW_OVERLAP`] bytes of the window read before; and the stream offset up to which
+    /// they have been read (an encoded secret across a window's end is read with the next).
+    window: Vec<u8>,
+    viewed: usize,
 }
+
+/// A window of a streamed body is read for encoded forms once it has this many new bytes.
+const VIEW_WINDOW: usize = 256 << 10;
+/// What a window keeps of the one before: longer than any encoded secret the rules find.
+const VIEW_OVERLAP: usize = 8 << 10;
 
 impl Scanning {
     /// `seen`: bytes of the body already sent up in whole (a held prefix), scanned again here
@@ -173,14 +186,44 @@ impl Scanning {
             dest,
             found,
             ended: false,
+            window: seen[seen.len().saturating_sub(VIEW_OVERLAP)..].to_vec(),
+            viewed: seen.len(),
         }
+    }
+
+    /// Read the window for encoded forms (all of it at the end); false when a finding stops
+    /// the body.
+    fn view(&mut self, end: bool) -> bool {
+        let fresh = self.window.len().min(self.offset() - self.viewed);
+        if fresh == 0 || (!end && fresh < VIEW_WINDOW) {
+            return true;
+        }
+        let leaks = dlp::streamed_views(&self.window, &self.dest);
+        self.viewed = if end {
+            usize::MAX
+        } else {
+            self.offset() - VIEW_OVERLAP.min(self.window.len())
+        };
+        let keep = self.window.len().saturating_sub(VIEW_OVERLAP);
+        self.window.drain(..keep);
+        self.judge_leaks(leaks)
+    }
+
+    /// Stream offset of the bytes received so far.
+    fn offset(&self) -> usize {
+        self.released + self.pending.iter().map(|b| b.len()).sum::<usize>()
     }
 
     /// Findings from the scan: false when one stops the body.
     fn judge(&mut self, mut found: Vec<ward_scan::Finding>) -> bool {
         // Findings inside the held prefix were judged with it.
         found.retain(|f| f.end > self.judged);
-        for l in dlp::streamed(found, &self.dest) {
+        let leaks = dlp::streamed(found, &self.dest);
+        self.judge_leaks(leaks)
+    }
+
+    fn judge_leaks(&mut self, leaks: Vec<Leak>) -> bool {
+        for l in leaks {
             match reaction(&self.findings, l.confidence).0 {
                 Reaction::Allow => {}
                 Reaction::Record => lock(&self.found.kept).push(l),
@@ -199,7 +242,8 @@ impl Scanning {
         let limit = match &self.scan {
             Some(s) => s.cleared(),
             None => usize::MAX,
-        };
+        }
+        .min(self.viewed);
         let front = self.pending.front_mut()?;
         let room = limit.saturating_sub(self.released);
         if room == 0 {
@@ -240,14 +284,18 @@ impl Body for Scanning {
                             return Poll::Ready(Some(Err("stopped by a finding".into())));
                         }
                         if !d.is_empty() {
+                            self.window.extend_from_slice(&d);
                             self.pending.push_back(d);
+                        }
+                        if !self.view(false) {
+                            return Poll::Ready(Some(Err("stopped by a finding".into())));
                         }
                     }
                     // Trailers (rare on uploads, and a place to hide data): the body ends
                     // here, without them.
                     Err(_trailers) => {
                         let found = self.scan.take().map(|s| s.finish()).unwrap_or_default();
-                        if !self.judge(found) {
+                        if !self.judge(found) || !self.view(true) {
                             return Poll::Ready(Some(Err("stopped by a finding".into())));
                         }
                         self.ended = true;
@@ -255,7 +303,7 @@ impl Body for Scanning {
                 },
                 Poll::Ready(None) => {
                     let found = self.scan.take().map(|s| s.finish()).unwrap_or_default();
-                    if !self.judge(found) {
+                    if !self.judge(found) || !self.view(true) {
                         return Poll::Ready(Some(Err("stopped by a finding".into())));
                     }
                     self.ended = true;

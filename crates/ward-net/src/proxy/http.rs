@@ -33,6 +33,18 @@ impl Proxy {
         let started = Instant::now();
         let uri = req.uri().clone();
         let mut shown = uri.to_string();
+        let scanning = self.scanning();
+        // A URL that carries a secret is never written to a record as it is (refusals of
+        // malformed requests below included).
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
+        if scanning && dlp::target_carries(target) {
+            shown = format!(
+                "{}://{}{}",
+                uri.scheme_str().unwrap_or(scheme),
+                uri.authority().map_or("", |a| a.as_str()),
+                dlp::redact(target)
+            );
+        }
         let default_port = if scheme == "https" { 443 } else { 80 };
         match uri.scheme_str() {
             Some(s) if s == scheme => {}
@@ -87,18 +99,6 @@ impl Proxy {
         }
         // Judge the body as an upload before anything is sent.
         let (parts, mut body) = req.into_parts();
-        let scanning = self.scanning();
-        // The target and headers are read first: a URL that carries a secret is never written
-        // to a record as it is.
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let head_leaks = if scanning {
-            dlp::head(target, &parts.headers, &dest)
-        } else {
-            Vec::new()
-        };
-        if head_leaks.iter().any(|l| l.place.starts_with("target")) {
-            shown = format!("{scheme}://{auth}{}", dlp::redact(target));
-        }
         let hint = body.size_hint();
         let declared = hint.exact();
         let has_body = declared.map_or(!body.is_end_stream(), |n| n > 0);
@@ -113,7 +113,7 @@ impl Proxy {
             None
         } else if whole {
             Some(self.inner.upload_cap as usize)
-        } else if scanning && declared.is_none_or(|n| n <= SCAN_HOLD as u64) {
+        } else if scanning {
             Some(SCAN_HOLD)
         } else {
             None
@@ -158,34 +158,29 @@ impl Proxy {
                 ));
             }
         }
-        let body: ProxyBody = match &held {
-            None if !has_body => empty(),
-            None => {
+        // What goes up: the held part (whole, or the first SCAN_HOLD bytes), then the rest
+        // as it comes (wrapped in the scan below when there is one).
+        let rest = match &held {
+            Some((b, ended)) => {
+                sent_up.store(b.len() as u64, Ordering::Relaxed);
+                if *ended {
+                    upload_size = Some(b.len() as u64);
+                }
+                (!*ended).then_some(body)
+            }
+            None if has_body => {
                 upload_size = declared;
-                Counting {
-                    inner: body,
-                    counter: sent_up.clone(),
-                }
-                .boxed()
+                Some(body)
             }
-            Some((b, true)) => {
-                upload_size = Some(b.len() as u64);
-                sent_up.store(b.len() as u64, Ordering::Relaxed);
-                Full::new(b.clone()).map_err(|e| match e {}).boxed()
-            }
-            // Longer than held: the held part, then the rest as it comes.
-            Some((b, false)) => {
-                sent_up.store(b.len() as u64, Ordering::Relaxed);
-                Prefixed {
-                    first: Some(b.clone()),
-                    rest: Counting {
-                        inner: body,
-                        counter: sent_up.clone(),
-                    },
-                }
-                .boxed()
-            }
+            None => None,
         };
+        let rest = rest.map(|b| {
+            Counting {
+                inner: b,
+                counter: sent_up.clone(),
+            }
+            .boxed()
+        });
         // The destination, then (for a body) the upload.
         let key = auth.clone();
         let mut cached = lock(&conn.upstream).take();
@@ -223,13 +218,12 @@ impl Proxy {
         // What the request carries (its target, headers and body: held, read whole and
         // decoded; streamed, as it passes), judged before anything is sent. Not toward a
         // service on this machine's loopback: nothing leaves.
-        let local = match (&cached, &vetted) {
-            (Some(c), _) => c.addr.ip().is_loopback(),
-            (None, Some(v)) => v.addrs.iter().all(|a| a.ip().is_loopback()),
-            (None, None) => false,
-        };
+        // (A kept-alive upstream may be dialled afresh below: its requests are always read.)
+        let local = vetted
+            .as_ref()
+            .is_some_and(|v| v.addrs.iter().all(|a| a.ip().is_loopback()));
         let found = Arc::new(Found::default());
-        let mut body = body;
+        let mut rest = rest;
         if scanning && !local {
             let upload = Action {
                 dest: Some(dest.clone()),
@@ -238,11 +232,16 @@ impl Proxy {
                 agent: self.inner.broker.agent().map(str::to_string),
                 ..Action::new(ActionKind::NetUpload, shown.clone())
             };
-            let mut leaks = head_leaks;
-            let encoding = parts
+            let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let mut leaks = dlp::head(target, &parts.headers, &dest);
+            // Every coding listed, however many headers list them.
+            let codings: Vec<&[u8]> = parts
                 .headers
-                .get(hyper::header::CONTENT_ENCODING)
-                .map(|v| v.as_bytes());
+                .get_all(hyper::header::CONTENT_ENCODING)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            let encoding = (!codings.is_empty()).then(|| codings.join(&b","[..]));
             let ended = matches!(held, Some((_, true)));
             let unread = if has_body && encoding.is_some() && !ended {
                 Some(format!(
@@ -251,7 +250,18 @@ impl Proxy {
                     SCAN_HOLD >> 20
                 ))
             } else if let Some((b, _)) = &held {
-                match dlp::body(b, encoding, &dest) {
+                // Off the proxy's threads: decoding and scanning megabytes takes milliseconds.
+                let (b, enc, to) = (b.clone(), encoding.clone(), dest.clone());
+                let scanned =
+                    tokio::task::spawn_blocking(move || dlp::body(&b, enc.as_deref(), &to))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(ward_scan::decode::DecodeError::Corrupt(
+                                "scan",
+                                "the scan failed".into(),
+                            ))
+                        });
+                match scanned {
                     Ok(scan) => {
                         leaks.extend(scan.leaks);
                         found.partly.store(scan.partly, Ordering::Relaxed);
@@ -274,18 +284,28 @@ impl Proxy {
             }
             let kept = self.react(&upload, leaks, via).await?;
             *lock(&found.kept) = kept;
-            if has_body && !ended {
+            rest = rest.map(|r| {
                 let seen = held.as_ref().map(|(b, _)| b.clone()).unwrap_or_default();
-                body = Scanning::new(
-                    body,
+                Scanning::new(
+                    r,
                     &seen,
                     self.inner.manifest.findings.clone(),
                     dest.clone(),
                     found.clone(),
                 )
-                .boxed();
-            }
+                .boxed()
+            });
         }
+        let body: ProxyBody = match (held.map(|h| h.0), rest) {
+            (None, None) => empty(),
+            (Some(first), None) => Full::new(first).map_err(|e| match e {}).boxed(),
+            (None, Some(rest)) => rest,
+            (Some(first), Some(rest)) => Prefixed {
+                first: Some(first),
+                rest,
+            }
+            .boxed(),
+        };
         // Everything that leaves counts, per destination for the session: the request line and
         // headers (a query string or a header can carry data too) and the body. Past the free
         // allowance, or with a body, the upload policy and limit decide on the running total.
