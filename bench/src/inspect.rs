@@ -172,6 +172,7 @@ async fn proxy(
         cfg.intercept = Some(ward_net::Intercept {
             authority,
             upstream: ward_net::intercept::upstream_config(&roots, &[], alpn).unwrap(),
+            only: None,
         });
     }
     let p = ward_net::Proxy::new(cfg).unwrap();

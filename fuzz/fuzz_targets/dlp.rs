@@ -23,7 +23,8 @@ fuzz_target!(|data: &[u8]| {
         total += v.len();
     });
     assert!(total <= budget, "{total} decoded bytes past a budget of {budget}");
-    let _ = ward_net::dlp::body(rest, Some(first), "example.com");
+    let marks = [("k".to_string(), "sk-test-placeholder".to_string())];
+    let _ = ward_net::dlp::body(rest, Some(first), "example.com", &marks);
     let text = String::from_utf8_lossy(first);
     let _ = ward_net::dlp::host(&text);
     let _ = ward_net::dlp::redact(&text);

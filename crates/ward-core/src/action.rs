@@ -285,6 +285,10 @@ pub enum EventKind {
     TokenRevoke,
     /// A grant's token rotated after a commit.
     TokenRotate,
+    /// A secret set in Ward's store or the keychain (`ward secret set`; its name only).
+    SecretSet,
+    /// A secret removed (`ward secret rm`).
+    SecretRemove,
     /// An "always" answer added a rule to the manifest.
     ManifestRuleAdded,
     /// An "always" answer could not be written.
@@ -326,6 +330,8 @@ impl EventKind {
         EventKind::TokenIssue,
         EventKind::TokenRevoke,
         EventKind::TokenRotate,
+        EventKind::SecretSet,
+        EventKind::SecretRemove,
         EventKind::ManifestRuleAdded,
         EventKind::ManifestRuleRefused,
         EventKind::ProxyStart,
@@ -360,6 +366,8 @@ impl EventKind {
             EventKind::TokenIssue => "token.issue",
             EventKind::TokenRevoke => "token.revoke",
             EventKind::TokenRotate => "token.rotate",
+            EventKind::SecretSet => "secret.set",
+            EventKind::SecretRemove => "secret.remove",
             EventKind::ManifestRuleAdded => "manifest.rule_added",
             EventKind::ManifestRuleRefused => "manifest.rule_refused",
             EventKind::ProxyStart => "proxy.start",

@@ -18,6 +18,7 @@ pub mod size;
 pub use action::{Action, ActionKind, By, Consented, Decision, Effect, EventKind, Source};
 pub use dest::{Destination, DestinationError, HostPattern};
 pub use manifest::{
-    Access, Ceiling, DeviceGrant, Explanation, FileGrant, Findings, LoadOptions, Manifest,
-    ManifestError, Mode, NetEntry, Origin, PolicyRef, Reaction, Rule, DEGRADABLE,
+    Access, Ceiling, CredentialSpec, DeviceGrant, Explanation, FileGrant, Findings, LoadOptions,
+    Manifest, ManifestError, Mode, NetEntry, Origin, Placement, PolicyRef, Reaction, Rule,
+    SecretSource, DEGRADABLE,
 };

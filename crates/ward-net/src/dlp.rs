@@ -54,14 +54,20 @@ pub struct Leak {
     /// `host`.
     pub place: String,
     pub excerpt: String,
+    /// For a credential's placeholder: the credential's name.
+    pub credential: Option<String>,
 }
 
 impl Leak {
     pub fn json(&self) -> Value {
-        json!({
+        let mut j = json!({
             "rule": self.rule, "description": self.description,
             "confidence": self.confidence, "place": self.place, "excerpt": self.excerpt,
-        })
+        });
+        if let Some(c) = &self.credential {
+            j["credential"] = json!(c);
+        }
+        j
     }
 
     /// One line for a person or a refusal: the rule, where, and the masked excerpt.
@@ -118,16 +124,48 @@ fn unread(place: &str) -> Leak {
         confidence: Confidence::Medium,
         place: place.to_string(),
         excerpt: String::new(),
+        credential: None,
     }
 }
+
+/// A credential's placeholder to look for: its name and the placeholder.
+pub type Mark = (String, String);
 
 /// Findings gathered for one request toward one host.
 struct Gather<'a> {
     dest: &'a str,
     out: Vec<Leak>,
+    marks: &'a [Mark],
 }
 
 impl Gather<'_> {
+    /// Placeholders of credentials in `data`: each a finding (whether it may stand there is
+    /// the proxy's to say).
+    fn marks(&mut self, data: &[u8], place: &str) {
+        for (name, ph) in self.marks {
+            let found = !ph.is_empty() && memchr::memmem::find(data, ph.as_bytes()).is_some();
+            if found
+                && !self.out.iter().any(|l| {
+                    l.rule == crate::credentials::PLACEHOLDER_RULE
+                        && l.place == place
+                        && l.description.contains(name.as_str())
+                })
+            {
+                self.out.push(Leak {
+                    rule: crate::credentials::PLACEHOLDER_RULE.into(),
+                    description: format!("the placeholder of credential `{name}`"),
+                    confidence: Confidence::High,
+                    place: place.to_string(),
+                    excerpt: format!(
+                        "{}****",
+                        ph.chars().take(ph.len().min(16) / 2).collect::<String>()
+                    ),
+                    credential: Some(name.clone()),
+                });
+            }
+        }
+    }
+
     fn add(&mut self, found: Vec<Finding>, place: &str, credential_header: bool) {
         let s = scanner();
         for f in found {
@@ -159,6 +197,7 @@ impl Gather<'_> {
                 confidence,
                 place: place.to_string(),
                 excerpt: f.excerpt,
+                credential: None,
             });
         }
     }
@@ -167,6 +206,7 @@ impl Gather<'_> {
     fn all(&mut self, data: &[u8], place: &str, credential_header: bool, budget: &mut Budget) {
         let s = scanner();
         self.add(s.scan(data), place, credential_header);
+        self.marks(data, place);
         self.views(data, place, credential_header, budget);
     }
 
@@ -176,12 +216,23 @@ impl Gather<'_> {
         let mut views = Vec::new();
         decode::views(data, budget, &mut |v, how| {
             let found = s.scan(v);
-            if !found.is_empty() {
-                views.push((found, format!("{place} ({})", how.join(", "))));
+            let marked = self
+                .marks
+                .iter()
+                .any(|(_, ph)| memchr::memmem::find(v, ph.as_bytes()).is_some());
+            if !found.is_empty() || marked {
+                views.push((
+                    found,
+                    format!("{place} ({})", how.join(", ")),
+                    marked.then(|| v.to_vec()),
+                ));
             }
         });
-        for (found, place) in views {
+        for (found, place, marked) in views {
             self.add(found, &place, credential_header);
+            if let Some(v) = marked {
+                self.marks(&v, &place);
+            }
         }
         if budget.exhausted && !self.out.iter().any(|l| l.rule == "unread-encoding") {
             self.out.push(unread(place));
@@ -190,10 +241,11 @@ impl Gather<'_> {
 }
 
 /// Findings in a request's target (path and query) and headers, toward `dest`.
-pub fn head(target: &str, headers: &HeaderMap, dest: &str) -> Vec<Leak> {
+pub fn head(target: &str, headers: &HeaderMap, dest: &str, marks: &[Mark]) -> Vec<Leak> {
     let mut g = Gather {
         dest,
         out: Vec::new(),
+        marks,
     };
     // Each part its own budget (one padded header cannot hide another's content).
     let budget = |n: usize| Budget::new(64 * 1024 + 4 * n);
@@ -224,6 +276,7 @@ pub fn redact(target: &str) -> String {
     let mut g = Gather {
         dest: "",
         out: Vec::new(),
+        marks: &[],
     };
     g.all(path.as_bytes(), "target", false, &mut budget);
     if g.out.is_empty() && !query.is_empty() {
@@ -243,7 +296,12 @@ pub struct BodyScan {
 /// Findings in a whole body (`encoding`: its `Content-Encoding`), toward `dest`. A body whose
 /// coding Ward cannot undo, or which decodes past [`MAX_INFLATED`], is an error: it is not
 /// let through unread.
-pub fn body(data: &[u8], encoding: Option<&[u8]>, dest: &str) -> Result<BodyScan, DecodeError> {
+pub fn body(
+    data: &[u8],
+    encoding: Option<&[u8]>,
+    dest: &str,
+    marks: &[Mark],
+) -> Result<BodyScan, DecodeError> {
     let codings = match encoding {
         Some(e) => decode::codings(e)?,
         None => Vec::new(),
@@ -251,6 +309,7 @@ pub fn body(data: &[u8], encoding: Option<&[u8]>, dest: &str) -> Result<BodyScan
     let mut g = Gather {
         dest,
         out: Vec::new(),
+        marks,
     };
     let plain;
     let (data, place) = if codings.is_empty() {
@@ -278,12 +337,14 @@ pub fn body(data: &[u8], encoding: Option<&[u8]>, dest: &str) -> Result<BodyScan
 
 /// Findings in the decoded forms of a window of a streamed body (the plain scan runs on the
 /// stream itself).
-pub fn streamed_views(window: &[u8], dest: &str) -> Vec<Leak> {
+pub fn streamed_views(window: &[u8], dest: &str, marks: &[Mark]) -> Vec<Leak> {
     let mut g = Gather {
         dest,
         out: Vec::new(),
+        marks,
     };
     let mut budget = Budget::new(4 * window.len() + (64 << 10));
+    g.marks(window, "body");
     g.views(window, "body", false, &mut budget);
     g.out
 }
@@ -294,6 +355,7 @@ pub fn target_carries(target: &str) -> bool {
     let mut g = Gather {
         dest: "",
         out: Vec::new(),
+        marks: &[],
     };
     g.all(
         target.as_bytes(),
@@ -309,6 +371,7 @@ pub fn streamed(found: Vec<Finding>, dest: &str) -> Vec<Leak> {
     let mut g = Gather {
         dest,
         out: Vec::new(),
+        marks: &[],
     };
     g.add(found, "body", false);
     g.out
@@ -329,6 +392,7 @@ pub fn host(host: &str) -> Option<Leak> {
             confidence: f.confidence,
             place: "host name".into(),
             excerpt: f.excerpt,
+            credential: None,
         });
     }
     let whole = (host.len() >= 120).then(|| {
@@ -369,6 +433,7 @@ pub fn host(host: &str) -> Option<Leak> {
             confidence: Confidence::Medium,
             place: "host name".into(),
             excerpt: format!("{shown}****{}", &host[at..]),
+            credential: None,
         });
     }
     None
@@ -394,50 +459,67 @@ mod tests {
 
     #[test]
     fn a_credential_in_the_target_or_a_header_is_found_and_placed() {
-        let l = head(&format!("/x?token={PAT}"), &HeaderMap::new(), "example.com");
+        let l = head(
+            &format!("/x?token={PAT}"),
+            &HeaderMap::new(),
+            "example.com",
+            &[],
+        );
         assert_eq!(l.len(), 1, "{l:?}");
         assert_eq!(
             (l[0].rule.as_str(), l[0].place.as_str()),
             ("github-pat", "target")
         );
         assert!(!l[0].excerpt.contains(PAT));
-        let l = head("/", &headers(&[("x-data", PAT)]), "example.com");
+        let l = head("/", &headers(&[("x-data", PAT)]), "example.com", &[]);
         assert_eq!(l[0].place, "header x-data");
         assert_eq!(l[0].confidence, Confidence::High);
         // Percent-encoded in the query.
         let enc: String = PAT.bytes().map(|b| format!("%{b:02X}")).collect();
-        let l = head(&format!("/?q={enc}"), &HeaderMap::new(), "example.com");
+        let l = head(&format!("/?q={enc}"), &HeaderMap::new(), "example.com", &[]);
         assert_eq!(l[0].place, "target (url)");
     }
 
     #[test]
     fn to_its_issuer_a_credential_is_in_use() {
         let h = headers(&[("authorization", &format!("token {PAT}"))]);
-        assert!(head("/", &h, "api.github.com").is_empty());
-        assert!(head("/", &h, "github.com").is_empty());
+        assert!(head("/", &h, "api.github.com", &[]).is_empty());
+        assert!(head("/", &h, "github.com", &[]).is_empty());
         // Elsewhere it is a leak, credential header or not.
-        let l = head("/", &h, "github.com.evil.example");
+        let l = head("/", &h, "github.com.evil.example", &[]);
         assert_eq!(l[0].confidence, Confidence::High, "{l:?}");
-        assert!(head("/", &h, "evilgithub.com")[0].confidence == Confidence::High);
+        assert!(head("/", &h, "evilgithub.com", &[])[0].confidence == Confidence::High);
         // In a body or the query it passes only to a host named exactly: not to a host
         // under a wildcard (anyone's bucket, a gist).
-        let body_to = |dest| body(format!("{{\"t\":\"{PAT}\"}}").as_bytes(), None, dest);
+        let body_to = |dest| body(format!("{{\"t\":\"{PAT}\"}}").as_bytes(), None, dest, &[]);
         assert!(body_to("github.com").unwrap().leaks.is_empty());
         assert_eq!(body_to("api.github.com").unwrap().leaks.len(), 1);
         assert_eq!(
-            head(&format!("/?t={PAT}"), &HeaderMap::new(), "api.github.com").len(),
+            head(
+                &format!("/?t={PAT}"),
+                &HeaderMap::new(),
+                "api.github.com",
+                &[]
+            )
+            .len(),
             1
         );
         // A known service's key in an Authorization header to another host is no bearer
         // token of that host.
         let key = "Bearer sk_live_yfFvwg4bZh5b3YtdgBZbvbb5fAivMluhjSsrhwlkB36DqCrxwqpaE48jRUrkh";
-        let l = head("/", &headers(&[("authorization", key)]), "x.example");
+        let l = head("/", &headers(&[("authorization", key)]), "x.example", &[]);
         assert!(
             l.iter()
                 .any(|l| l.rule == "stripe-live-secret-key" && l.confidence == Confidence::High),
             "{l:?}"
         );
-        assert!(head("/", &headers(&[("authorization", key)]), "api.stripe.com").is_empty());
+        assert!(head(
+            "/",
+            &headers(&[("authorization", key)]),
+            "api.stripe.com",
+            &[]
+        )
+        .is_empty());
     }
 
     #[test]
@@ -447,6 +529,7 @@ mod tests {
             "/",
             &headers(&[("authorization", &format!("Bearer {jwt}"))]),
             "x.example",
+            &[],
         );
         assert!(!l.is_empty());
         assert!(l.iter().all(|l| l.confidence == Confidence::Low), "{l:?}");
@@ -459,16 +542,17 @@ mod tests {
         gz.write_all(format!("{{\"k\":\"{PAT}\"}}").as_bytes())
             .unwrap();
         let gz = gz.finish().unwrap();
-        let s = body(&gz, Some(b"gzip"), "example.com").unwrap();
+        let s = body(&gz, Some(b"gzip"), "example.com", &[]).unwrap();
         assert_eq!(s.leaks[0].place, "body (gzip)");
         assert!(matches!(
-            body(b"x", Some(b"zstd"), "e.com"),
+            body(b"x", Some(b"zstd"), "e.com", &[]),
             Err(DecodeError::Unsupported(_))
         ));
         let benign = body(
             b"{\"model\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}",
             None,
             "e.com",
+            &[],
         )
         .unwrap();
         assert!(benign.leaks.is_empty());

@@ -12,6 +12,7 @@
 
 pub mod canon;
 pub mod classify;
+pub mod credentials;
 pub mod dlp;
 pub mod dns;
 pub mod intercept;

@@ -21,6 +21,16 @@ upload = "64KiB"
 
 /// A proxy inspecting tunnels, trusting `origin` (DER) as the real servers' authority.
 async fn inspecting(manifest: &str, origin: Option<&[u8]>) -> (World, Arc<Authority>) {
+    inspecting_with(manifest, origin, None, Vec::new()).await
+}
+
+/// [`inspecting`] only `only` (host, port), with `credentials`.
+async fn inspecting_with(
+    manifest: &str,
+    origin: Option<&[u8]>,
+    only: Option<Vec<(String, u16)>>,
+    credentials: Vec<ward_net::credentials::Credential>,
+) -> (World, Arc<Authority>) {
     let authority = Arc::new(Authority::new("test", &[b"http/1.1"]).unwrap());
     let a = authority.clone();
     let dir = tempfile::tempdir().unwrap();
@@ -35,7 +45,9 @@ async fn inspecting(manifest: &str, origin: Option<&[u8]>) -> (World, Arc<Author
         c.intercept = Some(ward_net::Intercept {
             authority: a,
             upstream,
-        })
+            only,
+        });
+        c.credentials = credentials;
     })
     .await;
     (w, authority)
@@ -267,6 +279,108 @@ fn a_credential_inside_inspected_tls_is_refused_and_recorded_masked() {
             assert_eq!(d[0]["decision"]["result"], "deny");
             assert_eq!(d[0]["detail"]["via"], "inspected");
             assert!(!w.records().iter().any(|r| r.to_string().contains(PAT)));
+        })
+    });
+}
+
+#[test]
+fn a_credential_is_put_in_only_toward_its_destination_and_only_there_is_tls_opened() {
+    const SECRET: &str = "sk-ant-api03-Zq8Xc2Vb7Nm4Lk1Jh6Gf3Ds9Ap0Oi5UyTt";
+    in_netns(|| {
+        rt().block_on(async {
+            let (hits, origin) = https_server(&format!("{API}:443"), &["api.test"]).await;
+            let (_, other_cert) = https_server(&format!("{OTHER}:443"), &["other.test"]).await;
+            let spec = ward_core::CredentialSpec {
+                name: "api".into(),
+                source: ward_core::SecretSource::Env("X".into()),
+                env: Some("K".into()),
+                to: ward_core::Destination::parse("https://api.test").unwrap(),
+                path: "/v1/".into(),
+                placement: ward_core::Placement::Header("x-api-key".into()),
+                origin: ward_core::Origin::Default,
+            };
+            let cred = ward_net::credentials::Credential::new(spec, SECRET.into()).unwrap();
+            let ph = cred.placeholder.clone();
+            let m =
+                "name = \"t\"\n[network]\nallow = [\"https://api.test\", \"https://other.test\"]\n";
+            let (w, authority) = inspecting_with(
+                m,
+                Some(&origin),
+                Some(vec![("api.test".into(), 443)]),
+                vec![cred],
+            )
+            .await;
+            w.stub.set("api.test", vec![vec![API]]);
+            w.stub.set("other.test", vec![vec![OTHER]]);
+            let ca = authority.ca_der().to_vec();
+            let (_, s) = w.connect("api.test:443").await;
+            let r = tls_requests(
+                s,
+                "api.test",
+                &ca,
+                vec![
+                    (
+                        "POST",
+                        "/v1/messages",
+                        "api.test",
+                        b"{}".to_vec(),
+                        &[("x-api-key", ph.as_str())],
+                    ),
+                    (
+                        "GET",
+                        "/v2/other",
+                        "api.test",
+                        vec![],
+                        &[("x-api-key", ph.as_str())],
+                    ),
+                    (
+                        "POST",
+                        "/v1/messages",
+                        "api.test",
+                        ph.clone().into_bytes(),
+                        &[],
+                    ),
+                ],
+            )
+            .await
+            .unwrap();
+            assert_eq!(r[0].0, 200, "{r:?}");
+            assert!(r[0].1.contains(&format!("key={SECRET}")), "{r:?}");
+            assert_eq!((r[1].0, r[2].0), (403, 403), "{r:?}");
+            assert!(
+                r[1].1.contains("credential `api`") && !r[1].1.contains(SECRET),
+                "{r:?}"
+            );
+            assert_eq!(hits.load(Ordering::SeqCst), 1, "a refused request arrived");
+            // Another destination is not opened: its own certificate reaches the client.
+            let (st, s) = w.connect("other.test:443").await;
+            assert_eq!(st, 200);
+            let (status, _) = tls_request(
+                s,
+                "other.test",
+                &other_cert,
+                ("GET", "/", "other.test", vec![]),
+            )
+            .await
+            .unwrap();
+            assert_eq!(status, 200);
+            let recs = w.records();
+            assert!(
+                !recs.iter().any(|r| r.to_string().contains(SECRET)),
+                "a record holds the secret"
+            );
+            assert!(recs
+                .iter()
+                .any(|r| r["kind"] == "net.request" && r["detail"]["credentials"][0] == "api"));
+            assert_eq!(
+                recs.iter()
+                    .filter(|r| r["decision"]["by"]
+                        .as_str()
+                        .is_some_and(|b| b.contains("credentials")))
+                    .count(),
+                2,
+                "{recs:?}"
+            );
         })
     });
 }

@@ -289,13 +289,42 @@ fn base64(text: &[u8], shift: usize, budget: &mut Budget) -> Option<Vec<u8>> {
     if vals.len() < MIN_BASE64 - 3 || !budget.take(vals.len() * 3 / 4) {
         return None;
     }
+    Some(sextets(&vals))
+}
+
+/// Bytes from base64 digit values.
+fn sextets(vals: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(vals.len() * 3 / 4);
     for q in vals.chunks(4) {
         let n = q.iter().fold(0u32, |acc, &v| (acc << 6) | v as u32) << (6 * (4 - q.len()));
         let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
         out.extend_from_slice(&bytes[..(q.len() * 6 / 8)]);
     }
-    Some(out)
+    out
+}
+
+/// Standard base64 (either alphabet, padding and line breaks skipped) decoded, unbounded:
+/// for values whose size is already bounded (a header).
+pub fn base64_decode(text: &[u8]) -> Vec<u8> {
+    let vals: Vec<u8> = text.iter().filter_map(|&b| b64_value(b)).collect();
+    sextets(&vals)
+}
+
+/// Standard base64 with padding.
+pub fn base64_encode(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = c.iter().fold(0u32, |a, &b| (a << 8) | b as u32) << (8 * (3 - c.len()));
+        for k in 0..4 {
+            if k <= c.len() {
+                s.push(A[((n >> (18 - 6 * k)) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
 }
 
 fn hex(text: &[u8], budget: &mut Budget) -> Option<Vec<u8>> {

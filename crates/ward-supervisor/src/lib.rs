@@ -20,6 +20,7 @@ mod report;
 mod repos;
 pub mod review;
 pub mod run;
+pub mod secrets;
 pub mod sessions;
 pub mod state;
 mod terminal;

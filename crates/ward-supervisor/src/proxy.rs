@@ -51,9 +51,19 @@ pub fn interception(
 ) -> anyhow::Result<Option<(ward_net::Intercept, std::path::PathBuf)>> {
     use anyhow::Context;
     use ward_net::intercept;
-    if m.inspect.is_none() {
+    if m.inspect.is_none() && m.credentials.is_empty() {
         return Ok(None);
     }
+    // Without `inspect`, only the credentials' destinations are opened.
+    let only = m.inspect.is_none().then(|| {
+        m.credentials
+            .iter()
+            .filter_map(|c| match &c.to.host {
+                ward_core::HostPattern::Name(h) => Some((h.clone(), c.to.port)),
+                _ => None,
+            })
+            .collect()
+    });
     let system = std::path::Path::new(intercept::SYSTEM_ROOTS);
     let roots = intercept::read_bounded(system)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -89,6 +99,7 @@ pub fn interception(
         ward_net::Intercept {
             authority,
             upstream,
+            only,
         },
         path,
     )))
@@ -229,7 +240,10 @@ pub fn start(
     broker: Broker,
     manifest: Manifest,
     listened: Listened,
-    intercept: Option<ward_net::Intercept>,
+    net: (
+        Option<ward_net::Intercept>,
+        Vec<ward_net::credentials::Credential>,
+    ),
 ) -> Handle {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (wake_r, wake_w) = match ward_sys::pipe(libc::O_CLOEXEC) {
@@ -238,7 +252,7 @@ pub fn start(
     };
     let thread = std::thread::Builder::new()
         .name("ward-proxy".into())
-        .spawn(move || serve(sock, broker, manifest, listened, intercept, rx, wake_r))
+        .spawn(move || serve(sock, broker, manifest, listened, net, rx, wake_r))
         .ok();
     Handle {
         stop: Some(tx),
@@ -252,7 +266,10 @@ fn serve(
     broker: Broker,
     manifest: Manifest,
     Listened { services, names }: Listened,
-    intercept: Option<ward_net::Intercept>,
+    (intercept, credentials): (
+        Option<ward_net::Intercept>,
+        Vec<ward_net::credentials::Credential>,
+    ),
     mut stop: tokio::sync::oneshot::Receiver<()>,
     wake: Option<OwnedFd>,
 ) -> serde_json::Value {
@@ -377,6 +394,7 @@ fn serve(
     let mut cfg = ward_net::Config::new(manifest, broker.log().clone());
     cfg.broker = Some(broker);
     cfg.intercept = intercept;
+    cfg.credentials = credentials;
     let stats = rt.block_on(async move {
         let proxy = match ward_net::Proxy::new(cfg) {
             Ok(p) => p,

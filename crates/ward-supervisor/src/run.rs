@@ -538,6 +538,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
             outside,
             hidden,
             intercept,
+            credentials,
         },
         confinement,
     ) = match prepared {
@@ -675,7 +676,7 @@ pub fn run(req: Request) -> anyhow::Result<u8> {
         broker.clone(),
         m.clone(),
         crate::proxy::Listened { services, names },
-        intercept,
+        (intercept, credentials),
     );
     let stop = std::sync::atomic::AtomicBool::new(false);
     let watch = crate::watch::Watch {
@@ -1516,6 +1517,8 @@ impl std::error::Error for Reported {}
 
 /// What `ward run` works out while the sandbox is built.
 struct Prepared {
+    /// The credentials' secrets and placeholders (for the proxy).
+    credentials: Vec<ward_net::credentials::Credential>,
     inside: Inside,
     /// The agent's own home, when it has one (held for the session).
     home: Option<crate::home::Home>,
@@ -1578,6 +1581,9 @@ fn prepare(
         // What changed in the manifest since its last run is shown before the agent starts.
         let manifest_changes =
             crate::manifest_watch::check(m, sessions.parent().unwrap_or(&sessions))?;
+        // Credentials' secrets, before anything is set up: one that cannot be had stops the
+        // session here, saying where it was looked for.
+        let credentials = crate::secrets::resolve(m)?;
         let (stages, token_ids) = prepare_stages(m, session_dir, session, agent_cmd, cwd)?;
         // Devices are asked for now, before anything of the agent's runs.
         let devices = crate::devices::decide(m, &inside.pdp, agent_tty.map(|t| t.word.as_str()));
@@ -1585,7 +1591,7 @@ fn prepare(
             m,
             staging,
             cwd,
-            agent_cmd,
+            (agent_cmd, &credentials),
             (
                 &inside.masked,
                 &inside.read_only,
@@ -1670,6 +1676,7 @@ fn prepare(
         };
         anyhow::Ok(Prepared {
             intercept,
+            credentials,
             guarded,
             outside,
             hidden,
@@ -1786,7 +1793,7 @@ fn launcher_config(
     m: &Manifest,
     staging: &Path,
     cwd: &Path,
-    agent_cmd: &[String],
+    (agent_cmd, credentials): (&[String], &[ward_net::credentials::Credential]),
     (masked, read_only, protected, stages): (
         &[PathBuf],
         &[PathBuf],
@@ -1811,10 +1818,17 @@ fn launcher_config(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         // The manifest's and the profile's `env.set` (never a name Ward sets: refused there).
         .chain(m.env_set.iter().map(|(k, v, _)| (k.clone(), v.clone())))
+        // Credentials: the placeholder, never the secret.
+        .chain(credentials.iter().filter_map(|c| {
+            c.spec
+                .env
+                .as_ref()
+                .map(|e| (e.clone(), c.placeholder.clone()))
+        }))
         .collect();
     // With TLS inspected, clients that read a variable for their trusted certificates are
     // pointed at the session's bundle (unless the manifest sets the variable itself).
-    if m.inspect.is_some() {
+    if m.inspect.is_some() || !m.credentials.is_empty() {
         for k in crate::proxy::TRUST_VARS {
             if !m.env_set.iter().any(|(s, _, _)| s.as_str() == *k) {
                 lc.set_env.push((
@@ -1831,6 +1845,11 @@ fn launcher_config(
     lc.tmp_size = limits.tmp.as_ref().map(|(n, _)| *n);
     lc.shm_size = limits.shm.as_ref().map(|(n, _)| *n);
     let mut scrub_extra: Vec<String> = m.env_scrub.iter().map(|(p, _)| p.clone()).collect();
+    // A credential's secret read from a variable never reaches the agent by that variable.
+    scrub_extra.extend(m.credentials.iter().filter_map(|c| match &c.source {
+        ward_core::SecretSource::Env(v) => Some(v.clone()),
+        _ => None,
+    }));
     let scrub_keep: Vec<String> = m.env_keep.iter().map(|(k, _)| k.clone()).collect();
     let (kept, _) = ward_sandbox::env::Scrub::default()
         .with(&scrub_extra, &scrub_keep)

@@ -12,6 +12,7 @@ mod review_cmd;
 mod run_cmd;
 mod sanitize_cmd;
 mod scan_cmd;
+mod secret_cmd;
 mod session_cmd;
 mod token_cmd;
 
@@ -71,6 +72,9 @@ enum Cmd {
     /// Capability tokens: issue, inspect, attenuate, revoke.
     #[command(subcommand)]
     Token(token_cmd::TokenCmd),
+    /// Secrets for [[credentials]]: the agent gets placeholders, the proxy puts them in.
+    #[command(subcommand)]
+    Secret(secret_cmd::SecretCmd),
     /// List the running sessions.
     #[command(after_help = "Examples:\n  ward status\n  ward status --json")]
     Status {
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
         Cmd::Allow(a) => allow_cmd::run(a),
         Cmd::Proxy(a) => proxy_cmd::run(a),
         Cmd::Token(c) => token_cmd::run(c),
+        Cmd::Secret(c) => secret_cmd::run(c),
         Cmd::Scan(a) => scan_cmd::run(a),
         Cmd::Sanitize(a) => sanitize_cmd::run(a),
         Cmd::Status { json } => session_cmd::status(json),

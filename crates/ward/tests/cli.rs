@@ -346,3 +346,55 @@ fn audit_tail_follows_new_records() {
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["kind"], "test.after");
 }
+
+#[test]
+fn secrets_are_set_from_stdin_listed_by_name_and_removed() {
+    use std::io::Write;
+    let s = Sandbox::new();
+    let secret = "sk-test-Qw3Er5Ty7Ui9Op1As3Df5Gh7Jk";
+    let set = |name: &str, input: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args(["secret", "set", name])
+            .current_dir(root())
+            .env("HOME", s.path("home"))
+            .env("XDG_STATE_HOME", s.path("state"))
+            .env("XDG_CONFIG_HOME", s.path("config"))
+            .env_remove("WARD_KEY_DIR")
+            .env_remove("WARD_AUDIT_LOG")
+            .env_remove("WARD_SECRET_DIR")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let o = set("anthropic", &format!("{secret}\n"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("secret = \"store:anthropic\""),
+        "{}",
+        stdout(&o)
+    );
+    let o = s.ward(&["secret", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["secrets"][0]["name"], "anthropic", "{v}");
+    // Sealed at rest; on record by name only.
+    let store = std::fs::read_to_string(s.path("config/ward/secrets/store.json")).unwrap();
+    assert!(!store.contains(secret) && store.contains("anthropic"));
+    let log = std::fs::read_to_string(s.path("state/ward/audit/audit.jsonl")).unwrap();
+    assert!(log.contains("secret.set") && !log.contains(secret), "{log}");
+    // Nothing given, or a name a manifest could not say: refused.
+    assert!(!set("empty", "").status.success());
+    let o = set("a b", secret);
+    assert!(
+        !o.status.success() && stderr(&o).contains("not a secret's name"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(s.ward(&["secret", "rm", "anthropic"]).status.success());
+    let o = s.ward(&["secret", "rm", "anthropic"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&s.ward(&["secret", "list"])).contains("no secrets"));
+}

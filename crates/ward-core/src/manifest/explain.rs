@@ -32,6 +32,11 @@ impl Explanation<'_> {
             "unknown_network": {"effect": m.unknown_network.0, "origin": m.unknown_network.1.to_string()},
             "inspect": m.inspect.as_ref().map(|o| json!({"origin": o.to_string()})),
             "findings": m.findings.levels().iter().map(|(level, (r, o))| (level.to_string(), json!({"reaction": r.as_str(), "origin": o.to_string()}))).collect::<serde_json::Map<_, _>>(),
+            "credentials": m.credentials.iter().map(|c| json!({
+                "name": c.name, "secret": c.source.to_string(), "env": c.env,
+                "to": format!("{}{}", c.to, c.path), "how": c.placement.to_string(),
+                "origin": c.origin.to_string(),
+            })).collect::<Vec<_>>(),
             "ca_files": m.ca_files.iter().map(|(p, o)| json!({"path": p.display().to_string(), "origin": o.to_string()})).collect::<Vec<_>>(),
             "unknown_exec": {"effect": m.unknown_exec.0, "origin": m.unknown_exec.1.to_string()},
             "none_inside": ["device.*", "clipboard.read", "screen.capture"],
@@ -196,6 +201,23 @@ impl fmt::Display for Explanation<'_> {
         )?;
         for (level, (r, o)) in m.findings.levels() {
             writeln!(f, "    {level:<6} confidence: {:<6}    <- {o}", r.as_str())?;
+        }
+        for c in &m.credentials {
+            writeln!(
+                f,
+                "  credential {}: the agent holds a placeholder{}; the secret ({}) is put in \
+                 only toward {}{} ({})    <- {}",
+                c.name,
+                c.env
+                    .as_ref()
+                    .map(|e| format!(" in {e}"))
+                    .unwrap_or_default(),
+                c.source,
+                c.to,
+                c.path,
+                c.placement,
+                c.origin
+            )?;
         }
         for (p, o) in &m.ca_files {
             writeln!(

@@ -146,6 +146,10 @@ fn merge(m: &mut Manifest, admin: Manifest, has_files: bool, has_network: bool) 
         m.inspect = admin.inspect;
     }
     m.ca_files.extend(admin.ca_files);
+    // Credentials an administrator provides (theirs win over a user's of the same name).
+    m.credentials
+        .retain(|c| !admin.credentials.iter().any(|a| a.name == c.name));
+    m.credentials.extend(admin.credentials);
     // What a finding does: the stricter word holds, level by level (where the managed file
     // says something).
     for (level, (r, o)) in admin.findings.levels() {

@@ -325,6 +325,9 @@ pub struct Manifest {
     pub ca_files: Vec<(PathBuf, Origin)>,
     /// What a finding of the scanner in a request does, by its confidence (`[network.findings]`).
     pub findings: Findings,
+    /// Secrets the agent never holds (`[[credentials]]`): it gets a placeholder, the proxy
+    /// puts the secret in toward its destination.
+    pub credentials: Vec<CredentialSpec>,
     /// What happens to a program no exec rule names (`[exec] unknown`): allow by default, so
     /// exec rules deny or ask for the programs they name; `deny` makes the exec rules an
     /// allow-list.
@@ -353,6 +356,72 @@ pub struct Manifest {
     pub narrowed: Vec<String>,
     /// The managed files' limits, applied to every decision.
     pub ceilings: Vec<Ceiling>,
+}
+
+/// Where a credential's secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A variable of the environment `ward run` starts in (`env:NAME`).
+    Env(String),
+    /// Ward's encrypted store (`store:NAME`, `ward secret set NAME`).
+    Store(String),
+    /// The desktop's keychain through the Secret Service API (`keychain:NAME`).
+    Keychain(String),
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Env(n) => write!(f, "env:{n}"),
+            SecretSource::Store(n) => write!(f, "store:{n}"),
+            SecretSource::Keychain(n) => write!(f, "keychain:{n}"),
+        }
+    }
+}
+
+/// Where in a request a credential goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// In this header's value (lower-case name), wherever the placeholder stands in it
+    /// (`Authorization: Bearer <placeholder>`).
+    Header(String),
+    /// As this query parameter's value.
+    Query(String),
+    /// In `Authorization: Basic` (user or password).
+    Basic,
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Placement::Header(h) => write!(f, "header {h}"),
+            Placement::Query(q) => write!(f, "query parameter {q}"),
+            Placement::Basic => f.write_str("basic authentication"),
+        }
+    }
+}
+
+/// A credential the agent never holds: where its secret comes from, the variable the agent
+/// finds its placeholder in, and the one place it may go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialSpec {
+    pub name: String,
+    pub source: SecretSource,
+    /// The agent's variable holding the placeholder (none: the agent is told another way).
+    pub env: Option<String>,
+    /// `https`, a host named exactly, a port.
+    pub to: Destination,
+    /// The path the request's must start with (`/` for any).
+    pub path: String,
+    pub placement: Placement,
+    pub origin: Origin,
+}
+
+impl CredentialSpec {
+    /// Whether a request to `scheme://host:port` + `path` is where this credential may go.
+    pub fn goes_to(&self, scheme: &str, host: &str, port: u16, path: &str) -> bool {
+        self.to.matches(scheme, host, port) && path.starts_with(&self.path)
+    }
 }
 
 /// What a secret or personal data found in a request does.

@@ -38,6 +38,19 @@ pub struct Doc {
     pub profile: Option<At<String>>,
     /// `[[devices]]`: device nodes granted explicitly (GPU render nodes, cameras).
     pub devices: Vec<DeviceDoc>,
+    /// `[[credentials]]`: secrets the agent gets placeholders for.
+    pub credentials: Vec<CredentialDoc>,
+}
+
+#[derive(Debug)]
+pub struct CredentialDoc {
+    pub name: At<String>,
+    pub secret: At<String>,
+    pub env: Option<At<String>>,
+    pub to: At<String>,
+    pub header: Option<At<String>>,
+    pub query: Option<At<String>>,
+    pub basic: Option<At<bool>>,
 }
 
 #[derive(Debug)]
@@ -137,6 +150,20 @@ struct TomlDoc {
     #[serde(default)]
     devices: Vec<TomlDevice>,
     profile: Option<Spanned<String>>,
+    #[serde(default)]
+    credentials: Vec<TomlCredential>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlCredential {
+    name: Spanned<String>,
+    secret: Spanned<String>,
+    env: Option<Spanned<String>>,
+    to: Spanned<String>,
+    header: Option<Spanned<String>>,
+    query: Option<Spanned<String>>,
+    basic: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -308,6 +335,19 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
             .map(|d| DeviceDoc {
                 path: at(d.path),
                 reason: d.reason,
+            })
+            .collect(),
+        credentials: doc
+            .credentials
+            .into_iter()
+            .map(|c| CredentialDoc {
+                name: at(c.name),
+                secret: at(c.secret),
+                env: c.env.map(at),
+                to: at(c.to),
+                header: c.header.map(at),
+                query: c.query.map(at),
+                basic: c.basic.map(|b| spanned(src, b)),
             })
             .collect(),
         rules: doc

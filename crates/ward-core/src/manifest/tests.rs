@@ -172,7 +172,7 @@ fn validation_errors_name_file_line_and_column() {
         ),
         (
             "colour = 1\n",
-            "[TMP]/ward.toml:1:1: unknown field `colour`, expected one of `name`, `files`, `deny_paths`, `network`, `exec`, `rules`, `policies`, `limits`, `allow_degraded`, `env`, `devices`, `profile`",
+            "[TMP]/ward.toml:1:1: unknown field `colour`, expected one of `name`, `files`, `deny_paths`, `network`, `exec`, `rules`, `policies`, `limits`, `allow_degraded`, `env`, `devices`, `profile`, `credentials`",
         ),
         (
             "[[files]]\npath = 42\n",
@@ -248,7 +248,7 @@ fn validation_errors_name_file_line_and_column() {
         ),
         (
             "[network]\nca_file = \"ward.toml\"\n",
-            "[TMP]/ward.toml:2:11: `network.ca_file` is used only to verify servers when TLS is inspected: add `inspect = true`, or remove it",
+            "[TMP]/ward.toml:2:11: `network.ca_file` is used only to verify servers when TLS is inspected: add `inspect = true` (or a credential), or remove it",
         ),
         (
             "[network]\nfindings = { high = \"maybe\" }\n",
@@ -807,4 +807,48 @@ fn managed_findings_only_get_stricter() {
     assert_eq!(m.findings.medium.0, crate::Reaction::Deny);
     assert!(m.findings.medium.1.to_string().starts_with("managed "));
     assert_eq!(m.findings.low.0, crate::Reaction::Ask);
+}
+
+#[test]
+fn credentials_name_a_source_one_allowed_https_host_and_one_way_in() {
+    let env = Env::new();
+    let ok = "[network]\nallow = [\"https://api.acme.com\"]\n[[credentials]]\nname = \"acme\"\n\
+              secret = \"env:ACME_KEY\"\nenv = \"ACME_KEY\"\nto = \"https://api.acme.com/v1/\"\n\
+              header = \"Authorization\"\n";
+    let m = env.load(ok).unwrap();
+    let c = &m.credentials[0];
+    assert_eq!(c.source, crate::SecretSource::Env("ACME_KEY".into()));
+    assert_eq!(c.path, "/v1/");
+    assert_eq!(
+        c.placement,
+        crate::Placement::Header("authorization".into())
+    );
+    assert!(c.goes_to("https", "api.acme.com", 443, "/v1/messages"));
+    assert!(!c.goes_to("https", "api.acme.com", 443, "/v2/x"));
+    assert!(!c.goes_to("http", "api.acme.com", 443, "/v1/x"));
+    let text = crate::Explanation(&m).to_string();
+    assert!(
+        text.contains("credential acme: the agent holds a placeholder in ACME_KEY"),
+        "{text}"
+    );
+    let bad = |from: &str, to: &str| env.err(&ok.replace(from, to));
+    assert!(bad("env:ACME_KEY", "vault:x").contains("write where it comes from"));
+    assert!(
+        bad("https://api.acme.com/v1/\"", "http://api.acme.com/v1/\"")
+            .contains("one `https://` host named exactly")
+    );
+    assert!(bad(
+        "to = \"https://api.acme.com/v1/\"",
+        "to = \"https://other.com/\""
+    )
+    .contains("which the network section does not allow"));
+    assert!(bad("header = \"Authorization\"\n", "").contains("say how it is sent, once"));
+    assert!(bad(
+        "header = \"Authorization\"\n",
+        "header = \"a\"\nbasic = true\n"
+    )
+    .contains("say how it is sent, once"));
+    assert!(bad("env = \"ACME_KEY\"", "env = \"HTTPS_PROXY\"").contains("set by Ward"));
+    assert!(bad("header = \"Authorization\"", "header = \"host\"").contains("cannot carry"));
+    assert!(bad("name = \"acme\"", "name = \"Acme Key\"").contains("a credential's name"));
 }

@@ -3,8 +3,9 @@
 
 use super::raw::{self, At, Doc, Pos, SizeValue};
 use super::{
-    Access, DeviceGrant, FileGrant, Findings, Limits, LoadOptions, Manifest, ManifestError, Mode,
-    NetEntry, Origin, PolicyRef, Reaction, Rule, BUILTIN_DENIES,
+    Access, CredentialSpec, DeviceGrant, FileGrant, Findings, Limits, LoadOptions, Manifest,
+    ManifestError, Mode, NetEntry, Origin, Placement, PolicyRef, Reaction, Rule, SecretSource,
+    BUILTIN_DENIES,
 };
 use crate::action::{Effect, KindPattern};
 use crate::dest::Destination;
@@ -109,6 +110,7 @@ pub(super) fn empty() -> Manifest {
         inspect: None,
         ca_files: vec![],
         findings: Findings::default(),
+        credentials: vec![],
         unknown_exec: (Effect::Allow, Origin::Default),
         rules: vec![],
         policies: vec![],
@@ -320,11 +322,11 @@ pub(super) fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, 
             }
         }
         if let Some(c) = &net.ca_file {
-            if net.inspect.as_ref().is_none_or(|i| !i.value) {
+            if net.inspect.as_ref().is_none_or(|i| !i.value) && doc.credentials.is_empty() {
                 return Err(cx.err(
                     c.pos,
                     "`network.ca_file` is used only to verify servers when TLS is inspected: \
-                     add `inspect = true`, or remove it"
+                     add `inspect = true` (or a credential), or remove it"
                         .to_string(),
                 ));
             }
@@ -558,6 +560,7 @@ pub(super) fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, 
         env_set_check(&k.value, v).map_err(|m| cx.err(k.pos, m))?;
         env_set.push((k.value.clone(), v.clone(), cx.origin(k.pos)));
     }
+    let credentials = credentials(&doc.credentials, &network, &env_set, cx)?;
     let profile_named =
         match &doc.profile {
             None => None,
@@ -647,6 +650,7 @@ pub(super) fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, 
         inspect,
         ca_files,
         findings,
+        credentials,
         unknown_exec,
         rules,
         policies,
@@ -674,6 +678,167 @@ fn certificate_file(path: &Path) -> Result<(), String> {
         return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
     }
     Ok(())
+}
+
+/// `[[credentials]]`: each names its secret's source, one `https` destination the network
+/// section allows (and a path prefix), and how it is sent.
+fn credentials(
+    docs: &[raw::CredentialDoc],
+    network: &[NetEntry],
+    env_set: &[(String, String, Origin)],
+    cx: &Ctx,
+) -> Result<Vec<CredentialSpec>, ManifestError> {
+    let mut out: Vec<CredentialSpec> = Vec::new();
+    for c in docs {
+        let name = &c.name.value;
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(cx.err(
+                c.name.pos,
+                "a credential's name is 1-64 characters of a-z, 0-9, - and _".to_string(),
+            ));
+        }
+        if out.iter().any(|o| o.name == *name) {
+            return Err(cx.err(c.name.pos, format!("credential `{name}` is named twice")));
+        }
+        let (kind, what) = c.secret.value.split_once(':').unwrap_or(("", ""));
+        let bad_name = what.is_empty()
+            || what.len() > 128
+            || !what
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        let source = match kind {
+            _ if bad_name => None,
+            "env" => Some(SecretSource::Env(what.to_string())),
+            "store" => Some(SecretSource::Store(what.to_string())),
+            "keychain" => Some(SecretSource::Keychain(what.to_string())),
+            _ => None,
+        };
+        let Some(source) = source else {
+            return Err(cx.err(
+                c.secret.pos,
+                format!(
+                    "`secret = \"{}\"`: write where it comes from: `env:VARIABLE` (the \
+                     environment `ward run` starts in), `store:NAME` (`ward secret set NAME`) \
+                     or `keychain:NAME` (the desktop's keychain)",
+                    crate::inert::line(&c.secret.value)
+                ),
+            ));
+        };
+        if let Some(e) = &c.env {
+            env_set_check(&e.value, "").map_err(|m| cx.err(e.pos, m))?;
+            if env_set.iter().any(|(k, _, _)| *k == e.value)
+                || out
+                    .iter()
+                    .any(|o| o.env.as_deref() == Some(e.value.as_str()))
+            {
+                return Err(cx.err(
+                    e.pos,
+                    format!("`{}` is set twice (env.set or another credential)", e.value),
+                ));
+            }
+        }
+        let written = &c.to.value;
+        let after = written.find("://").map_or(0, |i| i + 3);
+        let (dest, path) = match written[after..].find('/') {
+            Some(i) => (&written[..after + i], &written[after + i..]),
+            None => (written.as_str(), "/"),
+        };
+        let to = Destination::parse(dest).map_err(|e| {
+            cx.err(
+                c.to.pos,
+                format!("bad credential destination `{written}`: {e}"),
+            )
+        })?;
+        let host = match &to.host {
+            crate::HostPattern::Name(h) if to.scheme == "https" => h.clone(),
+            _ => {
+                return Err(cx.err(
+                    c.to.pos,
+                    format!(
+                        "a credential goes to one `https://` host named exactly (never over \
+                         plain HTTP, never to a wildcard), not `{written}`"
+                    ),
+                ))
+            }
+        };
+        if path.contains(['?', '#']) {
+            return Err(cx.err(
+                c.to.pos,
+                format!("`{written}`: the destination's path is a prefix, without ? or #"),
+            ));
+        }
+        let allowed = network
+            .iter()
+            .find(|e| e.dest.matches(&to.scheme, &host, to.port))
+            .is_some_and(|e| e.effect == Effect::Allow);
+        if !allowed {
+            return Err(cx.err(
+                c.to.pos,
+                format!(
+                    "credential `{name}` goes to {}://{host}:{}, which the network section does \
+                     not allow: add `allow = [\"{}://{host}\"]`",
+                    to.scheme, to.port, to.scheme
+                ),
+            ));
+        }
+        let how = [
+            c.header
+                .as_ref()
+                .map(|h| Placement::Header(h.value.to_ascii_lowercase())),
+            c.query.as_ref().map(|q| Placement::Query(q.value.clone())),
+            c.basic
+                .as_ref()
+                .filter(|b| b.value)
+                .map(|_| Placement::Basic),
+        ];
+        let mut how = how.into_iter().flatten();
+        let placement = match (how.next(), how.next()) {
+            (Some(p), None) => p,
+            _ => {
+                return Err(cx.err(
+                    c.name.pos,
+                    format!(
+                        "credential `{name}`: say how it is sent, once: `header = \"x-api-key\"`, \
+                         `query = \"key\"` or `basic = true`"
+                    ),
+                ))
+            }
+        };
+        if let Placement::Header(h) | Placement::Query(h) = &placement {
+            let ok = !h.is_empty()
+                && h.len() <= 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+            let reserved = matches!(
+                h.as_str(),
+                "host" | "proxy-authorization" | "content-length" | "transfer-encoding"
+            );
+            if !ok || reserved {
+                return Err(cx.err(
+                    c.name.pos,
+                    format!(
+                        "credential `{name}`: `{}` cannot carry a credential",
+                        crate::inert::line(h)
+                    ),
+                ));
+            }
+        }
+        out.push(CredentialSpec {
+            name: name.clone(),
+            source,
+            env: c.env.as_ref().map(|e| e.value.clone()),
+            to,
+            path: path.to_string(),
+            placement,
+            origin: cx.origin(c.name.pos),
+        });
+    }
+    Ok(out)
 }
 
 /// Names Ward sets itself or that would undo the sandbox's own view, refused in `env.set`.

@@ -29,12 +29,35 @@ fn by(o: &ward_core::Origin) -> By {
 }
 
 impl Proxy {
-    /// Whether requests are scanned at all (some confidence does more than `allow`).
+    /// Whether requests are read at all: some confidence does more than `allow`, or there
+    /// are credentials' placeholders to look for.
     pub(super) fn scanning(&self) -> bool {
         let f = &self.inner.manifest.findings;
-        [&f.high, &f.medium, &f.low]
-            .iter()
-            .any(|(r, _)| *r != Reaction::Allow)
+        !self.inner.marks.is_empty()
+            || [&f.high, &f.medium, &f.low]
+                .iter()
+                .any(|(r, _)| *r != Reaction::Allow)
+    }
+
+    /// The placeholders found that stand where their credential goes, in a request to its
+    /// destination (`path`): not findings (the secret is put in there); every other one is.
+    pub(super) fn placed(
+        &self,
+        leaks: &mut Vec<Leak>,
+        (scheme, host, port): (&str, &str, u16),
+        path: &str,
+    ) {
+        leaks.retain(|l| {
+            let Some(name) = &l.credential else {
+                return true;
+            };
+            let ok = self.inner.credentials.iter().any(|c| {
+                c.spec.name == *name
+                    && c.spec.goes_to(scheme, host, port, path)
+                    && crate::credentials::allowed_place(c, &l.place)
+            });
+            !ok
+        });
     }
 
     /// Apply the manifest's word to what was found in one request (`a`: the request as an
@@ -56,6 +79,37 @@ impl Proxy {
         let Some(worst) = leaks.first() else {
             return Ok(leaks);
         };
+        // A credential's placeholder where it does not go is refused, whatever the settings.
+        if let Some(p) = leaks.iter().find(|l| l.credential.is_some()) {
+            let spec = self
+                .inner
+                .credentials
+                .iter()
+                .find(|c| Some(&c.spec.name) == p.credential.as_ref())
+                .map(|c| {
+                    format!(
+                        " (it goes only in the {} of requests to {}{})",
+                        c.spec.placement, c.spec.to, c.spec.path
+                    )
+                })
+                .unwrap_or_default();
+            let why = format!(
+                "the request carries {} in the {}{spec}",
+                p.description, p.place
+            );
+            let d = Decision::new(Effect::Deny, By::builtin("credentials"), why);
+            self.note(self.event(
+                a,
+                &d,
+                json!({"via": via, "findings": leaks.iter().map(Leak::json).collect::<Vec<_>>()}),
+            ));
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                socks::REP_NOT_ALLOWED,
+                d.by,
+                d.reason,
+            ));
+        }
         let (r, origin) = reaction(f, worst.confidence).clone();
         let level = dlp::level(worst.confidence);
         let detail = json!({
@@ -134,6 +188,8 @@ pub(super) struct Found {
     pub stopped: Mutex<Option<Leak>>,
     /// Some decoded forms of the body were left unread for want of budget.
     pub partly: std::sync::atomic::AtomicBool,
+    /// The credentials whose secrets were put in.
+    pub put: Mutex<Vec<String>>,
 }
 
 /// A request body passed up only as far as the scan has cleared it; a finding the manifest
@@ -156,6 +212,7 @@ pub(super) struct Scanning {
     /// they have been read (an encoded secret across a window's end is read with the next).
     window: Vec<u8>,
     viewed: usize,
+    marks: Vec<dlp::Mark>,
 }
 
 /// A window of a streamed body is read for encoded forms once it has this many new bytes.
@@ -169,7 +226,7 @@ impl Scanning {
     pub(super) fn new(
         inner: ProxyBody,
         seen: &[u8],
-        findings: Findings,
+        (findings, marks): (Findings, Vec<dlp::Mark>),
         dest: String,
         found: Arc<Found>,
     ) -> Scanning {
@@ -188,6 +245,7 @@ impl Scanning {
             ended: false,
             window: seen[seen.len().saturating_sub(VIEW_OVERLAP)..].to_vec(),
             viewed: seen.len(),
+            marks,
         }
     }
 
@@ -198,7 +256,7 @@ impl Scanning {
         if fresh == 0 || (!end && fresh < VIEW_WINDOW) {
             return true;
         }
-        let leaks = dlp::streamed_views(&self.window, &self.dest);
+        let leaks = dlp::streamed_views(&self.window, &self.dest, &self.marks);
         self.viewed = if end {
             usize::MAX
         } else {
@@ -224,7 +282,13 @@ impl Scanning {
 
     fn judge_leaks(&mut self, leaks: Vec<Leak>) -> bool {
         for l in leaks {
-            match reaction(&self.findings, l.confidence).0 {
+            // A placeholder in a body is never where its credential goes.
+            let r = if l.credential.is_some() {
+                Reaction::Deny
+            } else {
+                reaction(&self.findings, l.confidence).0
+            };
+            match r {
                 Reaction::Allow => {}
                 Reaction::Record => lock(&self.found.kept).push(l),
                 Reaction::Ask | Reaction::Deny => {

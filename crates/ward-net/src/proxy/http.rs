@@ -98,7 +98,7 @@ impl Proxy {
             ));
         }
         // Judge the body as an upload before anything is sent.
-        let (parts, mut body) = req.into_parts();
+        let (mut parts, mut body) = req.into_parts();
         let hint = body.size_hint();
         let declared = hint.exact();
         let has_body = declared.map_or(!body.is_end_stream(), |n| n > 0);
@@ -224,7 +224,8 @@ impl Proxy {
             .is_some_and(|v| v.addrs.iter().all(|a| a.ip().is_loopback()));
         let found = Arc::new(Found::default());
         let mut rest = rest;
-        if scanning && !local {
+        // (Toward loopback only credentials' placeholders are looked for.)
+        if scanning && (!local || !self.inner.marks.is_empty()) {
             let upload = Action {
                 dest: Some(dest.clone()),
                 port: Some(auth.port),
@@ -233,7 +234,8 @@ impl Proxy {
                 ..Action::new(ActionKind::NetUpload, shown.clone())
             };
             let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            let mut leaks = dlp::head(target, &parts.headers, &dest);
+            let marks = &self.inner.marks;
+            let mut leaks = dlp::head(target, &parts.headers, &dest, marks);
             // Every coding listed, however many headers list them.
             let codings: Vec<&[u8]> = parts
                 .headers
@@ -252,8 +254,9 @@ impl Proxy {
             } else if let Some((b, _)) = &held {
                 // Off the proxy's threads: decoding and scanning megabytes takes milliseconds.
                 let (b, enc, to) = (b.clone(), encoding.clone(), dest.clone());
+                let marks = marks.clone();
                 let scanned =
-                    tokio::task::spawn_blocking(move || dlp::body(&b, enc.as_deref(), &to))
+                    tokio::task::spawn_blocking(move || dlp::body(&b, enc.as_deref(), &to, &marks))
                         .await
                         .unwrap_or_else(|_| {
                             Err(ward_scan::decode::DecodeError::Corrupt(
@@ -282,6 +285,10 @@ impl Proxy {
                     why,
                 ));
             }
+            if local {
+                leaks.retain(|l| l.credential.is_some());
+            }
+            self.placed(&mut leaks, (scheme, &dest, auth.port), parts.uri.path());
             let kept = self.react(&upload, leaks, via).await?;
             *lock(&found.kept) = kept;
             rest = rest.map(|r| {
@@ -289,7 +296,20 @@ impl Proxy {
                 Scanning::new(
                     r,
                     &seen,
-                    self.inner.manifest.findings.clone(),
+                    (
+                        if local {
+                            // Toward loopback: placeholders only.
+                            let allow = (ward_core::Reaction::Allow, ward_core::Origin::Default);
+                            ward_core::Findings {
+                                high: allow.clone(),
+                                medium: allow.clone(),
+                                low: allow,
+                            }
+                        } else {
+                            self.inner.manifest.findings.clone()
+                        },
+                        self.inner.marks.clone(),
+                    ),
                     dest.clone(),
                     found.clone(),
                 )
@@ -306,6 +326,30 @@ impl Proxy {
             }
             .boxed(),
         };
+        // The credentials bound for this request: their secrets in place of their
+        // placeholders, after everything was decided and read (and never on a record).
+        if !self.inner.credentials.is_empty() {
+            let to = (scheme, dest.as_str(), auth.port);
+            match crate::credentials::put_in(&self.inner.credentials, &mut parts, to) {
+                Ok(names) => *lock(&found.put) = names,
+                Err(why) => {
+                    let a = Action {
+                        dest: Some(dest.clone()),
+                        port: Some(auth.port),
+                        scheme: Some(scheme.into()),
+                        ..Action::new(ActionKind::NetUpload, shown.clone())
+                    };
+                    let d = Decision::new(Effect::Deny, By::builtin("credentials"), why);
+                    self.note(self.event(&a, &d, json!({"via": via})));
+                    return Err(Refusal::new(
+                        StatusCode::FORBIDDEN,
+                        socks::REP_NOT_ALLOWED,
+                        d.by,
+                        d.reason,
+                    ));
+                }
+            }
+        }
         // Everything that leaves counts, per destination for the session: the request line and
         // headers (a query string or a header can carry data too) and the body. Past the free
         // allowance, or with a body, the upload policy and limit decide on the running total.
@@ -602,6 +646,11 @@ impl Drop for Meter {
         if self.found.partly.load(Ordering::Relaxed) {
             detail["inspected"] = json!("partly");
         }
+        let put = lock(&self.found.put);
+        if !put.is_empty() {
+            detail["credentials"] = json!(*put);
+        }
+        drop(put);
         drop(kept);
         let ev = Event {
             kind: ward_core::EventKind::NetRequest.as_str().into(),

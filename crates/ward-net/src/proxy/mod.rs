@@ -81,6 +81,9 @@ pub struct Config {
     /// TLS interception: tunnels to `https` destinations are opened, each request inside
     /// decided like a plain one. `None`: tunnels stay closed boxes (SNI checked, bytes counted).
     pub intercept: Option<Intercept>,
+    /// Credentials the agent holds placeholders of: their secrets are put in toward their
+    /// destinations (inspected), and a placeholder anywhere else is refused.
+    pub credentials: Vec<crate::credentials::Credential>,
 }
 
 /// What inspecting tunnels takes: the session's certificate authority (which the agent's
@@ -91,6 +94,18 @@ pub struct Intercept {
     /// Verifies the real servers (system roots, or a manifest's `ca_file`); its ALPN must be
     /// `http/1.1` (requests go up over HTTP/1.1).
     pub upstream: Arc<tokio_rustls::rustls::ClientConfig>,
+    /// Only these destinations (host, port) are inspected (the credentials' when the
+    /// manifest does not turn inspection on); `None`: every `https` one.
+    pub only: Option<Vec<(String, u16)>>,
+}
+
+impl Intercept {
+    /// Whether a tunnel to `host:port` is opened.
+    pub fn inspects(&self, host: &str, port: u16) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|(h, p)| h == host && *p == port))
+    }
 }
 
 impl Config {
@@ -106,6 +121,7 @@ impl Config {
             max_buffered_upload: 64 << 20,
             broker: None,
             intercept: None,
+            credentials: Vec::new(),
         }
     }
 }
@@ -145,6 +161,9 @@ struct Inner {
     dns_refused: Mutex<HashMap<String, u64>>,
     dns_unrecorded: AtomicU64,
     intercept: Option<Intercept>,
+    credentials: Vec<crate::credentials::Credential>,
+    /// The credentials' names and placeholders, looked for in every request read.
+    marks: Vec<crate::dlp::Mark>,
 }
 
 /// At most this many distinct names refused by the resolver are recorded.
@@ -245,6 +264,12 @@ impl Proxy {
                 dns_refused: Mutex::new(HashMap::new()),
                 dns_unrecorded: AtomicU64::new(0),
                 intercept: cfg.intercept,
+                marks: cfg
+                    .credentials
+                    .iter()
+                    .map(|c| (c.spec.name.clone(), c.placeholder.clone()))
+                    .collect(),
+                credentials: cfg.credentials,
             }),
         })
     }

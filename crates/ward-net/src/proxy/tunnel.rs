@@ -229,7 +229,12 @@ impl Proxy {
             self.note(self.event(&action, &d, json!({"via": via, "stage": "tls"})));
             return;
         }
-        if tls && self.inner.intercept.is_some() {
+        let inspects = self
+            .inner
+            .intercept
+            .as_ref()
+            .is_some_and(|i| i.inspects(&auth.host.as_match(), auth.port));
+        if tls && inspects {
             return self.inspect(client, buf, auth, vetted, via, &action).await;
         }
         let mut upstream = None;

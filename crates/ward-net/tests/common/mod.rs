@@ -613,6 +613,7 @@ pub async fn https_server(addr: &str, names: &[&str]) -> (Arc<AtomicUsize>, Vec<
                                 .unwrap_or_default()
                         };
                         let (host, xfh) = (header("host"), header("x-forwarded-host"));
+                        let key = header("x-api-key");
                         let path = req.uri().to_string();
                         let body = req
                             .into_body()
@@ -621,7 +622,7 @@ pub async fn https_server(addr: &str, names: &[&str]) -> (Arc<AtomicUsize>, Vec<
                             .map(|b| b.to_bytes().len())
                             .unwrap_or(0);
                         let text = format!(
-                            "hello from {local} host={host} path={path} body={body} xfh={xfh}"
+                            "hello from {local} host={host} path={path} body={body} key={key} xfh={xfh}"
                         );
                         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
                             text,

