@@ -18,6 +18,11 @@ command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # Clients the network tests run inside the sandbox.
 command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
+# A real Secret Service (the keychain credentials can come from), run headless in the tests
+# under dbus-run-session, and its client.
+command -v dbus-run-session >/dev/null 2>&1 || need_apt+=(dbus)
+command -v gnome-keyring-daemon >/dev/null 2>&1 || need_apt+=(gnome-keyring)
+command -v secret-tool >/dev/null 2>&1 || need_apt+=(libsecret-tools)
 # The real agents (Claude Code, Codex, Gemini CLI) come from npm and run on Node.js.
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then

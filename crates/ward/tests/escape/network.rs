@@ -856,6 +856,79 @@ fn escape_via_a_credential_the_agent_was_given() {
 }
 
 #[test]
+fn a_credential_from_a_real_keychain() {
+    // The secret in a real Secret Service (gnome-keyring, headless under dbus-run-session),
+    // set with `ward secret set --keychain`: the session gets it, the agent a placeholder; a
+    // name the keychain does not hold stops the session before it starts, saying so.
+    let tools = ["dbus-run-session", "gnome-keyring-daemon", "secret-tool"];
+    let missing: Vec<&str> = tools
+        .into_iter()
+        .filter(|t| {
+            !Command::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {t}"))
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    if !missing.is_empty() {
+        let msg = format!(
+            "SKIPPED: the keychain test needs {} (scripts/setup.sh installs them)",
+            missing.join(", ")
+        );
+        assert!(std::env::var_os("CI").is_none(), "{msg}");
+        eprintln!("\n*** {msg} ***\n");
+        return;
+    }
+    let e = Env::new();
+    let secret = "ghp_Kc7Xq2Vb9Nm4Lk1Jh6Gf3Ds8Ap0Oi5UyTtRr";
+    let manifest = |name: &str| {
+        format!(
+            "[network]\nallow = [\"https://localhost:8443\"]\n[[credentials]]\nname = \"kc\"\n\
+             secret = \"keychain:{name}\"\nenv = \"API_KEY\"\nto = \"https://localhost:8443/\"\n\
+             header = \"authorization\"\n"
+        )
+    };
+    std::fs::write(e.p("have.toml"), manifest("kc1")).unwrap();
+    std::fs::write(e.p("missing.toml"), manifest("nope")).unwrap();
+    std::fs::write(e.p("secret.txt"), secret).unwrap();
+    let script = format!(
+        "eval $(printf pw | gnome-keyring-daemon --unlock --components=secrets) >/dev/null; \
+         \"$WARD\" secret set --keychain kc1 < {secret_file} || exit 9; \
+         \"$WARD\" run -m {have} -- /bin/sh -c 'echo \"held: $API_KEY\"'; echo \"rc=$?\"; \
+         \"$WARD\" run -m {missing} -- /bin/sh -c 'echo STARTED'; echo \"rc=$?\"",
+        secret_file = e.p("secret.txt").display(),
+        have = e.p("have.toml").display(),
+        missing = e.p("missing.toml").display(),
+    );
+    let o = common::ward_in(
+        Path::new("dbus-run-session"),
+        e.dir.path(),
+        &["--", "/bin/sh", "-c", &script],
+    )
+    .env("WARD", env!("CARGO_BIN_EXE_ward"))
+    .output()
+    .unwrap();
+    let t = text(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let held = out
+        .lines()
+        .find_map(|l| l.strip_prefix("held: "))
+        .unwrap_or_default();
+    assert!(
+        held.starts_with("ghp_") && held.len() == secret.len() && held != secret,
+        "{t}"
+    );
+    assert!(out.contains("rc=0\n"), "{t}");
+    assert!(!out.contains("STARTED") && out.contains("rc=125"), "{t}");
+    assert!(
+        t.contains("the keychain has no secret with service=ward name=nope"),
+        "{t}"
+    );
+    assert!(!t.contains(secret), "{t}");
+}
+
+#[test]
 fn a_certificate_file_the_agent_could_write_refuses_the_session() {
     // A `ca_file` inside a writable grant would let the agent choose whom Ward trusts in the
     // next session: the session is refused, saying why, before anything starts.
