@@ -1,6 +1,6 @@
 //! Data-loss prevention on arbitrary requests: a `Content-Encoding` value (the first line) and
 //! a body (the rest) are decoded and scanned with bounded work, host names and targets are
-//! judged, and nothing panics. Every decoded view stays within the budget it was given.
+//! judged, request paths read (path rules, git pushes), and nothing panics. Every decoded view stays within the budget it was given.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use ward_scan::decode;
@@ -28,4 +28,10 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(first);
     let _ = ward_net::dlp::host(&text);
     let _ = ward_net::dlp::redact(&text);
+    // Request targets as path rules and git-aware egress read them.
+    let _ = ward_core::plain_path(&text);
+    let _ = ward_core::git_push_repo(&text);
+    if let Ok(p) = ward_core::PathPattern::parse(&text) {
+        let _ = p.matches(&String::from_utf8_lossy(rest), true);
+    }
 });

@@ -25,6 +25,100 @@ pub enum DestinationError {
     Host(String, &'static str),
     #[error("a wildcard is only allowed as a whole leading label (`*.example.com`), not in `{0}`")]
     Wildcard(String),
+    #[error("the path `{0}` {1}")]
+    PathPattern(String, &'static str),
+}
+
+/// The path part of a network entry (`https://api.github.com/repos/acme/*`): the requests to
+/// that destination it applies to. `*` stands for any characters within one segment; a `*`
+/// at the end, for the rest of the path too. Matched against the request's path without its
+/// query.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PathPattern(String);
+
+impl PathPattern {
+    pub fn parse(s: &str) -> Result<PathPattern, DestinationError> {
+        let bad = |why| Err(DestinationError::PathPattern(s.to_string(), why));
+        if !s.starts_with('/') {
+            return bad("must start with /");
+        }
+        if s.len() > 1024 {
+            return bad("is longer than 1024 characters");
+        }
+        if s.contains(['?', '#', '\\']) || s.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            return bad(
+                "is a path only: no query, fragment, backslash, space or control character",
+            );
+        }
+        if s.split('/').any(|seg| seg == "." || seg == "..") || s.contains("//") || s.contains('%')
+        {
+            return bad("must be plain: no `.` or `..` segment, `//` or %-escape");
+        }
+        Ok(PathPattern(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the request path `path` (plain: see [`plain_path`]) is one this names;
+    /// `fold`: ASCII case ignored (what a deny must do: servers often ignore case).
+    pub fn matches(&self, path: &str, fold: bool) -> bool {
+        glob(self.0.as_bytes(), path.as_bytes(), fold)
+    }
+}
+
+fn glob(p: &[u8], s: &[u8], fold: bool) -> bool {
+    let eq = |a: u8, b: u8| {
+        if fold {
+            a.eq_ignore_ascii_case(&b)
+        } else {
+            a == b
+        }
+    };
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', [])) => true,
+        Some((b'*', rest)) => (0..=s.len())
+            .take_while(|&i| i == 0 || s[i - 1] != b'/')
+            .any(|i| glob(rest, &s[i..], fold)),
+        Some((&c, rest)) => s
+            .split_first()
+            .is_some_and(|(&d, t)| eq(c, d) && glob(rest, t, fold)),
+    }
+}
+
+/// A request path as path rules see it, or `None` when it is ambiguous: a server could read
+/// it as another path (`.` or `..` segments, `//`, a backslash, or an escape of a character
+/// that needs none: `%61dmin` is `admin` to a server, `%2e%2e` is `..`). The query is cut off.
+pub fn plain_path(target: &str) -> Option<&str> {
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    let needless_escape = path.as_bytes().windows(3).any(|w| {
+        let hex = |b: u8| (b as char).to_digit(16);
+        w[0] == b'%'
+            && hex(w[1]).zip(hex(w[2])).is_some_and(|(h, l)| {
+                let c = (h * 16 + l) as u8;
+                c.is_ascii_alphanumeric() || b"-._~/\\\0".contains(&c)
+            })
+    });
+    let ambiguous = !path.starts_with('/')
+        || path.contains("//")
+        || path.contains('\\')
+        || path.split('/').any(|seg| seg == "." || seg == "..")
+        || needless_escape;
+    (!ambiguous).then_some(path)
+}
+
+/// Splits a written destination into the destination and its path pattern, if any.
+pub fn split_path(s: &str) -> Result<(Destination, Option<PathPattern>), DestinationError> {
+    let after = s.find("://").map_or(0, |i| i + 3);
+    match s[after..].find('/') {
+        Some(i) if s.len() > after + i + 1 => {
+            let (d, p) = s.split_at(after + i);
+            Ok((Destination::parse(d)?, Some(PathPattern::parse(p)?)))
+        }
+        _ => Ok((Destination::parse(s)?, None)),
+    }
 }
 
 /// The host part of a destination.

@@ -16,9 +16,9 @@ pub mod manifest;
 pub mod size;
 
 pub use action::{Action, ActionKind, By, Consented, Decision, Effect, EventKind, Source};
-pub use dest::{Destination, DestinationError, HostPattern};
+pub use dest::{plain_path, Destination, DestinationError, HostPattern, PathPattern};
 pub use manifest::{
-    Access, Ceiling, CredentialSpec, DeviceGrant, Explanation, FileGrant, Findings, LoadOptions,
-    Manifest, ManifestError, Mode, NetEntry, Origin, Placement, PolicyRef, Reaction, Rule,
-    SecretSource, DEGRADABLE,
+    git_push_repo, Access, Ceiling, CredentialSpec, DeviceGrant, Explanation, FileGrant, Findings,
+    GitRepo, LoadOptions, Manifest, ManifestError, Mode, NetEntry, Origin, Placement, PolicyRef,
+    Reaction, Rule, SecretSource, DEGRADABLE,
 };

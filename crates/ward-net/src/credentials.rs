@@ -53,7 +53,12 @@ impl Credential {
                 spec.name
             ));
         }
-        let placeholder = placeholder(&secret)?;
+        let placeholder = if spec.placement == Placement::Basic {
+            // A password says nothing of its shape to anyone.
+            random_like(&secret, 0, false)?
+        } else {
+            placeholder(&secret)?
+        };
         Ok(Credential {
             spec,
             placeholder,
@@ -62,17 +67,71 @@ impl Credential {
     }
 }
 
-/// A placeholder of `secret`'s shape: the issuer's prefix (up to the last `-` or `_` in the
-/// first 16 characters) kept, each other letter or digit a random one of its kind.
+/// Issuers' documented key prefixes, kept in a placeholder so that SDKs which check a key's
+/// form accept it (longest first).
+const PREFIXES: &[&str] = &[
+    "sk-ant-admin01-",
+    "sk-ant-api03-",
+    "sk-ant-oat01-",
+    "sk-ant-ort01-",
+    "github_pat_",
+    "sk-or-v1-",
+    "sk-proj-",
+    "sk-svcacct-",
+    "sk-admin-",
+    "sk_live_",
+    "sk_test_",
+    "rk_live_",
+    "rk_test_",
+    "sk-ant-",
+    "glpat-",
+    "xoxb-",
+    "xoxp-",
+    "xapp-",
+    "pypi-",
+    "pplx-",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "npm_",
+    "gsk_",
+    "xai-",
+    "hf_",
+    "r8_",
+    "sk-",
+    "AIza",
+    "AKIA",
+];
+
+/// A placeholder of `secret`'s shape: an issuer's known prefix kept, each other letter or digit
+/// a random one of its kind, everything else as it is.
 pub fn placeholder(secret: &str) -> Result<String, String> {
-    let b = secret.as_bytes();
-    let keep = b
+    let keep = PREFIXES
         .iter()
-        .take(16)
-        .rposition(|&c| c == b'-' || c == b'_')
-        .map_or(0, |i| i + 1)
-        .min(b.len() / 2);
-    loop {
+        .find(|p| secret.starts_with(*p))
+        .map_or(0, |p| p.len());
+    random_like(secret, keep, true)
+}
+
+/// `secret` with its first `keep` bytes kept and the rest random: of each character's kind
+/// (`kinds`), or letters and digits throughout. Too few letters and digits to stand in for
+/// the secret safely is an error.
+fn random_like(secret: &str, keep: usize, kinds: bool) -> Result<String, String> {
+    let b = secret.as_bytes();
+    let random = b[keep..]
+        .iter()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .count();
+    if random < 8 {
+        return Err(format!(
+            "the secret has {random} letters and digits after its prefix; a placeholder needs \
+             at least 8 to differ from it reliably"
+        ));
+    }
+    const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    for _ in 0..16 {
         let mut rnd = vec![0u8; b.len()];
         getrandom::getrandom(&mut rnd).map_err(|e| format!("no randomness: {e}"))?;
         let out: String = b
@@ -82,6 +141,8 @@ pub fn placeholder(secret: &str) -> Result<String, String> {
             .map(|(i, (&c, &r))| {
                 (if i < keep {
                     c
+                } else if !kinds {
+                    ALNUM[r as usize % ALNUM.len()]
                 } else if c.is_ascii_lowercase() {
                     b'a' + r % 26
                 } else if c.is_ascii_uppercase() {
@@ -97,6 +158,7 @@ pub fn placeholder(secret: &str) -> Result<String, String> {
             return Ok(out);
         }
     }
+    Err("no placeholder differs from the secret".into())
 }
 
 /// Where a placeholder in a request's head may stand for the secret to be put in: what
@@ -118,14 +180,34 @@ pub fn put_in(
     parts: &mut Parts,
     (scheme, host, port): (&str, &str, u16),
 ) -> Result<Vec<String>, String> {
-    let target = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    let path = parts.uri.path().to_string();
+    // Worked on a copy: a refusal leaves the request as it came.
+    let mut work = hyper::Request::new(());
+    *work.uri_mut() = parts.uri.clone();
+    *work.headers_mut() = parts.headers.clone();
+    let (mut copy, ()) = work.into_parts();
+    let used = put_in_parts(creds, &mut copy, (scheme, host, port))?;
+    if !used.is_empty() && parts.method == hyper::Method::TRACE {
+        return Err("a TRACE request echoes its headers back: no credential is put in one".into());
+    }
+    parts.uri = copy.uri;
+    parts.headers = copy.headers;
+    Ok(used)
+}
+
+fn put_in_parts(
+    creds: &[Credential],
+    parts: &mut Parts,
+    (scheme, host, port): (&str, &str, u16),
+) -> Result<Vec<String>, String> {
     let mut used = Vec::new();
     for c in creds {
+        // Each credential sees the request as the ones before left it.
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let path = parts.uri.path().to_string();
         let ph = c.placeholder.as_str();
         let in_target = target.contains(ph);
         let basic = |v: &HeaderValue| {
@@ -195,7 +277,7 @@ pub fn put_in(
                         return Err(elsewhere(&format!("query parameter {k}")));
                     }
                     pairs.push(if k == q {
-                        format!("{k}={}", v.replace(ph, &c.secret))
+                        format!("{k}={}", v.replace(ph, &percent(&c.secret)))
                     } else {
                         pair.to_string()
                     });
@@ -246,6 +328,34 @@ pub fn put_in(
     Ok(used)
 }
 
+/// A response's headers with every secret put in this request back to its placeholder (a
+/// server that echoes a header does not hand the agent the secret). Bodies are the server's:
+/// one that echoes the request's headers in its body is not a destination for a credential.
+pub fn mask_response(creds: &[Credential], used: &[String], headers: &mut hyper::HeaderMap) {
+    for c in creds.iter().filter(|c| used.contains(&c.spec.name)) {
+        for v in headers.values_mut() {
+            if contains(v.as_bytes(), &c.secret) {
+                if let Ok(m) = swap_value(v.as_bytes(), &c.secret, &c.placeholder) {
+                    *v = m;
+                }
+            }
+        }
+    }
+}
+
+/// A query value percent-encoded: everything but unreserved characters.
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 fn contains(hay: &[u8], needle: &str) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -294,6 +404,23 @@ mod tests {
         }
         assert!(Credential::new(spec(Placement::Basic), "short".into()).is_err());
         assert!(Credential::new(spec(Placement::Basic), "abc\ndefghij".into()).is_err());
+        // Nothing random enough to stand in for: refused (not an endless search).
+        assert!(
+            Credential::new(spec(Placement::Header("a".into())), "!!!!!!!!!!!!".into()).is_err()
+        );
+        // An unknown prefix is not kept; a password's shape is not kept at all.
+        let p = placeholder("correct-horse-battery-staple").unwrap();
+        assert!(!p.starts_with("correct"), "{p}");
+        let c = Credential::new(
+            spec(Placement::Basic),
+            "correct-horse-battery-staple".into(),
+        )
+        .unwrap();
+        assert!(
+            c.placeholder.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{}",
+            c.placeholder
+        );
     }
 
     #[test]
@@ -324,11 +451,34 @@ mod tests {
             assert!(e.contains("credential `api`"), "{e}");
             assert!(!format!("{:?}", p.headers).contains(SECRET));
         }
+        // Not past the prefix's boundary, nor through `..`; never in a TRACE.
+        let c =
+            Credential::new(spec(Placement::Header("x-api-key".into())), SECRET.into()).unwrap();
+        let ph = c.placeholder.clone();
+        let creds = [c];
+        for uri in ["/v1/../admin", "/v1/%2e%2e/admin", "/v1//x"] {
+            let mut p = parts(uri, &[("x-api-key", &ph)]);
+            assert!(put_in(&creds, &mut p, to).is_err(), "{uri}");
+            assert_eq!(
+                p.headers["x-api-key"],
+                ph.as_str(),
+                "changed before refusing"
+            );
+        }
+        let mut p = parts("/v1/x", &[("x-api-key", &ph)]);
+        p.method = hyper::Method::TRACE;
+        assert!(put_in(&creds, &mut p, to).unwrap_err().contains("TRACE"));
         // Query and basic.
         let c = Credential::new(spec(Placement::Query("key".into())), SECRET.into()).unwrap();
-        let mut p = parts(&format!("/v1/x?a=1&key={}", c.placeholder), &[]);
-        put_in(&[c], &mut p, to).unwrap();
+        let ph = c.placeholder.clone();
+        let creds = [c];
+        let mut p = parts(&format!("/v1/x?a=1&key={ph}"), &[]);
+        put_in(&creds, &mut p, to).unwrap();
         assert_eq!(p.uri.to_string(), format!("/v1/x?a=1&key={SECRET}"));
+        for uri in [format!("/v1/{ph}?key=1"), format!("/v1/x?other={ph}")] {
+            let mut p = parts(&uri, &[]);
+            assert!(put_in(&creds, &mut p, to).is_err(), "{uri}");
+        }
         let c = Credential::new(spec(Placement::Basic), SECRET.into()).unwrap();
         let v = format!(
             "Basic {}",
@@ -338,5 +488,10 @@ mod tests {
         put_in(&[c], &mut p, to).unwrap();
         let got = base64_decode(&p.headers["authorization"].as_bytes()[6..]);
         assert_eq!(got, format!("me:{SECRET}").as_bytes());
+        // The placeholder bare in Authorization is not basic authentication.
+        let c = Credential::new(spec(Placement::Basic), SECRET.into()).unwrap();
+        let raw = format!("Bearer {}", c.placeholder);
+        let mut p = parts("/v1/x", &[("authorization", &raw)]);
+        assert!(put_in(&[c], &mut p, to).is_err());
     }
 }

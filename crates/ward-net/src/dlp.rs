@@ -145,11 +145,10 @@ impl Gather<'_> {
         for (name, ph) in self.marks {
             let found = !ph.is_empty() && memchr::memmem::find(data, ph.as_bytes()).is_some();
             if found
-                && !self.out.iter().any(|l| {
-                    l.rule == crate::credentials::PLACEHOLDER_RULE
-                        && l.place == place
-                        && l.description.contains(name.as_str())
-                })
+                && !self
+                    .out
+                    .iter()
+                    .any(|l| l.place == place && l.credential.as_ref() == Some(name))
             {
                 self.out.push(Leak {
                     rule: crate::credentials::PLACEHOLDER_RULE.into(),

@@ -384,3 +384,57 @@ fn a_credential_is_put_in_only_toward_its_destination_and_only_there_is_tls_open
         })
     });
 }
+
+#[test]
+fn path_rules_inside_tls_and_a_tunnel_that_cannot_show_its_paths_is_refused() {
+    const M: &str = "name = \"t\"\n[network]\nallow = [\"https://api.test/repos/acme/*\"]\n";
+    in_netns(|| {
+        rt().block_on(async {
+            let (hits, origin) = https_server(&format!("{API}:443"), &["api.test"]).await;
+            let (w, authority) = inspecting_with(
+                M,
+                Some(&origin),
+                Some(vec![("api.test".into(), 443)]),
+                Vec::new(),
+            )
+            .await;
+            w.stub.set("api.test", vec![vec![API]]);
+            let (_, s) = w.connect("api.test:443").await;
+            let r = tls_requests(
+                s,
+                "api.test",
+                authority.ca_der(),
+                vec![
+                    ("GET", "/repos/acme/tool/issues", "api.test", vec![], &[]),
+                    ("GET", "/repos/other/tool", "api.test", vec![], &[]),
+                    ("GET", "/repos/acme/../other/tool", "api.test", vec![], &[]),
+                ],
+            )
+            .await
+            .unwrap();
+            assert_eq!((r[0].0, r[1].0, r[2].0), (200, 403, 403), "{r:?}");
+            assert_eq!(hits.load(Ordering::SeqCst), 1);
+            w.assert_denied("/repos/other/tool", "manifest:");
+        })
+    });
+    // Without TLS opened the paths cannot be seen: the tunnel is refused, not passed whole.
+    in_netns(|| {
+        rt().block_on(async {
+            let (hits, origin) = https_server(&format!("{API}:443"), &["api.test"]).await;
+            let w = World::start(M, &[]).await;
+            w.stub.set("api.test", vec![vec![API]]);
+            let (st, s) = w.connect("api.test:443").await;
+            assert_eq!(st, 200);
+            let r = tls_request(
+                s,
+                "api.test",
+                &origin,
+                ("GET", "/repos/acme/x", "api.test", vec![]),
+            )
+            .await;
+            assert!(r.is_err(), "{r:?}");
+            assert_eq!(hits.load(Ordering::SeqCst), 0);
+            w.assert_denied("api.test", "paths");
+        })
+    });
+}

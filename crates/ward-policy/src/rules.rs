@@ -156,9 +156,56 @@ struct Rule {
 
 struct Net {
     dest: Destination,
+    path: Option<ward_core::PathPattern>,
     effect: Effect,
     by: By,
     reason: String,
+}
+
+/// What a network entry says about an action on its destination: the request's target (its
+/// path and query) when the action is one request, `None` when it is a connection.
+enum Says {
+    /// The entry does not speak to it.
+    Nothing,
+    /// Its effect applies.
+    Effect(Effect),
+    /// A connection to a destination some of whose requests the entry allows or asks about:
+    /// allowed, its requests decided one by one.
+    Connection,
+    /// A request whose path the entry does not name (or could not be read as one path).
+    OtherPath,
+}
+
+impl Net {
+    fn says(&self, t: &Target, target: Option<&str>) -> Says {
+        if !self.dest.matches(&t.scheme, &t.host, t.port) {
+            return Says::Nothing;
+        }
+        let Some(p) = &self.path else {
+            return Says::Effect(self.effect);
+        };
+        let Some(target) = target else {
+            return if self.effect == Effect::Deny {
+                Says::Nothing
+            } else {
+                Says::Connection
+            };
+        };
+        match ward_core::plain_path(target) {
+            // A deny names paths whatever their case (servers often ignore it).
+            Some(path) if p.matches(path, self.effect != Effect::Allow) => {
+                Says::Effect(self.effect)
+            }
+            _ => Says::OtherPath,
+        }
+    }
+}
+
+/// The target (path and query) of a URL in an action's resource, when it has one.
+fn url_target(resource: &str) -> Option<&str> {
+    let rest = resource.split_once("://")?.1;
+    let i = rest.find(['/', '?'])?;
+    Some(&rest[i..])
 }
 
 /// One managed file's limits (see [`ward_core::Ceiling`]).
@@ -206,9 +253,10 @@ fn grant(g: &ward_core::FileGrant, global: &[Deny]) -> Grant {
 fn net_entry(e: &ward_core::NetEntry) -> Net {
     Net {
         dest: e.dest.clone(),
+        path: e.path.clone(),
         effect: e.effect,
         by: By::manifest(&e.origin),
-        reason: format!("{} {}", e.effect, e.dest),
+        reason: format!("{} {}", e.effect, e.shown()),
     }
 }
 
@@ -317,7 +365,7 @@ impl CompiledManifest {
         // The managed files' limits hold whatever the user's manifest or policies allow.
         for c in &self.ceilings {
             match &net {
-                Some(Ok(t)) => c.net(t, &mut best),
+                Some(Ok(t)) => c.net(a, t, &mut best),
                 _ if a.kind.is_file() => c.file(a, &mut best),
                 _ => {}
             }
@@ -352,11 +400,66 @@ impl CompiledManifest {
 
     fn net(&self, a: &Action, t: &Target, best: &mut Strictest) {
         let mut named = false;
+        let target = url_target(&a.resource);
+        // Entries with paths for this destination, none of which names this request's.
+        let mut other_path: Option<&Net> = None;
+        let mut spoke = false;
         for e in &self.network {
-            if e.dest.matches(&t.scheme, &t.host, t.port) {
-                named = true;
-                best.offer_with(e.effect, &e.by, &e.reason);
+            match e.says(t, target) {
+                Says::Nothing => {}
+                Says::Effect(eff) => {
+                    named = true;
+                    spoke = true;
+                    best.offer_with(eff, &e.by, &e.reason);
+                }
+                Says::Connection => {
+                    named = true;
+                    spoke = true;
+                    best.offer_with(
+                        Effect::Allow,
+                        &e.by,
+                        &format!("{} (each request decided by its path)", e.reason),
+                    );
+                }
+                Says::OtherPath => {
+                    named = true;
+                    other_path.get_or_insert(e);
+                }
             }
+        }
+        // A path that could be read as another one is refused wherever paths are named (a
+        // deny on one path must not be walked around by spelling it differently).
+        let ambiguous = target.is_some_and(|p| ward_core::plain_path(p).is_none());
+        let pathy = self
+            .network
+            .iter()
+            .find(|e| e.path.is_some() && e.dest.matches(&t.scheme, &t.host, t.port));
+        let refuse = match (other_path, pathy) {
+            (_, Some(e)) if ambiguous => Some(e),
+            (Some(e), _) if !spoke => Some(e),
+            _ => None,
+        };
+        if let Some(e) = refuse {
+            let path = target.unwrap_or("/");
+            let why = match ward_core::plain_path(path) {
+                Some(p) => format!(
+                    "{}://{}:{} allows only the requests its paths name ({}); not {}",
+                    t.scheme,
+                    t.host,
+                    t.port,
+                    self.paths_of(t).join(", "),
+                    ward_core::inert::line(p)
+                ),
+                None => format!(
+                    "the path `{}` could be read as another one (`.`/`..` segments, `//`, \
+                     escaped `.` `/` `\\`): {}://{}:{} has path rules",
+                    ward_core::inert::line(path),
+                    t.scheme,
+                    t.host,
+                    t.port
+                ),
+            };
+            best.offer_with(Effect::Deny, &e.by, &why);
         }
         if a.kind == ActionKind::NetUpload {
             if let Some((limit, by)) = &self.upload_limit {
@@ -389,6 +492,17 @@ impl CompiledManifest {
     }
 }
 
+impl CompiledManifest {
+    /// The path patterns allowed at a destination.
+    fn paths_of(&self, t: &Target) -> Vec<String> {
+        self.network
+            .iter()
+            .filter(|e| e.effect == Effect::Allow && e.dest.matches(&t.scheme, &t.host, t.port))
+            .filter_map(|e| e.path.as_ref().map(|p| p.as_str().to_string()))
+            .collect()
+    }
+}
+
 impl Ceiling {
     fn file(&self, a: &Action, best: &mut Strictest) {
         let Some(grants) = &self.files else { return };
@@ -406,14 +520,17 @@ impl Ceiling {
         }
     }
 
-    fn net(&self, t: &Target, best: &mut Strictest) {
+    fn net(&self, a: &Action, t: &Target, best: &mut Strictest) {
         let Some((entries, unknown, by)) = &self.network else {
             return;
         };
-        let matched = entries
-            .iter()
-            .filter(|e| e.dest.matches(&t.scheme, &t.host, t.port));
-        match matched.map(|e| (e.effect, e)).max_by_key(|(eff, _)| *eff) {
+        let target = url_target(&a.resource);
+        let matched = entries.iter().filter_map(|e| match e.says(t, target) {
+            Says::Effect(eff) => Some((eff, e)),
+            Says::Connection => Some((Effect::Allow, e)),
+            Says::Nothing | Says::OtherPath => None,
+        });
+        match matched.max_by_key(|(eff, _)| *eff) {
             None => best.offer_with(*unknown, by, &self.outside),
             Some((Effect::Allow, _)) => {}
             Some((eff, e)) => best.offer_with(eff, &e.by, &e.reason),

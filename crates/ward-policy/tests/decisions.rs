@@ -490,3 +490,64 @@ fn the_managed_file_bounds_user_rules_and_policies() {
         "Rego true is bounded too"
     );
 }
+
+#[test]
+fn path_rules_decide_each_request_and_spellings_do_not_get_around_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("ward.toml");
+    fs::write(
+        &p,
+        "name = \"t\"\n[network]\nallow = [\"https://api.github.com/repos/acme/*\", \
+         \"https://docs.test\"]\ndeny = [\"https://api.github.com/repos/acme/secret*\", \
+         \"https://docs.test/admin/*\"]\n",
+    )
+    .unwrap();
+    let opts = LoadOptions {
+        managed: vec![],
+        home: Some(dir.path().to_path_buf()),
+        ..LoadOptions::default()
+    };
+    let mut pdp = Pdp::new(Manifest::load(&p, &opts).unwrap()).unwrap();
+    let mut at = |url: &str| pdp.decide(&Action::new(ActionKind::NetConnect, url));
+    // The connection: allowed, its requests decided one by one.
+    let c = at("https://api.github.com:443");
+    assert_eq!(c.effect, Effect::Allow, "{c:?}");
+    assert!(
+        c.reason.contains("each request decided by its path"),
+        "{c:?}"
+    );
+    assert_eq!(
+        at("https://api.github.com/repos/acme/tool/issues?x=1").effect,
+        Effect::Allow
+    );
+    let other = at("https://api.github.com/repos/other/tool");
+    assert_eq!(other.effect, Effect::Deny, "{other:?}");
+    assert!(other.reason.contains("/repos/acme/*"), "{other:?}");
+    assert_eq!(at("https://api.github.com/").effect, Effect::Deny);
+    // A deny by path, whatever the case.
+    assert_eq!(
+        at("https://api.github.com/repos/acme/secrets").effect,
+        Effect::Deny
+    );
+    assert_eq!(
+        at("https://api.github.com/repos/acme/SECRETS").effect,
+        Effect::Deny
+    );
+    // Spellings a server reads as another path.
+    for sneaky in [
+        "https://api.github.com/repos/acme/../other/x",
+        "https://api.github.com/repos/acme/%2e%2e/other",
+        "https://api.github.com/repos/acme//x",
+        "https://docs.test/x/../admin/users",
+        "https://docs.test/%61dmin/users/..%2f",
+        "https://docs.test/%61dmin/users",
+        "https://docs.test/admin%2fusers",
+    ] {
+        let d = at(sneaky);
+        assert_eq!(d.effect, Effect::Deny, "{sneaky}: {d:?}");
+    }
+    // A host allowed whole, less a denied path.
+    assert_eq!(at("https://docs.test/guide").effect, Effect::Allow);
+    assert_eq!(at("https://docs.test/admin/users").effect, Effect::Deny);
+    assert_eq!(at("https://docs.test/Admin/users").effect, Effect::Deny);
+}

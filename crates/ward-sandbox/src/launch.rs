@@ -956,7 +956,37 @@ fn read_late(fd: i32) -> Result<Vec<u8>, SandboxError> {
 }
 
 /// PID 1 of the new pid namespace: build the root, start the agent as PID 2, reap.
+/// Overwrite this process's environment block: PID 1 was forked from `ward run` with its
+/// whole environment (secrets the agent's was cleaned of, a credential's source variable),
+/// and `/proc/1/environ` shows that block to whoever may read PID 1's memory. The agent's own
+/// environment comes from the configuration, never from here.
+fn forget_environment() {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command's closing parenthesis start at field 3; env_start and
+    // env_end are fields 50 and 51 (proc(5)).
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let (Some(Ok(start)), Some(Ok(end))) = (
+        f.get(47).map(|v| v.parse::<usize>()),
+        f.get(48).map(|v| v.parse::<usize>()),
+    ) else {
+        return;
+    };
+    if start == 0 || end <= start || end - start > 64 << 20 {
+        return;
+    }
+    // SAFETY: [env_start, env_end) is this process's own environment block, mapped and
+    // writable (the initial stack); nothing reads it after this (the agent's environment is
+    // built from the configuration, and PID 1 asks for no variable).
+    unsafe { std::ptr::write_bytes(start as *mut u8, 0, end - start) };
+}
+
 fn init(cfg: &Config, link: i32) -> Result<i32, SandboxError> {
+    forget_environment();
     // The proxy's socket is the launcher's to hand over.
     if let Some(fd) = cfg.proxy_fd {
         // SAFETY: closing PID 1's copy of a descriptor it has no use for.

@@ -121,6 +121,35 @@ fn escape_dotdot_and_proc_root_traversal() {
 }
 
 #[test]
+fn escape_via_pid_1s_environment() {
+    // PID 1 comes from the process that started the sandbox, with its whole environment:
+    // variables the agent's was cleaned of. With Landlock off, two walls remain: the agent
+    // has fewer capabilities than PID 1, so the kernel refuses it PID 1's memory, and PID 1
+    // overwrote its environment block anyway. Either way the variable is not read.
+    let b = Box_::new();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ward-launch"));
+    c.arg("--staging").arg(b.p("stage"));
+    c.arg("--rw").arg(b.p("proj"));
+    c.arg("--cwd").arg(b.p("proj"));
+    c.arg("--no-landlock");
+    c.args([
+        "--",
+        "/bin/sh",
+        "-c",
+        "cat /proc/1/environ | tr '\\0' '\\n'; echo; echo done",
+    ]);
+    c.env("HOME", b.p("home"));
+    c.env("WARD_TEST_HIDDEN", "sk-test-hidden-value-123");
+    let o = c.output().unwrap();
+    let t = out(&o);
+    assert!(t.contains("done"), "{t}");
+    assert!(
+        !t.contains("sk-test-hidden-value-123"),
+        "PID 1's environment shows the variable: {t}"
+    );
+}
+
+#[test]
 fn escape_symlink_planted_in_the_grant() {
     let b = Box_::new();
     let target = b.p("sibling/secret.txt");

@@ -39,6 +39,17 @@ pub const TRUST_VARS: &[&str] = &[
     "GIT_SSL_CAINFO",
 ];
 
+/// Whether a session opens TLS to some destinations: `inspect`, credentials, or `https` entries
+/// with paths.
+pub fn opens_tls(m: &Manifest) -> bool {
+    m.inspect.is_some()
+        || m.git_push.is_some()
+        || !m.credentials.is_empty()
+        || m.network
+            .iter()
+            .any(|e| e.path.is_some() && e.dest.scheme == "https")
+}
+
 /// TLS inspection for a session whose manifest turns it on: the session's own certificate
 /// authority (its key only in this process), the client toward the real servers (the
 /// system's roots and the manifest's `ca_file`s), and the bundle the agent trusts (the
@@ -51,17 +62,26 @@ pub fn interception(
 ) -> anyhow::Result<Option<(ward_net::Intercept, std::path::PathBuf)>> {
     use anyhow::Context;
     use ward_net::intercept;
-    if m.inspect.is_none() && m.credentials.is_empty() {
+    if !opens_tls(m) {
         return Ok(None);
     }
-    // Without `inspect`, only the credentials' destinations are opened.
-    let only = m.inspect.is_none().then(|| {
+    // Without `inspect`, only the credentials' destinations and those with path rules are
+    // opened.
+    // (`git_push`: a push could go to any of them.)
+    let only = (m.inspect.is_none() && m.git_push.is_none()).then(|| {
+        let name = |d: &ward_core::Destination| match &d.host {
+            ward_core::HostPattern::Name(h) => Some((h.clone(), d.port)),
+            _ => None,
+        };
         m.credentials
             .iter()
-            .filter_map(|c| match &c.to.host {
-                ward_core::HostPattern::Name(h) => Some((h.clone(), c.to.port)),
-                _ => None,
-            })
+            .filter_map(|c| name(&c.to))
+            .chain(
+                m.network
+                    .iter()
+                    .filter(|e| e.path.is_some() && e.dest.scheme == "https")
+                    .filter_map(|e| name(&e.dest)),
+            )
             .collect()
     });
     let system = std::path::Path::new(intercept::SYSTEM_ROOTS);

@@ -61,12 +61,22 @@ pub fn lines(e: &Ended) -> Vec<String> {
     let list = |key: &str| e.network[key].as_array().cloned().unwrap_or_default();
     for r in list("refused_destinations") {
         let dest = r["resource"].as_str().unwrap_or_default();
+        let reason = r["reason"].as_str().unwrap_or_default();
+        // The line that would allow it, only where not being named was the reason (not a
+        // finding, a credential's placeholder, a path or a push rule).
+        let hint = if reason.contains("is not in the manifest") {
+            format!(
+                "; to allow it, add to ward.toml: [network] allow = [\"{}\"]",
+                inert::line(&manifest_dest(dest))
+            )
+        } else {
+            String::new()
+        };
         out.push(format!(
-            "refused  {} ({}x): {}; to allow it, add to ward.toml: [network] allow = [\"{}\"]",
+            "refused  {} ({}x): {}{hint}",
             inert::line(dest),
             r["count"],
-            inert::line(r["reason"].as_str().unwrap_or_default()),
-            inert::line(&manifest_dest(dest)),
+            inert::line(reason),
         ));
     }
     let names = list("refused_names");
@@ -251,7 +261,7 @@ mod tests {
     fn names_what_to_change_and_keeps_agent_text_inert() {
         let network = json!({
             "refused_destinations": [{"resource": "https://evil.example\u{1b}[2J:443", "count": 3,
-                "by": "default", "reason": "nothing in the manifest grants it"}],
+                "by": "default", "reason": "https://evil.example:443 is not in the manifest (deny unknown destinations)"}],
             "failed_destinations": [{"resource": "https://api.anthropic.com:443", "count": 6,
                 "by": "manifest", "reason": "cannot resolve api.anthropic.com"}],
         });

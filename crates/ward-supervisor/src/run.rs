@@ -1828,7 +1828,7 @@ fn launcher_config(
         .collect();
     // With TLS inspected, clients that read a variable for their trusted certificates are
     // pointed at the session's bundle (unless the manifest sets the variable itself).
-    if m.inspect.is_some() || !m.credentials.is_empty() {
+    if crate::proxy::opens_tls(m) {
         for k in crate::proxy::TRUST_VARS {
             if !m.env_set.iter().any(|(s, _, _)| s.as_str() == *k) {
                 lc.set_env.push((

@@ -105,6 +105,15 @@ impl Store {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                // A store with entries and no key: they could never be opened again.
+                if !self.load()?.secrets.is_empty() {
+                    bail!(
+                        "{} is missing while {} holds secrets: restore the key (or remove the \
+                         store to start again)",
+                        path.display(),
+                        self.file().display()
+                    );
+                }
                 std::fs::create_dir_all(&self.dir)
                     .with_context(|| format!("cannot create {}", self.dir.display()))?;
                 let _ = std::fs::set_permissions(
@@ -161,8 +170,30 @@ impl Store {
         Ok(())
     }
 
+    /// One change at a time (an exclusive lock on the store's folder), the folder kept 0700.
+    fn lock(&self) -> anyhow::Result<std::fs::File> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {}", self.dir.display()))?;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .open(&self.dir)
+            .with_context(|| format!("cannot open {}", self.dir.display()))?;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
+            bail!("cannot lock {}", self.dir.display());
+        }
+        Ok(f)
+    }
+
     pub fn set(&self, name: &str, secret: &str) -> anyhow::Result<()> {
         check_name(name)?;
+        if secret.len() > 8192 {
+            bail!("the secret is longer than 8 KiB");
+        }
+        let _one = self.lock()?;
         let key = self.key(true)?;
         let mut f = self.load()?;
         let mut nonce = [0u8; NONCE_LEN];
@@ -228,6 +259,7 @@ impl Store {
 
     /// Whether it was there.
     pub fn remove(&self, name: &str) -> anyhow::Result<bool> {
+        let _one = self.lock()?;
         let mut f = self.load()?;
         let had = f.secrets.remove(name).is_some();
         if had {

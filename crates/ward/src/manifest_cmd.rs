@@ -72,6 +72,10 @@ impl LoadArgs {
             }
             o.protected.push(p.keys);
         }
+        // And the secrets credentials come from.
+        if let Ok(d) = ward_supervisor::secrets::store_dir() {
+            o.protected.push(d);
+        }
         if let Some(m) = &self.managed {
             o.managed.push(m.clone());
         }

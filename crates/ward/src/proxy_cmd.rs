@@ -68,6 +68,33 @@ pub fn run(a: ProxyArgs) -> crate::Outcome {
              remove it for this command"
         );
     }
+    if let Some(r) = m.git_push.as_ref().and_then(|l| l.first()) {
+        anyhow::bail!(
+            "`git_push` ({}) is checked under `ward run`, which opens TLS to see pushes; \
+             `ward proxy` cannot: remove it for this command",
+            r.origin
+        );
+    }
+    if let Some(c) = m.credentials.first() {
+        anyhow::bail!(
+            "credentials ({}) are put in under `ward run`, which opens TLS to their \
+             destinations; `ward proxy` cannot: remove them for this command",
+            c.origin
+        );
+    }
+    if let Some(e) = m
+        .network
+        .iter()
+        .find(|e| e.path.is_some() && e.dest.scheme == "https")
+    {
+        anyhow::bail!(
+            "`{}` ({}) names paths of an https destination, decided request by request under \
+             `ward run`, which opens TLS to it; `ward proxy` cannot: name the host alone for \
+             this command",
+            e.shown(),
+            e.origin
+        );
+    }
     let dns = if a.dns.is_empty() {
         ward_net::Dns::System
     } else {

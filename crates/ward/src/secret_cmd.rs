@@ -74,7 +74,7 @@ fn read_secret(name: &str) -> anyhow::Result<String> {
         let mut s = String::new();
         stdin
             .lock()
-            .take(64 * 1024)
+            .take(8 * 1024 + 3)
             .read_to_string(&mut s)
             .context("cannot read the secret from stdin (UTF-8 text)")?;
         s

@@ -27,11 +27,12 @@ impl Explanation<'_> {
             })).collect::<Vec<_>>(),
             "deny_paths": m.deny_paths.iter().map(|(p, o)| json!({"pattern": p, "origin": o.to_string()})).collect::<Vec<_>>(),
             "network": m.network.iter().map(|e| json!({
-                "effect": e.effect, "destination": e.dest.to_string(), "origin": e.origin.to_string(),
+                "effect": e.effect, "destination": e.shown(), "origin": e.origin.to_string(),
             })).collect::<Vec<_>>(),
             "unknown_network": {"effect": m.unknown_network.0, "origin": m.unknown_network.1.to_string()},
             "inspect": m.inspect.as_ref().map(|o| json!({"origin": o.to_string()})),
             "findings": m.findings.levels().iter().map(|(level, (r, o))| (level.to_string(), json!({"reaction": r.as_str(), "origin": o.to_string()}))).collect::<serde_json::Map<_, _>>(),
+            "git_push": m.git_push.as_ref().map(|l| l.iter().map(|r| json!({"repository": r.shown(), "origin": r.origin.to_string()})).collect::<Vec<_>>()),
             "credentials": m.credentials.iter().map(|c| json!({
                 "name": c.name, "secret": c.source.to_string(), "env": c.env,
                 "to": format!("{}{}", c.to, c.path), "how": c.placement.to_string(),
@@ -176,9 +177,14 @@ impl fmt::Display for Explanation<'_> {
         for e in &m.network {
             writeln!(
                 f,
-                "  {:<5} {}    <- {}",
+                "  {:<5} {}{}    <- {}",
                 e.effect.as_str(),
-                e.dest,
+                e.shown(),
+                if e.path.is_some() {
+                    " (requests whose path matches; TLS to it is opened)"
+                } else {
+                    ""
+                },
                 e.origin
             )?;
         }
@@ -201,6 +207,22 @@ impl fmt::Display for Explanation<'_> {
         )?;
         for (level, (r, o)) in m.findings.levels() {
             writeln!(f, "    {level:<6} confidence: {:<6}    <- {o}", r.as_str())?;
+        }
+        if let Some(repos) = &m.git_push {
+            writeln!(
+                f,
+                "  git push over HTTP(S) only to: {}  (TLS to every https destination is opened; \
+                 pushes over SSH are not seen)",
+                if repos.is_empty() {
+                    "no repository".to_string()
+                } else {
+                    repos
+                        .iter()
+                        .map(|r| format!("{} <- {}", r.shown(), r.origin))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )?;
         }
         for c in &m.credentials {
             writeln!(

@@ -108,16 +108,26 @@ fn merge(m: &mut Manifest, admin: Manifest, has_files: bool, has_network: bool) 
             let mut any = false;
             for a in &admin_allow {
                 if let Some(dest) = e.dest.intersect(&a.dest) {
+                    // Paths: the one that is there, or the same one; two different ones
+                    // cannot be combined (the entry goes: fail closed).
+                    let path = match (&e.path, &a.path) {
+                        (p, None) | (None, p) => p.clone(),
+                        (Some(x), Some(y)) if x == y => Some(x.clone()),
+                        _ => continue,
+                    };
                     let effect = e.effect.max(a.effect);
-                    if dest != e.dest || effect != e.effect {
+                    if dest != e.dest || effect != e.effect || path != e.path {
                         m.narrowed.push(format!(
-                            "destination {} narrowed to {effect} {dest} by {}",
-                            e.dest, a.origin
+                            "destination {} narrowed to {effect} {dest}{} by {}",
+                            e.shown(),
+                            path.as_ref().map_or("", |p| p.as_str()),
+                            a.origin
                         ));
                     }
                     kept.push(NetEntry {
                         effect,
                         dest,
+                        path,
                         origin: e.origin.clone(),
                     });
                     any = true;
@@ -126,7 +136,7 @@ fn merge(m: &mut Manifest, admin: Manifest, has_files: bool, has_network: bool) 
             if !any {
                 m.narrowed.push(format!(
                     "destination {} removed: the managed file does not allow it",
-                    e.dest
+                    e.shown()
                 ));
             }
         }
@@ -146,6 +156,27 @@ fn merge(m: &mut Manifest, admin: Manifest, has_files: bool, has_network: bool) 
         m.inspect = admin.inspect;
     }
     m.ca_files.extend(admin.ca_files);
+    // Repositories a push may reach: both lists hold (the managed file's, when it has one,
+    // bounds the user's: a push must be named by both).
+    if let Some(admin_list) = admin.git_push {
+        match &mut m.git_push {
+            None => m.git_push = Some(admin_list),
+            Some(mine) => {
+                mine.retain(|r| {
+                    admin_list
+                        .iter()
+                        .any(|a| a.dest == r.dest && a.path.matches(r.path.as_str(), false))
+                });
+                if mine.is_empty() {
+                    m.narrowed.push(
+                        "git_push: none of the repositories is one the managed file names (no \
+                         push is allowed)"
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
     // Credentials an administrator provides (theirs win over a user's of the same name).
     m.credentials
         .retain(|c| !admin.credentials.iter().any(|a| a.name == c.name));

@@ -206,7 +206,20 @@ pub fn device_class(major: u32, minor: u32) -> Option<&'static str> {
 pub struct NetEntry {
     pub effect: Effect,
     pub dest: Destination,
+    /// Only requests whose path this matches (`https://api.github.com/repos/acme/*`); the
+    /// destination's requests are then decided one by one (TLS to it is opened).
+    pub path: Option<crate::dest::PathPattern>,
     pub origin: Origin,
+}
+
+impl NetEntry {
+    /// The destination as written: with its path pattern.
+    pub fn shown(&self) -> String {
+        match &self.path {
+            Some(p) => format!("{}{}", self.dest, p.as_str()),
+            None => self.dest.to_string(),
+        }
+    }
 }
 
 /// A manifest rule: for these action kinds and this resource pattern, allow, ask or deny.
@@ -328,6 +341,9 @@ pub struct Manifest {
     /// Secrets the agent never holds (`[[credentials]]`): it gets a placeholder, the proxy
     /// puts the secret in toward its destination.
     pub credentials: Vec<CredentialSpec>,
+    /// The repositories `git push` over HTTP(S) may reach (`[network] git_push`); `None`: no
+    /// rule of its own (a push is a request like any other); an empty list: none.
+    pub git_push: Option<Vec<GitRepo>>,
     /// What happens to a program no exec rule names (`[exec] unknown`): allow by default, so
     /// exec rules deny or ask for the programs they name; `deny` makes the exec rules an
     /// allow-list.
@@ -356,6 +372,41 @@ pub struct Manifest {
     pub narrowed: Vec<String>,
     /// The managed files' limits, applied to every decision.
     pub ceilings: Vec<Ceiling>,
+}
+
+/// A repository `git push` may reach: its server and its path (`/acme/tool`, or a pattern
+/// such as `/acme/*`), without `.git`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GitRepo {
+    pub dest: Destination,
+    pub path: crate::dest::PathPattern,
+    pub origin: Origin,
+}
+
+impl GitRepo {
+    pub fn shown(&self) -> String {
+        format!("{}{}", self.dest, self.path.as_str())
+    }
+}
+
+/// A smart-HTTP `git push` in a request: the repository's path (without `.git`), when the
+/// request is one (`GET .../info/refs?service=git-receive-pack`, `POST .../git-receive-pack`).
+pub fn git_push_repo(target: &str) -> Option<&str> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let repo = match path.strip_suffix("/git-receive-pack") {
+        Some(r) => r,
+        None => {
+            let r = path.strip_suffix("/info/refs")?;
+            if !query
+                .split('&')
+                .any(|kv| kv.eq_ignore_ascii_case("service=git-receive-pack"))
+            {
+                return None;
+            }
+            r
+        }
+    };
+    Some(repo.strip_suffix(".git").unwrap_or(repo))
 }
 
 /// Where a credential's secret comes from.
@@ -418,9 +469,18 @@ pub struct CredentialSpec {
 }
 
 impl CredentialSpec {
-    /// Whether a request to `scheme://host:port` + `path` is where this credential may go.
+    /// Whether a request to `scheme://host:port` + `path` is where this credential may go: the
+    /// path plain (no `.`/`..` segment, `//` or escaped `.` `/` `\\`) and under the prefix at
+    /// a segment's boundary (`/v1` takes in `/v1/x`, not `/v1evil`).
     pub fn goes_to(&self, scheme: &str, host: &str, port: u16, path: &str) -> bool {
-        self.to.matches(scheme, host, port) && path.starts_with(&self.path)
+        let Some(path) = crate::dest::plain_path(path) else {
+            return false;
+        };
+        let under = match path.strip_prefix(self.path.as_str()) {
+            Some(rest) => self.path.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        };
+        self.to.matches(scheme, host, port) && under
     }
 }
 

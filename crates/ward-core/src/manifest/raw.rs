@@ -81,6 +81,8 @@ pub struct NetworkDoc {
     /// `findings`: what a secret or personal data found in a request does, by the finding's
     /// confidence (`high`, `medium`, `low`).
     pub findings: Vec<(&'static str, At<String>)>,
+    /// `git_push`: the repositories `git push` over HTTP may reach (`[]`: none).
+    pub git_push: Option<Vec<At<String>>>,
 }
 
 #[derive(Debug)]
@@ -207,6 +209,7 @@ struct TomlNetwork {
     inspect: Option<Spanned<bool>>,
     ca_file: Option<Spanned<String>>,
     findings: Option<TomlFindings>,
+    git_push: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -327,6 +330,7 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
                         .collect()
                 })
                 .unwrap_or_default(),
+            git_push: n.git_push.map(list),
         }),
         exec_unknown: doc.exec.and_then(|e| e.unknown).map(at),
         devices: doc

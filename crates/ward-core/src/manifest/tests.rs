@@ -227,8 +227,8 @@ fn validation_errors_name_file_line_and_column() {
             "[TMP]/ward.toml:2:28: bad network destination `api.acme.com`: missing scheme: write `https://api.acme.com` (or `http://`)",
         ),
         (
-            "[network]\nallow = [\"https://acme.com/upload\"]\n",
-            "[TMP]/ward.toml:2:10: bad network destination `https://acme.com/upload`: a destination is scheme://host[:port]; remove the path, query or fragment `/upload`",
+            "[network]\nallow = [\"https://acme.com/upload?id=1\"]\n",
+            "[TMP]/ward.toml:2:10: bad network destination `https://acme.com/upload?id=1`: the path `/upload?id=1` is a path only: no query, fragment, backslash, space or control character",
         ),
         (
             "[network]\nask = [\"https://a*.com\"]\n",
@@ -826,6 +826,14 @@ fn credentials_name_a_source_one_allowed_https_host_and_one_way_in() {
     assert!(c.goes_to("https", "api.acme.com", 443, "/v1/messages"));
     assert!(!c.goes_to("https", "api.acme.com", 443, "/v2/x"));
     assert!(!c.goes_to("http", "api.acme.com", 443, "/v1/x"));
+    assert!(!c.goes_to("https", "api.acme.com", 443, "/v1/../admin"));
+    let m = env.load(&ok.replace("/v1/\"", "/v1\"")).unwrap();
+    let c = &m.credentials[0];
+    assert!(
+        c.goes_to("https", "api.acme.com", 443, "/v1")
+            && c.goes_to("https", "api.acme.com", 443, "/v1/x")
+    );
+    assert!(!c.goes_to("https", "api.acme.com", 443, "/v1evil"));
     let text = crate::Explanation(&m).to_string();
     assert!(
         text.contains("credential acme: the agent holds a placeholder in ACME_KEY"),
@@ -851,4 +859,58 @@ fn credentials_name_a_source_one_allowed_https_host_and_one_way_in() {
     assert!(bad("env = \"ACME_KEY\"", "env = \"HTTPS_PROXY\"").contains("set by Ward"));
     assert!(bad("header = \"Authorization\"", "header = \"host\"").contains("cannot carry"));
     assert!(bad("name = \"acme\"", "name = \"Acme Key\"").contains("a credential's name"));
+}
+
+#[test]
+fn destinations_with_paths_and_git_push_repositories() {
+    let env = Env::new();
+    let m = env
+        .load(
+            "[network]\nallow = [\"https://api.github.com/repos/acme/*\", \"https://github.com\"]\n\
+             git_push = [\"https://github.com/acme/tool.git\", \"https://github.com/acme/lib/\"]\n",
+        )
+        .unwrap();
+    assert_eq!(
+        m.network[0].shown(),
+        "https://api.github.com:443/repos/acme/*"
+    );
+    let repos = m.git_push.as_ref().unwrap();
+    assert_eq!(repos[0].path.as_str(), "/acme/tool");
+    assert_eq!(repos[1].path.as_str(), "/acme/lib");
+    assert_eq!(
+        crate::git_push_repo("/acme/tool.git/info/refs?service=git-receive-pack"),
+        Some("/acme/tool")
+    );
+    assert_eq!(
+        crate::git_push_repo("/acme/tool.git/info/refs?service=git-upload-pack"),
+        None
+    );
+    assert_eq!(
+        crate::git_push_repo("/acme/tool/git-receive-pack"),
+        Some("/acme/tool")
+    );
+    let text = crate::Explanation(&m).to_string();
+    assert!(text.contains("requests whose path matches"), "{text}");
+    assert!(text.contains("git push over HTTP(S) only to"), "{text}");
+    // `[]`: no push anywhere (not the same as no rule).
+    let m = env.load("[network]\ngit_push = []\n").unwrap();
+    assert_eq!(m.git_push, Some(vec![]));
+    assert_eq!(env.load("[network]\n").unwrap().git_push, None);
+    for (bad, says) in [
+        ("allow = [\"https://a.com/x/../y\"]", "must be plain"),
+        ("allow = [\"https://a.com/x%41\"]", "must be plain"),
+        ("allow = [\"https://a.com/x?y=1\"]", "no query"),
+        (
+            "allow = [\"ssh://a.com/x\"]",
+            "an ssh destination has no path",
+        ),
+        ("git_push = [\"https://github.com\"]", "name a repository"),
+        (
+            "git_push = [\"ssh://github.com/acme/tool\"]",
+            "name a repository",
+        ),
+    ] {
+        let e = env.err(&format!("[network]\n{bad}\n"));
+        assert!(e.contains(says), "{bad}: {e}");
+    }
 }

@@ -111,6 +111,7 @@ pub(super) fn empty() -> Manifest {
         ca_files: vec![],
         findings: Findings::default(),
         credentials: vec![],
+        git_push: None,
         unknown_exec: (Effect::Allow, Origin::Default),
         rules: vec![],
         policies: vec![],
@@ -300,7 +301,31 @@ pub(super) fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, 
     let mut inspect = None;
     let mut ca_files = Vec::new();
     let mut findings = Findings::default();
+    let mut git_push = None;
     if let Some(net) = doc.network {
+        if net.git_push.is_some() {
+            git_push = Some(Vec::new());
+        }
+        for g in net.git_push.iter().flatten() {
+            let written = g.value.trim_end_matches('/');
+            let written = written.strip_suffix(".git").unwrap_or(written);
+            let parsed = crate::dest::split_path(written)
+                .map_err(|e| e.to_string())
+                .and_then(|(dest, path)| match (dest.scheme.as_str(), path) {
+                    ("https" | "http", Some(path)) => Ok((dest, path)),
+                    _ => Err("name a repository: https://host/owner/repo (or owner/*)".into()),
+                });
+            match parsed {
+                Ok((dest, path)) => git_push.get_or_insert_with(Vec::new).push(super::GitRepo {
+                    dest,
+                    path,
+                    origin: cx.origin(g.pos),
+                }),
+                Err(e) => {
+                    return Err(cx.err(g.pos, format!("`network.git_push` `{}`: {e}", g.value)))
+                }
+            }
+        }
         for (level, v) in &net.findings {
             let Some(r) = Reaction::parse(&v.value) else {
                 return Err(cx.err(
@@ -349,12 +374,19 @@ pub(super) fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, 
             (Effect::Allow, &net.allow),
         ] {
             for d in list {
-                let dest = Destination::parse(&d.value).map_err(|e| {
+                let (dest, path) = crate::dest::split_path(&d.value).map_err(|e| {
                     cx.err(d.pos, format!("bad network destination `{}`: {e}", d.value))
                 })?;
+                if path.is_some() && dest.scheme == "ssh" {
+                    return Err(cx.err(
+                        d.pos,
+                        format!("`{}`: an ssh destination has no path", d.value),
+                    ));
+                }
                 network.push(NetEntry {
                     effect,
                     dest,
+                    path,
                     origin: cx.origin(d.pos),
                 });
             }
@@ -651,6 +683,7 @@ pub(super) fn build(doc: Doc, cx: &Ctx, opts: &LoadOptions) -> Result<Manifest, 
         ca_files,
         findings,
         credentials,
+        git_push,
         unknown_exec,
         rules,
         policies,

@@ -97,6 +97,94 @@ impl Proxy {
                  use wss:// (CONNECT)",
             ));
         }
+        // Path rules: each request to a destination some entries name paths of is decided by
+        // its path (before its body is read).
+        if self.inner.has_paths {
+            let a = Action {
+                dest: Some(dest.clone()),
+                port: Some(auth.port),
+                scheme: Some(scheme.into()),
+                agent: self.inner.broker.agent().map(str::to_string),
+                ..Action::new(ActionKind::NetConnect, format!("{scheme}://{auth}{target}"))
+            };
+            let d = self.policy(&a);
+            let shown_a = Action {
+                resource: shown.clone(),
+                ..a.clone()
+            };
+            let outcome = match d.effect {
+                Effect::Allow => None,
+                Effect::Deny => Some(Outcome {
+                    decision: d,
+                    consent: None,
+                    channel: None,
+                }),
+                Effect::Ask => {
+                    let text = format!(
+                        "The agent wants to send {} {} ({via}): {}",
+                        req.method(),
+                        ward_core::inert::Inert(&shown),
+                        ward_core::inert::Inert(&d.reason)
+                    );
+                    let path = ward_core::plain_path(target).unwrap_or(target).to_string();
+                    let o = self
+                        .ask(d, format!("request {scheme}://{auth}{path}"), text, None)
+                        .await;
+                    (!o.allowed()).then_some(o)
+                }
+            };
+            if let Some(o) = outcome {
+                self.note(self.outcome_event(&shown_a, &o, json!({"via": via, "path": true})));
+                return Err(Refusal::new(
+                    StatusCode::FORBIDDEN,
+                    socks::REP_NOT_ALLOWED,
+                    o.decision.by.clone(),
+                    o.decision.reason,
+                ));
+            }
+        }
+        // Git-aware: a push over smart HTTP reaches only the repositories `git_push` names.
+        if let (Some(repos), Some(repo)) = (
+            self.inner.manifest.git_push.as_ref(),
+            ward_core::git_push_repo(target),
+        ) {
+            let named = ward_core::plain_path(repo).is_some_and(|r| {
+                repos
+                    .iter()
+                    .any(|g| g.dest.matches(scheme, &dest, auth.port) && g.path.matches(r, false))
+            });
+            if !named {
+                let why =
+                    format!(
+                    "git push to {scheme}://{auth}{} refused: [network] git_push allows pushes \
+                     only to {}",
+                    ward_core::inert::line(repo),
+                    if repos.is_empty() {
+                        "no repository".to_string()
+                    } else {
+                        repos.iter().map(|r| r.shown()).collect::<Vec<_>>().join(", ")
+                    }
+                );
+                let by = repos
+                    .first()
+                    .map_or(By::builtin("git_push"), |r| By::manifest(&r.origin));
+                let a = Action {
+                    dest: Some(dest.clone()),
+                    port: Some(auth.port),
+                    scheme: Some(scheme.into()),
+                    agent: self.inner.broker.agent().map(str::to_string),
+                    ..Action::new(ActionKind::NetUpload, shown.clone())
+                };
+                let d = Decision::new(Effect::Deny, by, why);
+                self.note(self.event(&a, &d, json!({"via": via, "git": "push"})));
+                return Err(Refusal::new(
+                    StatusCode::FORBIDDEN,
+                    socks::REP_NOT_ALLOWED,
+                    d.by,
+                    d.reason,
+                ));
+            }
+        }
         // Judge the body as an upload before anything is sent.
         let (mut parts, mut body) = req.into_parts();
         let hint = body.size_hint();
@@ -521,6 +609,10 @@ impl Proxy {
         *lock(&conn.upstream) = Some(up);
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        let put = lock(&meter.found.put).clone();
+        if !put.is_empty() {
+            crate::credentials::mask_response(&self.inner.credentials, &put, &mut parts.headers);
+        }
         let counted = Counting {
             inner: body,
             counter: meter,

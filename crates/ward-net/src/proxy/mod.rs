@@ -162,6 +162,8 @@ struct Inner {
     dns_unrecorded: AtomicU64,
     intercept: Option<Intercept>,
     credentials: Vec<crate::credentials::Credential>,
+    /// Some network entry names paths: requests are decided by path too.
+    has_paths: bool,
     /// The credentials' names and placeholders, looked for in every request read.
     marks: Vec<crate::dlp::Mark>,
 }
@@ -243,6 +245,12 @@ impl Proxy {
                 .policies
                 .iter()
                 .any(|p| p.actions.iter().any(|k| k.matches(&ActionKind::NetUpload)));
+        let has_paths = cfg.manifest.network.iter().any(|e| e.path.is_some())
+            || cfg.manifest.ceilings.iter().any(|c| {
+                c.network
+                    .as_ref()
+                    .is_some_and(|(n, _, _)| n.iter().any(|e| e.path.is_some()))
+            });
         Ok(Proxy {
             inner: Arc::new(Inner {
                 broker,
@@ -264,6 +272,7 @@ impl Proxy {
                 dns_refused: Mutex::new(HashMap::new()),
                 dns_unrecorded: AtomicU64::new(0),
                 intercept: cfg.intercept,
+                has_paths,
                 marks: cfg
                     .credentials
                     .iter()

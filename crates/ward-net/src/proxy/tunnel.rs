@@ -234,6 +234,21 @@ impl Proxy {
             .intercept
             .as_ref()
             .is_some_and(|i| i.inspects(&auth.host.as_match(), auth.port));
+        // A destination with path rules is reached only with its requests in view.
+        let pathy = self.inner.has_paths
+            && self.inner.manifest.network.iter().any(|e| {
+                e.path.is_some() && e.dest.matches("https", &auth.host.as_match(), auth.port)
+            });
+        if pathy && !(tls && inspects) {
+            let why = format!(
+                "https://{auth} has path rules: its requests are decided one by one, which \
+                 needs its TLS opened (ward run opens it; `ward proxy` and tunnels that are not \
+                 TLS cannot)"
+            );
+            let d = Decision::new(Effect::Deny, By::builtin("paths"), why);
+            self.note(self.event(&action, &d, json!({"via": via})));
+            return;
+        }
         if tls && inspects {
             return self.inspect(client, buf, auth, vetted, via, &action).await;
         }

@@ -807,10 +807,7 @@ fn escape_via_a_credential_the_agent_was_given() {
             .find_map(|l| l.strip_prefix("held: "))
             .unwrap_or_default()
             .to_string();
-        assert!(
-            held.starts_with("sk-test-") && held.len() == secret.len(),
-            "{t}"
-        );
+        assert!(held.starts_with("sk-") && held.len() == secret.len(), "{t}");
         assert_ne!(held, secret);
         assert!(
             agent.contains("source: []"),
@@ -823,6 +820,11 @@ fn escape_via_a_credential_the_agent_was_given() {
         for line in ["path 403", "header 403", "plain 403", "body 403"] {
             assert!(agent.contains(line), "{line}: {t}");
         }
+        // Ward's report does not suggest allowing what a credential rule refused.
+        assert!(
+            t.contains("placeholder of credential `api`") && !t.contains("to allow it"),
+            "{t}"
+        );
         assert!(
             !agent.replace(&format!("key={secret}"), "").contains(secret),
             "{t}"
