@@ -62,12 +62,27 @@ impl PathPattern {
     }
 
     /// Whether the request path `path` (plain: see [`plain_path`]) is one this names;
-    /// `fold`: ASCII case ignored (what a deny must do: servers often ignore case).
+    /// `fold`: ASCII case ignored, and everything under the path named too (what a deny or an
+    /// ask must do: servers often ignore case, and `/admin` holds `/admin/users`).
     pub fn matches(&self, path: &str, fold: bool) -> bool {
-        glob(self.0.as_bytes(), path.as_bytes(), fold)
+        let (p, s) = (self.0.as_bytes(), path.as_bytes());
+        if glob(p, s, fold) {
+            return true;
+        }
+        // (`/admin/*` holds `/admin` itself too.)
+        if fold && p.strip_suffix(b"/*").is_some_and(|base| glob(base, s, fold)) {
+            return true;
+        }
+        fold && s
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| b == b'/' && i > 0 && glob(p, &s[..i], fold))
     }
 }
 
+/// `p` against `s`: `*` any bytes but `/`, a `*` that ends `p` any bytes at all. One pass with
+/// one point to return to (a `*` cannot cross `/`, so an earlier one never needs retrying):
+/// time linear in `s` times `p` at worst, whatever the pattern.
 fn glob(p: &[u8], s: &[u8], fold: bool) -> bool {
     let eq = |a: u8, b: u8| {
         if fold {
@@ -76,16 +91,31 @@ fn glob(p: &[u8], s: &[u8], fold: bool) -> bool {
             a == b
         }
     };
-    match p.split_first() {
-        None => s.is_empty(),
-        Some((b'*', [])) => true,
-        Some((b'*', rest)) => (0..=s.len())
-            .take_while(|&i| i == 0 || s[i - 1] != b'/')
-            .any(|i| glob(rest, &s[i..], fold)),
-        Some((&c, rest)) => s
-            .split_first()
-            .is_some_and(|(&d, t)| eq(c, d) && glob(rest, t, fold)),
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < s.len() {
+        if i < p.len() && p[i] == b'*' {
+            if i + 1 == p.len() {
+                return true;
+            }
+            star = Some((i, j));
+            i += 1;
+        } else if i < p.len() && eq(p[i], s[j]) {
+            i += 1;
+            j += 1;
+        } else if let Some((si, sj)) = star {
+            // The `*` takes one more byte, unless that byte is a `/`.
+            if s[sj] == b'/' {
+                return false;
+            }
+            star = Some((si, sj + 1));
+            i = si + 1;
+            j = sj + 1;
+        } else {
+            return false;
+        }
     }
+    p[i..].iter().all(|&c| c == b'*')
 }
 
 /// A request path as path rules see it, or `None` when it is ambiguous: a server could read
@@ -98,13 +128,15 @@ pub fn plain_path(target: &str) -> Option<&str> {
         w[0] == b'%'
             && hex(w[1]).zip(hex(w[2])).is_some_and(|(h, l)| {
                 let c = (h * 16 + l) as u8;
-                c.is_ascii_alphanumeric() || b"-._~/\\\0".contains(&c)
+                c.is_ascii_alphanumeric() || b"-._~/\\\0%".contains(&c) || c >= 0x80
             })
     });
     let ambiguous = !path.starts_with('/')
         || path.contains("//")
         || path.contains('\\')
         || path.split('/').any(|seg| seg == "." || seg == "..")
+        // Path parameters: `/acme/..;/other` is `/other` to some servers.
+        || path.contains(';')
         || needless_escape;
     (!ambiguous).then_some(path)
 }

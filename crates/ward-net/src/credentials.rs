@@ -378,6 +378,8 @@ mod tests {
             to: Destination::parse("https://api.test").unwrap(),
             path: "/v1/".into(),
             placement,
+            optional: false,
+            unless_env: vec![],
             origin: Origin::Default,
         }
     }

@@ -297,6 +297,8 @@ fn a_credential_is_put_in_only_toward_its_destination_and_only_there_is_tls_open
                 to: ward_core::Destination::parse("https://api.test").unwrap(),
                 path: "/v1/".into(),
                 placement: ward_core::Placement::Header("x-api-key".into()),
+                optional: false,
+                unless_env: vec![],
                 origin: ward_core::Origin::Default,
             };
             let cred = ward_net::credentials::Credential::new(spec, SECRET.into()).unwrap();

@@ -77,13 +77,14 @@ fn git_push_reaches_only_the_named_repositories() {
             assert!(r.body.contains("acme/tool"), "{}", r.body);
             assert_eq!(w.raw(&post("/acme/other.git/git-receive-pack")).await.status, 403);
             assert_eq!(w.raw(&post("/acme/tool.git/../other.git/git-receive-pack")).await.status, 403);
+            assert_eq!(w.raw(&post("/acme/other.git/git-receive%2Dpack")).await.status, 403);
             let r = w
                 .get("http://git.test/acme/other.git/info/refs?service=git-upload-pack", "git.test")
                 .await;
             assert_eq!(r.status, 200, "a fetch was refused: {r:?}");
             assert_eq!(hits.load(Ordering::SeqCst), 4, "a refused push arrived");
             let d = w.find("net.upload", "\"git\":\"push\"");
-            assert_eq!(d.len(), 3, "{d:?}");
+            assert_eq!(d.len(), 4, "{d:?}");
             assert!(d.iter().all(|r| r["decision"]["result"] == "deny"));
         })
     });

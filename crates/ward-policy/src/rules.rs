@@ -196,6 +196,8 @@ impl Net {
             Some(path) if p.matches(path, self.effect != Effect::Allow) => {
                 Says::Effect(self.effect)
             }
+            // A deny of some paths says nothing of the others.
+            _ if self.effect == Effect::Deny => Says::Nothing,
             _ => Says::OtherPath,
         }
     }

@@ -541,6 +541,9 @@ fn path_rules_decide_each_request_and_spellings_do_not_get_around_them() {
         "https://docs.test/x/../admin/users",
         "https://docs.test/%61dmin/users/..%2f",
         "https://docs.test/%61dmin/users",
+        "https://api.github.com/repos/acme/..;/other/x",
+        "https://api.github.com/repos/acme/%252e%252e/other",
+        "https://api.github.com/repos/acme/%c0%ae%c0%ae/other",
         "https://docs.test/admin%2fusers",
     ] {
         let d = at(sneaky);
@@ -550,4 +553,31 @@ fn path_rules_decide_each_request_and_spellings_do_not_get_around_them() {
     assert_eq!(at("https://docs.test/guide").effect, Effect::Allow);
     assert_eq!(at("https://docs.test/admin/users").effect, Effect::Deny);
     assert_eq!(at("https://docs.test/Admin/users").effect, Effect::Deny);
+    assert_eq!(
+        at("https://docs.test/admin").effect,
+        Effect::Deny,
+        "a deny holds what is under it"
+    );
+}
+
+#[test]
+fn a_deny_of_some_paths_says_nothing_of_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("ward.toml");
+    fs::write(
+        &p,
+        "name = \"t\"\n[network]\nunknown = \"ask\"\ndeny = [\"https://h.test/admin\"]\n",
+    )
+    .unwrap();
+    let opts = LoadOptions {
+        managed: vec![],
+        home: Some(dir.path().to_path_buf()),
+        ..LoadOptions::default()
+    };
+    let mut pdp = Pdp::new(Manifest::load(&p, &opts).unwrap()).unwrap();
+    let mut at = |url: &str| pdp.decide(&Action::new(ActionKind::NetConnect, url));
+    // Another path: what the manifest says of the host (unknown: ask), not "only these paths".
+    assert_eq!(at("https://h.test/docs").effect, Effect::Ask);
+    assert_eq!(at("https://h.test/admin/users").effect, Effect::Deny);
+    assert_eq!(at("https://h.test/ADMIN").effect, Effect::Deny);
 }

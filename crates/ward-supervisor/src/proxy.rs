@@ -37,6 +37,8 @@ pub const TRUST_VARS: &[&str] = &[
     "CURL_CA_BUNDLE",
     "NODE_EXTRA_CA_CERTS",
     "GIT_SSL_CAINFO",
+    // Codex CLI's own (its HTTP client reads it beside SSL_CERT_FILE).
+    "CODEX_CA_CERTIFICATE",
 ];
 
 /// Whether a session opens TLS to some destinations: `inspect`, credentials, or `https` entries
@@ -45,9 +47,7 @@ pub fn opens_tls(m: &Manifest) -> bool {
     m.inspect.is_some()
         || m.git_push.is_some()
         || !m.credentials.is_empty()
-        || m.network
-            .iter()
-            .any(|e| e.path.is_some() && e.dest.scheme == "https")
+        || m.path_destinations().iter().any(|d| d.scheme == "https")
 }
 
 /// TLS inspection for a session whose manifest turns it on: the session's own certificate
@@ -77,10 +77,10 @@ pub fn interception(
             .iter()
             .filter_map(|c| name(&c.to))
             .chain(
-                m.network
-                    .iter()
-                    .filter(|e| e.path.is_some() && e.dest.scheme == "https")
-                    .filter_map(|e| name(&e.dest)),
+                m.path_destinations()
+                    .into_iter()
+                    .filter(|d| d.scheme == "https")
+                    .filter_map(name),
             )
             .collect()
     });
@@ -201,7 +201,7 @@ pub fn describe(m: &Manifest) -> serde_json::Value {
     json!({
         "proxy": format!("127.0.0.1:{}", ward_net::PROXY_PORT),
         "inspect": m.inspect.is_some(),
-        "destinations": m.network.iter().map(|e| json!({"dest": e.dest.to_string(), "effect": e.effect.as_str()})).collect::<Vec<_>>(),
+        "destinations": m.network.iter().map(|e| json!({"dest": e.shown(), "effect": e.effect.as_str()})).collect::<Vec<_>>(),
         "unknown": m.unknown_network.0.as_str(),
     })
 }

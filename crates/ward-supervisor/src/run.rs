@@ -1846,7 +1846,7 @@ fn launcher_config(
     lc.shm_size = limits.shm.as_ref().map(|(n, _)| *n);
     let mut scrub_extra: Vec<String> = m.env_scrub.iter().map(|(p, _)| p.clone()).collect();
     // A credential's secret read from a variable never reaches the agent by that variable.
-    scrub_extra.extend(m.credentials.iter().filter_map(|c| match &c.source {
+    scrub_extra.extend(credentials.iter().filter_map(|c| match &c.spec.source {
         ward_core::SecretSource::Env(v) => Some(v.clone()),
         _ => None,
     }));

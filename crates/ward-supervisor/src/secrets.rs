@@ -337,13 +337,25 @@ pub fn resolve(m: &Manifest) -> anyhow::Result<Vec<Credential>> {
     let mut out = Vec::new();
     let store = Store::open(store_dir()?);
     for c in &m.credentials {
+        if let Some(v) = c.unless_env.iter().find(|v| std::env::var_os(v).is_some()) {
+            eprintln!(
+                "ward: credential `{}` ({}) is not used: {v} is set (the agent's requests go \
+                 elsewhere, and the agent holds that place's key itself)",
+                c.name, c.origin
+            );
+            continue;
+        }
         let secret = match &c.source {
             SecretSource::Env(v) => std::env::var(v).ok(),
             SecretSource::Store(n) => store.get(n)?,
             SecretSource::Keychain(n) => keychain_get(n)
                 .with_context(|| format!("credential `{}` ({})", c.name, c.origin))?,
         };
-        let Some(secret) = secret.filter(|s| !s.trim().is_empty()) else {
+        let secret = secret.filter(|s| !s.trim().is_empty());
+        if secret.is_none() && c.optional {
+            continue;
+        }
+        let Some(secret) = secret else {
             let how = match &c.source {
                 SecretSource::Env(v) => {
                     format!("the variable {v} is not set in the environment `ward run` starts in")
@@ -358,7 +370,19 @@ pub fn resolve(m: &Manifest) -> anyhow::Result<Vec<Credential>> {
             };
             bail!("credential `{}` ({}): {how}", c.name, c.origin);
         };
-        out.push(Credential::new(c.clone(), secret).map_err(anyhow::Error::msg)?);
+        match Credential::new(c.clone(), secret) {
+            Ok(cred) => out.push(cred),
+            // A profile's key of a shape Ward cannot stand in for: the agent keeps it as it
+            // would without the profile's entry, and the person is told.
+            Err(e) if c.optional => {
+                eprintln!(
+                    "ward: warning: credential `{}` ({}): {e}; the agent holds that key itself",
+                    c.name, c.origin
+                );
+                continue;
+            }
+            Err(e) => bail!("credential `{}` ({}): {e}", c.name, c.origin),
+        }
     }
     Ok(out)
 }

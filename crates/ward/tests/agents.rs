@@ -145,13 +145,29 @@ fn check(seen: &Seen, profile: &str, key: (&str, &str)) {
         .find(|r| r["kind"] == "session.start")
         .unwrap();
     assert_eq!(start["detail"]["profile"]["name"], profile);
+    // Its key's variable: the real value taken out (on the start record's list), a
+    // placeholder put in.
     let removed = start["detail"]["env_removed"].to_string();
-    assert!(!removed.contains(key.0), "{} was removed: {removed}", key.0);
-    let kv = format!("{}={}", key.0, key.1);
+    assert!(removed.contains(key.0), "{} was passed as it was: {removed}", key.0);
+    // It holds a placeholder of its key's shape, never the key (the profile's credential).
+    let held = seen
+        .environ
+        .iter()
+        .find_map(|kv| kv.strip_prefix(&format!("{}=", key.0)))
+        .unwrap_or_else(|| panic!("the agent holds no {} inside", key.0));
+    assert_eq!(held.len(), key.1.len(), "{held}");
+    assert_ne!(held, key.1, "the agent holds the real key");
     assert!(
-        seen.environ.contains(&kv),
-        "the agent holds {} inside",
-        key.0
+        !seen.environ.iter().any(|kv| kv.contains(key.1)),
+        "the real key is in the agent's environment"
+    );
+    // And it trusts the session's authority, which the proxy's TLS toward its API is from.
+    assert!(
+        seen.environ
+            .iter()
+            .any(|kv| kv.starts_with("SSL_CERT_FILE=")),
+        "{:?}",
+        seen.environ
     );
     let home = format!("HOME={}", seen.env.p("home").display());
     assert!(seen.environ.contains(&home), "HOME is the person's path");

@@ -112,7 +112,8 @@ fn merge(m: &mut Manifest, admin: Manifest, has_files: bool, has_network: bool) 
                     // cannot be combined (the entry goes: fail closed).
                     let path = match (&e.path, &a.path) {
                         (p, None) | (None, p) => p.clone(),
-                        (Some(x), Some(y)) if x == y => Some(x.clone()),
+                        // The user's, when the managed file's takes it in.
+                        (Some(x), Some(y)) if y.matches(x.as_str(), false) => Some(x.clone()),
                         _ => continue,
                     };
                     let effect = e.effect.max(a.effect);

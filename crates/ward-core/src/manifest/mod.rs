@@ -390,9 +390,11 @@ impl GitRepo {
 }
 
 /// A smart-HTTP `git push` in a request: the repository's path (without `.git`), when the
-/// request is one (`GET .../info/refs?service=git-receive-pack`, `POST .../git-receive-pack`).
-pub fn git_push_repo(target: &str) -> Option<&str> {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+/// request is one (`GET .../info/refs?service=git-receive-pack`, `POST .../git-receive-pack`),
+/// read with its %-escapes undone as a server would (`git-receive%2Dpack` is a push).
+pub fn git_push_repo(target: &str) -> Option<String> {
+    let decoded = percent_decoded(target);
+    let (path, query) = decoded.split_once('?').unwrap_or((&decoded, ""));
     let repo = match path.strip_suffix("/git-receive-pack") {
         Some(r) => r,
         None => {
@@ -406,7 +408,32 @@ pub fn git_push_repo(target: &str) -> Option<&str> {
             r
         }
     };
-    Some(repo.strip_suffix(".git").unwrap_or(repo))
+    Some(repo.strip_suffix(".git").unwrap_or(repo).to_string())
+}
+
+/// `s` with every `%XX` decoded (bytes that are not UTF-8 shown as U+FFFD).
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Where a credential's secret comes from.
@@ -465,6 +492,13 @@ pub struct CredentialSpec {
     /// The path the request's must start with (`/` for any).
     pub path: String,
     pub placement: Placement,
+    /// A secret that cannot be had leaves the credential out (the agent then gets no
+    /// variable) instead of stopping the session: the agent profiles' entries, for people who
+    /// sign in another way.
+    pub optional: bool,
+    /// Not in effect when `ward run` starts with any of these variables set (a base URL that
+    /// sends the agent's requests elsewhere, with the key of that place).
+    pub unless_env: Vec<String>,
     pub origin: Origin,
 }
 
@@ -583,6 +617,33 @@ pub struct ManifestError {
 }
 
 impl Manifest {
+    /// Whether some network entry (the manifest's or a managed file's) names paths of
+    /// `scheme://host:port`: its requests are then decided by path, and a tunnel to it that
+    /// does not show them is refused.
+    pub fn has_paths_at(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let at = |e: &NetEntry| e.path.is_some() && e.dest.matches(scheme, host, port);
+        self.network.iter().any(at)
+            || self
+                .ceilings
+                .iter()
+                .any(|c| c.network.as_ref().is_some_and(|(n, _, _)| n.iter().any(at)))
+    }
+
+    /// Every `(scheme, host, port)` named with paths (for opening TLS to those in https).
+    pub fn path_destinations(&self) -> Vec<&Destination> {
+        self.network
+            .iter()
+            .chain(
+                self.ceilings
+                    .iter()
+                    .filter_map(|c| c.network.as_ref())
+                    .flat_map(|(n, _, _)| n.iter()),
+            )
+            .filter(|e| e.path.is_some())
+            .map(|e| &e.dest)
+            .collect()
+    }
+
     /// Whether any rule or policy speaks to file writes or deletions (the review judges staged
     /// changes by them; direct grants hold what they deny read-only).
     pub fn has_file_rules(&self) -> bool {

@@ -62,7 +62,7 @@ allow = [
 ]
 
 [env]
-# Its own key and settings (until Ward's credential broker holds the key).
+# Its own key and settings (the keys pass as placeholders: see [[credentials]] below).
 keep = [
   "ANTHROPIC_API_KEY",
   "ANTHROPIC_AUTH_TOKEN",
@@ -76,6 +76,33 @@ scrub = ["OPENAI_*", "CODEX_*", "GEMINI_*", "GOOGLE_API_KEY"]
 # No telemetry, error reports or update checks (they would only be refused), and no
 # self-update (its installation is read-only inside).
 set = { CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_AUTOUPDATER = "1" }
+
+# Its keys stay with Ward: the agent holds placeholders, the proxy puts each key in
+# toward the API only (not when a base URL sends its requests elsewhere).
+[[credentials]]
+name = "anthropic-api-key"
+secret = "env:ANTHROPIC_API_KEY"
+env = "ANTHROPIC_API_KEY"
+to = "https://api.anthropic.com/"
+header = "x-api-key"
+optional = true
+unless_env = ["ANTHROPIC_BASE_URL"]
+[[credentials]]
+name = "anthropic-auth-token"
+secret = "env:ANTHROPIC_AUTH_TOKEN"
+env = "ANTHROPIC_AUTH_TOKEN"
+to = "https://api.anthropic.com/"
+header = "authorization"
+optional = true
+unless_env = ["ANTHROPIC_BASE_URL"]
+[[credentials]]
+name = "claude-oauth-token"
+secret = "env:CLAUDE_CODE_OAUTH_TOKEN"
+env = "CLAUDE_CODE_OAUTH_TOKEN"
+to = "https://api.anthropic.com/"
+header = "authorization"
+optional = true
+unless_env = ["ANTHROPIC_BASE_URL"]
 "#,
         seed: &[],
         never: &[
@@ -128,6 +155,25 @@ keep = [
   "OPENAI_PROJECT",
 ]
 scrub = ["ANTHROPIC_*", "CLAUDE_*", "GEMINI_*", "GOOGLE_API_KEY"]
+
+# Its keys stay with Ward: the agent holds placeholders, the proxy puts each key in
+# toward the API only (not when a base URL sends its requests elsewhere).
+[[credentials]]
+name = "openai-api-key"
+secret = "env:OPENAI_API_KEY"
+env = "OPENAI_API_KEY"
+to = "https://api.openai.com/"
+header = "authorization"
+optional = true
+unless_env = ["OPENAI_BASE_URL"]
+[[credentials]]
+name = "codex-api-key"
+secret = "env:CODEX_API_KEY"
+env = "CODEX_API_KEY"
+to = "https://api.openai.com/"
+header = "authorization"
+optional = true
+unless_env = ["OPENAI_BASE_URL"]
 "#,
         seed: &[Seed {
             path: ".codex/config.toml",
@@ -176,6 +222,25 @@ keep = [
 scrub = ["ANTHROPIC_*", "CLAUDE_*", "OPENAI_*", "CODEX_*"]
 # Its own sandbox (a container or macOS seatbelt) off: Ward is its sandbox.
 set = { GEMINI_SANDBOX = "false" }
+
+# Its keys stay with Ward: the agent holds placeholders, the proxy puts each key in
+# toward the API only (not when a base URL sends its requests elsewhere).
+[[credentials]]
+name = "gemini-api-key"
+secret = "env:GEMINI_API_KEY"
+env = "GEMINI_API_KEY"
+to = "https://generativelanguage.googleapis.com/"
+header = "x-goog-api-key"
+optional = true
+unless_env = ["GOOGLE_GEMINI_BASE_URL"]
+[[credentials]]
+name = "google-api-key"
+secret = "env:GOOGLE_API_KEY"
+env = "GOOGLE_API_KEY"
+to = "https://generativelanguage.googleapis.com/"
+header = "x-goog-api-key"
+optional = true
+unless_env = ["GOOGLE_GEMINI_BASE_URL"]
 "#,
         seed: &[Seed {
             path: ".gemini/settings.json",
@@ -324,6 +389,18 @@ fn merge(m: &mut Manifest, p: Manifest) {
     m.rules.extend(p.rules);
     m.env_scrub.extend(p.env_scrub);
     m.env_keep.extend(p.env_keep);
+    // The profile's credentials, unless the person's manifest has one of the name or for the
+    // variable.
+    for c in p.credentials {
+        if !m
+            .credentials
+            .iter()
+            .any(|x| x.name == c.name || (x.env.is_some() && x.env == c.env))
+            && !m.env_set.iter().any(|(k, _, _)| Some(k) == c.env.as_ref())
+        {
+            m.credentials.push(c);
+        }
+    }
     for (k, v, o) in p.env_set {
         if !m.env_set.iter().any(|(n, _, _)| *n == k) {
             m.env_set.push((k, v, o));

@@ -51,6 +51,8 @@ pub struct CredentialDoc {
     pub header: Option<At<String>>,
     pub query: Option<At<String>>,
     pub basic: Option<At<bool>>,
+    pub optional: Option<At<bool>>,
+    pub unless_env: Vec<At<String>>,
 }
 
 #[derive(Debug)]
@@ -166,6 +168,9 @@ struct TomlCredential {
     header: Option<Spanned<String>>,
     query: Option<Spanned<String>>,
     basic: Option<Spanned<bool>>,
+    optional: Option<Spanned<bool>>,
+    #[serde(default)]
+    unless_env: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -352,6 +357,8 @@ pub fn parse_toml(src: &str) -> Result<Doc, SyntaxError> {
                 header: c.header.map(at),
                 query: c.query.map(at),
                 basic: c.basic.map(|b| spanned(src, b)),
+                optional: c.optional.map(|b| spanned(src, b)),
+                unless_env: list(c.unless_env),
             })
             .collect(),
         rules: doc

@@ -877,17 +877,26 @@ fn destinations_with_paths_and_git_push_repositories() {
     let repos = m.git_push.as_ref().unwrap();
     assert_eq!(repos[0].path.as_str(), "/acme/tool");
     assert_eq!(repos[1].path.as_str(), "/acme/lib");
+    let push = |t: &str| crate::git_push_repo(t);
     assert_eq!(
-        crate::git_push_repo("/acme/tool.git/info/refs?service=git-receive-pack"),
+        push("/acme/tool.git/info/refs?service=git-receive-pack").as_deref(),
         Some("/acme/tool")
     );
     assert_eq!(
-        crate::git_push_repo("/acme/tool.git/info/refs?service=git-upload-pack"),
+        push("/acme/tool.git/info/refs?service=git-upload-pack"),
         None
     );
     assert_eq!(
-        crate::git_push_repo("/acme/tool/git-receive-pack"),
+        push("/acme/tool/git-receive-pack").as_deref(),
         Some("/acme/tool")
+    );
+    assert_eq!(
+        push("/acme/other/git-receive%2Dpack").as_deref(),
+        Some("/acme/other")
+    );
+    assert_eq!(
+        push("/acme/other/info/refs?service=git%2Dreceive-pack").as_deref(),
+        Some("/acme/other")
     );
     let text = crate::Explanation(&m).to_string();
     assert!(text.contains("requests whose path matches"), "{text}");

@@ -868,6 +868,22 @@ fn credentials(
             to,
             path: path.to_string(),
             placement,
+            optional: c.optional.as_ref().is_some_and(|o| o.value),
+            unless_env: c
+                .unless_env
+                .iter()
+                .map(|u| {
+                    env_set_check(&u.value, "")
+                        .map(|()| u.value.clone())
+                        .or_else(|e| {
+                            if e.contains("set by Ward") {
+                                Ok(u.value.clone())
+                            } else {
+                                Err(cx.err(u.pos, e))
+                            }
+                        })
+                })
+                .collect::<Result<_, _>>()?,
             origin: cx.origin(c.name.pos),
         });
     }

@@ -99,7 +99,7 @@ impl Proxy {
         }
         // Path rules: each request to a destination some entries name paths of is decided by
         // its path (before its body is read).
-        if self.inner.has_paths {
+        if self.inner.has_paths && self.inner.manifest.has_paths_at(scheme, &dest, auth.port) {
             let a = Action {
                 dest: Some(dest.clone()),
                 port: Some(auth.port),
@@ -148,7 +148,7 @@ impl Proxy {
             self.inner.manifest.git_push.as_ref(),
             ward_core::git_push_repo(target),
         ) {
-            let named = ward_core::plain_path(repo).is_some_and(|r| {
+            let named = ward_core::plain_path(&repo).is_some_and(|r| {
                 repos
                     .iter()
                     .any(|g| g.dest.matches(scheme, &dest, auth.port) && g.path.matches(r, false))
@@ -158,7 +158,7 @@ impl Proxy {
                     format!(
                     "git push to {scheme}://{auth}{} refused: [network] git_push allows pushes \
                      only to {}",
-                    ward_core::inert::line(repo),
+                    ward_core::inert::line(&repo),
                     if repos.is_empty() {
                         "no repository".to_string()
                     } else {
@@ -463,7 +463,11 @@ impl Proxy {
                 agent: self.inner.broker.agent().map(str::to_string),
                 ..Action::new(ActionKind::NetUpload, shown.clone())
             };
-            let d = self.policy(&a);
+            // Decided on the real target (the one recorded may have a secret withheld).
+            let d = self.policy(&Action {
+                resource: format!("{scheme}://{auth}{target}"),
+                ..a.clone()
+            });
             let ok = d.effect == Effect::Allow;
             if !ok {
                 let status = if over_limit {

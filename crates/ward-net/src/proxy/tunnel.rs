@@ -235,15 +235,18 @@ impl Proxy {
             .as_ref()
             .is_some_and(|i| i.inspects(&auth.host.as_match(), auth.port));
         // A destination with path rules is reached only with its requests in view.
+        // (Whatever the tunnel's scheme: a loopback service or a `ws://` tunnel carries raw
+        // bytes whose paths nobody decides.)
+        let host = auth.host.as_match();
         let pathy = self.inner.has_paths
-            && self.inner.manifest.network.iter().any(|e| {
-                e.path.is_some() && e.dest.matches("https", &auth.host.as_match(), auth.port)
-            });
+            && ["https", "http"]
+                .iter()
+                .any(|s| self.inner.manifest.has_paths_at(s, &host, auth.port));
         if pathy && !(tls && inspects) {
             let why = format!(
-                "https://{auth} has path rules: its requests are decided one by one, which \
-                 needs its TLS opened (ward run opens it; `ward proxy` and tunnels that are not \
-                 TLS cannot)"
+                "{auth} has path rules: its requests are decided one by one, which needs them \
+                 in view (TLS opened: ward run opens it; `ward proxy`, raw tunnels and \
+                 loopback services cannot show them)"
             );
             let d = Decision::new(Effect::Deny, By::builtin("paths"), why);
             self.note(self.event(&action, &d, json!({"via": via})));
