@@ -216,23 +216,7 @@ async fn get(
     (origin, path): (SocketAddr, &str),
     start: Instant,
 ) -> (u64, Duration) {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(root.clone()).unwrap();
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());
-    let t = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(name, s)
-        .await
-        .unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(t))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut send = https1(s, root, IpAddr::from([127, 0, 0, 1])).await;
     let req = hyper::Request::builder()
         .uri(path)
         .header("host", origin.to_string())
@@ -250,6 +234,31 @@ async fn get(
         }
     }
     (n, first.unwrap_or_else(|| start.elapsed()))
+}
+
+/// An HTTP/1.1 client over TLS on `s`, trusting only `root`, for the server at `ip`.
+async fn https1(
+    s: impl Io,
+    root: &CertificateDer<'static>,
+    ip: IpAddr,
+) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let t = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::IpAddress(ip.into()), s)
+        .await
+        .unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(t))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -464,23 +473,7 @@ async fn post_many(
     n: usize,
     body: &Bytes,
 ) {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(root.clone()).unwrap();
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = ServerName::IpAddress(origin.ip().into());
-    let t = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(name, s)
-        .await
-        .unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(t))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut send = https1(s, root, origin.ip()).await;
     for _ in 0..n {
         send.ready().await.unwrap();
         let req = hyper::Request::builder()

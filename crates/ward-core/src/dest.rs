@@ -70,7 +70,10 @@ impl PathPattern {
             return true;
         }
         // (`/admin/*` holds `/admin` itself too.)
-        if fold && p.strip_suffix(b"/*").is_some_and(|base| glob(base, s, fold)) {
+        if fold
+            && p.strip_suffix(b"/*")
+                .is_some_and(|base| glob(base, s, fold))
+        {
             return true;
         }
         fold && s

@@ -36,20 +36,7 @@ async fn send(w: &World, req: &[u8]) -> Resp {
     read_response(&mut s).await
 }
 
-fn b64(data: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::new();
-    for c in data.chunks(3) {
-        let n = c.iter().fold(0u32, |a, &b| (a << 8) | b as u32) << (8 * (3 - c.len()));
-        for k in 0..=c.len() {
-            s.push(A[((n >> (18 - 6 * k)) & 63) as usize] as char);
-        }
-    }
-    while !s.len().is_multiple_of(4) {
-        s.push('=');
-    }
-    s
-}
+use ward_scan::decode::base64_encode as b64;
 
 /// The refusal names the rule, masks the secret, and a deny with the finding is on record.
 fn refused(w: &World, r: &Resp, place: &str) {

@@ -491,23 +491,26 @@ fn the_managed_file_bounds_user_rules_and_policies() {
     );
 }
 
-#[test]
-fn path_rules_decide_each_request_and_spellings_do_not_get_around_them() {
+/// A decision point for a manifest of network entries only.
+fn pdp_of(manifest: &str) -> Pdp {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("ward.toml");
-    fs::write(
-        &p,
-        "name = \"t\"\n[network]\nallow = [\"https://api.github.com/repos/acme/*\", \
-         \"https://docs.test\"]\ndeny = [\"https://api.github.com/repos/acme/secret*\", \
-         \"https://docs.test/admin/*\"]\n",
-    )
-    .unwrap();
+    fs::write(&p, manifest).unwrap();
     let opts = LoadOptions {
         managed: vec![],
         home: Some(dir.path().to_path_buf()),
         ..LoadOptions::default()
     };
-    let mut pdp = Pdp::new(Manifest::load(&p, &opts).unwrap()).unwrap();
+    Pdp::new(Manifest::load(&p, &opts).unwrap()).unwrap()
+}
+
+#[test]
+fn path_rules_decide_each_request_and_spellings_do_not_get_around_them() {
+    let mut pdp = pdp_of(
+        "name = \"t\"\n[network]\nallow = [\"https://api.github.com/repos/acme/*\", \
+         \"https://docs.test\"]\ndeny = [\"https://api.github.com/repos/acme/secret*\", \
+         \"https://docs.test/admin/*\"]\n",
+    );
     let mut at = |url: &str| pdp.decide(&Action::new(ActionKind::NetConnect, url));
     // The connection: allowed, its requests decided one by one.
     let c = at("https://api.github.com:443");
@@ -562,19 +565,8 @@ fn path_rules_decide_each_request_and_spellings_do_not_get_around_them() {
 
 #[test]
 fn a_deny_of_some_paths_says_nothing_of_the_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("ward.toml");
-    fs::write(
-        &p,
-        "name = \"t\"\n[network]\nunknown = \"ask\"\ndeny = [\"https://h.test/admin\"]\n",
-    )
-    .unwrap();
-    let opts = LoadOptions {
-        managed: vec![],
-        home: Some(dir.path().to_path_buf()),
-        ..LoadOptions::default()
-    };
-    let mut pdp = Pdp::new(Manifest::load(&p, &opts).unwrap()).unwrap();
+    let mut pdp =
+        pdp_of("name = \"t\"\n[network]\nunknown = \"ask\"\ndeny = [\"https://h.test/admin\"]\n");
     let mut at = |url: &str| pdp.decide(&Action::new(ActionKind::NetConnect, url));
     // Another path: what the manifest says of the host (unknown: ask), not "only these paths".
     assert_eq!(at("https://h.test/docs").effect, Effect::Ask);

@@ -473,20 +473,7 @@ mod tests {
 
     const SECRET: &[u8] = b"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";
 
-    fn b64(data: &[u8]) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut s = String::new();
-        for c in data.chunks(3) {
-            let n = c.iter().fold(0u32, |a, &b| (a << 8) | b as u32) << (8 * (3 - c.len()));
-            for k in 0..=c.len() {
-                s.push(A[((n >> (18 - 6 * k)) & 63) as usize] as char);
-            }
-        }
-        while !s.len().is_multiple_of(4) {
-            s.push('=');
-        }
-        s
-    }
+    use super::base64_encode as b64;
 
     #[test]
     fn base64_anywhere_in_a_run_and_across_line_breaks() {

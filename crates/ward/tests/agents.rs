@@ -148,7 +148,11 @@ fn check(seen: &Seen, profile: &str, key: (&str, &str)) {
     // Its key's variable: the real value taken out (on the start record's list), a
     // placeholder put in.
     let removed = start["detail"]["env_removed"].to_string();
-    assert!(removed.contains(key.0), "{} was passed as it was: {removed}", key.0);
+    assert!(
+        removed.contains(key.0),
+        "{} was passed as it was: {removed}",
+        key.0
+    );
     // It holds a placeholder of its key's shape, never the key (the profile's credential).
     let held = seen
         .environ

@@ -73,6 +73,14 @@ impl Proxy {
             .map_err(|e| self.bad_request(via, &shown, &format!("bad host in the URL: {e}")))?;
         // The host as rules and records name it (formatted once per request).
         let dest = auth.host.as_match();
+        // This request as an upload (what its refusals and its upload decision are recorded as).
+        let upload = Action {
+            dest: Some(dest.clone()),
+            port: Some(auth.port),
+            scheme: Some(scheme.into()),
+            agent: self.inner.broker.agent().map(str::to_string),
+            ..Action::new(ActionKind::NetUpload, shown.clone())
+        };
         // The Host header must name what the URL names: a server behind the vetted address
         // may route on Host, so a different one would reach a host nobody decided on.
         for h in req.headers().get_all(HOST) {
@@ -168,15 +176,8 @@ impl Proxy {
                 let by = repos
                     .first()
                     .map_or(By::builtin("git_push"), |r| By::manifest(&r.origin));
-                let a = Action {
-                    dest: Some(dest.clone()),
-                    port: Some(auth.port),
-                    scheme: Some(scheme.into()),
-                    agent: self.inner.broker.agent().map(str::to_string),
-                    ..Action::new(ActionKind::NetUpload, shown.clone())
-                };
                 let d = Decision::new(Effect::Deny, by, why);
-                self.note(self.event(&a, &d, json!({"via": via, "git": "push"})));
+                self.note(self.event(&upload, &d, json!({"via": via, "git": "push"})));
                 return Err(Refusal::new(
                     StatusCode::FORBIDDEN,
                     socks::REP_NOT_ALLOWED,
@@ -230,14 +231,8 @@ impl Proxy {
                 Err(e) => Some(e),
             };
             if let Some(why) = why {
-                let a = Action {
-                    dest: Some(dest.clone()),
-                    port: Some(auth.port),
-                    scheme: Some(scheme.into()),
-                    ..Action::new(ActionKind::NetUpload, shown.clone())
-                };
                 let d = Decision::new(Effect::Deny, self.upload_by(), why.clone());
-                self.note(self.event(&a, &d, json!({"via": via})));
+                self.note(self.event(&upload, &d, json!({"via": via})));
                 return Err(Refusal::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     socks::REP_NOT_ALLOWED,
@@ -314,13 +309,6 @@ impl Proxy {
         let mut rest = rest;
         // (Toward loopback only credentials' placeholders are looked for.)
         if scanning && (!local || !self.inner.marks.is_empty()) {
-            let upload = Action {
-                dest: Some(dest.clone()),
-                port: Some(auth.port),
-                scheme: Some(scheme.into()),
-                agent: self.inner.broker.agent().map(str::to_string),
-                ..Action::new(ActionKind::NetUpload, shown.clone())
-            };
             let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
             let marks = &self.inner.marks;
             let mut leaks = dlp::head(target, &parts.headers, &dest, marks);
@@ -421,14 +409,8 @@ impl Proxy {
             match crate::credentials::put_in(&self.inner.credentials, &mut parts, to) {
                 Ok(names) => *lock(&found.put) = names,
                 Err(why) => {
-                    let a = Action {
-                        dest: Some(dest.clone()),
-                        port: Some(auth.port),
-                        scheme: Some(scheme.into()),
-                        ..Action::new(ActionKind::NetUpload, shown.clone())
-                    };
                     let d = Decision::new(Effect::Deny, By::builtin("credentials"), why);
-                    self.note(self.event(&a, &d, json!({"via": via})));
+                    self.note(self.event(&upload, &d, json!({"via": via})));
                     return Err(Refusal::new(
                         StatusCode::FORBIDDEN,
                         socks::REP_NOT_ALLOWED,
@@ -456,12 +438,8 @@ impl Proxy {
             .is_some_and(|(l, _)| total > *l);
         if has_body || total > TUNNEL_FREE || over_limit {
             let a = Action {
-                dest: Some(dest.clone()),
-                port: Some(auth.port),
-                scheme: Some(scheme.into()),
                 size: Some(total),
-                agent: self.inner.broker.agent().map(str::to_string),
-                ..Action::new(ActionKind::NetUpload, shown.clone())
+                ..upload.clone()
             };
             // Decided on the real target (the one recorded may have a secret withheld).
             let d = self.policy(&Action {
