@@ -252,7 +252,10 @@ impl Scanning {
     /// Read the window for encoded forms (all of it at the end); false when a finding stops
     /// the body.
     fn view(&mut self, end: bool) -> bool {
-        let fresh = self.window.len().min(self.offset() - self.viewed);
+        let fresh = self
+            .window
+            .len()
+            .min(self.offset().saturating_sub(self.viewed));
         if fresh == 0 || (!end && fresh < VIEW_WINDOW) {
             return true;
         }
