@@ -328,3 +328,27 @@ fn findings_all_allowed_is_no_scan_at_all() {
         })
     });
 }
+
+#[test]
+fn huge_or_many_headers_get_a_clear_refusal_and_the_proxy_lives_on() {
+    in_netns(|| {
+        rt().block_on(async {
+            let hits = http_server(&format!("{API}:80")).await;
+            let w = World::start(ALLOW, &[]).await;
+            w.stub.set("api.test", vec![vec![API]]);
+            // One header past the proxy's 64 KiB for a request head, and 500 small ones.
+            let big = format!("X-Big: {}\r\n", "a".repeat(100 * 1024));
+            let many: String = (0..500).map(|i| format!("X-H{i}: v\r\n")).collect();
+            for extra in [big, many] {
+                let mut s = w.tcp().await;
+                let req = format!("GET http://api.test/ HTTP/1.1\r\nHost: api.test\r\n{extra}\r\n");
+                let _ = s.write_all(req.as_bytes()).await;
+                let r = read_response(&mut s).await;
+                assert!(r.status == 431 || r.status == 400, "{r:?}");
+            }
+            assert_eq!(hits.load(Ordering::SeqCst), 0);
+            // Still serving.
+            assert_eq!(w.get("http://api.test/ok", "api.test").await.status, 200);
+        })
+    });
+}
