@@ -490,17 +490,14 @@ async fn read_one(s: &mut TcpStream, buf: &mut Vec<u8>) {
     }
 }
 
-/// One 256 MiB download through a CONNECT tunnel (or directly); MB/s.
-async fn stream(via: Option<SocketAddr>, port: u16) -> f64 {
-    let target: SocketAddr = format!("{SERVER}:{port}").parse().unwrap();
-    let start = Instant::now();
+/// A TCP connection to `target`, through a CONNECT tunnel of the proxy at `via` (its `200`
+/// read), or directly.
+pub(crate) async fn tunnel(target: SocketAddr, via: Option<SocketAddr>) -> TcpStream {
     let mut s = TcpStream::connect(via.unwrap_or(target)).await.unwrap();
     if via.is_some() {
-        s.write_all(
-            format!("CONNECT {SERVER}:{port} HTTP/1.1\r\nHost: {SERVER}:{port}\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
+        s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
         let mut head = Vec::new();
         let mut b = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
@@ -513,6 +510,14 @@ async fn stream(via: Option<SocketAddr>, port: u16) -> f64 {
             String::from_utf8_lossy(&head)
         );
     }
+    s
+}
+
+/// One 256 MiB download through a CONNECT tunnel (or directly); MB/s.
+async fn stream(via: Option<SocketAddr>, port: u16) -> f64 {
+    let target: SocketAddr = format!("{SERVER}:{port}").parse().unwrap();
+    let start = Instant::now();
+    let mut s = tunnel(target, via).await;
     // A ClientHello without SNI (the CONNECT host is an address).
     s.write_all(&ward_net::tls::client_hello(None, false))
         .await
